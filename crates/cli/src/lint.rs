@@ -1,0 +1,99 @@
+//! `meshplane lint`: reads every file, reports every problem, exits 1 when any is an error.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use meshplane_spec::lint::{self, Linted};
+use meshplane_spec::{Code, Diagnostic, Severity, render};
+use serde_json::json;
+
+use crate::Format;
+use crate::files;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files or directories (searched recursively for *.odcs.yaml, *.odps.yaml, and any
+    /// .yaml/.yml/.json file whose kind is DataContract or DataProduct).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "human")]
+    format: Format,
+    /// Treat every warning as an error.
+    #[arg(long)]
+    strict: bool,
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let mut linted = Vec::new();
+    for found in files::collect(&args.paths)? {
+        let text = std::fs::read_to_string(&found.path)
+            .with_context(|| format!("cannot read {}", found.path.display()))?;
+        let file = lint::lint_text(found.path.display().to_string(), text);
+        if found.explicit || files::named_as_document(&found.path) || declares_known_kind(&file) {
+            linted.push(file);
+        }
+    }
+    lint::lint_across(&mut linted);
+    if args.strict {
+        lint::make_strict(&mut linted);
+    }
+    let errors: usize = linted.iter().map(|f| f.count(Severity::Error)).sum();
+    let warnings: usize = linted.iter().map(|f| f.count(Severity::Warning)).sum();
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Human => {
+            for file in &linted {
+                for d in &file.diagnostics {
+                    writeln!(out, "{}", render::human(&file.path, &file.text, d))?;
+                }
+            }
+            writeln!(
+                out,
+                "{} file(s) checked: {errors} error(s), {warnings} warning(s)",
+                linted.len()
+            )?;
+        }
+        Format::Json => {
+            let report = json!({
+                "files": linted.iter().map(|f| json!({
+                    "path": f.path,
+                    "diagnostics": f.diagnostics.iter().map(diagnostic_json).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "summary": { "files": linted.len(), "errors": errors, "warnings": warnings },
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        }
+    }
+    Ok(if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A file found in a directory is linted only when it is a contract or product (or does not
+/// even parse, which the user should hear about when it is named like one).
+fn declares_known_kind(file: &Linted) -> bool {
+    file.documents.iter().any(|d| {
+        d.document.is_some()
+            || d.diagnostics
+                .iter()
+                .any(|x| x.code == Code::UnsupportedApiVersion)
+    })
+}
+
+pub fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
+    json!({
+        "code": d.code.as_str(),
+        "severity": d.severity,
+        "message": d.message,
+        "line": d.span.start.line,
+        "column": d.span.start.col,
+        "endLine": d.span.end.line,
+        "endColumn": d.span.end.col,
+        "hint": d.hint,
+    })
+}

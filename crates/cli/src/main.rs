@@ -1,0 +1,53 @@
+//! The `meshplane` binary: parses the command line and hands each command to its module.
+//! Exit codes: 0 success, 1 the command found problems, 2 usage or I/O error.
+
+mod diff;
+mod files;
+mod lint;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "meshplane",
+    version,
+    about = "A composable control plane for a data mesh"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Human,
+    /// For machines.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check ODCS contracts and ODPS products: every problem at once, each with a code.
+    Lint(lint::Args),
+    /// Compare two versions of a contract and classify every change.
+    Diff(diff::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Lint(args) => lint::run(&args),
+        Command::Diff(args) => diff::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

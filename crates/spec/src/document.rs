@@ -1,0 +1,246 @@
+//! From text to typed documents: recognise the kind and version, then decode.
+//!
+//! A text may hold several YAML documents (`---`); each is recognised on its own by its
+//! `kind` and `apiVersion`. When `kind` or `apiVersion` is missing the document is still
+//! decoded, against the newest version of the standard its other fields suggest, so the
+//! user sees every other problem too.
+
+use serde::Serialize;
+
+use crate::decode::{Cx, DocVersion};
+use crate::diag::{Code, Diagnostic};
+use crate::model::odcs::{DataContract, decode_contract};
+use crate::model::odps::{DataProduct, decode_product};
+use crate::tree::{self, Node, Span};
+
+/// A typed document.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Document {
+    Contract(Box<DataContract>),
+    Product(Box<DataProduct>),
+}
+
+impl Document {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Document::Contract(_) => "DataContract",
+            Document::Product(_) => "DataProduct",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Document::Contract(c) => &c.id,
+            Document::Product(p) => &p.id,
+        }
+    }
+
+    pub fn version(&self) -> Option<&str> {
+        match self {
+            Document::Contract(c) => Some(&c.version),
+            Document::Product(p) => p.version.as_deref(),
+        }
+    }
+}
+
+/// One document of a text: the model (when its kind was recognised), the version it was
+/// read against, and every problem found.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub document: Option<Document>,
+    pub version: Option<DocVersion>,
+    pub node: Node,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Everything read from one text.
+#[derive(Clone, Debug, Default)]
+pub struct Text {
+    pub documents: Vec<Loaded>,
+    /// Problems of the text as a whole (syntax errors, duplicate keys).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Parses and decodes every document of a text.
+pub fn load(text: &str) -> Text {
+    let parsed = match tree::parse(text) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            return Text {
+                documents: Vec::new(),
+                diagnostics: vec![Diagnostic::new(Code::Syntax, err.span, err.message)],
+            };
+        }
+    };
+    let diagnostics = parsed
+        .duplicate_keys
+        .iter()
+        .map(|d| {
+            Diagnostic::new(
+                Code::DuplicateKey,
+                d.again,
+                format!("key `{}` appears twice in one mapping", d.key),
+            )
+            .hint(format!(
+                "the first `{}` is at line {}; only that one is read",
+                d.key, d.first.start.line
+            ))
+        })
+        .collect();
+    Text {
+        documents: parsed.documents.into_iter().map(load_node).collect(),
+        diagnostics,
+    }
+}
+
+/// Recognises and decodes one document node.
+pub fn load_node(node: Node) -> Loaded {
+    let mut early = Vec::new();
+    let Some(version) = recognise(&node, &mut early) else {
+        return Loaded {
+            document: None,
+            version: None,
+            node,
+            diagnostics: early,
+        };
+    };
+    let mut cx = Cx::new(version);
+    cx.diagnostics = early;
+    let document = if version.is_odcs() {
+        decode_contract(&node, &mut cx).map(|c| Document::Contract(Box::new(c)))
+    } else {
+        decode_product(&node, &mut cx).map(|p| Document::Product(Box::new(p)))
+    };
+    Loaded {
+        document,
+        version: Some(version),
+        node,
+        diagnostics: cx.diagnostics,
+    }
+}
+
+const ODCS_VERSIONS: &[DocVersion] = &[
+    DocVersion::Odcs300,
+    DocVersion::Odcs301,
+    DocVersion::Odcs302,
+    DocVersion::Odcs310,
+    DocVersion::Odcs320,
+];
+const ODPS_VERSIONS: &[DocVersion] = &[DocVersion::Odps090, DocVersion::Odps100];
+
+/// Decides which standard and version a document is read against.
+fn recognise(node: &Node, diagnostics: &mut Vec<Diagnostic>) -> Option<DocVersion> {
+    if node.entries().is_none() {
+        diagnostics.push(Diagnostic::new(
+            Code::WrongType,
+            node.span,
+            format!(
+                "a document must be a mapping with `kind` and `apiVersion`, found {}",
+                node.value.type_name()
+            ),
+        ));
+        return None;
+    }
+    let field = |key: &str| node.get(key).map(|n| (n.as_str(), n.span));
+    let api = field("apiVersion");
+    let kind = match field("kind") {
+        Some((Some(kind), span)) => Some((kind, span)),
+        Some((None, span)) => {
+            diagnostics.push(Diagnostic::new(
+                Code::WrongType,
+                span,
+                "`kind` must be a string",
+            ));
+            return None;
+        }
+        None => None,
+    };
+    let is_contract = match kind {
+        Some(("DataContract", _)) => true,
+        Some(("DataProduct", _)) => false,
+        Some((other, span)) => {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::UnknownKind,
+                    span,
+                    format!("`{other}` is not a kind meshplane reads"),
+                )
+                .hint("use `kind: DataContract` (ODCS) or `kind: DataProduct` (ODPS)"),
+            );
+            return None;
+        }
+        None => {
+            // Guess from the apiVersion so the rest of the document is still checked.
+            let guess = !matches!(api, Some((Some("v0.9.0" | "v1.0.0"), _)));
+            diagnostics.push(
+                Diagnostic::new(Code::MissingField, node.span, "the document has no `kind`")
+                    .hint("add `kind: DataContract` (ODCS) or `kind: DataProduct` (ODPS)"),
+            );
+            guess
+        }
+    };
+    let (known, latest, standard) = if is_contract {
+        (ODCS_VERSIONS, DocVersion::Odcs320, "ODCS")
+    } else {
+        (ODPS_VERSIONS, DocVersion::Odps100, "ODPS")
+    };
+    let names = || {
+        known
+            .iter()
+            .map(|v| v.api_version())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match api {
+        Some((Some(text), span)) => {
+            match known.iter().find(|v| v.api_version() == text) {
+                Some(v) => Some(*v),
+                None => {
+                    let mut d = Diagnostic::new(
+                        Code::UnsupportedApiVersion,
+                        span,
+                        format!("`{text}` is not a version of {standard} that meshplane reads"),
+                    )
+                    .hint(format!("use one of: {}", names()));
+                    if text.starts_with("v2.") {
+                        d = d.hint(format!("ODCS v2 documents have another layout: convert them to v3 (one of: {})", names()));
+                    } else if !text.starts_with('v')
+                        && known.iter().any(|v| &v.api_version()[1..] == text)
+                    {
+                        d = d.hint(format!("write `apiVersion: v{text}`"));
+                    }
+                    diagnostics.push(d);
+                    None
+                }
+            }
+        }
+        Some((None, span)) => {
+            diagnostics.push(
+                Diagnostic::new(Code::WrongType, span, "`apiVersion` must be a string")
+                    .hint(format!("use one of: {}", names())),
+            );
+            None
+        }
+        None => {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::MissingField,
+                    Span::at(node.span.start.line, node.span.start.col),
+                    "the document has no `apiVersion`",
+                )
+                .hint(format!(
+                    "add `apiVersion: {}`; the document was checked against it",
+                    latest.api_version()
+                )),
+            );
+            Some(latest)
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Typed models of the standards meshplane reads.
+
+pub mod common;
+pub mod odcs;
+pub mod odps;
+pub mod server;
