@@ -6,10 +6,12 @@
 
 pub mod decode;
 pub mod diag;
+pub mod diff;
 pub mod document;
 pub mod lint;
 pub mod model;
 pub mod render;
+pub mod sla;
 pub mod tree;
 pub mod version;
 
