@@ -258,7 +258,14 @@ impl<'n, 'c> Obj<'n, 'c> {
         let entries = self.node.entries()?;
         let index = entries.iter().position(|e| e.key == key)?;
         self.used[index] = true;
-        self.at.fields.push((key, entries[index].value.span));
+        // A collection is pointed at by its key: its own span starts on the next line.
+        let entry = &entries[index];
+        let span = if matches!(entry.value.value, Value::Map(_) | Value::Seq(_)) {
+            entry.key_span
+        } else {
+            entry.value.span
+        };
+        self.at.fields.push((key, span));
         Some(&entries[index].value)
     }
 
@@ -287,12 +294,14 @@ impl<'n, 'c> Obj<'n, 'c> {
         self.opt(key).unwrap_or_default()
     }
 
-    /// An optional field that exists only from version `since` of the standard on.
+    /// An optional field that exists only from version `since` of the standard on. Under an
+    /// earlier version of the same standard it is a warning (the field is understood and
+    /// kept); under the other standard it is an unknown field.
     pub fn since<T: Decode>(&mut self, key: &'static str, since: DocVersion) -> Option<T> {
         if self.has(key) && !self.version().at_least(since) {
             let span = self.key_span(key);
             let version = self.version();
-            self.cx.report(
+            let diagnostic = if since.is_odcs() == version.is_odcs() {
                 Diagnostic::new(
                     Code::NotInVersion,
                     span,
@@ -302,15 +311,15 @@ impl<'n, 'c> Obj<'n, 'c> {
                         version.api_version()
                     ),
                 )
-                .hint(if since.is_odcs() == version.is_odcs() {
-                    format!(
-                        "set `apiVersion: {}` or later, or remove `{key}`",
-                        since.api_version()
-                    )
-                } else {
-                    format!("remove `{key}`: only {} defines it", since.standard())
-                }),
-            );
+                .hint(format!(
+                    "set `apiVersion: {}` or later",
+                    since.api_version()
+                ))
+            } else {
+                unknown_field(key, span, self.what)
+                    .hint(format!("only {} defines `{key}` here", since.standard()))
+            };
+            self.cx.report(diagnostic);
         }
         self.opt(key)
     }

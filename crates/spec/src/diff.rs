@@ -704,7 +704,7 @@ fn rule_label(rule: &Any, key: &str) -> String {
     }
 }
 
-fn quality(path: &mut Vec<Seg>, old: &[Any], new: &[Any], out: &mut Vec<Change>) {
+fn quality(path: &mut [Seg], old: &[Any], new: &[Any], out: &mut Vec<Change>) {
     let (old_keys, new_keys) = (rule_keys(old), rule_keys(new));
     for (key, rule) in old_keys.iter().zip(old) {
         let label = rule_label(rule, key);
@@ -829,7 +829,7 @@ fn sla_values(a: &Any, b: &Any) -> Option<(Result<f64, String>, Result<f64, Stri
     Some((value(a)?, value(b)?))
 }
 
-fn sla_properties(path: &mut Vec<Seg>, old: &[Any], new: &[Any], out: &mut Vec<Change>) {
+fn sla_properties(path: &mut [Seg], old: &[Any], new: &[Any], out: &mut Vec<Change>) {
     for item in old {
         let key = sla_key(item);
         path.last_mut().expect("sla path").key = Some(key.clone());

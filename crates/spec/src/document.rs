@@ -70,7 +70,7 @@ pub struct Text {
 
 /// Parses and decodes every document of a text.
 pub fn load(text: &str) -> Text {
-    let parsed = match tree::parse(text) {
+    let parsed = match read(text) {
         Ok(parsed) => parsed,
         Err(err) => {
             return Text {
@@ -98,6 +98,18 @@ pub fn load(text: &str) -> Text {
         documents: parsed.documents.into_iter().map(load_node).collect(),
         diagnostics,
     }
+}
+
+/// Reads a text as JSON when it looks like JSON (YAML parsers refuse some valid JSON), as
+/// YAML otherwise. A YAML flow mapping also starts with `{`, so a text that fails as JSON
+/// but reads as YAML is YAML; when both fail, the JSON error is the precise one.
+pub fn read(text: &str) -> Result<tree::Parsed, tree::SyntaxError> {
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    if trimmed.starts_with(['{', '[']) {
+        return crate::json::parse(text.trim_start_matches('\u{feff}'))
+            .or_else(|json_error| tree::parse(text).map_err(|_| json_error));
+    }
+    tree::parse(text)
 }
 
 /// Recognises and decodes one document node.

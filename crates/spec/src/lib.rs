@@ -8,6 +8,7 @@ pub mod decode;
 pub mod diag;
 pub mod diff;
 pub mod document;
+pub mod json;
 pub mod lint;
 pub mod model;
 pub mod render;
