@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use meshplane_spec::lint::{self, Linted};
-use meshplane_spec::{Code, Diagnostic, Severity, render};
+use meshplane_spec::{Diagnostic, Severity, render};
 use serde_json::json;
 
 use crate::Format;
@@ -74,14 +74,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     })
 }
 
-/// A file found in a directory is linted only when it is a contract or product (or does not
-/// even parse, which the user should hear about when it is named like one).
+/// A file found in a directory is linted only when one of its documents says it is a
+/// contract or a product; other YAML (CI workflows, configuration) is left alone.
 fn declares_known_kind(file: &Linted) -> bool {
     file.documents.iter().any(|d| {
-        d.document.is_some()
-            || d.diagnostics
-                .iter()
-                .any(|x| x.code == Code::UnsupportedApiVersion)
+        matches!(
+            d.node.get("kind").and_then(|k| k.as_str()),
+            Some("DataContract" | "DataProduct")
+        )
     })
 }
 

@@ -341,6 +341,11 @@ impl<'n, 'c> Obj<'n, 'c> {
         Some(value)
     }
 
+    /// The span of a field's value once read (its key for collections).
+    pub fn span_of(&self, key: &str) -> Span {
+        self.at.field(key)
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.node.get(key).is_some()
     }

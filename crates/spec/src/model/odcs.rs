@@ -431,7 +431,7 @@ fn decode_property(node: &Node, cx: &mut Cx, named: bool) -> Option<Property> {
     let logical_type = o.opt::<String>("logicalType");
     if let Some(t) = &logical_type {
         let v = o.version();
-        let span = o.key_span("logicalType");
+        let span = o.span_of("logicalType");
         match LOGICAL_TYPES.iter().find(|(name, _)| name == t) {
             Some((_, since)) if !v.at_least(*since) => o.cx.report(
                 Diagnostic::new(

@@ -180,7 +180,7 @@ impl Decode for Server {
         if let Some(t) = server_type
             && !version.at_least(t.since)
         {
-            let span = o.key_span("type");
+            let span = o.span_of("type");
             o.cx.report(
                 Diagnostic::new(
                     Code::NotInVersion,
@@ -202,7 +202,7 @@ impl Decode for Server {
                 .filter(|t| version.at_least(t.since))
                 .map(|t| t.name)
                 .collect();
-            let span = o.key_span("type");
+            let span = o.span_of("type");
             o.cx.report(
                 Diagnostic::new(
                     Code::InvalidValue,

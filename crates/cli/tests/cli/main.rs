@@ -1,0 +1,142 @@
+//! The `meshplane` binary end to end: exit codes, human and JSON output (snapshots),
+//! directory search, cross-file checks and usage errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Runs meshplane in the fixtures directory, so paths in output are stable.
+fn meshplane(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshplane"))
+        .args(args)
+        .current_dir(fixtures())
+        .output()
+        .expect("run meshplane")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn lint_reports_every_problem_with_code_place_line_and_hint() {
+    let out = meshplane(&["lint", "bad/orders.odcs.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!(stdout(&out));
+}
+
+#[test]
+fn lint_json_is_for_machines() {
+    let out = meshplane(&["lint", "-o", "json", "bad/orders.odcs.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    insta::assert_json_snapshot!(report);
+}
+
+#[test]
+fn warnings_pass_unless_strict() {
+    let out = meshplane(&["lint", "warn/legacy.odcs.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("warning[deprecated]"));
+    assert!(stdout(&out).contains("warning[not-semver]"));
+    let strict = meshplane(&["lint", "--strict", "warn/legacy.odcs.yaml"]);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(stdout(&strict).contains("error[deprecated]"));
+}
+
+#[test]
+fn directories_are_searched_for_contracts_and_products_across_files() {
+    let out = meshplane(&["lint", "-o", "json", "mesh"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let paths: Vec<&str> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    // The CI workflow is not a contract and is left alone; the product is found by its kind.
+    assert_eq!(
+        paths,
+        [
+            "mesh/ops/copy.odcs.json",
+            "mesh/sales/orders.odcs.yaml",
+            "mesh/sales/product.yaml"
+        ]
+    );
+    let codes: Vec<&str> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["diagnostics"].as_array().unwrap())
+        .map(|d| d["code"].as_str().unwrap())
+        .collect();
+    // `v1.0.0` and `1.0.0` are one version: the two `orders` contracts collide.
+    assert!(codes.contains(&"duplicate-document"), "{codes:?}");
+    assert!(codes.contains(&"port-unknown-contract"), "{codes:?}");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn clean_files_exit_zero() {
+    let out = meshplane(&["lint", "mesh/sales"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("2 file(s) checked: 0 error(s), 1 warning(s)"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn usage_and_io_errors_exit_two() {
+    let missing = meshplane(&["lint", "no/such/file.yaml"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no/such/file.yaml"));
+    assert_eq!(meshplane(&["lint"]).status.code(), Some(2));
+    assert_eq!(
+        meshplane(&["lint", "-o", "xml", "mesh"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(meshplane(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn diff_refuses_breaking_changes_without_a_major_bump() {
+    let out = meshplane(&["diff", "diff/v1.odcs.yaml", "diff/v1.1.odcs.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!(stdout(&out));
+}
+
+#[test]
+fn diff_accepts_breaking_changes_with_a_major_bump() {
+    let out = meshplane(&[
+        "diff",
+        "-o",
+        "json",
+        "diff/v1.odcs.yaml",
+        "diff/v2.odcs.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["bump"], "major");
+    assert!(
+        report["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["code"] == "server-removed" && c["breaking"] == true)
+    );
+}
+
+#[test]
+fn diff_of_an_invalid_contract_is_a_usage_error() {
+    let out = meshplane(&["diff", "bad/orders.odcs.yaml", "diff/v1.odcs.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has errors"));
+    let other = meshplane(&["diff", "diff/v1.odcs.yaml", "warn/legacy.odcs.yaml"]);
+    assert_eq!(other.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("different contracts"));
+}
