@@ -140,3 +140,27 @@ fn diff_of_an_invalid_contract_is_a_usage_error() {
     assert_eq!(other.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&other.stderr).contains("different contracts"));
 }
+
+#[test]
+fn the_example_mesh_lints_without_errors() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let out = meshplane(&["lint", "-o", "json", examples.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["summary"]["files"], 6);
+    assert_eq!(report["summary"]["errors"], 0);
+}
+
+#[test]
+fn the_lint_reference_documents_every_code() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/lint.md"))
+            .unwrap();
+    for code in meshplane_spec::Code::ALL {
+        assert!(
+            doc.contains(&format!("| `{}` |", code.as_str())),
+            "docs/lint.md does not document `{}`",
+            code.as_str()
+        );
+    }
+}
