@@ -53,33 +53,17 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 writeln!(out, "no changes")?;
             }
             for change in &report.changes {
-                let label = if change.breaking {
-                    "BREAKING"
-                } else {
-                    "ok      "
-                };
-                writeln!(
-                    out,
-                    "  {label} {:<24} {}: {}",
-                    change.code, change.path, change.message
-                )?;
+                let label = if change.breaking { "BREAKING" } else { "ok      " };
+                writeln!(out, "  {label} {:<24} {}: {}", change.code, change.path, change.message)?;
             }
             let breaking = report.breaking().count();
-            writeln!(
-                out,
-                "{} change(s), {breaking} breaking",
-                report.changes.len()
-            )?;
+            writeln!(out, "{} change(s), {breaking} breaking", report.changes.len())?;
             if let Some(problem) = &report.problem {
                 writeln!(out, "error: {problem}")?;
             }
         }
     }
-    Ok(if report.problem.is_some() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if report.problem.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn bump_name(bump: Bump) -> &'static str {
@@ -96,8 +80,7 @@ fn bump_name(bump: Bump) -> &'static str {
 
 /// Reads one contract; prints its errors and returns `None` when it cannot be trusted.
 fn read_contract(path: &Path) -> Result<Option<DataContract>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let linted = lint::lint_text(path.display().to_string(), text);
     let errors: Vec<_> = linted.diagnostics.iter().filter(|d| d.is_error()).collect();
     if !errors.is_empty() {
@@ -105,26 +88,16 @@ fn read_contract(path: &Path) -> Result<Option<DataContract>> {
         for d in errors {
             write!(err, "{}", render::human(&linted.path, &linted.text, d))?;
         }
-        writeln!(
-            err,
-            "error: {} has errors; fix them before comparing",
-            path.display()
-        )?;
+        writeln!(err, "error: {} has errors; fix them before comparing", path.display())?;
         return Ok(None);
     }
-    let mut contracts = linted
-        .documents
-        .into_iter()
-        .filter_map(|d| match d.document {
-            Some(Document::Contract(c)) => Some(*c),
-            _ => None,
-        });
+    let mut contracts = linted.documents.into_iter().filter_map(|d| match d.document {
+        Some(Document::Contract(c)) => Some(*c),
+        _ => None,
+    });
     match (contracts.next(), contracts.next()) {
         (Some(c), None) => Ok(Some(c)),
         (None, _) => bail!("{} holds no data contract", path.display()),
-        (Some(_), Some(_)) => bail!(
-            "{} holds more than one data contract; diff compares one with one",
-            path.display()
-        ),
+        (Some(_), Some(_)) => bail!("{} holds more than one data contract; diff compares one with one", path.display()),
     }
 }

@@ -16,29 +16,21 @@ pub struct Found {
 pub fn collect(paths: &[PathBuf]) -> Result<Vec<Found>> {
     let mut out = Vec::new();
     for path in paths {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if meta.is_dir() {
             let mut found = Vec::new();
             walk(path, &mut found)?;
             found.sort();
-            out.extend(found.into_iter().map(|path| Found {
-                path,
-                explicit: false,
-            }));
+            out.extend(found.into_iter().map(|path| Found { path, explicit: false }));
         } else {
-            out.push(Found {
-                path: path.clone(),
-                explicit: true,
-            });
+            out.push(Found { path: path.clone(), explicit: true });
         }
     }
     Ok(out)
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read directory {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read directory {}", dir.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot read directory {}", dir.display()))?;
         let path = entry.path();
@@ -47,9 +39,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         if name.starts_with('.') || name == "target" || name == "node_modules" {
             continue;
         }
-        let kind = entry
-            .file_type()
-            .with_context(|| format!("cannot stat {}", path.display()))?;
+        let kind = entry.file_type().with_context(|| format!("cannot stat {}", path.display()))?;
         if kind.is_dir() {
             walk(&path, out)?;
         } else if is_candidate(&name) {
@@ -60,16 +50,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn is_candidate(name: &str) -> bool {
-    [".yaml", ".yml", ".json"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
+    [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext))
 }
 
 /// True for file names that declare their standard (`x.odcs.yaml`, `x.odps.json`, ...).
 pub fn named_as_document(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
     name.contains(".odcs.") || name.contains(".odps.")
 }

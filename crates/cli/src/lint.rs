@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use meshplane_spec::lint::{self, Linted};
-use meshplane_spec::{Diagnostic, Severity, render};
+use meshplane_spec::tree::Span;
+use meshplane_spec::{Code, Diagnostic, Severity, render};
 use serde_json::json;
 
 use crate::Format;
@@ -29,9 +30,16 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<ExitCode> {
     let mut linted = Vec::new();
     for found in files::collect(&args.paths)? {
-        let text = std::fs::read_to_string(&found.path)
-            .with_context(|| format!("cannot read {}", found.path.display()))?;
-        let file = lint::lint_text(found.path.display().to_string(), text);
+        let path = found.path.display().to_string();
+        let bytes = std::fs::read(&found.path).with_context(|| format!("cannot read {path}"))?;
+        let Ok(text) = String::from_utf8(bytes) else {
+            // Not text: a problem of this file, reported like any other.
+            let d =
+                Diagnostic::new(Code::Io, Span::at(1, 1), "the file is not UTF-8 text").hint("save the file as UTF-8");
+            linted.push(Linted { path, text: String::new(), documents: Vec::new(), diagnostics: vec![d] });
+            continue;
+        };
+        let file = lint::lint_text(path, text);
         if found.explicit || files::named_as_document(&found.path) || declares_known_kind(&file) {
             linted.push(file);
         }
@@ -50,11 +58,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                     writeln!(out, "{}", render::human(&file.path, &file.text, d))?;
                 }
             }
-            writeln!(
-                out,
-                "{} file(s) checked: {errors} error(s), {warnings} warning(s)",
-                linted.len()
-            )?;
+            writeln!(out, "{} file(s) checked: {errors} error(s), {warnings} warning(s)", linted.len())?;
         }
         Format::Json => {
             let report = json!({
@@ -67,22 +71,15 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         }
     }
-    Ok(if errors > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if errors > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// A file found in a directory is linted only when one of its documents says it is a
 /// contract or a product; other YAML (CI workflows, configuration) is left alone.
 fn declares_known_kind(file: &Linted) -> bool {
-    file.documents.iter().any(|d| {
-        matches!(
-            d.node.get("kind").and_then(|k| k.as_str()),
-            Some("DataContract" | "DataProduct")
-        )
-    })
+    file.documents
+        .iter()
+        .any(|d| matches!(d.node.get("kind").and_then(|k| k.as_str()), Some("DataContract" | "DataProduct")))
 }
 
 pub fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {

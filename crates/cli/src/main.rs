@@ -10,11 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(
-    name = "meshplane",
-    version,
-    about = "A composable control plane for a data mesh"
-)]
+#[command(name = "meshplane", version, about = "A composable control plane for a data mesh")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,9 +43,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // A closed pipe (`meshplane lint . | head`) is the reader's choice, not an error.
         Err(err)
-            if err
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+            if err.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
         {
             ExitCode::SUCCESS
         }

@@ -67,10 +67,7 @@ impl PartialEq for At {
 impl At {
     /// The span of a field's value, or of the whole element when the field is absent.
     pub fn field(&self, key: &str) -> Span {
-        self.fields
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map_or(self.span, |(_, s)| *s)
+        self.fields.iter().find(|(k, _)| *k == key).map_or(self.span, |(_, s)| *s)
     }
 
     pub fn has(&self, key: &str) -> bool {
@@ -86,10 +83,7 @@ pub struct Cx {
 
 impl Cx {
     pub fn new(version: DocVersion) -> Cx {
-        Cx {
-            version,
-            diagnostics: Vec::new(),
-        }
+        Cx { version, diagnostics: Vec::new() }
     }
 
     pub fn report(&mut self, diagnostic: Diagnostic) {
@@ -102,9 +96,7 @@ impl Cx {
             node.span,
             format!("expected {expected}, found {}", node.value.type_name()),
         );
-        if expected == "a string"
-            && matches!(node.value, Value::Int(_) | Value::Float(_) | Value::Bool(_))
-        {
+        if expected == "a string" && matches!(node.value, Value::Int(_) | Value::Float(_) | Value::Bool(_)) {
             d = d.hint("YAML reads this unquoted value as a number or boolean: put it in quotes");
         }
         self.report(d);
@@ -174,12 +166,7 @@ impl Decode for Any {
 impl<T: Decode> Decode for Vec<T> {
     fn decode(node: &Node, cx: &mut Cx) -> Option<Self> {
         match &node.value {
-            Value::Seq(items) => Some(
-                items
-                    .iter()
-                    .filter_map(|item| T::decode(item, cx))
-                    .collect(),
-            ),
+            Value::Seq(items) => Some(items.iter().filter_map(|item| T::decode(item, cx)).collect()),
             _ => {
                 cx.wrong_type(node, "a list");
                 None
@@ -237,16 +224,7 @@ impl<'n, 'c> Obj<'n, 'c> {
             return None;
         };
         let used = vec![false; entries.len()];
-        Some(Obj {
-            cx,
-            node,
-            what,
-            used,
-            at: At {
-                span: node.span,
-                fields: Vec::new(),
-            },
-        })
+        Some(Obj { cx, node, what, used, at: At { span: node.span, fields: Vec::new() } })
     }
 
     pub fn version(&self) -> DocVersion {
@@ -260,11 +238,8 @@ impl<'n, 'c> Obj<'n, 'c> {
         self.used[index] = true;
         // A collection is pointed at by its key: its own span starts on the next line.
         let entry = &entries[index];
-        let span = if matches!(entry.value.value, Value::Map(_) | Value::Seq(_)) {
-            entry.key_span
-        } else {
-            entry.value.span
-        };
+        let span =
+            if matches!(entry.value.value, Value::Map(_) | Value::Seq(_)) { entry.key_span } else { entry.value.span };
         self.at.fields.push((key, span));
         Some(&entries[index].value)
     }
@@ -276,11 +251,7 @@ impl<'n, 'c> Obj<'n, 'c> {
     }
 
     /// An optional field decoded by a function instead of a [`Decode`] impl.
-    pub fn opt_with<T>(
-        &mut self,
-        key: &'static str,
-        decode: impl FnOnce(&Node, &mut Cx) -> Option<T>,
-    ) -> Option<T> {
+    pub fn opt_with<T>(&mut self, key: &'static str, decode: impl FnOnce(&Node, &mut Cx) -> Option<T>) -> Option<T> {
         let node = self.node(key)?;
         decode(node, self.cx)
     }
@@ -305,19 +276,11 @@ impl<'n, 'c> Obj<'n, 'c> {
                 Diagnostic::new(
                     Code::NotInVersion,
                     span,
-                    format!(
-                        "`{key}` is not part of {} {}",
-                        version.standard(),
-                        version.api_version()
-                    ),
+                    format!("`{key}` is not part of {} {}", version.standard(), version.api_version()),
                 )
-                .hint(format!(
-                    "set `apiVersion: {}` or later",
-                    since.api_version()
-                ))
+                .hint(format!("set `apiVersion: {}` or later", since.api_version()))
             } else {
-                unknown_field(key, span, self.what)
-                    .hint(format!("only {} defines `{key}` here", since.standard()))
+                unknown_field(key, span, self.what).hint(format!("only {} defines `{key}` here", since.standard()))
             };
             self.cx.report(diagnostic);
         }
@@ -330,12 +293,8 @@ impl<'n, 'c> Obj<'n, 'c> {
         if !allowed.contains(&value.as_str()) {
             let span = self.at.field(key);
             self.cx.report(
-                Diagnostic::new(
-                    Code::InvalidValue,
-                    span,
-                    format!("`{value}` is not a valid {key}"),
-                )
-                .hint(format!("use one of: {}", allowed.join(", "))),
+                Diagnostic::new(Code::InvalidValue, span, format!("`{value}` is not a valid {key}"))
+                    .hint(format!("use one of: {}", allowed.join(", "))),
             );
         }
         Some(value)
@@ -376,11 +335,7 @@ impl<'n, 'c> Obj<'n, 'c> {
                 Diagnostic::new(
                     Code::Deprecated,
                     span,
-                    format!(
-                        "`{key}` is deprecated in {} {}",
-                        version.standard(),
-                        version.api_version()
-                    ),
+                    format!("`{key}` is deprecated in {} {}", version.standard(), version.api_version()),
                 )
                 .hint(instead.to_string()),
             );
@@ -392,8 +347,7 @@ impl<'n, 'c> Obj<'n, 'c> {
         if let Some(entries) = self.node.entries() {
             for (entry, used) in entries.iter().zip(&self.used) {
                 if !used {
-                    self.cx
-                        .report(unknown_field(&entry.key, entry.key_span, self.what));
+                    self.cx.report(unknown_field(&entry.key, entry.key_span, self.what));
                 }
             }
         }
@@ -407,10 +361,6 @@ impl<'n, 'c> Obj<'n, 'c> {
 }
 
 fn unknown_field(key: &str, span: Span, what: &str) -> Diagnostic {
-    Diagnostic::new(
-        Code::UnknownField,
-        span,
-        format!("unknown field `{key}` in {what}"),
-    )
-    .hint("custom fields go in `customProperties` as `- property: name` / `value: ...`")
+    Diagnostic::new(Code::UnknownField, span, format!("unknown field `{key}` in {what}"))
+        .hint("custom fields go in `customProperties` as `- property: name` / `value: ...`")
 }

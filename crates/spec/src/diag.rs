@@ -111,13 +111,7 @@ fn code_str<S: serde::Serializer>(code: &Code, s: S) -> Result<S::Ok, S::Error> 
 impl Diagnostic {
     /// A problem with the code's default severity.
     pub fn new(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            code,
-            severity: code.default_severity(),
-            message: message.into(),
-            span,
-            hint: None,
-        }
+        Diagnostic { code, severity: code.default_severity(), message: message.into(), span, hint: None }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Diagnostic {
@@ -150,10 +144,7 @@ mod tests {
         for code in Code::ALL {
             let name = code.as_str();
             assert!(seen.insert(name), "code {name} used twice");
-            assert!(
-                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
-                "{name}"
-            );
+            assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'), "{name}");
             assert!(!code.summary().is_empty());
         }
     }

@@ -87,10 +87,7 @@ pub fn diff(old: &DataContract, new: &DataContract) -> Report {
             "breaking changes need a new major version, but `{}` → `{}` cannot be compared: one of them is not a semantic version",
             old.version, new.version
         )),
-        Bump::Downgrade => Some(format!(
-            "the new version `{}` is lower than the old `{}`",
-            new.version, old.version
-        )),
+        Bump::Downgrade => Some(format!("the new version `{}` is lower than the old `{}`", new.version, old.version)),
         _ if breaking => Some(format!(
             "{} breaking change(s) need a new major version, but `{}` → `{}` is a {} bump",
             changes.iter().filter(|c| c.breaking).count(),
@@ -105,22 +102,12 @@ pub fn diff(old: &DataContract, new: &DataContract) -> Report {
         )),
         _ => None,
     };
-    Report {
-        old_version: old.version.clone(),
-        new_version: new.version.clone(),
-        bump,
-        changes,
-        problem,
-    }
+    Report { old_version: old.version.clone(), new_version: new.version.clone(), bump, changes, problem }
 }
 
 fn bump(old: &str, new: &str) -> Bump {
     let (Some(a), Some(b)) = (SemVer::parse(old), SemVer::parse(new)) else {
-        return if old.trim() == new.trim() {
-            Bump::Same
-        } else {
-            Bump::Unknown
-        };
+        return if old.trim() == new.trim() { Bump::Same } else { Bump::Unknown };
     };
     if b < a {
         Bump::Downgrade
@@ -188,26 +175,18 @@ fn walk(path: &mut Vec<Seg>, old: &Any, new: &Any, out: &mut Vec<Change>) {
         (Any::Object(a), Any::Object(b)) => {
             let empty = Any::Array(Vec::new());
             for (field, old_value) in a {
-                path.push(Seg {
-                    field: field.clone(),
-                    key: None,
-                });
+                path.push(Seg { field: field.clone(), key: None });
                 match b.get(field) {
                     Some(new_value) => field_changed(path, field, old_value, new_value, out),
                     // A whole list removed is every element removed.
-                    None if old_value.is_array() => {
-                        field_changed(path, field, old_value, &empty, out)
-                    }
+                    None if old_value.is_array() => field_changed(path, field, old_value, &empty, out),
                     None => out.push(classify(path, Some(old_value), None)),
                 }
                 path.pop();
             }
             for (field, new_value) in b {
                 if !a.contains_key(field) {
-                    path.push(Seg {
-                        field: field.clone(),
-                        key: None,
-                    });
+                    path.push(Seg { field: field.clone(), key: None });
                     if new_value.is_array() {
                         field_changed(path, field, &empty, new_value, out);
                     } else {
@@ -232,19 +211,12 @@ fn field_changed(path: &mut Vec<Seg>, field: &str, old: &Any, new: &Any, out: &m
         (_, Any::Array(a), Any::Array(b)) => {
             let key_field = list_key(field);
             let keyed = |items: &[Any]| -> Vec<(String, Any)> {
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| (element_key(item, key_field, i), item.clone()))
-                    .collect()
+                items.iter().enumerate().map(|(i, item)| (element_key(item, key_field, i), item.clone())).collect()
             };
             let (a, b) = (keyed(a), keyed(b));
             let parent = path.pop().map(|s| s.field).unwrap_or_default();
             for (key, old_item) in &a {
-                path.push(Seg {
-                    field: parent.clone(),
-                    key: Some(key.clone()),
-                });
+                path.push(Seg { field: parent.clone(), key: Some(key.clone()) });
                 match b.iter().find(|(k, _)| k == key) {
                     Some((_, new_item)) => walk(path, old_item, new_item, out),
                     None => out.push(classify(path, Some(old_item), None)),
@@ -253,18 +225,12 @@ fn field_changed(path: &mut Vec<Seg>, field: &str, old: &Any, new: &Any, out: &m
             }
             for (key, new_item) in &b {
                 if !a.iter().any(|(k, _)| k == key) {
-                    path.push(Seg {
-                        field: parent.clone(),
-                        key: Some(key.clone()),
-                    });
+                    path.push(Seg { field: parent.clone(), key: Some(key.clone()) });
                     out.push(classify(path, None, Some(new_item)));
                     path.pop();
                 }
             }
-            path.push(Seg {
-                field: parent,
-                key: None,
-            });
+            path.push(Seg { field: parent, key: None });
         }
         _ => walk(path, old, new, out),
     }
@@ -278,14 +244,7 @@ fn change(
     old: Option<&Any>,
     new: Option<&Any>,
 ) -> Change {
-    Change {
-        code,
-        breaking,
-        path: render(path),
-        message,
-        old: old.cloned(),
-        new: new.cloned(),
-    }
+    Change { code, breaking, path: render(path), message, old: old.cloned(), new: new.cloned() }
 }
 
 /// The fields of a server that say where the data is.
@@ -315,176 +274,83 @@ const ENDPOINT_FIELDS: &[&str] = &[
 
 /// Decides what a raw change means, from where it happened.
 fn classify(path: &[Seg], old: Option<&Any>, new: Option<&Any>) -> Change {
-    let last = path
-        .last()
-        .map(|s| (s.field.as_str(), s.key.as_deref()))
-        .unwrap_or(("", None));
-    let parent = path
-        .len()
-        .checked_sub(2)
-        .map(|i| path[i].field.as_str())
-        .unwrap_or("");
+    let last = path.last().map(|s| (s.field.as_str(), s.key.as_deref())).unwrap_or(("", None));
+    let parent = path.len().checked_sub(2).map(|i| path[i].field.as_str()).unwrap_or("");
     let in_schema = path.first().is_some_and(|s| s.field == "schema");
     let name = last.1.unwrap_or(last.0);
     let c = |code, breaking, message: String| change(path, code, breaking, message, old, new);
     match (last, old.is_some(), new.is_some()) {
-        (("schema", Some(_)), true, false) => c(
-            "object-removed",
-            true,
-            format!("object `{name}` was removed"),
-        ),
-        (("schema", Some(_)), false, true) => {
-            c("object-added", false, format!("object `{name}` was added"))
+        (("schema", Some(_)), true, false) => c("object-removed", true, format!("object `{name}` was removed")),
+        (("schema", Some(_)), false, true) => c("object-added", false, format!("object `{name}` was added")),
+        (("properties", Some(_)), true, false) if in_schema => {
+            c("property-removed", true, format!("property `{name}` was removed"))
         }
-        (("properties", Some(_)), true, false) if in_schema => c(
-            "property-removed",
-            true,
-            format!("property `{name}` was removed"),
-        ),
         (("properties", Some(_)), false, true) if in_schema => {
             let required = new.and_then(|n| n.get("required")) == Some(&Any::Bool(true));
             if required {
                 c(
                     "required-property-added",
                     true,
-                    format!(
-                        "required property `{name}` was added: data without it no longer conforms"
-                    ),
+                    format!("required property `{name}` was added: data without it no longer conforms"),
                 )
             } else {
-                c(
-                    "property-added",
-                    false,
-                    format!("optional property `{name}` was added"),
-                )
+                c("property-added", false, format!("optional property `{name}` was added"))
             }
         }
         (("logicalType" | "physicalType", None), ..) if in_schema => {
             let both = old.is_some() && new.is_some();
             if both || last.0 == "logicalType" {
-                c(
-                    "type-changed",
-                    true,
-                    format!("{} changed from {} to {}", last.0, show(old), show(new)),
-                )
+                c("type-changed", true, format!("{} changed from {} to {}", last.0, show(old), show(new)))
             } else {
                 c(
                     "type-changed",
                     false,
-                    format!(
-                        "{} {}",
-                        last.0,
-                        if new.is_some() {
-                            "was specified"
-                        } else {
-                            "is no longer specified"
-                        }
-                    ),
+                    format!("{} {}", last.0, if new.is_some() { "was specified" } else { "is no longer specified" }),
                 )
             }
         }
-        ((option, None), ..) if parent == "logicalTypeOptions" => {
-            type_option(path, option, old, new)
-        }
+        ((option, None), ..) if parent == "logicalTypeOptions" => type_option(path, option, old, new),
         (("required", None), ..) if in_schema => {
             if new == Some(&Any::Bool(true)) {
-                c(
-                    "made-required",
-                    true,
-                    "the property was made required: data with nulls no longer conforms".into(),
-                )
+                c("made-required", true, "the property was made required: data with nulls no longer conforms".into())
             } else if old == Some(&Any::Bool(true)) {
-                c(
-                    "made-optional",
-                    true,
-                    "the property is no longer required: consumers may now see nulls".into(),
-                )
+                c("made-optional", true, "the property is no longer required: consumers may now see nulls".into())
             } else {
-                c(
-                    "metadata-changed",
-                    false,
-                    "`required` was written differently".into(),
-                )
+                c("metadata-changed", false, "`required` was written differently".into())
             }
         }
         ((field @ ("unique" | "primaryKey"), None), ..) if in_schema => {
             if new == Some(&Any::Bool(true)) {
-                c(
-                    "constraint-added",
-                    true,
-                    format!("`{field}` was added: data with duplicates no longer conforms"),
-                )
+                c("constraint-added", true, format!("`{field}` was added: data with duplicates no longer conforms"))
             } else if old == Some(&Any::Bool(true)) {
-                c(
-                    "constraint-removed",
-                    true,
-                    format!("`{field}` was removed: consumers may now see duplicates"),
-                )
+                c("constraint-removed", true, format!("`{field}` was removed: consumers may now see duplicates"))
             } else {
-                c(
-                    "metadata-changed",
-                    false,
-                    format!("`{field}` was written differently"),
-                )
+                c("metadata-changed", false, format!("`{field}` was written differently"))
             }
         }
-        (("enum", Some(_)), true, false) => c(
-            "enum-value-removed",
-            true,
-            format!("enum value {name} was removed"),
-        ),
-        (("enum", Some(_)), false, true) => c(
-            "enum-value-added",
-            false,
-            format!("enum value {name} was added"),
-        ),
-        (("enum", None), ..) => c(
-            "enum-changed",
-            true,
-            "the property's enum was added or removed".into(),
-        ),
-        (("physicalName", None), ..) if in_schema => c(
-            "renamed",
-            true,
-            format!("physicalName changed from {} to {}", show(old), show(new)),
-        ),
-        (("items" | "map", None), ..) if in_schema => c(
-            "type-changed",
-            true,
-            format!("the `{}` definition was added or removed", last.0),
-        ),
-        (("servers", Some(_)), true, false) => c(
-            "server-removed",
-            true,
-            format!("server `{name}` was removed"),
-        ),
-        (("servers", Some(_)), false, true) => {
-            c("server-added", false, format!("server `{name}` was added"))
+        (("enum", Some(_)), true, false) => c("enum-value-removed", true, format!("enum value {name} was removed")),
+        (("enum", Some(_)), false, true) => c("enum-value-added", false, format!("enum value {name} was added")),
+        (("enum", None), ..) => c("enum-changed", true, "the property's enum was added or removed".into()),
+        (("physicalName", None), ..) if in_schema => {
+            c("renamed", true, format!("physicalName changed from {} to {}", show(old), show(new)))
         }
-        ((field, None), ..) if parent == "servers" && ENDPOINT_FIELDS.contains(&field) => c(
-            "server-changed",
-            true,
-            format!(
-                "server endpoint `{field}` changed from {} to {}",
-                show(old),
-                show(new)
-            ),
-        ),
-        (("roles", Some(_)), true, false) => c(
-            "role-removed",
-            true,
-            format!("role `{name}` was removed: its grants lose their meaning"),
-        ),
-        (("access", None), ..) if parent == "roles" => c(
-            "role-changed",
-            true,
-            format!("role access changed from {} to {}", show(old), show(new)),
-        ),
-        (("id", None), ..) if path.len() == 1 => c(
-            "id-changed",
-            true,
-            "the contract id changed: this is another contract, not a new version".into(),
-        ),
+        (("items" | "map", None), ..) if in_schema => {
+            c("type-changed", true, format!("the `{}` definition was added or removed", last.0))
+        }
+        (("servers", Some(_)), true, false) => c("server-removed", true, format!("server `{name}` was removed")),
+        (("servers", Some(_)), false, true) => c("server-added", false, format!("server `{name}` was added")),
+        ((field, None), ..) if parent == "servers" && ENDPOINT_FIELDS.contains(&field) => {
+            c("server-changed", true, format!("server endpoint `{field}` changed from {} to {}", show(old), show(new)))
+        }
+        (("roles", Some(_)), true, false) => {
+            c("role-removed", true, format!("role `{name}` was removed: its grants lose their meaning"))
+        }
+        (("access", None), ..) if parent == "roles" => {
+            c("role-changed", true, format!("role access changed from {} to {}", show(old), show(new)))
+        }
+        (("id", None), ..) if path.len() == 1 => {
+            c("id-changed", true, "the contract id changed: this is another contract, not a new version".into())
+        }
         _ => c(
             "metadata-changed",
             false,
@@ -500,11 +366,7 @@ fn classify(path: &[Seg], old: Option<&Any>, new: Option<&Any>) -> Change {
 /// A value for a one-line message: long values are cut.
 fn short(value: Option<&Any>) -> String {
     let text = show(value);
-    if text.chars().count() > 60 {
-        format!("{}…", text.chars().take(60).collect::<String>())
-    } else {
-        text
-    }
+    if text.chars().count() > 60 { format!("{}…", text.chars().take(60).collect::<String>()) } else { text }
 }
 
 fn show(value: Option<&Any>) -> String {
@@ -513,14 +375,8 @@ fn show(value: Option<&Any>) -> String {
 
 /// logicalTypeOptions: a lower bound raised or an upper bound lowered narrows the values.
 fn type_option(path: &[Seg], option: &str, old: Option<&Any>, new: Option<&Any>) -> Change {
-    let lower = matches!(
-        option,
-        "minLength" | "minimum" | "exclusiveMinimum" | "minItems" | "minProperties"
-    );
-    let upper = matches!(
-        option,
-        "maxLength" | "maximum" | "exclusiveMaximum" | "maxItems" | "maxProperties"
-    );
+    let lower = matches!(option, "minLength" | "minimum" | "exclusiveMinimum" | "minItems" | "minProperties");
+    let upper = matches!(option, "maxLength" | "maximum" | "exclusiveMaximum" | "maxItems" | "maxProperties");
     let narrowed = match (old, new) {
         (None, Some(_)) => true,
         (Some(_), None) => false,
@@ -535,23 +391,8 @@ fn type_option(path: &[Seg], option: &str, old: Option<&Any>, new: Option<&Any>)
         },
         (None, None) => false,
     };
-    let (code, what) = if narrowed {
-        ("type-narrowed", "narrowed")
-    } else {
-        ("type-widened", "widened")
-    };
-    change(
-        path,
-        code,
-        narrowed,
-        format!(
-            "logicalTypeOptions.{option} {what}: {} → {}",
-            show(old),
-            show(new)
-        ),
-        old,
-        new,
-    )
+    let (code, what) = if narrowed { ("type-narrowed", "narrowed") } else { ("type-widened", "widened") };
+    change(path, code, narrowed, format!("logicalTypeOptions.{option} {what}: {} → {}", show(old), show(new)), old, new)
 }
 
 /// The values a threshold accepts, as an interval; `None` for the negated operators.
@@ -572,9 +413,7 @@ impl Interval {
 }
 
 fn threshold(rule: &Any) -> Option<(&'static str, &Any)> {
-    OPERATORS
-        .iter()
-        .find_map(|op| rule.get(*op).map(|v| (*op, v)))
+    OPERATORS.iter().find_map(|op| rule.get(*op).map(|v| (*op, v)))
 }
 
 fn interval(op: &str, value: &Any) -> Option<Interval> {
@@ -585,45 +424,15 @@ fn interval(op: &str, value: &Any) -> Option<Interval> {
     };
     let n = value.as_f64();
     Some(match op {
-        "mustBe" => Interval {
-            lo: n?,
-            lo_open: false,
-            hi: n?,
-            hi_open: false,
-        },
-        "mustBeGreaterThan" => Interval {
-            lo: n?,
-            lo_open: true,
-            hi: inf,
-            hi_open: true,
-        },
-        "mustBeGreaterOrEqualTo" => Interval {
-            lo: n?,
-            lo_open: false,
-            hi: inf,
-            hi_open: true,
-        },
-        "mustBeLessThan" => Interval {
-            lo: -inf,
-            lo_open: true,
-            hi: n?,
-            hi_open: true,
-        },
-        "mustBeLessOrEqualTo" => Interval {
-            lo: -inf,
-            lo_open: true,
-            hi: n?,
-            hi_open: false,
-        },
+        "mustBe" => Interval { lo: n?, lo_open: false, hi: n?, hi_open: false },
+        "mustBeGreaterThan" => Interval { lo: n?, lo_open: true, hi: inf, hi_open: true },
+        "mustBeGreaterOrEqualTo" => Interval { lo: n?, lo_open: false, hi: inf, hi_open: true },
+        "mustBeLessThan" => Interval { lo: -inf, lo_open: true, hi: n?, hi_open: true },
+        "mustBeLessOrEqualTo" => Interval { lo: -inf, lo_open: true, hi: n?, hi_open: false },
         // The standard: mustBeBetween "is the equivalent to mustBeGreaterThan and mustBeLessThan".
         "mustBeBetween" => {
             let (lo, hi) = pair()?;
-            Interval {
-                lo,
-                lo_open: true,
-                hi,
-                hi_open: true,
-            }
+            Interval { lo, lo_open: true, hi, hi_open: true }
         }
         _ => return None,
     })
@@ -660,47 +469,26 @@ fn rule_keys(rules: &[Any]) -> Vec<String> {
         let base = match rule.get("id").and_then(Any::as_str) {
             Some(id) => id.to_string(),
             None => {
-                let what = [
-                    text("metric"),
-                    text("rule"),
-                    text("query"),
-                    text("engine"),
-                    text("description"),
-                ]
-                .into_iter()
-                .find(|s| !s.is_empty())
-                .unwrap_or("");
-                let args = rule
-                    .get("arguments")
-                    .map(Any::to_string)
-                    .unwrap_or_default();
+                let what = [text("metric"), text("rule"), text("query"), text("engine"), text("description")]
+                    .into_iter()
+                    .find(|s| !s.is_empty())
+                    .unwrap_or("");
+                let args = rule.get("arguments").map(Any::to_string).unwrap_or_default();
                 format!("{}:{what}{args}:{}", text("type"), text("unit"))
             }
         };
-        let n = keys
-            .iter()
-            .filter(|k| k.split('#').next() == Some(base.as_str()))
-            .count();
+        let n = keys.iter().filter(|k| k.split('#').next() == Some(base.as_str())).count();
         keys.push(if n == 0 { base } else { format!("{base}#{n}") });
     }
     keys
 }
 
 fn rule_label(rule: &Any, key: &str) -> String {
-    let metric = rule
-        .get("metric")
-        .or_else(|| rule.get("rule"))
-        .and_then(Any::as_str);
+    let metric = rule.get("metric").or_else(|| rule.get("rule")).and_then(Any::as_str);
     match (rule.get("id").and_then(Any::as_str), metric) {
         (Some(id), _) => id.to_string(),
         (None, Some(m)) => m.to_string(),
-        (None, None) => key
-            .split(':')
-            .nth(1)
-            .unwrap_or(key)
-            .chars()
-            .take(40)
-            .collect(),
+        (None, None) => key.split(':').nth(1).unwrap_or(key).chars().take(40).collect(),
     }
 }
 
@@ -724,59 +512,25 @@ fn quality(path: &mut [Seg], old: &[Any], new: &[Any], out: &mut Vec<Change>) {
                     continue;
                 }
                 let what = |r: &Any| {
-                    [
-                        "type",
-                        "metric",
-                        "rule",
-                        "query",
-                        "engine",
-                        "implementation",
-                        "arguments",
-                        "unit",
-                    ]
-                    .map(|f| r.get(f).cloned())
+                    ["type", "metric", "rule", "query", "engine", "implementation", "arguments", "unit"]
+                        .map(|f| r.get(f).cloned())
                 };
                 let (code, breaking, message) = if what(rule) != what(other) {
-                    (
-                        "quality-rule-changed",
-                        true,
-                        format!("quality rule `{label}` now checks something else"),
-                    )
+                    ("quality-rule-changed", true, format!("quality rule `{label}` now checks something else"))
                 } else if threshold(rule) == threshold(other) {
-                    (
-                        "metadata-changed",
-                        false,
-                        format!("quality rule `{label}` changed its description or schedule"),
-                    )
+                    ("metadata-changed", false, format!("quality rule `{label}` changed its description or schedule"))
                 } else {
                     match strictness(rule, other) {
                         Some(true) => (
                             "quality-stricter",
                             true,
-                            format!(
-                                "quality rule `{label}` is stricter: data that passed may now fail"
-                            ),
+                            format!("quality rule `{label}` is stricter: data that passed may now fail"),
                         ),
-                        Some(false) => (
-                            "quality-looser",
-                            false,
-                            format!("quality rule `{label}` is looser"),
-                        ),
-                        None => (
-                            "quality-rule-changed",
-                            true,
-                            format!("quality rule `{label}` changed its threshold"),
-                        ),
+                        Some(false) => ("quality-looser", false, format!("quality rule `{label}` is looser")),
+                        None => ("quality-rule-changed", true, format!("quality rule `{label}` changed its threshold")),
                     }
                 };
-                out.push(change(
-                    path,
-                    code,
-                    breaking,
-                    message,
-                    Some(rule),
-                    Some(other),
-                ));
+                out.push(change(path, code, breaking, message, Some(rule), Some(other)));
             }
         }
     }
@@ -799,14 +553,9 @@ fn quality(path: &mut [Seg], old: &[Any], new: &[Any], out: &mut Vec<Change>) {
 
 fn sla_key(item: &Any) -> String {
     let property = item.get("property").and_then(Any::as_str).unwrap_or("");
-    let name =
-        sla::canonical(property).map_or_else(|| property.to_ascii_lowercase(), str::to_string);
+    let name = sla::canonical(property).map_or_else(|| property.to_ascii_lowercase(), str::to_string);
     let element = item.get("element").and_then(Any::as_str).unwrap_or("");
-    if element.is_empty() {
-        name
-    } else {
-        format!("{name}@{element}")
-    }
+    if element.is_empty() { name } else { format!("{name}@{element}") }
 }
 
 /// Two SLA values in comparable form: durations in seconds, other numbers as they are
@@ -834,14 +583,7 @@ fn sla_properties(path: &mut [Seg], old: &[Any], new: &[Any], out: &mut Vec<Chan
         let key = sla_key(item);
         path.last_mut().expect("sla path").key = Some(key.clone());
         match new.iter().find(|n| sla_key(n) == key) {
-            None => out.push(change(
-                path,
-                "sla-removed",
-                true,
-                format!("SLA `{key}` was removed"),
-                Some(item),
-                None,
-            )),
+            None => out.push(change(path, "sla-removed", true, format!("SLA `{key}` was removed"), Some(item), None)),
             Some(other) if other == item => {}
             Some(other) => {
                 let property = item.get("property").and_then(Any::as_str).unwrap_or("");
@@ -854,41 +596,22 @@ fn sla_properties(path: &mut [Seg], old: &[Any], new: &[Any], out: &mut Vec<Chan
                     let better = sla::better(property);
                     match sla_values(item, other) {
                         _ if better == Better::Unordered => None,
-                        Some((Ok(a), Ok(b))) => Some(if better == Better::Higher {
-                            b < a
-                        } else {
-                            b > a
-                        }),
-                        Some((Err(a), Err(b))) => Some(if better == Better::Higher {
-                            b < a
-                        } else {
-                            b > a
-                        }),
+                        Some((Ok(a), Ok(b))) => Some(if better == Better::Higher { b < a } else { b > a }),
+                        Some((Err(a), Err(b))) => Some(if better == Better::Higher { b < a } else { b > a }),
                         _ => None,
                     }
                 };
                 let (code, breaking, message) = match weaker {
                     Some(true) => ("sla-weaker", true, format!("SLA `{key}` is weaker")),
-                    Some(false) if same_value => (
-                        "metadata-changed",
-                        false,
-                        format!("SLA `{key}` changed its description or schedule"),
-                    ),
+                    Some(false) if same_value => {
+                        ("metadata-changed", false, format!("SLA `{key}` changed its description or schedule"))
+                    }
                     Some(false) => ("sla-stronger", false, format!("SLA `{key}` is stronger")),
-                    None => (
-                        "sla-changed",
-                        true,
-                        format!("SLA `{key}` changed and cannot be ranked stronger or weaker"),
-                    ),
+                    None => {
+                        ("sla-changed", true, format!("SLA `{key}` changed and cannot be ranked stronger or weaker"))
+                    }
                 };
-                out.push(change(
-                    path,
-                    code,
-                    breaking,
-                    message,
-                    Some(item),
-                    Some(other),
-                ));
+                out.push(change(path, code, breaking, message, Some(item), Some(other)));
             }
         }
     }
@@ -896,14 +619,7 @@ fn sla_properties(path: &mut [Seg], old: &[Any], new: &[Any], out: &mut Vec<Chan
         let key = sla_key(item);
         if !old.iter().any(|o| sla_key(o) == key) {
             path.last_mut().expect("sla path").key = Some(key.clone());
-            out.push(change(
-                path,
-                "sla-added",
-                false,
-                format!("SLA `{key}` was added"),
-                None,
-                Some(item),
-            ));
+            out.push(change(path, "sla-added", false, format!("SLA `{key}` was added"), None, Some(item)));
         }
     }
     path.last_mut().expect("sla path").key = None;

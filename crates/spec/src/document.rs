@@ -83,21 +83,11 @@ pub fn load(text: &str) -> Text {
         .duplicate_keys
         .iter()
         .map(|d| {
-            Diagnostic::new(
-                Code::DuplicateKey,
-                d.again,
-                format!("key `{}` appears twice in one mapping", d.key),
-            )
-            .hint(format!(
-                "the first `{}` is at line {}; only that one is read",
-                d.key, d.first.start.line
-            ))
+            Diagnostic::new(Code::DuplicateKey, d.again, format!("key `{}` appears twice in one mapping", d.key))
+                .hint(format!("the first `{}` is at line {}; only that one is read", d.key, d.first.start.line))
         })
         .collect();
-    Text {
-        documents: parsed.documents.into_iter().map(load_node).collect(),
-        diagnostics,
-    }
+    Text { documents: parsed.documents.into_iter().map(load_node).collect(), diagnostics }
 }
 
 /// Reads a text as JSON when it looks like JSON (YAML parsers refuse some valid JSON), as
@@ -116,12 +106,7 @@ pub fn read(text: &str) -> Result<tree::Parsed, tree::SyntaxError> {
 pub fn load_node(node: Node) -> Loaded {
     let mut early = Vec::new();
     let Some(version) = recognise(&node, &mut early) else {
-        return Loaded {
-            document: None,
-            version: None,
-            node,
-            diagnostics: early,
-        };
+        return Loaded { document: None, version: None, node, diagnostics: early };
     };
     let mut cx = Cx::new(version);
     cx.diagnostics = early;
@@ -130,21 +115,11 @@ pub fn load_node(node: Node) -> Loaded {
     } else {
         decode_product(&node, &mut cx).map(|p| Document::Product(Box::new(p)))
     };
-    Loaded {
-        document,
-        version: Some(version),
-        node,
-        diagnostics: cx.diagnostics,
-    }
+    Loaded { document, version: Some(version), node, diagnostics: cx.diagnostics }
 }
 
-const ODCS_VERSIONS: &[DocVersion] = &[
-    DocVersion::Odcs300,
-    DocVersion::Odcs301,
-    DocVersion::Odcs302,
-    DocVersion::Odcs310,
-    DocVersion::Odcs320,
-];
+const ODCS_VERSIONS: &[DocVersion] =
+    &[DocVersion::Odcs300, DocVersion::Odcs301, DocVersion::Odcs302, DocVersion::Odcs310, DocVersion::Odcs320];
 const ODPS_VERSIONS: &[DocVersion] = &[DocVersion::Odps090, DocVersion::Odps100];
 
 /// Decides which standard and version a document is read against.
@@ -153,10 +128,7 @@ fn recognise(node: &Node, diagnostics: &mut Vec<Diagnostic>) -> Option<DocVersio
         diagnostics.push(Diagnostic::new(
             Code::WrongType,
             node.span,
-            format!(
-                "a document must be a mapping with `kind` and `apiVersion`, found {}",
-                node.value.type_name()
-            ),
+            format!("a document must be a mapping with `kind` and `apiVersion`, found {}", node.value.type_name()),
         ));
         return None;
     }
@@ -165,11 +137,7 @@ fn recognise(node: &Node, diagnostics: &mut Vec<Diagnostic>) -> Option<DocVersio
     let kind = match field("kind") {
         Some((Some(kind), span)) => Some((kind, span)),
         Some((None, span)) => {
-            diagnostics.push(Diagnostic::new(
-                Code::WrongType,
-                span,
-                "`kind` must be a string",
-            ));
+            diagnostics.push(Diagnostic::new(Code::WrongType, span, "`kind` must be a string"));
             return None;
         }
         None => None,
@@ -179,12 +147,8 @@ fn recognise(node: &Node, diagnostics: &mut Vec<Diagnostic>) -> Option<DocVersio
         Some(("DataProduct", _)) => false,
         Some((other, span)) => {
             diagnostics.push(
-                Diagnostic::new(
-                    Code::UnknownKind,
-                    span,
-                    format!("`{other}` is not a kind meshplane reads"),
-                )
-                .hint("use `kind: DataContract` (ODCS) or `kind: DataProduct` (ODPS)"),
+                Diagnostic::new(Code::UnknownKind, span, format!("`{other}` is not a kind meshplane reads"))
+                    .hint("use `kind: DataContract` (ODCS) or `kind: DataProduct` (ODPS)"),
             );
             return None;
         }
@@ -203,36 +167,29 @@ fn recognise(node: &Node, diagnostics: &mut Vec<Diagnostic>) -> Option<DocVersio
     } else {
         (ODPS_VERSIONS, DocVersion::Odps100, "ODPS")
     };
-    let names = || {
-        known
-            .iter()
-            .map(|v| v.api_version())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let names = || known.iter().map(|v| v.api_version()).collect::<Vec<_>>().join(", ");
     match api {
-        Some((Some(text), span)) => {
-            match known.iter().find(|v| v.api_version() == text) {
-                Some(v) => Some(*v),
-                None => {
-                    let mut d = Diagnostic::new(
-                        Code::UnsupportedApiVersion,
-                        span,
-                        format!("`{text}` is not a version of {standard} that meshplane reads"),
-                    )
-                    .hint(format!("use one of: {}", names()));
-                    if text.starts_with("v2.") {
-                        d = d.hint(format!("ODCS v2 documents have another layout: convert them to v3 (one of: {})", names()));
-                    } else if !text.starts_with('v')
-                        && known.iter().any(|v| &v.api_version()[1..] == text)
-                    {
-                        d = d.hint(format!("write `apiVersion: v{text}`"));
-                    }
-                    diagnostics.push(d);
-                    None
+        Some((Some(text), span)) => match known.iter().find(|v| v.api_version() == text) {
+            Some(v) => Some(*v),
+            None => {
+                let mut d = Diagnostic::new(
+                    Code::UnsupportedApiVersion,
+                    span,
+                    format!("`{text}` is not a version of {standard} that meshplane reads"),
+                )
+                .hint(format!("use one of: {}", names()));
+                if text.starts_with("v2.") {
+                    d = d.hint(format!(
+                        "ODCS v2 documents have another layout: convert them to v3 (one of: {})",
+                        names()
+                    ));
+                } else if !text.starts_with('v') && known.iter().any(|v| &v.api_version()[1..] == text) {
+                    d = d.hint(format!("write `apiVersion: v{text}`"));
                 }
+                diagnostics.push(d);
+                None
             }
-        }
+        },
         Some((None, span)) => {
             diagnostics.push(
                 Diagnostic::new(Code::WrongType, span, "`apiVersion` must be a string")
@@ -247,10 +204,7 @@ fn recognise(node: &Node, diagnostics: &mut Vec<Diagnostic>) -> Option<DocVersio
                     Span::at(node.span.start.line, node.span.start.col),
                     "the document has no `apiVersion`",
                 )
-                .hint(format!(
-                    "add `apiVersion: {}`; the document was checked against it",
-                    latest.api_version()
-                )),
+                .hint(format!("add `apiVersion: {}`; the document was checked against it", latest.api_version())),
             );
             Some(latest)
         }

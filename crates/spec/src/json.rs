@@ -8,23 +8,14 @@ use crate::tree::{DuplicateKey, Entry, MAX_DEPTH, Node, Parsed, Pos, Span, Synta
 
 /// Reads one JSON document.
 pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
-    let mut reader = Reader {
-        bytes: text.as_bytes(),
-        at: 0,
-        line: 1,
-        col: 1,
-        duplicate_keys: Vec::new(),
-    };
+    let mut reader = Reader { bytes: text.as_bytes(), at: 0, line: 1, col: 1, duplicate_keys: Vec::new() };
     reader.skip_space();
     let node = reader.value(0)?;
     reader.skip_space();
     if reader.at < reader.bytes.len() {
         return Err(reader.error("unexpected text after the JSON value"));
     }
-    Ok(Parsed {
-        documents: vec![node],
-        duplicate_keys: reader.duplicate_keys,
-    })
+    Ok(Parsed { documents: vec![node], duplicate_keys: reader.duplicate_keys })
 }
 
 struct Reader<'a> {
@@ -37,20 +28,11 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn pos(&self) -> Pos {
-        Pos {
-            line: self.line,
-            col: self.col,
-        }
+        Pos { line: self.line, col: self.col }
     }
 
     fn error(&self, message: &str) -> SyntaxError {
-        SyntaxError {
-            message: message.to_string(),
-            span: Span {
-                start: self.pos(),
-                end: self.pos(),
-            },
-        }
+        SyntaxError { message: message.to_string(), span: Span { start: self.pos(), end: self.pos() } }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -101,13 +83,7 @@ impl Reader<'_> {
             Some(_) => return Err(self.error("expected a JSON value")),
             None => return Err(self.error("unexpected end of text")),
         };
-        Ok(Node {
-            value,
-            span: Span {
-                start,
-                end: self.pos(),
-            },
-        })
+        Ok(Node { value, span: Span { start, end: self.pos() } })
     }
 
     fn word(&mut self, word: &str, value: Value) -> Result<Value, SyntaxError> {
@@ -154,14 +130,11 @@ impl Reader<'_> {
                 return Err(self.error("expected digits in the exponent"));
             }
         }
-        let text = std::str::from_utf8(&self.bytes[start..self.at])
-            .map_err(|_| self.error("invalid number"))?;
+        let text = std::str::from_utf8(&self.bytes[start..self.at]).map_err(|_| self.error("invalid number"))?;
         if !float && let Ok(i) = text.parse::<i64>() {
             return Ok(Value::Int(i));
         }
-        text.parse::<f64>()
-            .map(Value::Float)
-            .map_err(|_| self.error("invalid number"))
+        text.parse::<f64>().map(Value::Float).map_err(|_| self.error("invalid number"))
     }
 
     fn string(&mut self) -> Result<String, SyntaxError> {
@@ -260,25 +233,14 @@ impl Reader<'_> {
                 return Err(self.error("expected a string key"));
             }
             let key = self.string()?;
-            let key_span = Span {
-                start: key_start,
-                end: self.pos(),
-            };
+            let key_span = Span { start: key_start, end: self.pos() };
             self.skip_space();
             self.expect(b':', "`:`")?;
             self.skip_space();
             let value = self.value(depth + 1)?;
             match entries.iter().find(|e| e.key == key) {
-                Some(first) => self.duplicate_keys.push(DuplicateKey {
-                    key,
-                    first: first.key_span,
-                    again: key_span,
-                }),
-                None => entries.push(Entry {
-                    key,
-                    key_span,
-                    value,
-                }),
+                Some(first) => self.duplicate_keys.push(DuplicateKey { key, first: first.key_span, again: key_span }),
+                None => entries.push(Entry { key, key_span, value }),
             }
             self.skip_space();
             match self.bump() {
@@ -296,31 +258,17 @@ mod tests {
 
     #[test]
     fn reads_surrogate_pairs_and_positions() {
-        let parsed = parse(
-            "{\n\t\"a\": \"caf\\u00e9 \\ud83d\\ude00\",\n\t\"b\": [1, 2.5, -3e2, true, null]\n}",
-        )
-        .unwrap();
+        let parsed =
+            parse("{\n\t\"a\": \"caf\\u00e9 \\ud83d\\ude00\",\n\t\"b\": [1, 2.5, -3e2, true, null]\n}").unwrap();
         let doc = &parsed.documents[0];
         assert_eq!(doc.get("a").unwrap().as_str(), Some("café 😀"));
         assert_eq!(doc.get("b").unwrap().span.start, Pos { line: 3, col: 7 });
-        assert_eq!(
-            doc.get("b").unwrap().to_json(),
-            serde_json::json!([1, 2.5, -300.0, true, null])
-        );
+        assert_eq!(doc.get("b").unwrap().to_json(), serde_json::json!([1, 2.5, -300.0, true, null]));
     }
 
     #[test]
     fn refuses_what_json_refuses() {
-        for text in [
-            "{",
-            "{\"a\" 1}",
-            "[1,]",
-            "{\"a\": tru}",
-            "\"\\ud83d\"",
-            "01x",
-            "{} {}",
-            "\"a\nb\"",
-        ] {
+        for text in ["{", "{\"a\" 1}", "[1,]", "{\"a\": tru}", "\"\\ud83d\"", "01x", "{} {}", "\"a\nb\""] {
             assert!(parse(text).is_err(), "{text}");
         }
     }

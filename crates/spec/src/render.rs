@@ -23,17 +23,8 @@ pub fn human(path: &str, text: &str, d: &Diagnostic) -> String {
     };
     let start = d.span.start;
     let _ = writeln!(out, "{label}[{}]: {}", d.code.as_str(), d.message);
-    let _ = writeln!(
-        out,
-        "  --> {path}:{}:{}",
-        start.line.max(1),
-        start.col.max(1)
-    );
-    if let Some(line) = start
-        .line
-        .checked_sub(1)
-        .and_then(|i| text.lines().nth(i as usize))
-    {
+    let _ = writeln!(out, "  --> {path}:{}:{}", start.line.max(1), start.col.max(1));
+    if let Some(line) = start.line.checked_sub(1).and_then(|i| text.lines().nth(i as usize)) {
         let number = start.line.to_string();
         let pad = " ".repeat(number.len());
         let line = line.replace('\t', " ");
@@ -45,12 +36,7 @@ pub fn human(path: &str, text: &str, d: &Diagnostic) -> String {
         };
         let _ = writeln!(out, "{pad} |");
         let _ = writeln!(out, "{number} | {line}");
-        let _ = writeln!(
-            out,
-            "{pad} | {}{}",
-            " ".repeat(col),
-            "^".repeat(width.max(1))
-        );
+        let _ = writeln!(out, "{pad} | {}{}", " ".repeat(col), "^".repeat(width.max(1)));
         if let Some(hint) = &d.hint {
             let _ = writeln!(out, "{pad} = hint: {hint}");
         }

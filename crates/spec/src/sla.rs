@@ -35,8 +35,7 @@ pub fn canonical(property: &str) -> Option<&'static str> {
     PROPERTIES
         .iter()
         .find(|(name, short, _)| {
-            property.eq_ignore_ascii_case(name)
-                || (!short.is_empty() && property.eq_ignore_ascii_case(short))
+            property.eq_ignore_ascii_case(name) || (!short.is_empty() && property.eq_ignore_ascii_case(short))
         })
         .map(|(name, ..)| *name)
 }

@@ -39,25 +39,16 @@ impl Span {
     /// A span covering a single position.
     pub fn at(line: u32, col: u32) -> Span {
         let pos = Pos { line, col };
-        Span {
-            start: pos,
-            end: pos,
-        }
+        Span { start: pos, end: pos }
     }
 
     fn from_raw(raw: RawSpan) -> Span {
-        Span {
-            start: pos(raw.start.line(), raw.start.col()),
-            end: pos(raw.end.line(), raw.end.col()),
-        }
+        Span { start: pos(raw.start.line(), raw.start.col()), end: pos(raw.end.line(), raw.end.col()) }
     }
 }
 
 fn pos(line: usize, col0: usize) -> Pos {
-    Pos {
-        line: u32::try_from(line).unwrap_or(u32::MAX),
-        col: u32::try_from(col0 + 1).unwrap_or(u32::MAX),
-    }
+    Pos { line: u32::try_from(line).unwrap_or(u32::MAX), col: u32::try_from(col0 + 1).unwrap_or(u32::MAX) }
 }
 
 impl fmt::Display for Pos {
@@ -111,10 +102,7 @@ impl Value {
 impl Node {
     /// The value under `key` when this node is a mapping.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.entries()?
-            .iter()
-            .find(|e| e.key == key)
-            .map(|e| &e.value)
+        self.entries()?.iter().find(|e| e.key == key).map(|e| &e.value)
     }
 
     pub fn entries(&self) -> Option<&[Entry]> {
@@ -138,17 +126,12 @@ impl Node {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f)
-                .map(J::Number)
-                .unwrap_or_else(|| J::String(f.to_string())),
+            Value::Float(f) => {
+                serde_json::Number::from_f64(*f).map(J::Number).unwrap_or_else(|| J::String(f.to_string()))
+            }
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Map(entries) => J::Object(
-                entries
-                    .iter()
-                    .map(|e| (e.key.clone(), e.value.to_json()))
-                    .collect(),
-            ),
+            Value::Map(entries) => J::Object(entries.iter().map(|e| (e.key.clone(), e.value.to_json())).collect()),
         }
     }
 }
@@ -196,20 +179,14 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
             break;
         }
     }
-    Ok(Parsed {
-        documents: builder.documents,
-        duplicate_keys: builder.duplicate_keys,
-    })
+    Ok(Parsed { documents: builder.documents, duplicate_keys: builder.duplicate_keys })
 }
 
 fn scan_error(err: &ScanError) -> SyntaxError {
     let mark = err.marker();
     SyntaxError {
         message: err.info().to_string(),
-        span: Span {
-            start: pos(mark.line(), mark.col()),
-            end: pos(mark.line(), mark.col()),
-        },
+        span: Span { start: pos(mark.line(), mark.col()), end: pos(mark.line(), mark.col()) },
     }
 }
 
@@ -240,25 +217,13 @@ impl Builder {
                     .rev()
                     .find(|(anchor, _)| *anchor == id)
                     .map(|(_, node)| node.clone())
-                    .ok_or_else(|| SyntaxError {
-                        message: "alias refers to an unknown anchor".into(),
-                        span,
-                    })?;
+                    .ok_or_else(|| SyntaxError { message: "alias refers to an unknown anchor".into(), span })?;
                 self.count(count_nodes(&node), span)?;
-                self.push(
-                    Node {
-                        value: node.value,
-                        span,
-                    },
-                    0,
-                )?;
+                self.push(Node { value: node.value, span }, 0)?;
             }
             Event::Scalar(text, style, anchor, tag) => {
                 self.count(1, span)?;
-                let core_tag = tag
-                    .as_ref()
-                    .filter(|t| t.is_yaml_core_schema())
-                    .map(|t| t.suffix.clone());
+                let core_tag = tag.as_ref().filter(|t| t.is_yaml_core_schema()).map(|t| t.suffix.clone());
                 let value = resolve_scalar(&text, style, core_tag.as_deref(), span)?;
                 self.push(Node { value, span }, anchor)?;
             }
@@ -275,20 +240,12 @@ impl Builder {
             Event::SequenceEnd | Event::MappingEnd => {
                 let (value, start, anchor) = match self.stack.pop() {
                     Some(Open::Seq(items, start, anchor)) => (Value::Seq(items), start, anchor),
-                    Some(Open::Map(entries, _, start, anchor)) => {
-                        (Value::Map(entries), start, anchor)
-                    }
+                    Some(Open::Map(entries, _, start, anchor)) => (Value::Map(entries), start, anchor),
                     None => {
-                        return Err(SyntaxError {
-                            message: "unbalanced collection".into(),
-                            span,
-                        });
+                        return Err(SyntaxError { message: "unbalanced collection".into(), span });
                     }
                 };
-                let span = Span {
-                    start: start.start,
-                    end: span.end,
-                };
+                let span = Span { start: start.start, end: span.end };
                 self.push(Node { value, span }, anchor)?;
             }
         }
@@ -308,10 +265,7 @@ impl Builder {
 
     fn check_depth(&self, span: Span) -> Result<(), SyntaxError> {
         if self.stack.len() >= MAX_DEPTH {
-            return Err(SyntaxError {
-                message: format!("collections nest deeper than {MAX_DEPTH} levels"),
-                span,
-            });
+            return Err(SyntaxError { message: format!("collections nest deeper than {MAX_DEPTH} levels"), span });
         }
         Ok(())
     }
@@ -333,8 +287,7 @@ impl Builder {
                         Value::Float(f) => f.to_string(),
                         Value::Seq(_) | Value::Map(_) => {
                             return Err(SyntaxError {
-                                message: "a mapping key must be a plain value, not a collection"
-                                    .into(),
+                                message: "a mapping key must be a plain value, not a collection".into(),
                                 span: node.span,
                             });
                         }
@@ -343,17 +296,9 @@ impl Builder {
                 }
                 Some((key, key_span)) => {
                     if let Some(first) = entries.iter().find(|e| e.key == key) {
-                        self.duplicate_keys.push(DuplicateKey {
-                            key,
-                            first: first.key_span,
-                            again: key_span,
-                        });
+                        self.duplicate_keys.push(DuplicateKey { key, first: first.key_span, again: key_span });
                     } else {
-                        entries.push(Entry {
-                            key,
-                            key_span,
-                            value: node,
-                        });
+                        entries.push(Entry { key, key_span, value: node });
                     }
                 }
             },
@@ -371,28 +316,16 @@ fn count_nodes(node: &Node) -> usize {
 }
 
 /// Resolves a scalar by the YAML 1.2 core schema; quoted scalars are always strings.
-fn resolve_scalar(
-    text: &str,
-    style: ScalarStyle,
-    tag: Option<&str>,
-    span: Span,
-) -> Result<Value, SyntaxError> {
-    let bad_tag = |what: &str| SyntaxError {
-        message: format!("`{text}` is not a valid {what}"),
-        span,
-    };
+fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>, span: Span) -> Result<Value, SyntaxError> {
+    let bad_tag = |what: &str| SyntaxError { message: format!("`{text}` is not a valid {what}"), span };
     match tag {
         Some("str") => return Ok(Value::Str(text.to_string())),
         Some("null") => return Ok(Value::Null),
         Some("bool") => {
-            return resolve_plain(text)
-                .filter(|v| matches!(v, Value::Bool(_)))
-                .ok_or_else(|| bad_tag("boolean"));
+            return resolve_plain(text).filter(|v| matches!(v, Value::Bool(_))).ok_or_else(|| bad_tag("boolean"));
         }
         Some("int") => {
-            return resolve_plain(text)
-                .filter(|v| matches!(v, Value::Int(_)))
-                .ok_or_else(|| bad_tag("integer"));
+            return resolve_plain(text).filter(|v| matches!(v, Value::Int(_))).ok_or_else(|| bad_tag("integer"));
         }
         Some("float") => {
             return match resolve_plain(text) {
@@ -435,9 +368,7 @@ fn resolve_plain(text: &str) -> Option<Value> {
             Err(_) => Value::Float(text.parse().ok()?),
         });
     }
-    is_core_float(digits)
-        .then(|| text.parse().ok().map(Value::Float))
-        .flatten()
+    is_core_float(digits).then(|| text.parse().ok().map(Value::Float)).flatten()
 }
 
 /// `(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?` without the sign.
@@ -474,10 +405,7 @@ mod tests {
     fn unquoted_dates_and_times_stay_strings() {
         let doc = one("a: 2022-10-03\nb: 09:00-08:00\nc: 1.0.0\n");
         assert_eq!(doc.get("a").unwrap().value, Value::Str("2022-10-03".into()));
-        assert_eq!(
-            doc.get("b").unwrap().value,
-            Value::Str("09:00-08:00".into())
-        );
+        assert_eq!(doc.get("b").unwrap().value, Value::Str("09:00-08:00".into()));
         assert_eq!(doc.get("c").unwrap().value, Value::Str("1.0.0".into()));
     }
 
@@ -500,9 +428,7 @@ mod tests {
     fn positions_are_one_based_lines_and_columns() {
         let doc = one("kind: X\nschema:\n  - name: orders\n");
         let name = doc.get("schema").unwrap();
-        let Value::Seq(items) = &name.value else {
-            panic!("not a list")
-        };
+        let Value::Seq(items) = &name.value else { panic!("not a list") };
         let span = items[0].get("name").unwrap().span;
         assert_eq!((span.start.line, span.start.col), (3, 11));
     }
@@ -511,10 +437,7 @@ mod tests {
     fn json_is_read_with_positions() {
         let doc = one("{\n  \"kind\": \"DataContract\",\n  \"n\": [1, 2.5, null]\n}\n");
         assert_eq!(doc.get("kind").unwrap().span.start.line, 2);
-        assert_eq!(
-            doc.get("n").unwrap().to_json(),
-            serde_json::json!([1, 2.5, null])
-        );
+        assert_eq!(doc.get("n").unwrap().to_json(), serde_json::json!([1, 2.5, null]));
     }
 
     #[test]
@@ -530,7 +453,9 @@ mod tests {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..8 {
             let p = i - 1;
-            text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
         }
         let err = parse(&text).unwrap_err();
         assert!(err.message.contains("more than"), "{}", err.message);

@@ -34,9 +34,7 @@ impl SemVer {
         let mut parts = core.split('.');
         let mut number = || {
             let part = parts.next()?;
-            if part.is_empty()
-                || !part.bytes().all(|b| b.is_ascii_digit())
-                || (part.len() > 1 && part.starts_with('0'))
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) || (part.len() > 1 && part.starts_with('0'))
             {
                 return None;
             }
@@ -46,13 +44,7 @@ impl SemVer {
         if parts.next().is_some() {
             return None;
         }
-        Some(SemVer {
-            major,
-            minor,
-            patch,
-            pre: pre.to_string(),
-            build: build.to_string(),
-        })
+        Some(SemVer { major, minor, patch, pre: pre.to_string(), build: build.to_string() })
     }
 }
 
@@ -141,17 +133,12 @@ mod tests {
     fn leading_v_is_the_same_version() {
         assert!(same_version("1.2.3", "v1.2.3"));
         assert!(!same_version("1.2.3", "1.2.4"));
-        assert_eq!(
-            SemVer::parse("v2.0.0-rc.1+b5").unwrap().to_string(),
-            "2.0.0-rc.1+b5"
-        );
+        assert_eq!(SemVer::parse("v2.0.0-rc.1+b5").unwrap().to_string(), "2.0.0-rc.1+b5");
     }
 
     #[test]
     fn rejects_non_semver() {
-        for text in [
-            "1.0", "1", "01.0.0", "1.0.0.0", "latest", "1.0.0-", "1.0.0+", "a.b.c", "1.0.0-01",
-        ] {
+        for text in ["1.0", "1", "01.0.0", "1.0.0.0", "latest", "1.0.0-", "1.0.0+", "a.b.c", "1.0.0-01"] {
             assert_eq!(SemVer::parse(text), None, "{text}");
         }
     }
@@ -172,10 +159,7 @@ mod tests {
             "2.0.0",
         ];
         for pair in order.windows(2) {
-            assert!(
-                SemVer::parse(pair[0]).unwrap() < SemVer::parse(pair[1]).unwrap(),
-                "{pair:?}"
-            );
+            assert!(SemVer::parse(pair[0]).unwrap() < SemVer::parse(pair[1]).unwrap(), "{pair:?}");
         }
     }
 }

@@ -10,11 +10,7 @@ fn fixtures() -> PathBuf {
 
 /// Runs meshplane in the fixtures directory, so paths in output are stable.
 fn meshplane(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshplane"))
-        .args(args)
-        .current_dir(fixtures())
-        .output()
-        .expect("run meshplane")
+    Command::new(env!("CARGO_BIN_EXE_meshplane")).args(args).current_dir(fixtures()).output().expect("run meshplane")
 }
 
 fn stdout(out: &Output) -> String {
@@ -51,21 +47,9 @@ fn warnings_pass_unless_strict() {
 fn directories_are_searched_for_contracts_and_products_across_files() {
     let out = meshplane(&["lint", "-o", "json", "mesh"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let paths: Vec<&str> = report["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .collect();
+    let paths: Vec<&str> = report["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     // The CI workflow is not a contract and is left alone; the product is found by its kind.
-    assert_eq!(
-        paths,
-        [
-            "mesh/ops/copy.odcs.json",
-            "mesh/sales/orders.odcs.yaml",
-            "mesh/sales/product.yaml"
-        ]
-    );
+    assert_eq!(paths, ["mesh/ops/copy.odcs.json", "mesh/sales/orders.odcs.yaml", "mesh/sales/product.yaml"]);
     let codes: Vec<&str> = report["files"]
         .as_array()
         .unwrap()
@@ -83,11 +67,7 @@ fn directories_are_searched_for_contracts_and_products_across_files() {
 fn clean_files_exit_zero() {
     let out = meshplane(&["lint", "mesh/sales"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains("2 file(s) checked: 0 error(s), 1 warning(s)"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("2 file(s) checked: 0 error(s), 1 warning(s)"), "{}", stdout(&out));
 }
 
 #[test]
@@ -96,10 +76,7 @@ fn usage_and_io_errors_exit_two() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no/such/file.yaml"));
     assert_eq!(meshplane(&["lint"]).status.code(), Some(2));
-    assert_eq!(
-        meshplane(&["lint", "-o", "xml", "mesh"]).status.code(),
-        Some(2)
-    );
+    assert_eq!(meshplane(&["lint", "-o", "xml", "mesh"]).status.code(), Some(2));
     assert_eq!(meshplane(&["frobnicate"]).status.code(), Some(2));
 }
 
@@ -112,22 +89,12 @@ fn diff_refuses_breaking_changes_without_a_major_bump() {
 
 #[test]
 fn diff_accepts_breaking_changes_with_a_major_bump() {
-    let out = meshplane(&[
-        "diff",
-        "-o",
-        "json",
-        "diff/v1.odcs.yaml",
-        "diff/v2.odcs.yaml",
-    ]);
+    let out = meshplane(&["diff", "-o", "json", "diff/v1.odcs.yaml", "diff/v2.odcs.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["bump"], "major");
     assert!(
-        report["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["code"] == "server-removed" && c["breaking"] == true)
+        report["changes"].as_array().unwrap().iter().any(|c| c["code"] == "server-removed" && c["breaking"] == true)
     );
 }
 
@@ -153,9 +120,7 @@ fn the_example_mesh_lints_without_errors() {
 
 #[test]
 fn the_lint_reference_documents_every_code() {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/lint.md"))
-            .unwrap();
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/lint.md")).unwrap();
     for code in meshplane_spec::Code::ALL {
         assert!(
             doc.contains(&format!("| `{}` |", code.as_str())),
@@ -163,4 +128,18 @@ fn the_lint_reference_documents_every_code() {
             code.as_str()
         );
     }
+}
+
+#[test]
+fn a_file_that_is_not_text_is_reported_not_fatal() {
+    let dir = std::env::temp_dir().join(format!("meshplane-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("latin1.odcs.yaml");
+    std::fs::write(&bad, b"apiVersion: v3.2.0\nname: caf\xe9\n").unwrap();
+    let out = meshplane(&["lint", bad.to_str().unwrap(), "mesh/sales/orders.odcs.yaml"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("error[io]: the file is not UTF-8 text"), "{text}");
+    assert!(text.contains("2 file(s) checked"), "{text}");
 }

@@ -12,18 +12,10 @@ use crate::model::odcs::{DataContract, Property, Quality, Refs, SchemaObject};
 use crate::tree::{Node, Span, Value};
 
 pub(super) fn check(contract: &DataContract, node: &Node, out: &mut Vec<Diagnostic>) {
-    super::check_version(
-        &contract.version,
-        contract.at.field("version"),
-        "contract",
-        out,
-    );
+    super::check_version(&contract.version, contract.at.field("version"), "contract", out);
     stable_ids(node, out);
     duplicate_names(
-        contract
-            .objects()
-            .iter()
-            .map(|o| (o.name.as_str(), o.at.field("name"))),
+        contract.objects().iter().map(|o| (o.name.as_str(), o.at.field("name"))),
         Code::DuplicateObject,
         "object",
         "the contract",
@@ -39,11 +31,7 @@ pub(super) fn check(contract: &DataContract, node: &Node, out: &mut Vec<Diagnost
 fn stable_ids(root: &Node, out: &mut Vec<Diagnostic>) {
     let mut seen: HashMap<String, Span> = HashMap::new();
     let mut stack: Vec<&Node> = match &root.value {
-        Value::Map(entries) => entries
-            .iter()
-            .filter(|e| e.key != "id")
-            .map(|e| &e.value)
-            .collect(),
+        Value::Map(entries) => entries.iter().filter(|e| e.key != "id").map(|e| &e.value).collect(),
         _ => return,
     };
     while let Some(node) = stack.pop() {
@@ -52,20 +40,13 @@ fn stable_ids(root: &Node, out: &mut Vec<Diagnostic>) {
             Value::Map(entries) => {
                 for entry in entries {
                     // Values of custom properties, examples and arguments are free-form.
-                    if matches!(
-                        entry.key.as_str(),
-                        "value" | "examples" | "arguments" | "implementation"
-                    ) {
+                    if matches!(entry.key.as_str(), "value" | "examples" | "arguments" | "implementation") {
                         continue;
                     }
                     if entry.key == "id"
                         && let Some(id) = entry.value.as_str()
                     {
-                        if !id
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                            || id.is_empty()
-                        {
+                        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') || id.is_empty() {
                             out.push(
                                 Diagnostic::new(
                                     Code::InvalidValue,
@@ -82,10 +63,7 @@ fn stable_ids(root: &Node, out: &mut Vec<Diagnostic>) {
                                     entry.value.span,
                                     format!("id `{id}` is used twice in this document"),
                                 )
-                                .hint(format!(
-                                    "ids must be unique; `{id}` is first used at line {}",
-                                    first.start.line
-                                )),
+                                .hint(format!("ids must be unique; `{id}` is first used at line {}", first.start.line)),
                             );
                         } else {
                             seen.insert(id.to_string(), entry.value.span);
@@ -113,15 +91,8 @@ fn duplicate_names<'a>(
         }
         if let Some(first) = seen.get(name) {
             out.push(
-                Diagnostic::new(
-                    code,
-                    span,
-                    format!("{what} `{name}` is declared twice in {owner}"),
-                )
-                .hint(format!(
-                    "the first `{name}` is at line {}; rename or remove one of them",
-                    first.start.line
-                )),
+                Diagnostic::new(code, span, format!("{what} `{name}` is declared twice in {owner}"))
+                    .hint(format!("the first `{name}` is at line {}; rename or remove one of them", first.start.line)),
             );
         } else {
             seen.insert(name, span);
@@ -136,14 +107,7 @@ fn check_object(contract: &DataContract, object: &SchemaObject, out: &mut Vec<Di
         check_rule(rule, Level::Object(object), out);
     }
     for relationship in object.relationships.as_deref().unwrap_or_default() {
-        check_relationship(
-            contract,
-            None,
-            relationship.from.as_ref(),
-            relationship.to.as_ref(),
-            &relationship.at,
-            out,
-        );
+        check_relationship(contract, None, relationship.from.as_ref(), relationship.to.as_ref(), &relationship.at, out);
     }
 }
 
@@ -155,9 +119,7 @@ fn check_properties(
     out: &mut Vec<Diagnostic>,
 ) {
     duplicate_names(
-        properties
-            .iter()
-            .map(|p| (p.name.as_str(), p.at.field("name"))),
+        properties.iter().map(|p| (p.name.as_str(), p.at.field("name"))),
         Code::DuplicateProperty,
         "property",
         owner,
@@ -166,32 +128,18 @@ fn check_properties(
     for property in properties {
         check_property(contract, object, property, out);
         if let Some(nested) = &property.properties {
-            check_properties(
-                contract,
-                object,
-                nested,
-                &format!("property `{}`", property.name),
-                out,
-            );
+            check_properties(contract, object, nested, &format!("property `{}`", property.name), out);
         }
     }
 }
 
-fn check_property(
-    contract: &DataContract,
-    object: &SchemaObject,
-    property: &Property,
-    out: &mut Vec<Diagnostic>,
-) {
+fn check_property(contract: &DataContract, object: &SchemaObject, property: &Property, out: &mut Vec<Diagnostic>) {
     if property.logical_type.as_deref() == Some("map") && property.map.is_none() {
         out.push(
             Diagnostic::new(
                 Code::MapWithoutDefinition,
                 property.at.field("logicalType"),
-                format!(
-                    "property `{}` is a map without a `map` block",
-                    property.name
-                ),
+                format!("property `{}` is a map without a `map` block", property.name),
             )
             .hint("add `map:` with `key:` and `value:` definitions"),
         );
@@ -200,12 +148,8 @@ fn check_property(
         let span = property.at.field("enum");
         if values.is_empty() {
             out.push(
-                Diagnostic::new(
-                    Code::EnumEmpty,
-                    span,
-                    format!("the enum of `{}` has no values", property.name),
-                )
-                .hint("list at least one `- value: ...`, or remove `enum`"),
+                Diagnostic::new(Code::EnumEmpty, span, format!("the enum of `{}` has no values", property.name))
+                    .hint("list at least one `- value: ...`, or remove `enum`"),
             );
         }
         let mut seen: Vec<&Any> = Vec::new();
@@ -228,14 +172,7 @@ fn check_property(
         check_rule(rule, Level::Property(property), out);
     }
     for relationship in property.relationships.as_deref().unwrap_or_default() {
-        check_relationship(
-            contract,
-            Some((object, property)),
-            None,
-            relationship.to.as_ref(),
-            &relationship.at,
-            out,
-        );
+        check_relationship(contract, Some((object, property)), None, relationship.to.as_ref(), &relationship.at, out);
     }
     if let Some(items) = &property.items {
         check_property(contract, object, items, out);
@@ -245,12 +182,8 @@ fn check_property(
 fn check_pattern(pattern: &str, span: Span, out: &mut Vec<Diagnostic>) {
     if let Err(refusal) = pattern::check(pattern) {
         out.push(
-            Diagnostic::new(
-                Code::InvalidPattern,
-                span,
-                format!("pattern `{pattern}`: {}", refusal.message),
-            )
-            .hint(refusal.hint),
+            Diagnostic::new(Code::InvalidPattern, span, format!("pattern `{pattern}`: {}", refusal.message))
+                .hint(refusal.hint),
         );
     }
 }
@@ -267,28 +200,29 @@ fn check_rule(rule: &Quality, level: Level, out: &mut Vec<Diagnostic>) {
         "sql" => {
             if rule.query.is_none() {
                 out.push(
-                    Diagnostic::new(
-                        Code::QualitySqlWithoutQuery,
-                        at.span,
-                        "a sql quality rule needs a `query`",
-                    )
-                    .hint("add `query: SELECT COUNT(*) FROM {object} WHERE ...`"),
+                    Diagnostic::new(Code::QualitySqlWithoutQuery, at.span, "a sql quality rule needs a `query`")
+                        .hint("add `query: SELECT COUNT(*) FROM {object} WHERE ...`"),
                 );
             }
             check_operators(rule, false, out);
         }
         "custom" => {
-            let missing: Vec<&str> = [
-                ("engine", rule.engine.is_none()),
-                ("implementation", rule.implementation.is_none()),
-            ]
-            .into_iter()
-            .filter_map(|(f, m)| m.then_some(f))
-            .collect();
+            let missing: Vec<&str> =
+                [("engine", rule.engine.is_none()), ("implementation", rule.implementation.is_none())]
+                    .into_iter()
+                    .filter_map(|(f, m)| m.then_some(f))
+                    .collect();
             if !missing.is_empty() {
                 out.push(
-                    Diagnostic::new(Code::QualityCustomIncomplete, at.span, format!("a custom quality rule needs `engine` and `implementation`; missing: {}", missing.join(", ")))
-                        .hint("name the engine (soda, great-expectations, ...) and give its check as `implementation`"),
+                    Diagnostic::new(
+                        Code::QualityCustomIncomplete,
+                        at.span,
+                        format!(
+                            "a custom quality rule needs `engine` and `implementation`; missing: {}",
+                            missing.join(", ")
+                        ),
+                    )
+                    .hint("name the engine (soda, great-expectations, ...) and give its check as `implementation`"),
                 );
             }
         }
@@ -305,7 +239,8 @@ fn check_rule(rule: &Quality, level: Level, out: &mut Vec<Diagnostic>) {
             if metric == "invalidValues" {
                 let args = rule.arguments.as_ref();
                 let has = |key: &str| args.is_some_and(|a| a.contains_key(key));
-                let has_enum = matches!(&level, Level::Property(p) if p.enum_values.as_ref().is_some_and(|e| !e.is_empty()));
+                let has_enum =
+                    matches!(&level, Level::Property(p) if p.enum_values.as_ref().is_some_and(|e| !e.is_empty()));
                 if !has("validValues") && !has("pattern") && !has_enum {
                     out.push(
                         Diagnostic::new(Code::QualityInvalidValuesWithoutRule, at.field("metric"), "invalidValues needs something that says what is valid")
@@ -328,10 +263,7 @@ fn check_metric_level(rule: &Quality, metric: &str, level: &Level, out: &mut Vec
             Diagnostic::new(
                 Code::QualityWrongLevel,
                 span,
-                format!(
-                    "rowCount counts the rows of an object, but this rule is on property `{}`",
-                    p.name
-                ),
+                format!("rowCount counts the rows of an object, but this rule is on property `{}`", p.name),
             )
             .hint("move the rule to the object's `quality` list"),
         ),
@@ -359,10 +291,7 @@ fn check_metric_level(rule: &Quality, metric: &str, level: &Level, out: &mut Vec
             Diagnostic::new(
                 Code::QualityWrongLevel,
                 span,
-                format!(
-                    "{metric} measures one property, but this rule is on object `{}`",
-                    o.name
-                ),
+                format!("{metric} measures one property, but this rule is on object `{}`", o.name),
             )
             .hint("move the rule to the `quality` list of the property it checks"),
         ),
@@ -399,10 +328,8 @@ fn check_operators(rule: &Quality, numeric: bool, out: &mut Vec<Diagnostic>) {
         let span = at.field(name);
         let bounds: Vec<f64> = match name {
             "mustBeBetween" | "mustNotBeBetween" => {
-                let pair = value
-                    .as_array()
-                    .filter(|a| a.len() == 2)
-                    .and_then(|a| Some((number(&a[0])?, number(&a[1])?)));
+                let pair =
+                    value.as_array().filter(|a| a.len() == 2).and_then(|a| Some((number(&a[0])?, number(&a[1])?)));
                 match pair {
                     None => {
                         out.push(
@@ -417,8 +344,16 @@ fn check_operators(rule: &Quality, numeric: bool, out: &mut Vec<Diagnostic>) {
                     }
                     Some((low, high)) if low >= high => {
                         out.push(
-                            Diagnostic::new(Code::QualityBadRange, span, format!("{name} [{low}, {high}]: the first number must be smaller than the second"))
-                                .hint(if low > high { format!("write `{name}: [{high}, {low}]`") } else { "the bounds are exclusive: two equal numbers leave no room".to_string() }),
+                            Diagnostic::new(
+                                Code::QualityBadRange,
+                                span,
+                                format!("{name} [{low}, {high}]: the first number must be smaller than the second"),
+                            )
+                            .hint(if low > high {
+                                format!("write `{name}: [{high}, {low}]`")
+                            } else {
+                                "the bounds are exclusive: two equal numbers leave no room".to_string()
+                            }),
                         );
                         vec![low, high]
                     }
@@ -466,12 +401,8 @@ fn resolve<'a>(contract: &'a DataContract, reference: &str) -> Resolved<'a> {
     if reference.contains('/') {
         // schema/<object id>/properties/<property id>[/properties/<property id>...]
         let parts: Vec<&str> = reference.trim_start_matches('/').split('/').collect();
-        let Some(object) = parts.get(1).and_then(|id| {
-            contract
-                .objects()
-                .iter()
-                .find(|o| o.id.as_deref() == Some(id))
-        }) else {
+        let Some(object) = parts.get(1).and_then(|id| contract.objects().iter().find(|o| o.id.as_deref() == Some(id)))
+        else {
             return Resolved::External(reference.to_string());
         };
         let mut properties = object.properties();
@@ -500,9 +431,7 @@ fn property_path_exists(properties: &[Property], path: &str) -> bool {
     };
     match (properties.iter().find(|p| p.name == head), rest) {
         (Some(_), None) => true,
-        (Some(p), Some(rest)) => {
-            property_path_exists(p.properties.as_deref().unwrap_or_default(), rest)
-        }
+        (Some(p), Some(rest)) => property_path_exists(p.properties.as_deref().unwrap_or_default(), rest),
         (None, _) => false,
     }
 }
@@ -526,15 +455,9 @@ fn check_relationship(
                 Diagnostic::new(
                     Code::RelationshipShape,
                     at.field("to"),
-                    format!(
-                        "`from` has {} reference(s) but `to` has {}",
-                        from.as_slice().len(),
-                        to.as_slice().len()
-                    ),
+                    format!("`from` has {} reference(s) but `to` has {}", from.as_slice().len(), to.as_slice().len()),
                 )
-                .hint(
-                    "a composite key lists the same number of properties on both sides, as lists",
-                ),
+                .hint("a composite key lists the same number of properties on both sides, as lists"),
             );
         }
     }
@@ -544,15 +467,30 @@ fn check_relationship(
             match resolve(contract, reference) {
                 Resolved::Found => {}
                 Resolved::MissingProperty(object, property) => out.push(
-                    Diagnostic::new(Code::RelationshipUnknownProperty, at.field(field), format!("`{reference}` names property `{property}`, which object `{}` does not have", object.name))
-                        .hint(format!("properties of `{}`: {}", object.name, object.properties().iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "))),
+                    Diagnostic::new(
+                        Code::RelationshipUnknownProperty,
+                        at.field(field),
+                        format!(
+                            "`{reference}` names property `{property}`, which object `{}` does not have",
+                            object.name
+                        ),
+                    )
+                    .hint(format!(
+                        "properties of `{}`: {}",
+                        object.name,
+                        object.properties().iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
                 ),
                 Resolved::External(object) => {
                     let from_self = owner.is_some_and(|(o, _)| o.name == object);
                     if !from_self {
                         out.push(
-                            Diagnostic::new(Code::RelationshipExternal, at.field(field), format!("`{reference}` refers to `{object}`, which this contract does not define"))
-                                .hint("fine when it lives in another contract; otherwise add the object or fix the name"),
+                            Diagnostic::new(
+                                Code::RelationshipExternal,
+                                at.field(field),
+                                format!("`{reference}` refers to `{object}`, which this contract does not define"),
+                            )
+                            .hint("fine when it lives in another contract; otherwise add the object or fix the name"),
                         );
                     }
                 }
@@ -570,19 +508,20 @@ fn sla_elements(contract: &DataContract, out: &mut Vec<Diagnostic>) {
         };
         for part in element.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let known = match part.split_once('.') {
-                Some((object, property)) => contract
-                    .object(object)
-                    .is_some_and(|o| property_path_exists(o.properties(), property)),
-                None => {
-                    contract.object(part).is_some()
-                        || (objects.len() == 1 && objects[0].property(part).is_some())
+                Some((object, property)) => {
+                    contract.object(object).is_some_and(|o| property_path_exists(o.properties(), property))
                 }
+                None => contract.object(part).is_some() || (objects.len() == 1 && objects[0].property(part).is_some()),
             };
             if !known {
                 out.push(
-                    Diagnostic::new(Code::SlaUnknownElement, sla.at.field("element"), format!("SLA element `{part}` names no object or property of this contract"))
-                        .hint("write `object.property`; the object may be left out when the contract has one object")
-                        .severity(Severity::Warning),
+                    Diagnostic::new(
+                        Code::SlaUnknownElement,
+                        sla.at.field("element"),
+                        format!("SLA element `{part}` names no object or property of this contract"),
+                    )
+                    .hint("write `object.property`; the object may be left out when the contract has one object")
+                    .severity(Severity::Warning),
                 );
             }
         }

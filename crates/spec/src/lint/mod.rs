@@ -26,10 +26,7 @@ pub struct Linted {
 
 impl Linted {
     pub fn count(&self, severity: Severity) -> usize {
-        self.diagnostics
-            .iter()
-            .filter(|d| d.severity == severity)
-            .count()
+        self.diagnostics.iter().filter(|d| d.severity == severity).count()
     }
 }
 
@@ -47,12 +44,7 @@ pub fn lint_text(path: impl Into<String>, text: impl Into<String>) -> Linted {
         }
     }
     diag::sort(&mut diagnostics);
-    Linted {
-        path: path.into(),
-        text,
-        documents: loaded.documents,
-        diagnostics,
-    }
+    Linted { path: path.into(), text, documents: loaded.documents, diagnostics }
 }
 
 /// Adds the problems that only the set of files shows.
@@ -65,14 +57,9 @@ pub fn lint_across(files: &mut [Linted]) {
             if let Document::Contract(c) = doc {
                 contract_ids.insert(c.id.clone());
             }
-            let version = doc
-                .version()
-                .map(|v| SemVer::parse(v).map_or_else(|| v.trim().to_string(), |s| s.to_string()));
-            let key = (
-                doc.kind().to_string(),
-                doc.id().to_string(),
-                version.unwrap_or_default(),
-            );
+            let version =
+                doc.version().map(|v| SemVer::parse(v).map_or_else(|| v.trim().to_string(), |s| s.to_string()));
+            let key = (doc.kind().to_string(), doc.id().to_string(), version.unwrap_or_default());
             let span = match doc {
                 Document::Contract(c) => c.at.field("id"),
                 Document::Product(p) => p.at.field("id"),
@@ -101,14 +88,8 @@ pub fn lint_across(files: &mut [Linted]) {
             let Document::Product(product) = doc else {
                 continue;
             };
-            let inputs = product
-                .input_ports()
-                .iter()
-                .map(|p| (Some(&p.contract_id), &p.at, "input"));
-            let outputs = product
-                .output_ports()
-                .iter()
-                .map(|p| (p.contract_id.as_ref(), &p.at, "output"));
+            let inputs = product.input_ports().iter().map(|p| (Some(&p.contract_id), &p.at, "input"));
+            let outputs = product.output_ports().iter().map(|p| (p.contract_id.as_ref(), &p.at, "output"));
             for (contract_id, at, side) in inputs.chain(outputs) {
                 if let Some(id) = contract_id
                     && !contract_ids.contains(id)
@@ -153,18 +134,14 @@ fn check_product(product: &DataProduct, out: &mut Vec<Diagnostic>) {
     let mut ports: HashMap<(String, String), Span> = HashMap::new();
     for port in product.output_ports() {
         check_version(&port.version, port.at.field("version"), "output port", out);
-        let version =
-            SemVer::parse(&port.version).map_or_else(|| port.version.clone(), |v| v.to_string());
+        let version = SemVer::parse(&port.version).map_or_else(|| port.version.clone(), |v| v.to_string());
         let span = port.at.field("name");
         if let Some(first) = ports.insert((port.name.clone(), version), span) {
             out.push(
                 Diagnostic::new(
                     Code::DuplicateId,
                     span,
-                    format!(
-                        "output port `{}` version `{}` is declared twice",
-                        port.name, port.version
-                    ),
+                    format!("output port `{}` version `{}` is declared twice", port.name, port.version),
                 )
                 .hint(format!(
                     "an output port is identified by name and version; the first is at line {}",

@@ -22,30 +22,17 @@ pub fn check(pattern: &str) -> Result<(), Refusal> {
     if let Some(refusal) = textual_refusal(pattern) {
         return Err(refusal);
     }
-    let ast = ParserBuilder::new()
-        .nest_limit(100)
-        .build()
-        .parse(pattern)
-        .map_err(|err| Refusal {
-            message: format!("invalid regular expression: {}", err.kind()),
-            hint: "check the brackets, escapes and quantifiers of the pattern".into(),
-        })?;
+    let ast = ParserBuilder::new().nest_limit(100).build().parse(pattern).map_err(|err| Refusal {
+        message: format!("invalid regular expression: {}", err.kind()),
+        hint: "check the brackets, escapes and quantifiers of the pattern".into(),
+    })?;
     walk(&ast)
 }
 
 /// Constructs the Rust parser would reject with a confusing message, caught first by text.
 fn textual_refusal(pattern: &str) -> Option<Refusal> {
-    let refuse = |message: &str, hint: &str| {
-        Some(Refusal {
-            message: message.into(),
-            hint: hint.into(),
-        })
-    };
-    if pattern.contains("(?=")
-        || pattern.contains("(?!")
-        || pattern.contains("(?<=")
-        || pattern.contains("(?<!")
-    {
+    let refuse = |message: &str, hint: &str| Some(Refusal { message: message.into(), hint: hint.into() });
+    if pattern.contains("(?=") || pattern.contains("(?!") || pattern.contains("(?<=") || pattern.contains("(?<!") {
         return refuse(
             "lookahead and lookbehind are not portable: the file executor cannot run them",
             "express the condition without lookaround, or split it into two quality rules",
@@ -76,19 +63,13 @@ fn textual_refusal(pattern: &str) -> Option<Refusal> {
 }
 
 fn refuse(message: impl Into<String>, hint: impl Into<String>) -> Result<(), Refusal> {
-    Err(Refusal {
-        message: message.into(),
-        hint: hint.into(),
-    })
+    Err(Refusal { message: message.into(), hint: hint.into() })
 }
 
 fn walk(node: &Ast) -> Result<(), Refusal> {
     match node {
         Ast::Empty(_) | Ast::Dot(_) | Ast::ClassPerl(_) => Ok(()),
-        Ast::Flags(_) => refuse(
-            "inline flags such as (?i) are not ECMA-262",
-            "write both cases explicitly, e.g. [Aa]",
-        ),
+        Ast::Flags(_) => refuse("inline flags such as (?i) are not ECMA-262", "write both cases explicitly, e.g. [Aa]"),
         Ast::Literal(lit) => literal(lit),
         Ast::Assertion(a) => match a.kind {
             ast::AssertionKind::StartLine
@@ -108,14 +89,8 @@ fn walk(node: &Ast) -> Result<(), Refusal> {
         Ast::Repetition(rep) => walk(&rep.ast),
         Ast::Group(group) => {
             match &group.kind {
-                GroupKind::CaptureName {
-                    starts_with_p: true,
-                    ..
-                } => {
-                    return refuse(
-                        "(?P<name>…) is Python/Rust syntax, not ECMA-262",
-                        "write (?<name>…) instead",
-                    );
+                GroupKind::CaptureName { starts_with_p: true, .. } => {
+                    return refuse("(?P<name>…) is Python/Rust syntax, not ECMA-262", "write (?<name>…) instead");
                 }
                 GroupKind::NonCapturing(flags) if !flags.items.is_empty() => {
                     return refuse(
@@ -134,20 +109,14 @@ fn walk(node: &Ast) -> Result<(), Refusal> {
 
 fn literal(lit: &ast::Literal) -> Result<(), Refusal> {
     match lit.kind {
-        ast::LiteralKind::Octal => refuse(
-            "octal escapes are not portable",
-            "write the character itself or \\xHH",
-        ),
-        ast::LiteralKind::HexBrace(_) => refuse(
-            "\\x{…} is Rust syntax, not ECMA-262",
-            "write \\xHH or \\uHHHH",
-        ),
+        ast::LiteralKind::Octal => refuse("octal escapes are not portable", "write the character itself or \\xHH"),
+        ast::LiteralKind::HexBrace(_) => refuse("\\x{…} is Rust syntax, not ECMA-262", "write \\xHH or \\uHHHH"),
         ast::LiteralKind::HexFixed(ast::HexLiteralKind::UnicodeLong) => {
             refuse("\\UHHHHHHHH is not ECMA-262", "write the character itself")
         }
-        ast::LiteralKind::Special(
-            ast::SpecialLiteralKind::Bell | ast::SpecialLiteralKind::Space,
-        ) => refuse("this escape is not ECMA-262", "write the character itself"),
+        ast::LiteralKind::Special(ast::SpecialLiteralKind::Bell | ast::SpecialLiteralKind::Space) => {
+            refuse("this escape is not ECMA-262", "write the character itself")
+        }
         _ => Ok(()),
     }
 }
@@ -166,10 +135,9 @@ fn class_item(item: &ClassSetItem) -> Result<(), Refusal> {
     match item {
         ClassSetItem::Empty(_) | ClassSetItem::Range(_) | ClassSetItem::Perl(_) => Ok(()),
         ClassSetItem::Literal(lit) => literal(lit),
-        ClassSetItem::Ascii(_) => refuse(
-            "POSIX classes such as [[:alpha:]] are not ECMA-262",
-            "write the range instead, e.g. [A-Za-z]",
-        ),
+        ClassSetItem::Ascii(_) => {
+            refuse("POSIX classes such as [[:alpha:]] are not ECMA-262", "write the range instead, e.g. [A-Za-z]")
+        }
         ClassSetItem::Unicode(_) => refuse(
             "Unicode property classes (\\p{…}) are not portable: PostgreSQL cannot run them",
             "list the characters or ranges instead",

@@ -30,11 +30,7 @@ pub struct CustomProperty {
 impl Decode for CustomProperty {
     fn decode(node: &Node, cx: &mut Cx) -> Option<Self> {
         let mut o = Obj::new(cx, node, "custom property")?;
-        let since = if o.version().is_odcs() {
-            DocVersion::Odcs310
-        } else {
-            DocVersion::Odps090
-        };
+        let since = if o.version().is_odcs() { DocVersion::Odcs310 } else { DocVersion::Odps090 };
         let id = stable_id(&mut o);
         let property = o.req("property");
         let value = if o.has("value") {
@@ -44,13 +40,7 @@ impl Decode for CustomProperty {
             Any::Null
         };
         let description = o.since("description", since);
-        Some(CustomProperty {
-            id,
-            property,
-            value,
-            description,
-            at: o.finish(),
-        })
+        Some(CustomProperty { id, property, value, description, at: o.finish() })
     }
 }
 
@@ -136,11 +126,7 @@ impl Decode for Support {
         let item = Support {
             id: stable_id(&mut o),
             channel: o.req("channel"),
-            url: if url_required {
-                Some(o.req("url"))
-            } else {
-                o.opt("url")
-            },
+            url: if url_required { Some(o.req("url")) } else { o.opt("url") },
             description: o.opt("description"),
             tool: o.opt("tool"),
             scope: o.opt("scope"),
@@ -154,10 +140,7 @@ impl Decode for Support {
             authoritative_definitions: o.since("authoritativeDefinitions", DocVersion::Odps090),
             at: At::default(),
         };
-        Some(Support {
-            at: o.finish(),
-            ..item
-        })
+        Some(Support { at: o.finish(), ..item })
     }
 }
 
@@ -185,11 +168,7 @@ impl Decode for TeamMember {
     fn decode(node: &Node, cx: &mut Cx) -> Option<Self> {
         let mut o = Obj::new(cx, node, "team member")?;
         // ODCS v3.0 members carry only the personal fields; v3.1 and ODPS add the rest.
-        let extended = if o.version().is_odcs() {
-            DocVersion::Odcs310
-        } else {
-            DocVersion::Odps090
-        };
+        let extended = if o.version().is_odcs() { DocVersion::Odcs310 } else { DocVersion::Odps090 };
         let member = TeamMember {
             id: stable_id(&mut o),
             username: o.req("username"),
@@ -204,10 +183,7 @@ impl Decode for TeamMember {
             authoritative_definitions: o.since("authoritativeDefinitions", extended),
             at: At::default(),
         };
-        Some(TeamMember {
-            at: o.finish(),
-            ..member
-        })
+        Some(TeamMember { at: o.finish(), ..member })
     }
 }
 
@@ -260,9 +236,6 @@ impl Decode for Team {
             authoritative_definitions: o.opt("authoritativeDefinitions"),
             at: At::default(),
         };
-        Some(Team::Team(TeamInfo {
-            at: o.finish(),
-            ..info
-        }))
+        Some(Team::Team(TeamInfo { at: o.finish(), ..info }))
     }
 }

@@ -10,9 +10,7 @@ use serde::Serialize;
 use serde_json::Value as Any;
 use serde_with::skip_serializing_none;
 
-use super::common::{
-    AuthoritativeDefinition, CustomProperty, Description, Support, Team, stable_id,
-};
+use super::common::{AuthoritativeDefinition, CustomProperty, Description, Support, Team, stable_id};
 use super::server::Server;
 use crate::decode::{AnyMap, At, Cx, Decode, DocVersion, Obj, scalar};
 use crate::diag::{Code, Diagnostic};
@@ -67,23 +65,16 @@ pub(crate) fn decode_contract(node: &Node, cx: &mut Cx) -> Option<DataContract> 
     let mut o = Obj::new(cx, node, "data contract")?;
     let v = o.version();
     // v3.0.x and v3.1.0 require `status`; v3.2.0 made it optional.
-    let status = if v.at_least(V32) {
-        o.opt("status")
-    } else {
-        Some(o.req("status"))
-    };
+    let status = if v.at_least(V32) { o.opt("status") } else { Some(o.req("status")) };
     if v == DocVersion::Odcs310 {
-        o.deprecated(
-            "dataProduct",
-            "name the data product in an ODPS document whose output port links this contract",
-        );
+        o.deprecated("dataProduct", "name the data product in an ODPS document whose output port links this contract");
     }
-    o.deprecated(
-        "slaDefaultElement",
-        "give each SLA property its own `element`",
-    );
+    o.deprecated("slaDefaultElement", "give each SLA property its own `element`");
     if v.at_least(V31) && matches!(o.node("team").map(|n| &n.value), Some(Value::Seq(_))) {
-        o.deprecated("team", "write `team:` as an object with `name` and `members:` (the list form goes away in ODCS 4.0)");
+        o.deprecated(
+            "team",
+            "write `team:` as an object with `name` and `members:` (the list form goes away in ODCS 4.0)",
+        );
     }
     let team: Option<Team> = o.opt("team");
     if let Some(Team::Team(_)) = &team
@@ -94,10 +85,7 @@ pub(crate) fn decode_contract(node: &Node, cx: &mut Cx) -> Option<DataContract> 
             Diagnostic::new(
                 Code::NotInVersion,
                 span,
-                format!(
-                    "in ODCS {} `team` is a list of members; the object form came in v3.1.0",
-                    v.api_version()
-                ),
+                format!("in ODCS {} `team` is a list of members; the object form came in v3.1.0", v.api_version()),
             )
             .hint("set `apiVersion: v3.1.0` or later, or write the members as a list"),
         );
@@ -129,10 +117,7 @@ pub(crate) fn decode_contract(node: &Node, cx: &mut Cx) -> Option<DataContract> 
         contract_created_ts: o.opt("contractCreatedTs"),
         at: At::default(),
     };
-    Some(DataContract {
-        at: o.finish(),
-        ..contract
-    })
+    Some(DataContract { at: o.finish(), ..contract })
 }
 
 /// AI and semantic context (v3.2.0): a plain instruction, or the structured block.
@@ -193,10 +178,7 @@ impl Decode for Context {
             constraints: o.opt("constraints"),
             at: At::default(),
         };
-        Some(Context::Block(ContextBlock {
-            at: o.finish(),
-            ..block
-        }))
+        Some(Context::Block(ContextBlock { at: o.finish(), ..block }))
     }
 }
 
@@ -212,10 +194,7 @@ impl Decode for VerifiedStatement {
             custom_properties: o.opt("customProperties"),
             at: At::default(),
         };
-        Some(VerifiedStatement {
-            at: o.finish(),
-            ..s
-        })
+        Some(VerifiedStatement { at: o.finish(), ..s })
     }
 }
 
@@ -230,10 +209,7 @@ impl Decode for ContextConstraint {
             custom_properties: o.opt("customProperties"),
             at: At::default(),
         };
-        Some(ContextConstraint {
-            at: o.finish(),
-            ..c
-        })
+        Some(ContextConstraint { at: o.finish(), ..c })
     }
 }
 
@@ -300,10 +276,7 @@ impl Decode for SchemaObject {
             context: o.since("context", V32),
             at: At::default(),
         };
-        Some(SchemaObject {
-            at: o.finish(),
-            ..object
-        })
+        Some(SchemaObject { at: o.finish(), ..object })
     }
 }
 
@@ -406,17 +379,9 @@ impl Decode for MapType {
         if !o.has("value") {
             o.missing("value");
         }
-        let key = o
-            .opt_with("key", |n, cx| decode_property(n, cx, false))
-            .unwrap_or_default();
-        let value = o
-            .opt_with("value", |n, cx| decode_property(n, cx, false))
-            .unwrap_or_default();
-        Some(MapType {
-            key,
-            value,
-            at: o.finish(),
-        })
+        let key = o.opt_with("key", |n, cx| decode_property(n, cx, false)).unwrap_or_default();
+        let value = o.opt_with("value", |n, cx| decode_property(n, cx, false)).unwrap_or_default();
+        Some(MapType { key, value, at: o.finish() })
     }
 }
 
@@ -439,18 +404,11 @@ fn decode_property(node: &Node, cx: &mut Cx, named: bool) -> Option<Property> {
                     span,
                     format!("logicalType `{t}` is not part of ODCS {}", v.api_version()),
                 )
-                .hint(format!(
-                    "set `apiVersion: {}` or later",
-                    since.api_version()
-                )),
+                .hint(format!("set `apiVersion: {}` or later", since.api_version())),
             ),
             Some(_) => {}
             None => {
-                let names: Vec<&str> = LOGICAL_TYPES
-                    .iter()
-                    .filter(|(_, s)| v.at_least(*s))
-                    .map(|(n, _)| *n)
-                    .collect();
+                let names: Vec<&str> = LOGICAL_TYPES.iter().filter(|(_, s)| v.at_least(*s)).map(|(n, _)| *n).collect();
                 o.cx.report(
                     Diagnostic::new(
                         Code::InvalidValue,
@@ -475,18 +433,10 @@ fn decode_property(node: &Node, cx: &mut Cx, named: bool) -> Option<Property> {
     } else {
         o.opt_with("items", |n, cx| decode_property(n, cx, false).map(Box::new))
     };
-    let map = if lt.is_some_and(|t| t != "map") {
-        shape_field(&mut o, "map", lt, "map")
-    } else {
-        o.since("map", V32)
-    };
+    let map = if lt.is_some_and(|t| t != "map") { shape_field(&mut o, "map", lt, "map") } else { o.since("map", V32) };
     let property = Property {
         id: stable_id(&mut o),
-        name: if named {
-            o.req("name")
-        } else {
-            o.opt("name").unwrap_or_default()
-        },
+        name: if named { o.req("name") } else { o.opt("name").unwrap_or_default() },
         physical_type: o.opt("physicalType"),
         description: o.opt("description"),
         business_name: o.opt("businessName"),
@@ -525,10 +475,7 @@ fn decode_property(node: &Node, cx: &mut Cx, named: bool) -> Option<Property> {
         map,
         at: At::default(),
     };
-    Some(Property {
-        at: o.finish(),
-        ..property
-    })
+    Some(Property { at: o.finish(), ..property })
 }
 
 /// Reports a structural field used on a property of another logicalType.
@@ -540,10 +487,7 @@ fn shape_field<T>(o: &mut Obj, key: &'static str, actual: Option<&str>, needs: &
             Diagnostic::new(
                 Code::TypeOptionMismatch,
                 span,
-                format!(
-                    "`{key}` applies to logicalType {needs}, but this property is {}",
-                    actual.unwrap_or("untyped")
-                ),
+                format!("`{key}` applies to logicalType {needs}, but this property is {}", actual.unwrap_or("untyped")),
             )
             .hint(format!("set `logicalType: {needs}` or remove `{key}`")),
         );
@@ -568,38 +512,14 @@ const TYPE_OPTIONS: &[(&str, OptionKind, &[&str])] = &[
     ("minLength", OptionKind::NonNegativeInt, &["string"]),
     ("maxLength", OptionKind::NonNegativeInt, &["string"]),
     ("pattern", OptionKind::Text, &["string"]),
-    (
-        "format",
-        OptionKind::Text,
-        &["string", "date", "timestamp", "time", "integer", "number"],
-    ),
-    (
-        "minimum",
-        OptionKind::Bound,
-        &["date", "timestamp", "time", "integer", "number"],
-    ),
-    (
-        "maximum",
-        OptionKind::Bound,
-        &["date", "timestamp", "time", "integer", "number"],
-    ),
-    (
-        "exclusiveMinimum",
-        OptionKind::Bound,
-        &["date", "timestamp", "time", "integer", "number"],
-    ),
-    (
-        "exclusiveMaximum",
-        OptionKind::Bound,
-        &["date", "timestamp", "time", "integer", "number"],
-    ),
+    ("format", OptionKind::Text, &["string", "date", "timestamp", "time", "integer", "number"]),
+    ("minimum", OptionKind::Bound, &["date", "timestamp", "time", "integer", "number"]),
+    ("maximum", OptionKind::Bound, &["date", "timestamp", "time", "integer", "number"]),
+    ("exclusiveMinimum", OptionKind::Bound, &["date", "timestamp", "time", "integer", "number"]),
+    ("exclusiveMaximum", OptionKind::Bound, &["date", "timestamp", "time", "integer", "number"]),
     ("timezone", OptionKind::Bool, &["timestamp", "time"]),
     ("defaultTimezone", OptionKind::Text, &["timestamp", "time"]),
-    (
-        "multipleOf",
-        OptionKind::PositiveNumber,
-        &["integer", "number"],
-    ),
+    ("multipleOf", OptionKind::PositiveNumber, &["integer", "number"]),
     ("maxProperties", OptionKind::NonNegativeInt, &["object"]),
     ("minProperties", OptionKind::NonNegativeInt, &["object"]),
     ("required", OptionKind::TextList, &["object"]),
@@ -608,9 +528,7 @@ const TYPE_OPTIONS: &[(&str, OptionKind, &[&str])] = &[
     ("uniqueItems", OptionKind::Bool, &["array"]),
 ];
 
-const INTEGER_FORMATS: &[&str] = &[
-    "i8", "i16", "i32", "i64", "i128", "u8", "u16", "u32", "u64", "u128",
-];
+const INTEGER_FORMATS: &[&str] = &["i8", "i16", "i32", "i64", "i128", "u8", "u16", "u32", "u64", "u128"];
 const NUMBER_FORMATS: &[&str] = &["f32", "f64"];
 
 /// Decodes logicalTypeOptions, checking each entry against the logical type and the kind of
@@ -631,8 +549,7 @@ fn decode_type_options(node: &Node, cx: &mut Cx, logical_type: Option<&str>) -> 
         let key = entry.key.as_str();
         let Some((_, kind, types)) = TYPE_OPTIONS.iter().find(|(k, ..)| *k == key) else {
             // Types without options in the standard (boolean, map, untyped) leave the mapping open.
-            if matches!(logical_type, Some(t) if TYPE_OPTIONS.iter().any(|(_, _, ts)| ts.contains(&t)))
-            {
+            if matches!(logical_type, Some(t) if TYPE_OPTIONS.iter().any(|(_, _, ts)| ts.contains(&t))) {
                 cx.report(Diagnostic::new(
                     Code::UnknownField,
                     entry.key_span,
@@ -663,25 +580,15 @@ fn decode_type_options(node: &Node, cx: &mut Cx, logical_type: Option<&str>) -> 
     AnyMap::decode(node, cx)
 }
 
-fn check_option_value(
-    cx: &mut Cx,
-    value: &Node,
-    key: &str,
-    kind: OptionKind,
-    logical_type: Option<&str>,
-) {
+fn check_option_value(cx: &mut Cx, value: &Node, key: &str, kind: OptionKind, logical_type: Option<&str>) {
     let numeric_type = matches!(logical_type, Some("integer" | "number"));
     let ok = match (kind, &value.value) {
         (OptionKind::NonNegativeInt, Value::Int(i)) => *i >= 0,
         (OptionKind::PositiveNumber, Value::Int(i)) => *i > 0,
         (OptionKind::PositiveNumber, Value::Float(f)) => *f > 0.0,
         (OptionKind::Text, Value::Str(_)) | (OptionKind::Bool, Value::Bool(_)) => true,
-        (OptionKind::TextList, Value::Seq(items)) => {
-            !items.is_empty() && items.iter().all(|i| i.as_str().is_some())
-        }
-        (OptionKind::Bound, Value::Int(_) | Value::Float(_)) => {
-            numeric_type || logical_type.is_none()
-        }
+        (OptionKind::TextList, Value::Seq(items)) => !items.is_empty() && items.iter().all(|i| i.as_str().is_some()),
+        (OptionKind::Bound, Value::Int(_) | Value::Float(_)) => numeric_type || logical_type.is_none(),
         (OptionKind::Bound, Value::Str(_)) => !numeric_type,
         _ => false,
     };
@@ -698,10 +605,7 @@ fn check_option_value(
         cx.report(Diagnostic::new(
             Code::WrongType,
             value.span,
-            format!(
-                "`{key}` must be {expected}, found {}",
-                value.value.type_name()
-            ),
+            format!("`{key}` must be {expected}, found {}", value.value.type_name()),
         ));
         return;
     }
@@ -718,10 +622,7 @@ fn check_option_value(
                 Diagnostic::new(
                     Code::InvalidValue,
                     value.span,
-                    format!(
-                        "`{f}` is not a format of logicalType {}",
-                        logical_type.unwrap_or_default()
-                    ),
+                    format!("`{f}` is not a format of logicalType {}", logical_type.unwrap_or_default()),
                 )
                 .hint(format!("use one of: {}", allowed.join(", "))),
             );
@@ -747,9 +648,7 @@ fn check_option_conflicts(cx: &mut Cx, node: &Node) {
         ("exclusiveMinimum", "maximum"),
     ] {
         let inverted = match (number(low), number(high)) {
-            (Some(l), Some(h)) => {
-                l > h || (l == h && (low.starts_with("exclusive") || high.starts_with("exclusive")))
-            }
+            (Some(l), Some(h)) => l > h || (l == h && (low.starts_with("exclusive") || high.starts_with("exclusive"))),
             // Dates and times in ISO form order as text.
             _ => matches!((text(low), text(high)), (Some(l), Some(h)) if l > h),
         };
@@ -799,10 +698,7 @@ impl Decode for EnumValue {
             tags: o.opt("tags"),
             at: At::default(),
         };
-        Some(EnumValue {
-            at: o.finish(),
-            ..e
-        })
+        Some(EnumValue { at: o.finish(), ..e })
     }
 }
 
@@ -835,10 +731,7 @@ impl Decode for Synonym {
             custom_properties: o.opt("customProperties"),
             at: At::default(),
         };
-        Some(Synonym {
-            at: o.finish(),
-            ..s
-        })
+        Some(Synonym { at: o.finish(), ..s })
     }
 }
 
@@ -864,11 +757,7 @@ impl Decode for Refs {
         match &node.value {
             Value::Str(s) => Some(Refs::One(s.clone())),
             Value::Seq(items) if items.is_empty() => {
-                cx.report(Diagnostic::new(
-                    Code::InvalidValue,
-                    node.span,
-                    "a reference list needs at least one entry",
-                ));
+                cx.report(Diagnostic::new(Code::InvalidValue, node.span, "a reference list needs at least one entry"));
                 None
             }
             Value::Seq(_) => Vec::<String>::decode(node, cx).map(Refs::Many),
@@ -876,10 +765,7 @@ impl Decode for Refs {
                 cx.report(Diagnostic::new(
                     Code::WrongType,
                     node.span,
-                    format!(
-                        "expected a reference or a list of references, found {}",
-                        node.value.type_name()
-                    ),
+                    format!("expected a reference or a list of references, found {}", node.value.type_name()),
                 ));
                 None
             }
@@ -926,10 +812,7 @@ fn decode_relationship(node: &Node, cx: &mut Cx, schema_level: bool) -> Option<R
         custom_properties: o.opt("customProperties"),
         at: At::default(),
     };
-    Some(Relationship {
-        at: o.finish(),
-        ..r
-    })
+    Some(Relationship { at: o.finish(), ..r })
 }
 
 impl Decode for SchemaRelationship {
@@ -957,13 +840,7 @@ pub const OPERATORS: &[&str] = &[
 ];
 
 /// The library metrics of ODCS v3.1.0+.
-pub const METRICS: &[&str] = &[
-    "nullValues",
-    "missingValues",
-    "invalidValues",
-    "duplicateValues",
-    "rowCount",
-];
+pub const METRICS: &[&str] = &["nullValues", "missingValues", "invalidValues", "duplicateValues", "rowCount"];
 
 /// One quality rule: text, library (a metric), sql or custom.
 #[skip_serializing_none]
@@ -1026,11 +903,7 @@ impl Quality {
             &self.must_be_between,
             &self.must_not_be_between,
         ];
-        OPERATORS
-            .iter()
-            .zip(values)
-            .filter_map(|(name, value)| value.as_ref().map(|v| (*name, v)))
-            .collect()
+        OPERATORS.iter().zip(values).filter_map(|(name, value)| value.as_ref().map(|v| (*name, v))).collect()
     }
 }
 
@@ -1041,7 +914,10 @@ impl Decode for Quality {
         let kind = o.one_of("type", &["text", "library", "sql", "custom"]);
         let effective = kind.clone().unwrap_or_else(|| "library".into());
         if v.at_least(V31) {
-            o.deprecated("rule", "use `metric` (nullValues, missingValues, invalidValues, duplicateValues or rowCount)");
+            o.deprecated(
+                "rule",
+                "use `metric` (nullValues, missingValues, invalidValues, duplicateValues or rowCount)",
+            );
         }
         // Fields that only some rule types have; elsewhere they are unknown.
         let allowed_for = |field: &str| match field {
@@ -1050,16 +926,9 @@ impl Decode for Quality {
             "engine" | "implementation" => effective == "custom",
             _ => effective == "library" || effective == "sql",
         };
-        for field in [
-            "metric",
-            "rule",
-            "arguments",
-            "query",
-            "engine",
-            "implementation",
-        ]
-        .into_iter()
-        .chain(OPERATORS.iter().copied())
+        for field in ["metric", "rule", "arguments", "query", "engine", "implementation"]
+            .into_iter()
+            .chain(OPERATORS.iter().copied())
         {
             if o.has(field) && !allowed_for(field) {
                 let span = o.key_span(field);
@@ -1070,9 +939,7 @@ impl Decode for Quality {
                         format!("`{field}` does not apply to a quality rule of type {effective}"),
                     )
                     .hint(match field {
-                        "metric" | "rule" | "arguments" => {
-                            "set `type: library` (or leave `type` out)".to_string()
-                        }
+                        "metric" | "rule" | "arguments" => "set `type: library` (or leave `type` out)".to_string(),
                         "query" => "set `type: sql`".to_string(),
                         "engine" | "implementation" => "set `type: custom`".to_string(),
                         _ => "comparison operators apply to library and sql rules".to_string(),
@@ -1080,22 +947,15 @@ impl Decode for Quality {
                 );
             }
         }
-        let metric = if o.has("metric") && !v.at_least(V31) {
-            o.since("metric", V31)
-        } else {
-            o.opt::<String>("metric")
-        };
+        let metric =
+            if o.has("metric") && !v.at_least(V31) { o.since("metric", V31) } else { o.opt::<String>("metric") };
         if let Some(m) = &metric
             && !METRICS.contains(&m.as_str())
         {
             let span = o.key_span("metric");
             o.cx.report(
-                Diagnostic::new(
-                    Code::QualityUnknownMetric,
-                    span,
-                    format!("`{m}` is not a library metric"),
-                )
-                .hint(format!("use one of: {}", METRICS.join(", "))),
+                Diagnostic::new(Code::QualityUnknownMetric, span, format!("`{m}` is not a library metric"))
+                    .hint(format!("use one of: {}", METRICS.join(", "))),
             );
         }
         let q = Quality {
@@ -1123,25 +983,14 @@ impl Decode for Quality {
                     cx.report(Diagnostic::new(
                         Code::WrongType,
                         n.span,
-                        format!(
-                            "expected a string or a mapping, found {}",
-                            n.value.type_name()
-                        ),
+                        format!("expected a string or a mapping, found {}", n.value.type_name()),
                     ));
                     None
                 }
             }),
             dimension: o.one_of(
                 "dimension",
-                &[
-                    "accuracy",
-                    "completeness",
-                    "conformity",
-                    "consistency",
-                    "coverage",
-                    "timeliness",
-                    "uniqueness",
-                ],
+                &["accuracy", "completeness", "conformity", "consistency", "coverage", "timeliness", "uniqueness"],
             ),
             method: o.opt("method"),
             severity: o.opt("severity"),
@@ -1153,10 +1002,7 @@ impl Decode for Quality {
             custom_properties: o.opt("customProperties"),
             at: At::default(),
         };
-        Some(Quality {
-            at: o.finish(),
-            ..q
-        })
+        Some(Quality { at: o.finish(), ..q })
     }
 }
 
@@ -1198,10 +1044,7 @@ impl Decode for SlaProperty {
             schedule: o.since("schedule", V31),
             at: At::default(),
         };
-        Some(SlaProperty {
-            at: o.finish(),
-            ..s
-        })
+        Some(SlaProperty { at: o.finish(), ..s })
     }
 }
 
@@ -1234,10 +1077,7 @@ impl Decode for Role {
             custom_properties: o.opt("customProperties"),
             at: At::default(),
         };
-        Some(Role {
-            at: o.finish(),
-            ..r
-        })
+        Some(Role { at: o.finish(), ..r })
     }
 }
 
@@ -1263,9 +1103,6 @@ impl Decode for Pricing {
             price_unit: o.opt("priceUnit"),
             at: At::default(),
         };
-        Some(Pricing {
-            at: o.finish(),
-            ..p
-        })
+        Some(Pricing { at: o.finish(), ..p })
     }
 }

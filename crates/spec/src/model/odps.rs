@@ -49,14 +49,8 @@ impl DataProduct {
 
 pub(crate) fn decode_product(node: &Node, cx: &mut Cx) -> Option<DataProduct> {
     let mut o = Obj::new(cx, node, "data product")?;
-    if matches!(
-        o.node("team").map(|n| &n.value),
-        Some(crate::tree::Value::Seq(_))
-    ) {
-        o.deprecated(
-            "team",
-            "write `team:` as an object with `name` and `members:`",
-        );
+    if matches!(o.node("team").map(|n| &n.value), Some(crate::tree::Value::Seq(_))) {
+        o.deprecated("team", "write `team:` as an object with `name` and `members:`");
     }
     let product = DataProduct {
         // `kind` and `apiVersion` were checked when the document was recognised.
@@ -80,10 +74,7 @@ pub(crate) fn decode_product(node: &Node, cx: &mut Cx) -> Option<DataProduct> {
         product_created_ts: o.opt("productCreatedTs"),
         at: At::default(),
     };
-    Some(DataProduct {
-        at: o.finish(),
-        ..product
-    })
+    Some(DataProduct { at: o.finish(), ..product })
 }
 
 /// A contract this product consumes.
@@ -113,10 +104,7 @@ impl Decode for InputPort {
             authoritative_definitions: o.opt("authoritativeDefinitions"),
             at: At::default(),
         };
-        Some(InputPort {
-            at: o.finish(),
-            ..port
-        })
+        Some(InputPort { at: o.finish(), ..port })
     }
 }
 
@@ -156,10 +144,7 @@ impl Decode for OutputPort {
             authoritative_definitions: o.opt("authoritativeDefinitions"),
             at: At::default(),
         };
-        Some(OutputPort {
-            at: o.finish(),
-            ..port
-        })
+        Some(OutputPort { at: o.finish(), ..port })
     }
 }
 
@@ -176,15 +161,8 @@ pub struct Sbom {
 impl Decode for Sbom {
     fn decode(node: &Node, cx: &mut Cx) -> Option<Self> {
         let mut o = Obj::new(cx, node, "SBOM")?;
-        let sbom = Sbom {
-            kind: o.opt("type"),
-            url: o.req("url"),
-            at: At::default(),
-        };
-        Some(Sbom {
-            at: o.finish(),
-            ..sbom
-        })
+        let sbom = Sbom { kind: o.opt("type"), url: o.req("url"), at: At::default() };
+        Some(Sbom { at: o.finish(), ..sbom })
     }
 }
 
@@ -200,15 +178,8 @@ pub struct InputContract {
 impl Decode for InputContract {
     fn decode(node: &Node, cx: &mut Cx) -> Option<Self> {
         let mut o = Obj::new(cx, node, "input contract")?;
-        let contract = InputContract {
-            id: o.req("id"),
-            version: o.req("version"),
-            at: At::default(),
-        };
-        Some(InputContract {
-            at: o.finish(),
-            ..contract
-        })
+        let contract = InputContract { id: o.req("id"), version: o.req("version"), at: At::default() };
+        Some(InputContract { at: o.finish(), ..contract })
     }
 }
 
@@ -246,9 +217,6 @@ impl Decode for ManagementPort {
             authoritative_definitions: o.opt("authoritativeDefinitions"),
             at: At::default(),
         };
-        Some(ManagementPort {
-            at: o.finish(),
-            ..port
-        })
+        Some(ManagementPort { at: o.finish(), ..port })
     }
 }

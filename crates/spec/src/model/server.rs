@@ -162,10 +162,7 @@ impl Server {
 
     /// The endpoint fields that are set, by name, in a fixed order.
     pub fn endpoints(&self) -> Vec<(&'static str, String)> {
-        ENDPOINT_FIELDS
-            .iter()
-            .filter_map(|f| self.endpoint(f).map(|v| (*f, v)))
-            .collect()
+        ENDPOINT_FIELDS.iter().filter_map(|f| self.endpoint(f).map(|v| (*f, v))).collect()
     }
 }
 
@@ -185,32 +182,19 @@ impl Decode for Server {
                 Diagnostic::new(
                     Code::NotInVersion,
                     span,
-                    format!(
-                        "server type `{kind}` is not part of ODCS {}",
-                        version.api_version()
-                    ),
+                    format!("server type `{kind}` is not part of ODCS {}", version.api_version()),
                 )
-                .hint(format!(
-                    "set `apiVersion: {}` or later",
-                    t.since.api_version()
-                )),
+                .hint(format!("set `apiVersion: {}` or later", t.since.api_version())),
             );
         }
         if server_type.is_none() && o.has("type") {
-            let names: Vec<&str> = SERVER_TYPES
-                .iter()
-                .filter(|t| version.at_least(t.since))
-                .map(|t| t.name)
-                .collect();
+            let names: Vec<&str> = SERVER_TYPES.iter().filter(|t| version.at_least(t.since)).map(|t| t.name).collect();
             let span = o.span_of("type");
             o.cx.report(
                 Diagnostic::new(
                     Code::InvalidValue,
                     span,
-                    format!(
-                        "`{kind}` is not a server type of ODCS {}",
-                        version.api_version()
-                    ),
+                    format!("`{kind}` is not a server type of ODCS {}", version.api_version()),
                 )
                 .hint(format!("use one of: {} (or `custom`)", names.join(", "))),
             );

@@ -62,12 +62,7 @@ slaProperties:
 
 fn contract(text: &str) -> meshplane_spec::model::odcs::DataContract {
     let linted = lint::lint_text("x", text);
-    let errors: Vec<_> = linted
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.message.clone())
-        .collect();
+    let errors: Vec<_> = linted.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.message.clone()).collect();
     assert!(errors.is_empty(), "{errors:?}\n{text}");
     match linted.documents.into_iter().next().and_then(|d| d.document) {
         Some(Document::Contract(c)) => *c,
@@ -77,9 +72,7 @@ fn contract(text: &str) -> meshplane_spec::model::odcs::DataContract {
 
 fn compare(from: &str, to: &str, version: &str) -> Report {
     assert!(BASE.contains(from), "base does not contain {from:?}");
-    let new =
-        BASE.replacen(from, to, 1)
-            .replacen("version: 1.0.0", &format!("version: {version}"), 1);
+    let new = BASE.replacen(from, to, 1).replacen("version: 1.0.0", &format!("version: {version}"), 1);
     diff::diff(&contract(BASE), &contract(&new))
 }
 
@@ -92,13 +85,7 @@ const CASES: &[(&str, &str, &str, &str, bool)] = &[
         "object-removed",
         true,
     ),
-    (
-        "object added",
-        "slaProperties:",
-        "  - name: refunds\nslaProperties:",
-        "object-added",
-        false,
-    ),
+    ("object added", "slaProperties:", "  - name: refunds\nslaProperties:", "object-added", false),
     (
         "property removed",
         "      - name: amount\n        logicalType: number\n        physicalType: numeric(10,2)\n        quality:\n          - metric: nullValues\n            mustBeLessThan: 10\n",
@@ -127,27 +114,9 @@ const CASES: &[(&str, &str, &str, &str, bool)] = &[
         "type-changed",
         true,
     ),
-    (
-        "physical type changed",
-        "physicalType: numeric(10,2)",
-        "physicalType: numeric(8,2)",
-        "type-changed",
-        true,
-    ),
-    (
-        "max length narrowed",
-        "maxLength: 20",
-        "maxLength: 10",
-        "type-narrowed",
-        true,
-    ),
-    (
-        "max length widened",
-        "maxLength: 20",
-        "maxLength: 40",
-        "type-widened",
-        false,
-    ),
+    ("physical type changed", "physicalType: numeric(10,2)", "physicalType: numeric(8,2)", "type-changed", true),
+    ("max length narrowed", "maxLength: 20", "maxLength: 10", "type-narrowed", true),
+    ("max length widened", "maxLength: 20", "maxLength: 40", "type-widened", false),
     (
         "made required",
         "      - name: amount\n        logicalType: number\n",
@@ -155,13 +124,7 @@ const CASES: &[(&str, &str, &str, &str, bool)] = &[
         "made-required",
         true,
     ),
-    (
-        "made optional",
-        "        required: true\n        unique: true",
-        "        unique: true",
-        "made-optional",
-        true,
-    ),
+    ("made optional", "        required: true\n        unique: true", "        unique: true", "made-optional", true),
     (
         "unique removed",
         "        required: true\n        unique: true",
@@ -176,13 +139,7 @@ const CASES: &[(&str, &str, &str, &str, bool)] = &[
         "constraint-added",
         true,
     ),
-    (
-        "enum value removed",
-        "          - value: closed\n",
-        "",
-        "enum-value-removed",
-        true,
-    ),
+    ("enum value removed", "          - value: closed\n", "", "enum-value-removed", true),
     (
         "enum value added",
         "          - value: closed\n",
@@ -190,13 +147,7 @@ const CASES: &[(&str, &str, &str, &str, bool)] = &[
         "enum-value-added",
         false,
     ),
-    (
-        "physical name changed",
-        "physicalName: orders_tbl",
-        "physicalName: orders_v2",
-        "renamed",
-        true,
-    ),
+    ("physical name changed", "physicalName: orders_tbl", "physicalName: orders_v2", "renamed", true),
     (
         "server removed",
         "servers:\n  - server: prod\n    type: postgres\n    host: db\n    port: 5432\n    database: shop\n    schema: sales\n",
@@ -211,62 +162,14 @@ const CASES: &[(&str, &str, &str, &str, bool)] = &[
         "server-added",
         false,
     ),
-    (
-        "server moved",
-        "host: db",
-        "host: db2",
-        "server-changed",
-        true,
-    ),
-    (
-        "role removed",
-        "roles:\n  - role: analyst\n    access: read\n",
-        "",
-        "role-removed",
-        true,
-    ),
-    (
-        "role access changed",
-        "access: read",
-        "access: write",
-        "role-changed",
-        true,
-    ),
-    (
-        "quality stricter",
-        "mustBeLessThan: 10",
-        "mustBeLessThan: 5",
-        "quality-stricter",
-        true,
-    ),
-    (
-        "quality looser",
-        "mustBeLessThan: 10",
-        "mustBeLessThan: 20",
-        "quality-looser",
-        false,
-    ),
-    (
-        "between narrowed",
-        "mustBeBetween: [10, 1000]",
-        "mustBeBetween: [20, 1000]",
-        "quality-stricter",
-        true,
-    ),
-    (
-        "between widened",
-        "mustBeBetween: [10, 1000]",
-        "mustBeBetween: [5, 2000]",
-        "quality-looser",
-        false,
-    ),
-    (
-        "operator change that is stricter",
-        "mustBeLessThan: 10",
-        "mustBe: 0",
-        "quality-stricter",
-        true,
-    ),
+    ("server moved", "host: db", "host: db2", "server-changed", true),
+    ("role removed", "roles:\n  - role: analyst\n    access: read\n", "", "role-removed", true),
+    ("role access changed", "access: read", "access: write", "role-changed", true),
+    ("quality stricter", "mustBeLessThan: 10", "mustBeLessThan: 5", "quality-stricter", true),
+    ("quality looser", "mustBeLessThan: 10", "mustBeLessThan: 20", "quality-looser", false),
+    ("between narrowed", "mustBeBetween: [10, 1000]", "mustBeBetween: [20, 1000]", "quality-stricter", true),
+    ("between widened", "mustBeBetween: [10, 1000]", "mustBeBetween: [5, 2000]", "quality-looser", false),
+    ("operator change that is stricter", "mustBeLessThan: 10", "mustBe: 0", "quality-stricter", true),
     (
         "threshold that neither contains",
         "mustBeBetween: [10, 1000]",
@@ -295,34 +198,10 @@ const CASES: &[(&str, &str, &str, &str, bool)] = &[
         "quality-rule-changed",
         true,
     ),
-    (
-        "sla weaker",
-        "    value: 4\n    unit: d",
-        "    value: 5\n    unit: days",
-        "sla-weaker",
-        true,
-    ),
-    (
-        "sla stronger in other units",
-        "    value: 4\n    unit: d",
-        "    value: 48\n    unit: h",
-        "sla-stronger",
-        false,
-    ),
-    (
-        "retention weaker",
-        "    value: 3\n    unit: y",
-        "    value: 1\n    unit: y",
-        "sla-weaker",
-        true,
-    ),
-    (
-        "sla removed",
-        "  - property: retention\n    value: 3\n    unit: y\n",
-        "",
-        "sla-removed",
-        true,
-    ),
+    ("sla weaker", "    value: 4\n    unit: d", "    value: 5\n    unit: days", "sla-weaker", true),
+    ("sla stronger in other units", "    value: 4\n    unit: d", "    value: 48\n    unit: h", "sla-stronger", false),
+    ("retention weaker", "    value: 3\n    unit: y", "    value: 1\n    unit: y", "sla-weaker", true),
+    ("sla removed", "  - property: retention\n    value: 3\n    unit: y\n", "", "sla-removed", true),
     (
         "sla added",
         "  - property: latency\n",
@@ -330,27 +209,9 @@ const CASES: &[(&str, &str, &str, &str, bool)] = &[
         "sla-added",
         false,
     ),
-    (
-        "sla unordered change",
-        "value: 09:00-08:00",
-        "value: 10:00-08:00",
-        "sla-changed",
-        true,
-    ),
-    (
-        "description changed",
-        "purpose: Orders",
-        "purpose: All orders",
-        "metadata-changed",
-        false,
-    ),
-    (
-        "id changed",
-        "id: orders\n",
-        "id: orders2\n",
-        "id-changed",
-        true,
-    ),
+    ("sla unordered change", "value: 09:00-08:00", "value: 10:00-08:00", "sla-changed", true),
+    ("description changed", "purpose: Orders", "purpose: All orders", "metadata-changed", false),
+    ("id changed", "id: orders\n", "id: orders2\n", "id-changed", true),
 ];
 
 #[test]
@@ -358,15 +219,9 @@ fn every_change_class_is_classified() {
     for (what, from, to, code, breaking) in CASES {
         let report = compare(from, to, "2.0.0");
         let found = report.changes.iter().find(|c| c.code == *code);
-        let Some(change) = found else {
-            panic!("{what}: no {code} in {:#?}", report.changes)
-        };
+        let Some(change) = found else { panic!("{what}: no {code} in {:#?}", report.changes) };
         assert_eq!(change.breaking, *breaking, "{what}: {change:?}");
-        assert_eq!(
-            report.has_breaking(),
-            *breaking || report.changes.iter().any(|c| c.breaking),
-            "{what}"
-        );
+        assert_eq!(report.has_breaking(), *breaking || report.changes.iter().any(|c| c.breaking), "{what}");
     }
 }
 
@@ -385,14 +240,7 @@ fn reordering_is_not_a_change() {
 fn breaking_changes_need_a_major_bump() {
     let minor = compare("maxLength: 20", "maxLength: 10", "1.1.0");
     assert_eq!(minor.bump, Bump::Minor);
-    assert!(
-        minor
-            .problem
-            .as_deref()
-            .is_some_and(|p| p.contains("major")),
-        "{:?}",
-        minor.problem
-    );
+    assert!(minor.problem.as_deref().is_some_and(|p| p.contains("major")), "{:?}", minor.problem);
     let major = compare("maxLength: 20", "maxLength: 10", "v2.0.0");
     assert_eq!(major.bump, Bump::Major);
     assert_eq!(major.problem, None);
@@ -405,12 +253,7 @@ fn breaking_changes_need_a_major_bump() {
 fn versions_that_are_not_semver_cannot_be_compared() {
     let report = compare("maxLength: 20", "maxLength: 10", "next");
     assert_eq!(report.bump, Bump::Unknown);
-    assert!(
-        report
-            .problem
-            .as_deref()
-            .is_some_and(|p| p.contains("cannot be compared"))
-    );
+    assert!(report.problem.as_deref().is_some_and(|p| p.contains("cannot be compared")));
     let same_major = compare("maxLength: 20", "maxLength: 10", "v1.0.0");
     assert_eq!(same_major.bump, Bump::Same);
     assert!(same_major.problem.is_some());

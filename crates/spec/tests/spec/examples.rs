@@ -8,10 +8,7 @@ use crate::{files, shared_specs};
 const KNOWN_DEFECTS: &[(&str, &str)] = &[
     // Its composite relationship names `addresses.address_street`, but the property of
     // `addresses` is named `street` (`address_street_prop` is its id).
-    (
-        "references/relationships.odcs.yaml",
-        "relationship-unknown-property",
-    ),
+    ("references/relationships.odcs.yaml", "relationship-unknown-property"),
 ];
 
 #[test]
@@ -29,26 +26,11 @@ fn official_examples_lint_without_errors() {
             .diagnostics
             .iter()
             .filter(|d| d.is_error())
-            .filter(|d| {
-                !KNOWN_DEFECTS
-                    .iter()
-                    .any(|(file, code)| name.ends_with(file) && d.code.as_str() == *code)
-            })
-            .map(|d| {
-                format!(
-                    "{}:{} {} {}",
-                    d.span.start.line,
-                    d.span.start.col,
-                    d.code.as_str(),
-                    d.message
-                )
-            })
+            .filter(|d| !KNOWN_DEFECTS.iter().any(|(file, code)| name.ends_with(file) && d.code.as_str() == *code))
+            .map(|d| format!("{}:{} {} {}", d.span.start.line, d.span.start.col, d.code.as_str(), d.message))
             .collect();
         assert!(errors.is_empty(), "{name}:\n{}", errors.join("\n"));
-        assert!(
-            linted.documents.iter().all(|d| d.document.is_some()),
-            "{name} was not recognised"
-        );
+        assert!(linted.documents.iter().all(|d| d.document.is_some()), "{name} was not recognised");
         crate::roundtrip::assert_round_trip(&name, &linted);
     }
 }
@@ -59,9 +41,6 @@ fn known_defects_are_still_reported() {
     for (file, code) in KNOWN_DEFECTS {
         let path = specs.join("odcs/examples").join(file);
         let linted = lint::lint_text(file.to_string(), std::fs::read_to_string(path).unwrap());
-        assert!(
-            linted.diagnostics.iter().any(|d| d.code.as_str() == *code),
-            "{file} no longer reports {code}"
-        );
+        assert!(linted.diagnostics.iter().any(|d| d.code.as_str() == *code), "{file} no longer reports {code}");
     }
 }

@@ -20,10 +20,7 @@ fn expectations(text: &str) -> Vec<Expect> {
         };
         let at = (!before.trim().is_empty()).then_some(index as u32 + 1);
         for code in codes.split(',') {
-            out.push(Expect {
-                code: code.trim().to_string(),
-                line: at,
-            });
+            out.push(Expect { code: code.trim().to_string(), line: at });
         }
     }
     out.sort();
@@ -38,28 +35,18 @@ fn every_invalid_fixture_reports_its_codes_at_its_lines() {
     for path in &paths {
         let text = std::fs::read_to_string(path).unwrap();
         let expected = expectations(&text);
-        assert!(
-            !expected.is_empty(),
-            "{} has no `# <- code` marker",
-            path.display()
-        );
+        assert!(!expected.is_empty(), "{} has no `# <- code` marker", path.display());
         let linted = lint::lint_text(path.display().to_string(), &text);
         let mut actual: Vec<Expect> = linted
             .diagnostics
             .iter()
-            .map(|d| Expect {
-                code: d.code.as_str().to_string(),
-                line: Some(d.span.start.line),
-            })
+            .map(|d| Expect { code: d.code.as_str().to_string(), line: Some(d.span.start.line) })
             .collect();
         actual.sort();
         let mut unmatched = actual.clone();
         let mut missing = Vec::new();
         for e in &expected {
-            match unmatched
-                .iter()
-                .position(|a| a.code == e.code && (e.line.is_none() || a.line == e.line))
-            {
+            match unmatched.iter().position(|a| a.code == e.code && (e.line.is_none() || a.line == e.line)) {
                 Some(i) => {
                     unmatched.remove(i);
                 }
@@ -67,10 +54,7 @@ fn every_invalid_fixture_reports_its_codes_at_its_lines() {
             }
         }
         if !missing.is_empty() || !unmatched.is_empty() {
-            failures.push(format!(
-                "{}:\n  missing {missing:?}\n  unexpected {unmatched:?}",
-                path.display()
-            ));
+            failures.push(format!("{}:\n  missing {missing:?}\n  unexpected {unmatched:?}", path.display()));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -81,10 +65,6 @@ fn every_invalid_fixture_fails_lint_unless_it_only_warns() {
     for path in files(&fixtures("invalid"), &[".yaml"]) {
         let text = std::fs::read_to_string(&path).unwrap();
         let linted = lint::lint_text("x", &text);
-        assert!(
-            !linted.diagnostics.is_empty(),
-            "{} passed lint",
-            path.display()
-        );
+        assert!(!linted.diagnostics.is_empty(), "{} passed lint", path.display());
     }
 }

@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// The repository's own fixtures.
 pub fn fixtures(dir: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(dir)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir)
 }
 
 /// Every file under `dir` with one of the extensions, sorted.
@@ -24,10 +22,7 @@ pub fn files(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else if extensions
-                .iter()
-                .any(|ext| path.to_string_lossy().ends_with(ext))
-            {
+            } else if extensions.iter().any(|ext| path.to_string_lossy().ends_with(ext)) {
                 out.push(path);
             }
         }

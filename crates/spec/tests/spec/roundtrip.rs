@@ -16,24 +16,11 @@ pub fn assert_round_trip(name: &str, linted: &Linted) {
         };
         let json = serde_json::to_string_pretty(document).unwrap();
         let again = load(&json);
-        assert!(
-            again.diagnostics.is_empty(),
-            "{name}: {:?}",
-            again.diagnostics
-        );
-        let reread = again.documents[0]
-            .document
-            .as_ref()
-            .unwrap_or_else(|| panic!("{name}: not recognised after round trip"));
-        assert_eq!(
-            document, reread,
-            "{name}: the model changed in a round trip"
-        );
-        assert_eq!(
-            json,
-            serde_json::to_string_pretty(reread).unwrap(),
-            "{name}: serialization is not stable"
-        );
+        assert!(again.diagnostics.is_empty(), "{name}: {:?}", again.diagnostics);
+        let reread =
+            again.documents[0].document.as_ref().unwrap_or_else(|| panic!("{name}: not recognised after round trip"));
+        assert_eq!(document, reread, "{name}: the model changed in a round trip");
+        assert_eq!(json, serde_json::to_string_pretty(reread).unwrap(), "{name}: serialization is not stable");
     }
 }
 
@@ -59,9 +46,7 @@ fn every_declared_field_survives() {
     let path = fixtures("valid").join("everything.odcs.yaml");
     let text = std::fs::read_to_string(path).unwrap();
     let linted = lint::lint_text("everything", &text);
-    let Some(Document::Contract(contract)) = &linted.documents[0].document else {
-        panic!("not a contract")
-    };
+    let Some(Document::Contract(contract)) = &linted.documents[0].document else { panic!("not a contract") };
     let serialized = serde_json::to_value(contract).unwrap();
     // The source, as JSON, must equal the serialized model: nothing dropped, nothing added.
     let source = linted.documents[0].node.to_json();
@@ -126,17 +111,11 @@ fn property() -> impl Strategy<Value = Value> {
 }
 
 fn contract() -> impl Strategy<Value = Value> {
-    (
-        text(),
-        prop::collection::vec(property(), 0..5),
-        prop::collection::vec(text(), 0..3),
-    )
-        .prop_map(|(name, properties, tags)| {
+    (text(), prop::collection::vec(property(), 0..5), prop::collection::vec(text(), 0..3)).prop_map(
+        |(name, properties, tags)| {
             let mut seen = std::collections::HashSet::new();
-            let properties: Vec<Value> = properties
-                .into_iter()
-                .filter(|p| seen.insert(p["name"].as_str().unwrap().to_string()))
-                .collect();
+            let properties: Vec<Value> =
+                properties.into_iter().filter(|p| seen.insert(p["name"].as_str().unwrap().to_string())).collect();
             json!({
                 "apiVersion": "v3.2.0",
                 "kind": "DataContract",
@@ -146,7 +125,8 @@ fn contract() -> impl Strategy<Value = Value> {
                 "tags": tags,
                 "schema": [{"name": "t", "properties": properties}],
             })
-        })
+        },
+    )
 }
 
 proptest! {
