@@ -28,22 +28,8 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let mut linted = Vec::new();
-    for found in files::collect(&args.paths)? {
-        let path = found.path.display().to_string();
-        let bytes = std::fs::read(&found.path).with_context(|| format!("cannot read {path}"))?;
-        let Ok(text) = String::from_utf8(bytes) else {
-            // Not text: a problem of this file, reported like any other.
-            let d =
-                Diagnostic::new(Code::Io, Span::at(1, 1), "the file is not UTF-8 text").hint("save the file as UTF-8");
-            linted.push(Linted { path, text: String::new(), documents: Vec::new(), diagnostics: vec![d] });
-            continue;
-        };
-        let file = lint::lint_text(path, text);
-        if found.explicit || files::named_as_document(&found.path) || declares_known_kind(&file) {
-            linted.push(file);
-        }
-    }
+    let found = files::collect(&args.paths)?;
+    let mut linted: Vec<Linted> = lint_all(&found)?.into_iter().flatten().collect();
     lint::lint_across(&mut linted);
     if args.strict {
         lint::make_strict(&mut linted);
@@ -72,6 +58,37 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
     }
     Ok(if errors > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Reads and lints every file, on all cores; results keep the order of `found`.
+fn lint_all(found: &[files::Found]) -> Result<Vec<Option<Linted>>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(found.len().max(1));
+    let chunk = found.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = found
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(lint_one).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(found.len());
+        for worker in workers {
+            out.extend(worker.join().map_err(|_| anyhow::anyhow!("a lint worker panicked"))??);
+        }
+        Ok(out)
+    })
+}
+
+/// Lints one file; `None` when a file found in a directory is not a contract or product.
+fn lint_one(found: &files::Found) -> Result<Option<Linted>> {
+    let path = found.path.display().to_string();
+    let bytes = std::fs::read(&found.path).with_context(|| format!("cannot read {path}"))?;
+    let Ok(text) = String::from_utf8(bytes) else {
+        // Not text: a problem of this file, reported like any other.
+        let d = Diagnostic::new(Code::Io, Span::at(1, 1), "the file is not UTF-8 text").hint("save the file as UTF-8");
+        return Ok(Some(Linted { path, text: String::new(), documents: Vec::new(), diagnostics: vec![d] }));
+    };
+    let file = lint::lint_text(path, text);
+    let wanted = found.explicit || files::named_as_document(&found.path) || declares_known_kind(&file);
+    Ok(wanted.then_some(file))
 }
 
 /// A file found in a directory is linted only when one of its documents says it is a
