@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value as Any;
 
 use crate::model::odcs::{DataContract, OPERATORS};
+use crate::model::server::ENDPOINT_FIELDS;
 use crate::sla::{self, Better};
 use crate::version::SemVer;
 
@@ -247,31 +248,6 @@ fn change(
     Change { code, breaking, path: render(path), message, old: old.cloned(), new: new.cloned() }
 }
 
-/// The fields of a server that say where the data is.
-const ENDPOINT_FIELDS: &[&str] = &[
-    "type",
-    "account",
-    "catalog",
-    "database",
-    "dataset",
-    "delimiter",
-    "endpointUrl",
-    "format",
-    "host",
-    "location",
-    "path",
-    "port",
-    "project",
-    "region",
-    "regionName",
-    "schema",
-    "serviceName",
-    "stagingDir",
-    "stream",
-    "warehouse",
-    "workgroup",
-];
-
 /// Decides what a raw change means, from where it happened.
 fn classify(path: &[Seg], old: Option<&Any>, new: Option<&Any>) -> Change {
     let last = path.last().map(|s| (s.field.as_str(), s.key.as_deref())).unwrap_or(("", None));
@@ -339,7 +315,7 @@ fn classify(path: &[Seg], old: Option<&Any>, new: Option<&Any>) -> Change {
         }
         (("servers", Some(_)), true, false) => c("server-removed", true, format!("server `{name}` was removed")),
         (("servers", Some(_)), false, true) => c("server-added", false, format!("server `{name}` was added")),
-        ((field, None), ..) if parent == "servers" && ENDPOINT_FIELDS.contains(&field) => {
+        ((field, None), ..) if parent == "servers" && (field == "type" || ENDPOINT_FIELDS.contains(&field)) => {
             c("server-changed", true, format!("server endpoint `{field}` changed from {} to {}", show(old), show(new)))
         }
         (("roles", Some(_)), true, false) => {

@@ -107,8 +107,8 @@ server_types! {
     "custom" V30 ["account", "catalog", "database", "dataset", "delimiter", "endpointUrl", "format", "host", "location", "path", "port", "project", "region", "regionName", "schema", "serviceName", "stagingDir", "warehouse", "stream"] requires [];
 }
 
-/// Every endpoint field any server type has.
-const ENDPOINT_FIELDS: &[&str] = &[
+/// Every endpoint field any server type has: the fields that say where the data is.
+pub const ENDPOINT_FIELDS: &[&str] = &[
     "account",
     "catalog",
     "database",
