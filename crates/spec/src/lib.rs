@@ -3,6 +3,17 @@
 //! classifies the changes between two versions of a contract.
 //!
 //! This crate is pure: it does no I/O, so the CLI, the server and the tests share it.
+//!
+//! ```
+//! use meshplane_spec::{Code, lint};
+//!
+//! let text = "apiVersion: v3.2.0\nkind: DataContract\nid: orders\nversion: 1.0.0\n\
+//!             schema:\n  - name: orders\n    quality:\n      - metric: rowCount\n";
+//! let linted = lint::lint_text("orders.odcs.yaml", text);
+//! let problem = &linted.diagnostics[0];
+//! assert_eq!(problem.code, Code::QualityNoOperator);
+//! assert_eq!((problem.span.start.line, problem.span.start.col), (8, 9));
+//! ```
 
 pub mod decode;
 pub mod diag;
