@@ -69,10 +69,6 @@ impl At {
     pub fn field(&self, key: &str) -> Span {
         self.fields.iter().find(|(k, _)| *k == key).map_or(self.span, |(_, s)| *s)
     }
-
-    pub fn has(&self, key: &str) -> bool {
-        self.fields.iter().any(|(k, _)| *k == key)
-    }
 }
 
 /// The decoding context: the document's version and the problems found so far.

@@ -117,22 +117,14 @@ impl fmt::Display for SemVer {
     }
 }
 
-/// True when two version texts name the same version (`1.2.3` and `v1.2.3` do).
-pub fn same_version(a: &str, b: &str) -> bool {
-    match (SemVer::parse(a), SemVer::parse(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => a.trim() == b.trim(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn leading_v_is_the_same_version() {
-        assert!(same_version("1.2.3", "v1.2.3"));
-        assert!(!same_version("1.2.3", "1.2.4"));
+        assert_eq!(SemVer::parse("1.2.3"), SemVer::parse("v1.2.3"));
+        assert_ne!(SemVer::parse("1.2.3"), SemVer::parse("1.2.4"));
         assert_eq!(SemVer::parse("v2.0.0-rc.1+b5").unwrap().to_string(), "2.0.0-rc.1+b5");
     }
 

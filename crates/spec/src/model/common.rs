@@ -195,16 +195,6 @@ pub enum Team {
     Members(Vec<TeamMember>),
 }
 
-impl Team {
-    /// Every member, whichever form the team was written in.
-    pub fn members(&self) -> &[TeamMember] {
-        match self {
-            Team::Team(info) => info.members.as_deref().unwrap_or_default(),
-            Team::Members(members) => members,
-        }
-    }
-}
-
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

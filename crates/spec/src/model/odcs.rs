@@ -339,18 +339,6 @@ pub struct Property {
 }
 
 impl Property {
-    pub fn is_required(&self) -> bool {
-        self.required.unwrap_or(false)
-    }
-
-    pub fn is_unique(&self) -> bool {
-        self.unique.unwrap_or(false)
-    }
-
-    pub fn is_primary_key(&self) -> bool {
-        self.primary_key.unwrap_or(false)
-    }
-
     pub fn rules(&self) -> &[Quality] {
         self.quality.as_deref().unwrap_or_default()
     }

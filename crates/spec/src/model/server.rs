@@ -131,41 +131,6 @@ pub const ENDPOINT_FIELDS: &[&str] = &[
     "workgroup",
 ];
 
-impl Server {
-    /// The value of an endpoint field by its name in the standard.
-    pub fn endpoint(&self, field: &str) -> Option<String> {
-        let text = |v: &Option<String>| v.clone();
-        match field {
-            "account" => text(&self.account),
-            "catalog" => text(&self.catalog),
-            "database" => text(&self.database),
-            "dataset" => text(&self.dataset),
-            "delimiter" => text(&self.delimiter),
-            "endpointUrl" => text(&self.endpoint_url),
-            "format" => text(&self.format),
-            "host" => text(&self.host),
-            "location" => text(&self.location),
-            "path" => text(&self.path),
-            "port" => self.port.map(|p| p.to_string()),
-            "project" => text(&self.project),
-            "region" => text(&self.region),
-            "regionName" => text(&self.region_name),
-            "schema" => text(&self.schema),
-            "serviceName" => text(&self.service_name),
-            "stagingDir" => text(&self.staging_dir),
-            "stream" => text(&self.stream),
-            "warehouse" => text(&self.warehouse),
-            "workgroup" => text(&self.workgroup),
-            _ => None,
-        }
-    }
-
-    /// The endpoint fields that are set, by name, in a fixed order.
-    pub fn endpoints(&self) -> Vec<(&'static str, String)> {
-        ENDPOINT_FIELDS.iter().filter_map(|f| self.endpoint(f).map(|v| (*f, v))).collect()
-    }
-}
-
 impl Decode for Server {
     fn decode(node: &Node, cx: &mut Cx) -> Option<Self> {
         let mut o = Obj::new(cx, node, "server")?;
