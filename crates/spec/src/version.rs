@@ -59,6 +59,12 @@ fn valid_identifiers(text: &str, numeric_no_leading_zero: bool) -> bool {
     })
 }
 
+/// The canonical text of a version for identity: `v1.2.3` and `1.2.3` give `1.2.3`; a
+/// version that is not semver is kept as written (trimmed).
+pub fn canonical(text: &str) -> String {
+    SemVer::parse(text).map_or_else(|| text.trim().to_string(), |v| v.to_string())
+}
+
 impl Ord for SemVer {
     fn cmp(&self, other: &Self) -> Ordering {
         (self.major, self.minor, self.patch)

@@ -299,10 +299,6 @@ fn check_metric_level(rule: &Quality, metric: &str, level: &Level, out: &mut Vec
     }
 }
 
-fn number(value: &Any) -> Option<f64> {
-    value.as_f64()
-}
-
 fn check_operators(rule: &Quality, numeric: bool, out: &mut Vec<Diagnostic>) {
     let at = &rule.at;
     let operators = rule.operators();
@@ -329,7 +325,7 @@ fn check_operators(rule: &Quality, numeric: bool, out: &mut Vec<Diagnostic>) {
         let bounds: Vec<f64> = match name {
             "mustBeBetween" | "mustNotBeBetween" => {
                 let pair =
-                    value.as_array().filter(|a| a.len() == 2).and_then(|a| Some((number(&a[0])?, number(&a[1])?)));
+                    value.as_array().filter(|a| a.len() == 2).and_then(|a| Some((a[0].as_f64()?, a[1].as_f64()?)));
                 match pair {
                     None => {
                         out.push(
@@ -361,7 +357,7 @@ fn check_operators(rule: &Quality, numeric: bool, out: &mut Vec<Diagnostic>) {
                 }
             }
             "mustBe" | "mustNotBe" if !numeric => continue,
-            _ => match number(value) {
+            _ => match value.as_f64() {
                 Some(n) => vec![n],
                 None => {
                     out.push(Diagnostic::new(

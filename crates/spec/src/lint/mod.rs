@@ -13,7 +13,7 @@ use crate::diag::{self, Code, Diagnostic, Severity};
 use crate::document::{self, Document, Loaded};
 use crate::model::odps::DataProduct;
 use crate::tree::Span;
-use crate::version::SemVer;
+use crate::version::{self, SemVer};
 
 /// One linted text: its documents and every problem found in it.
 #[derive(Clone, Debug)]
@@ -57,8 +57,7 @@ pub fn lint_across(files: &mut [Linted]) {
             if let Document::Contract(c) = doc {
                 contract_ids.insert(c.id.clone());
             }
-            let version =
-                doc.version().map(|v| SemVer::parse(v).map_or_else(|| v.trim().to_string(), |s| s.to_string()));
+            let version = doc.version().map(version::canonical);
             let key = (doc.kind().to_string(), doc.id().to_string(), version.unwrap_or_default());
             let span = match doc {
                 Document::Contract(c) => c.at.field("id"),
@@ -134,7 +133,7 @@ fn check_product(product: &DataProduct, out: &mut Vec<Diagnostic>) {
     let mut ports: HashMap<(String, String), Span> = HashMap::new();
     for port in product.output_ports() {
         check_version(&port.version, port.at.field("version"), "output port", out);
-        let version = SemVer::parse(&port.version).map_or_else(|| port.version.clone(), |v| v.to_string());
+        let version = version::canonical(&port.version);
         let span = port.at.field("name");
         if let Some(first) = ports.insert((port.name.clone(), version), span) {
             out.push(
