@@ -2,15 +2,14 @@
 //! breaking or not; exits 1 when breaking changes come without a major version bump.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use meshplane_spec::diff::{self, Bump};
-use meshplane_spec::model::odcs::DataContract;
-use meshplane_spec::{Document, lint, render};
 
 use crate::Format;
+use crate::files::read_contract;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,7 +23,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let (Some(old), Some(new)) = (read_contract(&args.old)?, read_contract(&args.new)?) else {
+    let (Some(old), Some(new)) = (read_contract(&args.old, "comparing")?, read_contract(&args.new, "comparing")?) else {
         return Ok(ExitCode::from(2));
     };
     if old.id != new.id {
@@ -75,29 +74,5 @@ fn bump_name(bump: Bump) -> &'static str {
         Bump::Same => "same version",
         Bump::Downgrade => "downgrade",
         Bump::Unknown => "versions not comparable",
-    }
-}
-
-/// Reads one contract; prints its errors and returns `None` when it cannot be trusted.
-fn read_contract(path: &Path) -> Result<Option<DataContract>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let linted = lint::lint_text(path.display().to_string(), text);
-    let errors: Vec<_> = linted.diagnostics.iter().filter(|d| d.is_error()).collect();
-    if !errors.is_empty() {
-        let mut err = std::io::stderr().lock();
-        for d in errors {
-            write!(err, "{}", render::human(&linted.path, &linted.text, d))?;
-        }
-        writeln!(err, "error: {} has errors; fix them before comparing", path.display())?;
-        return Ok(None);
-    }
-    let mut contracts = linted.documents.into_iter().filter_map(|d| match d.document {
-        Some(Document::Contract(c)) => Some(*c),
-        _ => None,
-    });
-    match (contracts.next(), contracts.next()) {
-        (Some(c), None) => Ok(Some(c)),
-        (None, _) => bail!("{} holds no data contract", path.display()),
-        (Some(_), Some(_)) => bail!("{} holds more than one data contract; diff compares one with one", path.display()),
     }
 }

@@ -1,9 +1,13 @@
 //! Finding the documents a command works on: files named on the command line, and
-//! directories searched recursively for contracts and products.
+//! directories searched recursively for contracts and products; reading one contract whole.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use meshplane_spec::model::odcs::DataContract;
+use meshplane_spec::{Document, lint, render};
 
 /// A file to read, and whether it was named explicitly (explicit files are always read;
 /// files found in a directory only when they are contracts or products).
@@ -57,4 +61,28 @@ fn is_candidate(name: &str) -> bool {
 pub fn named_as_document(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
     name.contains(".odcs.") || name.contains(".odps.")
+}
+
+/// Reads one contract; prints its errors and returns `None` when it cannot be trusted.
+pub fn read_contract(path: &Path, purpose: &str) -> Result<Option<DataContract>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let linted = lint::lint_text(path.display().to_string(), text);
+    let errors: Vec<_> = linted.diagnostics.iter().filter(|d| d.is_error()).collect();
+    if !errors.is_empty() {
+        let mut err = std::io::stderr().lock();
+        for d in errors {
+            write!(err, "{}", render::human(&linted.path, &linted.text, d))?;
+        }
+        writeln!(err, "error: {} has errors; fix them before {purpose}", path.display())?;
+        return Ok(None);
+    }
+    let mut contracts = linted.documents.into_iter().filter_map(|d| match d.document {
+        Some(Document::Contract(c)) => Some(*c),
+        _ => None,
+    });
+    match (contracts.next(), contracts.next()) {
+        (Some(c), None) => Ok(Some(c)),
+        (None, _) => bail!("{} holds no data contract", path.display()),
+        (Some(_), Some(_)) => bail!("{} holds more than one data contract; give one per file", path.display()),
+    }
 }

@@ -4,6 +4,7 @@
 mod diff;
 mod files;
 mod lint;
+mod test;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ enum Command {
     Lint(lint::Args),
     /// Compare two versions of a contract and classify every change.
     Diff(diff::Args),
+    /// Test the data of a contract's server against the contract.
+    Test(test::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lint(args) => lint::run(&args),
         Command::Diff(args) => diff::run(&args),
+        Command::Test(args) => test::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,178 @@
+//! `meshplane test CONTRACT`: runs the contract's checks on the data of one of its servers,
+//! with no meshplane server needed; exits 1 when a check fails or cannot run.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use meshplane_quality::run::{Options, Outcome};
+use meshplane_quality::target::{self, Report};
+
+use crate::files::read_contract;
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// A table for people.
+    Table,
+    /// The whole report as JSON.
+    Json,
+    /// JUnit XML, for CI systems.
+    Junit,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The ODCS contract to test.
+    contract: PathBuf,
+    /// The server (from the contract's `servers`) whose data is tested; needed when the
+    /// contract has several.
+    #[arg(long)]
+    server: Option<String>,
+    /// Test one schema object only.
+    #[arg(long)]
+    object: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    output: Output,
+    /// Keep up to N offending values of each failed check.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    samples: usize,
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let Some(contract) = read_contract(&args.contract, "testing")? else {
+        return Ok(ExitCode::from(2));
+    };
+    let server = match target::pick_server(&contract, args.server.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let base = args.contract.parent().map(PathBuf::from).unwrap_or_default();
+    let options = Options::now(args.samples);
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let (rows, done) = (options.progress.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(500));
+                let n = rows.load(Ordering::Relaxed);
+                if n > 0 && !done.load(Ordering::Relaxed) {
+                    eprint!("\rscanned {n} rows");
+                }
+            }
+            eprint!("\r\x1b[K");
+        })
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let report = runtime.block_on(target::test(&contract, server, args.object.as_deref(), &base, &options));
+    done.store(true, Ordering::Relaxed);
+    if let Some(p) = progress {
+        let _ = p.join();
+    }
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        Output::Table => table(&mut out, &report)?,
+        Output::Junit => junit(&mut out, &report)?,
+    }
+    Ok(if report.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") }
+}
+
+fn measured(r: &meshplane_quality::run::CheckResult) -> String {
+    match (r.value, r.count) {
+        (Some(v), Some(c)) => format!("{}% ({} rows)", number(v), number(c)),
+        (Some(v), None) => number(v),
+        (None, _) => "-".into(),
+    }
+}
+
+fn table(out: &mut impl Write, report: &Report) -> Result<()> {
+    writeln!(out, "contract {} {} on server {} ({})", report.contract, report.version, report.server, report.server_type)?;
+    let width = report.results.iter().map(|r| r.key.len()).max().unwrap_or(0).min(60);
+    for r in &report.results {
+        let label = match r.outcome {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "FAIL",
+            Outcome::Warn => "warn",
+            Outcome::Error => "ERROR",
+            Outcome::Skipped => "skip",
+        };
+        let expected = if r.threshold.is_empty() { String::new() } else { format!(" (expected {})", r.threshold) };
+        let id = r.rule_id.as_deref().map(|id| format!(" [{id}]")).unwrap_or_default();
+        writeln!(out, "{label:<5} {:<width$} {}{expected}{id}", r.key, measured(r))?;
+        if let Some(d) = &r.detail
+            && r.outcome != Outcome::Pass
+        {
+            writeln!(out, "      {d}")?;
+        }
+        if !r.samples.is_empty() {
+            writeln!(out, "      samples: {}", r.samples.join(" | "))?;
+        }
+    }
+    let s = &report.summary;
+    writeln!(out, "{} passed, {} failed, {} warned, {} errors, {} skipped", s.pass, s.fail, s.warn, s.error, s.skipped)?;
+    Ok(())
+}
+
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn junit(out: &mut impl Write, report: &Report) -> Result<()> {
+    let s = &report.summary;
+    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
+    writeln!(
+        out,
+        r#"<testsuite name="{}" tests="{}" failures="{}" errors="{}" skipped="{}">"#,
+        xml(&format!("{} {}", report.contract, report.version)),
+        report.results.len(),
+        s.fail,
+        s.error,
+        s.skipped
+    )?;
+    for r in &report.results {
+        let class = xml(r.object.as_deref().unwrap_or(&report.contract));
+        write!(out, r#"  <testcase classname="{class}" name="{}""#, xml(&r.key))?;
+        let message = || {
+            let detail = r.detail.as_deref().map(|d| format!("; {d}")).unwrap_or_default();
+            xml(&format!("measured {}, expected {}{detail}", measured(r), r.threshold))
+        };
+        match r.outcome {
+            Outcome::Pass => writeln!(out, "/>")?,
+            Outcome::Fail => writeln!(out, ">\n    <failure message=\"{}\"/>\n  </testcase>", message())?,
+            Outcome::Warn => writeln!(out, ">\n    <system-out>warning: {}</system-out>\n  </testcase>", message())?,
+            Outcome::Error => writeln!(
+                out,
+                ">\n    <error message=\"{}\"/>\n  </testcase>",
+                xml(r.detail.as_deref().unwrap_or("error"))
+            )?,
+            Outcome::Skipped => writeln!(
+                out,
+                ">\n    <skipped message=\"{}\"/>\n  </testcase>",
+                xml(r.detail.as_deref().unwrap_or("not executed"))
+            )?,
+        }
+    }
+    writeln!(out, "</testsuite>")?;
+    Ok(())
+}

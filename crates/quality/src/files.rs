@@ -1,0 +1,283 @@
+//! The files executor: Parquet, CSV and NDJSON (one file, a directory or a glob) read with
+//! Apache DataFusion, measured by meshplane's kernels in one scan per schema object.
+//!
+//! DataFusion does the reading: listing, schema inference, projection, and splitting a file
+//! into partitions that decode in parallel. Each partition feeds its own set of kernels on its
+//! own task; the kernels are merged at the end, so every metric of an object costs one pass.
+//!
+//! SQL rules run in the same session, which holds only the contract's objects: DDL, DML and
+//! statements (COPY, SET, ...) are refused by DataFusion's `SQLOptions`, URL tables are off,
+//! so a rule can read nothing but those objects.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::compute;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::ListingOptions;
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+
+use crate::kernel::Kernel;
+use crate::plan::Measure;
+use crate::source::{Ask, ColumnKind, Scan, Source};
+
+/// A file format meshplane reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Parquet,
+    Csv,
+    NdJson,
+}
+
+impl Format {
+    /// The format of an ODCS server's `format`, or of a path's extension.
+    pub fn parse(name: &str) -> Option<Format> {
+        match name.trim().trim_start_matches('.').to_ascii_lowercase().as_str() {
+            "parquet" | "pq" => Some(Format::Parquet),
+            "csv" => Some(Format::Csv),
+            "json" | "ndjson" | "jsonl" => Some(Format::NdJson),
+            _ => None,
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Parquet => ".parquet",
+            Format::Csv => ".csv",
+            Format::NdJson => ".json",
+        }
+    }
+
+    fn listing(self, delimiter: u8) -> ListingOptions {
+        let format: Arc<dyn FileFormat> = match self {
+            Format::Parquet => Arc::new(ParquetFormat::default()),
+            // Inference reads every record: a wrong value after the first thousand rows must
+            // make the column text (and the type check fail), not break the scan.
+            Format::Csv => Arc::new(
+                CsvFormat::default().with_has_header(true).with_delimiter(delimiter).with_schema_infer_max_rec(usize::MAX),
+            ),
+            Format::NdJson => Arc::new(JsonFormat::default().with_schema_infer_max_rec(usize::MAX)),
+        };
+        ListingOptions::new(format).with_file_extension(self.extension())
+    }
+}
+
+/// Where one object's data is: a file, a directory, or a glob.
+#[derive(Clone, Debug)]
+pub struct Location {
+    pub path: String,
+    pub format: Format,
+}
+
+/// Files of a contract's server, read with DataFusion.
+pub struct FileSource {
+    ctx: SessionContext,
+    /// Table name (physical name) to its location.
+    locations: Vec<(String, Location)>,
+    delimiter: u8,
+    registered: Vec<String>,
+    pub sql_timeout: Duration,
+}
+
+impl FileSource {
+    pub fn new(locations: Vec<(String, Location)>, delimiter: u8) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let config = SessionConfig::new().with_target_partitions(cores).with_information_schema(false);
+        FileSource { ctx: SessionContext::new_with_config(config), locations, delimiter, registered: vec![], sql_timeout: Duration::from_secs(30) }
+    }
+
+    fn location(&self, table: &str) -> Option<&Location> {
+        self.locations.iter().find(|(t, _)| t == table).map(|(_, l)| l)
+    }
+
+    /// Registers every object whose files exist, so a SQL rule may join them.
+    async fn register_all(&mut self) -> Result<(), String> {
+        let tables: Vec<String> = self.locations.iter().map(|(t, _)| t.clone()).collect();
+        for table in tables {
+            self.register(&table).await?;
+        }
+        Ok(())
+    }
+
+    /// Registers `table` when its files exist; false when they do not.
+    async fn register(&mut self, table: &str) -> Result<bool, String> {
+        if self.registered.iter().any(|t| t == table) {
+            return Ok(true);
+        }
+        let Some(location) = self.location(table).cloned() else { return Ok(false) };
+        if !exists(&location.path) {
+            return Ok(false);
+        }
+        let url = absolute(&location.path);
+        self.ctx
+            .register_listing_table(table, url, location.format.listing(self.delimiter), None, None)
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", location.path))?;
+        self.registered.push(table.to_string());
+        Ok(true)
+    }
+}
+
+/// Whether a path, or any file a glob names, exists.
+fn exists(path: &str) -> bool {
+    if path.contains(['*', '?', '[']) {
+        let dir = path[..path.find(['*', '?', '[']).unwrap_or(0)].rsplit_once('/').map_or(".", |(d, _)| d);
+        let dir = if dir.is_empty() { "/" } else { dir };
+        return Path::new(dir).is_dir();
+    }
+    Path::new(path).exists()
+}
+
+fn absolute(path: &str) -> String {
+    let p = Path::new(path);
+    let joined = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(p) };
+    let text = joined.to_string_lossy().into_owned();
+    if p.is_dir() && !text.ends_with('/') { format!("{text}/") } else { text }
+}
+
+impl Source for FileSource {
+    async fn columns(&mut self, table: &str) -> Result<Option<Vec<(String, ColumnKind)>>, String> {
+        if !self.register(table).await? {
+            return Ok(None);
+        }
+        let inferred = self.location(table).is_some_and(|l| l.format != Format::Parquet);
+        let df = self.ctx.table(table).await.map_err(|e| e.to_string())?;
+        let columns = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), ColumnKind::Arrow { data_type: f.data_type().clone(), inferred }))
+            .collect();
+        Ok(Some(columns))
+    }
+
+    async fn scan(&mut self, table: &str, measures: &[Measure], ask: &Ask<'_>) -> Result<Scan, String> {
+        let samples = ask.samples;
+        let mut columns: Vec<&str> = Vec::new();
+        for m in measures {
+            for c in measure_columns(m) {
+                if !columns.contains(&c) {
+                    columns.push(c);
+                }
+            }
+        }
+        let df = self.ctx.table(table).await.map_err(|e| e.to_string())?;
+        let df = df.select_columns(&columns).map_err(|e| e.to_string())?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let streams = df.execute_stream_partitioned().await.map_err(|e| e.to_string())?;
+        let progress = Arc::clone(ask.progress);
+        let mut tasks = Vec::new();
+        for mut stream in streams {
+            // Kernels that cannot be built (a bad rule) report their error once, below.
+            let mut kernels: Vec<Option<Kernel>> =
+                measures.iter().map(|m| Kernel::new(m, &schema, samples).ok()).collect();
+            let progress = progress.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut rows = 0u64;
+                let mut errors: Vec<Option<String>> = vec![None; kernels.len()];
+                while let Some(batch) = stream.next().await {
+                    let batch = batch.map_err(|e| e.to_string())?;
+                    rows += batch.num_rows() as u64;
+                    progress.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    for (k, err) in kernels.iter_mut().zip(errors.iter_mut()) {
+                        if let Some(kernel) = k
+                            && let Err(e) = kernel.update(&batch)
+                        {
+                            *err = Some(e);
+                            *k = None;
+                        }
+                    }
+                }
+                Ok::<_, String>((rows, kernels, errors))
+            }));
+        }
+        let mut rows = 0u64;
+        let mut merged: Vec<Option<Kernel>> = Vec::new();
+        let mut errors: Vec<Option<String>> = vec![None; measures.len()];
+        for task in tasks {
+            let (n, kernels, errs) = task.await.map_err(|e| e.to_string())??;
+            rows += n;
+            for (i, e) in errs.into_iter().enumerate() {
+                if e.is_some() {
+                    errors[i] = e;
+                }
+            }
+            if merged.is_empty() {
+                merged = kernels;
+                continue;
+            }
+            for (slot, k) in merged.iter_mut().zip(kernels) {
+                match (slot.as_mut(), k) {
+                    (Some(a), Some(b)) => a.merge(b),
+                    _ => *slot = None,
+                }
+            }
+        }
+        let results = measures
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                if let Some(e) = errors[i].take() {
+                    return Err(e);
+                }
+                match merged.get_mut(i).and_then(Option::take) {
+                    Some(k) => Ok(k),
+                    // No partition ran (an empty table), or the kernel could not be built.
+                    None => Kernel::new(m, &schema, samples),
+                }
+            })
+            .map(|k| k.map(|k| k.finish(ask.now_micros)))
+            .collect();
+        Ok(Scan { rows, results })
+    }
+
+    async fn sql(&mut self, query: &str) -> Result<f64, String> {
+        self.register_all().await?;
+        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        let run = async {
+            let df = self.ctx.sql_with_options(query, options).await.map_err(|e| e.to_string())?;
+            let batches = df.limit(0, Some(1)).map_err(|e| e.to_string())?.collect().await.map_err(|e| e.to_string())?;
+            let batch = batches.iter().find(|b| b.num_rows() > 0).ok_or("the query returned no rows")?;
+            let value = batch.column(0);
+            if value.is_null(0) {
+                return Err("the query returned null".into());
+            }
+            let number = match value.data_type() {
+                DataType::Boolean => f64::from(u8::from(value.as_boolean().value(0))),
+                _ => compute::cast(value, &DataType::Float64)
+                    .map_err(|_| format!("the query returned {}, not a number", value.data_type()))?
+                    .as_primitive::<Float64Type>()
+                    .value(0),
+            };
+            Ok(number)
+        };
+        tokio::time::timeout(self.sql_timeout, run)
+            .await
+            .map_err(|_| format!("the query ran past the limit of {:?}", self.sql_timeout))?
+    }
+
+    fn quote(&self, identifier: &str) -> String {
+        format!("\"{}\"", identifier.replace('"', "\"\""))
+    }
+}
+
+/// The columns a measure reads.
+pub fn measure_columns(m: &Measure) -> Vec<&str> {
+    match m {
+        Measure::Missing { column, .. }
+        | Measure::Invalid { column, .. }
+        | Measure::NewestAge { column }
+        | Measure::OldestAge { column }
+        | Measure::Unparseable { column, .. } => vec![column.as_str()],
+        Measure::Duplicates { columns } => columns.iter().map(String::as_str).collect(),
+        _ => vec![],
+    }
+}

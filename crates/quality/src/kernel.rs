@@ -1,0 +1,558 @@
+//! Purpose-built kernels that measure a schema object in one pass over Arrow batches.
+//!
+//! A general engine answers "how many invalid values, how many duplicated keys, what is the
+//! newest timestamp" with one aggregate per question and generic expression evaluation.
+//! These kernels answer each question with a tight loop over the column it reads: counts
+//! are summed, extremes compared, and duplicates counted exactly in an arena-backed hash
+//! table (no per-key allocation). Every kernel can be fed batches from any partition and
+//! merged with its twin from another partition, so a scan runs on every core.
+//!
+//! Semantics (docs/test.md): nulls are missing, never invalid; a duplicate is a distinct
+//! non-null key that occurs more than once; lengths count characters.
+
+use std::collections::HashSet;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::{self, CastOptions};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, Schema, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use hashbrown::HashTable;
+use serde_json::Value as Any;
+
+use crate::plan::{Measure, Validity};
+use crate::regex::{Dialect, translate};
+use crate::types::micros_per;
+
+/// One measurement in progress.
+pub enum Kernel {
+    Count(CountKernel),
+    Dups(DupKernel),
+    Extreme(ExtremeKernel),
+}
+
+/// The result of a kernel: the value, what else is worth saying, and sample values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Measured {
+    pub value: Option<f64>,
+    pub detail: Option<String>,
+    pub samples: Vec<String>,
+}
+
+fn column_index(schema: &Schema, name: &str) -> Result<usize, String> {
+    schema.index_of(name).map_err(|_| format!("column `{name}` is missing"))
+}
+
+impl Kernel {
+    /// A kernel for a data-reading measure; `samples` is how many offending values to keep.
+    pub fn new(measure: &Measure, schema: &Schema, samples: usize) -> Result<Kernel, String> {
+        Ok(match measure {
+            Measure::Missing { column, values } => {
+                let col = column_index(schema, column)?;
+                let test = if values.is_empty() { RowTest::Null } else { RowTest::Missing(ValueSet::new(values)) };
+                Kernel::Count(CountKernel::new(col, test, samples))
+            }
+            Measure::Invalid { column, rules } => {
+                let col = column_index(schema, column)?;
+                let rules = rules.iter().map(Rule::new).collect::<Result<Vec<_>, _>>()?;
+                Kernel::Count(CountKernel::new(col, RowTest::Invalid(rules), samples))
+            }
+            Measure::Duplicates { columns } => {
+                let cols = columns.iter().map(|c| column_index(schema, c)).collect::<Result<Vec<_>, _>>()?;
+                Kernel::Dups(DupKernel::new(cols, schema, samples)?)
+            }
+            Measure::NewestAge { column } | Measure::OldestAge { column } => {
+                let col = column_index(schema, column)?;
+                let newest = matches!(measure, Measure::NewestAge { .. });
+                Kernel::Extreme(ExtremeKernel { col, newest, micros: None })
+            }
+            Measure::Unparseable { column, logical } => {
+                let col = column_index(schema, column)?;
+                let target = match logical.as_str() {
+                    "integer" => DataType::Int64,
+                    "number" => DataType::Float64,
+                    "boolean" => DataType::Boolean,
+                    "date" => DataType::Date32,
+                    _ => DataType::Timestamp(TimeUnit::Microsecond, None),
+                };
+                Kernel::Count(CountKernel::new(col, RowTest::Unparseable(target), samples))
+            }
+            other => return Err(format!("{other:?} is not measured by a scan")),
+        })
+    }
+
+    pub fn update(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        match self {
+            Kernel::Count(k) => k.update(batch),
+            Kernel::Dups(k) => k.update(batch),
+            Kernel::Extreme(k) => k.update(batch),
+        }
+    }
+
+    /// Adds what `other` (the same kernel, fed other batches) has seen.
+    pub fn merge(&mut self, other: Kernel) {
+        match (self, other) {
+            (Kernel::Count(a), Kernel::Count(b)) => {
+                a.count += b.count;
+                a.samples.extend(b.samples);
+                a.samples.truncate(a.max_samples);
+            }
+            (Kernel::Dups(a), Kernel::Dups(b)) => a.merge(b),
+            (Kernel::Extreme(a), Kernel::Extreme(b)) => a.micros = a.pick(a.micros, b.micros),
+            _ => unreachable!("kernels are merged with their twins only"),
+        }
+    }
+
+    /// The measured value; `now_micros` is the clock for ages.
+    pub fn finish(self, now_micros: i64) -> Measured {
+        match self {
+            Kernel::Count(k) => {
+                let detail = match &k.test {
+                    RowTest::Unparseable(t) if k.count > 0 => Some(format!("{} values do not parse as {t}", k.count)),
+                    RowTest::Unparseable(t) => Some(format!("every value parses as {t}")),
+                    _ => None,
+                };
+                Measured { value: Some(k.count as f64), detail, samples: k.samples }
+            }
+            Kernel::Dups(k) => k.finish(),
+            Kernel::Extreme(k) => match k.micros {
+                Some(ts) => Measured {
+                    value: Some(((now_micros - ts) as f64 / 1e6).floor()),
+                    detail: Some(format!(
+                        "{} value {}",
+                        if k.newest { "newest" } else { "oldest" },
+                        format_micros(ts)
+                    )),
+                    samples: vec![],
+                },
+                None => Measured { value: None, detail: Some("the column holds no timestamp".into()), samples: vec![] },
+            },
+        }
+    }
+}
+
+fn format_micros(micros: i64) -> String {
+    let array = datafusion::arrow::array::TimestampMicrosecondArray::from(vec![micros]);
+    ArrayFormatter::try_new(&array, &FormatOptions::default()).map(|f| f.value(0).to_string()).unwrap_or_default()
+}
+
+fn is_numeric(t: &DataType) -> bool {
+    t.is_numeric() || matches!(t, DataType::Dictionary(_, v) if v.is_numeric())
+}
+
+/// Values of a `validValues` or `missingValues` list, compared as text or as numbers.
+struct ValueSet {
+    text: HashSet<String>,
+    numbers: Vec<f64>,
+}
+
+impl ValueSet {
+    fn new(values: &[Any]) -> Self {
+        let text = values.iter().filter(|v| !v.is_null()).map(any_text).collect();
+        let numbers = values.iter().filter_map(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok())).collect();
+        ValueSet { text, numbers }
+    }
+
+    fn has_text(&self, s: &str) -> bool {
+        self.text.contains(s)
+    }
+
+    fn has_number(&self, x: f64) -> bool {
+        self.numbers.contains(&x)
+    }
+}
+
+fn any_text(v: &Any) -> String {
+    match v {
+        Any::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A compiled validity rule.
+enum Rule {
+    OneOf(ValueSet),
+    Pattern(::regex::Regex, Memo),
+    MinLength(u64),
+    MaxLength(u64),
+    /// A numeric bound: `value OP limit` must hold.
+    Number(fn(f64, f64) -> bool, f64),
+}
+
+/// Verdicts of a pattern per distinct value, while the column looks low-cardinality.
+#[derive(Default)]
+struct Memo {
+    seen: hashbrown::HashMap<Box<str>, bool>,
+    off: bool,
+}
+
+const MEMO_LIMIT: usize = 256;
+
+impl Rule {
+    /// A numeric bound on a text column parses each value; one that is not a number breaks it.
+    fn new(v: &Validity) -> Result<Rule, String> {
+        let number = |op: fn(f64, f64) -> bool, x: f64| Ok(Rule::Number(op, x));
+        match v {
+            Validity::OneOf(values) => Ok(Rule::OneOf(ValueSet::new(values))),
+            Validity::Pattern(p) => {
+                let re = ::regex::Regex::new(&translate(p, Dialect::Rust)?).map_err(|e| e.to_string())?;
+                Ok(Rule::Pattern(re, Memo::default()))
+            }
+            Validity::MinLength(n) => Ok(Rule::MinLength(*n)),
+            Validity::MaxLength(n) => Ok(Rule::MaxLength(*n)),
+            Validity::Minimum(x) => number(|v, x| v >= x, *x),
+            Validity::Maximum(x) => number(|v, x| v <= x, *x),
+            Validity::ExclusiveMinimum(x) => number(|v, x| v > x, *x),
+            Validity::ExclusiveMaximum(x) => number(|v, x| v < x, *x),
+        }
+    }
+
+    /// Whether the rule reads the value as text.
+    fn on_text(&self) -> bool {
+        matches!(self, Rule::Pattern(..) | Rule::MinLength(_) | Rule::MaxLength(_))
+    }
+
+    fn ok_text(&mut self, s: &str) -> bool {
+        match self {
+            Rule::OneOf(set) => set.has_text(s),
+            Rule::Pattern(re, memo) => {
+                if memo.off {
+                    return re.is_match(s);
+                }
+                if let Some(ok) = memo.seen.get(s) {
+                    return *ok;
+                }
+                let ok = re.is_match(s);
+                if memo.seen.len() < MEMO_LIMIT {
+                    memo.seen.insert(s.into(), ok);
+                } else {
+                    memo.off = true;
+                }
+                ok
+            }
+            Rule::MinLength(n) => char_len(s) >= *n,
+            Rule::MaxLength(n) => char_len(s) <= *n,
+            Rule::Number(op, x) => s.trim().parse::<f64>().is_ok_and(|v| op(v, *x)),
+        }
+    }
+
+    fn ok_number(&self, v: f64) -> bool {
+        match self {
+            Rule::OneOf(set) => set.has_number(v),
+            Rule::Number(op, x) => op(v, *x),
+            _ => true,
+        }
+    }
+}
+
+fn char_len(s: &str) -> u64 {
+    if s.is_ascii() { s.len() as u64 } else { s.chars().count() as u64 }
+}
+
+/// What a counting kernel counts.
+enum RowTest {
+    Null,
+    Missing(ValueSet),
+    Invalid(Vec<Rule>),
+    Unparseable(DataType),
+}
+
+pub struct CountKernel {
+    col: usize,
+    test: RowTest,
+    count: u64,
+    samples: Vec<String>,
+    max_samples: usize,
+}
+
+/// Calls `f` with every value of a column as text (null as None), whatever its string layout.
+fn for_each_text(array: &ArrayRef, mut f: impl FnMut(Option<&str>)) -> Result<(), String> {
+    let array = match array.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => array.clone(),
+        _ => compute::cast(array, &DataType::Utf8View).map_err(|e| e.to_string())?,
+    };
+    if let Some(a) = array.as_string_view_opt() {
+        a.iter().for_each(&mut f);
+    } else if let Some(a) = array.as_string_opt::<i32>() {
+        a.iter().for_each(&mut f);
+    } else if let Some(a) = array.as_string_opt::<i64>() {
+        a.iter().for_each(&mut f);
+    }
+    Ok(())
+}
+
+impl CountKernel {
+    fn new(col: usize, test: RowTest, max_samples: usize) -> Self {
+        CountKernel { col, test, count: 0, samples: Vec::new(), max_samples }
+    }
+
+    fn sample(&mut self, value: impl FnOnce() -> String) {
+        if self.samples.len() < self.max_samples {
+            self.samples.push(value());
+        }
+    }
+
+    fn update(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        let array = batch.column(self.col);
+        match &mut self.test {
+            RowTest::Null => {
+                let nulls = array.null_count();
+                self.count += nulls as u64;
+                for _ in 0..nulls.min(self.max_samples - self.samples.len().min(self.max_samples)) {
+                    self.samples.push("null".into());
+                }
+            }
+            RowTest::Missing(set) => {
+                let mut hits = 0u64;
+                let mut found = Vec::new();
+                let numeric = is_numeric(array.data_type());
+                if numeric {
+                    let values = compute::cast(array, &DataType::Float64).map_err(|e| e.to_string())?;
+                    for v in values.as_primitive::<Float64Type>().iter() {
+                        if v.is_none_or(|v| set.has_number(v)) {
+                            hits += 1;
+                            if found.len() < self.max_samples {
+                                found.push(v.map_or("null".to_string(), |v| v.to_string()));
+                            }
+                        }
+                    }
+                } else {
+                    for_each_text(array, |v| {
+                        if v.is_none_or(|s| set.has_text(s)) {
+                            hits += 1;
+                            if found.len() < self.max_samples {
+                                found.push(v.unwrap_or("null").to_string());
+                            }
+                        }
+                    })?;
+                }
+                self.count += hits;
+                found.into_iter().for_each(|s| self.sample(|| s));
+            }
+            RowTest::Invalid(rules) => {
+                let mut bad = 0u64;
+                let mut found = Vec::new();
+                let keep = self.max_samples;
+                if is_numeric(array.data_type()) && !rules.iter().any(Rule::on_text) {
+                    let values = compute::cast(array, &DataType::Float64).map_err(|e| e.to_string())?;
+                    for v in values.as_primitive::<Float64Type>().iter().flatten() {
+                        if !rules.iter().all(|r| r.ok_number(v)) {
+                            bad += 1;
+                            if found.len() < keep {
+                                found.push(v.to_string());
+                            }
+                        }
+                    }
+                } else {
+                    for_each_text(array, |v| {
+                        if let Some(s) = v
+                            && !rules.iter_mut().all(|r| r.ok_text(s))
+                        {
+                            bad += 1;
+                            if found.len() < keep {
+                                found.push(s.to_string());
+                            }
+                        }
+                    })?;
+                }
+                self.count += bad;
+                found.into_iter().for_each(|s| self.sample(|| s));
+            }
+            RowTest::Unparseable(target) => {
+                let options = CastOptions { safe: true, ..Default::default() };
+                let parsed = compute::cast_with_options(array, target, &options).map_err(|e| e.to_string())?;
+                let failed = parsed.null_count() - array.null_count();
+                self.count += failed as u64;
+                if failed > 0 && self.samples.len() < self.max_samples {
+                    let text = compute::cast(array, &DataType::Utf8).map_err(|e| e.to_string())?;
+                    let text = text.as_string::<i32>();
+                    for i in (0..array.len()).filter(|&i| array.is_valid(i) && parsed.is_null(i)) {
+                        self.sample(|| text.value(i).to_string());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The newest or oldest timestamp of a column, in microseconds since the epoch (UTC; a
+/// timestamp without a zone is read as UTC).
+pub struct ExtremeKernel {
+    col: usize,
+    newest: bool,
+    micros: Option<i64>,
+}
+
+impl ExtremeKernel {
+    fn pick(&self, a: Option<i64>, b: Option<i64>) -> Option<i64> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if self.newest { a.max(b) } else { a.min(b) }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn update(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        let array = batch.column(self.col);
+        let (scaled, mul, div) = match array.data_type() {
+            DataType::Timestamp(unit, _) => {
+                let (mul, div) = micros_per(unit);
+                (compute::cast(array, &DataType::Int64).map_err(|e| e.to_string())?, mul, div)
+            }
+            DataType::Date32 => (compute::cast(array, &DataType::Int64).map_err(|e| e.to_string())?, 86_400_000_000, 1),
+            DataType::Date64 => (compute::cast(array, &DataType::Int64).map_err(|e| e.to_string())?, 1_000, 1),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                let options = CastOptions { safe: true, ..Default::default() };
+                let ts = compute::cast_with_options(array, &DataType::Timestamp(TimeUnit::Microsecond, None), &options)
+                    .map_err(|e| e.to_string())?;
+                let ts = ts.as_primitive::<TimestampMicrosecondType>().reinterpret_cast::<Int64Type>();
+                (Arc::new(ts) as ArrayRef, 1, 1)
+            }
+            other => return Err(format!("the column is {other}, not a date or timestamp")),
+        };
+        let values = scaled.as_primitive::<Int64Type>();
+        let extreme = if self.newest { compute::max(values) } else { compute::min(values) };
+        self.micros = self.pick(self.micros, extreme.map(|v| v.saturating_mul(mul) / div));
+        Ok(())
+    }
+}
+
+/// Exact duplicate counting: each distinct key once in an arena, with how often it occurs.
+pub struct DupKernel {
+    cols: Vec<usize>,
+    key: KeyKind,
+    table: HashTable<Entry>,
+    arena: Vec<u8>,
+    hasher: foldhash::fast::FixedState,
+    max_samples: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    hash: u64,
+    offset: u64,
+    len: u32,
+    count: u32,
+}
+
+enum KeyKind {
+    /// One integer column: the key is its 8 bytes.
+    Integer,
+    /// One text column: the key is its bytes.
+    Text,
+    /// Anything else, or several columns: Arrow's row format.
+    Rows(RowConverter),
+}
+
+impl DupKernel {
+    fn new(cols: Vec<usize>, schema: &Schema, max_samples: usize) -> Result<Self, String> {
+        let types: Vec<&DataType> = cols.iter().map(|&c| schema.field(c).data_type()).collect();
+        let key = match types.as_slice() {
+            [t] if t.is_integer() => KeyKind::Integer,
+            [DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View] => KeyKind::Text,
+            _ => KeyKind::Rows(
+                RowConverter::new(types.iter().map(|t| SortField::new((*t).clone())).collect())
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        Ok(DupKernel {
+            cols,
+            key,
+            table: HashTable::new(),
+            arena: Vec::new(),
+            hasher: foldhash::fast::FixedState::with_seed(0x6d65_7368),
+            max_samples,
+        })
+    }
+
+    fn insert(&mut self, key: &[u8], times: u32) {
+        let hash = self.hasher.hash_one(key);
+        let arena = &self.arena;
+        let found = self.table.find_mut(hash, |e| {
+            e.hash == hash && &arena[e.offset as usize..e.offset as usize + e.len as usize] == key
+        });
+        match found {
+            Some(e) => e.count = e.count.saturating_add(times),
+            None => {
+                let offset = self.arena.len() as u64;
+                self.arena.extend_from_slice(key);
+                self.table.insert_unique(hash, Entry { hash, offset, len: key.len() as u32, count: times }, |e| e.hash);
+            }
+        }
+    }
+
+    fn update(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        let arrays: Vec<ArrayRef> = self.cols.iter().map(|&c| batch.column(c).clone()).collect();
+        let rows = match &self.key {
+            KeyKind::Integer => {
+                let ints = compute::cast(&arrays[0], &DataType::Int64).map_err(|e| e.to_string())?;
+                for v in ints.as_primitive::<Int64Type>().iter().flatten() {
+                    self.insert(&v.to_le_bytes(), 1);
+                }
+                return Ok(());
+            }
+            KeyKind::Text => return for_each_text(&arrays[0], |v| v.into_iter().for_each(|s| self.insert(s.as_bytes(), 1))),
+            KeyKind::Rows(converter) => converter.convert_columns(&arrays).map_err(|e| e.to_string())?,
+        };
+        for (i, row) in rows.iter().enumerate() {
+            if arrays.iter().all(|a| a.is_valid(i)) {
+                self.insert(row.as_ref(), 1);
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, mut other: DupKernel) {
+        if other.table.len() > self.table.len() {
+            std::mem::swap(self, &mut other);
+        }
+        for e in other.table.iter() {
+            self.insert(&other.arena[e.offset as usize..e.offset as usize + e.len as usize], e.count);
+        }
+    }
+
+    fn finish(self) -> Measured {
+        let (mut keys, mut rows) = (0u64, 0u64);
+        let mut samples = Vec::new();
+        for e in self.table.iter().filter(|e| e.count > 1) {
+            keys += 1;
+            rows += u64::from(e.count);
+            if samples.len() < self.max_samples {
+                let bytes = &self.arena[e.offset as usize..e.offset as usize + e.len as usize];
+                samples.push(self.describe_key(bytes));
+            }
+        }
+        Measured {
+            value: Some(keys as f64),
+            detail: (keys > 0).then(|| format!("{keys} duplicated keys over {rows} rows")),
+            samples,
+        }
+    }
+
+    fn describe_key(&self, bytes: &[u8]) -> String {
+        match &self.key {
+            KeyKind::Integer => bytes.try_into().map(i64::from_le_bytes).map(|v| v.to_string()).unwrap_or_default(),
+            KeyKind::Text => String::from_utf8_lossy(bytes).into_owned(),
+            KeyKind::Rows(converter) => {
+                let parser = converter.parser();
+                let row = parser.parse(bytes);
+                converter
+                    .convert_rows([row])
+                    .ok()
+                    .map(|cols| {
+                        cols.iter()
+                            .map(|c| {
+                                ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())
+                                    .map(|f| f.value(0).to_string())
+                                    .unwrap_or_default()
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()
+            }
+        }
+    }
+}

@@ -1,0 +1,579 @@
+//! The check compiler: an ODCS contract becomes a plan of checks, grouped by schema object.
+//!
+//! The plan is pure data; executors decide how to measure it. Each check says what to measure
+//! (a [`Measure`]), the threshold the measured value must satisfy, and where it came from
+//! (the ODCS rule `id`, category, schedule). Checks that cannot run on data (text and custom
+//! rules, SLA properties that are not about the data's age) are kept in the plan as
+//! [`Measure::Skipped`] with the reason, so a report lists every rule of the contract.
+
+use serde::Serialize;
+use serde_json::Value as Any;
+
+use meshplane_spec::model::odcs::{DataContract, Property, Quality, SchemaObject, SlaProperty};
+use meshplane_spec::sla;
+
+use crate::threshold::{Bound, Threshold};
+
+/// Every check of a contract.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Plan {
+    pub objects: Vec<ObjectPlan>,
+    /// Checks tied to no object: SLA properties that cannot be measured on data, or whose
+    /// element names no object.
+    pub unbound: Vec<Check>,
+}
+
+/// The checks of one schema object, measured together.
+#[derive(Clone, Debug, Serialize)]
+pub struct ObjectPlan {
+    /// The object's logical name (`schema[].name`).
+    pub name: String,
+    /// Where the data lives: `physicalName`, or the name.
+    pub table: String,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Schema,
+    Quality,
+    Sla,
+}
+
+/// Whether a count is compared as rows or as a percent of the object's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    Rows,
+    Percent,
+}
+
+/// One check.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    /// Unique within the plan: `object.property.kind`, with `#n` for repeats.
+    pub key: String,
+    /// The ODCS `id` of the rule or SLA property, when the contract gives one.
+    pub rule_id: Option<String>,
+    pub category: Category,
+    pub description: String,
+    pub object: Option<String>,
+    /// The column the check reads (its physical name).
+    pub property: Option<String>,
+    pub measure: Measure,
+    pub threshold: Threshold,
+    pub unit: Unit,
+    /// A failing check only warns (ODCS `severity` info, warning, low, ...).
+    pub warn_only: bool,
+    pub schedule: Option<String>,
+}
+
+/// What a check measures.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Measure {
+    /// The object's table or files exist (1 when they do).
+    ObjectExists,
+    /// The column exists (1 when it does).
+    ColumnPresent { column: String },
+    /// How far the column's type is from the contract: 0 when it fits; in a typed store 1
+    /// when it does not, in a text format (CSV, NDJSON) the number of values that do not
+    /// parse as the declared type.
+    ColumnType { column: String, logical: Option<String>, physical: Option<String> },
+    /// Values of a text-format column that do not parse as `logical` (added by the runner
+    /// to measure a type check; never compiled from a contract).
+    Unparseable { column: String, logical: String },
+    RowCount,
+    /// Rows whose value is null or one of `values`.
+    Missing { column: String, values: Vec<Any> },
+    /// Non-null rows that break any of `rules`.
+    Invalid { column: String, rules: Vec<Validity> },
+    /// Distinct non-null keys that occur more than once.
+    Duplicates { columns: Vec<String> },
+    /// Seconds since the newest value.
+    NewestAge { column: String },
+    /// Seconds since the oldest value.
+    OldestAge { column: String },
+    /// The first column of the first row of a contract's SQL; `{object}` and `{property}`
+    /// are substituted by the executor, quoted for its dialect.
+    Sql { query: String },
+    /// Not executed; the reason says why.
+    Skipped { reason: String },
+    /// The rule cannot be run as written; the reason says what is wrong.
+    Unrunnable { reason: String },
+}
+
+/// A constraint a non-null value must meet.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Validity {
+    OneOf(Vec<Any>),
+    /// ECMA-262, searched (not anchored), as JSON Schema reads `pattern`.
+    Pattern(String),
+    MinLength(u64),
+    MaxLength(u64),
+    Minimum(f64),
+    Maximum(f64),
+    ExclusiveMinimum(f64),
+    ExclusiveMaximum(f64),
+}
+
+impl Measure {
+    /// Whether the measure counts rows, so a percent unit applies to it.
+    pub fn counts_rows(&self) -> bool {
+        matches!(self, Measure::Missing { .. } | Measure::Invalid { .. } | Measure::Duplicates { .. })
+    }
+}
+
+const WARN_SEVERITIES: &[&str] = &["info", "warning", "warn", "low", "minor", "trivial"];
+
+/// Compiles a contract into its plan. `only` restricts it to one schema object by name.
+pub fn compile(contract: &DataContract, only: Option<&str>) -> Plan {
+    let mut plan = Plan::default();
+    for object in contract.objects() {
+        if only.is_some_and(|name| name != object.name) {
+            continue;
+        }
+        plan.objects.push(ObjectPlan {
+            name: object.name.clone(),
+            table: object.physical_name.clone().unwrap_or_else(|| object.name.clone()),
+            checks: object_checks(object),
+        });
+    }
+    for sla in contract.sla_properties.as_deref().unwrap_or_default() {
+        sla_checks(contract, sla, &mut plan, only);
+    }
+    dedupe_keys(&mut plan);
+    plan
+}
+
+fn column(p: &Property) -> String {
+    p.physical_name.clone().unwrap_or_else(|| p.name.clone())
+}
+
+fn object_checks(object: &SchemaObject) -> Vec<Check> {
+    let name = &object.name;
+    let schema = |key: String, description: String, property: Option<String>, measure: Measure, threshold| Check {
+        key,
+        rule_id: None,
+        category: Category::Schema,
+        description,
+        object: Some(name.clone()),
+        property,
+        measure,
+        threshold,
+        unit: Unit::Rows,
+        warn_only: false,
+        schedule: None,
+    };
+    let present = Threshold(vec![Bound::Eq(1.0)]);
+    let mut checks =
+        vec![schema(format!("{name}.exists"), format!("{name} exists"), None, Measure::ObjectExists, present.clone())];
+    let mut keys: Vec<(i64, String)> = Vec::new();
+    for p in object.properties() {
+        let col = column(p);
+        let base = format!("{name}.{}", p.name);
+        let at = |kind: &str| format!("{base}.{kind}");
+        let with = |key: String, description: String, measure: Measure, threshold: Threshold| {
+            schema(key, description, Some(col.clone()), measure, threshold)
+        };
+        checks.push(with(
+            at("present"),
+            format!("{} is present", p.name),
+            Measure::ColumnPresent { column: col.clone() },
+            present.clone(),
+        ));
+        if p.logical_type.is_some() || p.physical_type.is_some() {
+            let expected = p.physical_type.as_deref().or(p.logical_type.as_deref()).unwrap_or_default();
+            checks.push(with(
+                at("type"),
+                format!("{} has type {expected}", p.name),
+                Measure::ColumnType {
+                    column: col.clone(),
+                    logical: p.logical_type.clone(),
+                    physical: p.physical_type.clone(),
+                },
+                Threshold::zero(),
+            ));
+        }
+        let primary = p.primary_key == Some(true);
+        if p.required == Some(true) || primary {
+            let what = if primary { "primary key" } else { "required" };
+            checks.push(with(
+                at("required"),
+                format!("{} ({what}) has no nulls", p.name),
+                Measure::Missing { column: col.clone(), values: vec![] },
+                Threshold::zero(),
+            ));
+        }
+        if primary {
+            keys.push((p.primary_key_position.unwrap_or(0), col.clone()));
+        }
+        if p.unique == Some(true) {
+            checks.push(with(
+                at("unique"),
+                format!("{} has no duplicates", p.name),
+                Measure::Duplicates { columns: vec![col.clone()] },
+                Threshold::zero(),
+            ));
+        }
+        for (kind, rule) in option_rules(p) {
+            let description = format!("{} meets {kind}", p.name);
+            let measure = match rule {
+                Ok(rule) => Measure::Invalid { column: col.clone(), rules: vec![rule] },
+                Err(reason) => Measure::Unrunnable { reason },
+            };
+            checks.push(with(at(kind), description, measure, Threshold::zero()));
+        }
+        if let Some(values) = &p.enum_values {
+            let values = values.iter().map(|v| v.value.clone()).collect();
+            checks.push(with(
+                at("enum"),
+                format!("{} holds only its enum values", p.name),
+                Measure::Invalid { column: col.clone(), rules: vec![Validity::OneOf(values)] },
+                Threshold::zero(),
+            ));
+        }
+        if p.properties.is_some() || p.items.is_some() {
+            let nested = p.properties.iter().flatten().chain(p.items.as_deref()).filter(|n| has_checks(n)).count();
+            if nested > 0 {
+                checks.push(with(
+                    at("nested"),
+                    format!("checks on the nested properties of {}", p.name),
+                    Measure::Skipped { reason: "checks on nested properties are not run yet".into() },
+                    Threshold::default(),
+                ));
+            }
+        }
+        for rule in p.rules() {
+            checks.push(rule_check(name, Some(p), rule));
+        }
+    }
+    if keys.len() > 1 {
+        keys.sort_by_key(|(position, _)| *position);
+        let columns: Vec<String> = keys.into_iter().map(|(_, c)| c).collect();
+        checks.push(schema(
+            format!("{name}.primaryKey"),
+            format!("primary key ({}) has no duplicates", columns.join(", ")),
+            None,
+            Measure::Duplicates { columns },
+            Threshold::zero(),
+        ));
+    } else if let Some((_, col)) = keys.pop() {
+        checks.push(schema(
+            format!("{name}.{col}.primaryKey"),
+            format!("primary key {col} has no duplicates"),
+            Some(col.clone()),
+            Measure::Duplicates { columns: vec![col] },
+            Threshold::zero(),
+        ));
+    }
+    for rule in object.rules() {
+        checks.push(rule_check(name, None, rule));
+    }
+    checks
+}
+
+fn has_checks(p: &Property) -> bool {
+    p.required == Some(true)
+        || p.unique == Some(true)
+        || p.logical_type_options.is_some()
+        || p.enum_values.is_some()
+        || !p.rules().is_empty()
+}
+
+/// The logicalTypeOptions that constrain values, each as its own check.
+fn option_rules(p: &Property) -> Vec<(&'static str, Result<Validity, String>)> {
+    let number = |key: &'static str, make: fn(f64) -> Validity| {
+        p.option(key).map(|v| (key, v.as_f64().map(make).ok_or_else(|| format!("`{key}` must be a number"))))
+    };
+    let length = |key: &'static str, make: fn(u64) -> Validity| {
+        p.option(key).map(|v| (key, v.as_u64().map(make).ok_or_else(|| format!("`{key}` must be a whole number"))))
+    };
+    let pattern = p.option("pattern").map(|v| {
+        let rule = v.as_str().map(|s| Validity::Pattern(s.to_string())).ok_or("`pattern` must be a string".into());
+        ("pattern", rule)
+    });
+    let format = p.option("format").and_then(|v| v.as_str()).and_then(format_pattern).map(|re| ("format", Ok(re)));
+    [
+        length("minLength", Validity::MinLength),
+        length("maxLength", Validity::MaxLength),
+        pattern,
+        format,
+        number("minimum", Validity::Minimum),
+        number("maximum", Validity::Maximum),
+        number("exclusiveMinimum", Validity::ExclusiveMinimum),
+        number("exclusiveMaximum", Validity::ExclusiveMaximum),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The `format` values meshplane checks, as portable patterns; other formats are descriptive.
+fn format_pattern(format: &str) -> Option<Validity> {
+    let re = match format {
+        "email" => r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        "uuid" => r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        "ipv4" => r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$",
+        "uri" => r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s]*$",
+        _ => return None,
+    };
+    Some(Validity::Pattern(re.to_string()))
+}
+
+fn percent_unit(rule: &Quality) -> Unit {
+    match rule.unit.as_deref().map(|u| u.trim().to_ascii_lowercase()) {
+        Some(u) if matches!(u.as_str(), "percent" | "percentage" | "%") => Unit::Percent,
+        _ => Unit::Rows,
+    }
+}
+
+/// One quality rule on an object (`property` is None) or a property.
+fn rule_check(object: &str, property: Option<&Property>, rule: &Quality) -> Check {
+    let col = property.map(column);
+    let base = match property {
+        Some(p) => format!("{object}.{}", p.name),
+        None => object.to_string(),
+    };
+    let args = rule.arguments.as_ref();
+    let arg = |key: &str| args.and_then(|a| a.get(key));
+    let non_null = |v: Option<&Any>| -> Vec<Any> {
+        v.and_then(Any::as_array).map(|a| a.iter().filter(|x| !x.is_null()).cloned().collect()).unwrap_or_default()
+    };
+    let need_property = |metric: &str| Measure::Unrunnable { reason: format!("{metric} applies to a property") };
+    let (kind, measure) = match rule.kind() {
+        "text" => ("text", Measure::Skipped { reason: "text rules describe quality in words; they are not executed".into() }),
+        "custom" => {
+            let engine = rule.engine.as_deref().unwrap_or("an unnamed engine");
+            ("custom", Measure::Skipped { reason: format!("custom rules for {engine} are not executed by meshplane") })
+        }
+        "sql" => match &rule.query {
+            Some(query) => ("sql", Measure::Sql { query: query.clone() }),
+            None => ("sql", Measure::Unrunnable { reason: "the sql rule has no query".into() }),
+        },
+        _ => match (rule.metric(), &col) {
+            (Some("rowCount"), _) => ("rowCount", Measure::RowCount),
+            (Some("nullValues"), Some(c)) => ("nullValues", Measure::Missing { column: c.clone(), values: vec![] }),
+            (Some("missingValues"), Some(c)) => {
+                ("missingValues", Measure::Missing { column: c.clone(), values: non_null(arg("missingValues")) })
+            }
+            (Some("invalidValues"), Some(c)) => {
+                let mut rules = Vec::new();
+                if let Some(values) = arg("validValues") {
+                    rules.push(Validity::OneOf(non_null(Some(values))));
+                }
+                if let Some(p) = arg("pattern").and_then(Any::as_str) {
+                    rules.push(Validity::Pattern(p.to_string()));
+                }
+                if rules.is_empty() {
+                    let reason = "invalidValues needs `validValues` or `pattern` in its arguments".to_string();
+                    ("invalidValues", Measure::Unrunnable { reason })
+                } else {
+                    ("invalidValues", Measure::Invalid { column: c.clone(), rules })
+                }
+            }
+            (Some("duplicateValues"), Some(c)) => ("duplicateValues", Measure::Duplicates { columns: vec![c.clone()] }),
+            (Some("duplicateValues"), None) => {
+                let names: Vec<String> = non_null(arg("properties"))
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                if names.is_empty() {
+                    let reason = "duplicateValues on an object needs `arguments.properties`".to_string();
+                    ("duplicateValues", Measure::Unrunnable { reason })
+                } else {
+                    ("duplicateValues", Measure::Duplicates { columns: names })
+                }
+            }
+            (Some(m @ ("nullValues" | "missingValues" | "invalidValues")), None) => (m, need_property(m)),
+            (Some(other), _) => ("metric", Measure::Unrunnable { reason: format!("`{other}` is not a library metric") }),
+            (None, _) => ("library", Measure::Unrunnable { reason: "the library rule names no metric".into() }),
+        },
+    };
+    let runs = !matches!(measure, Measure::Skipped { .. } | Measure::Unrunnable { .. });
+    let (measure, threshold) = match Threshold::from_operators(&rule.operators()) {
+        Ok(t) => (measure, t),
+        Err(reason) if runs => (Measure::Unrunnable { reason }, Threshold::default()),
+        Err(_) => (measure, Threshold::default()),
+    };
+    let description = rule
+        .name
+        .clone()
+        .or_else(|| rule.description.clone())
+        .unwrap_or_else(|| format!("{kind} of {}", base.rsplit_once('.').map_or(base.as_str(), |(_, p)| p)));
+    Check {
+        key: format!("{base}.{kind}"),
+        rule_id: rule.id.clone(),
+        category: Category::Quality,
+        description,
+        object: Some(object.to_string()),
+        property: col,
+        measure,
+        threshold,
+        unit: percent_unit(rule),
+        warn_only: rule.severity.as_deref().is_some_and(|s| WARN_SEVERITIES.contains(&s.trim().to_ascii_lowercase().as_str())),
+        schedule: rule.schedule.clone(),
+    }
+}
+
+/// Seconds of an SLA value: a number (or digits) in `unit` (days by default), or an ISO-8601
+/// duration such as `P1DT12H`.
+fn sla_seconds(value: &Any, unit: Option<&str>) -> Result<f64, String> {
+    let number = match value {
+        Any::Number(n) => n.as_f64(),
+        Any::String(s) if s.trim().parse::<f64>().is_ok() => s.trim().parse().ok(),
+        Any::String(s) => return iso_duration(s).ok_or_else(|| format!("`{s}` is neither a number nor an ISO-8601 duration")),
+        _ => None,
+    };
+    let number = number.ok_or("the SLA value is not a duration")?;
+    let unit = unit.unwrap_or("d");
+    sla::unit_seconds(unit).map(|s| number * s).ok_or_else(|| format!("`{unit}` is not a unit of time"))
+}
+
+/// `PnYnMnWnDTnHnMnS` with every part optional; years are 365 days and months 30.
+fn iso_duration(text: &str) -> Option<f64> {
+    let rest = text.trim().strip_prefix(['P', 'p'])?;
+    let (date, time) = rest.split_once(['T', 't']).unwrap_or((rest, ""));
+    let mut total = 0.0;
+    let mut any = false;
+    for (part, units) in [(date, &[('Y', 365.0 * 86400.0), ('M', 30.0 * 86400.0), ('W', 604800.0), ('D', 86400.0)][..]), (time, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)][..])] {
+        let mut number = String::new();
+        let mut allowed = units.iter();
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                number.push(c);
+                continue;
+            }
+            let c = c.to_ascii_uppercase();
+            let factor = allowed.by_ref().find(|(u, _)| *u == c)?.1;
+            total += number.parse::<f64>().ok()? * factor;
+            number.clear();
+            any = true;
+        }
+        if !number.is_empty() {
+            return None;
+        }
+    }
+    any.then_some(total)
+}
+
+fn sla_checks(contract: &DataContract, sla: &SlaProperty, plan: &mut Plan, only: Option<&str>) {
+    let canonical = sla::canonical(&sla.property);
+    let name = canonical.unwrap_or(&sla.property);
+    let mut check = Check {
+        key: format!("sla.{name}"),
+        rule_id: sla.id.clone(),
+        category: Category::Sla,
+        description: format!("{} {}{}", sla.property, display(&sla.value), sla.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default()),
+        object: None,
+        property: None,
+        measure: Measure::Skipped { reason: format!("`{}` is not measurable on the data", sla.property) },
+        threshold: Threshold::default(),
+        unit: Unit::Rows,
+        warn_only: false,
+        schedule: sla.schedule.clone(),
+    };
+    let measurable = matches!(canonical, Some("latency" | "retention"));
+    if !measurable {
+        if only.is_none() {
+            plan.unbound.push(check);
+        }
+        return;
+    }
+    let element = sla.element.as_deref().or(contract.sla_default_element.as_deref());
+    let seconds = sla_seconds(&sla.value, sla.unit.as_deref());
+    let Some(element) = element else {
+        check.measure = Measure::Unrunnable { reason: format!("{name} needs an `element` (object.property) to measure") };
+        plan.unbound.push(check);
+        return;
+    };
+    for target in element.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let mut check = check.clone();
+        let resolved = resolve_element(contract, target);
+        let seconds = seconds.clone();
+        match (resolved, seconds) {
+            (Ok((object, property)), Ok(seconds)) => {
+                if only.is_some_and(|o| o != object.name) {
+                    continue;
+                }
+                let col = column(property);
+                check.key = format!("{}.{}.{name}", object.name, property.name);
+                check.object = Some(object.name.clone());
+                check.property = Some(col.clone());
+                check.threshold = Threshold(vec![Bound::Lt(seconds)]);
+                check.measure = if name == "latency" {
+                    Measure::NewestAge { column: col }
+                } else {
+                    Measure::OldestAge { column: col }
+                };
+                if let Some(o) = plan.objects.iter_mut().find(|o| o.name == object.name) {
+                    o.checks.push(check);
+                }
+            }
+            (Err(reason), _) | (_, Err(reason)) => {
+                check.measure = Measure::Unrunnable { reason };
+                if only.is_none() {
+                    plan.unbound.push(check);
+                }
+            }
+        }
+    }
+}
+
+fn display(value: &Any) -> String {
+    match value {
+        Any::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `object.property`, or `property` when the contract has one object.
+fn resolve_element<'c>(contract: &'c DataContract, element: &str) -> Result<(&'c SchemaObject, &'c Property), String> {
+    let (object, property) = match element.split_once('.') {
+        Some((o, p)) => {
+            (contract.object(o).ok_or_else(|| format!("the element `{element}` names no schema object `{o}`"))?, p)
+        }
+        None => match contract.objects() {
+            [only] => (only, element),
+            _ => return Err(format!("the element `{element}` must name its object (object.property): the contract has several")),
+        },
+    };
+    let property = object
+        .property(property)
+        .ok_or_else(|| format!("the element `{element}` names no property `{property}` of {}", object.name))?;
+    Ok((object, property))
+}
+
+/// Makes every key unique by numbering repeats (`#2`, `#3`, ...).
+fn dedupe_keys(plan: &mut Plan) {
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let checks = plan.objects.iter_mut().flat_map(|o| o.checks.iter_mut()).chain(plan.unbound.iter_mut());
+    for check in checks {
+        let n = seen.entry(check.key.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            check.key = format!("{}#{n}", check.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_durations_and_units() {
+        assert_eq!(iso_duration("P1DT12H"), Some(129_600.0));
+        assert_eq!(iso_duration("PT90M"), Some(5_400.0));
+        assert_eq!(iso_duration("P1Y"), Some(365.0 * 86_400.0));
+        assert_eq!(iso_duration("P"), None);
+        assert_eq!(iso_duration("P1X"), None);
+        assert_eq!(sla_seconds(&Any::from(4), Some("days")), Ok(4.0 * 86_400.0));
+        assert_eq!(sla_seconds(&Any::from(2), Some("yr")), Ok(2.0 * 365.0 * 86_400.0));
+        assert_eq!(sla_seconds(&Any::from(3), None), Ok(3.0 * 86_400.0));
+        assert!(sla_seconds(&Any::from(3), Some("fortnights")).unwrap_err().contains("fortnights"));
+    }
+}

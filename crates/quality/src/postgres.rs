@@ -1,0 +1,345 @@
+//! The PostgreSQL executor: every metric of one object in one pushed-down statement, and a
+//! contract's SQL sandboxed.
+//!
+//! The metrics statement is built by meshplane: identifiers are quoted, literals escaped,
+//! patterns translated to PostgreSQL's dialect. Duplicates are scalar subqueries of the same
+//! statement, so the database answers everything about an object in one round trip.
+//!
+//! A contract's SQL runs in a read-only transaction with a statement timeout, as a role made
+//! for the run that may read the contract's own tables and nothing else, through the extended
+//! protocol (one statement only), wrapped as a subquery (a SELECT, nothing else). The role is
+//! dropped when the source is closed.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use serde_json::Value as Any;
+use tokio_postgres::{Client, NoTls};
+
+use crate::kernel::Measured;
+use crate::plan::{Measure, Validity};
+use crate::regex::{Dialect, translate};
+use crate::source::{Ask, ColumnKind, Scan, Source};
+
+/// Connection settings of a `postgres` server.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: Option<String>,
+    pub schema: String,
+}
+
+pub struct PgSource {
+    client: Client,
+    schema: String,
+    /// Columns and types of each table read so far.
+    types: HashMap<String, Vec<(String, String)>>,
+    /// The tables SQL rules may read.
+    tables: Vec<String>,
+    sandbox: Option<String>,
+    pub sql_timeout: Duration,
+}
+
+/// `"name"`, with inner quotes doubled.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `'text'`, with inner quotes doubled (standard_conforming_strings is on since 9.1).
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn number(x: f64) -> Result<String, String> {
+    if x.is_finite() { Ok(format!("{x}")) } else { Err(format!("{x} is not a finite number")) }
+}
+
+impl PgSource {
+    /// Connects; `tables` are the contract's objects, the only ones its SQL may read.
+    pub async fn connect(c: &Connection, tables: Vec<String>) -> Result<PgSource, String> {
+        let mut config = tokio_postgres::Config::new();
+        config.host(&c.host).port(c.port).dbname(&c.database).user(&c.user).application_name("meshplane test");
+        if let Some(p) = &c.password {
+            config.password(p);
+        }
+        config.connect_timeout(Duration::from_secs(10));
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| format!("cannot connect to postgres://{}:{}/{}: {e}", c.host, c.port, c.database))?;
+        tokio::spawn(connection);
+        Ok(PgSource {
+            client,
+            schema: c.schema.clone(),
+            types: HashMap::new(),
+            tables,
+            sandbox: None,
+            sql_timeout: Duration::from_secs(30),
+        })
+    }
+
+    fn relation(&self, table: &str) -> String {
+        format!("{}.{}", ident(&self.schema), ident(table))
+    }
+
+    fn column_type(&self, table: &str, column: &str) -> &str {
+        self.types.get(table).and_then(|cols| cols.iter().find(|(c, _)| c == column)).map_or("text", |(_, t)| t)
+    }
+
+    fn is_numeric(&self, table: &str, column: &str) -> bool {
+        let t = self.column_type(table, column);
+        ["smallint", "integer", "bigint", "numeric", "real", "double precision"].iter().any(|n| t.starts_with(n))
+    }
+
+    /// The SQL of one value set membership on a column.
+    fn one_of(&self, table: &str, column: &str, values: &[Any]) -> Result<String, String> {
+        let col = ident(column);
+        if self.is_numeric(table, column) {
+            let nums: Vec<String> = values
+                .iter()
+                .filter_map(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()))
+                .map(number)
+                .collect::<Result<_, _>>()?;
+            return Ok(if nums.is_empty() { "false".into() } else { format!("{col} IN ({})", nums.join(", ")) });
+        }
+        let texts: Vec<String> = values
+            .iter()
+            .map(|v| literal(&match v {
+                Any::String(s) => s.clone(),
+                other => other.to_string(),
+            }))
+            .collect();
+        Ok(if texts.is_empty() { "false".into() } else { format!("{col}::text IN ({})", texts.join(", ")) })
+    }
+
+    /// The predicate that selects the rows a counting measure counts.
+    fn predicate(&self, table: &str, m: &Measure) -> Result<String, String> {
+        match m {
+            Measure::Missing { column, values } if values.is_empty() => Ok(format!("{} IS NULL", ident(column))),
+            Measure::Missing { column, values } => {
+                Ok(format!("({} IS NULL OR {})", ident(column), self.one_of(table, column, values)?))
+            }
+            Measure::Invalid { column, rules } => {
+                let col = ident(column);
+                let mut valid = Vec::new();
+                for rule in rules {
+                    let numeric = || {
+                        if self.is_numeric(table, column) {
+                            Ok(())
+                        } else {
+                            Err("a numeric bound applies to a numeric column".to_string())
+                        }
+                    };
+                    valid.push(match rule {
+                        Validity::OneOf(values) => self.one_of(table, column, values)?,
+                        Validity::Pattern(p) => format!("{col}::text ~ {}", literal(&translate(p, Dialect::Postgres)?)),
+                        Validity::MinLength(n) => format!("char_length({col}::text) >= {n}"),
+                        Validity::MaxLength(n) => format!("char_length({col}::text) <= {n}"),
+                        Validity::Minimum(x) => numeric().and_then(|_| Ok(format!("{col} >= {}", number(*x)?)))?,
+                        Validity::Maximum(x) => numeric().and_then(|_| Ok(format!("{col} <= {}", number(*x)?)))?,
+                        Validity::ExclusiveMinimum(x) => numeric().and_then(|_| Ok(format!("{col} > {}", number(*x)?)))?,
+                        Validity::ExclusiveMaximum(x) => numeric().and_then(|_| Ok(format!("{col} < {}", number(*x)?)))?,
+                    });
+                }
+                Ok(format!("({col} IS NOT NULL AND NOT ({}))", valid.join(" AND ")))
+            }
+            other => Err(format!("{other:?} is not a row predicate")),
+        }
+    }
+
+    fn duplicates(&self, table: &str, columns: &[String]) -> String {
+        let cols: Vec<String> = columns.iter().map(|c| ident(c)).collect();
+        let not_null: Vec<String> = cols.iter().map(|c| format!("{c} IS NOT NULL")).collect();
+        format!(
+            "SELECT {} FROM {} WHERE {} GROUP BY {} HAVING count(*) > 1",
+            cols.join(", "),
+            self.relation(table),
+            not_null.join(" AND "),
+            cols.join(", ")
+        )
+    }
+
+    /// The SQL expression of one measure in the metrics statement.
+    fn expression(&self, table: &str, m: &Measure) -> Result<String, String> {
+        match m {
+            Measure::Missing { .. } | Measure::Invalid { .. } => {
+                Ok(format!("count(*) FILTER (WHERE {})::float8", self.predicate(table, m)?))
+            }
+            Measure::Duplicates { columns } => {
+                Ok(format!("(SELECT count(*) FROM ({}) AS d)::float8", self.duplicates(table, columns)))
+            }
+            Measure::NewestAge { column } | Measure::OldestAge { column } => {
+                let t = self.column_type(table, column);
+                if !(t.starts_with("timestamp") || t == "date") {
+                    return Err(format!("the column is {t}, not a date or timestamp"));
+                }
+                let f = if matches!(m, Measure::NewestAge { .. }) { "max" } else { "min" };
+                // A zoned timestamp is an instant; a timestamp without a zone (or a date) is read as UTC.
+                let cast = if t == "timestamp with time zone" { "" } else { "::timestamp" };
+                Ok(format!("(extract(epoch FROM {f}({}{cast})) * 1000000)::float8", ident(column)))
+            }
+            other => Err(format!("{other:?} is not measured by a scan")),
+        }
+    }
+
+    async fn samples(&self, table: &str, m: &Measure, n: usize) -> Vec<String> {
+        let sql = match m {
+            Measure::Missing { column, .. } | Measure::Invalid { column, .. } => match self.predicate(table, m) {
+                Ok(p) => format!("SELECT {}::text FROM {} WHERE {p} LIMIT {n}", ident(column), self.relation(table)),
+                Err(_) => return vec![],
+            },
+            Measure::Duplicates { columns } => {
+                let key: Vec<String> = columns.iter().map(|c| format!("{}::text", ident(c))).collect();
+                format!("SELECT concat_ws(', ', {}) FROM ({}) AS d LIMIT {n}", key.join(", "), self.duplicates(table, columns))
+            }
+            _ => return vec![],
+        };
+        match self.client.query(&sql, &[]).await {
+            Ok(rows) => rows.iter().map(|r| r.get::<_, Option<String>>(0).unwrap_or_else(|| "null".into())).collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    /// Creates the run's sandbox role: it may read the contract's tables and nothing else.
+    async fn sandbox(&mut self) -> Result<String, String> {
+        if let Some(role) = &self.sandbox {
+            return Ok(role.clone());
+        }
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let role = format!("meshplane_sql_{:x}_{}", nanos, std::process::id());
+        let mut sql = format!("CREATE ROLE {} NOLOGIN; GRANT {} TO CURRENT_USER;", ident(&role), ident(&role));
+        let _ = write!(sql, "GRANT USAGE ON SCHEMA {} TO {};", ident(&self.schema), ident(&role));
+        for table in &self.tables {
+            if self.types.contains_key(table) {
+                let _ = write!(sql, "GRANT SELECT ON {} TO {};", self.relation(table), ident(&role));
+            }
+        }
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| format!("cannot create the role SQL rules run as (it needs CREATEROLE): {e}"))?;
+        self.sandbox = Some(role.clone());
+        Ok(role)
+    }
+
+    /// Drops the sandbox role, if one was made.
+    pub async fn close(mut self) -> Result<(), String> {
+        if let Some(role) = self.sandbox.take() {
+            let r = ident(&role);
+            self.client
+                .batch_execute(&format!("DROP OWNED BY {r}; DROP ROLE {r};"))
+                .await
+                .map_err(|e| format!("cannot drop the role {role}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Source for PgSource {
+    async fn columns(&mut self, table: &str) -> Result<Option<Vec<(String, ColumnKind)>>, String> {
+        let rows = self
+            .client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                 JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r','v','m','p','f') \
+                 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[&self.schema, &table],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let cols: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let out = cols.iter().map(|(n, t)| (n.clone(), ColumnKind::Postgres(t.clone()))).collect();
+        self.types.insert(table.to_string(), cols);
+        Ok(Some(out))
+    }
+
+    async fn scan(&mut self, table: &str, measures: &[Measure], ask: &Ask<'_>) -> Result<Scan, String> {
+        let exprs: Vec<Result<String, String>> = measures.iter().map(|m| self.expression(table, m)).collect();
+        let mut select = String::from("SELECT count(*)::float8");
+        for e in exprs.iter().flatten() {
+            let _ = write!(select, ", {e}");
+        }
+        let _ = write!(select, " FROM {}", self.relation(table));
+        let row = self.client.query_one(&select, &[]).await.map_err(|e| format!("{e}"))?;
+        let rows = row.get::<_, f64>(0) as u64;
+        let mut column = 1;
+        let mut results = Vec::new();
+        for (m, e) in measures.iter().zip(exprs) {
+            let value = match e {
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
+                Ok(_) => {
+                    column += 1;
+                    row.get::<_, Option<f64>>(column - 1)
+                }
+            };
+            let measured = match m {
+                Measure::NewestAge { .. } | Measure::OldestAge { .. } => match value {
+                    Some(ts) => Measured {
+                        value: Some(((ask.now_micros as f64 - ts) / 1e6).floor()),
+                        detail: Some(format!("{} value at {} s since the epoch", if matches!(m, Measure::NewestAge { .. }) { "newest" } else { "oldest" }, (ts / 1e6).floor())),
+                        samples: vec![],
+                    },
+                    None => Measured { value: None, detail: Some("the column holds no timestamp".into()), samples: vec![] },
+                },
+                _ => {
+                    let samples = if ask.samples > 0 && value.is_some_and(|v| v > 0.0) {
+                        self.samples(table, m, ask.samples).await
+                    } else {
+                        vec![]
+                    };
+                    let detail = None;
+                    Measured { value, detail, samples }
+                }
+            };
+            results.push(Ok(measured));
+        }
+        ask.progress.fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+        Ok(Scan { rows, results })
+    }
+
+    async fn sql(&mut self, query: &str) -> Result<f64, String> {
+        let role = self.sandbox().await?;
+        let body = query.trim().trim_end_matches(';').trim_end();
+        let timeout_ms = self.sql_timeout.as_millis();
+        let tx = self.client.transaction().await.map_err(|e| e.to_string())?;
+        tx.batch_execute(&format!(
+            "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL ROLE {};",
+            ident(&role)
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+        // The extended protocol takes exactly one statement, and the subquery only a query.
+        let wrapped = format!("SELECT to_jsonb(q.*)::text FROM ({body}\n) AS q LIMIT 1");
+        let rows = tx.query(&wrapped, &[]).await.map_err(|e| match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None => e.to_string(),
+        });
+        let _ = tx.rollback().await;
+        let rows = rows?;
+        let row = rows.first().ok_or("the query returned no rows")?;
+        let json: Any = serde_json::from_str(&row.get::<_, String>(0)).map_err(|e| e.to_string())?;
+        let first = json.as_object().and_then(|o| o.values().next().cloned()).unwrap_or(Any::Null);
+        match first {
+            Any::Number(n) => n.as_f64().ok_or_else(|| "the query returned a number out of range".into()),
+            Any::Bool(b) => Ok(f64::from(u8::from(b))),
+            Any::String(s) => s.trim().parse().map_err(|_| format!("the query returned `{s}`, not a number")),
+            Any::Null => Err("the query returned null".into()),
+            other => Err(format!("the query returned {other}, not a number")),
+        }
+    }
+
+    fn quote(&self, identifier: &str) -> String {
+        if self.tables.iter().any(|t| t == identifier) { self.relation(identifier) } else { ident(identifier) }
+    }
+}

@@ -1,0 +1,201 @@
+//! Binds a contract's server to an executor and runs a whole test: the one entry point the
+//! CLI (and later the server) calls.
+//!
+//! A `local` server's `path` (or an `s3` server's `location`) may name one file, a directory
+//! or a glob, and may hold `{object}` (or dcli's `{model}`), replaced by each object's
+//! physical name. Without a placeholder, one object reads the path itself and several read
+//! `<path>/<object>` (a directory) or `<path>/<object>.<format>`. A relative path is read from
+//! `base` (the contract file's directory).
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use meshplane_spec::model::odcs::DataContract;
+use meshplane_spec::model::server::Server;
+
+use crate::files::{FileSource, Format, Location};
+use crate::plan::{Plan, compile};
+use crate::postgres::{Connection, PgSource};
+use crate::run::{CheckResult, Options, Outcome, run};
+
+/// Why a test could not run at all (a check that fails is a result, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    #[error("{0}")]
+    Server(String),
+    #[error("the contract has no schema object `{0}`")]
+    NoObject(String),
+    #[error("{0}")]
+    Connect(String),
+}
+
+/// Counts of each outcome.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub pass: usize,
+    pub fail: usize,
+    pub warn: usize,
+    pub error: usize,
+    pub skipped: usize,
+}
+
+/// Everything a test run found.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub contract: String,
+    pub version: String,
+    pub server: String,
+    pub server_type: String,
+    pub summary: Summary,
+    pub results: Vec<CheckResult>,
+}
+
+impl Report {
+    /// Whether any check failed or could not run.
+    pub fn failed(&self) -> bool {
+        self.summary.fail > 0 || self.summary.error > 0
+    }
+}
+
+/// The server to test: the one named, or the only one.
+pub fn pick_server<'c>(contract: &'c DataContract, name: Option<&str>) -> Result<&'c Server, TestError> {
+    let servers = contract.servers.as_deref().unwrap_or_default();
+    let names = || servers.iter().map(|s| s.server.as_str()).collect::<Vec<_>>().join(", ");
+    match name {
+        Some(n) => servers
+            .iter()
+            .find(|s| s.server == n)
+            .ok_or_else(|| TestError::Server(format!("the contract has no server `{n}` (it has: {})", names()))),
+        None => match servers {
+            [] => Err(TestError::Server("the contract names no server; add one to `servers`".into())),
+            [only] => Ok(only),
+            _ => Err(TestError::Server(format!("the contract has several servers; pick one with --server ({})", names()))),
+        },
+    }
+}
+
+fn file_locations(server: &Server, plan: &Plan, base: &Path) -> Result<Vec<(String, Location)>, TestError> {
+    let path = server.path.as_deref().or(server.location.as_deref()).ok_or_else(|| {
+        TestError::Server(format!("server `{}` has no `path` or `location` for its files", server.server))
+    })?;
+    if path.contains("://") {
+        return Err(TestError::Server(format!(
+            "server `{}`: object-store URLs ({path}) are not read yet; copy the files locally",
+            server.server
+        )));
+    }
+    let declared = server.format.as_deref().map(|f| {
+        Format::parse(f).ok_or_else(|| TestError::Server(format!("format `{f}` is not one of parquet, csv, json")))
+    });
+    let declared = declared.transpose()?;
+    let resolve = |p: String| if Path::new(&p).is_absolute() { p } else { base.join(p).to_string_lossy().into_owned() };
+    let mut out = Vec::new();
+    for object in &plan.objects {
+        let templated = ["{object}", "{model}"].iter().any(|t| path.contains(t));
+        let raw = if templated {
+            path.replace("{object}", &object.table).replace("{model}", &object.table)
+        } else if plan.objects.len() == 1 {
+            path.to_string()
+        } else {
+            let dir = resolve(path.to_string());
+            let as_dir = Path::new(&dir).join(&object.table);
+            if as_dir.is_dir() {
+                as_dir.to_string_lossy().into_owned()
+            } else {
+                let ext = declared.map_or("parquet", |f| match f {
+                    Format::Parquet => "parquet",
+                    Format::Csv => "csv",
+                    Format::NdJson => "json",
+                });
+                Path::new(&dir).join(format!("{}.{ext}", object.table)).to_string_lossy().into_owned()
+            }
+        };
+        let raw = resolve(raw);
+        let format = declared
+            .or_else(|| Path::new(&raw).extension().and_then(|e| Format::parse(&e.to_string_lossy())))
+            .ok_or_else(|| TestError::Server(format!("server `{}` names no `format` and {raw} has no known extension", server.server)))?;
+        out.push((object.table.clone(), Location { path: raw, format }));
+    }
+    Ok(out)
+}
+
+fn delimiter(server: &Server) -> Result<u8, TestError> {
+    match server.delimiter.as_deref() {
+        None | Some(",") => Ok(b','),
+        Some("\\t" | "tab" | "\t") => Ok(b'\t'),
+        Some(d) if d.len() == 1 && d.is_ascii() => Ok(d.as_bytes()[0]),
+        Some(d) => Err(TestError::Server(format!("delimiter `{d}` must be one character"))),
+    }
+}
+
+/// PostgreSQL credentials come from the environment: `MESHPLANE_POSTGRES_USER` and
+/// `MESHPLANE_POSTGRES_PASSWORD` (or libpq's `PGUSER` and `PGPASSWORD`); never the contract.
+fn pg_connection(server: &Server) -> Result<Connection, TestError> {
+    let env = |a: &str, b: &str| std::env::var(a).or_else(|_| std::env::var(b)).ok();
+    let port = server.port.unwrap_or(5432);
+    Ok(Connection {
+        host: server.host.clone().ok_or_else(|| TestError::Server(format!("server `{}` has no host", server.server)))?,
+        port: u16::try_from(port).map_err(|_| TestError::Server(format!("port {port} is out of range")))?,
+        database: server.database.clone().unwrap_or_else(|| "postgres".into()),
+        user: env("MESHPLANE_POSTGRES_USER", "PGUSER").unwrap_or_else(|| "postgres".into()),
+        password: env("MESHPLANE_POSTGRES_PASSWORD", "PGPASSWORD"),
+        schema: server.schema.clone().unwrap_or_else(|| "public".into()),
+    })
+}
+
+/// Runs the contract's checks on `server` (or one object of it).
+pub async fn test(
+    contract: &DataContract,
+    server: &Server,
+    object: Option<&str>,
+    base: &Path,
+    options: &Options,
+) -> Result<Report, TestError> {
+    if let Some(name) = object
+        && contract.object(name).is_none()
+    {
+        return Err(TestError::NoObject(name.to_string()));
+    }
+    let plan = compile(contract, object);
+    let results = match server.kind.as_str() {
+        "local" | "s3" => {
+            let mut source = FileSource::new(file_locations(server, &plan, base)?, delimiter(server)?);
+            source.sql_timeout = options.sql_timeout;
+            run(&mut source, &plan, options).await
+        }
+        "postgres" | "postgresql" => {
+            let tables = plan.objects.iter().map(|o| o.table.clone()).collect();
+            let mut source = PgSource::connect(&pg_connection(server)?, tables).await.map_err(TestError::Connect)?;
+            source.sql_timeout = options.sql_timeout;
+            let results = run(&mut source, &plan, options).await;
+            source.close().await.map_err(TestError::Connect)?;
+            results
+        }
+        other => {
+            return Err(TestError::Server(format!(
+                "server `{}` is of type {other}; meshplane test reads local files and postgres",
+                server.server
+            )));
+        }
+    };
+    let mut summary = Summary::default();
+    for r in &results {
+        *match r.outcome {
+            Outcome::Pass => &mut summary.pass,
+            Outcome::Fail => &mut summary.fail,
+            Outcome::Warn => &mut summary.warn,
+            Outcome::Error => &mut summary.error,
+            Outcome::Skipped => &mut summary.skipped,
+        } += 1;
+    }
+    Ok(Report {
+        contract: contract.id.clone(),
+        version: contract.version.clone(),
+        server: server.server.clone(),
+        server_type: server.kind.clone(),
+        summary,
+        results,
+    })
+}
