@@ -143,3 +143,48 @@ fn a_file_that_is_not_text_is_reported_not_fatal() {
     assert!(text.contains("error[io]: the file is not UTF-8 text"), "{text}");
     assert!(text.contains("2 file(s) checked"), "{text}");
 }
+
+#[test]
+fn test_prints_every_check_with_value_threshold_and_rule_id() {
+    let out = meshplane(&["test", "test/customers.odcs.yaml", "--samples", "2"]);
+    assert_eq!(out.status.code(), Some(1), "a failing check exits 1");
+    insta::assert_snapshot!(stdout(&out));
+}
+
+#[test]
+fn test_json_and_junit_are_for_machines() {
+    let out = meshplane(&["test", "test/customers.odcs.yaml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    insta::assert_json_snapshot!(report);
+    let out = meshplane(&["test", "test/customers.odcs.yaml", "-o", "junit"]);
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!(stdout(&out));
+}
+
+#[test]
+fn test_exits_zero_when_every_check_passes() {
+    let out = meshplane(&["test", "test/passing.odcs.yaml", "--object", "customers"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("4 passed, 0 failed"), "{}", stdout(&out));
+}
+
+#[test]
+fn test_refuses_bad_input_with_a_clear_error() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["test", "nothing.odcs.yaml"], "cannot read nothing.odcs.yaml"),
+        (&["test", "bad/orders.odcs.yaml"], "has errors; fix them before testing"),
+        (&["test", "test/two-servers.odcs.yaml"], "several servers; pick one with --server (a, b)"),
+        (&["test", "test/two-servers.odcs.yaml", "--server", "c"], "no server `c` (it has: a, b)"),
+        (&["test", "test/two-servers.odcs.yaml", "--server", "b"], "of type snowflake"),
+        (&["test", "test/passing.odcs.yaml", "--object", "orders"], "no schema object `orders`"),
+        (&["test", "test/passing.odcs.yaml", "-o", "yaml"], "invalid value 'yaml'"),
+    ];
+    for (args, message) in cases {
+        let out = meshplane(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
