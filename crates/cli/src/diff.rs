@@ -23,7 +23,8 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let (Some(old), Some(new)) = (read_contract(&args.old, "comparing")?, read_contract(&args.new, "comparing")?) else {
+    let (Some(old), Some(new)) = (read_contract(&args.old, "comparing")?, read_contract(&args.new, "comparing")?)
+    else {
         return Ok(ExitCode::from(2));
     };
     if old.id != new.id {

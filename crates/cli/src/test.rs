@@ -72,7 +72,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             eprint!("\r\x1b[K");
         })
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     let report = runtime.block_on(target::test(&contract, server, args.object.as_deref(), &base, &options));
     done.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
@@ -107,7 +108,11 @@ fn measured(r: &meshplane_quality::run::CheckResult) -> String {
 }
 
 fn table(out: &mut impl Write, report: &Report) -> Result<()> {
-    writeln!(out, "contract {} {} on server {} ({})", report.contract, report.version, report.server, report.server_type)?;
+    writeln!(
+        out,
+        "contract {} {} on server {} ({})",
+        report.contract, report.version, report.server, report.server_type
+    )?;
     let width = report.results.iter().map(|r| r.key.len()).max().unwrap_or(0).min(60);
     for r in &report.results {
         let label = match r.outcome {
@@ -130,7 +135,11 @@ fn table(out: &mut impl Write, report: &Report) -> Result<()> {
         }
     }
     let s = &report.summary;
-    writeln!(out, "{} passed, {} failed, {} warned, {} errors, {} skipped", s.pass, s.fail, s.warn, s.error, s.skipped)?;
+    writeln!(
+        out,
+        "{} passed, {} failed, {} warned, {} errors, {} skipped",
+        s.pass, s.fail, s.warn, s.error, s.skipped
+    )?;
     Ok(())
 }
 

@@ -62,7 +62,10 @@ impl Format {
             // Inference reads every record: a wrong value after the first thousand rows must
             // make the column text (and the type check fail), not break the scan.
             Format::Csv => Arc::new(
-                CsvFormat::default().with_has_header(true).with_delimiter(delimiter).with_schema_infer_max_rec(usize::MAX),
+                CsvFormat::default()
+                    .with_has_header(true)
+                    .with_delimiter(delimiter)
+                    .with_schema_infer_max_rec(usize::MAX),
             ),
             Format::NdJson => Arc::new(JsonFormat::default().with_schema_infer_max_rec(usize::MAX)),
         };
@@ -91,7 +94,13 @@ impl FileSource {
     pub fn new(locations: Vec<(String, Location)>, delimiter: u8) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let config = SessionConfig::new().with_target_partitions(cores).with_information_schema(false);
-        FileSource { ctx: SessionContext::new_with_config(config), locations, delimiter, registered: vec![], sql_timeout: Duration::from_secs(30) }
+        FileSource {
+            ctx: SessionContext::new_with_config(config),
+            locations,
+            delimiter,
+            registered: vec![],
+            sql_timeout: Duration::from_secs(30),
+        }
     }
 
     fn location(&self, table: &str) -> Option<&Location> {
@@ -244,7 +253,8 @@ impl Source for FileSource {
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let run = async {
             let df = self.ctx.sql_with_options(query, options).await.map_err(|e| e.to_string())?;
-            let batches = df.limit(0, Some(1)).map_err(|e| e.to_string())?.collect().await.map_err(|e| e.to_string())?;
+            let batches =
+                df.limit(0, Some(1)).map_err(|e| e.to_string())?.collect().await.map_err(|e| e.to_string())?;
             let batch = batches.iter().find(|b| b.num_rows() > 0).ok_or("the query returned no rows")?;
             let value = batch.column(0);
             if value.is_null(0) {

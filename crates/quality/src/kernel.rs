@@ -120,11 +120,7 @@ impl Kernel {
             Kernel::Extreme(k) => match k.micros {
                 Some(ts) => Measured {
                     value: Some(((now_micros - ts) as f64 / 1e6).floor()),
-                    detail: Some(format!(
-                        "{} value {}",
-                        if k.newest { "newest" } else { "oldest" },
-                        format_micros(ts)
-                    )),
+                    detail: Some(format!("{} value {}", if k.newest { "newest" } else { "oldest" }, format_micros(ts))),
                     samples: vec![],
                 },
                 None => Measured { value: None, detail: Some("the column holds no timestamp".into()), samples: vec![] },
@@ -470,9 +466,9 @@ impl DupKernel {
     fn insert(&mut self, key: &[u8], times: u32) {
         let hash = self.hasher.hash_one(key);
         let arena = &self.arena;
-        let found = self.table.find_mut(hash, |e| {
-            e.hash == hash && &arena[e.offset as usize..e.offset as usize + e.len as usize] == key
-        });
+        let found = self
+            .table
+            .find_mut(hash, |e| e.hash == hash && &arena[e.offset as usize..e.offset as usize + e.len as usize] == key);
         match found {
             Some(e) => e.count = e.count.saturating_add(times),
             None => {
@@ -493,7 +489,9 @@ impl DupKernel {
                 }
                 return Ok(());
             }
-            KeyKind::Text => return for_each_text(&arrays[0], |v| v.into_iter().for_each(|s| self.insert(s.as_bytes(), 1))),
+            KeyKind::Text => {
+                return for_each_text(&arrays[0], |v| v.into_iter().for_each(|s| self.insert(s.as_bytes(), 1)));
+            }
             KeyKind::Rows(converter) => converter.convert_columns(&arrays).map_err(|e| e.to_string())?,
         };
         for (i, row) in rows.iter().enumerate() {

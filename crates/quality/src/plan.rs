@@ -77,32 +77,59 @@ pub enum Measure {
     /// The object's table or files exist (1 when they do).
     ObjectExists,
     /// The column exists (1 when it does).
-    ColumnPresent { column: String },
+    ColumnPresent {
+        column: String,
+    },
     /// How far the column's type is from the contract: 0 when it fits; in a typed store 1
     /// when it does not, in a text format (CSV, NDJSON) the number of values that do not
     /// parse as the declared type.
-    ColumnType { column: String, logical: Option<String>, physical: Option<String> },
+    ColumnType {
+        column: String,
+        logical: Option<String>,
+        physical: Option<String>,
+    },
     /// Values of a text-format column that do not parse as `logical` (added by the runner
     /// to measure a type check; never compiled from a contract).
-    Unparseable { column: String, logical: String },
+    Unparseable {
+        column: String,
+        logical: String,
+    },
     RowCount,
     /// Rows whose value is null or one of `values`.
-    Missing { column: String, values: Vec<Any> },
+    Missing {
+        column: String,
+        values: Vec<Any>,
+    },
     /// Non-null rows that break any of `rules`.
-    Invalid { column: String, rules: Vec<Validity> },
+    Invalid {
+        column: String,
+        rules: Vec<Validity>,
+    },
     /// Distinct non-null keys that occur more than once.
-    Duplicates { columns: Vec<String> },
+    Duplicates {
+        columns: Vec<String>,
+    },
     /// Seconds since the newest value.
-    NewestAge { column: String },
+    NewestAge {
+        column: String,
+    },
     /// Seconds since the oldest value.
-    OldestAge { column: String },
+    OldestAge {
+        column: String,
+    },
     /// The first column of the first row of a contract's SQL; `{object}` and `{property}`
     /// are substituted by the executor, quoted for its dialect.
-    Sql { query: String },
+    Sql {
+        query: String,
+    },
     /// Not executed; the reason says why.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
     /// The rule cannot be run as written; the reason says what is wrong.
-    Unrunnable { reason: String },
+    Unrunnable {
+        reason: String,
+    },
 }
 
 /// A constraint a non-null value must meet.
@@ -317,7 +344,9 @@ fn format_pattern(format: &str) -> Option<Validity> {
     let re = match format {
         "email" => r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
         "uuid" => r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-        "ipv4" => r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$",
+        "ipv4" => {
+            r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
+        }
         "uri" => r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s]*$",
         _ => return None,
     };
@@ -345,7 +374,9 @@ fn rule_check(object: &str, property: Option<&Property>, rule: &Quality) -> Chec
     };
     let need_property = |metric: &str| Measure::Unrunnable { reason: format!("{metric} applies to a property") };
     let (kind, measure) = match rule.kind() {
-        "text" => ("text", Measure::Skipped { reason: "text rules describe quality in words; they are not executed".into() }),
+        "text" => {
+            ("text", Measure::Skipped { reason: "text rules describe quality in words; they are not executed".into() })
+        }
         "custom" => {
             let engine = rule.engine.as_deref().unwrap_or("an unnamed engine");
             ("custom", Measure::Skipped { reason: format!("custom rules for {engine} are not executed by meshplane") })
@@ -377,10 +408,8 @@ fn rule_check(object: &str, property: Option<&Property>, rule: &Quality) -> Chec
             }
             (Some("duplicateValues"), Some(c)) => ("duplicateValues", Measure::Duplicates { columns: vec![c.clone()] }),
             (Some("duplicateValues"), None) => {
-                let names: Vec<String> = non_null(arg("properties"))
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect();
+                let names: Vec<String> =
+                    non_null(arg("properties")).iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
                 if names.is_empty() {
                     let reason = "duplicateValues on an object needs `arguments.properties`".to_string();
                     ("duplicateValues", Measure::Unrunnable { reason })
@@ -389,7 +418,9 @@ fn rule_check(object: &str, property: Option<&Property>, rule: &Quality) -> Chec
                 }
             }
             (Some(m @ ("nullValues" | "missingValues" | "invalidValues")), None) => (m, need_property(m)),
-            (Some(other), _) => ("metric", Measure::Unrunnable { reason: format!("`{other}` is not a library metric") }),
+            (Some(other), _) => {
+                ("metric", Measure::Unrunnable { reason: format!("`{other}` is not a library metric") })
+            }
             (None, _) => ("library", Measure::Unrunnable { reason: "the library rule names no metric".into() }),
         },
     };
@@ -414,7 +445,10 @@ fn rule_check(object: &str, property: Option<&Property>, rule: &Quality) -> Chec
         measure,
         threshold,
         unit: percent_unit(rule),
-        warn_only: rule.severity.as_deref().is_some_and(|s| WARN_SEVERITIES.contains(&s.trim().to_ascii_lowercase().as_str())),
+        warn_only: rule
+            .severity
+            .as_deref()
+            .is_some_and(|s| WARN_SEVERITIES.contains(&s.trim().to_ascii_lowercase().as_str())),
         schedule: rule.schedule.clone(),
     }
 }
@@ -425,7 +459,9 @@ fn sla_seconds(value: &Any, unit: Option<&str>) -> Result<f64, String> {
     let number = match value {
         Any::Number(n) => n.as_f64(),
         Any::String(s) if s.trim().parse::<f64>().is_ok() => s.trim().parse().ok(),
-        Any::String(s) => return iso_duration(s).ok_or_else(|| format!("`{s}` is neither a number nor an ISO-8601 duration")),
+        Any::String(s) => {
+            return iso_duration(s).ok_or_else(|| format!("`{s}` is neither a number nor an ISO-8601 duration"));
+        }
         _ => None,
     };
     let number = number.ok_or("the SLA value is not a duration")?;
@@ -439,7 +475,10 @@ fn iso_duration(text: &str) -> Option<f64> {
     let (date, time) = rest.split_once(['T', 't']).unwrap_or((rest, ""));
     let mut total = 0.0;
     let mut any = false;
-    for (part, units) in [(date, &[('Y', 365.0 * 86400.0), ('M', 30.0 * 86400.0), ('W', 604800.0), ('D', 86400.0)][..]), (time, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)][..])] {
+    for (part, units) in [
+        (date, &[('Y', 365.0 * 86400.0), ('M', 30.0 * 86400.0), ('W', 604800.0), ('D', 86400.0)][..]),
+        (time, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)][..]),
+    ] {
         let mut number = String::new();
         let mut allowed = units.iter();
         for c in part.chars() {
@@ -467,7 +506,12 @@ fn sla_checks(contract: &DataContract, sla: &SlaProperty, plan: &mut Plan, only:
         key: format!("sla.{name}"),
         rule_id: sla.id.clone(),
         category: Category::Sla,
-        description: format!("{} {}{}", sla.property, display(&sla.value), sla.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default()),
+        description: format!(
+            "{} {}{}",
+            sla.property,
+            display(&sla.value),
+            sla.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default()
+        ),
         object: None,
         property: None,
         measure: Measure::Skipped { reason: format!("`{}` is not measurable on the data", sla.property) },
@@ -486,7 +530,8 @@ fn sla_checks(contract: &DataContract, sla: &SlaProperty, plan: &mut Plan, only:
     let element = sla.element.as_deref().or(contract.sla_default_element.as_deref());
     let seconds = sla_seconds(&sla.value, sla.unit.as_deref());
     let Some(element) = element else {
-        check.measure = Measure::Unrunnable { reason: format!("{name} needs an `element` (object.property) to measure") };
+        check.measure =
+            Measure::Unrunnable { reason: format!("{name} needs an `element` (object.property) to measure") };
         plan.unbound.push(check);
         return;
     };
@@ -538,7 +583,11 @@ fn resolve_element<'c>(contract: &'c DataContract, element: &str) -> Result<(&'c
         }
         None => match contract.objects() {
             [only] => (only, element),
-            _ => return Err(format!("the element `{element}` must name its object (object.property): the contract has several")),
+            _ => {
+                return Err(format!(
+                    "the element `{element}` must name its object (object.property): the contract has several"
+                ));
+            }
         },
     };
     let property = object

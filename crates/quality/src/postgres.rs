@@ -108,10 +108,12 @@ impl PgSource {
         }
         let texts: Vec<String> = values
             .iter()
-            .map(|v| literal(&match v {
-                Any::String(s) => s.clone(),
-                other => other.to_string(),
-            }))
+            .map(|v| {
+                literal(&match v {
+                    Any::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+            })
             .collect();
         Ok(if texts.is_empty() { "false".into() } else { format!("{col}::text IN ({})", texts.join(", ")) })
     }
@@ -141,8 +143,12 @@ impl PgSource {
                         Validity::MaxLength(n) => format!("char_length({col}::text) <= {n}"),
                         Validity::Minimum(x) => numeric().and_then(|_| Ok(format!("{col} >= {}", number(*x)?)))?,
                         Validity::Maximum(x) => numeric().and_then(|_| Ok(format!("{col} <= {}", number(*x)?)))?,
-                        Validity::ExclusiveMinimum(x) => numeric().and_then(|_| Ok(format!("{col} > {}", number(*x)?)))?,
-                        Validity::ExclusiveMaximum(x) => numeric().and_then(|_| Ok(format!("{col} < {}", number(*x)?)))?,
+                        Validity::ExclusiveMinimum(x) => {
+                            numeric().and_then(|_| Ok(format!("{col} > {}", number(*x)?)))?
+                        }
+                        Validity::ExclusiveMaximum(x) => {
+                            numeric().and_then(|_| Ok(format!("{col} < {}", number(*x)?)))?
+                        }
                     });
                 }
                 Ok(format!("({col} IS NOT NULL AND NOT ({}))", valid.join(" AND ")))
@@ -194,7 +200,11 @@ impl PgSource {
             },
             Measure::Duplicates { columns } => {
                 let key: Vec<String> = columns.iter().map(|c| format!("{}::text", ident(c))).collect();
-                format!("SELECT concat_ws(', ', {}) FROM ({}) AS d LIMIT {n}", key.join(", "), self.duplicates(table, columns))
+                format!(
+                    "SELECT concat_ws(', ', {}) FROM ({}) AS d LIMIT {n}",
+                    key.join(", "),
+                    self.duplicates(table, columns)
+                )
             }
             _ => return vec![],
         };
@@ -287,10 +297,16 @@ impl Source for PgSource {
                 Measure::NewestAge { .. } | Measure::OldestAge { .. } => match value {
                     Some(ts) => Measured {
                         value: Some(((ask.now_micros as f64 - ts) / 1e6).floor()),
-                        detail: Some(format!("{} value at {} s since the epoch", if matches!(m, Measure::NewestAge { .. }) { "newest" } else { "oldest" }, (ts / 1e6).floor())),
+                        detail: Some(format!(
+                            "{} value at {} s since the epoch",
+                            if matches!(m, Measure::NewestAge { .. }) { "newest" } else { "oldest" },
+                            (ts / 1e6).floor()
+                        )),
                         samples: vec![],
                     },
-                    None => Measured { value: None, detail: Some("the column holds no timestamp".into()), samples: vec![] },
+                    None => {
+                        Measured { value: None, detail: Some("the column holds no timestamp".into()), samples: vec![] }
+                    }
                 },
                 _ => {
                     let samples = if ask.samples > 0 && value.is_some_and(|v| v > 0.0) {

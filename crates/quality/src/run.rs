@@ -83,7 +83,12 @@ impl Options {
     /// Options on the system clock, with a 30-second limit on contract SQL.
     pub fn now(samples: usize) -> Self {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        Options { samples, now_micros: now.as_micros() as i64, progress: Arc::default(), sql_timeout: Duration::from_secs(30) }
+        Options {
+            samples,
+            now_micros: now.as_micros() as i64,
+            progress: Arc::default(),
+            sql_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -112,11 +117,8 @@ fn verdict(check: &Check, measured: Measured, rows: u64) -> CheckResult {
         return result(check, Outcome::Fail, None, measured.detail);
     };
     let percent = check.unit == Unit::Percent && check.measure.counts_rows();
-    let value = if percent {
-        if rows == 0 { 0.0 } else { (count / rows as f64 * 100.0 * 1e6).round() / 1e6 }
-    } else {
-        count
-    };
+    let value =
+        if percent { if rows == 0 { 0.0 } else { (count / rows as f64 * 100.0 * 1e6).round() / 1e6 } } else { count };
     let outcome = match (check.threshold.holds(value), check.warn_only) {
         (true, _) => Outcome::Pass,
         (false, true) => Outcome::Warn,
@@ -194,19 +196,34 @@ async fn run_object<S: Source>(
         let missing = crate::files::measure_columns(&check.measure).into_iter().find(|c| kind(c).is_none());
         let p = match (&check.measure, missing) {
             _ if let Some(r) = unrun(check) => Pending::Done(Box::new(r)),
-            (_, Some(col)) => Pending::Done(Box::new(result(check, Outcome::Error, None, Some(format!("column `{col}` is missing"))))),
-            (Measure::ObjectExists, _) => Pending::Done(Box::new(verdict(check, Measured { value: Some(1.0), ..Default::default() }, 0))),
+            (_, Some(col)) => {
+                Pending::Done(Box::new(result(check, Outcome::Error, None, Some(format!("column `{col}` is missing")))))
+            }
+            (Measure::ObjectExists, _) => {
+                Pending::Done(Box::new(verdict(check, Measured { value: Some(1.0), ..Default::default() }, 0)))
+            }
             (Measure::ColumnPresent { column }, _) => {
                 let present = kind(column).is_some();
                 let detail = (!present).then(|| format!("column `{column}` is missing"));
-                Pending::Done(Box::new(verdict(check, Measured { value: Some(f64::from(u8::from(present))), detail, samples: vec![] }, 0)))
+                Pending::Done(Box::new(verdict(
+                    check,
+                    Measured { value: Some(f64::from(u8::from(present))), detail, samples: vec![] },
+                    0,
+                )))
             }
             (Measure::ColumnType { column, logical, physical }, _) => match kind(column) {
-                None => Pending::Done(Box::new(result(check, Outcome::Error, None, Some(format!("column `{column}` is missing"))))),
+                None => Pending::Done(Box::new(result(
+                    check,
+                    Outcome::Error,
+                    None,
+                    Some(format!("column `{column}` is missing")),
+                ))),
                 Some(k) => type_check(check, k, column, logical.as_deref(), physical.as_deref(), &mut slot),
             },
             (Measure::RowCount, _) => Pending::Rows,
-            (Measure::Sql { query }, _) => Pending::Sql(substitute(query, &object.table, check.property.as_deref(), source)),
+            (Measure::Sql { query }, _) => {
+                Pending::Sql(substitute(query, &object.table, check.property.as_deref(), source))
+            }
             (m, None) => Pending::Scan(slot(m.clone())),
         };
         pending.push(p);

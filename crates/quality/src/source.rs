@@ -34,7 +34,10 @@ impl ColumnKind {
     /// Whether the store holds the column as text although the contract may declare another
     /// type: the values are then parsed to measure the type check.
     pub fn is_inferred_text(&self) -> bool {
-        matches!(self, ColumnKind::Arrow { data_type: DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, inferred: true })
+        matches!(
+            self,
+            ColumnKind::Arrow { data_type: DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, inferred: true }
+        )
     }
 }
 

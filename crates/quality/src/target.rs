@@ -71,7 +71,10 @@ pub fn pick_server<'c>(contract: &'c DataContract, name: Option<&str>) -> Result
         None => match servers {
             [] => Err(TestError::Server("the contract names no server; add one to `servers`".into())),
             [only] => Ok(only),
-            _ => Err(TestError::Server(format!("the contract has several servers; pick one with --server ({})", names()))),
+            _ => Err(TestError::Server(format!(
+                "the contract has several servers; pick one with --server ({})",
+                names()
+            ))),
         },
     }
 }
@@ -115,7 +118,12 @@ fn file_locations(server: &Server, plan: &Plan, base: &Path) -> Result<Vec<(Stri
         let raw = resolve(raw);
         let format = declared
             .or_else(|| Path::new(&raw).extension().and_then(|e| Format::parse(&e.to_string_lossy())))
-            .ok_or_else(|| TestError::Server(format!("server `{}` names no `format` and {raw} has no known extension", server.server)))?;
+            .ok_or_else(|| {
+                TestError::Server(format!(
+                    "server `{}` names no `format` and {raw} has no known extension",
+                    server.server
+                ))
+            })?;
         out.push((object.table.clone(), Location { path: raw, format }));
     }
     Ok(out)
@@ -136,7 +144,10 @@ fn pg_connection(server: &Server) -> Result<Connection, TestError> {
     let env = |a: &str, b: &str| std::env::var(a).or_else(|_| std::env::var(b)).ok();
     let port = server.port.unwrap_or(5432);
     Ok(Connection {
-        host: server.host.clone().ok_or_else(|| TestError::Server(format!("server `{}` has no host", server.server)))?,
+        host: server
+            .host
+            .clone()
+            .ok_or_else(|| TestError::Server(format!("server `{}` has no host", server.server)))?,
         port: u16::try_from(port).map_err(|_| TestError::Server(format!("port {port} is out of range")))?,
         database: server.database.clone().unwrap_or_else(|| "postgres".into()),
         user: env("MESHPLANE_POSTGRES_USER", "PGUSER").unwrap_or_else(|| "postgres".into()),

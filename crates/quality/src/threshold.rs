@@ -75,7 +75,8 @@ impl Threshold {
         for (name, value) in operators {
             let bound = match *name {
                 "mustBeBetween" | "mustNotBeBetween" => {
-                    let pair = value.as_array().filter(|a| a.len() == 2).and_then(|a| Some((a[0].as_f64()?, a[1].as_f64()?)));
+                    let pair =
+                        value.as_array().filter(|a| a.len() == 2).and_then(|a| Some((a[0].as_f64()?, a[1].as_f64()?)));
                     let Some((lo, hi)) = pair else {
                         return Err(format!("`{name}` needs a list of two numbers"));
                     };

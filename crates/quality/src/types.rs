@@ -73,7 +73,9 @@ type TypeTest = Box<dyn Fn(&DataType) -> bool>;
 fn arrow_physical(physical: &str) -> Option<TypeTest> {
     use DataType::*;
     let p = physical.trim().to_ascii_lowercase();
-    if let Some(args) = p.strip_prefix("decimal(").or_else(|| p.strip_prefix("numeric(")).and_then(|r| r.strip_suffix(')')) {
+    if let Some(args) =
+        p.strip_prefix("decimal(").or_else(|| p.strip_prefix("numeric(")).and_then(|r| r.strip_suffix(')'))
+    {
         let (precision, scale) = args.split_once(',').unwrap_or((args, "0"));
         let (precision, scale): (u8, i8) = (precision.trim().parse().ok()?, scale.trim().parse().ok()?);
         return Some(Box::new(move |t| match t {

@@ -13,7 +13,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::parquet::arrow::ArrowWriter;
 
 pub const ROWS: usize = 1000;
@@ -82,11 +84,20 @@ pub fn batch(rows: &[Row]) -> RecordBatch {
         ("status", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.status.clone())))),
         (
             "amount",
-            Arc::new(Decimal128Array::from_iter_values(rows.iter().map(|r| i128::from(r.cents))).with_precision_and_scale(10, 2).unwrap()),
+            Arc::new(
+                Decimal128Array::from_iter_values(rows.iter().map(|r| i128::from(r.cents)))
+                    .with_precision_and_scale(10, 2)
+                    .unwrap(),
+            ),
         ),
         ("qty", Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.qty)))),
         ("email", Arc::new(StringArray::from_iter(rows.iter().map(|r| r.email.clone())))),
-        ("ts", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.ts_micros)).with_timezone("UTC"))),
+        (
+            "ts",
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.ts_micros)).with_timezone("UTC"),
+            ),
+        ),
     ];
     RecordBatch::try_from_iter(columns).unwrap()
 }

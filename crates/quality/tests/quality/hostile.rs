@@ -16,7 +16,9 @@ use crate::stores::temp_dir;
 fn contract(server: &str, queries: &[&str]) -> String {
     let rules: String = queries
         .iter()
-        .map(|q| format!("      - type: sql\n        query: {}\n        mustBe: 0\n", serde_json::to_string(q).unwrap()))
+        .map(|q| {
+            format!("      - type: sql\n        query: {}\n        mustBe: 0\n", serde_json::to_string(q).unwrap())
+        })
         .collect();
     format!(
         "apiVersion: v3.1.0\nkind: DataContract\nid: h\nversion: 1.0.0\nstatus: active\nservers:\n  - {server}\n\
@@ -90,7 +92,8 @@ async fn hostile_sql_on_postgres_is_refused_or_stopped() {
         "WITH gone AS (DELETE FROM items RETURNING 1) SELECT count(*) FROM gone",
         "SELECT pg_read_file('/etc/passwd')",
     ];
-    let server = format!("{{ server: pg, type: postgres, host: {HOST}, port: 5432, database: {}, schema: public }}", db.name);
+    let server =
+        format!("{{ server: pg, type: postgres, host: {HOST}, port: 5432, database: {}, schema: public }}", db.name);
     let results = outcomes(&contract(&server, &queries)).await;
     for (query, (outcome, detail)) in queries.iter().zip(&results) {
         assert_eq!(*outcome, Outcome::Error, "{query} must be refused, got {detail}");

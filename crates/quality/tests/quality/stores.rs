@@ -210,7 +210,10 @@ async fn a_missing_object_fails_its_existence_and_errors_the_rest() {
     );
     let report = run(&text, "p").await;
     let outcomes: Vec<(&str, Outcome)> = report.results.iter().map(|r| (r.key.as_str(), r.outcome)).collect();
-    assert_eq!(outcomes, [("t.exists", Outcome::Fail), ("t.id.present", Outcome::Error), ("t.id.required", Outcome::Error)]);
+    assert_eq!(
+        outcomes,
+        [("t.exists", Outcome::Fail), ("t.id.present", Outcome::Error), ("t.id.required", Outcome::Error)]
+    );
     assert!(report.failed());
     std::fs::remove_dir_all(dir).unwrap();
 }
