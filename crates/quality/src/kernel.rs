@@ -554,3 +554,77 @@ impl DupKernel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::Field;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn batch(ids: &[Option<i64>], names: &[Option<String>]) -> RecordBatch {
+        RecordBatch::try_from_iter(vec![
+            ("id", Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef),
+            ("name", Arc::new(StringArray::from(names.to_vec())) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    fn schema() -> Schema {
+        Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("name", DataType::Utf8, true)])
+    }
+
+    /// Feeds the rows in two halves to two kernels and merges them, as two partitions would.
+    fn measure(measure: &Measure, ids: &[Option<i64>], names: &[Option<String>]) -> f64 {
+        let half = ids.len() / 2;
+        let mut a = Kernel::new(measure, &schema(), 0).unwrap();
+        let mut b = Kernel::new(measure, &schema(), 0).unwrap();
+        a.update(&batch(&ids[..half], &names[..half])).unwrap();
+        b.update(&batch(&ids[half..], &names[half..])).unwrap();
+        a.merge(b);
+        a.finish(0).value.unwrap()
+    }
+
+    /// Distinct non-null keys seen more than once, counted the slow way.
+    fn naive_dups<K: std::hash::Hash + Eq>(keys: impl Iterator<Item = Option<K>>) -> f64 {
+        let mut counts = HashMap::new();
+        for k in keys.flatten() {
+            *counts.entry(k).or_insert(0) += 1;
+        }
+        counts.values().filter(|&&n| n > 1).count() as f64
+    }
+
+    fn rows() -> impl Strategy<Value = Vec<(Option<i64>, Option<String>)>> {
+        prop::collection::vec((prop::option::of(0i64..40), prop::option::of("[a-c]{0,3}")), 0..200)
+    }
+
+    proptest! {
+        #[test]
+        fn duplicate_counts_match_a_naive_count(rows in rows()) {
+            let (ids, names): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+            let one = |c: &str| Measure::Duplicates { columns: vec![c.into()] };
+            prop_assert_eq!(measure(&one("id"), &ids, &names), naive_dups(ids.iter().copied()));
+            prop_assert_eq!(measure(&one("name"), &ids, &names), naive_dups(names.iter().cloned()));
+            let both = Measure::Duplicates { columns: vec!["id".into(), "name".into()] };
+            let pairs = ids.iter().zip(&names).map(|(i, n)| Some(((*i)?, n.clone()?)));
+            prop_assert_eq!(measure(&both, &ids, &names), naive_dups(pairs));
+        }
+
+        #[test]
+        fn counts_match_a_naive_count(rows in rows()) {
+            let (ids, names): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+            let nulls = Measure::Missing { column: "name".into(), values: vec![] };
+            prop_assert_eq!(measure(&nulls, &ids, &names), names.iter().filter(|n| n.is_none()).count() as f64);
+            let missing = Measure::Missing { column: "name".into(), values: vec![Any::from(""), Any::from("ab")] };
+            let want = names.iter().filter(|n| n.as_deref().is_none_or(|s| s.is_empty() || s == "ab")).count();
+            prop_assert_eq!(measure(&missing, &ids, &names), want as f64);
+            let invalid = Measure::Invalid { column: "name".into(), rules: vec![Validity::Pattern("^a".into()), Validity::MaxLength(2)] };
+            let want = names.iter().flatten().filter(|s| !(s.starts_with('a') && s.len() <= 2)).count();
+            prop_assert_eq!(measure(&invalid, &ids, &names), want as f64);
+            let bounded = Measure::Invalid { column: "id".into(), rules: vec![Validity::ExclusiveMinimum(3.0), Validity::OneOf(vec![Any::from(4), Any::from(9), Any::from(30)])] };
+            let want = ids.iter().flatten().filter(|&&v| !(v > 3 && [4, 9, 30].contains(&v))).count();
+            prop_assert_eq!(measure(&bounded, &ids, &names), want as f64);
+        }
+    }
+}
