@@ -612,6 +612,85 @@ fn dedupe_keys(plan: &mut Plan) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshplane_spec::{Document, load};
+
+    fn plan(yaml: &str) -> Plan {
+        let text = format!("apiVersion: v3.1.0\nkind: DataContract\nid: c\nversion: 1.0.0\nstatus: active\n{yaml}");
+        let Some(Document::Contract(c)) = load(&text).documents.remove(0).document else { panic!("not a contract") };
+        compile(&c, None)
+    }
+
+    fn measures(plan: &Plan) -> Vec<(String, Measure)> {
+        plan.objects
+            .iter()
+            .flat_map(|o| &o.checks)
+            .chain(&plan.unbound)
+            .map(|c| (c.key.clone(), c.measure.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn malformed_rules_become_errors_with_the_reason() {
+        let p = plan(
+            "schema:\n  - name: t\n    properties:\n      - name: a\n        quality:\n\
+             \x20         - { metric: nullValues, mustBeBetween: [1] }\n\
+             \x20         - { metric: invalidValues, mustBe: 0 }\n\
+             \x20         - { type: sql, mustBe: 0 }\n    quality:\n      - { metric: nullValues, mustBe: 0 }\n",
+        );
+        let reasons: Vec<String> = measures(&p)
+            .into_iter()
+            .filter_map(|(_, m)| match m {
+                Measure::Unrunnable { reason } => Some(reason),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "`mustBeBetween` needs a list of two numbers",
+                "invalidValues needs `validValues` or `pattern` in its arguments",
+                "the sql rule has no query",
+                "nullValues applies to a property",
+            ]
+        );
+    }
+
+    #[test]
+    fn sla_elements_resolve_to_physical_columns() {
+        let p = plan(
+            "schema:\n  - name: t\n    physicalName: t_v1\n    properties:\n      - { name: at, physicalName: created_at }\n\
+             slaProperties:\n  - { property: ly, value: 2, unit: h, element: at }\n\
+             \x20 - { property: retention, value: P1Y, element: 't.at, t.nope' }\n\
+             \x20 - { property: latency, value: 1, element: u.at }\n  - { property: frequency, value: 1 }\n",
+        );
+        assert_eq!(p.objects[0].table, "t_v1");
+        let all = measures(&p);
+        let latency = p.objects[0].checks.iter().find(|c| c.key == "t.at.latency").unwrap();
+        assert_eq!(latency.measure, Measure::NewestAge { column: "created_at".into() });
+        assert_eq!(latency.threshold, Threshold(vec![Bound::Lt(7200.0)]));
+        let retention = p.objects[0].checks.iter().find(|c| c.key == "t.at.retention").unwrap();
+        assert_eq!(retention.threshold, Threshold(vec![Bound::Lt(365.0 * 86_400.0)]));
+        let unbound: Vec<&Measure> = all.iter().filter(|(k, _)| k.starts_with("sla.")).map(|(_, m)| m).collect();
+        assert_eq!(unbound.len(), 3, "{unbound:?}");
+        assert!(matches!(unbound[0], Measure::Unrunnable { reason } if reason.contains("no property `nope`")));
+        assert!(matches!(unbound[1], Measure::Unrunnable { reason } if reason.contains("no schema object `u`")));
+        assert!(matches!(unbound[2], Measure::Skipped { .. }));
+    }
+
+    #[test]
+    fn composite_keys_and_repeated_rules_get_their_own_checks() {
+        let p = plan(
+            "schema:\n  - name: t\n    properties:\n      - { name: b, primaryKey: true, primaryKeyPosition: 2 }\n\
+             \x20     - name: a\n        primaryKey: true\n        primaryKeyPosition: 1\n        quality:\n\
+             \x20         - { metric: nullValues, mustBe: 0 }\n          - { metric: nullValues, mustBeLessThan: 5, unit: percent, severity: Warning }\n",
+        );
+        let keys: Vec<String> = measures(&p).into_iter().map(|(k, _)| k).collect();
+        assert!(keys.contains(&"t.a.nullValues#2".to_string()), "{keys:?}");
+        let pk = p.objects[0].checks.iter().find(|c| c.key == "t.primaryKey").unwrap();
+        assert_eq!(pk.measure, Measure::Duplicates { columns: vec!["a".into(), "b".into()] });
+        let lenient = p.objects[0].checks.iter().find(|c| c.key == "t.a.nullValues#2").unwrap();
+        assert!(lenient.warn_only && lenient.unit == Unit::Percent);
+    }
 
     #[test]
     fn iso_durations_and_units() {
