@@ -21,8 +21,10 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::ListingOptions;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::object_store::ObjectStoreUrl;
 use futures::StreamExt;
 
 use crate::kernel::Kernel;
@@ -73,11 +75,28 @@ impl Format {
     }
 }
 
-/// Where one object's data is: a file, a directory, or a glob.
+/// Where one object's data is: a file, a directory, or a glob; local or `s3://bucket/...`.
 #[derive(Clone, Debug)]
 pub struct Location {
     pub path: String,
     pub format: Format,
+}
+
+/// How to reach an S3-compatible object store. Credentials come from the environment, never
+/// from the contract.
+#[derive(Clone, Debug, Default)]
+pub struct S3Config {
+    /// `endpointUrl` of the server; AWS when absent.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+/// The bucket of an `s3://bucket/key` path, and the key.
+fn split_s3(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("s3://")?;
+    Some(rest.split_once('/').unwrap_or((rest, "")))
 }
 
 /// Files of a contract's server, read with DataFusion.
@@ -91,15 +110,33 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    pub fn new(locations: Vec<(String, Location)>, delimiter: u8) -> Self {
+    /// A source over `locations`; `s3` reaches the buckets of `s3://` locations.
+    pub fn new(locations: Vec<(String, Location)>, delimiter: u8, s3: Option<&S3Config>) -> Result<Self, String> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let config = SessionConfig::new().with_target_partitions(cores).with_information_schema(false);
-        FileSource {
-            ctx: SessionContext::new_with_config(config),
-            locations,
-            delimiter,
-            registered: vec![],
-            sql_timeout: Duration::from_secs(30),
+        let ctx = SessionContext::new_with_config(config);
+        let mut buckets: Vec<&str> = locations.iter().filter_map(|(_, l)| split_s3(&l.path)).map(|(b, _)| b).collect();
+        buckets.dedup();
+        for bucket in buckets {
+            let store = s3_store(bucket, s3.cloned().unwrap_or_default())?;
+            let url = url::Url::parse(&format!("s3://{bucket}")).map_err(|e| e.to_string())?;
+            ctx.register_object_store(&url, store);
+        }
+        Ok(FileSource { ctx, locations, delimiter, registered: vec![], sql_timeout: Duration::from_secs(30) })
+    }
+
+    /// Whether a location holds any file: a local path (or any match of a glob), or any
+    /// object under an S3 prefix.
+    async fn exists(&self, path: &str) -> Result<bool, String> {
+        let Some((bucket, key)) = split_s3(path) else { return Ok(local_exists(path)) };
+        let url = ObjectStoreUrl::parse(format!("s3://{bucket}")).map_err(|e| e.to_string())?;
+        let store = self.ctx.runtime_env().object_store(url).map_err(|e| e.to_string())?;
+        let prefix = key[..key.find(['*', '?', '[']).unwrap_or(key.len())].trim_end_matches('/');
+        let prefix = (!prefix.is_empty()).then(|| object_store::path::Path::from(prefix));
+        match store.list(prefix.as_ref()).next().await {
+            Some(Ok(_)) => Ok(true),
+            None => Ok(false),
+            Some(Err(e)) => Err(format!("cannot list {path}: {e}")),
         }
     }
 
@@ -122,21 +159,51 @@ impl FileSource {
             return Ok(true);
         }
         let Some(location) = self.location(table).cloned() else { return Ok(false) };
-        if !exists(&location.path) {
+        if !self.exists(&location.path).await? {
             return Ok(false);
         }
-        let url = absolute(&location.path);
-        self.ctx
-            .register_listing_table(table, url, location.format.listing(self.delimiter), None, None)
-            .await
-            .map_err(|e| format!("cannot read {}: {e}", location.path))?;
+        let url = table_url(&location.path).map_err(|e| format!("cannot read {}: {e}", location.path))?;
+        let options = location.format.listing(self.delimiter);
+        let read = async {
+            let schema = options.infer_schema(&self.ctx.state(), &url).await?;
+            let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+            self.ctx.register_table(table, Arc::new(ListingTable::try_new(config)?))
+        };
+        read.await.map_err(|e| format!("cannot read {}: {e}", location.path))?;
         self.registered.push(table.to_string());
         Ok(true)
     }
 }
 
-/// Whether a path, or any file a glob names, exists.
-fn exists(path: &str) -> bool {
+/// The listing URL of a location. DataFusion reads globs in local paths itself; in an
+/// `s3://` URL the glob is split off here: the prefix is listed, the glob filters what follows.
+fn table_url(path: &str) -> datafusion::error::Result<ListingTableUrl> {
+    let Some(rest) = path.strip_prefix("s3://") else { return ListingTableUrl::parse(absolute(path)) };
+    let Some(star) = rest.find(['*', '?', '[']) else {
+        return ListingTableUrl::parse(path);
+    };
+    let cut = rest[..star].rfind('/').map_or(0, |i| i + 1);
+    let prefix =
+        url::Url::parse(&format!("s3://{}", &rest[..cut])).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let glob = glob::Pattern::new(&rest[cut..]).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    ListingTableUrl::try_new(prefix, Some(glob))
+}
+
+fn s3_store(bucket: &str, c: S3Config) -> Result<Arc<dyn object_store::ObjectStore>, String> {
+    let mut b = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(c.region.unwrap_or_else(|| "us-east-1".into()));
+    if let Some(endpoint) = c.endpoint {
+        b = b.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);
+    }
+    if let (Some(key), Some(secret)) = (c.access_key_id, c.secret_access_key) {
+        b = b.with_access_key_id(key).with_secret_access_key(secret);
+    }
+    Ok(Arc::new(b.build().map_err(|e| format!("cannot reach bucket {bucket}: {e}"))?))
+}
+
+/// Whether a local path, or any file a glob names, exists.
+fn local_exists(path: &str) -> bool {
     if path.contains(['*', '?', '[']) {
         let dir = path[..path.find(['*', '?', '[']).unwrap_or(0)].rsplit_once('/').map_or(".", |(d, _)| d);
         let dir = if dir.is_empty() { "/" } else { dir };

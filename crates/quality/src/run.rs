@@ -77,7 +77,12 @@ pub struct Options {
     pub progress: Arc<AtomicU64>,
     /// How long a contract's SQL may run.
     pub sql_timeout: Duration,
+    /// Reads the environment (credentials); replaceable so tests need not change the process's.
+    pub env: Env,
 }
+
+/// A lookup of environment variables.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 impl Options {
     /// Options on the system clock, with a 30-second limit on contract SQL.
@@ -88,6 +93,7 @@ impl Options {
             now_micros: now.as_micros() as i64,
             progress: Arc::default(),
             sql_timeout: Duration::from_secs(30),
+            env: Arc::new(|name| std::env::var(name).ok()),
         }
     }
 }

@@ -5,7 +5,8 @@
 //! or a glob, and may hold `{object}` (or dcli's `{model}`), replaced by each object's
 //! physical name. Without a placeholder, one object reads the path itself and several read
 //! `<path>/<object>` (a directory) or `<path>/<object>.<format>`. A relative path is read from
-//! `base` (the contract file's directory).
+//! `base` (the contract file's directory). S3 credentials and region come from the usual
+//! `AWS_*` environment variables, the endpoint from the server's `endpointUrl`.
 
 use std::path::Path;
 
@@ -14,7 +15,7 @@ use serde::Serialize;
 use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::model::server::Server;
 
-use crate::files::{FileSource, Format, Location};
+use crate::files::{FileSource, Format, Location, S3Config};
 use crate::plan::{Plan, compile};
 use crate::postgres::{Connection, PgSource};
 use crate::run::{CheckResult, Options, Outcome, run};
@@ -83,17 +84,20 @@ fn file_locations(server: &Server, plan: &Plan, base: &Path) -> Result<Vec<(Stri
     let path = server.path.as_deref().or(server.location.as_deref()).ok_or_else(|| {
         TestError::Server(format!("server `{}` has no `path` or `location` for its files", server.server))
     })?;
-    if path.contains("://") {
-        return Err(TestError::Server(format!(
-            "server `{}`: object-store URLs ({path}) are not read yet; copy the files locally",
-            server.server
-        )));
+    if path.contains("://") && !path.starts_with("s3://") {
+        return Err(TestError::Server(format!("server `{}`: {path} is neither a local path nor s3://", server.server)));
     }
     let declared = server.format.as_deref().map(|f| {
         Format::parse(f).ok_or_else(|| TestError::Server(format!("format `{f}` is not one of parquet, csv, json")))
     });
     let declared = declared.transpose()?;
-    let resolve = |p: String| if Path::new(&p).is_absolute() { p } else { base.join(p).to_string_lossy().into_owned() };
+    let resolve = |p: String| {
+        if Path::new(&p).is_absolute() || p.starts_with("s3://") {
+            p
+        } else {
+            base.join(p).to_string_lossy().into_owned()
+        }
+    };
     let mut out = Vec::new();
     for object in &plan.objects {
         let templated = ["{object}", "{model}"].iter().any(|t| path.contains(t));
@@ -102,17 +106,17 @@ fn file_locations(server: &Server, plan: &Plan, base: &Path) -> Result<Vec<(Stri
         } else if plan.objects.len() == 1 {
             path.to_string()
         } else {
-            let dir = resolve(path.to_string());
-            let as_dir = Path::new(&dir).join(&object.table);
-            if as_dir.is_dir() {
-                as_dir.to_string_lossy().into_owned()
+            let dir = resolve(path.trim_end_matches('/').to_string());
+            let as_dir = format!("{dir}/{}", object.table);
+            if Path::new(&as_dir).is_dir() || dir.starts_with("s3://") {
+                format!("{as_dir}/")
             } else {
                 let ext = declared.map_or("parquet", |f| match f {
                     Format::Parquet => "parquet",
                     Format::Csv => "csv",
                     Format::NdJson => "json",
                 });
-                Path::new(&dir).join(format!("{}.{ext}", object.table)).to_string_lossy().into_owned()
+                format!("{dir}/{}.{ext}", object.table)
             }
         };
         let raw = resolve(raw);
@@ -140,8 +144,8 @@ fn delimiter(server: &Server) -> Result<u8, TestError> {
 
 /// PostgreSQL credentials come from the environment: `MESHPLANE_POSTGRES_USER` and
 /// `MESHPLANE_POSTGRES_PASSWORD` (or libpq's `PGUSER` and `PGPASSWORD`); never the contract.
-fn pg_connection(server: &Server) -> Result<Connection, TestError> {
-    let env = |a: &str, b: &str| std::env::var(a).or_else(|_| std::env::var(b)).ok();
+fn pg_connection(server: &Server, options: &Options) -> Result<Connection, TestError> {
+    let env = |a: &str, b: &str| (options.env)(a).or_else(|| (options.env)(b));
     let port = server.port.unwrap_or(5432);
     Ok(Connection {
         host: server
@@ -172,13 +176,21 @@ pub async fn test(
     let plan = compile(contract, object);
     let results = match server.kind.as_str() {
         "local" | "s3" => {
-            let mut source = FileSource::new(file_locations(server, &plan, base)?, delimiter(server)?);
+            let s3 = S3Config {
+                endpoint: server.endpoint_url.clone(),
+                region: (options.env)("AWS_REGION").or_else(|| (options.env)("AWS_DEFAULT_REGION")),
+                access_key_id: (options.env)("AWS_ACCESS_KEY_ID"),
+                secret_access_key: (options.env)("AWS_SECRET_ACCESS_KEY"),
+            };
+            let locations = file_locations(server, &plan, base)?;
+            let mut source = FileSource::new(locations, delimiter(server)?, Some(&s3)).map_err(TestError::Connect)?;
             source.sql_timeout = options.sql_timeout;
             run(&mut source, &plan, options).await
         }
         "postgres" | "postgresql" => {
             let tables = plan.objects.iter().map(|o| o.table.clone()).collect();
-            let mut source = PgSource::connect(&pg_connection(server)?, tables).await.map_err(TestError::Connect)?;
+            let mut source =
+                PgSource::connect(&pg_connection(server, options)?, tables).await.map_err(TestError::Connect)?;
             source.sql_timeout = options.sql_timeout;
             let results = run(&mut source, &plan, options).await;
             source.close().await.map_err(TestError::Connect)?;

@@ -2,7 +2,6 @@
 //! PostgreSQL: hostile queries are refused or stopped, and the data is untouched.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use meshplane_quality::run::{Options, Outcome};
@@ -29,7 +28,7 @@ fn contract(server: &str, queries: &[&str]) -> String {
 async fn outcomes(text: &str) -> Vec<(Outcome, String)> {
     let Some(Document::Contract(c)) = load(text).documents.remove(0).document else { panic!("not a contract") };
     let server = target::pick_server(&c, None).unwrap();
-    let options = Options { samples: 0, now_micros: 0, progress: Arc::default(), sql_timeout: Duration::from_secs(1) };
+    let options = Options { sql_timeout: Duration::from_secs(1), ..Options::now(0) };
     let report = target::test(&c, server, None, &PathBuf::from("."), &options).await.unwrap();
     report
         .results

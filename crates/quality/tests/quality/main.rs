@@ -4,4 +4,5 @@
 mod data;
 mod hostile;
 mod pg;
+mod s3;
 mod stores;

@@ -2,7 +2,6 @@
 //! check gives the exact count and the same verdict in every store.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use meshplane_quality::run::{Options, Outcome};
@@ -15,7 +14,7 @@ use crate::pg::{HOST, TestDb};
 /// One day after the newest row.
 const NOW: i64 = NEWEST_MICROS + 86_400_000_000;
 
-fn contract(dir: &str, database: &str) -> String {
+pub fn contract(dir: &str, database: &str) -> String {
     format!(
         r#"apiVersion: v3.2.0
 kind: DataContract
@@ -27,6 +26,7 @@ servers:
   - {{ server: csv, type: local, path: "{dir}/items.csv", format: csv }}
   - {{ server: json, type: local, path: "{dir}/items.json", format: json }}
   - {{ server: pg, type: postgres, host: {HOST}, port: 5432, database: {database}, schema: public }}
+  - {{ server: s3, type: s3, location: "s3://lake/sales/items/*.parquet", endpointUrl: "{{endpoint}}", format: parquet }}
 schema:
   - name: items
     properties:
@@ -105,17 +105,21 @@ const EXPECTED: &[(&str, Outcome, Option<f64>)] = &[
     ("sla.availability", Outcome::Skipped, None),
 ];
 
-fn options() -> Options {
-    Options { samples: 2, now_micros: NOW, progress: Arc::default(), sql_timeout: Duration::from_secs(10) }
+pub fn options() -> Options {
+    Options { samples: 2, now_micros: NOW, sql_timeout: Duration::from_secs(10), ..Options::now(0) }
 }
 
 async fn run(text: &str, server: &str) -> Report {
-    let Some(Document::Contract(c)) = load(text).documents.remove(0).document else { panic!("not a contract") };
-    let server = target::pick_server(&c, Some(server)).unwrap();
-    target::test(&c, server, None, &PathBuf::from("."), &options()).await.unwrap()
+    run_with(text, server, options()).await
 }
 
-fn assert_expected(store: &str, report: &Report) {
+pub async fn run_with(text: &str, server: &str, options: Options) -> Report {
+    let Some(Document::Contract(c)) = load(text).documents.remove(0).document else { panic!("not a contract") };
+    let server = target::pick_server(&c, Some(server)).unwrap();
+    target::test(&c, server, None, &PathBuf::from("."), &options).await.unwrap()
+}
+
+pub fn assert_expected(store: &str, report: &Report) {
     let got: Vec<(&str, Outcome, Option<f64>)> =
         report.results.iter().map(|r| (r.key.as_str(), r.outcome, r.value)).collect();
     for (want, have) in EXPECTED.iter().zip(&got) {
