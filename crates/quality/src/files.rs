@@ -239,7 +239,7 @@ impl Source for FileSource {
         let samples = ask.samples;
         let mut columns: Vec<&str> = Vec::new();
         for m in measures {
-            for c in measure_columns(m) {
+            for c in m.columns() {
                 if !columns.contains(&c) {
                     columns.push(c);
                 }
@@ -343,18 +343,5 @@ impl Source for FileSource {
 
     fn quote(&self, identifier: &str) -> String {
         format!("\"{}\"", identifier.replace('"', "\"\""))
-    }
-}
-
-/// The columns a measure reads.
-pub fn measure_columns(m: &Measure) -> Vec<&str> {
-    match m {
-        Measure::Missing { column, .. }
-        | Measure::Invalid { column, .. }
-        | Measure::NewestAge { column }
-        | Measure::OldestAge { column }
-        | Measure::Unparseable { column, .. } => vec![column.as_str()],
-        Measure::Duplicates { columns } => columns.iter().map(String::as_str).collect(),
-        _ => vec![],
     }
 }

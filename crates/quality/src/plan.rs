@@ -148,6 +148,19 @@ pub enum Validity {
 }
 
 impl Measure {
+    /// The columns a data-reading measure reads (none for the others).
+    pub fn columns(&self) -> Vec<&str> {
+        match self {
+            Measure::Missing { column, .. }
+            | Measure::Invalid { column, .. }
+            | Measure::NewestAge { column }
+            | Measure::OldestAge { column }
+            | Measure::Unparseable { column, .. } => vec![column.as_str()],
+            Measure::Duplicates { columns } => columns.iter().map(String::as_str).collect(),
+            _ => vec![],
+        }
+    }
+
     /// Whether the measure counts rows, so a percent unit applies to it.
     pub fn counts_rows(&self) -> bool {
         matches!(self, Measure::Missing { .. } | Measure::Invalid { .. } | Measure::Duplicates { .. })

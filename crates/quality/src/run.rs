@@ -199,7 +199,7 @@ async fn run_object<S: Source>(
     };
     let mut pending = Vec::new();
     for check in &object.checks {
-        let missing = crate::files::measure_columns(&check.measure).into_iter().find(|c| kind(c).is_none());
+        let missing = check.measure.columns().into_iter().find(|c| kind(c).is_none());
         let p = match (&check.measure, missing) {
             _ if let Some(r) = unrun(check) => Pending::Done(Box::new(r)),
             (_, Some(col)) => {
