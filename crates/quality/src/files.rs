@@ -251,10 +251,14 @@ impl Source for FileSource {
         let streams = df.execute_stream_partitioned().await.map_err(|e| e.to_string())?;
         let progress = Arc::clone(ask.progress);
         let mut tasks = Vec::new();
+        // Kernels that cannot be built (a bad rule) report their error once, below.
+        let first: Vec<Option<Kernel>> = measures.iter().map(|m| Kernel::new(m, &schema, samples).ok()).collect();
         for mut stream in streams {
-            // Kernels that cannot be built (a bad rule) report their error once, below.
-            let mut kernels: Vec<Option<Kernel>> =
-                measures.iter().map(|m| Kernel::new(m, &schema, samples).ok()).collect();
+            let mut kernels: Vec<Option<Kernel>> = first
+                .iter()
+                .zip(measures)
+                .map(|(k, m)| k.as_ref().and_then(|k| k.fork(m, &schema, samples).ok()))
+                .collect();
             let progress = progress.clone();
             tasks.push(tokio::spawn(async move {
                 let mut rows = 0u64;

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::{self, CastOptions};
@@ -83,6 +83,15 @@ impl Kernel {
         })
     }
 
+    /// An empty twin for another partition of the same scan (duplicate kernels share their
+    /// table with it).
+    pub fn fork(&self, measure: &Measure, schema: &Schema, samples: usize) -> Result<Kernel, String> {
+        match self {
+            Kernel::Dups(k) => k.fork(schema).map(Kernel::Dups),
+            _ => Kernel::new(measure, schema, samples),
+        }
+    }
+
     pub fn update(&mut self, batch: &RecordBatch) -> Result<(), String> {
         match self {
             Kernel::Count(k) => k.update(batch),
@@ -99,7 +108,8 @@ impl Kernel {
                 a.samples.extend(b.samples);
                 a.samples.truncate(a.max_samples);
             }
-            (Kernel::Dups(a), Kernel::Dups(b)) => a.merge(b),
+            // Twins share one table: nothing to add.
+            (Kernel::Dups(_), Kernel::Dups(_)) => {}
             (Kernel::Extreme(a), Kernel::Extreme(b)) => a.micros = a.pick(a.micros, b.micros),
             _ => unreachable!("kernels are merged with their twins only"),
         }
@@ -415,14 +425,32 @@ impl ExtremeKernel {
     }
 }
 
-/// Exact duplicate counting: each distinct key once in an arena, with how often it occurs.
+/// Exact duplicate counting: each distinct key once, in a table sharded by hash and shared by
+/// every partition of a scan, so partitions insert in parallel and nothing is merged at the
+/// end. Keys live in per-shard arenas (no allocation per key); a partition groups a batch's
+/// keys by shard first and takes each shard's lock once per batch.
 pub struct DupKernel {
     cols: Vec<usize>,
     key: KeyKind,
+    shared: Arc<DupTable>,
+    max_samples: usize,
+    /// Per batch: the keys' bytes, and (shard, hash, start, len) of each key.
+    bytes: Vec<u8>,
+    keys: Vec<(u32, u64, u32, u32)>,
+}
+
+const SHARDS: usize = 64;
+
+/// The shared table: shards of distinct keys with how often each occurs.
+pub struct DupTable {
+    shards: Vec<Mutex<Shard>>,
+    hasher: foldhash::fast::FixedState,
+}
+
+#[derive(Default)]
+struct Shard {
     table: HashTable<Entry>,
     arena: Vec<u8>,
-    hasher: foldhash::fast::FixedState,
-    max_samples: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -431,6 +459,27 @@ struct Entry {
     offset: u64,
     len: u32,
     count: u32,
+}
+
+impl Shard {
+    fn key(&self, e: &Entry) -> &[u8] {
+        &self.arena[e.offset as usize..e.offset as usize + e.len as usize]
+    }
+
+    fn insert(&mut self, hash: u64, key: &[u8]) {
+        let arena = &self.arena;
+        let found = self
+            .table
+            .find_mut(hash, |e| e.hash == hash && &arena[e.offset as usize..e.offset as usize + e.len as usize] == key);
+        match found {
+            Some(e) => e.count = e.count.saturating_add(1),
+            None => {
+                let offset = self.arena.len() as u64;
+                self.arena.extend_from_slice(key);
+                self.table.insert_unique(hash, Entry { hash, offset, len: key.len() as u32, count: 1 }, |e| e.hash);
+            }
+        }
+    }
 }
 
 enum KeyKind {
@@ -444,6 +493,14 @@ enum KeyKind {
 
 impl DupKernel {
     fn new(cols: Vec<usize>, schema: &Schema, max_samples: usize) -> Result<Self, String> {
+        let shared = Arc::new(DupTable {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: foldhash::fast::FixedState::with_seed(0x6d65_7368),
+        });
+        Self::sharing(cols, schema, max_samples, shared)
+    }
+
+    fn sharing(cols: Vec<usize>, schema: &Schema, max_samples: usize, shared: Arc<DupTable>) -> Result<Self, String> {
         let types: Vec<&DataType> = cols.iter().map(|&c| schema.field(c).data_type()).collect();
         let key = match types.as_slice() {
             [t] if t.is_integer() => KeyKind::Integer,
@@ -453,73 +510,64 @@ impl DupKernel {
                     .map_err(|e| e.to_string())?,
             ),
         };
-        Ok(DupKernel {
-            cols,
-            key,
-            table: HashTable::new(),
-            arena: Vec::new(),
-            hasher: foldhash::fast::FixedState::with_seed(0x6d65_7368),
-            max_samples,
-        })
+        Ok(DupKernel { cols, key, shared, max_samples, bytes: Vec::new(), keys: Vec::new() })
     }
 
-    fn insert(&mut self, key: &[u8], times: u32) {
-        let hash = self.hasher.hash_one(key);
-        let arena = &self.arena;
-        let found = self
-            .table
-            .find_mut(hash, |e| e.hash == hash && &arena[e.offset as usize..e.offset as usize + e.len as usize] == key);
-        match found {
-            Some(e) => e.count = e.count.saturating_add(times),
-            None => {
-                let offset = self.arena.len() as u64;
-                self.arena.extend_from_slice(key);
-                self.table.insert_unique(hash, Entry { hash, offset, len: key.len() as u32, count: times }, |e| e.hash);
-            }
-        }
+    /// A twin for another partition: its own key encoder, the same table.
+    fn fork(&self, schema: &Schema) -> Result<Self, String> {
+        Self::sharing(self.cols.clone(), schema, self.max_samples, Arc::clone(&self.shared))
+    }
+
+    fn push(&mut self, key: &[u8]) {
+        let hash = self.shared.hasher.hash_one(key);
+        // Shards by bits the shard tables use neither for their buckets (low) nor their tags (high).
+        let shard = ((hash >> 32) as usize % SHARDS) as u32;
+        self.keys.push((shard, hash, self.bytes.len() as u32, key.len() as u32));
+        self.bytes.extend_from_slice(key);
     }
 
     fn update(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        self.bytes.clear();
+        self.keys.clear();
         let arrays: Vec<ArrayRef> = self.cols.iter().map(|&c| batch.column(c).clone()).collect();
-        let rows = match &self.key {
+        match &self.key {
             KeyKind::Integer => {
                 let ints = compute::cast(&arrays[0], &DataType::Int64).map_err(|e| e.to_string())?;
                 for v in ints.as_primitive::<Int64Type>().iter().flatten() {
-                    self.insert(&v.to_le_bytes(), 1);
+                    self.push(&v.to_le_bytes());
                 }
-                return Ok(());
             }
-            KeyKind::Text => {
-                return for_each_text(&arrays[0], |v| v.into_iter().for_each(|s| self.insert(s.as_bytes(), 1)));
+            KeyKind::Text => for_each_text(&arrays[0], |v| v.into_iter().for_each(|s| self.push(s.as_bytes())))?,
+            KeyKind::Rows(converter) => {
+                let rows = converter.convert_columns(&arrays).map_err(|e| e.to_string())?;
+                for (i, row) in rows.iter().enumerate() {
+                    if arrays.iter().all(|a| a.is_valid(i)) {
+                        self.push(row.as_ref());
+                    }
+                }
             }
-            KeyKind::Rows(converter) => converter.convert_columns(&arrays).map_err(|e| e.to_string())?,
-        };
-        for (i, row) in rows.iter().enumerate() {
-            if arrays.iter().all(|a| a.is_valid(i)) {
-                self.insert(row.as_ref(), 1);
+        }
+        self.keys.sort_unstable_by_key(|k| k.0);
+        for group in self.keys.chunk_by(|a, b| a.0 == b.0) {
+            let mut shard = self.shared.shards[group[0].0 as usize].lock().map_err(|_| "a scan task panicked")?;
+            for &(_, hash, start, len) in group {
+                shard.insert(hash, &self.bytes[start as usize..(start + len) as usize]);
             }
         }
         Ok(())
     }
 
-    fn merge(&mut self, mut other: DupKernel) {
-        if other.table.len() > self.table.len() {
-            std::mem::swap(self, &mut other);
-        }
-        for e in other.table.iter() {
-            self.insert(&other.arena[e.offset as usize..e.offset as usize + e.len as usize], e.count);
-        }
-    }
-
     fn finish(self) -> Measured {
         let (mut keys, mut rows) = (0u64, 0u64);
         let mut samples = Vec::new();
-        for e in self.table.iter().filter(|e| e.count > 1) {
-            keys += 1;
-            rows += u64::from(e.count);
-            if samples.len() < self.max_samples {
-                let bytes = &self.arena[e.offset as usize..e.offset as usize + e.len as usize];
-                samples.push(self.describe_key(bytes));
+        for shard in &self.shared.shards {
+            let Ok(shard) = shard.lock() else { continue };
+            for e in shard.table.iter().filter(|e| e.count > 1) {
+                keys += 1;
+                rows += u64::from(e.count);
+                if samples.len() < self.max_samples {
+                    samples.push(self.describe_key(shard.key(e)));
+                }
             }
         }
         Measured {
@@ -536,20 +584,13 @@ impl DupKernel {
             KeyKind::Rows(converter) => {
                 let parser = converter.parser();
                 let row = parser.parse(bytes);
-                converter
-                    .convert_rows([row])
-                    .ok()
-                    .map(|cols| {
-                        cols.iter()
-                            .map(|c| {
-                                ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())
-                                    .map(|f| f.value(0).to_string())
-                                    .unwrap_or_default()
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default()
+                let Ok(cols) = converter.convert_rows([row]) else { return String::new() };
+                let text = |c: &ArrayRef| {
+                    ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())
+                        .map(|f| f.value(0).to_string())
+                        .unwrap_or_default()
+                };
+                cols.iter().map(text).collect::<Vec<_>>().join(", ")
             }
         }
     }
@@ -579,7 +620,7 @@ mod tests {
     fn measure(measure: &Measure, ids: &[Option<i64>], names: &[Option<String>]) -> f64 {
         let half = ids.len() / 2;
         let mut a = Kernel::new(measure, &schema(), 0).unwrap();
-        let mut b = Kernel::new(measure, &schema(), 0).unwrap();
+        let mut b = a.fork(measure, &schema(), 0).unwrap();
         a.update(&batch(&ids[..half], &names[..half])).unwrap();
         b.update(&batch(&ids[half..], &names[half..])).unwrap();
         a.merge(b);
