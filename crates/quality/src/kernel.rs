@@ -10,7 +10,6 @@
 //! Semantics (docs/test.md): nulls are missing, never invalid; a duplicate is a distinct
 //! non-null key that occurs more than once; lengths count characters.
 
-use std::collections::HashSet;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
@@ -149,20 +148,28 @@ fn is_numeric(t: &DataType) -> bool {
 }
 
 /// Values of a `validValues` or `missingValues` list, compared as text or as numbers.
+/// A short list is searched in order (faster than hashing for a handful of values).
 struct ValueSet {
-    text: HashSet<String>,
+    short: Vec<String>,
+    long: hashbrown::HashSet<String, foldhash::fast::FixedState>,
     numbers: Vec<f64>,
 }
 
+const SHORT_LIST: usize = 16;
+
 impl ValueSet {
     fn new(values: &[Any]) -> Self {
-        let text = values.iter().filter(|v| !v.is_null()).map(any_text).collect();
+        let text: Vec<String> = values.iter().filter(|v| !v.is_null()).map(any_text).collect();
         let numbers = values.iter().filter_map(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok())).collect();
-        ValueSet { text, numbers }
+        if text.len() <= SHORT_LIST {
+            ValueSet { short: text, long: Default::default(), numbers }
+        } else {
+            ValueSet { short: vec![], long: text.into_iter().collect(), numbers }
+        }
     }
 
     fn has_text(&self, s: &str) -> bool {
-        self.text.contains(s)
+        self.short.iter().any(|v| v == s) || (!self.long.is_empty() && self.long.contains(s))
     }
 
     fn has_number(&self, x: f64) -> bool {
@@ -638,6 +645,14 @@ mod tests {
 
     fn rows() -> impl Strategy<Value = Vec<(Option<i64>, Option<String>)>> {
         prop::collection::vec((prop::option::of(0i64..40), prop::option::of("[a-c]{0,3}")), 0..200)
+    }
+
+    #[test]
+    fn long_and_short_value_lists_agree() {
+        let values: Vec<Any> = (0..40).map(|i| Any::from(format!("v{i}"))).collect();
+        let (long, short) = (ValueSet::new(&values), ValueSet::new(&values[..3]));
+        assert!(long.short.is_empty() && long.has_text("v39") && !long.has_text("v40"));
+        assert!(short.long.is_empty() && short.has_text("v2") && !short.has_text("v3"));
     }
 
     proptest! {
