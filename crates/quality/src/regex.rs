@@ -74,7 +74,9 @@ fn escape(e: char, in_class: bool, dialect: Dialect) -> Result<String, String> {
             (false, false) => Ok(format!("[{set}]")),
             (false, true) => Ok(format!("[^{set}]")),
             (true, true) if dialect == Dialect::Rust => Ok(format!("[^{set}]")),
-            (true, true) => Err("a negated class escape (\\D, \\W) inside brackets cannot run on PostgreSQL".into()),
+            (true, true) => {
+                Err("a negated class escape (\\D, \\S, \\W) inside brackets cannot run on PostgreSQL".into())
+            }
         }
     };
     Ok(match e {
@@ -85,6 +87,9 @@ fn escape(e: char, in_class: bool, dialect: Dialect) -> Result<String, String> {
         'b' if in_class => "\\x08".to_string(),
         'b' => if dialect == Dialect::Rust { "(?-u:\\b)" } else { "\\y" }.to_string(),
         'B' => if dialect == Dialect::Rust { "(?-u:\\B)" } else { "\\Y" }.to_string(),
+        'S' if in_class && dialect == Dialect::Postgres => {
+            return Err("a negated class escape (\\D, \\S, \\W) inside brackets cannot run on PostgreSQL".into());
+        }
         's' | 'S' | 'n' | 'r' | 't' | 'f' | 'v' => format!("\\{e}"),
         '0' => "\\x00".to_string(),
         c if c.is_ascii_alphanumeric() => format!("\\{c}"),
@@ -127,6 +132,8 @@ mod tests {
         assert_eq!(translate(r"(?<year>\d{4})", Dialect::Postgres).unwrap(), "([0-9]{4})");
         assert_eq!(translate(r"(?:ab)+", Dialect::Postgres).unwrap(), "(?:ab)+");
         assert!(translate(r"[\D]", Dialect::Postgres).is_err());
+        assert!(translate(r"[^\S]", Dialect::Postgres).is_err());
+        assert_eq!(translate(r"[^@\s]+", Dialect::Postgres).unwrap(), r"[^@\s]+");
     }
 
     #[test]
