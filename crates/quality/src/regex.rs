@@ -136,6 +136,18 @@ mod tests {
         assert_eq!(translate(r"[^@\s]+", Dialect::Postgres).unwrap(), r"[^@\s]+");
     }
 
+    proptest::proptest! {
+        /// Whatever the linter accepts translates into a pattern the file executor compiles,
+        /// and the translation never panics on anything else.
+        #[test]
+        fn accepted_patterns_compile(p in r"[\\a-z0-9.^$|?*+(){}\[\]<>:=!,\- ]{0,24}") {
+            if let Ok(rust) = translate(&p, Dialect::Rust) {
+                proptest::prop_assert!(::regex::Regex::new(&rust).is_ok(), "{p} became {rust}");
+            }
+            let _ = translate(&p, Dialect::Postgres);
+        }
+    }
+
     #[test]
     fn refuses_what_the_linter_refuses() {
         assert!(translate(r"(?=x)", Dialect::Rust).unwrap_err().contains("lookahead"));
