@@ -50,7 +50,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             let report = json!({
                 "files": linted.iter().map(|f| json!({
                     "path": f.path,
-                    "diagnostics": f.diagnostics.iter().map(diagnostic_json).collect::<Vec<_>>(),
+                    "diagnostics": f.diagnostics.iter().map(Diagnostic::to_json).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
                 "summary": { "files": linted.len(), "errors": errors, "warnings": warnings },
             });
@@ -97,17 +97,4 @@ fn declares_known_kind(file: &Linted) -> bool {
     file.documents
         .iter()
         .any(|d| matches!(d.node.get("kind").and_then(|k| k.as_str()), Some("DataContract" | "DataProduct")))
-}
-
-pub fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
-    json!({
-        "code": d.code.as_str(),
-        "severity": d.severity,
-        "message": d.message,
-        "line": d.span.start.line,
-        "column": d.span.start.col,
-        "endLine": d.span.end.line,
-        "endColumn": d.span.end.col,
-        "hint": d.hint,
-    })
 }

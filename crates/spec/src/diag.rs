@@ -104,6 +104,23 @@ pub struct Diagnostic {
     pub hint: Option<String>,
 }
 
+impl Diagnostic {
+    /// The diagnostic for machines, with its place: `code`, `severity`, `message`, `line`,
+    /// `column`, `endLine`, `endColumn` (1-based) and `hint`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "code": self.code.as_str(),
+            "severity": self.severity,
+            "message": self.message,
+            "line": self.span.start.line,
+            "column": self.span.start.col,
+            "endLine": self.span.end.line,
+            "endColumn": self.span.end.col,
+            "hint": self.hint,
+        })
+    }
+}
+
 fn code_str<S: serde::Serializer>(code: &Code, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(code.as_str())
 }

@@ -1,0 +1,93 @@
+//! Errors of the registry, split by who is at fault, and the one table that maps each to a
+//! stable code and an HTTP status (the API's `{code, message, details}`).
+
+use serde_json::Value as Any;
+
+/// What went wrong, by who is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input is wrong: malformed, invalid, or missing what the server requires.
+    #[error("{message}")]
+    Invalid { code: ErrorCode, message: String, details: Any },
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The input is fine but conflicts with what is stored.
+    #[error("{message}")]
+    Conflict { code: ErrorCode, message: String, details: Any },
+    /// The store failed (connection, disk): not the caller's fault.
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// Stable error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    InvalidDocument,
+    MissingDomain,
+    UnsupportedKind,
+    NotFound,
+    ImmutableVersion,
+    StaleGeneration,
+    BreakingChange,
+    VersionDowngrade,
+    OwnerChange,
+    ConcurrentChange,
+    StoreTooNew,
+    StoreFailure,
+}
+
+impl ErrorCode {
+    /// The HTTP status the API answers with.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidDocument | ErrorCode::MissingDomain | ErrorCode::UnsupportedKind => 422,
+            ErrorCode::NotFound => 404,
+            ErrorCode::ImmutableVersion
+            | ErrorCode::StaleGeneration
+            | ErrorCode::BreakingChange
+            | ErrorCode::VersionDowngrade
+            | ErrorCode::OwnerChange
+            | ErrorCode::ConcurrentChange => 409,
+            ErrorCode::StoreTooNew | ErrorCode::StoreFailure => 500,
+        }
+    }
+}
+
+impl Error {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Invalid { code, .. } | Error::Conflict { code, .. } => *code,
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::Store(_) => ErrorCode::StoreFailure,
+        }
+    }
+
+    pub fn details(&self) -> Any {
+        match self {
+            Error::Invalid { details, .. } | Error::Conflict { details, .. } => details.clone(),
+            _ => Any::Null,
+        }
+    }
+
+    pub(crate) fn conflict(code: ErrorCode, message: impl Into<String>) -> Error {
+        Error::Conflict { code, message: message.into(), details: Any::Null }
+    }
+
+    pub(crate) fn invalid(code: ErrorCode, message: impl Into<String>) -> Error {
+        Error::Invalid { code, message: message.into(), details: Any::Null }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            // Two writers raced for one key: the loser is told to retry, it is not a failure.
+            sqlx::Error::Database(db) if db.is_unique_violation() => Error::conflict(
+                ErrorCode::ConcurrentChange,
+                "another change to the same resource was applied first; retry",
+            ),
+            _ => Error::Store(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! What the registry stores, and how it tells resources apart.
+//!
+//! Identity follows the standards: a data contract is keyed by its `id` and major version
+//! (`orders@v2`), so major versions coexist while a minor or patch replaces the previous one
+//! of its major; a data product is keyed by its `id`. A version that is not semantic is its
+//! own major (`orders@v2024-q1`).
+
+use serde::Serialize;
+use serde_json::Value as Any;
+
+use meshplane_spec::model::common::Team;
+use meshplane_spec::version::SemVer;
+use meshplane_spec::{Diagnostic, Document, Loaded};
+
+use crate::error::{Error, ErrorCode};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Kind {
+    DataContract,
+    DataProduct,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::DataContract => "DataContract",
+            Kind::DataProduct => "DataProduct",
+        }
+    }
+
+    /// A kind by its name or the CLI's plural (`contracts`, `products`).
+    pub fn parse(name: &str) -> Option<Kind> {
+        match name.to_ascii_lowercase().as_str() {
+            "datacontract" | "contract" | "contracts" => Some(Kind::DataContract),
+            "dataproduct" | "product" | "products" => Some(Kind::DataProduct),
+            _ => None,
+        }
+    }
+}
+
+/// A document ready to be stored: its identity, ownership and content.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub kind: Kind,
+    /// The key within the kind: `id@vMAJOR` for contracts, `id` for products.
+    pub name: String,
+    pub id: String,
+    pub version: String,
+    pub status: String,
+    pub domain: String,
+    /// The team's name (or its members' usernames, joined), as the document states it.
+    pub team: Option<String>,
+    pub tags: Vec<String>,
+    /// The document as JSON, canonical (serialized from the model).
+    pub spec: Any,
+    pub document: Document,
+}
+
+/// The key of a contract version: its id and major version.
+pub fn contract_name(id: &str, version: &str) -> String {
+    match SemVer::parse(version) {
+        Some(v) => format!("{id}@v{}", v.major),
+        None => format!("{id}@v{}", version.trim().trim_start_matches(['v', 'V'])),
+    }
+}
+
+fn team_name(team: &Option<Team>) -> Option<String> {
+    match team.as_ref()? {
+        Team::Team(info) => info.name.clone().or_else(|| info.id.clone()),
+        Team::Members(members) => Some(members.iter().map(|m| m.username.as_str()).collect::<Vec<_>>().join(",")),
+    }
+}
+
+impl Resource {
+    /// The resource of a loaded document, or why the server will not store it: lint errors
+    /// (with their positions), an unknown kind, or no `domain`.
+    pub fn from_loaded(loaded: &Loaded) -> Result<Resource, Error> {
+        let errors: Vec<&Diagnostic> = loaded.diagnostics.iter().filter(|d| d.is_error()).collect();
+        if !errors.is_empty() {
+            let details = Any::Array(errors.iter().map(|d| d.to_json()).collect());
+            let message = format!("the document has {} error(s)", errors.len());
+            return Err(Error::Invalid { code: ErrorCode::InvalidDocument, message, details });
+        }
+        let Some(document) = loaded.document.clone() else {
+            return Err(Error::invalid(
+                ErrorCode::UnsupportedKind,
+                "the document is neither a DataContract nor a DataProduct",
+            ));
+        };
+        let (kind, id, version, status, domain, team, tags, spec) = match &document {
+            Document::Contract(c) => (
+                Kind::DataContract,
+                c.id.clone(),
+                c.version.clone(),
+                c.status.clone().unwrap_or_else(|| "draft".into()),
+                c.domain.clone(),
+                team_name(&c.team),
+                c.tags.clone().unwrap_or_default(),
+                serde_json::to_value(c),
+            ),
+            Document::Product(p) => (
+                Kind::DataProduct,
+                p.id.clone(),
+                p.version.clone().unwrap_or_default(),
+                p.status.clone(),
+                p.domain.clone(),
+                team_name(&p.team),
+                p.tags.clone().unwrap_or_default(),
+                serde_json::to_value(p),
+            ),
+        };
+        let domain = domain.filter(|d| !d.trim().is_empty()).ok_or_else(|| {
+            Error::invalid(
+                ErrorCode::MissingDomain,
+                format!("{} `{id}` names no `domain`; the server needs one to record who owns it", kind.as_str()),
+            )
+        })?;
+        let name = if kind == Kind::DataContract { contract_name(&id, &version) } else { id.clone() };
+        Ok(Resource {
+            kind,
+            name,
+            id,
+            version,
+            status,
+            domain,
+            team,
+            tags,
+            spec: spec.map_err(|e| Error::Store(e.to_string()))?,
+            document,
+        })
+    }
+
+    /// Whether the version may still change in place (`draft` or `proposed`).
+    pub fn is_draft(status: &str) -> bool {
+        matches!(status, "draft" | "proposed")
+    }
+}

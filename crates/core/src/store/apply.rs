@@ -1,0 +1,335 @@
+//! Applying documents: all or nothing, with the identity and immutability rules of the
+//! standards, optimistic concurrency, and one change record per change.
+//!
+//! For each resource, against what is stored:
+//! - new: created at generation 1, its domain and team recorded as its owner;
+//! - same version, same content: unchanged (nothing is written);
+//! - same version, new content: allowed only while the stored version is a draft
+//!   (`draft` or `proposed`); an active version is immutable;
+//! - new version: must not be lower; a contract's changes must not be breaking without a
+//!   new major version (which is a different resource), and the refusal names the products
+//!   that depend on the contract;
+//! - a different domain: refused; ownership changes are a separate, privileged operation.
+//!
+//! A caller may state the generation it expects; a stale one is refused.
+
+use serde::Serialize;
+use serde_json::{Value as Any, json};
+use sqlx::{AnyConnection, Connection, Row};
+
+use meshplane_spec::diff::diff;
+use meshplane_spec::version::{SemVer, canonical};
+use meshplane_spec::{Document, load};
+
+use super::{Backend, Store, now};
+use crate::error::{Error, ErrorCode};
+use crate::resource::{Kind, Resource};
+
+/// Who applies, from where, and whether to keep the result.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    pub actor: String,
+    /// Where the change came from: `cli`, `api`, `git:<repo>@<commit>`, ...
+    pub origin: String,
+    /// Check and report, then roll back.
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// What happened to one applied resource.
+#[derive(Clone, Debug, Serialize)]
+pub struct Applied {
+    pub kind: Kind,
+    pub name: String,
+    pub version: String,
+    pub generation: i64,
+    pub outcome: Outcome,
+}
+
+/// The stored state of a resource, as apply needs it.
+struct Stored {
+    generation: i64,
+    version: String,
+    status: String,
+    domain: String,
+    spec: String,
+}
+
+fn document(spec: &str) -> Option<Document> {
+    load(spec).documents.pop()?.document
+}
+
+impl Store {
+    /// Applies every resource in one transaction: either all are stored, or none is and the
+    /// first refusal is returned. `expected[i]` is the generation the caller expects for
+    /// `resources[i]` (0: it must not exist yet).
+    pub async fn apply(
+        &self,
+        resources: &[Resource],
+        expected: &[Option<i64>],
+        options: &ApplyOptions,
+    ) -> Result<Vec<Applied>, Error> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        if self.backend == Backend::Postgres {
+            // One writer at a time, so change numbers commit in order.
+            sqlx::query("SELECT pg_advisory_xact_lock(7074611)").execute(&mut *tx).await?;
+        }
+        let mut applied = Vec::new();
+        for (i, resource) in resources.iter().enumerate() {
+            let expect = expected.get(i).copied().flatten();
+            applied.push(self.apply_one(&mut tx, resource, expect, options).await?);
+        }
+        if options.dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(applied)
+    }
+
+    async fn apply_one(
+        &self,
+        tx: &mut AnyConnection,
+        r: &Resource,
+        expected: Option<i64>,
+        options: &ApplyOptions,
+    ) -> Result<Applied, Error> {
+        let row = sqlx::query(
+            "SELECT generation, version, status, domain, spec FROM resources WHERE kind = $1 AND name = $2",
+        )
+        .bind(r.kind.as_str())
+        .bind(&r.name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let stored = row
+            .map(|row| -> Result<Stored, Error> {
+                Ok(Stored {
+                    generation: row.try_get(0)?,
+                    version: row.try_get(1)?,
+                    status: row.try_get(2)?,
+                    domain: row.try_get(3)?,
+                    spec: row.try_get(4)?,
+                })
+            })
+            .transpose()?;
+        let current = stored.as_ref().map_or(0, |s| s.generation);
+        if let Some(want) = expected
+            && want != current
+        {
+            return Err(Error::conflict(
+                ErrorCode::StaleGeneration,
+                format!(
+                    "{} `{}` is at generation {current}, not {want}: it changed since you read it",
+                    r.kind.as_str(),
+                    r.name
+                ),
+            ));
+        }
+        let spec = r.spec.to_string();
+        let at = now();
+        let Some(stored) = stored else {
+            sqlx::query(
+                "INSERT INTO resources (kind, name, id, version, status, domain, team, tags, generation, spec, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $10)",
+            )
+            .bind(r.kind.as_str())
+            .bind(&r.name)
+            .bind(&r.id)
+            .bind(&r.version)
+            .bind(&r.status)
+            .bind(&r.domain)
+            .bind(&r.team)
+            .bind(serde_json::to_string(&r.tags).unwrap_or_default())
+            .bind(&spec)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+            self.record_change(tx, r, "created", 1, None, Some(&spec), options, &at).await?;
+            return Ok(Applied {
+                kind: r.kind,
+                name: r.name.clone(),
+                version: r.version.clone(),
+                generation: 1,
+                outcome: Outcome::Created,
+            });
+        };
+        if stored.domain != r.domain {
+            return Err(Error::conflict(
+                ErrorCode::OwnerChange,
+                format!(
+                    "{} `{}` belongs to domain `{}`; an apply cannot move it to `{}` (changing the owner is a separate, privileged operation)",
+                    r.kind.as_str(),
+                    r.name,
+                    stored.domain,
+                    r.domain
+                ),
+            ));
+        }
+        let same_version = canonical(&stored.version) == canonical(&r.version);
+        if same_version {
+            let old: Any = serde_json::from_str(&stored.spec).unwrap_or(Any::Null);
+            if old == r.spec {
+                return Ok(Applied {
+                    kind: r.kind,
+                    name: r.name.clone(),
+                    version: r.version.clone(),
+                    generation: stored.generation,
+                    outcome: Outcome::Unchanged,
+                });
+            }
+            if !Resource::is_draft(&stored.status) {
+                return Err(Error::conflict(
+                    ErrorCode::ImmutableVersion,
+                    format!(
+                        "{} `{}` version {} is {}, so it cannot change; publish the change as a new version",
+                        r.kind.as_str(),
+                        r.name,
+                        stored.version,
+                        stored.status
+                    ),
+                ));
+            }
+        } else {
+            self.check_new_version(tx, r, &stored).await?;
+        }
+        let generation = stored.generation + 1;
+        let updated = sqlx::query(
+            "UPDATE resources SET version = $1, status = $2, tags = $3, generation = $4, spec = $5, updated_at = $6 \
+             WHERE kind = $7 AND name = $8 AND generation = $9",
+        )
+        .bind(&r.version)
+        .bind(&r.status)
+        .bind(serde_json::to_string(&r.tags).unwrap_or_default())
+        .bind(generation)
+        .bind(&spec)
+        .bind(&at)
+        .bind(r.kind.as_str())
+        .bind(&r.name)
+        .bind(stored.generation)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(Error::conflict(
+                ErrorCode::ConcurrentChange,
+                "another change to the same resource was applied first; retry",
+            ));
+        }
+        self.record_change(tx, r, "updated", generation, Some(&stored.spec), Some(&spec), options, &at).await?;
+        Ok(Applied {
+            kind: r.kind,
+            name: r.name.clone(),
+            version: r.version.clone(),
+            generation,
+            outcome: Outcome::Updated,
+        })
+    }
+
+    /// A new version must not go back, and a contract's must not break its consumers
+    /// without a new major version.
+    async fn check_new_version(&self, tx: &mut AnyConnection, r: &Resource, stored: &Stored) -> Result<(), Error> {
+        if let (Some(old), Some(new)) = (SemVer::parse(&stored.version), SemVer::parse(&r.version))
+            && new < old
+        {
+            return Err(Error::conflict(
+                ErrorCode::VersionDowngrade,
+                format!("{} `{}` is at version {}; {} is older", r.kind.as_str(), r.name, stored.version, r.version),
+            ));
+        }
+        let (Some(Document::Contract(old)), Document::Contract(new)) = (document(&stored.spec), &r.document) else {
+            return Ok(());
+        };
+        let report = diff(&old, new);
+        let Some(problem) = report.problem.clone() else { return Ok(()) };
+        let dependents = self.dependents(tx, &r.id).await?;
+        let breaking: Vec<_> = report.breaking().collect();
+        Err(Error::Conflict {
+            code: ErrorCode::BreakingChange,
+            message: format!("contract `{}` {} → {}: {problem}", r.id, stored.version, r.version),
+            details: json!({ "changes": breaking, "dependents": dependents }),
+        })
+    }
+
+    /// The products that provide or consume a contract, by their ports' `contractId`.
+    async fn dependents(&self, tx: &mut AnyConnection, contract_id: &str) -> Result<Vec<Any>, Error> {
+        let rows = sqlx::query("SELECT name, domain, spec FROM resources WHERE kind = $1 ORDER BY name")
+            .bind(Kind::DataProduct.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, domain, spec): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let spec: Any = serde_json::from_str(&spec).unwrap_or(Any::Null);
+            let ports = |field: &str| -> Vec<String> {
+                spec.get(field)
+                    .and_then(Any::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p.get("contractId").and_then(Any::as_str) == Some(contract_id))
+                    .filter_map(|p| p.get("name").and_then(Any::as_str).map(str::to_string))
+                    .collect()
+            };
+            let (provides, consumes) = (ports("outputPorts"), ports("inputPorts"));
+            if !provides.is_empty() || !consumes.is_empty() {
+                out.push(json!({ "product": name, "domain": domain, "outputPorts": provides, "inputPorts": consumes }));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the change record and its CloudEvents envelope.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_change(
+        &self,
+        tx: &mut AnyConnection,
+        r: &Resource,
+        action: &str,
+        generation: i64,
+        before: Option<&str>,
+        after: Option<&str>,
+        options: &ApplyOptions,
+        at: &str,
+    ) -> Result<i64, Error> {
+        let row = sqlx::query(
+            "INSERT INTO changes (at, actor, origin, kind, name, action, generation, version, before, after, event) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '{}') RETURNING seq",
+        )
+        .bind(at)
+        .bind(&options.actor)
+        .bind(&options.origin)
+        .bind(r.kind.as_str())
+        .bind(&r.name)
+        .bind(action)
+        .bind(generation)
+        .bind(&r.version)
+        .bind(before)
+        .bind(after)
+        .fetch_one(&mut *tx)
+        .await?;
+        let seq: i64 = row.try_get(0)?;
+        let event = json!({
+            "specversion": "1.0",
+            "id": format!("meshplane-change-{seq}"),
+            "source": "/meshplane/registry",
+            "type": format!("io.meshplane.{}.{action}", r.kind.as_str().to_ascii_lowercase()),
+            "subject": format!("{}/{}", r.kind.as_str(), r.name),
+            "time": at,
+            "datacontenttype": "application/json",
+            "data": { "kind": r.kind.as_str(), "name": r.name, "version": r.version, "generation": generation,
+                      "domain": r.domain, "actor": options.actor, "origin": options.origin, "seq": seq },
+        });
+        sqlx::query("UPDATE changes SET event = $1 WHERE seq = $2")
+            .bind(event.to_string())
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        Ok(seq)
+    }
+}

@@ -1,0 +1,109 @@
+//! Versioned, forward-only schema migrations for both backends.
+//!
+//! The store records its schema version in `meshplane_schema`. On open, every migration
+//! above it runs, each in its own transaction with the version bump, so a crash leaves the
+//! store at a whole version. A store whose version is above what this binary knows was
+//! written by a newer release and is refused: an older binary must not write to it.
+
+use sqlx::{AnyConnection, Connection, Executor, Row};
+
+use super::Backend;
+use crate::error::{Error, ErrorCode};
+
+/// One step: its SQL for each backend.
+struct Migration {
+    version: i64,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: "CREATE TABLE resources (
+            kind TEXT NOT NULL, name TEXT NOT NULL, id TEXT NOT NULL, version TEXT NOT NULL,
+            status TEXT NOT NULL, domain TEXT NOT NULL, team TEXT, generation BIGINT NOT NULL,
+            spec TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+            PRIMARY KEY (kind, name));
+          CREATE TABLE changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
+            origin TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, action TEXT NOT NULL,
+            generation BIGINT NOT NULL, version TEXT NOT NULL, before TEXT, after TEXT, event TEXT NOT NULL);",
+        postgres: "CREATE TABLE resources (
+            kind TEXT NOT NULL, name TEXT NOT NULL, id TEXT NOT NULL, version TEXT NOT NULL,
+            status TEXT NOT NULL, domain TEXT NOT NULL, team TEXT, generation BIGINT NOT NULL,
+            spec TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+            PRIMARY KEY (kind, name));
+          CREATE TABLE changes (
+            seq BIGSERIAL PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL,
+            origin TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, action TEXT NOT NULL,
+            generation BIGINT NOT NULL, version TEXT NOT NULL, before TEXT, after TEXT, event TEXT NOT NULL);",
+    },
+    // Tags become filterable, and listing by domain and reading a resource's history use indexes.
+    Migration {
+        version: 2,
+        sqlite: "ALTER TABLE resources ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+          CREATE INDEX resources_domain ON resources (domain, kind, name);
+          CREATE INDEX changes_resource ON changes (kind, name, seq);",
+        postgres: "ALTER TABLE resources ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+          CREATE INDEX resources_domain ON resources (domain, kind, name);
+          CREATE INDEX changes_resource ON changes (kind, name, seq);",
+    },
+];
+
+/// The schema version this binary writes.
+pub const LATEST: i64 = 2;
+
+async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
+    conn.execute("CREATE TABLE IF NOT EXISTS meshplane_schema (version BIGINT NOT NULL)").await?;
+    let row = conn.fetch_optional("SELECT max(version) AS v FROM meshplane_schema").await?;
+    Ok(row.and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten()).unwrap_or(0))
+}
+
+/// Brings the store up to `target` (at most [`LATEST`]); refuses a store newer than this binary.
+pub async fn migrate(conn: &mut AnyConnection, backend: Backend, target: i64) -> Result<i64, Error> {
+    let mut version = current(conn).await?;
+    if version > LATEST {
+        return Err(Error::Conflict {
+            code: ErrorCode::StoreTooNew,
+            message: format!(
+                "the store has schema version {version}, newer than this meshplane knows ({LATEST}); \
+                 it was written by a newer release: upgrade meshplane, do not downgrade the store"
+            ),
+            details: serde_json::Value::Null,
+        });
+    }
+    let from = version;
+    for m in MIGRATIONS.iter().filter(|m| m.version > from && m.version <= target) {
+        let mut tx = conn.begin().await?;
+        let sql = match backend {
+            Backend::Sqlite => m.sqlite,
+            Backend::Postgres => m.postgres,
+        };
+        tx.execute(sql).await?;
+        if m.version == 2 {
+            backfill_tags(&mut tx).await?;
+        }
+        sqlx::query("INSERT INTO meshplane_schema (version) VALUES ($1)").bind(m.version).execute(&mut *tx).await?;
+        tx.commit().await?;
+        version = m.version;
+    }
+    Ok(version)
+}
+
+/// Version 2 reads the tags of every stored document into their own column.
+async fn backfill_tags(tx: &mut AnyConnection) -> Result<(), Error> {
+    let rows = sqlx::query("SELECT kind, name, spec FROM resources").fetch_all(&mut *tx).await?;
+    for row in rows {
+        let (kind, name, spec): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let spec: serde_json::Value = serde_json::from_str(&spec).map_err(|e| Error::Store(e.to_string()))?;
+        let tags = spec.get("tags").cloned().unwrap_or_else(|| serde_json::json!([]));
+        sqlx::query("UPDATE resources SET tags = $1 WHERE kind = $2 AND name = $3")
+            .bind(tags.to_string())
+            .bind(kind)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}

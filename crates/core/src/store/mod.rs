@@ -1,0 +1,255 @@
+//! The store: every applied version of every resource, and one change record per change,
+//! written in the same transaction. SQLite (one file, the embedded default) or PostgreSQL
+//! (shared by replicas), through one implementation: the SQL is the common subset, and only
+//! the schema migrations differ per backend.
+//!
+//! Writes are serialized (one connection on SQLite; a transaction-scoped advisory lock on
+//! PostgreSQL), so change sequence numbers are committed in order and readers of the change
+//! feed never see a later number before an earlier one.
+
+mod apply;
+pub mod migrate;
+
+use serde::Serialize;
+use serde_json::Value as Any;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use apply::{Applied, ApplyOptions, Outcome};
+
+use crate::error::Error;
+use crate::resource::Kind;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The registry's storage.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A stored resource as it is now.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub kind: String,
+    pub name: String,
+    pub id: String,
+    pub version: String,
+    pub status: String,
+    /// The owning domain and team, recorded when the resource was created.
+    pub domain: String,
+    pub team: Option<String>,
+    pub tags: Vec<String>,
+    pub generation: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub spec: Any,
+}
+
+/// One change record: who changed what, from what, to what; with its CloudEvents envelope.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub origin: String,
+    pub kind: String,
+    pub name: String,
+    pub action: String,
+    pub generation: i64,
+    pub version: String,
+    pub before: Option<Any>,
+    pub after: Option<Any>,
+    pub event: Any,
+}
+
+/// A filter for listing resources; every field given must match.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    pub kind: Option<Kind>,
+    pub domain: Option<String>,
+    pub status: Option<String>,
+    pub tag: Option<String>,
+    /// Resources after this `kind/name` (the previous page's `next`).
+    pub after: Option<(String, String)>,
+    pub limit: i64,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, Serialize)]
+pub struct Page {
+    pub items: Vec<Record>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<String>,
+}
+
+fn json(text: Option<String>) -> Result<Option<Any>, Error> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| Error::Store(format!("stored JSON is corrupt: {e}")))).transpose()
+}
+
+const RECORD_COLUMNS: &str =
+    "kind, name, id, version, status, domain, team, tags, generation, created_at, updated_at, spec";
+
+fn record(row: &AnyRow) -> Result<Record, Error> {
+    let tags: String = row.try_get("tags")?;
+    Ok(Record {
+        kind: row.try_get("kind")?,
+        name: row.try_get("name")?,
+        id: row.try_get("id")?,
+        version: row.try_get("version")?,
+        status: row.try_get("status")?,
+        domain: row.try_get("domain")?,
+        team: row.try_get("team")?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        generation: row.try_get("generation")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        spec: json(Some(row.try_get("spec")?))?.unwrap_or(Any::Null),
+    })
+}
+
+fn change(row: &AnyRow) -> Result<Change, Error> {
+    Ok(Change {
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        origin: row.try_get("origin")?,
+        kind: row.try_get("kind")?,
+        name: row.try_get("name")?,
+        action: row.try_get("action")?,
+        generation: row.try_get("generation")?,
+        version: row.try_get("version")?,
+        before: json(row.try_get("before")?)?,
+        after: json(row.try_get("after")?)?,
+        event: json(Some(row.try_get("event")?))?.unwrap_or(Any::Null),
+    })
+}
+
+/// RFC 3339 in UTC, to the microsecond.
+pub(crate) fn now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (creating when needed) the store at `url` — `sqlite://PATH` or
+    /// `postgres://...` — and migrates it to the latest schema.
+    pub async fn open(url: &str) -> Result<Store, Error> {
+        Self::open_at(url, migrate::LATEST).await
+    }
+
+    /// Opens the store migrated only up to `version`: how an older release left it (for
+    /// upgrade tests).
+    pub async fn open_at(url: &str, version: i64) -> Result<Store, Error> {
+        sqlx::any::install_default_drivers();
+        let (backend, url, connections) = if let Some(path) = url.strip_prefix("sqlite://") {
+            (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"), 1)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string(), 8)
+        } else {
+            return Err(Error::Store(format!("`{url}` is neither sqlite://PATH nor postgres://...")));
+        };
+        let pool = AnyPoolOptions::new().max_connections(connections).connect(&url).await?;
+        let store = Store { pool, backend };
+        let mut conn = store.pool.acquire().await?;
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+        }
+        migrate::migrate(&mut conn, backend, version).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The schema version the store is at.
+    pub async fn schema_version(&self) -> Result<i64, Error> {
+        let row = sqlx::query("SELECT max(version) FROM meshplane_schema").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?.unwrap_or(0))
+    }
+
+    pub async fn get(&self, kind: Kind, name: &str) -> Result<Record, Error> {
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM resources WHERE kind = $1 AND name = $2");
+        let row = sqlx::query(&sql).bind(kind.as_str()).bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(record).transpose()?.ok_or_else(|| Error::NotFound(format!("{} `{name}`", kind.as_str())))
+    }
+
+    /// Resources matching the query, ordered by kind and name, one page at a time.
+    pub async fn list(&self, q: &Query) -> Result<Page, Error> {
+        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM resources WHERE 1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        let mut filter = |sql: &mut String, clause: &str, value: String| {
+            binds.push(value);
+            sql.push_str(&clause.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(kind) = q.kind {
+            filter(&mut sql, " AND kind = ?", kind.as_str().to_string());
+        }
+        if let Some(domain) = &q.domain {
+            filter(&mut sql, " AND domain = ?", domain.clone());
+        }
+        if let Some(status) = &q.status {
+            filter(&mut sql, " AND status = ?", status.clone());
+        }
+        if let Some(tag) = &q.tag {
+            // Tags are stored as a JSON array of strings: match the quoted element.
+            filter(
+                &mut sql,
+                " AND tags LIKE ?",
+                format!("%{}%", serde_json::to_string(tag).unwrap_or_default().replace(['%', '_'], "")),
+            );
+        }
+        if let Some((kind, name)) = &q.after {
+            binds.push(kind.clone());
+            binds.push(name.clone());
+            let (a, b) = (binds.len() - 1, binds.len());
+            sql.push_str(&format!(" AND (kind > ${a} OR (kind = ${a} AND name > ${b}))"));
+        }
+        let limit = q.limit.clamp(1, 1000);
+        sql.push_str(&format!(" ORDER BY kind, name LIMIT {}", limit + 1));
+        let mut query = sqlx::query(&sql);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut items = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|r| format!("{}/{}", r.kind, r.name))
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Every change of one resource, oldest first: its whole history.
+    pub async fn history(&self, kind: Kind, name: &str) -> Result<Vec<Change>, Error> {
+        let rows = sqlx::query("SELECT * FROM changes WHERE kind = $1 AND name = $2 ORDER BY seq")
+            .bind(kind.as_str())
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            return Err(Error::NotFound(format!("{} `{name}`", kind.as_str())));
+        }
+        rows.iter().map(change).collect()
+    }
+
+    /// The change feed: changes after sequence number `after`, in order.
+    pub async fn events(&self, after: i64, limit: i64) -> Result<Vec<Change>, Error> {
+        let rows = sqlx::query("SELECT * FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit.clamp(1, 1000))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(change).collect()
+    }
+}

@@ -1,0 +1,7 @@
+//! The store end to end, on SQLite and on PostgreSQL (each test with its own file or
+//! database): identity, immutability, generations, breaking changes, all-or-nothing
+//! applies, change records, listing, migrations and concurrent writers.
+
+mod backends;
+mod migrations;
+mod registry;
