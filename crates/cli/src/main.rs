@@ -4,6 +4,7 @@
 mod diff;
 mod files;
 mod lint;
+mod serve;
 mod test;
 
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     Diff(diff::Args),
     /// Test the data of a contract's server against the contract.
     Test(test::Args),
+    /// Serve the registry's REST API (on ./meshplane.db unless --database-url says otherwise).
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Lint(args) => lint::run(&args),
         Command::Diff(args) => diff::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -23,6 +23,8 @@ pub enum Error {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorCode {
+    MalformedRequest,
+    BodyTooLarge,
     InvalidDocument,
     MissingDomain,
     UnsupportedKind,
@@ -41,6 +43,8 @@ impl ErrorCode {
     /// The HTTP status the API answers with.
     pub fn status(self) -> u16 {
         match self {
+            ErrorCode::MalformedRequest => 400,
+            ErrorCode::BodyTooLarge => 413,
             ErrorCode::InvalidDocument | ErrorCode::MissingDomain | ErrorCode::UnsupportedKind => 422,
             ErrorCode::NotFound => 404,
             ErrorCode::ImmutableVersion
@@ -70,11 +74,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn conflict(code: ErrorCode, message: impl Into<String>) -> Error {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Error {
         Error::Conflict { code, message: message.into(), details: Any::Null }
     }
 
-    pub(crate) fn invalid(code: ErrorCode, message: impl Into<String>) -> Error {
+    pub fn invalid(code: ErrorCode, message: impl Into<String>) -> Error {
         Error::Invalid { code, message: message.into(), details: Any::Null }
     }
 }

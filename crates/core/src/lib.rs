@@ -15,5 +15,7 @@
 pub mod error;
 pub mod resource;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{Error, ErrorCode};

@@ -1,65 +1,9 @@
-//! A fresh store per test on each backend, removed when the test ends (also on panic).
+//! The backends every test runs on, and documents to apply.
 
 use meshplane_core::resource::Resource;
 use meshplane_core::store::{ApplyOptions, Store};
+pub use meshplane_core::testing::{Place, postgres, sqlite};
 use meshplane_spec::load;
-use sqlx::{Connection, Executor, PgConnection};
-
-const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// Where a test store lives; dropping it deletes the file or database.
-pub struct Place {
-    pub url: String,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    File(std::path::PathBuf),
-    Database(String),
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
-
-pub async fn sqlite() -> Place {
-    let path = std::env::temp_dir().join(format!("{}.db", unique("mpcore")));
-    Place { url: format!("sqlite://{}", path.display()), cleanup: Cleanup::File(path) }
-}
-
-pub async fn postgres() -> Place {
-    let name = unique("mpcore");
-    let mut admin = PgConnection::connect(ADMIN).await.expect("PostgreSQL on 127.0.0.1:5432 (user postgres) is needed");
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-    Place { url: format!("postgres://postgres@127.0.0.1:5432/{name}"), cleanup: Cleanup::Database(name) }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        match &self.cleanup {
-            Cleanup::File(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Cleanup::Database(name) => {
-                let name = name.clone();
-                std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                    rt.block_on(async {
-                        if let Ok(mut admin) = PgConnection::connect(ADMIN).await {
-                            let _ =
-                                admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
-                        }
-                    });
-                })
-                .join()
-                .unwrap();
-            }
-        }
-    }
-}
 
 /// Runs `test` on a fresh SQLite store and on a fresh PostgreSQL store.
 #[macro_export]

@@ -1,0 +1,209 @@
+//! The handlers: thin translations between HTTP and the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use meshplane_core::resource::{Kind, Resource};
+use meshplane_core::store::{self, Record};
+use meshplane_core::{Error, ErrorCode};
+use meshplane_spec::load;
+use serde::Deserialize;
+use serde_json::{Value as Any, json};
+
+use crate::{ApiError, AppState, openapi as document};
+
+type Answer = Result<Json<Any>, ApiError>;
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t).map_err(|r| ApiError(Error::invalid(ErrorCode::MalformedRequest, r.body_text())))
+}
+
+fn kind(name: &str) -> Result<Kind, ApiError> {
+    Kind::parse(name)
+        .ok_or_else(|| ApiError(Error::NotFound(format!("kind `{name}` (the kinds are contracts and products)"))))
+}
+
+fn to_json(value: impl serde::Serialize) -> Answer {
+    serde_json::to_value(value).map(Json).map_err(|e| ApiError(Error::Store(e.to_string())))
+}
+
+pub async fn health() -> Json<Any> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn openapi() -> Json<Any> {
+    Json(document::document())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplyParams {
+    dry_run: Option<bool>,
+    expect_generation: Option<i64>,
+}
+
+/// Every document of the body is checked before anything is written; one bad document
+/// refuses the whole body, listing every problem of every document.
+pub async fn apply(
+    State(state): State<AppState>,
+    params: Result<Query<ApplyParams>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let params = query(params)?;
+    let body = body?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| Error::invalid(ErrorCode::MalformedRequest, format!("the body is not UTF-8 text: {e}")))?;
+    let loaded = load(text);
+    if !loaded.diagnostics.is_empty() {
+        let details = Any::Array(loaded.diagnostics.iter().map(|d| d.to_json()).collect());
+        return Err(ApiError(Error::Invalid {
+            code: ErrorCode::InvalidDocument,
+            message: "the body cannot be read".into(),
+            details,
+        }));
+    }
+    if loaded.documents.is_empty() {
+        return Err(ApiError(Error::invalid(ErrorCode::InvalidDocument, "the body holds no document")));
+    }
+    let mut resources = Vec::new();
+    let mut problems = Vec::new();
+    for (i, doc) in loaded.documents.iter().enumerate() {
+        match Resource::from_loaded(doc) {
+            Ok(r) => resources.push(r),
+            Err(e) => problems.push((i, e)),
+        }
+    }
+    if let Some((_, first)) = problems.first() {
+        let code = first.code();
+        let message = match problems.len() {
+            1 => format!("document {}: {first}", problems[0].0 + 1),
+            n => format!("{n} documents are refused; the first, document {}: {first}", problems[0].0 + 1),
+        };
+        let details = problems
+            .iter()
+            .map(|(i, e)| json!({ "document": i + 1, "code": e.code(), "message": e.to_string(), "details": e.details() }))
+            .collect();
+        return Err(ApiError(Error::Invalid { code, message, details: Any::Array(details) }));
+    }
+    if params.expect_generation.is_some() && resources.len() != 1 {
+        return Err(ApiError(Error::invalid(
+            ErrorCode::MalformedRequest,
+            "expectGeneration applies to a body of one document",
+        )));
+    }
+    let options = store::ApplyOptions {
+        actor: state.config.actor.clone(),
+        origin: "api".into(),
+        dry_run: params.dry_run.unwrap_or(false),
+    };
+    let applied = state.store.apply(&resources, &[params.expect_generation], &options).await?;
+    to_json(json!({ "dryRun": options.dry_run, "applied": applied }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    domain: Option<String>,
+    status: Option<String>,
+    tag: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Path(k): Path<String>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Answer {
+    let p = query(params)?;
+    let after = match p.after {
+        Some(a) => Some(a.split_once('/').map(|(k, n)| (k.to_string(), n.to_string())).ok_or_else(|| {
+            Error::invalid(ErrorCode::MalformedRequest, "`after` is the `next` of a previous page (Kind/name)")
+        })?),
+        None => None,
+    };
+    let q = store::Query {
+        kind: Some(kind(&k)?),
+        domain: p.domain,
+        status: p.status,
+        tag: p.tag,
+        after,
+        limit: p.limit.unwrap_or(100),
+    };
+    to_json(state.store.list(&q).await?)
+}
+
+pub async fn get_one(State(state): State<AppState>, Path((k, name)): Path<(String, String)>) -> Answer {
+    to_json(state.store.get(kind(&k)?, &name).await?)
+}
+
+pub async fn history(State(state): State<AppState>, Path((k, name)): Path<(String, String)>) -> Answer {
+    to_json(state.store.history(kind(&k)?, &name).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub async fn events(State(state): State<AppState>, params: Result<Query<EventParams>, QueryRejection>) -> Answer {
+    let p = query(params)?;
+    to_json(state.store.events(p.after.unwrap_or(0), p.limit.unwrap_or(100)).await?)
+}
+
+/// The contract ids a product's ports name: (consumed by input ports, provided by output ports).
+fn contracts(record: &Record) -> (BTreeSet<String>, BTreeSet<String>) {
+    let ids = |field: &str| {
+        record
+            .spec
+            .get(field)
+            .and_then(Any::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("contractId").and_then(Any::as_str).map(str::to_string))
+            .collect()
+    };
+    (ids("inputPorts"), ids("outputPorts"))
+}
+
+/// Upstream: the products providing the contracts a product consumes, and theirs, and so
+/// on; downstream: the products consuming what it provides, transitively.
+pub async fn lineage(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
+    state.store.get(Kind::DataProduct, &name).await?;
+    let mut products: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+    let mut q = store::Query { kind: Some(Kind::DataProduct), limit: 1000, ..store::Query::default() };
+    loop {
+        let page = state.store.list(&q).await?;
+        for r in &page.items {
+            products.insert(r.name.clone(), contracts(r));
+        }
+        let Some(next) = page.next else { break };
+        q.after = next.split_once('/').map(|(k, n)| (k.to_string(), n.to_string()));
+    }
+    let walk = |upstream: bool| {
+        let mut found: Vec<Any> = Vec::new();
+        let mut seen = BTreeSet::from([name.clone()]);
+        let mut frontier = vec![name.clone()];
+        while let Some(current) = frontier.pop() {
+            let (inputs, outputs) = &products[&current];
+            for (other, (their_in, their_out)) in &products {
+                let via: Vec<&String> = if upstream {
+                    inputs.intersection(their_out).collect()
+                } else {
+                    outputs.intersection(their_in).collect()
+                };
+                if !via.is_empty() && seen.insert(other.clone()) {
+                    found.push(json!({ "product": other, "via": via, "from": current }));
+                    frontier.push(other.clone());
+                }
+            }
+        }
+        found
+    };
+    to_json(json!({ "product": name, "upstream": walk(true), "downstream": walk(false) }))
+}

@@ -1,0 +1,70 @@
+//! `meshplane serve`: the REST API under `/api/v1` over the registry's store.
+//!
+//! Every route is declared once, in [`routes::ROUTES`]: the router is built from that table
+//! and so is the OpenAPI 3.1 document at `/api/v1/openapi.json`, so the document covers every
+//! route by construction. Errors are `{code, message, details}` with the status of the
+//! registry's one error table ([`meshplane_core::ErrorCode::status`]).
+
+mod api;
+mod error;
+pub mod openapi;
+pub mod routes;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use meshplane_core::store::Store;
+
+pub use error::ApiError;
+
+/// How the server is configured.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// The identity changes are recorded under until authentication exists.
+    pub actor: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { body_limit: 10 * 1024 * 1024, actor: "local".into() }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Config,
+}
+
+/// The whole HTTP application.
+pub fn app(store: Store, config: Config) -> Router {
+    let limit = config.body_limit;
+    routes::router(AppState { store, config }).layer(DefaultBodyLimit::max(limit))
+}
+
+/// Serves until Ctrl-C or SIGTERM.
+pub async fn serve(listen: SocketAddr, store: Store, config: Config) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    axum::serve(listener, app(store, config)).with_graceful_shutdown(shutdown()).await
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or_default(),
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or_default();
+}

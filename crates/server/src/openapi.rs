@@ -1,0 +1,128 @@
+//! The OpenAPI 3.1 document, built from the route table, so every route is in it.
+
+use serde_json::{Map, Value as Any, json};
+
+use crate::routes::ROUTES;
+
+fn schemas() -> Any {
+    let string = json!({ "type": "string" });
+    json!({
+        "Error": {
+            "type": "object", "required": ["code", "message", "details"],
+            "properties": {
+                "code": { "type": "string", "description": "a stable error code, e.g. immutable-version" },
+                "message": string,
+                "details": { "description": "what the code needs: lint diagnostics (line, column), breaking changes, dependents" }
+            }
+        },
+        "Health": { "type": "object", "properties": { "status": string } },
+        "OpenApi": { "type": "object", "description": "an OpenAPI 3.1 document" },
+        "Record": {
+            "type": "object",
+            "properties": {
+                "kind": string, "name": string, "id": string, "version": string, "status": string,
+                "domain": { "type": "string", "description": "the owning domain, recorded at creation" },
+                "team": { "type": ["string", "null"] }, "tags": { "type": "array", "items": string },
+                "generation": { "type": "integer" }, "createdAt": string, "updatedAt": string,
+                "spec": { "type": "object", "description": "the document as JSON" }
+            }
+        },
+        "Page": {
+            "type": "object",
+            "properties": {
+                "items": { "type": "array", "items": { "$ref": "#/components/schemas/Record" } },
+                "next": { "type": ["string", "null"], "description": "pass as `after` for the next page" }
+            }
+        },
+        "Change": {
+            "type": "object",
+            "properties": {
+                "seq": { "type": "integer" }, "at": string, "actor": string, "origin": string, "kind": string,
+                "name": string, "action": string, "generation": { "type": "integer" }, "version": string,
+                "before": { "type": ["object", "null"] }, "after": { "type": ["object", "null"] },
+                "event": { "type": "object", "description": "the CloudEvents 1.0 envelope" }
+            }
+        },
+        "Changes": { "type": "array", "items": { "$ref": "#/components/schemas/Change" } },
+        "ApplyResult": {
+            "type": "object",
+            "properties": {
+                "dryRun": { "type": "boolean" },
+                "applied": { "type": "array", "items": { "type": "object", "properties": {
+                    "kind": string, "name": string, "version": string, "generation": { "type": "integer" },
+                    "outcome": { "enum": ["created", "updated", "unchanged"] } } } }
+            }
+        },
+        "Lineage": {
+            "type": "object",
+            "properties": {
+                "product": string,
+                "upstream": { "type": "array", "items": { "type": "object" } },
+                "downstream": { "type": "array", "items": { "type": "object" } }
+            }
+        }
+    })
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "malformed request",
+        404 => "not found",
+        409 => "conflicts with what is stored",
+        413 => "body too large",
+        422 => "invalid document",
+        _ => "error",
+    }
+}
+
+/// The whole document.
+pub fn document() -> Any {
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let parameters: Vec<Any> = route
+            .params
+            .iter()
+            .map(|p| {
+                json!({ "name": p.name, "in": if p.path { "path" } else { "query" }, "required": p.path,
+                        "description": p.description, "schema": { "type": p.kind } })
+            })
+            .collect();
+        let mut responses = Map::new();
+        responses.insert(
+            "200".into(),
+            json!({ "description": "success",
+                    "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{}", route.answer) } } } }),
+        );
+        for status in route.errors {
+            responses.insert(
+                status.to_string(),
+                json!({ "description": reason(*status),
+                        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }),
+            );
+        }
+        let mut operation = json!({
+            "operationId": format!("{:?}", route.endpoint),
+            "summary": route.summary,
+            "parameters": parameters,
+            "responses": responses,
+        });
+        if route.method == "post" {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": {
+                    "application/yaml": { "schema": { "type": "string" } },
+                    "application/json": { "schema": { "type": "object" } }
+                }
+            });
+        }
+        let item = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
+        item[route.method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "meshplane", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "The registry of a data mesh: ODCS contracts and ODPS products" },
+        "paths": paths,
+        "components": { "schemas": schemas() }
+    })
+}

@@ -1,0 +1,222 @@
+//! The API through real HTTP, on SQLite and on PostgreSQL: applying, reading, lineage, the
+//! change feed, every refusal as a clear 4xx, and the OpenAPI document.
+
+use std::net::SocketAddr;
+
+use meshplane_core::store::Store;
+use meshplane_core::testing::{Place, postgres, sqlite};
+use meshplane_server::{Config, app, routes::ROUTES};
+use reqwest::StatusCode;
+use serde_json::Value as Any;
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// A server on `place`'s store; the caller keeps `place` (and so the store) alive.
+async fn start(place: &Place) -> Server {
+    let store = Store::open(&place.url).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let config = Config { body_limit: 64 * 1024, ..Config::default() };
+    tokio::spawn(async move { axum::serve(listener, app(store, config)).await });
+    Server { base: format!("http://{addr}"), http: reqwest::Client::new() }
+}
+
+impl Server {
+    async fn apply(&self, body: impl Into<reqwest::Body>, query: &str) -> (StatusCode, Any) {
+        let res = self.http.post(format!("{}/api/v1/apply{query}", self.base)).body(body).send().await.unwrap();
+        (res.status(), res.json().await.unwrap_or(Any::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Any) {
+        let res = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (res.status(), res.json().await.unwrap_or(Any::Null))
+    }
+}
+
+fn contract(id: &str, version: &str, domain: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v3.1.0\nkind: DataContract\nid: {id}\nversion: {version}\nstatus: active\ndomain: {domain}\n\
+         schema:\n  - name: {id}\n    properties:\n      - {{ name: id, logicalType: string }}\n{extra}"
+    )
+}
+
+fn product(id: &str, domain: &str, inputs: &[&str], outputs: &[&str]) -> String {
+    let ports = |list: &[&str], field: &str| {
+        if list.is_empty() {
+            return String::new();
+        }
+        let items: String =
+            list.iter().map(|c| format!("  - {{ name: {c}, version: 1.0.0, contractId: {c} }}\n")).collect();
+        format!("{field}:\n{items}")
+    };
+    format!(
+        "apiVersion: v1.0.0\nkind: DataProduct\nid: {id}\nstatus: active\ndomain: {domain}\nversion: 1.0.0\n{}{}",
+        ports(inputs, "inputPorts"),
+        ports(outputs, "outputPorts")
+    )
+}
+
+macro_rules! on_both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let place = super::sqlite().await;
+                ($body)(start(&place).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let place = super::postgres().await;
+                ($body)(start(&place).await).await;
+            }
+        }
+    };
+}
+
+on_both!(apply_read_list_history_events_and_lineage, |s: Server| async move {
+    let mesh = [
+        contract("orders", "1.0.0", "sales", ""),
+        contract("invoices", "1.0.0", "finance", ""),
+        product("shop", "sales", &[], &["orders"]),
+        product("billing", "finance", &["orders"], &["invoices"]),
+        product("reporting", "finance", &["invoices"], &[]),
+    ]
+    .join("---\n");
+    let (status, body) = s.apply(mesh.clone(), "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let outcomes: Vec<&str> =
+        body["applied"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["created"; 5]);
+    let (_, again) = s.apply(mesh, "").await;
+    assert!(again["applied"].as_array().unwrap().iter().all(|a| a["outcome"] == "unchanged"));
+
+    let (status, record) = s.get("/api/v1/contracts/orders@v1").await;
+    assert_eq!(
+        (status, record["domain"].as_str(), record["generation"].as_i64()),
+        (StatusCode::OK, Some("sales"), Some(1))
+    );
+    let (_, page) = s.get("/api/v1/products?domain=finance").await;
+    let names: Vec<&str> = page["items"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["billing", "reporting"]);
+    let (_, history) = s.get("/api/v1/products/shop/history").await;
+    assert_eq!(history[0]["event"]["type"], "io.meshplane.dataproduct.created");
+    assert_eq!(history[0]["origin"], "api");
+    let (_, events) = s.get("/api/v1/events?after=2&limit=2").await;
+    let seqs: Vec<i64> = events.as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, [3, 4]);
+
+    let (status, lineage) = s.get("/api/v1/lineage/billing").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(lineage["upstream"][0]["product"], "shop");
+    assert_eq!(lineage["downstream"][0]["product"], "reporting");
+    let (_, shop) = s.get("/api/v1/lineage/shop").await;
+    let downstream: Vec<&str> =
+        shop["downstream"].as_array().unwrap().iter().map(|d| d["product"].as_str().unwrap()).collect();
+    assert_eq!(downstream, ["billing", "reporting"], "lineage is transitive");
+});
+
+on_both!(bad_requests_get_a_clear_4xx, |s: Server| async move {
+    s.apply(contract("orders", "1.0.0", "sales", ""), "").await;
+    let cases: Vec<(Vec<u8>, &str, u16, &str)> = vec![
+        (vec![0xff, 0xfe], "", 400, "malformed-request"),
+        (b"kind: DataContract\n  bad: [".to_vec(), "", 422, "invalid-document"),
+        (b"".to_vec(), "", 422, "invalid-document"),
+        (b"apiVersion: v1\nkind: Pipeline\nid: x\n".to_vec(), "", 422, "invalid-document"),
+        (
+            contract("orders", "1.0.0", "sales", "").replace("domain: sales\n", "").into_bytes(),
+            "",
+            422,
+            "missing-domain",
+        ),
+        (
+            contract("orders", "1.0.0", "sales", "").replace("logicalType: string", "logicalType: text").into_bytes(),
+            "",
+            422,
+            "invalid-document",
+        ),
+        (contract("orders", "1.0.0", "sales", "tags: [changed]\n").into_bytes(), "", 409, "immutable-version"),
+        (contract("orders", "1.1.0", "sales", "").into_bytes(), "?expectGeneration=5", 409, "stale-generation"),
+        (contract("orders", "1.1.0", "finance", "").into_bytes(), "", 409, "owner-change"),
+        (contract("orders", "1.1.0", "sales", "").into_bytes(), "?dryRun=perhaps", 400, "malformed-request"),
+        (contract("orders", "1.1.0", "sales", "").into_bytes(), "?force=true", 400, "malformed-request"),
+        (vec![b'#'; 100 * 1024], "", 413, "body-too-large"),
+    ];
+    for (body, query, status, code) in cases {
+        let (got, answer) = s.apply(body.clone(), query).await;
+        assert_eq!(
+            (got.as_u16(), answer["code"].as_str()),
+            (status, Some(code)),
+            "{query} {}: {answer}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (_, answer) =
+        s.apply(contract("x", "1.0.0", "sales", "").replace("logicalType: string", "logicalType: text"), "").await;
+    let diagnostic = &answer["details"][0]["details"][0];
+    assert_eq!((diagnostic["line"].as_u64(), diagnostic["column"].as_u64()), (Some(10), Some(34)), "{answer}");
+    for (path, status) in [
+        ("/api/v1/contracts/nothing@v1", 404),
+        ("/api/v1/pipelines", 404),
+        ("/api/v1/lineage/nothing", 404),
+        ("/api/v1/events?after=x", 400),
+    ] {
+        let (got, answer) = s.get(path).await;
+        assert_eq!(got.as_u16(), status, "{path}: {answer}");
+        assert!(answer["code"].is_string(), "{path}: {answer}");
+    }
+    let (_, record) = s.get("/api/v1/contracts/orders@v1").await;
+    assert_eq!(record["generation"], 1, "no refused request changed anything");
+});
+
+on_both!(concurrent_applies_of_one_id_have_one_winner, |s: Server| async move {
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (http, base) = (s.http.clone(), s.base.clone());
+        let body = contract("race", "1.0.0", "sales", &format!("tags: [t{i}]\n"));
+        tasks.push(tokio::spawn(async move {
+            let res = http.post(format!("{base}/api/v1/apply")).body(body).send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert!(status != 500, "{body}");
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 409, 409, 409, 409, 409, 409, 409]);
+});
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route() {
+    let place = sqlite().await;
+    let s = start(&place).await;
+    let (status, doc) = s.get("/api/v1/openapi.json").await;
+    assert_eq!((status, doc["openapi"].as_str()), (StatusCode::OK, Some("3.1.0")));
+    for route in ROUTES {
+        let op = &doc["paths"][route.path][route.method];
+        assert!(op["summary"].is_string() && op["responses"]["200"].is_object(), "{} {}", route.method, route.path);
+        for r in op["responses"].as_object().unwrap().values() {
+            let schema = r["content"]["application/json"]["schema"]["$ref"].as_str().unwrap();
+            let name = schema.rsplit('/').next().unwrap();
+            assert!(doc["components"]["schemas"][name].is_object(), "{schema} is defined");
+        }
+    }
+    // And every documented path is served (a GET of an unknown resource is a 404 with a body,
+    // not the router's bare 404 or 405).
+    for route in ROUTES.iter().filter(|r| r.method == "get") {
+        let path = route.path.replace("{kind}", "contracts").replace("{name}", "nothing");
+        let res = s.http.get(format!("{}{path}", s.base)).send().await.unwrap();
+        assert_ne!(res.status().as_u16(), 405, "{path}");
+        if res.status() == StatusCode::NOT_FOUND {
+            let body: Any = res.json().await.unwrap();
+            assert_eq!(body["code"], "not-found", "{path}");
+        }
+    }
+}
