@@ -4,8 +4,10 @@
 mod diff;
 mod files;
 mod lint;
+mod remote;
 mod serve;
 mod test;
+mod yaml;
 
 use std::process::ExitCode;
 
@@ -37,6 +39,16 @@ enum Command {
     Test(test::Args),
     /// Serve the registry's REST API (on ./meshplane.db unless --database-url says otherwise).
     Serve(serve::Args),
+    /// Apply contracts and products to a meshplane server, all or nothing.
+    Apply(remote::ApplyArgs),
+    /// List resources of a kind (contracts, products), or show one.
+    Get(remote::GetArgs),
+    /// Every change of one resource.
+    History(remote::HistoryArgs),
+    /// The change feed of the whole registry.
+    Events(remote::EventsArgs),
+    /// A product's upstream and downstream products.
+    Lineage(remote::LineageArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +58,11 @@ fn main() -> ExitCode {
         Command::Diff(args) => diff::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Apply(args) => remote::apply(&args),
+        Command::Get(args) => remote::get(&args),
+        Command::History(args) => remote::history(&args),
+        Command::Events(args) => remote::events(&args),
+        Command::Lineage(args) => remote::lineage(&args),
     };
     match result {
         Ok(code) => code,

@@ -188,3 +188,95 @@ fn test_refuses_bad_input_with_a_clear_error() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// A `meshplane serve` on a free port and a store file of its own; killed when dropped.
+struct Served {
+    child: std::process::Child,
+    url: String,
+    db: PathBuf,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.db.display()));
+        }
+    }
+}
+
+fn serve() -> Served {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let db = std::env::temp_dir().join(format!("mpcli-{}-{nanos}.db", std::process::id()));
+    let child = Command::new(env!("CARGO_BIN_EXE_meshplane"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &format!("sqlite://{}", db.display()),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Served { child, url, db }
+}
+
+#[test]
+fn the_cli_applies_the_example_mesh_and_reads_it_back() {
+    let s = serve();
+    let mesh = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh");
+    let mesh = mesh.to_str().unwrap();
+    let dry = meshplane(&["apply", "--server", &s.url, "-f", mesh, "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", String::from_utf8_lossy(&dry.stderr));
+    assert!(stdout(&dry).contains("created (dry run)"), "{}", stdout(&dry));
+    let empty = meshplane(&["get", "products", "--server", &s.url, "-o", "json"]);
+    let page: serde_json::Value = serde_json::from_slice(&empty.stdout).unwrap();
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(0), "a dry run keeps nothing");
+
+    let applied = meshplane(&["apply", "--server", &s.url, "-f", mesh]);
+    assert_eq!(applied.status.code(), Some(0), "{}", String::from_utf8_lossy(&applied.stderr));
+    let again = meshplane(&["apply", "--server", &s.url, "-f", mesh]);
+    assert!(stdout(&again).lines().all(|l| l.ends_with("unchanged")), "{}", stdout(&again));
+
+    let list = meshplane(&["get", "contracts", "--server", &s.url]);
+    assert!(stdout(&list).starts_with("NAME"), "{}", stdout(&list));
+    assert_eq!(stdout(&list).lines().count(), 4, "a header and three contracts: {}", stdout(&list));
+    let one = meshplane(&["get", "products", "--server", &s.url, "-o", "yaml", "--domain", "finance"]);
+    assert!(stdout(&one).contains("domain: finance"), "{}", stdout(&one));
+    let events = meshplane(&["events", "--server", &s.url, "-o", "json"]);
+    let events: serde_json::Value = serde_json::from_slice(&events.stdout).unwrap();
+    assert_eq!(events.as_array().map(Vec::len), Some(6));
+    let history = meshplane(&["history", "contracts", "orders@v2", "--server", &s.url]);
+    assert!(stdout(&history).contains("created"), "{}", stdout(&history));
+    let lineage = meshplane(&["lineage", "finance-revenue", "--server", &s.url]);
+    assert_eq!(lineage.status.code(), Some(0), "{}", String::from_utf8_lossy(&lineage.stderr));
+    let upstream = stdout(&lineage);
+    assert!(
+        upstream.contains("sales-orders (via orders") && upstream.contains("customer-360 (via customers"),
+        "{upstream}"
+    );
+}
+
+#[test]
+fn the_cli_reports_refusals_and_unreachable_servers() {
+    let s = serve();
+    let missing = meshplane(&["get", "contracts", "nothing@v1", "--server", &s.url]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("error[not-found]"));
+    let broken = meshplane(&["apply", "--server", &s.url, "-f", "bad/orders.odcs.yaml"]);
+    assert_eq!(broken.status.code(), Some(2), "lint errors are shown locally and nothing is sent");
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("nothing was sent"));
+    let down = meshplane(&["get", "contracts", "--server", "http://127.0.0.1:9"]);
+    assert_eq!(down.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach the meshplane server"));
+}

@@ -1,0 +1,285 @@
+//! The CLI as a client of `meshplane serve`: apply, get, history, events, lineage.
+//!
+//! The server is `--server URL`, or `MESHPLANE_SERVER`, or http://127.0.0.1:8080. Documents
+//! are linted here first, so problems point at the user's files and lines; the server checks
+//! again. Exit codes: 0 done, 1 the server refused (its `{code, message, details}` printed), 2
+//! usage, files or an unreachable server.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
+use meshplane_spec::{lint, render};
+use serde_json::Value as Any;
+
+use crate::files;
+use crate::yaml::to_yaml;
+
+/// How answers are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(clap::Args)]
+pub struct Server {
+    /// The meshplane server.
+    #[arg(long = "server", env = "MESHPLANE_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    url: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table", global = true)]
+    output: Output,
+}
+
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    /// Files or directories of contracts and products (directories are searched recursively).
+    #[arg(short = 'f', long = "file", required = true)]
+    files: Vec<PathBuf>,
+    /// Show what would change; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(clap::Args)]
+pub struct GetArgs {
+    /// contracts or products.
+    kind: String,
+    /// One resource (`id@vMAJOR` for a contract, `id` for a product); all when left out.
+    name: Option<String>,
+    #[arg(long)]
+    domain: Option<String>,
+    #[arg(long)]
+    status: Option<String>,
+    #[arg(long)]
+    tag: Option<String>,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(clap::Args)]
+pub struct HistoryArgs {
+    kind: String,
+    name: String,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(clap::Args)]
+pub struct EventsArgs {
+    /// Only changes after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    after: i64,
+    #[arg(long, default_value_t = 100)]
+    limit: i64,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(clap::Args)]
+pub struct LineageArgs {
+    product: String,
+    #[command(flatten)]
+    server: Server,
+}
+
+/// The server's answer: a body, or its refusal.
+enum Answer {
+    Ok(Any),
+    Refused(Any),
+}
+
+fn call(server: &Server, request: impl FnOnce(&reqwest::Client, &str) -> reqwest::RequestBuilder) -> Result<Answer> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let base = server.url.trim_end_matches('/');
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let res = request(&client, base)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the meshplane server at {base}"))?;
+        let ok = res.status().is_success();
+        let status = res.status();
+        let body: Any =
+            res.json().await.with_context(|| format!("the server at {base} answered {status} without JSON"))?;
+        Ok(if ok { Answer::Ok(body) } else { Answer::Refused(body) })
+    })
+}
+
+fn refused(body: &Any) -> Result<ExitCode> {
+    let mut err = std::io::stderr().lock();
+    writeln!(
+        err,
+        "error[{}]: {}",
+        body["code"].as_str().unwrap_or("?"),
+        body["message"].as_str().unwrap_or("refused")
+    )?;
+    if !body["details"].is_null() {
+        write!(err, "{}", to_yaml(&body["details"]))?;
+    }
+    Ok(ExitCode::from(1))
+}
+
+fn print(output: Output, value: &Any, table: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(value)?)?,
+        Output::Yaml => write!(out, "{}", to_yaml(value))?,
+        Output::Table => table(&mut out)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn answer(
+    a: Answer,
+    output: Output,
+    table: impl FnOnce(&Any, &mut dyn Write) -> std::io::Result<()>,
+) -> Result<ExitCode> {
+    match a {
+        Answer::Ok(body) => print(output, &body, |out| table(&body, out)),
+        Answer::Refused(body) => refused(&body),
+    }
+}
+
+pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
+    let mut texts = Vec::new();
+    let mut broken = false;
+    for found in files::collect(&args.files)? {
+        let text =
+            std::fs::read_to_string(&found.path).with_context(|| format!("cannot read {}", found.path.display()))?;
+        let linted = lint::lint_text(found.path.display().to_string(), text.clone());
+        if !found.explicit && !linted.documents.iter().any(|d| d.document.is_some()) {
+            continue;
+        }
+        for d in linted.diagnostics.iter().filter(|d| d.is_error()) {
+            eprint!("{}", render::human(&linted.path, &linted.text, d));
+            broken = true;
+        }
+        texts.push(text);
+    }
+    if broken {
+        eprintln!("error: fix the errors above before applying; nothing was sent");
+        return Ok(ExitCode::from(2));
+    }
+    if texts.is_empty() {
+        bail!("no contract or product found in {:?}", args.files);
+    }
+    let body = texts.join("\n---\n");
+    let query = if args.dry_run { "?dryRun=true" } else { "" };
+    let a = call(&args.server, |c, base| c.post(format!("{base}/api/v1/apply{query}")).body(body))?;
+    answer(a, args.server.output, |body, out| {
+        for item in body["applied"].as_array().into_iter().flatten() {
+            let outcome = item["outcome"].as_str().unwrap_or("?");
+            let outcome = if args.dry_run { format!("{outcome} (dry run)") } else { outcome.to_string() };
+            writeln!(
+                out,
+                "{} {} {} generation {}: {outcome}",
+                item["kind"].as_str().unwrap_or("?"),
+                item["name"].as_str().unwrap_or("?"),
+                item["version"].as_str().unwrap_or(""),
+                item["generation"]
+            )?;
+        }
+        Ok(())
+    })
+}
+
+fn text(v: &Any) -> String {
+    match v {
+        Any::String(s) => s.clone(),
+        Any::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+pub fn get(args: &GetArgs) -> Result<ExitCode> {
+    let kind = &args.kind;
+    if let Some(name) = &args.name {
+        let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}/{name}")))?;
+        return answer(a, args.server.output, |r, out| {
+            for key in
+                ["kind", "name", "version", "status", "domain", "team", "tags", "generation", "createdAt", "updatedAt"]
+            {
+                writeln!(out, "{key:<11} {}", text(&r[key]))?;
+            }
+            Ok(())
+        });
+    }
+    let mut query: Vec<(&str, &str)> = Vec::new();
+    for (key, value) in [("domain", &args.domain), ("status", &args.status), ("tag", &args.tag)] {
+        if let Some(v) = value {
+            query.push((key, v));
+        }
+    }
+    let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}")).query(&query))?;
+    answer(a, args.server.output, |page, out| {
+        writeln!(out, "{:<32} {:<10} {:<10} {:<16} GEN", "NAME", "VERSION", "STATUS", "DOMAIN")?;
+        for r in page["items"].as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "{:<32} {:<10} {:<10} {:<16} {}",
+                text(&r["name"]),
+                text(&r["version"]),
+                text(&r["status"]),
+                text(&r["domain"]),
+                r["generation"]
+            )?;
+        }
+        if let Some(next) = page["next"].as_str() {
+            writeln!(out, "(more: the next page starts after {next})")?;
+        }
+        Ok(())
+    })
+}
+
+fn changes_table(changes: &Any, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "{:<6} {:<30} {:<8} {:<34} {:<10} {:<4} ACTOR", "SEQ", "AT", "ACTION", "RESOURCE", "VERSION", "GEN")?;
+    for c in changes.as_array().into_iter().flatten() {
+        let resource = format!("{}/{}", text(&c["kind"]), text(&c["name"]));
+        writeln!(
+            out,
+            "{:<6} {:<30} {:<8} {resource:<34} {:<10} {:<4} {}",
+            c["seq"],
+            text(&c["at"]),
+            text(&c["action"]),
+            text(&c["version"]),
+            c["generation"],
+            text(&c["actor"])
+        )?;
+    }
+    Ok(())
+}
+
+pub fn history(args: &HistoryArgs) -> Result<ExitCode> {
+    let (kind, name) = (&args.kind, &args.name);
+    let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}/{name}/history")))?;
+    answer(a, args.server.output, changes_table)
+}
+
+pub fn events(args: &EventsArgs) -> Result<ExitCode> {
+    let a = call(&args.server, |c, base| {
+        c.get(format!("{base}/api/v1/events")).query(&[("after", args.after), ("limit", args.limit)])
+    })?;
+    answer(a, args.server.output, changes_table)
+}
+
+pub fn lineage(args: &LineageArgs) -> Result<ExitCode> {
+    let product = &args.product;
+    let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/lineage/{product}")))?;
+    answer(a, args.server.output, |l, out| {
+        for (label, key) in [("upstream", "upstream"), ("downstream", "downstream")] {
+            writeln!(out, "{label}:")?;
+            for p in l[key].as_array().into_iter().flatten() {
+                let via: Vec<String> = p["via"].as_array().into_iter().flatten().map(text).collect();
+                writeln!(out, "  {} (via {}, from {})", text(&p["product"]), via.join(", "), text(&p["from"]))?;
+            }
+        }
+        Ok(())
+    })
+}
