@@ -114,7 +114,7 @@ fn the_example_mesh_lints_without_errors() {
     let out = meshplane(&["lint", "-o", "json", examples.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["summary"]["files"], 6);
+    assert_eq!(report["summary"]["files"], 12);
     assert_eq!(report["summary"]["errors"], 0);
 }
 
@@ -250,12 +250,12 @@ fn the_cli_applies_the_example_mesh_and_reads_it_back() {
 
     let list = meshplane(&["get", "contracts", "--server", &s.url]);
     assert!(stdout(&list).starts_with("NAME"), "{}", stdout(&list));
-    assert_eq!(stdout(&list).lines().count(), 4, "a header and three contracts: {}", stdout(&list));
+    assert_eq!(stdout(&list).lines().count(), 7, "a header and six contracts: {}", stdout(&list));
     let one = meshplane(&["get", "products", "--server", &s.url, "-o", "yaml", "--domain", "finance"]);
     assert!(stdout(&one).contains("domain: finance"), "{}", stdout(&one));
     let events = meshplane(&["events", "--server", &s.url, "-o", "json"]);
     let events: serde_json::Value = serde_json::from_slice(&events.stdout).unwrap();
-    assert_eq!(events.as_array().map(Vec::len), Some(6));
+    assert_eq!(events.as_array().map(Vec::len), Some(12));
     let history = meshplane(&["history", "contracts", "orders@v2", "--server", &s.url]);
     assert!(stdout(&history).contains("created"), "{}", stdout(&history));
     let lineage = meshplane(&["lineage", "finance-revenue", "--server", &s.url]);
