@@ -10,42 +10,29 @@ use sqlx::{AnyConnection, Connection, Executor, Row};
 use super::Backend;
 use crate::error::{Error, ErrorCode};
 
-/// One step: its SQL for each backend.
+/// One step. `{serial}` stands for each backend's auto-incrementing key.
 struct Migration {
     version: i64,
-    sqlite: &'static str,
-    postgres: &'static str,
+    sql: &'static str,
 }
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
-        sqlite: "CREATE TABLE resources (
+        sql: "CREATE TABLE resources (
             kind TEXT NOT NULL, name TEXT NOT NULL, id TEXT NOT NULL, version TEXT NOT NULL,
             status TEXT NOT NULL, domain TEXT NOT NULL, team TEXT, generation BIGINT NOT NULL,
             spec TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
             PRIMARY KEY (kind, name));
           CREATE TABLE changes (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
-            origin TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, action TEXT NOT NULL,
-            generation BIGINT NOT NULL, version TEXT NOT NULL, before TEXT, after TEXT, event TEXT NOT NULL);",
-        postgres: "CREATE TABLE resources (
-            kind TEXT NOT NULL, name TEXT NOT NULL, id TEXT NOT NULL, version TEXT NOT NULL,
-            status TEXT NOT NULL, domain TEXT NOT NULL, team TEXT, generation BIGINT NOT NULL,
-            spec TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-            PRIMARY KEY (kind, name));
-          CREATE TABLE changes (
-            seq BIGSERIAL PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL,
+            seq {serial}, at TEXT NOT NULL, actor TEXT NOT NULL,
             origin TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, action TEXT NOT NULL,
             generation BIGINT NOT NULL, version TEXT NOT NULL, before TEXT, after TEXT, event TEXT NOT NULL);",
     },
     // Tags become filterable, and listing by domain and reading a resource's history use indexes.
     Migration {
         version: 2,
-        sqlite: "ALTER TABLE resources ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
-          CREATE INDEX resources_domain ON resources (domain, kind, name);
-          CREATE INDEX changes_resource ON changes (kind, name, seq);",
-        postgres: "ALTER TABLE resources ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+        sql: "ALTER TABLE resources ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
           CREATE INDEX resources_domain ON resources (domain, kind, name);
           CREATE INDEX changes_resource ON changes (kind, name, seq);",
     },
@@ -76,11 +63,11 @@ pub async fn migrate(conn: &mut AnyConnection, backend: Backend, target: i64) ->
     let from = version;
     for m in MIGRATIONS.iter().filter(|m| m.version > from && m.version <= target) {
         let mut tx = conn.begin().await?;
-        let sql = match backend {
-            Backend::Sqlite => m.sqlite,
-            Backend::Postgres => m.postgres,
+        let serial = match backend {
+            Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Backend::Postgres => "BIGSERIAL PRIMARY KEY",
         };
-        tx.execute(sql).await?;
+        tx.execute(m.sql.replace("{serial}", serial).as_str()).await?;
         if m.version == 2 {
             backfill_tags(&mut tx).await?;
         }
