@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Benchmark of the registry (issue #3): apply 10,000 contracts and 2,000 products through
+the API, then measure list and filter latency (p50, p99) at that size, on SQLite and on
+PostgreSQL.
+
+Usage: registry.py MESHPLANE_BINARY [CONTRACTS] [PRODUCTS]
+Needs the local PostgreSQL (127.0.0.1:5432, user postgres, trust auth) and psql."""
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def contract(i):
+    return f"""apiVersion: v3.1.0
+kind: DataContract
+id: c{i:05d}
+version: 1.0.0
+status: active
+domain: d{i % 20:02d}
+tags: [{'gold' if i % 10 == 0 else 'silver'}]
+schema:
+  - name: t{i:05d}
+    properties:
+      - {{ name: id, logicalType: string, required: true, unique: true }}
+      - {{ name: amount, logicalType: number, logicalTypeOptions: {{ minimum: 0 }} }}
+      - {{ name: created_at, logicalType: date }}
+"""
+
+
+def product(i, contracts):
+    a, b = (i * 5) % contracts, (i * 5 + 1) % contracts
+    return f"""apiVersion: v1.0.0
+kind: DataProduct
+id: p{i:05d}
+version: 1.0.0
+status: active
+domain: d{i % 20:02d}
+inputPorts:
+  - {{ name: in, version: 1.0.0, contractId: c{a:05d} }}
+outputPorts:
+  - {{ name: out, version: 1.0.0, contractId: c{b:05d} }}
+"""
+
+
+def post(base, body):
+    req = urllib.request.Request(f"{base}/api/v1/apply", data=body.encode(), method="POST")
+    with urllib.request.urlopen(req) as res:
+        return json.load(res)
+
+
+def get(base, path):
+    with urllib.request.urlopen(f"{base}{path}") as res:
+        res.read()
+
+
+def run(binary, url, label, n_contracts, n_products):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", url],
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                get(base, "/healthz")
+                break
+            except OSError:
+                time.sleep(0.05)
+        docs = [contract(i) for i in range(n_contracts)] + [product(i, n_contracts) for i in range(n_products)]
+        start = time.perf_counter()
+        for k in range(0, len(docs), 100):
+            post(base, "---\n".join(docs[k:k + 100]))
+        applied = time.perf_counter() - start
+        queries = ["/api/v1/contracts?limit=100", "/api/v1/contracts?domain=d07&limit=100",
+                   "/api/v1/contracts?tag=gold&limit=100", "/api/v1/products?domain=d03&status=active&limit=100",
+                   f"/api/v1/contracts/c{n_contracts // 2:05d}@v1"]
+        timings = {}
+        for q in queries:
+            samples = []
+            for _ in range(300):
+                t = time.perf_counter()
+                get(base, q)
+                samples.append((time.perf_counter() - t) * 1000)
+            samples.sort()
+            timings[q] = (statistics.median(samples), samples[int(len(samples) * 0.99) - 1])
+        print(f"== {label}: applied {n_contracts} contracts and {n_products} products in batches of 100: {applied:.2f} s "
+              f"({len(docs) / applied:.0f} documents/s)")
+        for q, (p50, p99) in timings.items():
+            print(f"   GET {q:<52} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def main():
+    binary = sys.argv[1]
+    n_contracts = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
+    n_products = int(sys.argv[3]) if len(sys.argv) > 3 else 2_000
+    with tempfile.TemporaryDirectory() as tmp:
+        run(binary, f"sqlite://{tmp}/bench.db", "SQLite", n_contracts, n_products)
+    subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", "DROP DATABASE IF EXISTS meshplane_registry_bench",
+                    "-c", "CREATE DATABASE meshplane_registry_bench"], check=True)
+    try:
+        run(binary, "postgres://postgres@127.0.0.1:5432/meshplane_registry_bench", "PostgreSQL", n_contracts, n_products)
+    finally:
+        subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", "DROP DATABASE meshplane_registry_bench"], check=True)
+
+
+if __name__ == "__main__":
+    main()
