@@ -43,6 +43,8 @@ enum Command {
     Apply(remote::ApplyArgs),
     /// List resources of a kind (contracts, products), or show one.
     Get(remote::GetArgs),
+    /// One resource: what it is, what it holds, and every change it went through.
+    Describe(remote::HistoryArgs),
     /// Every change of one resource.
     History(remote::HistoryArgs),
     /// The change feed of the whole registry.
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Apply(args) => remote::apply(&args),
         Command::Get(args) => remote::get(&args),
+        Command::Describe(args) => remote::describe(&args),
         Command::History(args) => remote::history(&args),
         Command::Events(args) => remote::events(&args),
         Command::Lineage(args) => remote::lineage(&args),

@@ -262,6 +262,36 @@ pub fn history(args: &HistoryArgs) -> Result<ExitCode> {
     answer(a, args.server.output, changes_table)
 }
 
+/// One resource with what it holds and every change it went through.
+pub fn describe(args: &HistoryArgs) -> Result<ExitCode> {
+    let (kind, name) = (&args.kind, &args.name);
+    let record = match call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}/{name}")))? {
+        Answer::Ok(r) => r,
+        Answer::Refused(body) => return refused(&body),
+    };
+    let changes = match call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}/{name}/history")))? {
+        Answer::Ok(c) => c,
+        Answer::Refused(body) => return refused(&body),
+    };
+    let both = serde_json::json!({ "resource": record, "history": changes });
+    print(args.server.output, &both, |out| {
+        for key in
+            ["kind", "name", "version", "status", "domain", "team", "tags", "generation", "createdAt", "updatedAt"]
+        {
+            writeln!(out, "{key:<11} {}", text(&record[key]))?;
+        }
+        let spec = &record["spec"];
+        for (label, field) in [("objects", "schema"), ("inputPorts", "inputPorts"), ("outputPorts", "outputPorts")] {
+            let names: Vec<String> = spec[field].as_array().into_iter().flatten().map(|o| text(&o["name"])).collect();
+            if !names.is_empty() {
+                writeln!(out, "{label:<11} {}", names.join(", "))?;
+            }
+        }
+        writeln!(out)?;
+        changes_table(&changes, out)
+    })
+}
+
 pub fn events(args: &EventsArgs) -> Result<ExitCode> {
     let a = call(&args.server, |c, base| {
         c.get(format!("{base}/api/v1/events")).query(&[("after", args.after), ("limit", args.limit)])

@@ -256,6 +256,8 @@ fn the_cli_applies_the_example_mesh_and_reads_it_back() {
     let events = meshplane(&["events", "--server", &s.url, "-o", "json"]);
     let events: serde_json::Value = serde_json::from_slice(&events.stdout).unwrap();
     assert_eq!(events.as_array().map(Vec::len), Some(12));
+    let described = stdout(&meshplane(&["describe", "products", "finance-forecast", "--server", &s.url]));
+    assert!(described.contains("inputPorts  revenue-daily, segments") && described.contains("created"), "{described}");
     let history = meshplane(&["history", "contracts", "orders@v2", "--server", &s.url]);
     assert!(stdout(&history).contains("created"), "{}", stdout(&history));
     let lineage = meshplane(&["lineage", "finance-revenue", "--server", &s.url]);
