@@ -46,7 +46,7 @@ def main():
             unmatched += 1
             continue
         c = candidates.pop(0)
-        mine, peer = VERDICT[r["outcome"]], c["result"]
+        mine, peer = VERDICT[r["outcome"]], c.get("result")
         value = (c.get("diagnostics") or {}).get("value")
         same_value = value is None or r.get("count", r.get("value")) == value or r.get("value") == value
         if mine == peer and same_value:
@@ -60,7 +60,7 @@ def main():
             print(f"  DIFFERENT       {r['key']:<40} {mine} ({r.get('value')}) vs {peer} ({value})")
     left = [c for cs in by_type.values() for c in cs]
     for c in left:
-        print(f"  only dcli       {c['key']:<40} {c['result']}")
+        print(f"  only dcli       {c['key']:<40} {c.get('result')}: {c.get('reason')}")
     print(f"verdicts: {agree} equal, {deviations} documented deviations, {differ} different, "
           f"{unmatched} only in meshplane, {len(left)} only in datacontract-cli")
     sys.exit(1 if differ else 0)

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/meshplane-target}"
 rows="${1:-10000000}"
 pg_rows="${2:-1000000}"
-out=bench/out/test
+out="$(pwd)/bench/out/test"
 mkdir -p "$out/data"
 
 if [ ! -x bench/out/venv/bin/datacontract ]; then
@@ -40,14 +40,15 @@ measure() {
   local best="" rss=""
   for _ in 1 2 3; do
     /usr/bin/time -f "%e %M" -o "$out/time" "$@" > /dev/null 2>&1 || true
-    read -r t m < "$out/time"
+    read -r t m < <(tail -n1 "$out/time")
     if [ -z "$best" ] || (( $(echo "$t < $best" | bc) )); then best=$t; rss=$m; fi
   done
   printf "%-44s %8.2f s %8d MiB\n" "$label" "$best" "$((rss / 1024))"
 }
 
 run_pair() {
-  local server=$1 rows=$2 reference=$3
+  local server=$1 rows=$2
+  local -n reference=$3
   echo
   echo "== server $server, $rows rows =="
   printf "%-44s %10s %12s\n" "what" "wall" "peak RSS"
@@ -59,10 +60,11 @@ run_pair() {
 }
 
 reference_duckdb=($py bench/reference.py duckdb "$out/data/orders.parquet")
-run_pair local "$rows" "${reference_duckdb[@]}"
+run_pair local "$rows" reference_duckdb
 
 # PostgreSQL: a database of its own, loaded from the generator's CSV.
-export MESHPLANE_POSTGRES_USER=postgres DATACONTRACT_POSTGRES_USERNAME=postgres DATACONTRACT_POSTGRES_PASSWORD=
+# Trust authentication: any password is accepted; datacontract-cli insists on one.
+export MESHPLANE_POSTGRES_USER=postgres DATACONTRACT_POSTGRES_USERNAME=postgres DATACONTRACT_POSTGRES_PASSWORD=unused
 psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS meshplane_bench" -c "CREATE DATABASE meshplane_bench"
 $py bench/gen_orders.py "$out/pg" "$pg_rows" --formats csv > /dev/null
 psql -q -h 127.0.0.1 -U postgres -d meshplane_bench <<SQL
@@ -72,5 +74,5 @@ CREATE TABLE orders (order_id text, customer_id bigint, customer_email text, sta
 ANALYZE orders;
 SQL
 reference_pg=($py bench/reference.py postgres meshplane_bench)
-run_pair pg "$pg_rows" "${reference_pg[@]}"
+run_pair pg "$pg_rows" reference_pg
 psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE meshplane_bench"

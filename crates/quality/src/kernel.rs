@@ -107,8 +107,7 @@ impl Kernel {
                 a.samples.extend(b.samples);
                 a.samples.truncate(a.max_samples);
             }
-            // Twins share one table: nothing to add.
-            (Kernel::Dups(_), Kernel::Dups(_)) => {}
+            (Kernel::Dups(a), Kernel::Dups(b)) => a.merge(b),
             (Kernel::Extreme(a), Kernel::Extreme(b)) => a.micros = a.pick(a.micros, b.micros),
             _ => unreachable!("kernels are merged with their twins only"),
         }
@@ -432,18 +431,96 @@ impl ExtremeKernel {
     }
 }
 
-/// Exact duplicate counting: each distinct key once, in a table sharded by hash and shared by
-/// every partition of a scan, so partitions insert in parallel and nothing is merged at the
-/// end. Keys live in per-shard arenas (no allocation per key); a partition groups a batch's
-/// keys by shard first and takes each shard's lock once per batch.
+/// Exact duplicate counting, two ways.
+///
+/// While a partition's keys arrive in order (ids and timestamps often do), duplicates are
+/// adjacent: each key is compared with the one before, with no hashing. The distinct keys are
+/// kept (bytes and counts) so that, when the order breaks or two partitions' key ranges
+/// overlap, they are replayed into the table, and the count stays exact.
+///
+/// Otherwise each distinct key is kept once, in a table sharded by hash and shared by every
+/// partition of a scan, so partitions insert in parallel and nothing is merged at the end.
+/// Keys live in per-shard arenas (no allocation per key); a partition groups a batch's keys
+/// by shard first and takes each shard's lock once per batch.
+///
+/// Key bytes sort as their values do (integers big-endian with the sign flipped, text as
+/// UTF-8, Arrow's row format for the rest), so "in order" means "bytes non-decreasing".
 pub struct DupKernel {
     cols: Vec<usize>,
     key: KeyKind,
     shared: Arc<DupTable>,
     max_samples: usize,
-    /// Per batch: the keys' bytes, and (shard, hash, start, len) of each key.
+    /// Keys bound for the table: their bytes, and (shard, hash, start, len, times) of each.
     bytes: Vec<u8>,
-    keys: Vec<(u32, u64, u32, u32)>,
+    keys: Vec<(u32, u64, u32, u32, u32)>,
+    /// Some while this partition's keys have come in order.
+    sorted: Option<SortedKeys>,
+}
+
+/// Distinct keys seen in non-decreasing order, each with how often it occurred.
+#[derive(Default)]
+struct SortedKeys {
+    arena: Vec<u8>,
+    /// Where each key ends in the arena.
+    ends: Vec<usize>,
+    counts: Vec<u32>,
+    dup_keys: u64,
+    dup_rows: u64,
+    samples: Vec<Vec<u8>>,
+}
+
+impl SortedKeys {
+    fn key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.arena[start..self.ends[i]]
+    }
+
+    fn first(&self) -> Option<&[u8]> {
+        (!self.ends.is_empty()).then(|| self.key(0))
+    }
+
+    fn last(&self) -> Option<&[u8]> {
+        self.ends.len().checked_sub(1).map(|i| self.key(i))
+    }
+
+    /// Adds a key; false (and nothing added) when it is smaller than the last one.
+    fn push(&mut self, key: &[u8], max_samples: usize) -> bool {
+        match self.last().map(|last| key.cmp(last)) {
+            Some(std::cmp::Ordering::Less) => false,
+            Some(std::cmp::Ordering::Equal) => {
+                let n = self.counts.last_mut().map_or(0, |c| {
+                    *c = c.saturating_add(1);
+                    *c
+                });
+                self.dup_rows += if n == 2 { 2 } else { 1 };
+                if n == 2 {
+                    self.dup_keys += 1;
+                    if self.samples.len() < max_samples {
+                        self.samples.push(key.to_vec());
+                    }
+                }
+                true
+            }
+            _ => {
+                self.arena.extend_from_slice(key);
+                self.ends.push(self.arena.len());
+                self.counts.push(1);
+                true
+            }
+        }
+    }
+
+    /// Appends `later`, whose keys all come after this one's.
+    fn append(&mut self, later: SortedKeys, max_samples: usize) {
+        let base = self.arena.len();
+        self.arena.extend_from_slice(&later.arena);
+        self.ends.extend(later.ends.iter().map(|e| e + base));
+        self.counts.extend(later.counts);
+        self.dup_keys += later.dup_keys;
+        self.dup_rows += later.dup_rows;
+        self.samples.extend(later.samples);
+        self.samples.truncate(max_samples);
+    }
 }
 
 const SHARDS: usize = 64;
@@ -473,30 +550,46 @@ impl Shard {
         &self.arena[e.offset as usize..e.offset as usize + e.len as usize]
     }
 
-    fn insert(&mut self, hash: u64, key: &[u8]) {
+    fn insert(&mut self, hash: u64, key: &[u8], times: u32) {
         let arena = &self.arena;
         let found = self
             .table
             .find_mut(hash, |e| e.hash == hash && &arena[e.offset as usize..e.offset as usize + e.len as usize] == key);
         match found {
-            Some(e) => e.count = e.count.saturating_add(1),
+            Some(e) => e.count = e.count.saturating_add(times),
             None => {
                 let offset = self.arena.len() as u64;
                 self.arena.extend_from_slice(key);
-                self.table.insert_unique(hash, Entry { hash, offset, len: key.len() as u32, count: 1 }, |e| e.hash);
+                self.table.insert_unique(hash, Entry { hash, offset, len: key.len() as u32, count: times }, |e| e.hash);
             }
         }
     }
 }
 
 enum KeyKind {
-    /// One integer column: the key is its 8 bytes.
+    /// One integer column: the key is its 8 bytes, ordered.
     Integer,
     /// One text column: the key is its bytes.
     Text,
     /// Anything else, or several columns: Arrow's row format.
     Rows(RowConverter),
 }
+
+/// An integer's bytes in an order that sorts as the integers do.
+fn ordered_int(v: i64) -> [u8; 8] {
+    ((v as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn dup_result(keys: u64, rows: u64, samples: Vec<String>) -> Measured {
+    Measured {
+        value: Some(keys as f64),
+        detail: (keys > 0).then(|| format!("{keys} duplicated keys over {rows} rows")),
+        samples,
+    }
+}
+
+/// Keys gathered for the table are inserted in chunks this large.
+const FLUSH_AT: usize = 65_536;
 
 impl DupKernel {
     fn new(cols: Vec<usize>, schema: &Schema, max_samples: usize) -> Result<Self, String> {
@@ -517,7 +610,8 @@ impl DupKernel {
                     .map_err(|e| e.to_string())?,
             ),
         };
-        Ok(DupKernel { cols, key, shared, max_samples, bytes: Vec::new(), keys: Vec::new() })
+        let sorted = Some(SortedKeys::default());
+        Ok(DupKernel { cols, key, shared, max_samples, bytes: Vec::new(), keys: Vec::new(), sorted })
     }
 
     /// A twin for another partition: its own key encoder, the same table.
@@ -526,22 +620,44 @@ impl DupKernel {
     }
 
     fn push(&mut self, key: &[u8]) {
+        if let Some(sorted) = &mut self.sorted {
+            if sorted.push(key, self.max_samples) {
+                return;
+            }
+            // The order broke: what was counted by adjacency goes to the table.
+            self.spill();
+        }
+        self.push_table(key, 1);
+    }
+
+    fn push_table(&mut self, key: &[u8], times: u32) {
         let hash = self.shared.hasher.hash_one(key);
         // Shards by bits the shard tables use neither for their buckets (low) nor their tags (high).
         let shard = ((hash >> 32) as usize % SHARDS) as u32;
-        self.keys.push((shard, hash, self.bytes.len() as u32, key.len() as u32));
+        self.keys.push((shard, hash, self.bytes.len() as u32, key.len() as u32, times));
         self.bytes.extend_from_slice(key);
+        if self.keys.len() >= FLUSH_AT {
+            self.flush();
+        }
+    }
+
+    /// Moves the keys counted in order into the shared table, with their counts, and leaves
+    /// sorted mode for good.
+    fn spill(&mut self) {
+        let Some(sorted) = self.sorted.take() else { return };
+        for (i, &times) in sorted.counts.iter().enumerate() {
+            self.push_table(sorted.key(i), times);
+        }
+        self.flush();
     }
 
     fn update(&mut self, batch: &RecordBatch) -> Result<(), String> {
-        self.bytes.clear();
-        self.keys.clear();
         let arrays: Vec<ArrayRef> = self.cols.iter().map(|&c| batch.column(c).clone()).collect();
         match &self.key {
             KeyKind::Integer => {
                 let ints = compute::cast(&arrays[0], &DataType::Int64).map_err(|e| e.to_string())?;
                 for v in ints.as_primitive::<Int64Type>().iter().flatten() {
-                    self.push(&v.to_le_bytes());
+                    self.push(&ordered_int(v));
                 }
             }
             KeyKind::Text => for_each_text(&arrays[0], |v| v.into_iter().for_each(|s| self.push(s.as_bytes())))?,
@@ -554,21 +670,58 @@ impl DupKernel {
                 }
             }
         }
-        self.keys.sort_unstable_by_key(|k| k.0);
-        for group in self.keys.chunk_by(|a, b| a.0 == b.0) {
-            let mut shard = self.shared.shards[group[0].0 as usize].lock().map_err(|_| "a scan task panicked")?;
-            for &(_, hash, start, len) in group {
-                shard.insert(hash, &self.bytes[start as usize..(start + len) as usize]);
-            }
-        }
+        self.flush();
         Ok(())
     }
 
+    /// Inserts the keys gathered for the table, shard by shard.
+    fn flush(&mut self) {
+        self.keys.sort_unstable_by_key(|k| k.0);
+        for group in self.keys.chunk_by(|a, b| a.0 == b.0) {
+            // A poisoned lock means another scan task panicked; its panic is reported.
+            let mut shard = self.shared.shards[group[0].0 as usize].lock().unwrap_or_else(|e| e.into_inner());
+            for &(_, hash, start, len, times) in group {
+                shard.insert(hash, &self.bytes[start as usize..(start + len) as usize], times);
+            }
+        }
+        self.keys.clear();
+        self.bytes.clear();
+    }
+
+    /// Adds what a twin saw. Two runs in order whose key ranges do not overlap stay in order;
+    /// anything else goes to the shared table.
+    fn merge(&mut self, mut other: DupKernel) {
+        let keep = match (self.sorted.take(), other.sorted.take()) {
+            (Some(a), Some(b)) if b.first().is_none() => Some(a),
+            (Some(a), Some(b)) if a.first().is_none() => Some(b),
+            (Some(mut a), Some(b)) if a.last() < b.first() => {
+                a.append(b, self.max_samples);
+                Some(a)
+            }
+            (Some(a), Some(mut b)) if b.last() < a.first() => {
+                b.append(a, self.max_samples);
+                Some(b)
+            }
+            (a, b) => {
+                self.sorted = a;
+                self.spill();
+                other.sorted = b;
+                other.spill();
+                None
+            }
+        };
+        self.sorted = keep;
+    }
+
     fn finish(self) -> Measured {
+        if let Some(sorted) = &self.sorted {
+            let samples = sorted.samples.iter().map(|k| self.describe_key(k)).collect();
+            return dup_result(sorted.dup_keys, sorted.dup_rows, samples);
+        }
         let (mut keys, mut rows) = (0u64, 0u64);
         let mut samples = Vec::new();
         for shard in &self.shared.shards {
-            let Ok(shard) = shard.lock() else { continue };
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             for e in shard.table.iter().filter(|e| e.count > 1) {
                 keys += 1;
                 rows += u64::from(e.count);
@@ -577,16 +730,16 @@ impl DupKernel {
                 }
             }
         }
-        Measured {
-            value: Some(keys as f64),
-            detail: (keys > 0).then(|| format!("{keys} duplicated keys over {rows} rows")),
-            samples,
-        }
+        dup_result(keys, rows, samples)
     }
 
     fn describe_key(&self, bytes: &[u8]) -> String {
         match &self.key {
-            KeyKind::Integer => bytes.try_into().map(i64::from_le_bytes).map(|v| v.to_string()).unwrap_or_default(),
+            KeyKind::Integer => bytes
+                .try_into()
+                .map(|b| (u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
             KeyKind::Text => String::from_utf8_lossy(bytes).into_owned(),
             KeyKind::Rows(converter) => {
                 let parser = converter.parser();
@@ -665,6 +818,24 @@ mod tests {
             let both = Measure::Duplicates { columns: vec!["id".into(), "name".into()] };
             let pairs = ids.iter().zip(&names).map(|(i, n)| Some(((*i)?, n.clone()?)));
             prop_assert_eq!(measure(&both, &ids, &names), naive_dups(pairs));
+        }
+
+        /// Keys in order take the path without hashing; halves in either order, with ranges
+        /// apart or touching, must give the same exact counts.
+        #[test]
+        fn ordered_keys_count_the_same(mut ids in prop::collection::vec(prop::option::of(0i64..60), 0..200), swap: bool) {
+            ids.sort();
+            let want = naive_dups(ids.iter().copied());
+            let names: Vec<Option<String>> = ids.iter().map(|i| i.map(|v| format!("k{v:03}"))).collect();
+            let (mut ids2, mut names2) = (ids.clone(), names.clone());
+            if swap {
+                let half = ids.len() / 2;
+                ids2.rotate_left(half);
+                names2.rotate_left(half);
+            }
+            let one = |c: &str| Measure::Duplicates { columns: vec![c.into()] };
+            prop_assert_eq!(measure(&one("id"), &ids2, &names2), want);
+            prop_assert_eq!(measure(&one("name"), &ids2, &names2), want);
         }
 
         #[test]
