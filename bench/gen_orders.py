@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Deterministic orders-like data with known defects, for `bench/test.sh` and the tests.
 
-Usage: gen_orders.py OUT_DIR ROWS [--formats parquet,csv,json]
+Usage: gen_orders.py OUT_DIR ROWS [--formats parquet,csv,json] [--shuffled]
 
-Writes OUT_DIR/orders.<format> with ROWS rows. The same ROWS always gives the same bytes
+Writes OUT_DIR/orders.<format> with ROWS rows, in order of order_id, or with --shuffled in
+a fixed random order (OUT_DIR/orders-shuffled.<format>). The same ROWS always gives the same bytes
 (fixed seed, fixed clock: the newest order is 2026-11-01T00:00:00Z). Defects, by design:
   order_id        unique except 1 in 10,000 rows, which repeats an earlier id
   customer_id     null in 1 in 200 rows
@@ -81,13 +82,16 @@ def build(rows):
 def main():
     out, rows = sys.argv[1], int(sys.argv[2])
     formats = ["parquet"]
-    if len(sys.argv) > 4 and sys.argv[3] == "--formats":
-        formats = sys.argv[4].split(",")
+    if "--formats" in sys.argv:
+        formats = sys.argv[sys.argv.index("--formats") + 1].split(",")
+    shuffled = "--shuffled" in sys.argv
     import os
     os.makedirs(out, exist_ok=True)
     table = build(rows)
+    if shuffled:
+        table = table.take(pa.array(np.random.default_rng(7).permutation(rows)))
     for f in formats:
-        path = os.path.join(out, f"orders.{f}")
+        path = os.path.join(out, f"orders{'-shuffled' if shuffled else ''}.{f}")
         if f == "parquet":
             pq.write_table(table, path, row_group_size=1_000_000, compression="snappy")
         elif f == "csv":

@@ -26,6 +26,8 @@ cargo build --release -q -p meshplane
 meshplane="$CARGO_TARGET_DIR/release/meshplane"
 
 [ -f "$out/data/orders.parquet.$rows" ] || { $py bench/gen_orders.py "$out/data" "$rows" > /dev/null; touch "$out/data/orders.parquet.$rows"; }
+[ -f "$out/data/orders-shuffled.parquet.$rows" ] || {
+  $py bench/gen_orders.py "$out/data" "$rows" --shuffled > /dev/null; touch "$out/data/orders-shuffled.parquet.$rows"; }
 cp bench/orders.odcs.yaml "$out/"
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
@@ -61,6 +63,8 @@ run_pair() {
 
 reference_duckdb=($py bench/reference.py duckdb "$out/data/orders.parquet")
 run_pair local "$rows" reference_duckdb
+reference_shuffled=($py bench/reference.py duckdb "$out/data/orders-shuffled.parquet")
+run_pair shuffled "$rows" reference_shuffled
 
 # PostgreSQL: a database of its own, loaded from the generator's CSV.
 # Trust authentication: any password is accepted; datacontract-cli insists on one.

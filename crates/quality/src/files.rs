@@ -112,8 +112,11 @@ pub struct FileSource {
 impl FileSource {
     /// A source over `locations`; `s3` reaches the buckets of `s3://` locations.
     pub fn new(locations: Vec<(String, Location)>, delimiter: u8, s3: Option<&S3Config>) -> Result<Self, String> {
+        // Files split into more partitions than cores, so that tasks of unequal size (row
+        // groups do not divide evenly) still keep every core busy to the end. Partitions are
+        // merged in order, which keeps ordered keys ordered (see the duplicate kernel).
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let config = SessionConfig::new().with_target_partitions(cores).with_information_schema(false);
+        let config = SessionConfig::new().with_target_partitions(cores * 4).with_information_schema(false);
         let ctx = SessionContext::new_with_config(config);
         let mut buckets: Vec<&str> = locations.iter().filter_map(|(_, l)| split_s3(&l.path)).map(|(b, _)| b).collect();
         buckets.dedup();

@@ -455,6 +455,8 @@ pub struct DupKernel {
     keys: Vec<(u32, u64, u32, u32, u32)>,
     /// Some while this partition's keys have come in order.
     sorted: Option<SortedKeys>,
+    /// Scratch: the keys of a chunk by hash, to count repeats before the shared table.
+    local: HashTable<usize>,
 }
 
 /// Distinct keys seen in non-decreasing order, each with how often it occurred.
@@ -611,7 +613,16 @@ impl DupKernel {
             ),
         };
         let sorted = Some(SortedKeys::default());
-        Ok(DupKernel { cols, key, shared, max_samples, bytes: Vec::new(), keys: Vec::new(), sorted })
+        Ok(DupKernel {
+            cols,
+            key,
+            shared,
+            max_samples,
+            bytes: Vec::new(),
+            keys: Vec::new(),
+            sorted,
+            local: HashTable::new(),
+        })
     }
 
     /// A twin for another partition: its own key encoder, the same table.
@@ -675,13 +686,33 @@ impl DupKernel {
     }
 
     /// Inserts the keys gathered for the table, shard by shard.
+    ///
+    /// Keys repeated within the chunk are counted here first, so a column of few distinct
+    /// values touches the shared table a few times per chunk instead of once per row.
     fn flush(&mut self) {
-        self.keys.sort_unstable_by_key(|k| k.0);
-        for group in self.keys.chunk_by(|a, b| a.0 == b.0) {
+        let (keys, bytes) = (&mut self.keys, &self.bytes);
+        let key = |k: &(u32, u64, u32, u32, u32)| &bytes[k.2 as usize..(k.2 + k.3) as usize];
+        self.local.clear();
+        for i in 0..keys.len() {
+            let (hash, times) = (keys[i].1, keys[i].4);
+            let found = self.local.find(hash, |&j| keys[j].1 == hash && key(&keys[j]) == key(&keys[i])).copied();
+            match found {
+                Some(j) => {
+                    keys[j].4 = keys[j].4.saturating_add(times);
+                    keys[i].4 = 0;
+                }
+                None => {
+                    self.local.insert_unique(hash, i, |&j| keys[j].1);
+                }
+            }
+        }
+        keys.retain(|k| k.4 > 0);
+        keys.sort_unstable_by_key(|k| k.0);
+        for group in keys.chunk_by(|a, b| a.0 == b.0) {
             // A poisoned lock means another scan task panicked; its panic is reported.
             let mut shard = self.shared.shards[group[0].0 as usize].lock().unwrap_or_else(|e| e.into_inner());
-            for &(_, hash, start, len, times) in group {
-                shard.insert(hash, &self.bytes[start as usize..(start + len) as usize], times);
+            for k in group {
+                shard.insert(k.1, key(k), k.4);
             }
         }
         self.keys.clear();
