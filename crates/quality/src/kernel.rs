@@ -590,8 +590,10 @@ fn dup_result(keys: u64, rows: u64, samples: Vec<String>) -> Measured {
     }
 }
 
-/// Keys gathered for the table are inserted in chunks this large.
+/// Keys gathered for the table are inserted in chunks of at most this many keys, or bytes
+/// (which also keeps offsets within the chunk in 32 bits).
 const FLUSH_AT: usize = 65_536;
+const FLUSH_BYTES: usize = 64 << 20;
 
 impl DupKernel {
     fn new(cols: Vec<usize>, schema: &Schema, max_samples: usize) -> Result<Self, String> {
@@ -647,7 +649,7 @@ impl DupKernel {
         let shard = ((hash >> 32) as usize % SHARDS) as u32;
         self.keys.push((shard, hash, self.bytes.len() as u32, key.len() as u32, times));
         self.bytes.extend_from_slice(key);
-        if self.keys.len() >= FLUSH_AT {
+        if self.keys.len() >= FLUSH_AT || self.bytes.len() >= FLUSH_BYTES {
             self.flush();
         }
     }
