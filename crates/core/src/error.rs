@@ -37,6 +37,8 @@ pub enum ErrorCode {
     ConcurrentChange,
     StoreTooNew,
     StoreFailure,
+    /// The data a contract test reads could not be reached.
+    DataUnreachable,
 }
 
 impl ErrorCode {
@@ -54,6 +56,7 @@ impl ErrorCode {
             | ErrorCode::OwnerChange
             | ErrorCode::ConcurrentChange => 409,
             ErrorCode::StoreTooNew | ErrorCode::StoreFailure => 500,
+            ErrorCode::DataUnreachable => 502,
         }
     }
 }

@@ -156,6 +156,71 @@ pub async fn events(State(state): State<AppState>, params: Result<Query<EventPar
     to_json(state.store.events(p.after.unwrap_or(0), p.limit.unwrap_or(100)).await?)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunParams {
+    server: Option<String>,
+    object: Option<String>,
+    samples: Option<usize>,
+}
+
+fn contract_kind(k: &str) -> Result<Kind, ApiError> {
+    match kind(k)? {
+        Kind::DataContract => Ok(Kind::DataContract),
+        other => Err(ApiError(Error::invalid(
+            ErrorCode::UnsupportedKind,
+            format!("a {} has no tests of its own; its contracts do", other.as_str()),
+        ))),
+    }
+}
+
+/// Runs the stored contract's checks now (as `meshplane test` does) and keeps the report
+/// with the contract generation it tested. Local paths are read by the server, relative to
+/// its working directory, with its own permissions.
+pub async fn run_tests(
+    State(state): State<AppState>,
+    Path((k, name)): Path<(String, String)>,
+    params: Result<Query<RunParams>, QueryRejection>,
+) -> Answer {
+    let p = query(params)?;
+    let kind = contract_kind(&k)?;
+    let record = state.store.get(kind, &name).await?;
+    let Some(meshplane_spec::Document::Contract(contract)) =
+        load(&record.spec.to_string()).documents.pop().and_then(|d| d.document)
+    else {
+        return Err(ApiError(Error::Store(format!("the stored document of {name} is not a contract"))));
+    };
+    let bad = |e: meshplane_quality::target::TestError| match e {
+        meshplane_quality::target::TestError::Connect(m) => Error::invalid(ErrorCode::DataUnreachable, m),
+        other => Error::invalid(ErrorCode::MalformedRequest, other.to_string()),
+    };
+    let server = meshplane_quality::target::pick_server(&contract, p.server.as_deref()).map_err(bad)?;
+    let options = meshplane_quality::run::Options::now(p.samples.unwrap_or(0));
+    let report =
+        meshplane_quality::target::test(&contract, server, p.object.as_deref(), std::path::Path::new("."), &options)
+            .await
+            .map_err(bad)?;
+    let json = serde_json::to_value(&report).map_err(|e| Error::Store(e.to_string()))?;
+    to_json(state.store.record_test(kind, &name, record.generation, &report.server, report.failed(), json).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsParams {
+    limit: Option<i64>,
+}
+
+pub async fn test_runs(
+    State(state): State<AppState>,
+    Path((k, name)): Path<(String, String)>,
+    params: Result<Query<RunsParams>, QueryRejection>,
+) -> Answer {
+    let p = query(params)?;
+    let kind = contract_kind(&k)?;
+    state.store.get(kind, &name).await?;
+    to_json(state.store.test_runs(kind, &name, p.limit.unwrap_or(20)).await?)
+}
+
 /// The contract ids a product's ports name: (consumed by input ports, provided by output ports).
 fn contracts(record: &Record) -> (BTreeSet<String>, BTreeSet<String>) {
     let ids = |field: &str| {

@@ -53,6 +53,15 @@ fn schemas() -> Any {
                     "outcome": { "enum": ["created", "updated", "unchanged"] } } } }
             }
         },
+        "TestRun": {
+            "type": "object",
+            "properties": {
+                "seq": { "type": "integer" }, "name": string, "generation": { "type": "integer", "description": "the contract generation tested" },
+                "server": string, "at": string, "failed": { "type": "boolean" },
+                "report": { "type": "object", "description": "the report of meshplane test -o json: summary and every check's result" }
+            }
+        },
+        "TestRuns": { "type": "array", "items": { "$ref": "#/components/schemas/TestRun" } },
         "Lineage": {
             "type": "object",
             "properties": {
@@ -70,6 +79,7 @@ fn reason(status: u16) -> &'static str {
         404 => "not found",
         409 => "conflicts with what is stored",
         413 => "body too large",
+        502 => "the data could not be reached",
         422 => "invalid document",
         _ => "error",
     }

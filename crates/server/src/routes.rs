@@ -17,6 +17,8 @@ pub enum Endpoint {
     History,
     Events,
     Lineage,
+    RunTests,
+    TestRuns,
 }
 
 /// A query or path parameter.
@@ -145,6 +147,44 @@ pub const ROUTES: &[Route] = &[
         answer: "Changes",
         errors: &[404],
     },
+    Route {
+        endpoint: Endpoint::RunTests,
+        method: "post",
+        path: "/api/v1/{kind}/{name}/tests",
+        summary: "Run a contract's checks on the data of one of its servers now, and keep the report",
+        params: &[
+            KIND,
+            NAME,
+            Param {
+                name: "server",
+                path: false,
+                description: "the contract's server to test (needed when it has several)",
+                kind: "string",
+            },
+            Param { name: "object", path: false, description: "test one schema object only", kind: "string" },
+            Param {
+                name: "samples",
+                path: false,
+                description: "keep up to this many offending values per failed check",
+                kind: "integer",
+            },
+        ],
+        answer: "TestRun",
+        errors: &[400, 404, 422, 502],
+    },
+    Route {
+        endpoint: Endpoint::TestRuns,
+        method: "get",
+        path: "/api/v1/{kind}/{name}/tests",
+        summary: "A contract's test reports, newest first",
+        params: &[
+            KIND,
+            NAME,
+            Param { name: "limit", path: false, description: "at most this many (default 20)", kind: "integer" },
+        ],
+        answer: "TestRuns",
+        errors: &[400, 404],
+    },
 ];
 
 fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
@@ -157,6 +197,8 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::History => get(api::history),
         Endpoint::Events => get(api::events),
         Endpoint::Lineage => get(api::lineage),
+        Endpoint::RunTests => post(api::run_tests),
+        Endpoint::TestRuns => get(api::test_runs),
     }
 }
 

@@ -36,10 +36,18 @@ const MIGRATIONS: &[Migration] = &[
           CREATE INDEX resources_domain ON resources (domain, kind, name);
           CREATE INDEX changes_resource ON changes (kind, name, seq);",
     },
+    // Contract test results, kept with their history.
+    Migration {
+        version: 3,
+        sql: "CREATE TABLE test_runs (
+            seq {serial}, kind TEXT NOT NULL, name TEXT NOT NULL, generation BIGINT NOT NULL,
+            server TEXT NOT NULL, at TEXT NOT NULL, failed BIGINT NOT NULL, report TEXT NOT NULL);
+          CREATE INDEX test_runs_resource ON test_runs (kind, name, seq);",
+    },
 ];
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 3;
 
 async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
     conn.execute("CREATE TABLE IF NOT EXISTS meshplane_schema (version BIGINT NOT NULL)").await?;

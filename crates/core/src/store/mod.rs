@@ -70,6 +70,21 @@ pub struct Change {
     pub event: Any,
 }
 
+/// One stored run of a contract's tests.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestRun {
+    pub seq: i64,
+    pub name: String,
+    /// The generation of the contract the run tested.
+    pub generation: i64,
+    pub server: String,
+    pub at: String,
+    /// Whether a check failed or could not run.
+    pub failed: bool,
+    pub report: Any,
+}
+
 /// A filter for listing resources; every field given must match.
 #[derive(Clone, Debug, Default)]
 pub struct Query {
@@ -241,6 +256,56 @@ impl Store {
             return Err(Error::NotFound(format!("{} `{name}`", kind.as_str())));
         }
         rows.iter().map(change).collect()
+    }
+
+    /// Keeps the report of a test run of a resource at `generation`, and returns it as stored.
+    pub async fn record_test(
+        &self,
+        kind: Kind,
+        name: &str,
+        generation: i64,
+        server: &str,
+        failed: bool,
+        report: Any,
+    ) -> Result<TestRun, Error> {
+        let at = now();
+        let row = sqlx::query(
+            "INSERT INTO test_runs (kind, name, generation, server, at, failed, report) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+        )
+        .bind(kind.as_str())
+        .bind(name)
+        .bind(generation)
+        .bind(server)
+        .bind(&at)
+        .bind(i64::from(failed))
+        .bind(report.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        let seq = row.try_get(0)?;
+        Ok(TestRun { seq, name: name.to_string(), generation, server: server.to_string(), at, failed, report })
+    }
+
+    /// The test runs of a resource, newest first.
+    pub async fn test_runs(&self, kind: Kind, name: &str, limit: i64) -> Result<Vec<TestRun>, Error> {
+        let rows = sqlx::query("SELECT * FROM test_runs WHERE kind = $1 AND name = $2 ORDER BY seq DESC LIMIT $3")
+            .bind(kind.as_str())
+            .bind(name)
+            .bind(limit.clamp(1, 1000))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TestRun {
+                    seq: row.try_get("seq")?,
+                    name: row.try_get("name")?,
+                    generation: row.try_get("generation")?,
+                    server: row.try_get("server")?,
+                    at: row.try_get("at")?,
+                    failed: row.try_get::<i64, _>("failed")? != 0,
+                    report: json(Some(row.try_get("report")?))?.unwrap_or(Any::Null),
+                })
+            })
+            .collect()
     }
 
     /// The change feed: changes after sequence number `after`, in order.

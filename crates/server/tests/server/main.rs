@@ -211,7 +211,7 @@ async fn the_openapi_document_covers_every_route() {
     // And every documented path is served (a GET of an unknown resource is a 404 with a body,
     // not the router's bare 404 or 405).
     for route in ROUTES.iter().filter(|r| r.method == "get") {
-        let path = route.path.replace("{kind}", "contracts").replace("{name}", "nothing");
+        let path = route.path.replace("{kind}", "contracts").replace("{name}", "nothing@v1");
         let res = s.http.get(format!("{}{path}", s.base)).send().await.unwrap();
         assert_ne!(res.status().as_u16(), 405, "{path}");
         if res.status() == StatusCode::NOT_FOUND {
@@ -220,3 +220,48 @@ async fn the_openapi_document_covers_every_route() {
         }
     }
 }
+
+on_both!(contract_tests_run_on_demand_and_are_kept_with_their_history, |s: Server| async move {
+    let dir =
+        std::env::temp_dir().join(format!("mpserver-{}-{}", std::process::id(), s.base.replace([':', '/', '.'], "")));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("orders.csv"), "id,amount\n1,10\n2,-5\n2,7\n").unwrap();
+    let text = format!(
+        "apiVersion: v3.1.0\nkind: DataContract\nid: orders\nversion: 1.0.0\nstatus: active\ndomain: sales\n\
+         servers:\n  - {{ server: local, type: local, path: \"{}/orders.csv\", format: csv }}\n\
+         schema:\n  - name: orders\n    properties:\n      - {{ name: id, logicalType: integer, unique: true }}\n\
+         \x20     - {{ name: amount, logicalType: number, logicalTypeOptions: {{ minimum: 0 }} }}\n",
+        dir.display()
+    );
+    assert_eq!(s.apply(text, "").await.0, StatusCode::OK);
+    let run = s.http.post(format!("{}/api/v1/contracts/orders@v1/tests?samples=1", s.base)).send().await.unwrap();
+    assert_eq!(run.status(), StatusCode::OK);
+    let run: Any = run.json().await.unwrap();
+    assert_eq!((run["failed"].as_bool(), run["generation"].as_i64()), (Some(true), Some(1)), "{run}");
+    let results = run["report"]["results"].as_array().unwrap();
+    let unique = results.iter().find(|r| r["key"] == "orders.id.unique").unwrap();
+    assert_eq!(
+        (unique["outcome"].as_str(), unique["value"].as_f64(), &unique["samples"][0]),
+        (Some("fail"), Some(1.0), &Any::from("2"))
+    );
+    let minimum = results.iter().find(|r| r["key"] == "orders.amount.minimum").unwrap();
+    assert_eq!(minimum["value"].as_f64(), Some(1.0));
+
+    std::fs::write(dir.join("orders.csv"), "id,amount\n1,10\n2,5\n").unwrap();
+    let again: Any =
+        s.http.post(format!("{}/api/v1/contracts/orders@v1/tests", s.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(again["failed"], false, "{again}");
+    let (status, runs) = s.get("/api/v1/contracts/orders@v1/tests").await;
+    assert_eq!(status, StatusCode::OK);
+    let failed: Vec<bool> = runs.as_array().unwrap().iter().map(|r| r["failed"].as_bool().unwrap()).collect();
+    assert_eq!(failed, [false, true], "newest first");
+
+    let wrong_server =
+        s.http.post(format!("{}/api/v1/contracts/orders@v1/tests?server=prod", s.base)).send().await.unwrap();
+    assert_eq!(wrong_server.status().as_u16(), 400);
+    let (status, _) = s.get("/api/v1/products/orders/tests").await;
+    assert_eq!(status.as_u16(), 422, "products have no tests of their own");
+    let (status, _) = s.get("/api/v1/contracts/nothing@v1/tests").await;
+    assert_eq!(status.as_u16(), 404);
+    std::fs::remove_dir_all(dir).unwrap();
+});
