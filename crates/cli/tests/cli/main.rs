@@ -282,3 +282,29 @@ fn the_cli_reports_refusals_and_unreachable_servers() {
     assert_eq!(down.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach the meshplane server"));
 }
+
+#[test]
+fn serve_refuses_a_bad_store_or_address_with_a_clear_error() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let db = std::env::temp_dir().join(format!("mpcli-busy-{}.db", std::process::id()));
+    let db_url = format!("sqlite://{}", db.display());
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--database-url".into(), "mysql://db/x".into()], "neither sqlite://PATH nor postgres://"),
+        (vec!["--database-url".into(), "sqlite:///nonexistent-dir/x/meshplane.db".into()], "cannot open the store"),
+        (vec!["--listen".into(), format!("127.0.0.1:{port}"), "--database-url".into(), db_url], "cannot serve on"),
+        (vec!["--listen".into(), "not-an-address".into()], "invalid value 'not-an-address'"),
+    ];
+    for (args, message) in cases {
+        let mut all = vec!["serve".to_string()];
+        all.extend(args.iter().cloned());
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let out = meshplane(&refs);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}

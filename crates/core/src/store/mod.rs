@@ -171,7 +171,11 @@ impl Store {
         } else {
             return Err(Error::Store(format!("`{url}` is neither sqlite://PATH nor postgres://...")));
         };
-        let pool = AnyPoolOptions::new().max_connections(connections).connect(&url).await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(&url)
+            .await?;
         let store = Store { pool, backend };
         let mut conn = store.pool.acquire().await?;
         if backend == Backend::Sqlite {
