@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod resource;
+pub mod runtime;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
