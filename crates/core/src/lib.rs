@@ -13,6 +13,7 @@
 //! ```
 
 pub mod error;
+pub mod reconcile;
 pub mod resource;
 pub mod runtime;
 pub mod store;

@@ -136,8 +136,15 @@ pub async fn list(
     to_json(state.store.list(&q).await?)
 }
 
+/// The resource with what the reconcilers last observed (`reconciled`, null until they ran;
+/// `status` is the document's own lifecycle status).
 pub async fn get_one(State(state): State<AppState>, Path((k, name)): Path<(String, String)>) -> Answer {
-    to_json(state.store.get(kind(&k)?, &name).await?)
+    let kind = kind(&k)?;
+    let record = state.store.get(kind, &name).await?;
+    let status = state.store.status(kind, &name).await?;
+    let mut body = serde_json::to_value(record).map_err(|e| Error::Store(e.to_string()))?;
+    body["reconciled"] = serde_json::to_value(status).map_err(|e| Error::Store(e.to_string()))?;
+    Ok(Json(body))
 }
 
 pub async fn history(State(state): State<AppState>, Path((k, name)): Path<(String, String)>) -> Answer {

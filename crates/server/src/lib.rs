@@ -8,6 +8,7 @@
 mod api;
 mod error;
 pub mod openapi;
+pub mod reconciler;
 pub mod routes;
 
 use std::net::SocketAddr;
@@ -46,10 +47,13 @@ pub fn app(store: Store, config: Config) -> Router {
     routes::router(AppState { store, config }).layer(DefaultBodyLimit::max(limit))
 }
 
-/// Serves until Ctrl-C or SIGTERM.
+/// Serves, with the reconcilers running, until Ctrl-C or SIGTERM.
 pub async fn serve(listen: SocketAddr, store: Store, config: Config) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    axum::serve(listener, app(store, config)).with_graceful_shutdown(shutdown()).await
+    let reconcilers = reconciler::spawn(store.clone(), meshplane_core::runtime::Timing::default());
+    let served = axum::serve(listener, app(store, config)).with_graceful_shutdown(shutdown()).await;
+    reconcilers.abort();
+    served
 }
 
 async fn shutdown() {

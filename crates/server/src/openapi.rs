@@ -24,7 +24,18 @@ fn schemas() -> Any {
                 "domain": { "type": "string", "description": "the owning domain, recorded at creation" },
                 "team": { "type": ["string", "null"] }, "tags": { "type": "array", "items": string },
                 "generation": { "type": "integer" }, "createdAt": string, "updatedAt": string,
-                "spec": { "type": "object", "description": "the document as JSON" }
+                "spec": { "type": "object", "description": "the document as JSON" },
+                "reconciled": {
+                    "type": ["object", "null"],
+                    "description": "what the reconcilers last observed (in a single resource's answer)",
+                    "properties": {
+                        "observedGeneration": { "type": "integer" },
+                        "updatedAt": string,
+                        "conditions": { "type": "array", "items": { "type": "object", "properties": {
+                            "type": string, "status": { "enum": ["True", "False", "Unknown"] }, "reason": string,
+                            "message": string, "lastTransitionTime": string } } }
+                    }
+                }
             }
         },
         "Page": {

@@ -44,10 +44,17 @@ const MIGRATIONS: &[Migration] = &[
             server TEXT NOT NULL, at TEXT NOT NULL, failed BIGINT NOT NULL, report TEXT NOT NULL);
           CREATE INDEX test_runs_resource ON test_runs (kind, name, seq);",
     },
+    // What the reconcilers observed: conditions and the generation they describe.
+    Migration {
+        version: 4,
+        sql: "CREATE TABLE statuses (
+            kind TEXT NOT NULL, name TEXT NOT NULL, observed_generation BIGINT NOT NULL,
+            conditions TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (kind, name));",
+    },
 ];
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 3;
+pub const LATEST: i64 = 4;
 
 async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
     conn.execute("CREATE TABLE IF NOT EXISTS meshplane_schema (version BIGINT NOT NULL)").await?;

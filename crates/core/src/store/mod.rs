@@ -85,6 +85,28 @@ pub struct TestRun {
     pub report: Any,
 }
 
+/// One condition of a resource's status, as Kubernetes writes them.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    pub last_transition_time: String,
+}
+
+/// What the reconcilers last observed of a resource.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub observed_generation: i64,
+    pub conditions: Vec<Condition>,
+    pub updated_at: String,
+}
+
 /// A filter for listing resources; every field given must match.
 #[derive(Clone, Debug, Default)]
 pub struct Query {
@@ -148,7 +170,7 @@ fn change(row: &AnyRow) -> Result<Change, Error> {
 }
 
 /// RFC 3339 in UTC, to the microsecond.
-pub(crate) fn now() -> String {
+pub fn now() -> String {
     let now = time::OffsetDateTime::now_utc();
     now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
@@ -260,6 +282,60 @@ impl Store {
             return Err(Error::NotFound(format!("{} `{name}`", kind.as_str())));
         }
         rows.iter().map(change).collect()
+    }
+
+    /// What the reconcilers last wrote for a resource, if anything.
+    pub async fn status(&self, kind: Kind, name: &str) -> Result<Option<Status>, Error> {
+        let row = sqlx::query(
+            "SELECT observed_generation, conditions, updated_at FROM statuses WHERE kind = $1 AND name = $2",
+        )
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let conditions: String = row.try_get(1)?;
+            Ok(Status {
+                observed_generation: row.try_get(0)?,
+                conditions: serde_json::from_str(&conditions).map_err(|e| Error::Store(e.to_string()))?,
+                updated_at: row.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Replaces a resource's status.
+    pub async fn set_status(
+        &self,
+        kind: Kind,
+        name: &str,
+        observed_generation: i64,
+        conditions: &[Condition],
+    ) -> Result<(), Error> {
+        let conditions = serde_json::to_string(conditions).map_err(|e| Error::Store(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO statuses (kind, name, observed_generation, conditions, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (kind, name) DO UPDATE SET observed_generation = excluded.observed_generation, \
+             conditions = excluded.conditions, updated_at = excluded.updated_at",
+        )
+        .bind(kind.as_str())
+        .bind(name)
+        .bind(observed_generation)
+        .bind(conditions)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The keys of the contracts with this `id` (one per major version).
+    pub async fn contract_names(&self, id: &str) -> Result<Vec<String>, Error> {
+        let rows = sqlx::query("SELECT name FROM resources WHERE kind = $1 AND id = $2 ORDER BY name")
+            .bind(Kind::DataContract.as_str())
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     /// Keeps the report of a test run of a resource at `generation`, and returns it as stored.

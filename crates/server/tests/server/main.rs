@@ -20,6 +20,7 @@ async fn start(place: &Place) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let config = Config { body_limit: 64 * 1024, ..Config::default() };
+    meshplane_server::reconciler::spawn(store.clone(), meshplane_core::runtime::Timing::default());
     tokio::spawn(async move { axum::serve(listener, app(store, config)).await });
     Server { base: format!("http://{addr}"), http: reqwest::Client::new() }
 }
@@ -264,4 +265,45 @@ on_both!(contract_tests_run_on_demand_and_are_kept_with_their_history, |s: Serve
     let (status, _) = s.get("/api/v1/contracts/nothing@v1/tests").await;
     assert_eq!(status.as_u16(), 404);
     std::fs::remove_dir_all(dir).unwrap();
+});
+
+/// Polls a resource until `check` holds on its answer (the reconcilers run in the background).
+async fn eventually(s: &Server, path: &str, check: impl Fn(&Any) -> bool) -> Any {
+    let mut last = Any::Null;
+    for _ in 0..100 {
+        let (_, body) = s.get(path).await;
+        if check(&body) {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{path} never got there: {last}");
+}
+
+fn condition<'a>(body: &'a Any, kind: &str) -> &'a Any {
+    body["reconciled"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == kind)).unwrap_or(&Any::Null)
+}
+
+on_both!(reconcilers_report_missing_links_and_readiness, |s: Server| async move {
+    // The product first: its input port's contract is not there yet — a condition, not a refusal.
+    assert_eq!(s.apply(product("billing", "finance", &["orders"], &[]), "").await.0, StatusCode::OK);
+    let waiting =
+        eventually(&s, "/api/v1/products/billing", |b| condition(b, "LinksResolved")["status"] == "False").await;
+    assert!(
+        condition(&waiting, "LinksResolved")["message"]
+            .as_str()
+            .unwrap()
+            .contains("contract `orders` is not registered")
+    );
+    assert_eq!(condition(&waiting, "Ready")["status"], "False");
+    assert_eq!(condition(&waiting, "Provisioned")["reason"], "NoBlockConfigured");
+    assert_eq!(waiting["reconciled"]["observedGeneration"], 1);
+    // The contract arrives: the product becomes Ready without being applied again.
+    assert_eq!(s.apply(contract("orders", "1.0.0", "sales", ""), "").await.0, StatusCode::OK);
+    let ready = eventually(&s, "/api/v1/products/billing", |b| condition(b, "Ready")["status"] == "True").await;
+    assert_eq!(condition(&ready, "LinksResolved")["reason"], "ContractsFound");
+    assert_eq!(ready["status"], "active", "the document's own status is untouched");
+    let contract = eventually(&s, "/api/v1/contracts/orders@v1", |b| condition(b, "Ready")["status"] == "True").await;
+    assert_eq!(condition(&contract, "Valid")["status"], "True");
 });

@@ -1,0 +1,71 @@
+//! Runs the reconcilers inside `meshplane serve`: every stored resource once at start, then
+//! each resource whose change record appears in the change feed, on the runtime queue
+//! (exclusive per resource, backoff on error, periodic resync). A contract's change also
+//! requeues every product, since products link to contracts by id.
+//!
+//! One replica for now: leases across replicas are issue #4's next step.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use meshplane_core::reconcile::reconcile;
+use meshplane_core::resource::Kind;
+use meshplane_core::runtime::{Queue, Timing};
+use meshplane_core::store::{Query, Store};
+
+/// How often the change feed is read when nothing is due sooner.
+const POLL_MS: u64 = 200;
+
+async fn keys(store: &Store, kind: Kind) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut q = Query { kind: Some(kind), limit: 1000, ..Query::default() };
+    while let Ok(page) = store.list(&q).await {
+        out.extend(page.items.iter().map(|r| format!("{}/{}", r.kind, r.name)));
+        let Some(next) = page.next else { break };
+        q.after = next.split_once('/').map(|(k, n)| (k.to_string(), n.to_string()));
+    }
+    out
+}
+
+/// Starts the reconcile loop; it runs until the process ends.
+pub fn spawn(store: Store, timing: Timing) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        let ms = || start.elapsed().as_millis() as u64;
+        let mut queue = Queue::new(timing);
+        let mut seen = 0;
+        while let Ok(changes) = store.events(seen, 1000).await {
+            match changes.last() {
+                Some(last) => seen = last.seq,
+                None => break,
+            }
+        }
+        let mut products: BTreeSet<String> = keys(&store, Kind::DataProduct).await.into_iter().collect();
+        for key in keys(&store, Kind::DataContract).await.iter().chain(&products) {
+            queue.changed(key, ms());
+        }
+        loop {
+            if let Ok(changes) = store.events(seen, 1000).await {
+                for change in changes {
+                    seen = change.seq;
+                    let key = format!("{}/{}", change.kind, change.name);
+                    if change.kind == Kind::DataProduct.as_str() {
+                        products.insert(key.clone());
+                    } else {
+                        products.iter().for_each(|p| queue.changed(p, ms()));
+                    }
+                    queue.changed(&key, ms());
+                }
+            }
+            while let Some(key) = queue.take(ms()) {
+                let outcome = match key.split_once('/').and_then(|(k, n)| Some((Kind::parse(k)?, n))) {
+                    Some((kind, name)) => reconcile(&store, kind, name).await.map_err(|_| ()),
+                    None => Err(()),
+                };
+                queue.done(&key, ms(), outcome);
+            }
+            let wait = queue.next_due().map_or(POLL_MS, |due| due.saturating_sub(ms()).min(POLL_MS));
+            tokio::time::sleep(Duration::from_millis(wait.max(10))).await;
+        }
+    })
+}
