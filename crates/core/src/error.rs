@@ -39,6 +39,8 @@ pub enum ErrorCode {
     StoreFailure,
     /// The data a contract test reads could not be reached.
     DataUnreachable,
+    /// The server cannot serve yet: its store does not answer or its reconcilers stopped.
+    NotReady,
 }
 
 impl ErrorCode {
@@ -57,6 +59,7 @@ impl ErrorCode {
             | ErrorCode::ConcurrentChange => 409,
             ErrorCode::StoreTooNew | ErrorCode::StoreFailure => 500,
             ErrorCode::DataUnreachable => 502,
+            ErrorCode::NotReady => 503,
         }
     }
 }

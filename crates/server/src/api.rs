@@ -34,6 +34,17 @@ pub async fn health() -> Json<Any> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Ready when the store answers and the reconcile loop went round in the last 5 seconds.
+pub async fn ready(State(state): State<AppState>) -> Answer {
+    let not_ready = |why: String| ApiError(Error::invalid(ErrorCode::NotReady, why));
+    state.store.schema_version().await.map_err(|e| not_ready(format!("the store does not answer: {e}")))?;
+    let beat = state.heartbeat.as_ref().map_or(0, |h| h.load(std::sync::atomic::Ordering::Relaxed));
+    if crate::reconciler::epoch_ms().saturating_sub(beat) > 5_000 {
+        return Err(not_ready("the reconcilers are not running".into()));
+    }
+    Ok(Json(json!({ "status": "ready" })))
+}
+
 pub async fn openapi() -> Json<Any> {
     Json(document::document())
 }

@@ -12,6 +12,8 @@ pub mod reconciler;
 pub mod routes;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -39,20 +41,23 @@ impl Default for Config {
 pub struct AppState {
     pub store: Store,
     pub config: Config,
+    /// The reconcile loop's heartbeat, when it runs (`/readyz`).
+    pub heartbeat: Option<Arc<AtomicU64>>,
 }
 
-/// The whole HTTP application.
-pub fn app(store: Store, config: Config) -> Router {
+/// The whole HTTP application; `heartbeat` is the reconcile loop's, when one runs.
+pub fn app(store: Store, config: Config, heartbeat: Option<Arc<AtomicU64>>) -> Router {
     let limit = config.body_limit;
-    routes::router(AppState { store, config }).layer(DefaultBodyLimit::max(limit))
+    routes::router(AppState { store, config, heartbeat }).layer(DefaultBodyLimit::max(limit))
 }
 
 /// Serves, with the reconcilers running, until Ctrl-C or SIGTERM.
 pub async fn serve(listen: SocketAddr, store: Store, config: Config) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let reconcilers = reconciler::spawn(store.clone(), meshplane_core::runtime::Timing::default());
-    let served = axum::serve(listener, app(store, config)).with_graceful_shutdown(shutdown()).await;
-    reconcilers.abort();
+    let router = app(store, config, Some(reconcilers.heartbeat));
+    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown()).await;
+    reconcilers.task.abort();
     served
 }
 

@@ -91,6 +91,7 @@ fn reason(status: u16) -> &'static str {
         409 => "conflicts with what is stored",
         413 => "body too large",
         502 => "the data could not be reached",
+        503 => "not ready",
         422 => "invalid document",
         _ => "error",
     }

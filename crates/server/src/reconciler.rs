@@ -6,6 +6,8 @@
 //! One replica for now: leases across replicas are issue #4's next step.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use meshplane_core::reconcile::reconcile;
@@ -27,9 +29,22 @@ async fn keys(store: &Store, kind: Kind) -> Vec<String> {
     out
 }
 
-/// Starts the reconcile loop; it runs until the process ends.
-pub fn spawn(store: Store, timing: Timing) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// The running reconcile loop.
+pub struct Reconcilers {
+    pub task: tokio::task::JoinHandle<()>,
+    /// When the loop last went round, in milliseconds since the Unix epoch (`/readyz`).
+    pub heartbeat: Arc<AtomicU64>,
+}
+
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Starts the reconcile loop; it runs until the process ends or the task is aborted.
+pub fn spawn(store: Store, timing: Timing) -> Reconcilers {
+    let heartbeat = Arc::new(AtomicU64::new(0));
+    let beat = Arc::clone(&heartbeat);
+    let task = tokio::spawn(async move {
         let start = tokio::time::Instant::now();
         let ms = || start.elapsed().as_millis() as u64;
         let mut queue = Queue::new(timing);
@@ -45,6 +60,7 @@ pub fn spawn(store: Store, timing: Timing) -> tokio::task::JoinHandle<()> {
             queue.changed(key, ms());
         }
         loop {
+            beat.store(epoch_ms(), Ordering::Relaxed);
             if let Ok(changes) = store.events(seen, 1000).await {
                 for change in changes {
                     seen = change.seq;
@@ -67,5 +83,6 @@ pub fn spawn(store: Store, timing: Timing) -> tokio::task::JoinHandle<()> {
             let wait = queue.next_due().map_or(POLL_MS, |due| due.saturating_sub(ms()).min(POLL_MS));
             tokio::time::sleep(Duration::from_millis(wait.max(10))).await;
         }
-    })
+    });
+    Reconcilers { task, heartbeat }
 }

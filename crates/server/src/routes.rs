@@ -10,6 +10,7 @@ use crate::{AppState, api};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     Health,
+    Ready,
     OpenApi,
     Apply,
     List,
@@ -60,6 +61,15 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         answer: "Health",
         errors: &[],
+    },
+    Route {
+        endpoint: Endpoint::Ready,
+        method: "get",
+        path: "/readyz",
+        summary: "The store answers and the reconcilers are running",
+        params: &[],
+        answer: "Health",
+        errors: &[503],
     },
     Route {
         endpoint: Endpoint::OpenApi,
@@ -190,6 +200,7 @@ pub const ROUTES: &[Route] = &[
 fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
     match endpoint {
         Endpoint::Health => get(api::health),
+        Endpoint::Ready => get(api::ready),
         Endpoint::OpenApi => get(api::openapi),
         Endpoint::Apply => post(api::apply),
         Endpoint::List => get(api::list),

@@ -20,8 +20,8 @@ async fn start(place: &Place) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let config = Config { body_limit: 64 * 1024, ..Config::default() };
-    meshplane_server::reconciler::spawn(store.clone(), meshplane_core::runtime::Timing::default());
-    tokio::spawn(async move { axum::serve(listener, app(store, config)).await });
+    let reconcilers = meshplane_server::reconciler::spawn(store.clone(), meshplane_core::runtime::Timing::default());
+    tokio::spawn(async move { axum::serve(listener, app(store, config, Some(reconcilers.heartbeat))).await });
     Server { base: format!("http://{addr}"), http: reqwest::Client::new() }
 }
 
@@ -307,3 +307,25 @@ on_both!(reconcilers_report_missing_links_and_readiness, |s: Server| async move 
     let contract = eventually(&s, "/api/v1/contracts/orders@v1", |b| condition(b, "Ready")["status"] == "True").await;
     assert_eq!(condition(&contract, "Valid")["status"], "True");
 });
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_needs_the_store_and_running_reconcilers() {
+    let place = sqlite().await;
+    let s = start(&place).await;
+    let (status, body) = s.get("/readyz").await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    // The same application with no reconcile loop is up (healthz) but not ready.
+    let store = Store::open(&place.url).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app(store, Config::default(), None)).await });
+    let http = reqwest::Client::new();
+    let ready = http.get(format!("http://{addr}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let body: Any = ready.json().await.unwrap();
+    assert_eq!(
+        (body["code"].as_str(), body["message"].as_str()),
+        (Some("not-ready"), Some("the reconcilers are not running"))
+    );
+    assert_eq!(http.get(format!("http://{addr}/healthz")).send().await.unwrap().status().as_u16(), 200);
+}
