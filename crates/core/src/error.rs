@@ -39,6 +39,8 @@ pub enum ErrorCode {
     StoreFailure,
     /// The data a contract test reads could not be reached.
     DataUnreachable,
+    /// A write under a lease that another owner has taken since.
+    StaleLease,
     /// The server cannot serve yet: its store does not answer or its reconcilers stopped.
     NotReady,
 }
@@ -56,7 +58,8 @@ impl ErrorCode {
             | ErrorCode::BreakingChange
             | ErrorCode::VersionDowngrade
             | ErrorCode::OwnerChange
-            | ErrorCode::ConcurrentChange => 409,
+            | ErrorCode::ConcurrentChange
+            | ErrorCode::StaleLease => 409,
             ErrorCode::StoreTooNew | ErrorCode::StoreFailure => 500,
             ErrorCode::DataUnreachable => 502,
             ErrorCode::NotReady => 503,

@@ -21,8 +21,9 @@ fn condition(kind: &str, ok: bool, reason: &str, message: String) -> (String, St
     (kind.to_string(), if ok { "True" } else { "False" }.to_string(), reason.to_string(), message)
 }
 
-/// Reconciles one resource; a resource that is gone needs nothing.
-pub async fn reconcile(store: &Store, kind: Kind, name: &str) -> Result<Action, Error> {
+/// Reconciles one resource under the lease `fence` (owner, token); a resource that is gone
+/// needs nothing.
+pub async fn reconcile(store: &Store, kind: Kind, name: &str, fence: (&str, i64)) -> Result<Action, Error> {
     let record = match store.get(kind, name).await {
         Err(Error::NotFound(_)) => return Ok(Action::AwaitChange),
         other => other?,
@@ -70,6 +71,6 @@ pub async fn reconcile(store: &Store, kind: Kind, name: &str) -> Result<Action, 
             Condition { kind, status, reason, message, last_transition_time: since }
         })
         .collect();
-    store.set_status(kind, name, record.generation, &conditions).await?;
+    store.set_status(kind, name, record.generation, &conditions, fence).await?;
     Ok(Action::AwaitChange)
 }

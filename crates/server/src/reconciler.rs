@@ -3,7 +3,9 @@
 //! (exclusive per resource, backoff on error, periodic resync). A contract's change also
 //! requeues every product, since products link to contracts by id.
 //!
-//! One replica for now: leases across replicas are issue #4's next step.
+//! Each reconcile runs under the resource's lease (owner, expiry, fencing token) in the store,
+//! so two replicas on one PostgreSQL never reconcile one resource at once, and a replica that
+//! stalled past its lease cannot write its status over its successor's.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -12,11 +14,15 @@ use std::time::Duration;
 
 use meshplane_core::reconcile::reconcile;
 use meshplane_core::resource::Kind;
-use meshplane_core::runtime::{Queue, Timing};
+use meshplane_core::runtime::{Action, Queue, Timing};
 use meshplane_core::store::{Query, Store};
 
 /// How often the change feed is read when nothing is due sooner.
 const POLL_MS: u64 = 200;
+/// How long a reconcile may hold its resource's lease.
+const LEASE_MS: i64 = 30_000;
+/// When another replica holds a resource's lease, look again after this long.
+const BUSY_RETRY_MS: u64 = 1_000;
 
 async fn keys(store: &Store, kind: Kind) -> Vec<String> {
     let mut out = Vec::new();
@@ -44,6 +50,9 @@ pub fn epoch_ms() -> u64 {
 pub fn spawn(store: Store, timing: Timing) -> Reconcilers {
     let heartbeat = Arc::new(AtomicU64::new(0));
     let beat = Arc::clone(&heartbeat);
+    // Who this loop is, in the store's leases: unique per process and per loop.
+    static LOOPS: AtomicU64 = AtomicU64::new(0);
+    let owner = format!("meshplane-{}-{}-{}", std::process::id(), epoch_ms(), LOOPS.fetch_add(1, Ordering::Relaxed));
     let task = tokio::spawn(async move {
         let start = tokio::time::Instant::now();
         let ms = || start.elapsed().as_millis() as u64;
@@ -74,9 +83,19 @@ pub fn spawn(store: Store, timing: Timing) -> Reconcilers {
                 }
             }
             while let Some(key) = queue.take(ms()) {
-                let outcome = match key.split_once('/').and_then(|(k, n)| Some((Kind::parse(k)?, n))) {
-                    Some((kind, name)) => reconcile(&store, kind, name).await.map_err(|_| ()),
-                    None => Err(()),
+                let Some((kind, name)) = key.split_once('/').and_then(|(k, n)| Some((Kind::parse(k)?, n))) else {
+                    queue.forget(&key);
+                    continue;
+                };
+                let outcome = match store.acquire_lease(kind, name, &owner, epoch_ms() as i64, LEASE_MS).await {
+                    Ok(Some(token)) => {
+                        let result = reconcile(&store, kind, name, (&owner, token)).await.map_err(|_| ());
+                        let _ = store.release_lease(kind, name, &owner, token).await;
+                        result
+                    }
+                    // Another replica is on it: look again shortly, level-triggered.
+                    Ok(None) => Ok(Action::RequeueAfter(BUSY_RETRY_MS)),
+                    Err(_) => Err(()),
                 };
                 queue.done(&key, ms(), outcome);
             }

@@ -51,10 +51,17 @@ const MIGRATIONS: &[Migration] = &[
             kind TEXT NOT NULL, name TEXT NOT NULL, observed_generation BIGINT NOT NULL,
             conditions TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (kind, name));",
     },
+    // Leases: who reconciles what, until when, with a fencing token that grows with each new owner.
+    Migration {
+        version: 5,
+        sql: "CREATE TABLE leases (
+            kind TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL, expires_at BIGINT NOT NULL,
+            token BIGINT NOT NULL, PRIMARY KEY (kind, name));",
+    },
 ];
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 4;
+pub const LATEST: i64 = 5;
 
 async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
     conn.execute("CREATE TABLE IF NOT EXISTS meshplane_schema (version BIGINT NOT NULL)").await?;

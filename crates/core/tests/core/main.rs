@@ -3,5 +3,6 @@
 //! applies, change records, listing, migrations and concurrent writers.
 
 mod backends;
+mod leases;
 mod migrations;
 mod registry;

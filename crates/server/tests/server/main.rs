@@ -329,3 +329,21 @@ async fn readiness_needs_the_store_and_running_reconcilers() {
     );
     assert_eq!(http.get(format!("http://{addr}/healthz")).send().await.unwrap().status().as_u16(), 200);
 }
+
+/// Two reconcile loops (as two replicas would run) on one store: every product gets
+/// reconciled; the leases keep them from reconciling one product at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_postgres_reconcile_everything() {
+    let place = postgres().await;
+    let s = start(&place).await;
+    let second = Store::open(&place.url).await.unwrap();
+    meshplane_server::reconciler::spawn(second, meshplane_core::runtime::Timing::default());
+    let mut docs = vec![contract("orders", "1.0.0", "sales", "")];
+    for i in 0..20 {
+        docs.push(product(&format!("p{i:02}"), "sales", &["orders"], &[]));
+    }
+    assert_eq!(s.apply(docs.join("---\n"), "").await.0, StatusCode::OK);
+    for i in 0..20 {
+        eventually(&s, &format!("/api/v1/products/p{i:02}"), |b| condition(b, "Ready")["status"] == "True").await;
+    }
+}
