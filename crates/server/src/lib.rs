@@ -51,13 +51,14 @@ pub fn app(store: Store, config: Config, heartbeat: Option<Arc<AtomicU64>>) -> R
     routes::router(AppState { store, config, heartbeat }).layer(DefaultBodyLimit::max(limit))
 }
 
-/// Serves, with the reconcilers running, until Ctrl-C or SIGTERM.
+/// Serves, with the reconcilers running, until Ctrl-C or SIGTERM; then finishes the requests
+/// and the reconcile in flight, and returns.
 pub async fn serve(listen: SocketAddr, store: Store, config: Config) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let reconcilers = reconciler::spawn(store.clone(), meshplane_core::runtime::Timing::default());
-    let router = app(store, config, Some(reconcilers.heartbeat));
+    let router = app(store, config, Some(Arc::clone(&reconcilers.heartbeat)));
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown()).await;
-    reconcilers.task.abort();
+    reconcilers.stop().await;
     served
 }
 

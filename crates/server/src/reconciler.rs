@@ -40,6 +40,16 @@ pub struct Reconcilers {
     pub task: tokio::task::JoinHandle<()>,
     /// When the loop last went round, in milliseconds since the Unix epoch (`/readyz`).
     pub heartbeat: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Reconcilers {
+    /// Stops taking work, lets the reconcile in flight finish (its lease is released), and
+    /// waits for the loop to end.
+    pub async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+    }
 }
 
 pub fn epoch_ms() -> u64 {
@@ -50,6 +60,8 @@ pub fn epoch_ms() -> u64 {
 pub fn spawn(store: Store, timing: Timing) -> Reconcilers {
     let heartbeat = Arc::new(AtomicU64::new(0));
     let beat = Arc::clone(&heartbeat);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
     // Who this loop is, in the store's leases: unique per process and per loop.
     static LOOPS: AtomicU64 = AtomicU64::new(0);
     let owner = format!("meshplane-{}-{}-{}", std::process::id(), epoch_ms(), LOOPS.fetch_add(1, Ordering::Relaxed));
@@ -68,7 +80,7 @@ pub fn spawn(store: Store, timing: Timing) -> Reconcilers {
         for key in keys(&store, Kind::DataContract).await.iter().chain(&products) {
             queue.changed(key, ms());
         }
-        loop {
+        while !stopping.load(Ordering::Relaxed) {
             beat.store(epoch_ms(), Ordering::Relaxed);
             if let Ok(changes) = store.events(seen, 1000).await {
                 for change in changes {
@@ -82,7 +94,9 @@ pub fn spawn(store: Store, timing: Timing) -> Reconcilers {
                     queue.changed(&key, ms());
                 }
             }
-            while let Some(key) = queue.take(ms()) {
+            while !stopping.load(Ordering::Relaxed)
+                && let Some(key) = queue.take(ms())
+            {
                 let Some((kind, name)) = key.split_once('/').and_then(|(k, n)| Some((Kind::parse(k)?, n))) else {
                     queue.forget(&key);
                     continue;
@@ -103,5 +117,5 @@ pub fn spawn(store: Store, timing: Timing) -> Reconcilers {
             tokio::time::sleep(Duration::from_millis(wait.max(10))).await;
         }
     });
-    Reconcilers { task, heartbeat }
+    Reconcilers { task, heartbeat, stop }
 }

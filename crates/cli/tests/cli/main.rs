@@ -270,6 +270,24 @@ fn the_cli_applies_the_example_mesh_and_reads_it_back() {
 }
 
 #[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let mut s = serve();
+    let mesh = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh");
+    let applied = meshplane(&["apply", "--server", &s.url, "-f", mesh.to_str().unwrap()]);
+    assert_eq!(applied.status.code(), Some(0), "{}", String::from_utf8_lossy(&applied.stderr));
+    let pid = s.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    for _ in 0..100 {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0), "SIGTERM is a clean exit");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("meshplane serve did not stop within 5 s of SIGTERM");
+}
+
+#[test]
 fn the_cli_reports_refusals_and_unreachable_servers() {
     let s = serve();
     let missing = meshplane(&["get", "contracts", "nothing@v1", "--server", &s.url]);
