@@ -59,6 +59,12 @@ pub struct GetArgs {
     status: Option<String>,
     #[arg(long)]
     tag: Option<String>,
+    /// Page size (1 to 1000).
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Start after this key (the `next` a previous page printed).
+    #[arg(long)]
+    after: Option<String>,
     #[command(flatten)]
     server: Server,
 }
@@ -211,12 +217,15 @@ pub fn get(args: &GetArgs) -> Result<ExitCode> {
             Ok(())
         });
     }
-    let mut query: Vec<(&str, &str)> = Vec::new();
-    for (key, value) in [("domain", &args.domain), ("status", &args.status), ("tag", &args.tag)] {
-        if let Some(v) = value {
-            query.push((key, v));
-        }
-    }
+    let limit = args.limit.map(|l| l.to_string());
+    let filters = [
+        ("domain", &args.domain),
+        ("status", &args.status),
+        ("tag", &args.tag),
+        ("after", &args.after),
+        ("limit", &limit),
+    ];
+    let query: Vec<(&str, &str)> = filters.iter().filter_map(|(k, v)| v.as_deref().map(|v| (*k, v))).collect();
     let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}")).query(&query))?;
     answer(a, args.server.output, |page, out| {
         writeln!(out, "{:<32} {:<10} {:<10} {:<16} GEN", "NAME", "VERSION", "STATUS", "DOMAIN")?;

@@ -194,12 +194,16 @@ struct Served {
     child: std::process::Child,
     url: String,
     db: PathBuf,
+    keep_db: bool,
 }
 
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.keep_db {
+            return;
+        }
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", self.db.display()));
         }
@@ -207,9 +211,13 @@ impl Drop for Served {
 }
 
 fn serve() -> Served {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let db = std::env::temp_dir().join(format!("mpcli-{}-{nanos}.db", std::process::id()));
+    serve_on(std::env::temp_dir().join(format!("mpcli-{}-{nanos}.db", std::process::id())))
+}
+
+/// A `meshplane serve` on a free port and the store file `db`.
+fn serve_on(db: PathBuf) -> Served {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_meshplane"))
         .args([
             "serve",
@@ -228,7 +236,7 @@ fn serve() -> Served {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Served { child, url, db }
+    Served { child, url, db, keep_db: false }
 }
 
 #[test]
@@ -325,4 +333,94 @@ fn serve_refuses_a_bad_store_or_address_with_a_clear_error() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
+}
+
+/// The names of every stored contract, page by page.
+fn all_contracts(url: &str) -> std::collections::HashSet<String> {
+    let mut names = std::collections::HashSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut args = vec!["get", "contracts", "--server", url, "-o", "json", "--limit", "1000"];
+        let page_after;
+        if let Some(a) = &after {
+            page_after = a.clone();
+            args.extend(["--after", &page_after]);
+        }
+        let out = meshplane(&args);
+        let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        names.extend(page["items"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()));
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => return names,
+        }
+    }
+}
+
+/// POSTs `body` to `/api/v1/apply` with a bare HTTP/1.1 request; the status, or None when the
+/// connection broke (the server died).
+fn post_apply(url: &str, body: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    let request = format!(
+        "POST /api/v1/apply HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split(' ').nth(1)?.parse().ok()
+}
+
+/// Eight clients apply pairs of contracts while the server is killed with SIGKILL and
+/// restarted on the same store: every acknowledged pair is there, no pair is half there.
+#[test]
+fn a_killed_server_keeps_every_acknowledged_apply_and_no_half_of_one() {
+    let first = serve();
+    let db = first.db.clone();
+    let url = first.url.clone();
+    let doc = |id: String| {
+        format!("apiVersion: v3.1.0\nkind: DataContract\nid: {id}\nversion: 1.0.0\nstatus: active\ndomain: d\n")
+    };
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let (url, doc) = (url.clone(), doc);
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                let mut sent = Vec::new();
+                for i in 0.. {
+                    let pair = (format!("c{c}-{i}-a"), format!("c{c}-{i}-b"));
+                    let body = format!("{}---\n{}", doc(pair.0.clone()), doc(pair.1.clone()));
+                    sent.push(pair.clone());
+                    match post_apply(&url, &body) {
+                        Some(200) => acknowledged.push(pair),
+                        Some(other) => panic!("an apply was refused: {other}"),
+                        None => break,
+                    }
+                }
+                (acknowledged, sent)
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let pid = first.child.id().to_string();
+    assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let mut first = first;
+    first.keep_db = true; // the store stays for the restart; the second server cleans it up
+    let second = serve_on(db);
+    let stored = all_contracts(&second.url);
+    let present = |id: &str| stored.contains(&format!("{id}@v1"));
+    let mut acknowledged_total = 0;
+    for (acknowledged, sent) in &results {
+        acknowledged_total += acknowledged.len();
+        for (a, b) in acknowledged {
+            assert!(present(a) && present(b), "acknowledged {a} and {b} are kept");
+        }
+        // The pairs sent but not acknowledged: all or nothing.
+        for (a, b) in sent.iter().filter(|p| !acknowledged.contains(p)) {
+            assert_eq!(present(a), present(b), "{a} and {b} were one apply");
+        }
+    }
+    assert!(acknowledged_total > 8, "the clients got work done before the kill: {acknowledged_total}");
 }
