@@ -153,9 +153,31 @@ pub async fn get_one(State(state): State<AppState>, Path((k, name)): Path<(Strin
     let kind = kind(&k)?;
     let record = state.store.get(kind, &name).await?;
     let status = state.store.status(kind, &name).await?;
+    let tests = if kind == Kind::DataProduct { latest_tests(&state, &record).await? } else { Any::Null };
     let mut body = serde_json::to_value(record).map_err(|e| Error::Store(e.to_string()))?;
     body["reconciled"] = serde_json::to_value(status).map_err(|e| Error::Store(e.to_string()))?;
+    if !tests.is_null() {
+        body["latestTests"] = tests;
+    }
     Ok(Json(body))
+}
+
+/// For each contract a product's output ports provide (every major version stored), the
+/// summary of its latest test run, or null when it was never tested.
+async fn latest_tests(state: &AppState, product: &Record) -> Result<Any, ApiError> {
+    let (_, provided) = contracts(product);
+    let mut out = Vec::new();
+    for id in provided {
+        for name in state.store.contract_names(&id).await? {
+            let run = state.store.test_runs(Kind::DataContract, &name, 1).await?.into_iter().next();
+            out.push(json!({
+                "contract": name,
+                "run": run.map(|r| json!({ "seq": r.seq, "at": r.at, "server": r.server, "failed": r.failed,
+                                           "generation": r.generation, "summary": r.report["summary"] })),
+            }));
+        }
+    }
+    Ok(Any::Array(out))
 }
 
 pub async fn history(State(state): State<AppState>, Path((k, name)): Path<(String, String)>) -> Answer {

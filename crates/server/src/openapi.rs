@@ -25,6 +25,11 @@ fn schemas() -> Any {
                 "team": { "type": ["string", "null"] }, "tags": { "type": "array", "items": string },
                 "generation": { "type": "integer" }, "createdAt": string, "updatedAt": string,
                 "spec": { "type": "object", "description": "the document as JSON" },
+                "latestTests": {
+                    "type": "array",
+                    "description": "for a product: the latest test run of each contract its output ports provide (in a single product's answer)",
+                    "items": { "type": "object", "properties": { "contract": string, "run": { "type": ["object", "null"] } } }
+                },
                 "reconciled": {
                     "type": ["object", "null"],
                     "description": "what the reconcilers last observed (in a single resource's answer)",
