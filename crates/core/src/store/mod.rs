@@ -207,10 +207,6 @@ impl Store {
         Ok(store)
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     /// The schema version the store is at.
     pub async fn schema_version(&self) -> Result<i64, Error> {
         let row = sqlx::query("SELECT max(version) FROM meshplane_schema").fetch_one(&self.pool).await?;
