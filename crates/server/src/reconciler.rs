@@ -1,13 +1,13 @@
 //! Runs the reconcilers inside `meshplane serve`: every stored resource once at start, then
 //! each resource whose change record appears in the change feed, on the runtime queue
 //! (exclusive per resource, backoff on error, periodic resync). A contract's change also
-//! requeues every product, since products link to contracts by id.
+//! requeues the products whose ports name it.
 //!
 //! Each reconcile runs under the resource's lease (owner, expiry, fencing token) in the store,
 //! so two replicas on one PostgreSQL never reconcile one resource at once, and a replica that
 //! stalled past its lease cannot write its status over its successor's.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,6 +16,7 @@ use meshplane_core::reconcile::reconcile;
 use meshplane_core::resource::Kind;
 use meshplane_core::runtime::{Action, Queue, Timing};
 use meshplane_core::store::{Query, Store};
+use serde_json::Value as Any;
 
 /// How often the change feed is read when nothing is due sooner.
 const POLL_MS: u64 = 200;
@@ -24,11 +25,43 @@ const LEASE_MS: i64 = 30_000;
 /// When another replica holds a resource's lease, look again after this long.
 const BUSY_RETRY_MS: u64 = 1_000;
 
-async fn keys(store: &Store, kind: Kind) -> Vec<String> {
+/// Which products name each contract id in their ports, so a contract's change requeues only
+/// the products that link to it.
+#[derive(Default)]
+struct Links {
+    by_contract: HashMap<String, BTreeSet<String>>,
+    of_product: HashMap<String, Vec<String>>,
+}
+
+impl Links {
+    fn set(&mut self, product: &str, spec: Option<&Any>) {
+        for id in self.of_product.remove(product).unwrap_or_default() {
+            if let Some(products) = self.by_contract.get_mut(&id) {
+                products.remove(product);
+            }
+        }
+        let ids: Vec<String> = ["inputPorts", "outputPorts"]
+            .iter()
+            .flat_map(|field| spec.and_then(|s| s.get(*field)).and_then(Any::as_array).into_iter().flatten())
+            .filter_map(|port| port.get("contractId").and_then(Any::as_str).map(str::to_string))
+            .collect();
+        for id in &ids {
+            self.by_contract.entry(id.clone()).or_default().insert(product.to_string());
+        }
+        self.of_product.insert(product.to_string(), ids);
+    }
+
+    fn products(&self, contract_id: &str) -> impl Iterator<Item = &String> {
+        self.by_contract.get(contract_id).into_iter().flatten()
+    }
+}
+
+/// Every stored resource of a kind: its key and document.
+async fn keys(store: &Store, kind: Kind) -> Vec<(String, Any)> {
     let mut out = Vec::new();
     let mut q = Query { kind: Some(kind), limit: 1000, ..Query::default() };
     while let Ok(page) = store.list(&q).await {
-        out.extend(page.items.iter().map(|r| format!("{}/{}", r.kind, r.name)));
+        out.extend(page.items.into_iter().map(|r| (format!("{}/{}", r.kind, r.name), r.spec)));
         let Some(next) = page.next else { break };
         q.after = next.split_once('/').map(|(k, n)| (k.to_string(), n.to_string()));
     }
@@ -76,9 +109,13 @@ pub fn spawn(store: Store, timing: Timing) -> Reconcilers {
                 None => break,
             }
         }
-        let mut products: BTreeSet<String> = keys(&store, Kind::DataProduct).await.into_iter().collect();
-        for key in keys(&store, Kind::DataContract).await.iter().chain(&products) {
-            queue.changed(key, ms());
+        let mut links = Links::default();
+        for (key, spec) in keys(&store, Kind::DataProduct).await {
+            links.set(&key, Some(&spec));
+            queue.changed(&key, ms());
+        }
+        for (key, _) in keys(&store, Kind::DataContract).await {
+            queue.changed(&key, ms());
         }
         while !stopping.load(Ordering::Relaxed) {
             beat.store(epoch_ms(), Ordering::Relaxed);
@@ -87,9 +124,11 @@ pub fn spawn(store: Store, timing: Timing) -> Reconcilers {
                     seen = change.seq;
                     let key = format!("{}/{}", change.kind, change.name);
                     if change.kind == Kind::DataProduct.as_str() {
-                        products.insert(key.clone());
+                        links.set(&key, change.after.as_ref());
                     } else {
-                        products.iter().for_each(|p| queue.changed(p, ms()));
+                        let id = change.name.split('@').next().unwrap_or_default();
+                        let linked: Vec<String> = links.products(id).cloned().collect();
+                        linked.iter().for_each(|p| queue.changed(p, ms()));
                     }
                     queue.changed(&key, ms());
                 }
