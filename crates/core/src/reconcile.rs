@@ -10,10 +10,8 @@
 //!
 //! A condition keeps its `lastTransitionTime` while its status does not change.
 
-use serde_json::Value as Any;
-
 use crate::error::Error;
-use crate::resource::Kind;
+use crate::resource::{Kind, port_links};
 use crate::runtime::Action;
 use crate::store::{Condition, Store, now};
 
@@ -32,13 +30,10 @@ pub async fn reconcile(store: &Store, kind: Kind, name: &str, fence: (&str, i64)
     let mut linked = true;
     if kind == Kind::DataProduct {
         let mut missing = Vec::new();
-        for (field, label) in [("inputPorts", "input port"), ("outputPorts", "output port")] {
-            for port in record.spec.get(field).and_then(Any::as_array).into_iter().flatten() {
-                let Some(contract) = port.get("contractId").and_then(Any::as_str) else { continue };
-                if store.contract_names(contract).await?.is_empty() {
-                    let port = port.get("name").and_then(Any::as_str).unwrap_or("?");
-                    missing.push(format!("{label} `{port}`: contract `{contract}` is not registered"));
-                }
+        for link in port_links(&record.spec) {
+            if store.contract_names(&link.contract_id).await?.is_empty() {
+                let label = if link.input { "input port" } else { "output port" };
+                missing.push(format!("{label} `{}`: contract `{}` is not registered", link.port, link.contract_id));
             }
         }
         linked = missing.is_empty();

@@ -38,6 +38,31 @@ impl Kind {
     }
 }
 
+/// A port of a stored product that names a contract.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortLink {
+    pub port: String,
+    pub contract_id: String,
+    /// An input port (the product consumes the contract); otherwise an output port.
+    pub input: bool,
+}
+
+/// The ports of a product document, as stored (JSON), that name a contract: inputs first.
+pub fn port_links(spec: &Any) -> Vec<PortLink> {
+    [("inputPorts", true), ("outputPorts", false)]
+        .into_iter()
+        .flat_map(|(field, input)| {
+            spec.get(field).and_then(Any::as_array).into_iter().flatten().filter_map(move |p| {
+                Some(PortLink {
+                    port: p.get("name").and_then(Any::as_str).unwrap_or("?").to_string(),
+                    contract_id: p.get("contractId").and_then(Any::as_str)?.to_string(),
+                    input,
+                })
+            })
+        })
+        .collect()
+}
+
 /// A document ready to be stored: its identity, ownership and content.
 #[derive(Clone, Debug)]
 pub struct Resource {

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use meshplane_core::resource::{Kind, Resource};
+use meshplane_core::resource::{Kind, PortLink, Resource, port_links};
 use meshplane_core::store::{self, Record};
 use meshplane_core::{Error, ErrorCode};
 use meshplane_spec::load;
@@ -263,33 +263,17 @@ pub async fn test_runs(
 
 /// The contract ids a product's ports name: (consumed by input ports, provided by output ports).
 fn contracts(record: &Record) -> (BTreeSet<String>, BTreeSet<String>) {
-    let ids = |field: &str| {
-        record
-            .spec
-            .get(field)
-            .and_then(Any::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.get("contractId").and_then(Any::as_str).map(str::to_string))
-            .collect()
-    };
-    (ids("inputPorts"), ids("outputPorts"))
+    let (inputs, outputs): (Vec<PortLink>, Vec<PortLink>) = port_links(&record.spec).into_iter().partition(|l| l.input);
+    let ids = |links: Vec<PortLink>| links.into_iter().map(|l| l.contract_id).collect();
+    (ids(inputs), ids(outputs))
 }
 
 /// Upstream: the products providing the contracts a product consumes, and theirs, and so
 /// on; downstream: the products consuming what it provides, transitively.
 pub async fn lineage(State(state): State<AppState>, Path(name): Path<String>) -> Answer {
     state.store.get(Kind::DataProduct, &name).await?;
-    let mut products: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
-    let mut q = store::Query { kind: Some(Kind::DataProduct), limit: 1000, ..store::Query::default() };
-    loop {
-        let page = state.store.list(&q).await?;
-        for r in &page.items {
-            products.insert(r.name.clone(), contracts(r));
-        }
-        let Some(next) = page.next else { break };
-        q.after = next.split_once('/').map(|(k, n)| (k.to_string(), n.to_string()));
-    }
+    let products: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> =
+        state.store.list_all(Kind::DataProduct).await?.iter().map(|r| (r.name.clone(), contracts(r))).collect();
     let walk = |upstream: bool| {
         let mut found: Vec<Any> = Vec::new();
         let mut seen = BTreeSet::from([name.clone()]);

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use meshplane_core::reconcile::reconcile;
-use meshplane_core::resource::Kind;
+use meshplane_core::resource::{Kind, port_links};
 use meshplane_core::runtime::{Action, Queue, Timing};
-use meshplane_core::store::{Query, Store};
+use meshplane_core::store::Store;
 use serde_json::Value as Any;
 
 /// How often the change feed is read when nothing is due sooner.
@@ -40,11 +40,7 @@ impl Links {
                 products.remove(product);
             }
         }
-        let ids: Vec<String> = ["inputPorts", "outputPorts"]
-            .iter()
-            .flat_map(|field| spec.and_then(|s| s.get(*field)).and_then(Any::as_array).into_iter().flatten())
-            .filter_map(|port| port.get("contractId").and_then(Any::as_str).map(str::to_string))
-            .collect();
+        let ids: Vec<String> = spec.map(port_links).unwrap_or_default().into_iter().map(|l| l.contract_id).collect();
         for id in &ids {
             self.by_contract.entry(id.clone()).or_default().insert(product.to_string());
         }
@@ -56,16 +52,11 @@ impl Links {
     }
 }
 
-/// Every stored resource of a kind: its key and document.
+/// Every stored resource of a kind: its key and document (none when the store fails; the
+/// change feed and resyncs bring them later).
 async fn keys(store: &Store, kind: Kind) -> Vec<(String, Any)> {
-    let mut out = Vec::new();
-    let mut q = Query { kind: Some(kind), limit: 1000, ..Query::default() };
-    while let Ok(page) = store.list(&q).await {
-        out.extend(page.items.into_iter().map(|r| (format!("{}/{}", r.kind, r.name), r.spec)));
-        let Some(next) = page.next else { break };
-        q.after = next.split_once('/').map(|(k, n)| (k.to_string(), n.to_string()));
-    }
-    out
+    let all = store.list_all(kind).await.unwrap_or_default();
+    all.into_iter().map(|r| (format!("{}/{}", r.kind, r.name), r.spec)).collect()
 }
 
 /// The running reconcile loop.

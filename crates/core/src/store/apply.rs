@@ -23,7 +23,7 @@ use meshplane_spec::{Document, load};
 
 use super::{Backend, Store, now};
 use crate::error::{Error, ErrorCode};
-use crate::resource::{Kind, Resource};
+use crate::resource::{Kind, Resource, port_links};
 
 /// Who applies, from where, and whether to keep the result.
 #[derive(Clone, Debug)]
@@ -266,17 +266,15 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (name, domain, spec): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            let spec: Any = serde_json::from_str(&spec).unwrap_or(Any::Null);
-            let ports = |field: &str| -> Vec<String> {
-                spec.get(field)
-                    .and_then(Any::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter(|p| p.get("contractId").and_then(Any::as_str) == Some(contract_id))
-                    .filter_map(|p| p.get("name").and_then(Any::as_str).map(str::to_string))
+            let links = port_links(&serde_json::from_str(&spec).unwrap_or(Any::Null));
+            let ports = |input: bool| -> Vec<&str> {
+                links
+                    .iter()
+                    .filter(|l| l.input == input && l.contract_id == contract_id)
+                    .map(|l| l.port.as_str())
                     .collect()
             };
-            let (provides, consumes) = (ports("outputPorts"), ports("inputPorts"));
+            let (provides, consumes) = (ports(false), ports(true));
             if !provides.is_empty() || !consumes.is_empty() {
                 out.push(json!({ "product": name, "domain": domain, "outputPorts": provides, "inputPorts": consumes }));
             }

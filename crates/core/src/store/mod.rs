@@ -267,6 +267,20 @@ impl Store {
         Ok(Page { items, next })
     }
 
+    /// Every resource of a kind, page after page.
+    pub async fn list_all(&self, kind: Kind) -> Result<Vec<Record>, Error> {
+        let mut all = Vec::new();
+        let mut q = Query { kind: Some(kind), limit: 1000, ..Query::default() };
+        loop {
+            let page = self.list(&q).await?;
+            all.extend(page.items);
+            q.after = all.last().map(|r| (r.kind.clone(), r.name.clone()));
+            if page.next.is_none() {
+                return Ok(all);
+            }
+        }
+    }
+
     /// Every change of one resource, oldest first: its whole history.
     pub async fn history(&self, kind: Kind, name: &str) -> Result<Vec<Change>, Error> {
         let rows = sqlx::query("SELECT * FROM changes WHERE kind = $1 AND name = $2 ORDER BY seq")
