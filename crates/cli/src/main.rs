@@ -41,6 +41,8 @@ enum Command {
     Serve(serve::Args),
     /// Apply contracts and products to a meshplane server, all or nothing.
     Apply(remote::ApplyArgs),
+    /// Delete a contract or product: it goes once every block that provisioned it has cleaned up.
+    Delete(remote::DeleteArgs),
     /// List resources of a kind (contracts, products), or show one.
     Get(remote::GetArgs),
     /// One resource: what it is, what it holds, and every change it went through.
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Apply(args) => remote::apply(&args),
+        Command::Delete(args) => remote::delete(&args),
         Command::Get(args) => remote::get(&args),
         Command::Describe(args) => remote::describe(&args),
         Command::History(args) => remote::history(&args),

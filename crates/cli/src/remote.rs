@@ -1,4 +1,4 @@
-//! The CLI as a client of `meshplane serve`: apply, get, history, events, lineage.
+//! The CLI as a client of `meshplane serve`: apply, delete, get, history, events, lineage.
 //!
 //! The server is `--server URL`, or `MESHPLANE_SERVER`, or http://127.0.0.1:8080. Documents
 //! are linted here first, so problems point at the user's files and lines; the server checks
@@ -41,6 +41,23 @@ pub struct ApplyArgs {
     #[arg(short = 'f', long = "file", required = true)]
     files: Vec<PathBuf>,
     /// Show what would change; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also delete every resource of the applied documents' domains that the files do not
+    /// hold: the files are the whole desired state of those domains.
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(clap::Args)]
+pub struct DeleteArgs {
+    /// contracts or products.
+    kind: String,
+    /// The resource (`id@vMAJOR` for a contract, `id` for a product).
+    name: String,
+    /// Show what would be deleted; change nothing.
     #[arg(long)]
     dry_run: bool,
     #[command(flatten)]
@@ -177,8 +194,8 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
         bail!("no contract or product found in {:?}", args.files);
     }
     let body = texts.join("\n---\n");
-    let query = if args.dry_run { "?dryRun=true" } else { "" };
-    let a = call(&args.server, |c, base| c.post(format!("{base}/api/v1/apply{query}")).body(body))?;
+    let query = [("dryRun", args.dry_run), ("prune", args.prune)];
+    let a = call(&args.server, |c, base| c.post(format!("{base}/api/v1/apply")).query(&query).body(body))?;
     answer(a, args.server.output, |body, out| {
         for item in body["applied"].as_array().into_iter().flatten() {
             let outcome = item["outcome"].as_str().unwrap_or("?");
@@ -196,6 +213,23 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     })
 }
 
+/// Asks for a resource's deletion; the server removes it once its blocks have cleaned up.
+pub fn delete(args: &DeleteArgs) -> Result<ExitCode> {
+    let (kind, name) = (&args.kind, &args.name);
+    let query = [("dryRun", args.dry_run)];
+    let a = call(&args.server, |c, base| c.delete(format!("{base}/api/v1/{kind}/{name}")).query(&query))?;
+    answer(a, args.server.output, |r, out| {
+        let waiting: Vec<String> = r["finalizers"].as_array().into_iter().flatten().map(text).collect();
+        let when = if waiting.is_empty() {
+            "it goes at its next reconcile".to_string()
+        } else {
+            format!("it goes once these have cleaned up: {}", waiting.join(", "))
+        };
+        let dry = if args.dry_run { " (dry run: nothing changed)" } else { "" };
+        writeln!(out, "{} {}: deletion requested{dry}; {when}", text(&r["kind"]), text(&r["name"]))
+    })
+}
+
 fn text(v: &Any) -> String {
     match v {
         Any::String(s) => s.clone(),
@@ -208,14 +242,7 @@ pub fn get(args: &GetArgs) -> Result<ExitCode> {
     let kind = &args.kind;
     if let Some(name) = &args.name {
         let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}/{name}")))?;
-        return answer(a, args.server.output, |r, out| {
-            for key in
-                ["kind", "name", "version", "status", "domain", "team", "tags", "generation", "createdAt", "updatedAt"]
-            {
-                writeln!(out, "{key:<11} {}", text(&r[key]))?;
-            }
-            Ok(())
-        });
+        return answer(a, args.server.output, record_table);
     }
     let limit = args.limit.map(|l| l.to_string());
     let filters = [
@@ -245,6 +272,23 @@ pub fn get(args: &GetArgs) -> Result<ExitCode> {
         }
         Ok(())
     })
+}
+
+/// A resource's identity, owner and generation; its deletion when one was asked for.
+fn record_table(r: &Any, out: &mut dyn Write) -> std::io::Result<()> {
+    for key in ["kind", "name", "version", "status", "domain", "team", "tags", "generation", "createdAt", "updatedAt"] {
+        writeln!(out, "{key:<11} {}", text(&r[key]))?;
+    }
+    if !r["deletionRequested"].is_null() {
+        writeln!(
+            out,
+            "{:<11} {} (waiting for: {})",
+            "deleting",
+            text(&r["deletionRequested"]),
+            text(&r["finalizers"])
+        )?;
+    }
+    Ok(())
 }
 
 fn changes_table(changes: &Any, out: &mut dyn Write) -> std::io::Result<()> {
@@ -284,11 +328,7 @@ pub fn describe(args: &HistoryArgs) -> Result<ExitCode> {
     };
     let both = serde_json::json!({ "resource": record, "history": changes });
     print(args.server.output, &both, |out| {
-        for key in
-            ["kind", "name", "version", "status", "domain", "team", "tags", "generation", "createdAt", "updatedAt"]
-        {
-            writeln!(out, "{key:<11} {}", text(&record[key]))?;
-        }
+        record_table(&record, out)?;
         let spec = &record["spec"];
         for (label, field) in [("objects", "schema"), ("inputPorts", "inputPorts"), ("outputPorts", "outputPorts")] {
             let names: Vec<String> = spec[field].as_array().into_iter().flatten().map(|o| text(&o["name"])).collect();

@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use meshplane_core::block::Blocks;
 use meshplane_core::store::Store;
 use meshplane_server::Config;
+use meshplane_server::reconciler::Settings;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -19,6 +21,13 @@ pub struct Args {
     /// The largest request body accepted, in bytes.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     body_limit: usize,
+    /// Reconciles run at once by this replica.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
+    /// How long a reconcile may hold its resource's lease, in seconds; a replica that dies is
+    /// taken over within about this long (its membership lasts a third of it).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    lease_seconds: u32,
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
@@ -29,8 +38,15 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot open the store {}", redact(&args.database_url)))?;
         eprintln!("meshplane serving http://{} (store {})", args.listen, redact(&args.database_url));
-        let config = Config { body_limit: args.body_limit, ..Config::default() };
-        meshplane_server::serve(args.listen, store, config)
+        let lease_ms = i64::from(args.lease_seconds) * 1000;
+        let reconciler = Settings {
+            workers: usize::from(args.workers),
+            lease_ms,
+            membership_ms: lease_ms / 3,
+            ..Settings::default()
+        };
+        let config = Config { body_limit: args.body_limit, reconciler, ..Config::default() };
+        meshplane_server::serve(args.listen, store, config, Blocks::default())
             .await
             .with_context(|| format!("cannot serve on {}", args.listen))?;
         Ok(ExitCode::SUCCESS)

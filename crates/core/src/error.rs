@@ -17,6 +17,9 @@ pub enum Error {
     /// The store failed (connection, disk): not the caller's fault.
     #[error("store: {0}")]
     Store(String),
+    /// A building block failed or could not be reached.
+    #[error("block `{block}`: {message}")]
+    Block { block: String, message: String },
 }
 
 /// Stable error codes.
@@ -39,6 +42,10 @@ pub enum ErrorCode {
     StoreFailure,
     /// The data a contract test reads could not be reached.
     DataUnreachable,
+    /// A building block failed or could not be reached.
+    BlockFailed,
+    /// The resource is on its way out: it cannot change until it is gone.
+    BeingDeleted,
     /// A write under a lease that another owner has taken since.
     StaleLease,
     /// The server cannot serve yet: its store does not answer or its reconcilers stopped.
@@ -59,9 +66,10 @@ impl ErrorCode {
             | ErrorCode::VersionDowngrade
             | ErrorCode::OwnerChange
             | ErrorCode::ConcurrentChange
-            | ErrorCode::StaleLease => 409,
+            | ErrorCode::StaleLease
+            | ErrorCode::BeingDeleted => 409,
             ErrorCode::StoreTooNew | ErrorCode::StoreFailure => 500,
-            ErrorCode::DataUnreachable => 502,
+            ErrorCode::DataUnreachable | ErrorCode::BlockFailed => 502,
             ErrorCode::NotReady => 503,
         }
     }
@@ -73,6 +81,7 @@ impl Error {
             Error::Invalid { code, .. } | Error::Conflict { code, .. } => *code,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::Store(_) => ErrorCode::StoreFailure,
+            Error::Block { .. } => ErrorCode::BlockFailed,
         }
     }
 

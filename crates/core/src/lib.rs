@@ -12,6 +12,7 @@
 //! assert_eq!((resource.kind, resource.name.as_str()), (Kind::DataContract, "orders@v2"));
 //! ```
 
+pub mod block;
 pub mod error;
 pub mod reconcile;
 pub mod resource;

@@ -1,32 +1,53 @@
 //! The reconcilers of contracts and products: they read what is stored (level-triggered,
-//! never their own memory) and write the status conditions it implies.
+//! never their own memory), hand provisioning to the building blocks, and write the status
+//! conditions it all implies.
 //!
 //! - `Valid`: the stored document lints without errors (the store only keeps such documents).
 //! - `LinksResolved` (products): every port's `contractId` names a registered contract; a
 //!   missing link is a condition, not a refusal, so products and contracts can be applied in
 //!   any order.
-//! - `Provisioned`: False, reason `NoBlockConfigured`, until building blocks exist (issue #5).
-//! - `Ready`: valid and fully linked.
+//! - `Provisioned`: every block the resource concerns has provisioned it (each block's
+//!   finalizer is put on the record first); reason `NoBlockConfigured` when no block is
+//!   concerned, `WaitingForLinks` while a link is missing, `ProvisioningFailed` with the
+//!   block's reason otherwise (and the reconcile backs off).
+//! - `Ready`: valid, fully linked, and provisioned by every concerned block (a resource no
+//!   block is concerned with is Ready once valid and linked).
+//!
+//! A resource whose deletion was asked for is finalized instead: every finalizer's block
+//! cleans up, its finalizer comes off, and the record goes when none is left. Until then
+//! `Ready` is False with reason `Deleting` (or why the cleanup is stuck).
 //!
 //! A condition keeps its `lastTransitionTime` while its status does not change.
 
+use crate::block::Blocks;
 use crate::error::Error;
 use crate::resource::{Kind, port_links};
 use crate::runtime::Action;
-use crate::store::{Condition, Store, now};
+use crate::store::{Condition, Record, Store, now};
 
-fn condition(kind: &str, ok: bool, reason: &str, message: String) -> (String, String, String, String) {
-    (kind.to_string(), if ok { "True" } else { "False" }.to_string(), reason.to_string(), message)
-}
+/// The reason of `Provisioned` when no block is concerned: nothing to wait for.
+const NO_BLOCK: &str = "NoBlockConfigured";
+
+/// A condition as the reconciler wants it: (type, ok, reason, message).
+type Wanted = (&'static str, bool, &'static str, String);
 
 /// Reconciles one resource under the lease `fence` (owner, token); a resource that is gone
 /// needs nothing.
-pub async fn reconcile(store: &Store, kind: Kind, name: &str, fence: (&str, i64)) -> Result<Action, Error> {
+pub async fn reconcile(
+    store: &Store,
+    blocks: &Blocks,
+    kind: Kind,
+    name: &str,
+    fence: (&str, i64),
+) -> Result<Action, Error> {
     let record = match store.get(kind, name).await {
         Err(Error::NotFound(_)) => return Ok(Action::AwaitChange),
         other => other?,
     };
-    let mut wanted = vec![condition("Valid", true, "Stored", "the document lints without errors".into())];
+    if record.deletion_requested.is_some() {
+        return finalize(store, blocks, kind, &record, fence).await;
+    }
+    let mut wanted: Vec<Wanted> = vec![("Valid", true, "Stored", "the document lints without errors".into())];
     let mut linked = true;
     if kind == Kind::DataProduct {
         let mut missing = Vec::new();
@@ -38,34 +59,108 @@ pub async fn reconcile(store: &Store, kind: Kind, name: &str, fence: (&str, i64)
         }
         linked = missing.is_empty();
         wanted.push(if linked {
-            condition("LinksResolved", true, "ContractsFound", "every port's contract is registered".into())
+            ("LinksResolved", true, "ContractsFound", "every port's contract is registered".into())
         } else {
-            condition("LinksResolved", false, "ContractMissing", missing.join("; "))
+            ("LinksResolved", false, "ContractMissing", missing.join("; "))
         });
     }
-    wanted.push(condition(
-        "Provisioned",
-        false,
-        "NoBlockConfigured",
-        "no building block is configured; nothing is provisioned".into(),
-    ));
-    wanted.push(if linked {
-        condition("Ready", true, "Reconciled", "valid and fully linked".into())
-    } else {
-        condition("Ready", false, "LinksMissing", "a port's contract is not registered".into())
+    let (provisioned, failure) = provision(store, blocks, kind, &record, linked, fence).await?;
+    let ready = linked && (provisioned.1 || provisioned.2 == NO_BLOCK);
+    wanted.push(provisioned);
+    wanted.push(match (linked, ready) {
+        (false, _) => ("Ready", false, "LinksMissing", "a port's contract is not registered".into()),
+        (true, false) => ("Ready", false, "NotProvisioned", "a block has not provisioned it".into()),
+        (true, true) => ("Ready", true, "Reconciled", "valid, fully linked and provisioned".into()),
     });
-    let previous = store.status(kind, name).await?.map(|s| s.conditions).unwrap_or_default();
-    let at = now();
-    let conditions: Vec<Condition> = wanted
-        .into_iter()
-        .map(|(kind, status, reason, message)| {
-            let since = previous
-                .iter()
-                .find(|c| c.kind == kind && c.status == status)
-                .map_or_else(|| at.clone(), |c| c.last_transition_time.clone());
-            Condition { kind, status, reason, message, last_transition_time: since }
-        })
-        .collect();
-    store.set_status(kind, name, record.generation, &conditions, fence).await?;
+    write_status(store, kind, &record, wanted, fence).await?;
+    failure.map_or(Ok(Action::AwaitChange), Err)
+}
+
+/// Hands the resource to every block it concerns, each one's finalizer first; returns the
+/// `Provisioned` condition and the first failure.
+async fn provision(
+    store: &Store,
+    blocks: &Blocks,
+    kind: Kind,
+    record: &Record,
+    linked: bool,
+    fence: (&str, i64),
+) -> Result<(Wanted, Option<Error>), Error> {
+    let concerned: Vec<_> = blocks.concerned(record).collect();
+    if concerned.is_empty() {
+        let message = "no building block is concerned with it; nothing is provisioned".into();
+        return Ok((("Provisioned", false, NO_BLOCK, message), None));
+    }
+    if !linked {
+        let message = "provisioning waits until every port's contract is registered".into();
+        return Ok((("Provisioned", false, "WaitingForLinks", message), None));
+    }
+    let mut done = Vec::new();
+    for block in concerned {
+        store.add_finalizer(kind, &record.name, &block.finalizer(), fence).await?;
+        match block.provision(record).await {
+            Ok(what) => done.push(format!("{}: {what}", block.name())),
+            Err(message) => {
+                let condition = ("Provisioned", false, "ProvisioningFailed", format!("{}: {message}", block.name()));
+                return Ok((condition, Some(Error::Block { block: block.name().to_string(), message })));
+            }
+        }
+    }
+    Ok((("Provisioned", true, "Provisioned", done.join("; ")), None))
+}
+
+/// Cleans up through every finalizer's block, then removes the record.
+async fn finalize(
+    store: &Store,
+    blocks: &Blocks,
+    kind: Kind,
+    record: &Record,
+    fence: (&str, i64),
+) -> Result<Action, Error> {
+    for finalizer in &record.finalizers {
+        let stuck = match blocks.by_finalizer(finalizer) {
+            None => {
+                Some(("BlockMissing", format!("`{finalizer}`: its block is not configured, so it cannot clean up")))
+            }
+            Some(block) => block.cleanup(record).await.err().map(|m| ("CleanupFailed", format!("{finalizer}: {m}"))),
+        };
+        if let Some((reason, message)) = stuck {
+            let error = Error::Block { block: finalizer.clone(), message: message.clone() };
+            write_status(store, kind, record, vec![("Ready", false, reason, message)], fence).await?;
+            return Err(error);
+        }
+        store.remove_finalizer(kind, &record.name, finalizer, fence).await?;
+    }
+    store.remove(kind, &record.name, fence).await?;
     Ok(Action::AwaitChange)
+}
+
+/// Writes the wanted conditions over the previous ones: a condition type not wanted now is
+/// kept as it was, and a condition whose status did not change keeps its transition time.
+async fn write_status(
+    store: &Store,
+    kind: Kind,
+    record: &Record,
+    wanted: Vec<Wanted>,
+    fence: (&str, i64),
+) -> Result<(), Error> {
+    let previous = store.status(kind, &record.name).await?.map(|s| s.conditions).unwrap_or_default();
+    let at = now();
+    let mut conditions: Vec<Condition> =
+        previous.iter().filter(|c| !wanted.iter().any(|w| w.0 == c.kind)).cloned().collect();
+    for (type_, ok, reason, message) in wanted {
+        let status = if ok { "True" } else { "False" };
+        let since = previous
+            .iter()
+            .find(|c| c.kind == type_ && c.status == status)
+            .map_or_else(|| at.clone(), |c| c.last_transition_time.clone());
+        conditions.push(Condition {
+            kind: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            last_transition_time: since,
+        });
+    }
+    store.set_status(kind, &record.name, record.generation, &conditions, fence).await
 }

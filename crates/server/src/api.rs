@@ -53,6 +53,7 @@ pub async fn openapi() -> Json<Any> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApplyParams {
     dry_run: Option<bool>,
+    prune: Option<bool>,
     expect_generation: Option<i64>,
 }
 
@@ -109,9 +110,32 @@ pub async fn apply(
         actor: state.config.actor.clone(),
         origin: "api".into(),
         dry_run: params.dry_run.unwrap_or(false),
+        prune: params.prune.unwrap_or(false),
     };
     let applied = state.store.apply(&resources, &[params.expect_generation], &options).await?;
     to_json(json!({ "dryRun": options.dry_run, "applied": applied }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteParams {
+    dry_run: Option<bool>,
+}
+
+/// Marks the resource for deletion; the reconciler removes it once its blocks cleaned up.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((k, name)): Path<(String, String)>,
+    params: Result<Query<DeleteParams>, QueryRejection>,
+) -> Answer {
+    let p = query(params)?;
+    let options = store::ApplyOptions {
+        actor: state.config.actor.clone(),
+        origin: "api".into(),
+        dry_run: p.dry_run.unwrap_or(false),
+        prune: false,
+    };
+    to_json(state.store.delete(kind(&k)?, &name, &options).await?)
 }
 
 #[derive(Deserialize)]

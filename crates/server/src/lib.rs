@@ -17,6 +17,7 @@ use std::sync::atomic::AtomicU64;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use meshplane_core::block::Blocks;
 use meshplane_core::store::Store;
 
 pub use error::ApiError;
@@ -28,11 +29,13 @@ pub struct Config {
     pub body_limit: usize,
     /// The identity changes are recorded under until authentication exists.
     pub actor: String,
+    /// How the reconcile loop runs.
+    pub reconciler: reconciler::Settings,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { body_limit: 10 * 1024 * 1024, actor: "local".into() }
+        Config { body_limit: 10 * 1024 * 1024, actor: "local".into(), reconciler: reconciler::Settings::default() }
     }
 }
 
@@ -51,11 +54,11 @@ pub fn app(store: Store, config: Config, heartbeat: Option<Arc<AtomicU64>>) -> R
     routes::router(AppState { store, config, heartbeat }).layer(DefaultBodyLimit::max(limit))
 }
 
-/// Serves, with the reconcilers running, until Ctrl-C or SIGTERM; then finishes the requests
-/// and the reconcile in flight, and returns.
-pub async fn serve(listen: SocketAddr, store: Store, config: Config) -> std::io::Result<()> {
+/// Serves, with the reconcilers running (provisioning through `blocks`), until Ctrl-C or
+/// SIGTERM; then finishes the requests and the reconciles in flight, and returns.
+pub async fn serve(listen: SocketAddr, store: Store, config: Config, blocks: Blocks) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    let reconcilers = reconciler::spawn(store.clone(), meshplane_core::runtime::Timing::default());
+    let reconcilers = reconciler::spawn(store.clone(), blocks, config.reconciler, reconciler::replica_name());
     let router = app(store, config, Some(Arc::clone(&reconcilers.heartbeat)));
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown()).await;
     reconcilers.stop().await;

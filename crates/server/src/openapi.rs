@@ -24,6 +24,8 @@ fn schemas() -> Any {
                 "domain": { "type": "string", "description": "the owning domain, recorded at creation" },
                 "team": { "type": ["string", "null"] }, "tags": { "type": "array", "items": string },
                 "generation": { "type": "integer" }, "createdAt": string, "updatedAt": string,
+                "deletionRequested": { "type": "string", "description": "when deletion was asked for (absent otherwise); the record goes once every finalizer is done" },
+                "finalizers": { "type": "array", "items": string, "description": "the blocks that must clean up before the record goes (absent when none)" },
                 "spec": { "type": "object", "description": "the document as JSON" },
                 "latestTests": {
                     "type": "array",
@@ -66,7 +68,7 @@ fn schemas() -> Any {
                 "dryRun": { "type": "boolean" },
                 "applied": { "type": "array", "items": { "type": "object", "properties": {
                     "kind": string, "name": string, "version": string, "generation": { "type": "integer" },
-                    "outcome": { "enum": ["created", "updated", "unchanged"] } } } }
+                    "outcome": { "enum": ["created", "updated", "unchanged", "deleting"] } } } }
             }
         },
         "TestRun": {

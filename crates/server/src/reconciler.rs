@@ -1,29 +1,53 @@
 //! Runs the reconcilers inside `meshplane serve`: every stored resource once at start, then
 //! each resource whose change record appears in the change feed, on the runtime queue
-//! (exclusive per resource, backoff on error, periodic resync). A contract's change also
-//! requeues the products whose ports name it.
+//! (exclusive per resource, backoff on error, periodic resync), several at a time. A
+//! contract's change also requeues the products whose ports name it.
 //!
-//! Each reconcile runs under the resource's lease (owner, expiry, fencing token) in the store,
-//! so two replicas on one PostgreSQL never reconcile one resource at once, and a replica that
-//! stalled past its lease cannot write its status over its successor's.
+//! Replicas on one PostgreSQL split the work with the store as the only coordinator:
+//! - each replica renews its membership row; a resource belongs to the live replica whose
+//!   place in the sorted membership equals the resource's hash modulo their number, so every
+//!   replica takes its own share, and when a replica dies (its row expires) or leaves, the
+//!   others requeue the share that became theirs;
+//! - whatever the membership says, a reconcile runs only under the resource's lease (owner,
+//!   expiry, fencing token): never two reconciles of one resource at once, and a replica that
+//!   stalled past its lease cannot write over its successor.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use meshplane_core::block::Blocks;
 use meshplane_core::reconcile::reconcile;
 use meshplane_core::resource::{Kind, port_links};
 use meshplane_core::runtime::{Action, Queue, Timing};
 use meshplane_core::store::Store;
 use serde_json::Value as Any;
+use tokio::task::JoinSet;
 
 /// How often the change feed is read when nothing is due sooner.
 const POLL_MS: u64 = 200;
-/// How long a reconcile may hold its resource's lease.
-const LEASE_MS: i64 = 30_000;
 /// When another replica holds a resource's lease, look again after this long.
 const BUSY_RETRY_MS: u64 = 1_000;
+
+/// How the reconcile loop runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub timing: Timing,
+    /// Reconciles in flight at once.
+    pub workers: usize,
+    /// How long a reconcile may hold its resource's lease, in milliseconds.
+    pub lease_ms: i64,
+    /// How long a replica's membership lasts without renewal, in milliseconds: a dead
+    /// replica's share is taken over after this long.
+    pub membership_ms: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { timing: Timing::default(), workers: 8, lease_ms: 30_000, membership_ms: 10_000 }
+    }
+}
 
 /// Which products name each contract id in their ports, so a contract's change requeues only
 /// the products that link to it.
@@ -52,11 +76,24 @@ impl Links {
     }
 }
 
-/// Every stored resource of a kind: its key and document (none when the store fails; the
-/// change feed and resyncs bring them later).
-async fn keys(store: &Store, kind: Kind) -> Vec<(String, Any)> {
-    let all = store.list_all(kind).await.unwrap_or_default();
-    all.into_iter().map(|r| (format!("{}/{}", r.kind, r.name), r.spec)).collect()
+/// A stable hash of a resource key (FNV-1a), the same in every replica and release.
+fn shard(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// This replica's place among the live ones: (index, count).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Share(u64, u64);
+
+impl Share {
+    fn of(members: &[String], me: &str) -> Share {
+        let index = members.iter().position(|m| m == me).unwrap_or(0);
+        Share(index as u64, members.len().max(1) as u64)
+    }
+
+    fn holds(self, key: &str) -> bool {
+        shard(key) % self.1 == self.0
+    }
 }
 
 /// The running reconcile loop.
@@ -64,12 +101,13 @@ pub struct Reconcilers {
     pub task: tokio::task::JoinHandle<()>,
     /// When the loop last went round, in milliseconds since the Unix epoch (`/readyz`).
     pub heartbeat: Arc<AtomicU64>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Reconcilers {
-    /// Stops taking work, lets the reconcile in flight finish (its lease is released), and
-    /// waits for the loop to end.
+    /// Stops taking work, lets the reconciles in flight finish (their leases are released),
+    /// leaves the membership so the other replicas take this one's share at once, and waits
+    /// for the loop to end.
     pub async fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
@@ -80,19 +118,154 @@ pub fn epoch_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Starts the reconcile loop; it runs until the process ends or the task is aborted.
-pub fn spawn(store: Store, timing: Timing) -> Reconcilers {
+/// A name for this replica in the store's leases and membership: unique per process and loop.
+pub fn replica_name() -> String {
+    static LOOPS: AtomicU64 = AtomicU64::new(0);
+    format!("meshplane-{}-{}-{}", std::process::id(), epoch_ms(), LOOPS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The loop's state: the queue of every known resource and what decides which are ours.
+struct Loop {
+    store: Store,
+    blocks: Blocks,
+    settings: Settings,
+    owner: Arc<str>,
+    queue: Queue,
+    links: Links,
+    /// Every resource key known (from the start listing and the change feed).
+    known: BTreeSet<String>,
+    share: Share,
+    start: tokio::time::Instant,
+    /// The reconciles in flight, and the key of each task (a task that panicked still frees
+    /// its key, with the error's backoff).
+    running: JoinSet<Result<Action, ()>>,
+    running_keys: HashMap<tokio::task::Id, String>,
+}
+
+impl Loop {
+    fn ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Reads the changes after `seen` into the queue; returns the last sequence number read.
+    async fn follow(&mut self, mut seen: i64) -> i64 {
+        let Ok(changes) = self.store.events(seen, 1000).await else { return seen };
+        let now = self.ms();
+        for change in changes {
+            seen = change.seq;
+            let key = format!("{}/{}", change.kind, change.name);
+            if change.kind == Kind::DataProduct.as_str() {
+                self.links.set(&key, change.after.as_ref());
+            } else {
+                let id = change.name.split('@').next().unwrap_or_default();
+                let linked: Vec<String> = self.links.products(id).cloned().collect();
+                linked.iter().for_each(|p| self.queue.changed(p, now));
+            }
+            if change.action == "deleted" {
+                self.known.remove(&key);
+            } else {
+                self.known.insert(key.clone());
+            }
+            self.queue.changed(&key, now);
+        }
+        seen
+    }
+
+    /// Renews the membership; when this replica's share changed, requeues all it now holds.
+    async fn renew(&mut self) {
+        let Ok(members) = self.store.heartbeat(&self.owner, epoch_ms() as i64, self.settings.membership_ms).await
+        else {
+            return;
+        };
+        let share = Share::of(&members, &self.owner);
+        if share != self.share {
+            self.share = share;
+            let now = self.ms();
+            for key in self.known.iter().filter(|k| share.holds(k)) {
+                self.queue.changed(key, now);
+            }
+        }
+    }
+
+    /// Starts reconciles of the due resources of this replica's share, up to the worker limit.
+    fn dispatch(&mut self) {
+        while self.running.len() < self.settings.workers
+            && let Some(key) = self.queue.take(self.ms())
+        {
+            let Some((kind, name)) = key.split_once('/').and_then(|(k, n)| Some((Kind::parse(k)?, n.to_string())))
+            else {
+                self.queue.forget(&key);
+                continue;
+            };
+            if !self.share.holds(&key) {
+                // Another replica's: it resyncs it; this one looks again at its own resync.
+                self.queue.done(&key, self.ms(), Ok(Action::AwaitChange));
+                continue;
+            }
+            let (store, blocks, owner, lease_ms) =
+                (self.store.clone(), self.blocks.clone(), Arc::clone(&self.owner), self.settings.lease_ms);
+            let task = self
+                .running
+                .spawn(async move { reconcile_under_lease(&store, &blocks, kind, &name, &owner, lease_ms).await });
+            self.running_keys.insert(task.id(), key);
+        }
+    }
+
+    /// Waits for a reconcile in flight to end, and schedules what comes after it.
+    async fn finish_one(&mut self) {
+        let (id, outcome) = match self.running.join_next_with_id().await {
+            Some(Ok((id, outcome))) => (id, outcome),
+            Some(Err(panicked)) => (panicked.id(), Err(())),
+            None => return std::future::pending().await,
+        };
+        if let Some(key) = self.running_keys.remove(&id) {
+            self.queue.done(&key, self.ms(), outcome);
+        }
+    }
+}
+
+/// One reconcile, under the resource's lease.
+async fn reconcile_under_lease(
+    store: &Store,
+    blocks: &Blocks,
+    kind: Kind,
+    name: &str,
+    owner: &str,
+    lease_ms: i64,
+) -> Result<Action, ()> {
+    match store.acquire_lease(kind.as_str(), name, owner, epoch_ms() as i64, lease_ms).await {
+        Ok(Some(token)) => {
+            let result = reconcile(store, blocks, kind, name, (owner, token)).await.map_err(|_| ());
+            let _ = store.release_lease(kind.as_str(), name, owner, token).await;
+            result
+        }
+        // Another replica is on it: look again shortly, level-triggered.
+        Ok(None) => Ok(Action::RequeueAfter(BUSY_RETRY_MS)),
+        Err(_) => Err(()),
+    }
+}
+
+/// Starts the reconcile loop under the replica name `owner`; it runs until stopped.
+pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) -> Reconcilers {
     let heartbeat = Arc::new(AtomicU64::new(0));
     let beat = Arc::clone(&heartbeat);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::clone(&stop);
-    // Who this loop is, in the store's leases: unique per process and per loop.
-    static LOOPS: AtomicU64 = AtomicU64::new(0);
-    let owner = format!("meshplane-{}-{}-{}", std::process::id(), epoch_ms(), LOOPS.fetch_add(1, Ordering::Relaxed));
     let task = tokio::spawn(async move {
-        let start = tokio::time::Instant::now();
-        let ms = || start.elapsed().as_millis() as u64;
-        let mut queue = Queue::new(timing);
+        let mut state = Loop {
+            store: store.clone(),
+            blocks,
+            settings,
+            owner: owner.into(),
+            queue: Queue::new(settings.timing),
+            links: Links::default(),
+            known: BTreeSet::new(),
+            share: Share(0, 1),
+            start: tokio::time::Instant::now(),
+            running: JoinSet::new(),
+            running_keys: HashMap::new(),
+        };
+        // Skip the history: the start listing below is the state as it is now.
         let mut seen = 0;
         while let Ok(changes) = store.events(seen, 1000).await {
             match changes.last() {
@@ -100,52 +273,40 @@ pub fn spawn(store: Store, timing: Timing) -> Reconcilers {
                 None => break,
             }
         }
-        let mut links = Links::default();
-        for (key, spec) in keys(&store, Kind::DataProduct).await {
-            links.set(&key, Some(&spec));
-            queue.changed(&key, ms());
+        for kind in [Kind::DataProduct, Kind::DataContract] {
+            for record in store.list_all(kind).await.unwrap_or_default() {
+                let key = format!("{}/{}", record.kind, record.name);
+                if kind == Kind::DataProduct {
+                    state.links.set(&key, Some(&record.spec));
+                }
+                state.queue.changed(&key, 0);
+                state.known.insert(key);
+            }
         }
-        for (key, _) in keys(&store, Kind::DataContract).await {
-            queue.changed(&key, ms());
-        }
+        let (mut renewed_at, mut followed_at) = (None, None);
+        let renew_every = (settings.membership_ms / 3).max(1) as u64;
         while !stopping.load(Ordering::Relaxed) {
             beat.store(epoch_ms(), Ordering::Relaxed);
-            if let Ok(changes) = store.events(seen, 1000).await {
-                for change in changes {
-                    seen = change.seq;
-                    let key = format!("{}/{}", change.kind, change.name);
-                    if change.kind == Kind::DataProduct.as_str() {
-                        links.set(&key, change.after.as_ref());
-                    } else {
-                        let id = change.name.split('@').next().unwrap_or_default();
-                        let linked: Vec<String> = links.products(id).cloned().collect();
-                        linked.iter().for_each(|p| queue.changed(p, ms()));
-                    }
-                    queue.changed(&key, ms());
-                }
+            let now = state.ms();
+            if renewed_at.is_none_or(|at| now >= at + renew_every) {
+                renewed_at = Some(now);
+                state.renew().await;
             }
-            while !stopping.load(Ordering::Relaxed)
-                && let Some(key) = queue.take(ms())
-            {
-                let Some((kind, name)) = key.split_once('/').and_then(|(k, n)| Some((Kind::parse(k)?, n))) else {
-                    queue.forget(&key);
-                    continue;
-                };
-                let outcome = match store.acquire_lease(kind, name, &owner, epoch_ms() as i64, LEASE_MS).await {
-                    Ok(Some(token)) => {
-                        let result = reconcile(&store, kind, name, (&owner, token)).await.map_err(|_| ());
-                        let _ = store.release_lease(kind, name, &owner, token).await;
-                        result
-                    }
-                    // Another replica is on it: look again shortly, level-triggered.
-                    Ok(None) => Ok(Action::RequeueAfter(BUSY_RETRY_MS)),
-                    Err(_) => Err(()),
-                };
-                queue.done(&key, ms(), outcome);
+            if followed_at.is_none_or(|at| now >= at + POLL_MS) {
+                followed_at = Some(now);
+                seen = state.follow(seen).await;
             }
-            let wait = queue.next_due().map_or(POLL_MS, |due| due.saturating_sub(ms()).min(POLL_MS));
-            tokio::time::sleep(Duration::from_millis(wait.max(10))).await;
+            state.dispatch();
+            let wait = state.queue.next_due().map_or(POLL_MS, |due| due.saturating_sub(state.ms()).min(POLL_MS));
+            tokio::select! {
+                () = state.finish_one() => {}
+                () = tokio::time::sleep(Duration::from_millis(wait.max(10))) => {}
+            }
         }
+        while !state.running.is_empty() {
+            state.finish_one().await;
+        }
+        let _ = store.leave(&state.owner).await;
     });
     Reconcilers { task, heartbeat, stop }
 }

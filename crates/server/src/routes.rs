@@ -2,7 +2,7 @@
 //! from [`ROUTES`].
 
 use axum::Router;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 
 use crate::{AppState, api};
 
@@ -15,6 +15,7 @@ pub enum Endpoint {
     Apply,
     List,
     Get,
+    Delete,
     History,
     Events,
     Lineage,
@@ -88,6 +89,12 @@ pub const ROUTES: &[Route] = &[
         params: &[
             Param { name: "dryRun", path: false, description: "check and report, keep nothing", kind: "boolean" },
             Param {
+                name: "prune",
+                path: false,
+                description: "also delete every resource of the documents' domains that the body does not hold",
+                kind: "boolean",
+            },
+            Param {
                 name: "expectGeneration",
                 path: false,
                 description: "the generation the (single) document's resource is expected to be at; 0 when it must not exist",
@@ -149,6 +156,19 @@ pub const ROUTES: &[Route] = &[
         errors: &[404],
     },
     Route {
+        endpoint: Endpoint::Delete,
+        method: "delete",
+        path: "/api/v1/{kind}/{name}",
+        summary: "Ask for a resource's deletion: it goes once every block that provisioned it has cleaned up (data in stores follows the block's deletion policy)",
+        params: &[
+            KIND,
+            NAME,
+            Param { name: "dryRun", path: false, description: "check and report, keep nothing", kind: "boolean" },
+        ],
+        answer: "Record",
+        errors: &[400, 404],
+    },
+    Route {
         endpoint: Endpoint::History,
         method: "get",
         path: "/api/v1/{kind}/{name}/history",
@@ -205,6 +225,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::Apply => post(api::apply),
         Endpoint::List => get(api::list),
         Endpoint::Get => get(api::get_one),
+        Endpoint::Delete => delete(api::delete),
         Endpoint::History => get(api::history),
         Endpoint::Events => get(api::events),
         Endpoint::Lineage => get(api::lineage),

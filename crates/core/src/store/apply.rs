@@ -21,7 +21,7 @@ use meshplane_spec::diff::diff;
 use meshplane_spec::version::{SemVer, canonical};
 use meshplane_spec::{Document, load};
 
-use super::{Backend, Store, now};
+use super::{Store, now};
 use crate::error::{Error, ErrorCode};
 use crate::resource::{Kind, Resource, port_links};
 
@@ -33,6 +33,9 @@ pub struct ApplyOptions {
     pub origin: String,
     /// Check and report, then roll back.
     pub dry_run: bool,
+    /// Also ask for the deletion of every stored resource of the applied documents' domains
+    /// that the set does not contain (the set is the whole desired state of those domains).
+    pub prune: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -41,6 +44,8 @@ pub enum Outcome {
     Created,
     Updated,
     Unchanged,
+    /// Deletion asked for (by `prune`); the record goes once every block has cleaned up.
+    Deleting,
 }
 
 /// What happened to one applied resource.
@@ -60,6 +65,21 @@ struct Stored {
     status: String,
     domain: String,
     spec: String,
+    deleting: Option<String>,
+}
+
+/// What a change record is about.
+pub(super) struct Subject<'a> {
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub version: &'a str,
+    pub domain: &'a str,
+}
+
+impl<'a> From<&'a Resource> for Subject<'a> {
+    fn from(r: &'a Resource) -> Self {
+        Subject { kind: r.kind.as_str(), name: &r.name, version: &r.version, domain: &r.domain }
+    }
 }
 
 fn document(spec: &str) -> Option<Document> {
@@ -78,14 +98,14 @@ impl Store {
     ) -> Result<Vec<Applied>, Error> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
-        if self.backend == Backend::Postgres {
-            // One writer at a time, so change numbers commit in order.
-            sqlx::query("SELECT pg_advisory_xact_lock(7074611)").execute(&mut *tx).await?;
-        }
+        self.lock_writes(&mut tx).await?;
         let mut applied = Vec::new();
         for (i, resource) in resources.iter().enumerate() {
             let expect = expected.get(i).copied().flatten();
             applied.push(self.apply_one(&mut tx, resource, expect, options).await?);
+        }
+        if options.prune {
+            applied.extend(self.prune(&mut tx, resources, options).await?);
         }
         if options.dry_run {
             tx.rollback().await?;
@@ -103,7 +123,7 @@ impl Store {
         options: &ApplyOptions,
     ) -> Result<Applied, Error> {
         let row = sqlx::query(
-            "SELECT generation, version, status, domain, spec FROM resources WHERE kind = $1 AND name = $2",
+            "SELECT generation, version, status, domain, spec, deleting FROM resources WHERE kind = $1 AND name = $2",
         )
         .bind(r.kind.as_str())
         .bind(&r.name)
@@ -117,6 +137,7 @@ impl Store {
                     status: row.try_get(2)?,
                     domain: row.try_get(3)?,
                     spec: row.try_get(4)?,
+                    deleting: row.try_get(5)?,
                 })
             })
             .transpose()?;
@@ -152,7 +173,7 @@ impl Store {
             .bind(&at)
             .execute(&mut *tx)
             .await?;
-            self.record_change(tx, r, "created", 1, None, Some(&spec), options, &at).await?;
+            self.record_change(tx, &r.into(), "created", 1, None, Some(&spec), options, &at).await?;
             return Ok(Applied {
                 kind: r.kind,
                 name: r.name.clone(),
@@ -161,6 +182,16 @@ impl Store {
                 outcome: Outcome::Created,
             });
         };
+        if let Some(since) = &stored.deleting {
+            return Err(Error::conflict(
+                ErrorCode::BeingDeleted,
+                format!(
+                    "{} `{}` is being deleted (asked for at {since}); apply it again once it is gone",
+                    r.kind.as_str(),
+                    r.name
+                ),
+            ));
+        }
         if stored.domain != r.domain {
             return Err(Error::conflict(
                 ErrorCode::OwnerChange,
@@ -222,7 +253,7 @@ impl Store {
                 "another change to the same resource was applied first; retry",
             ));
         }
-        self.record_change(tx, r, "updated", generation, Some(&stored.spec), Some(&spec), options, &at).await?;
+        self.record_change(tx, &r.into(), "updated", generation, Some(&stored.spec), Some(&spec), options, &at).await?;
         Ok(Applied {
             kind: r.kind,
             name: r.name.clone(),
@@ -284,10 +315,10 @@ impl Store {
 
     /// Writes the change record and its CloudEvents envelope.
     #[allow(clippy::too_many_arguments)]
-    async fn record_change(
+    pub(super) async fn record_change(
         &self,
         tx: &mut AnyConnection,
-        r: &Resource,
+        r: &Subject<'_>,
         action: &str,
         generation: i64,
         before: Option<&str>,
@@ -302,11 +333,11 @@ impl Store {
         .bind(at)
         .bind(&options.actor)
         .bind(&options.origin)
-        .bind(r.kind.as_str())
-        .bind(&r.name)
+        .bind(r.kind)
+        .bind(r.name)
         .bind(action)
         .bind(generation)
-        .bind(&r.version)
+        .bind(r.version)
         .bind(before)
         .bind(after)
         .fetch_one(&mut *tx)
@@ -316,11 +347,11 @@ impl Store {
             "specversion": "1.0",
             "id": format!("meshplane-change-{seq}"),
             "source": "/meshplane/registry",
-            "type": format!("io.meshplane.{}.{action}", r.kind.as_str().to_ascii_lowercase()),
-            "subject": format!("{}/{}", r.kind.as_str(), r.name),
+            "type": format!("io.meshplane.{}.{action}", r.kind.to_ascii_lowercase()),
+            "subject": format!("{}/{}", r.kind, r.name),
             "time": at,
             "datacontenttype": "application/json",
-            "data": { "kind": r.kind.as_str(), "name": r.name, "version": r.version, "generation": generation,
+            "data": { "kind": r.kind, "name": r.name, "version": r.version, "generation": generation,
                       "domain": r.domain, "actor": options.actor, "origin": options.origin, "seq": seq },
         });
         sqlx::query("UPDATE changes SET event = $1 WHERE seq = $2")

@@ -58,10 +58,19 @@ const MIGRATIONS: &[Migration] = &[
             kind TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL, expires_at BIGINT NOT NULL,
             token BIGINT NOT NULL, PRIMARY KEY (kind, name));",
     },
+    // Deletion through finalizers: when deletion was asked for and which blocks still have to
+    // clean up; the replicas alive (to split the work); when each scheduled job last ran.
+    Migration {
+        version: 6,
+        sql: "ALTER TABLE resources ADD COLUMN deleting TEXT;
+          ALTER TABLE resources ADD COLUMN finalizers TEXT NOT NULL DEFAULT '[]';
+          CREATE TABLE replicas (owner TEXT NOT NULL PRIMARY KEY, expires_at BIGINT NOT NULL);
+          CREATE TABLE schedules (name TEXT NOT NULL PRIMARY KEY, last_due BIGINT NOT NULL);",
+    },
 ];
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 5;
+pub const LATEST: i64 = 6;
 
 async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
     conn.execute("CREATE TABLE IF NOT EXISTS meshplane_schema (version BIGINT NOT NULL)").await?;

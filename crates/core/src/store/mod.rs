@@ -8,6 +8,8 @@
 //! feed never see a later number before an earlier one.
 
 mod apply;
+mod coordinate;
+mod lifecycle;
 pub mod migrate;
 
 use serde::Serialize;
@@ -16,8 +18,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 pub use apply::{Applied, ApplyOptions, Outcome};
+pub use coordinate::{SCHEDULE, Scope};
 
-use crate::error::{Error, ErrorCode};
+use crate::error::Error;
 use crate::resource::Kind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +52,12 @@ pub struct Record {
     pub generation: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// When deletion was asked for: the record stays until every finalizer is done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_requested: Option<String>,
+    /// The blocks that provisioned something for this resource and must clean it up first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub finalizers: Vec<String>,
     pub spec: Any,
 }
 
@@ -131,11 +140,11 @@ fn json(text: Option<String>) -> Result<Option<Any>, Error> {
     text.map(|t| serde_json::from_str(&t).map_err(|e| Error::Store(format!("stored JSON is corrupt: {e}")))).transpose()
 }
 
-const RECORD_COLUMNS: &str =
-    "kind, name, id, version, status, domain, team, tags, generation, created_at, updated_at, spec";
+const RECORD_COLUMNS: &str = "kind, name, id, version, status, domain, team, tags, generation, created_at, updated_at, deleting, finalizers, spec";
 
 fn record(row: &AnyRow) -> Result<Record, Error> {
     let tags: String = row.try_get("tags")?;
+    let finalizers: String = row.try_get("finalizers")?;
     Ok(Record {
         kind: row.try_get("kind")?,
         name: row.try_get("name")?,
@@ -148,6 +157,8 @@ fn record(row: &AnyRow) -> Result<Record, Error> {
         generation: row.try_get("generation")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        deletion_requested: row.try_get("deleting")?,
+        finalizers: serde_json::from_str(&finalizers).unwrap_or_default(),
         spec: json(Some(row.try_get("spec")?))?.unwrap_or(Any::Null),
     })
 }
@@ -314,46 +325,6 @@ impl Store {
         .transpose()
     }
 
-    /// Takes (or renews) the lease on a resource for `owner` until `now_ms + ttl_ms`, when it
-    /// is free, expired or already `owner`'s. Returns the fencing token, which grows each time
-    /// the lease changes hands; `None` while another owner holds it.
-    pub async fn acquire_lease(
-        &self,
-        kind: Kind,
-        name: &str,
-        owner: &str,
-        now_ms: i64,
-        ttl_ms: i64,
-    ) -> Result<Option<i64>, Error> {
-        let row = sqlx::query(
-            "INSERT INTO leases (kind, name, owner, expires_at, token) VALUES ($1, $2, $3, $4, 1) \
-             ON CONFLICT (kind, name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at, \
-             token = CASE WHEN leases.owner = excluded.owner THEN leases.token ELSE leases.token + 1 END \
-             WHERE leases.owner = excluded.owner OR leases.expires_at < $5 RETURNING token",
-        )
-        .bind(kind.as_str())
-        .bind(name)
-        .bind(owner)
-        .bind(now_ms + ttl_ms)
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| Ok(r.try_get(0)?)).transpose()
-    }
-
-    /// Gives a lease back, if `owner` still holds it with `token`: it expires now, and its
-    /// row stays so that the next owner's token is still larger.
-    pub async fn release_lease(&self, kind: Kind, name: &str, owner: &str, token: i64) -> Result<(), Error> {
-        sqlx::query("UPDATE leases SET expires_at = 0 WHERE kind = $1 AND name = $2 AND owner = $3 AND token = $4")
-            .bind(kind.as_str())
-            .bind(name)
-            .bind(owner)
-            .bind(token)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Replaces a resource's status, only while `fence.0` holds its lease with token
     /// `fence.1`: a replica that stalled past its lease cannot write over its successor.
     pub async fn set_status(
@@ -367,21 +338,7 @@ impl Store {
         let conditions = serde_json::to_string(conditions).map_err(|e| Error::Store(e.to_string()))?;
         let mut conn = self.pool.acquire().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
-        let holder = sqlx::query(&format!("SELECT owner, token FROM leases WHERE kind = $1 AND name = $2{lock}"))
-            .bind(kind.as_str())
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let holds = holder.is_some_and(|r| {
-            r.try_get::<String, _>(0).is_ok_and(|o| o == fence.0) && r.try_get::<i64, _>(1).is_ok_and(|t| t == fence.1)
-        });
-        if !holds {
-            return Err(Error::conflict(
-                ErrorCode::StaleLease,
-                format!("the lease on {} `{name}` is no longer {}'s with token {}", kind.as_str(), fence.0, fence.1),
-            ));
-        }
+        self.check_fence(&mut tx, kind.as_str(), name, fence).await?;
         sqlx::query(
             "INSERT INTO statuses (kind, name, observed_generation, conditions, updated_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (kind, name) DO UPDATE SET observed_generation = excluded.observed_generation, \

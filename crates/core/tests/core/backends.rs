@@ -26,7 +26,7 @@ macro_rules! on_both {
 }
 
 pub fn options() -> ApplyOptions {
-    ApplyOptions { actor: "local".into(), origin: "test".into(), dry_run: false }
+    ApplyOptions { actor: "local".into(), origin: "test".into(), dry_run: false, prune: false }
 }
 
 /// A resource from YAML text; panics when the text is not a valid, storable document.

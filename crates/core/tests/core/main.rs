@@ -3,6 +3,7 @@
 //! applies, change records, listing, migrations and concurrent writers.
 
 mod backends;
+mod cleanup;
 mod leases;
 mod migrations;
 mod registry;

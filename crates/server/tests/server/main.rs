@@ -20,7 +20,8 @@ async fn start(place: &Place) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let config = Config { body_limit: 64 * 1024, ..Config::default() };
-    let reconcilers = meshplane_server::reconciler::spawn(store.clone(), meshplane_core::runtime::Timing::default());
+    let reconcilers =
+        meshplane_server::reconciler::spawn(store.clone(), Default::default(), Default::default(), "one".into());
     tokio::spawn(async move { axum::serve(listener, app(store, config, Some(reconcilers.heartbeat))).await });
     Server { base: format!("http://{addr}"), http: reqwest::Client::new() }
 }
@@ -337,7 +338,7 @@ async fn two_replicas_on_one_postgres_reconcile_everything() {
     let place = postgres().await;
     let s = start(&place).await;
     let second = Store::open(&place.url).await.unwrap();
-    meshplane_server::reconciler::spawn(second, meshplane_core::runtime::Timing::default());
+    meshplane_server::reconciler::spawn(second, Default::default(), Default::default(), "two".into());
     let mut docs = vec![contract("orders", "1.0.0", "sales", "")];
     for i in 0..20 {
         docs.push(product(&format!("p{i:02}"), "sales", &["orders"], &[]));

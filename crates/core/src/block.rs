@@ -1,0 +1,77 @@
+//! The building-block SPI as the reconcilers use it: a block provisions what a resource
+//! declares in the store it manages, and cleans it up when the resource goes.
+//!
+//! A block says first, without I/O, whether a resource concerns it; the reconciler then puts
+//! the block's finalizer on the record *before* the block provisions anything, so a record is
+//! never removed while something provisioned for it may remain. Cleanup must be idempotent and
+//! correct when provisioning never ran or ran halfway.
+//!
+//! ```
+//! use meshplane_core::block::{BlockFuture, Provisioner};
+//! use meshplane_core::store::Record;
+//!
+//! /// A block that keeps nothing anywhere: every resource is provisioned at once.
+//! struct Nothing;
+//!
+//! impl Provisioner for Nothing {
+//!     fn name(&self) -> &str {
+//!         "nothing"
+//!     }
+//!     fn concerns(&self, record: &Record) -> bool {
+//!         record.kind == "DataProduct"
+//!     }
+//!     fn provision<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<String, String>> {
+//!         Box::pin(async { Ok("nothing to provision".to_string()) })
+//!     }
+//!     fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<(), String>> {
+//!         Box::pin(async { Ok(()) })
+//!     }
+//! }
+//! assert_eq!(Nothing.finalizer(), "block/nothing");
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::store::Record;
+
+/// What a block's asynchronous operations return.
+pub type BlockFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Storage and provisioning: makes real what a resource declares, and undoes it.
+pub trait Provisioner: Send + Sync {
+    /// The block's name, unique on the platform.
+    fn name(&self) -> &str;
+
+    /// Whether the resource declares anything this block provisions (no I/O).
+    fn concerns(&self, record: &Record) -> bool;
+
+    /// Brings the store in line with the resource, idempotently; says what it did or found,
+    /// or why it could not.
+    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<String, String>>;
+
+    /// Removes what `provision` made for the resource; idempotent.
+    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<(), String>>;
+
+    /// The finalizer this block puts on the records it provisions for.
+    fn finalizer(&self) -> String {
+        format!("block/{}", self.name())
+    }
+}
+
+/// The blocks the reconcilers hand provisioning to.
+#[derive(Clone, Default)]
+pub struct Blocks(pub Vec<Arc<dyn Provisioner>>);
+
+impl Blocks {
+    /// The block whose finalizer this is.
+    pub fn by_finalizer(&self, finalizer: &str) -> Option<&Arc<dyn Provisioner>> {
+        self.0.iter().find(|b| b.finalizer() == finalizer)
+    }
+
+    /// The blocks a resource concerns.
+    pub fn concerned<'a>(&'a self, record: &'a Record) -> impl Iterator<Item = &'a Arc<dyn Provisioner>> {
+        self.0.iter().filter(move |b| b.concerns(record))
+    }
+}

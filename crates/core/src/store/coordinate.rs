@@ -1,0 +1,142 @@
+//! Coordination between replicas that share one PostgreSQL, with the store as the only
+//! coordinator (no consensus of our own):
+//! - leases: who works on what (a resource, a scheduled job), until when, with a fencing token
+//!   that grows each time a lease changes hands, so a replica that stalled past its lease
+//!   cannot write over its successor;
+//! - membership: each replica renews a row while it runs, so the live replicas can split the
+//!   work between them and take over a dead one's share when its row expires;
+//! - schedules: the last due time each scheduled job completed, so a run missed by a replica
+//!   that died is run by another one.
+//!
+//! Times are milliseconds since the Unix epoch, given by the caller (tests control the clock).
+
+use sqlx::{AnyConnection, Row};
+
+use super::{Backend, Store};
+use crate::error::{Error, ErrorCode};
+
+/// What a lease is on: a resource kind's name (`DataProduct`), or `Schedule` for a job.
+pub type Scope<'a> = &'a str;
+
+/// The scope of scheduled jobs' leases.
+pub const SCHEDULE: Scope<'static> = "Schedule";
+
+impl Store {
+    /// Takes (or renews) the lease on `scope/name` for `owner` until `now_ms + ttl_ms`, when
+    /// it is free, expired or already `owner`'s. Returns the fencing token; `None` while
+    /// another owner holds it.
+    pub async fn acquire_lease(
+        &self,
+        scope: Scope<'_>,
+        name: &str,
+        owner: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<i64>, Error> {
+        let row = sqlx::query(
+            "INSERT INTO leases (kind, name, owner, expires_at, token) VALUES ($1, $2, $3, $4, 1) \
+             ON CONFLICT (kind, name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at, \
+             token = CASE WHEN leases.owner = excluded.owner THEN leases.token ELSE leases.token + 1 END \
+             WHERE leases.owner = excluded.owner OR leases.expires_at < $5 RETURNING token",
+        )
+        .bind(scope)
+        .bind(name)
+        .bind(owner)
+        .bind(now_ms + ttl_ms)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok(r.try_get(0)?)).transpose()
+    }
+
+    /// Gives a lease back, if `owner` still holds it with `token`: it expires now, and its
+    /// row stays so that the next owner's token is still larger.
+    pub async fn release_lease(&self, scope: Scope<'_>, name: &str, owner: &str, token: i64) -> Result<(), Error> {
+        sqlx::query("UPDATE leases SET expires_at = 0 WHERE kind = $1 AND name = $2 AND owner = $3 AND token = $4")
+            .bind(scope)
+            .bind(name)
+            .bind(owner)
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Inside a write transaction: refuses unless `fence` (owner, token) still holds the lease
+    /// on `scope/name`; on PostgreSQL the lease row stays locked until the transaction ends,
+    /// so it cannot change hands halfway.
+    pub(super) async fn check_fence(
+        &self,
+        tx: &mut AnyConnection,
+        scope: Scope<'_>,
+        name: &str,
+        fence: (&str, i64),
+    ) -> Result<(), Error> {
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let holder = sqlx::query(&format!("SELECT owner, token FROM leases WHERE kind = $1 AND name = $2{lock}"))
+            .bind(scope)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let holds = holder.is_some_and(|r| {
+            r.try_get::<String, _>(0).is_ok_and(|o| o == fence.0) && r.try_get::<i64, _>(1).is_ok_and(|t| t == fence.1)
+        });
+        if holds {
+            return Ok(());
+        }
+        Err(Error::conflict(
+            ErrorCode::StaleLease,
+            format!("the lease on {scope} `{name}` is no longer {}'s with token {}", fence.0, fence.1),
+        ))
+    }
+
+    /// Renews `owner`'s membership until `now_ms + ttl_ms` and returns the live replicas,
+    /// sorted, `owner` among them.
+    pub async fn heartbeat(&self, owner: &str, now_ms: i64, ttl_ms: i64) -> Result<Vec<String>, Error> {
+        sqlx::query(
+            "INSERT INTO replicas (owner, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        .bind(owner)
+        .bind(now_ms + ttl_ms)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM replicas WHERE expires_at < $1").bind(now_ms - ttl_ms).execute(&self.pool).await?;
+        let rows = sqlx::query("SELECT owner FROM replicas WHERE expires_at >= $1 ORDER BY owner")
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Ends `owner`'s membership at once (a clean shutdown), so the others take its share now.
+    pub async fn leave(&self, owner: &str) -> Result<(), Error> {
+        sqlx::query("DELETE FROM replicas WHERE owner = $1").bind(owner).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The due time of the last completed run of a scheduled job (0: never ran).
+    pub async fn schedule_done(&self, job: &str) -> Result<i64, Error> {
+        let row =
+            sqlx::query("SELECT last_due FROM schedules WHERE name = $1").bind(job).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
+    }
+
+    /// Records that the run of `job` due at `due_ms` completed, while `fence` holds the job's
+    /// lease; never moves backwards.
+    pub async fn complete_schedule(&self, job: &str, due_ms: i64, fence: (&str, i64)) -> Result<(), Error> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        self.check_fence(&mut tx, SCHEDULE, job, fence).await?;
+        sqlx::query(
+            "INSERT INTO schedules (name, last_due) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET last_due = excluded.last_due WHERE schedules.last_due < excluded.last_due",
+        )
+        .bind(job)
+        .bind(due_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,190 @@
+//! The way out of the registry, finalizer style (as Kubernetes does it):
+//! 1. deletion is asked for (`delete`, or `apply --prune`): the record is marked, with a
+//!    change record, and cannot change any more;
+//! 2. the reconciler asks every block named in the record's finalizers to clean up, and takes
+//!    each finalizer off once its block is done (a block adds its finalizer before it
+//!    provisions anything, so nothing provisioned is ever forgotten);
+//! 3. with no finalizer left, the record goes, with a last change record.
+//!
+//! Steps 2 and 3 write only under the resource's lease. A record that nothing provisioned has
+//! no finalizer and goes at the first reconcile.
+
+use std::collections::BTreeSet;
+
+use sqlx::{AnyConnection, Connection};
+
+use super::apply::Subject;
+use super::{Applied, ApplyOptions, Backend, Outcome, Record, Store, now};
+use crate::error::Error;
+use crate::resource::{Kind, Resource};
+
+impl Store {
+    /// Asks for the deletion of a resource, and returns it as it is now. Asking again changes
+    /// nothing; the record goes once its blocks have cleaned up.
+    pub async fn delete(&self, kind: Kind, name: &str, options: &ApplyOptions) -> Result<Record, Error> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        self.lock_writes(&mut tx).await?;
+        let record = self.get_in(&mut tx, kind, name).await?;
+        if record.deletion_requested.is_none() {
+            self.mark_deleting(&mut tx, &record, options).await?;
+        }
+        let record = self.get_in(&mut tx, kind, name).await?;
+        if options.dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(record)
+    }
+
+    /// Within an apply: asks for the deletion of every resource of the applied domains that
+    /// the applied set does not contain.
+    pub(super) async fn prune(
+        &self,
+        tx: &mut AnyConnection,
+        applied: &[Resource],
+        options: &ApplyOptions,
+    ) -> Result<Vec<Applied>, Error> {
+        let keep: BTreeSet<(&str, &str)> = applied.iter().map(|r| (r.kind.as_str(), r.name.as_str())).collect();
+        let domains: BTreeSet<&str> = applied.iter().map(|r| r.domain.as_str()).collect();
+        let mut pruned = Vec::new();
+        for domain in domains {
+            let sql = format!(
+                "SELECT {} FROM resources WHERE domain = $1 AND deleting IS NULL ORDER BY kind, name",
+                super::RECORD_COLUMNS
+            );
+            let rows = sqlx::query(&sql).bind(domain).fetch_all(&mut *tx).await?;
+            for row in &rows {
+                let record = super::record(row)?;
+                if keep.contains(&(record.kind.as_str(), record.name.as_str())) {
+                    continue;
+                }
+                self.mark_deleting(tx, &record, options).await?;
+                pruned.push(Applied {
+                    kind: Kind::parse(&record.kind).unwrap_or(Kind::DataProduct),
+                    name: record.name,
+                    version: record.version,
+                    generation: record.generation,
+                    outcome: Outcome::Deleting,
+                });
+            }
+        }
+        Ok(pruned)
+    }
+
+    async fn mark_deleting(
+        &self,
+        tx: &mut AnyConnection,
+        record: &Record,
+        options: &ApplyOptions,
+    ) -> Result<(), Error> {
+        let at = now();
+        sqlx::query("UPDATE resources SET deleting = $1 WHERE kind = $2 AND name = $3")
+            .bind(&at)
+            .bind(&record.kind)
+            .bind(&record.name)
+            .execute(&mut *tx)
+            .await?;
+        let spec = record.spec.to_string();
+        self.record_change(tx, &subject(record), "deleting", record.generation, Some(&spec), Some(&spec), options, &at)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds `finalizer` to a resource's record (no change when it is there), under its lease.
+    pub async fn add_finalizer(
+        &self,
+        kind: Kind,
+        name: &str,
+        finalizer: &str,
+        fence: (&str, i64),
+    ) -> Result<(), Error> {
+        self.edit_finalizers(kind, name, fence, |set| set.insert(finalizer.to_string())).await
+    }
+
+    /// Takes `finalizer` off a resource's record (no change when it is not there), under its lease.
+    pub async fn remove_finalizer(
+        &self,
+        kind: Kind,
+        name: &str,
+        finalizer: &str,
+        fence: (&str, i64),
+    ) -> Result<(), Error> {
+        self.edit_finalizers(kind, name, fence, |set| set.remove(finalizer)).await
+    }
+
+    async fn edit_finalizers(
+        &self,
+        kind: Kind,
+        name: &str,
+        fence: (&str, i64),
+        edit: impl FnOnce(&mut BTreeSet<String>) -> bool,
+    ) -> Result<(), Error> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        self.check_fence(&mut tx, kind.as_str(), name, fence).await?;
+        let record = self.get_in(&mut tx, kind, name).await?;
+        let mut set: BTreeSet<String> = record.finalizers.into_iter().collect();
+        if edit(&mut set) {
+            let list: Vec<&String> = set.iter().collect();
+            sqlx::query("UPDATE resources SET finalizers = $1 WHERE kind = $2 AND name = $3")
+                .bind(serde_json::to_string(&list).unwrap_or_default())
+                .bind(kind.as_str())
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a record whose deletion was asked for and whose finalizers are all done, with
+    /// its status and a last change record, under its lease. Returns whether it went.
+    pub async fn remove(&self, kind: Kind, name: &str, fence: (&str, i64)) -> Result<bool, Error> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        self.lock_writes(&mut tx).await?;
+        self.check_fence(&mut tx, kind.as_str(), name, fence).await?;
+        let record = match self.get_in(&mut tx, kind, name).await {
+            Err(Error::NotFound(_)) => return Ok(false),
+            other => other?,
+        };
+        if record.deletion_requested.is_none() || !record.finalizers.is_empty() {
+            return Ok(false);
+        }
+        for table in ["resources", "statuses"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE kind = $1 AND name = $2"))
+                .bind(kind.as_str())
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let spec = record.spec.to_string();
+        // The reconciler removes the record, on behalf of whoever asked (the `deleting` record).
+        let by = ApplyOptions { actor: "meshplane".into(), origin: "reconciler".into(), dry_run: false, prune: false };
+        self.record_change(&mut tx, &subject(&record), "deleted", record.generation, Some(&spec), None, &by, &now())
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// One writer of change records at a time on PostgreSQL, so change numbers commit in order.
+    pub(super) async fn lock_writes(&self, tx: &mut AnyConnection) -> Result<(), Error> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7074611)").execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn get_in(&self, tx: &mut AnyConnection, kind: Kind, name: &str) -> Result<Record, Error> {
+        let sql = format!("SELECT {} FROM resources WHERE kind = $1 AND name = $2", super::RECORD_COLUMNS);
+        let row = sqlx::query(&sql).bind(kind.as_str()).bind(name).fetch_optional(&mut *tx).await?;
+        let found = row.as_ref().map(super::record).transpose()?;
+        found.ok_or_else(|| Error::NotFound(format!("{} `{name}`", kind.as_str())))
+    }
+}
+
+fn subject(record: &Record) -> Subject<'_> {
+    Subject { kind: &record.kind, name: &record.name, version: &record.version, domain: &record.domain }
+}
