@@ -1,6 +1,8 @@
 //! The `meshplane` binary end to end: exit codes, human and JSON output (snapshots),
 //! directory search, cross-file checks and usage errors.
 
+mod replicas;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -189,11 +191,12 @@ fn test_refuses_bad_input_with_a_clear_error() {
     }
 }
 
-/// A `meshplane serve` on a free port and a store file of its own; killed when dropped.
+/// A `meshplane serve` on a free port (and, for SQLite, a store file of its own, removed
+/// unless `keep_db`); killed when dropped.
 struct Served {
     child: std::process::Child,
     url: String,
-    db: PathBuf,
+    db: Option<PathBuf>,
     keep_db: bool,
 }
 
@@ -201,11 +204,9 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if self.keep_db {
-            return;
-        }
+        let Some(db) = self.db.as_ref().filter(|_| !self.keep_db) else { return };
         for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.db.display()));
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
         }
     }
 }
@@ -217,15 +218,17 @@ fn serve() -> Served {
 
 /// A `meshplane serve` on a free port and the store file `db`.
 fn serve_on(db: PathBuf) -> Served {
+    let mut served = serve_with(&format!("sqlite://{}", db.display()), &[]);
+    served.db = Some(db);
+    served
+}
+
+/// A `meshplane serve` on a free port and the store `database_url`, with `extra` arguments.
+fn serve_with(database_url: &str, extra: &[&str]) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_meshplane"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            &format!("sqlite://{}", db.display()),
-        ])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url])
+        .args(extra)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -236,7 +239,7 @@ fn serve_on(db: PathBuf) -> Served {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Served { child, url, db, keep_db: false }
+    Served { child, url, db: None, keep_db: false }
 }
 
 #[test]
@@ -275,6 +278,22 @@ fn the_cli_applies_the_example_mesh_and_reads_it_back() {
         upstream.contains("sales-orders (via orders") && upstream.contains("customer-360 (via customers"),
         "{upstream}"
     );
+
+    let missing = meshplane(&["delete", "products", "nothing", "--server", &s.url]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("error[not-found]"));
+    let dry = meshplane(&["delete", "products", "finance-forecast", "--dry-run", "--server", &s.url]);
+    assert!(stdout(&dry).contains("deletion requested (dry run: nothing changed)"), "{}", stdout(&dry));
+    let deleted = meshplane(&["delete", "products", "finance-forecast", "--server", &s.url]);
+    assert_eq!(deleted.status.code(), Some(0), "{}", String::from_utf8_lossy(&deleted.stderr));
+    assert_eq!(stdout(&deleted), "DataProduct finance-forecast: deletion requested; it goes at its next reconcile\n");
+    for _ in 0..100 {
+        if meshplane(&["get", "products", "finance-forecast", "--server", &s.url]).status.code() == Some(1) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the deleted product was never removed");
 }
 
 #[test]
@@ -377,7 +396,7 @@ fn post_apply(url: &str, body: &str) -> Option<u16> {
 #[test]
 fn a_killed_server_keeps_every_acknowledged_apply_and_no_half_of_one() {
     let first = serve();
-    let db = first.db.clone();
+    let db = first.db.clone().unwrap();
     let url = first.url.clone();
     let doc = |id: String| {
         format!("apiVersion: v3.1.0\nkind: DataContract\nid: {id}\nversion: 1.0.0\nstatus: active\ndomain: d\n")
@@ -423,4 +442,20 @@ fn a_killed_server_keeps_every_acknowledged_apply_and_no_half_of_one() {
         }
     }
     assert!(acknowledged_total > 8, "the clients got work done before the kill: {acknowledged_total}");
+    // Reconciles resume: the last acknowledged contract of every client becomes Ready.
+    for (acknowledged, _) in &results {
+        let Some((last, _)) = acknowledged.last() else { continue };
+        let name = format!("{last}@v1");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let out = meshplane(&["get", "contracts", &name, "--server", &second.url, "-o", "json"]);
+            let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let conditions = record["reconciled"]["conditions"].as_array().cloned().unwrap_or_default();
+            if conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{name} was never reconciled after the restart: {record}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }

@@ -3,8 +3,12 @@
 
 use std::net::SocketAddr;
 
-use meshplane_core::store::Store;
+use std::sync::Arc;
+
+use meshplane_core::block::{BlockFuture, Blocks, Provisioner};
+use meshplane_core::store::{Record, Store};
 use meshplane_core::testing::{Place, postgres, sqlite};
+use meshplane_server::reconciler::{self, Settings};
 use meshplane_server::{Config, app, routes::ROUTES};
 use reqwest::StatusCode;
 use serde_json::Value as Any;
@@ -14,15 +18,20 @@ struct Server {
     http: reqwest::Client,
 }
 
-/// A server on `place`'s store; the caller keeps `place` (and so the store) alive.
+/// A server on `place`'s store, with its reconcilers; the caller keeps `place` (and so the
+/// store) alive.
 async fn start(place: &Place) -> Server {
     let store = Store::open(&place.url).await.unwrap();
+    let reconcilers = reconciler::spawn(store.clone(), Blocks::default(), Settings::default(), "one".into());
+    serve_api(store, Some(reconcilers.heartbeat)).await
+}
+
+/// The API alone on `store`; `heartbeat` is the reconcile loop's, when one runs.
+async fn serve_api(store: Store, heartbeat: Option<Arc<std::sync::atomic::AtomicU64>>) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let config = Config { body_limit: 64 * 1024, ..Config::default() };
-    let reconcilers =
-        meshplane_server::reconciler::spawn(store.clone(), Default::default(), Default::default(), "one".into());
-    tokio::spawn(async move { axum::serve(listener, app(store, config, Some(reconcilers.heartbeat))).await });
+    tokio::spawn(async move { axum::serve(listener, app(store, config, heartbeat)).await });
     Server { base: format!("http://{addr}"), http: reqwest::Client::new() }
 }
 
@@ -316,35 +325,127 @@ async fn readiness_needs_the_store_and_running_reconcilers() {
     let (status, body) = s.get("/readyz").await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
     // The same application with no reconcile loop is up (healthz) but not ready.
-    let store = Store::open(&place.url).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app(store, Config::default(), None)).await });
-    let http = reqwest::Client::new();
-    let ready = http.get(format!("http://{addr}/readyz")).send().await.unwrap();
+    let alone = serve_api(Store::open(&place.url).await.unwrap(), None).await;
+    let ready = alone.http.get(format!("{}/readyz", alone.base)).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503);
     let body: Any = ready.json().await.unwrap();
     assert_eq!(
         (body["code"].as_str(), body["message"].as_str()),
         (Some("not-ready"), Some("the reconcilers are not running"))
     );
-    assert_eq!(http.get(format!("http://{addr}/healthz")).send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(alone.get("/healthz").await.0, StatusCode::OK);
 }
 
-/// Two reconcile loops (as two replicas would run) on one store: every product gets
-/// reconciled; the leases keep them from reconciling one product at once.
+/// Watches provisioning across replicas: which replica provisioned what, and whether one
+/// product was ever provisioned by two at once.
+#[derive(Default)]
+struct Witness {
+    in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
+    by: std::sync::Mutex<Vec<(String, String)>>,
+    overlaps: std::sync::Mutex<Vec<String>>,
+}
+
+/// One replica's view of the witness, as its provisioning block.
+struct Watched(Arc<Witness>, String);
+
+impl Provisioner for Watched {
+    fn name(&self) -> &str {
+        "witness"
+    }
+    fn concerns(&self, record: &Record) -> bool {
+        record.kind == "DataProduct"
+    }
+    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            if !self.0.in_flight.lock().unwrap().insert(record.name.clone()) {
+                self.0.overlaps.lock().unwrap().push(record.name.clone());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            self.0.in_flight.lock().unwrap().remove(&record.name);
+            self.0.by.lock().unwrap().push((self.1.clone(), record.name.clone()));
+            Ok("seen".into())
+        })
+    }
+    fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Two replicas (two reconcile loops, each with its own connections) on one PostgreSQL:
+/// every product is provisioned, never by both at once, and the work is split between them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_on_one_postgres_reconcile_everything() {
+async fn two_replicas_on_one_postgres_split_the_work_and_never_overlap() {
     let place = postgres().await;
-    let s = start(&place).await;
-    let second = Store::open(&place.url).await.unwrap();
-    meshplane_server::reconciler::spawn(second, Default::default(), Default::default(), "two".into());
+    let s = serve_api(Store::open(&place.url).await.unwrap(), None).await;
+    let witness = Arc::new(Witness::default());
+    let settings = Settings { membership_ms: 1_500, ..Settings::default() };
+    let mut replicas = Vec::new();
+    for name in ["r1", "r2"] {
+        let store = Store::open(&place.url).await.unwrap();
+        let blocks = Blocks(vec![Arc::new(Watched(Arc::clone(&witness), name.into()))]);
+        replicas.push(reconciler::spawn(store, blocks, settings, name.into()));
+    }
     let mut docs = vec![contract("orders", "1.0.0", "sales", "")];
-    for i in 0..20 {
+    for i in 0..60 {
         docs.push(product(&format!("p{i:02}"), "sales", &["orders"], &[]));
     }
     assert_eq!(s.apply(docs.join("---\n"), "").await.0, StatusCode::OK);
-    for i in 0..20 {
-        eventually(&s, &format!("/api/v1/products/p{i:02}"), |b| condition(b, "Ready")["status"] == "True").await;
+    for i in 0..60 {
+        let path = format!("/api/v1/products/p{i:02}");
+        let body = eventually(&s, &path, |b| condition(b, "Provisioned")["reason"] == "Provisioned").await;
+        assert_eq!(condition(&body, "Ready")["status"], "True");
+    }
+    assert_eq!(*witness.overlaps.lock().unwrap(), Vec::<String>::new(), "no product provisioned twice at once");
+    let by = witness.by.lock().unwrap().clone();
+    for replica in ["r1", "r2"] {
+        assert!(by.iter().any(|(r, _)| r == replica), "{replica} took a share: {by:?}");
+    }
+    for replica in replicas {
+        replica.stop().await;
     }
 }
+
+on_both!(delete_and_prune_go_through_the_reconciler, |s: Server| async move {
+    let docs = [
+        contract("orders", "1.0.0", "sales", ""),
+        product("shop", "sales", &[], &["orders"]),
+        product("returns", "sales", &["orders"], &[]),
+    ];
+    assert_eq!(s.apply(docs.join("---\n"), "").await.0, StatusCode::OK);
+    let url = |path: &str| format!("{}{path}", s.base);
+    for (path, status, code) in [
+        ("/api/v1/products/nothing", 404, "not-found"),
+        ("/api/v1/pipelines/shop", 404, "not-found"),
+        ("/api/v1/products/shop?dryRun=soon", 400, "malformed-request"),
+        ("/api/v1/products/shop?cascade=true", 400, "malformed-request"),
+    ] {
+        let res = s.http.delete(url(path)).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), status, "{path}");
+        assert_eq!(res.json::<Any>().await.unwrap()["code"], code, "{path}");
+    }
+    let res = s.http.delete(url("/api/v1/products/shop")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let marked: Any = res.json().await.unwrap();
+    assert!(marked["deletionRequested"].is_string(), "{marked}");
+    // No block provisioned it: the reconciler removes it at once.
+    eventually(&s, "/api/v1/products/shop", |b| b["code"] == "not-found").await;
+    let (_, history) = s.get("/api/v1/products/shop/history").await;
+    let actions: Vec<&str> = history.as_array().unwrap().iter().map(|c| c["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["created", "deleting", "deleted"]);
+    let (_, events) = s.get("/api/v1/events").await;
+    let last = events.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["event"]["type"], "io.meshplane.dataproduct.deleted");
+
+    // Prune: the body is the whole desired state of the sales domain.
+    let (status, answer) = s.apply(contract("orders", "1.0.0", "sales", ""), "?prune=true").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let outcomes: Vec<(&str, &str)> = answer["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap(), a["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(outcomes, [("orders@v1", "unchanged"), ("returns", "deleting")]);
+    eventually(&s, "/api/v1/products/returns", |b| b["code"] == "not-found").await;
+    assert_eq!(s.get("/api/v1/contracts/orders@v1").await.0, StatusCode::OK);
+});
