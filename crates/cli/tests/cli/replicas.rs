@@ -75,10 +75,9 @@ fn a_replica_killed_mid_reconcile_is_taken_over_when_its_leases_expire() {
             holder.starts_with(&format!("meshplane-{b}-")) && new_token.parse::<i64>().unwrap() > *token
         })
     };
-    let ready = format!(
-        "SELECT count(*) FROM statuses WHERE kind = 'DataContract' AND conditions LIKE '%\"type\":\"Ready\",\"status\":\"True\"%'"
-    );
-    while !(taken_over(&names) && psql(&database, &ready)[0] == contracts.to_string()) {
+    let ready = "SELECT count(*) FROM statuses WHERE kind = 'DataContract' \
+                 AND conditions LIKE '%\"type\":\"Ready\",\"status\":\"True\"%'";
+    while !(taken_over(&names) && psql(&database, ready)[0] == contracts.to_string()) {
         assert!(killed.elapsed() < Duration::from_secs(120), "the second replica did not take over: {names:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
