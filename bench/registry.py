@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Benchmark of the registry (issues #3 and #4): apply 10,000 contracts and 2,000 products
-through the API, measure the time until every product is Ready (reconciled), then list and
-filter latency (p50, p99) at that size, on SQLite and on PostgreSQL.
+through the API, measure the time until every one of them is Ready (reconciled), then list
+and filter latency (p50, p99) at that size: on SQLite, and on PostgreSQL with one and with
+two replicas.
+
+Readiness is read from the store's status table (the reconcilers' own record), four times a
+second, so that the observer does not load the server it measures.
 
 Usage: registry.py MESHPLANE_BINARY [CONTRACTS] [PRODUCTS]
 Needs the local PostgreSQL (127.0.0.1:5432, user postgres, trust auth) and psql."""
 import json
-import os
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -65,33 +69,47 @@ def get(base, path):
         res.read()
 
 
-def run(binary, url, label, n_contracts, n_products):
+READY = """SELECT count(*) FROM statuses WHERE conditions LIKE '%"type":"Ready","status":"True"%'"""
+
+
+def count_ready(url):
+    """How many resources the reconcilers have recorded as Ready."""
+    if url.startswith("sqlite://"):
+        with sqlite3.connect(f"file:{url[len('sqlite://'):]}?mode=ro", uri=True) as db:
+            return db.execute(READY).fetchone()[0]
+    database = url.rsplit("/", 1)[1]
+    out = subprocess.run(["psql", "-XAt", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-c", READY],
+                         check=True, capture_output=True, text=True)
+    return int(out.stdout.strip())
+
+
+def start_server(binary, url):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", url],
                               stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            get(base, "/healthz")
+            break
+        except OSError:
+            time.sleep(0.05)
+    return server, base
+
+
+def run(binary, url, label, n_contracts, n_products, replicas=1):
+    servers = [start_server(binary, url) for _ in range(replicas)]
+    base = servers[0][1]
     try:
-        for _ in range(100):
-            try:
-                get(base, "/healthz")
-                break
-            except OSError:
-                time.sleep(0.05)
         docs = [contract(i) for i in range(n_contracts)] + [product(i, n_contracts) for i in range(n_products)]
         start = time.perf_counter()
         for k in range(0, len(docs), 100):
             post(base, "---\n".join(docs[k:k + 100]))
         applied = time.perf_counter() - start
-        pending = {f"p{i:05d}" for i in range(n_products)}
-        while pending:
+        while count_ready(url) < len(docs):
             if time.perf_counter() - start > 600:
-                raise SystemExit(f"{len(pending)} products were not Ready after 10 minutes")
-            for name in list(pending):
-                with urllib.request.urlopen(f"{base}/api/v1/products/{name}") as res:
-                    body = json.load(res)
-                conditions = (body.get("reconciled") or {}).get("conditions") or []
-                if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-                    pending.discard(name)
+                raise SystemExit(f"only {count_ready(url)} of {len(docs)} were Ready after 10 minutes")
+            time.sleep(0.25)
         ready = time.perf_counter() - start
         queries = ["/api/v1/contracts?limit=100", "/api/v1/contracts?domain=d07&limit=100",
                    "/api/v1/contracts?tag=gold&limit=100", "/api/v1/products?domain=d03&status=active&limit=100",
@@ -106,12 +124,14 @@ def run(binary, url, label, n_contracts, n_products):
             samples.sort()
             timings[q] = (statistics.median(samples), samples[int(len(samples) * 0.99) - 1])
         print(f"== {label}: applied {n_contracts} contracts and {n_products} products in batches of 100: {applied:.2f} s "
-              f"({len(docs) / applied:.0f} documents/s); every product Ready {ready:.2f} s after the first apply")
+              f"({len(docs) / applied:.0f} documents/s); all {len(docs)} Ready {ready:.2f} s after the first apply "
+              f"({replicas} replica{'s' if replicas > 1 else ''})")
         for q, (p50, p99) in timings.items():
             print(f"   GET {q:<52} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
     finally:
-        server.terminate()
-        server.wait()
+        for server, _ in servers:
+            server.terminate()
+            server.wait()
 
 
 def main():
@@ -120,12 +140,16 @@ def main():
     n_products = int(sys.argv[3]) if len(sys.argv) > 3 else 2_000
     with tempfile.TemporaryDirectory() as tmp:
         run(binary, f"sqlite://{tmp}/bench.db", "SQLite", n_contracts, n_products)
-    subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", "DROP DATABASE IF EXISTS meshplane_registry_bench",
-                    "-c", "CREATE DATABASE meshplane_registry_bench"], check=True)
-    try:
-        run(binary, "postgres://postgres@127.0.0.1:5432/meshplane_registry_bench", "PostgreSQL", n_contracts, n_products)
-    finally:
-        subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", "DROP DATABASE meshplane_registry_bench"], check=True)
+    for replicas in (1, 2):
+        subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c",
+                        "DROP DATABASE IF EXISTS meshplane_registry_bench", "-c",
+                        "CREATE DATABASE meshplane_registry_bench"], check=True)
+        try:
+            run(binary, "postgres://postgres@127.0.0.1:5432/meshplane_registry_bench", "PostgreSQL", n_contracts,
+                n_products, replicas)
+        finally:
+            subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c",
+                            "DROP DATABASE meshplane_registry_bench WITH (FORCE)"], check=True)
 
 
 if __name__ == "__main__":

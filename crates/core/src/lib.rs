@@ -13,6 +13,7 @@
 //! ```
 
 pub mod block;
+pub mod cron;
 pub mod error;
 pub mod reconcile;
 pub mod resource;
