@@ -189,6 +189,41 @@ pub fn compile(contract: &DataContract, only: Option<&str>) -> Plan {
     plan
 }
 
+/// The schedules meshplane runs for this contract: each distinct `schedule` of a quality rule
+/// or SLA property whose `scheduler` is `cron` or not given (other schedulers are other tools').
+pub fn schedules(contract: &DataContract) -> Vec<String> {
+    let is_cron = |scheduler: &Option<String>| scheduler.as_deref().is_none_or(|s| s.eq_ignore_ascii_case("cron"));
+    let rules = contract
+        .objects()
+        .iter()
+        .flat_map(|o| o.rules().iter().chain(o.properties().iter().flat_map(|p| p.rules())))
+        .filter(|r| is_cron(&r.scheduler))
+        .filter_map(|r| r.schedule.clone());
+    let slas = contract
+        .sla_properties
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| is_cron(&s.scheduler))
+        .filter_map(|s| s.schedule.clone());
+    let mut all: Vec<String> = rules.chain(slas).map(|s| s.trim().to_string()).collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+impl Plan {
+    /// Keeps only the checks of one schedule (so the rules that share a schedule share a scan).
+    pub fn retain_schedule(&mut self, schedule: &str) {
+        let ours = |c: &Check| c.schedule.as_deref().map(str::trim) == Some(schedule);
+        for object in &mut self.objects {
+            object.checks.retain(ours);
+        }
+        self.objects.retain(|o| !o.checks.is_empty());
+        self.unbound.retain(ours);
+    }
+}
+
 fn column(p: &Property) -> String {
     p.physical_name.clone().unwrap_or_else(|| p.name.clone())
 }
@@ -640,6 +675,23 @@ mod tests {
             .chain(&plan.unbound)
             .map(|c| (c.key.clone(), c.measure.clone()))
             .collect()
+    }
+
+    #[test]
+    fn cron_schedules_are_collected_and_a_plan_keeps_one_schedule() {
+        let yaml = "schema:\n  - name: t\n    properties:\n      - name: a\n        quality:\n\
+                    \x20         - { metric: nullValues, mustBe: 0, scheduler: cron, schedule: '0 * * * *' }\n\
+                    \x20         - { metric: duplicateValues, mustBe: 0, schedule: '0 * * * *' }\n\
+                    \x20         - { metric: missingValues, mustBe: 0, scheduler: airflow, schedule: '@daily' }\n\
+                    \x20   quality:\n      - { metric: rowCount, mustBeGreaterThan: 0, schedule: ' @daily ' }\n\
+                    slaProperties:\n  - { property: latency, value: 1, unit: d, element: t.a, schedule: '0 * * * *' }\n";
+        let text = format!("apiVersion: v3.1.0\nkind: DataContract\nid: c\nversion: 1.0.0\nstatus: active\n{yaml}");
+        let Some(Document::Contract(c)) = load(&text).documents.remove(0).document else { panic!("not a contract") };
+        assert_eq!(schedules(&c), ["0 * * * *", "@daily"], "airflow's schedule is airflow's");
+        let mut hourly = compile(&c, None);
+        hourly.retain_schedule("0 * * * *");
+        let keys: Vec<String> = measures(&hourly).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["t.a.nullValues", "t.a.duplicateValues", "t.a.latency"]);
     }
 
     #[test]

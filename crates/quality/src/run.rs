@@ -79,6 +79,8 @@ pub struct Options {
     pub sql_timeout: Duration,
     /// Reads the environment (credentials); replaceable so tests need not change the process's.
     pub env: Env,
+    /// Run only the checks of this schedule (a scheduled run); all checks when `None`.
+    pub schedule: Option<String>,
 }
 
 /// A lookup of environment variables.
@@ -94,6 +96,7 @@ impl Options {
             progress: Arc::default(),
             sql_timeout: Duration::from_secs(30),
             env: Arc::new(|name| std::env::var(name).ok()),
+            schedule: None,
         }
     }
 }

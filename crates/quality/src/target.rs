@@ -173,7 +173,10 @@ pub async fn test(
     {
         return Err(TestError::NoObject(name.to_string()));
     }
-    let plan = compile(contract, object);
+    let mut plan = compile(contract, object);
+    if let Some(schedule) = &options.schedule {
+        plan.retain_schedule(schedule);
+    }
     let results = match server.kind.as_str() {
         "local" | "s3" => {
             let s3 = S3Config {
