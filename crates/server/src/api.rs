@@ -239,33 +239,18 @@ fn contract_kind(k: &str) -> Result<Kind, ApiError> {
 }
 
 /// Runs the stored contract's checks now (as `meshplane test` does) and keeps the report
-/// with the contract generation it tested. Local paths are read by the server, relative to
-/// its working directory, with its own permissions.
+/// with the contract generation it tested.
 pub async fn run_tests(
     State(state): State<AppState>,
     Path((k, name)): Path<(String, String)>,
     params: Result<Query<RunParams>, QueryRejection>,
 ) -> Answer {
     let p = query(params)?;
-    let kind = contract_kind(&k)?;
-    let record = state.store.get(kind, &name).await?;
-    let Some(meshplane_spec::Document::Contract(contract)) =
-        load(&record.spec.to_string()).documents.pop().and_then(|d| d.document)
-    else {
-        return Err(ApiError(Error::Store(format!("the stored document of {name} is not a contract"))));
-    };
-    let bad = |e: meshplane_quality::target::TestError| match e {
-        meshplane_quality::target::TestError::Connect(m) => Error::invalid(ErrorCode::DataUnreachable, m),
-        other => Error::invalid(ErrorCode::MalformedRequest, other.to_string()),
-    };
-    let server = meshplane_quality::target::pick_server(&contract, p.server.as_deref()).map_err(bad)?;
+    contract_kind(&k)?;
     let options = meshplane_quality::run::Options::now(p.samples.unwrap_or(0));
-    let report =
-        meshplane_quality::target::test(&contract, server, p.object.as_deref(), std::path::Path::new("."), &options)
-            .await
-            .map_err(bad)?;
-    let json = serde_json::to_value(&report).map_err(|e| Error::Store(e.to_string()))?;
-    to_json(state.store.record_test(kind, &name, record.generation, &report.server, report.failed(), json).await?)
+    let trigger = json!({ "by": "api", "actor": state.config.actor });
+    let run = crate::checks::run(&state.store, &name, p.server.as_deref(), p.object.as_deref(), &options, trigger);
+    to_json(run.await?)
 }
 
 #[derive(Deserialize)]

@@ -6,10 +6,12 @@
 //! registry's one error table ([`meshplane_core::ErrorCode::status`]).
 
 mod api;
+pub mod checks;
 mod error;
 pub mod openapi;
 pub mod reconciler;
 pub mod routes;
+pub mod schedules;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -11,6 +11,9 @@
 //! - whatever the membership says, a reconcile runs only under the resource's lease (owner,
 //!   expiry, fencing token): never two reconciles of one resource at once, and a replica that
 //!   stalled past its lease cannot write over its successor.
+//!
+//! The same loop starts the scheduled contract tests ([`crate::schedules`]) of the contracts
+//! in its share, each under its job's lease.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -23,7 +26,9 @@ use meshplane_core::resource::{Kind, port_links};
 use meshplane_core::runtime::{Action, Queue, Timing};
 use meshplane_core::store::Store;
 use serde_json::Value as Any;
-use tokio::task::JoinSet;
+
+use crate::schedules::{self, Job, Jobs};
+use tokio::task::{Id, JoinError, JoinSet};
 
 /// How often the change feed is read when nothing is due sooner.
 const POLL_MS: u64 = 200;
@@ -41,11 +46,22 @@ pub struct Settings {
     /// How long a replica's membership lasts without renewal, in milliseconds: a dead
     /// replica's share is taken over after this long.
     pub membership_ms: i64,
+    /// Scheduled contract tests run at once by this replica.
+    pub test_workers: usize,
+    /// The wall clock, in milliseconds since the Unix epoch (leases, membership, schedules).
+    pub clock: fn() -> i64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { timing: Timing::default(), workers: 8, lease_ms: 30_000, membership_ms: 10_000 }
+        Settings {
+            timing: Timing::default(),
+            workers: 8,
+            lease_ms: 30_000,
+            membership_ms: 10_000,
+            test_workers: 2,
+            clock: || epoch_ms() as i64,
+        }
     }
 }
 
@@ -136,10 +152,13 @@ struct Loop {
     known: BTreeSet<String>,
     share: Share,
     start: tokio::time::Instant,
-    /// The reconciles in flight, and the key of each task (a task that panicked still frees
-    /// its key, with the error's backoff).
+    /// The reconciles in flight, and the key of each task.
     running: JoinSet<Result<Action, ()>>,
     running_keys: HashMap<tokio::task::Id, String>,
+    /// Scheduled contract tests: what is due when, and the runs in flight.
+    jobs: Jobs,
+    tests: JoinSet<Option<i64>>,
+    test_jobs: HashMap<tokio::task::Id, Job>,
 }
 
 impl Loop {
@@ -157,6 +176,7 @@ impl Loop {
             if change.kind == Kind::DataProduct.as_str() {
                 self.links.set(&key, change.after.as_ref());
             } else {
+                self.jobs.set(&change.name, change.after.as_ref(), schedules::applied_ms(&change.at));
                 let id = change.name.split('@').next().unwrap_or_default();
                 let linked: Vec<String> = self.links.products(id).cloned().collect();
                 linked.iter().for_each(|p| self.queue.changed(p, now));
@@ -173,8 +193,8 @@ impl Loop {
 
     /// Renews the membership; when this replica's share changed, requeues all it now holds.
     async fn renew(&mut self) {
-        let Ok(members) = self.store.heartbeat(&self.owner, epoch_ms() as i64, self.settings.membership_ms).await
-        else {
+        let now_ms = (self.settings.clock)();
+        let Ok(members) = self.store.heartbeat(&self.owner, now_ms, self.settings.membership_ms).await else {
             return;
         };
         let share = Share::of(&members, &self.owner);
@@ -202,24 +222,41 @@ impl Loop {
                 self.queue.done(&key, self.ms(), Ok(Action::AwaitChange));
                 continue;
             }
-            let (store, blocks, owner, lease_ms) =
-                (self.store.clone(), self.blocks.clone(), Arc::clone(&self.owner), self.settings.lease_ms);
+            let (store, blocks, owner, settings) =
+                (self.store.clone(), self.blocks.clone(), Arc::clone(&self.owner), self.settings);
             let task = self
                 .running
-                .spawn(async move { reconcile_under_lease(&store, &blocks, kind, &name, &owner, lease_ms).await });
+                .spawn(async move { reconcile_under_lease(&store, &blocks, kind, &name, &owner, settings).await });
             self.running_keys.insert(task.id(), key);
+        }
+        let free = self.settings.test_workers.saturating_sub(self.tests.len());
+        let share = self.share;
+        let due = self.jobs.take_due((self.settings.clock)(), free, |c| share.holds(&format!("DataContract/{c}")));
+        for job in due {
+            let (store, owner, settings) = (self.store.clone(), Arc::clone(&self.owner), self.settings);
+            let run = job.clone();
+            let task = self
+                .tests
+                .spawn(async move { schedules::run(&store, &run, &owner, settings.lease_ms, settings.clock).await });
+            self.test_jobs.insert(task.id(), job);
         }
     }
 
-    /// Waits for a reconcile in flight to end, and schedules what comes after it.
-    async fn finish_one(&mut self) {
-        let (id, outcome) = match self.running.join_next_with_id().await {
-            Some(Ok((id, outcome))) => (id, outcome),
-            Some(Err(panicked)) => (panicked.id(), Err(())),
-            None => return std::future::pending().await,
-        };
+    /// A reconcile ended: schedules what comes after it (a task that panicked still frees
+    /// its key, with the error's backoff).
+    fn reconciled(&mut self, joined: Result<(Id, Result<Action, ()>), JoinError>) {
+        let (id, outcome) = joined.unwrap_or_else(|panicked| (panicked.id(), Err(())));
         if let Some(key) = self.running_keys.remove(&id) {
             self.queue.done(&key, self.ms(), outcome);
+        }
+    }
+
+    /// A scheduled test run ended: its job is next due when the run says.
+    fn tested(&mut self, joined: Result<(Id, Option<i64>), JoinError>) {
+        let retry = Some((self.settings.clock)() + 60_000);
+        let (id, next) = joined.unwrap_or_else(|panicked| (panicked.id(), retry));
+        if let Some(job) = self.test_jobs.remove(&id) {
+            self.jobs.done(&job, next);
         }
     }
 }
@@ -231,9 +268,9 @@ async fn reconcile_under_lease(
     kind: Kind,
     name: &str,
     owner: &str,
-    lease_ms: i64,
+    settings: Settings,
 ) -> Result<Action, ()> {
-    match store.acquire_lease(kind.as_str(), name, owner, epoch_ms() as i64, lease_ms).await {
+    match store.acquire_lease(kind.as_str(), name, owner, (settings.clock)(), settings.lease_ms).await {
         Ok(Some(token)) => {
             let result = reconcile(store, blocks, kind, name, (owner, token)).await.map_err(|_| ());
             let _ = store.release_lease(kind.as_str(), name, owner, token).await;
@@ -264,6 +301,9 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
             start: tokio::time::Instant::now(),
             running: JoinSet::new(),
             running_keys: HashMap::new(),
+            jobs: Jobs::default(),
+            tests: JoinSet::new(),
+            test_jobs: HashMap::new(),
         };
         // Skip the history: the start listing below is the state as it is now.
         let mut seen = 0;
@@ -278,6 +318,8 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
                 let key = format!("{}/{}", record.kind, record.name);
                 if kind == Kind::DataProduct {
                     state.links.set(&key, Some(&record.spec));
+                } else {
+                    state.jobs.set(&record.name, Some(&record.spec), schedules::applied_ms(&record.updated_at));
                 }
                 state.queue.changed(&key, 0);
                 state.known.insert(key);
@@ -299,12 +341,16 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
             state.dispatch();
             let wait = state.queue.next_due().map_or(POLL_MS, |due| due.saturating_sub(state.ms()).min(POLL_MS));
             tokio::select! {
-                () = state.finish_one() => {}
+                Some(joined) = state.running.join_next_with_id(), if !state.running.is_empty() => state.reconciled(joined),
+                Some(joined) = state.tests.join_next_with_id(), if !state.tests.is_empty() => state.tested(joined),
                 () = tokio::time::sleep(Duration::from_millis(wait.max(10))) => {}
             }
         }
-        while !state.running.is_empty() {
-            state.finish_one().await;
+        // Test runs in flight are handed back: their firings stay due, and their leases
+        // expire for another replica to run them.
+        state.tests.shutdown().await;
+        while let Some(joined) = state.running.join_next_with_id().await {
+            state.reconciled(joined);
         }
         let _ = store.leave(&state.owner).await;
     });

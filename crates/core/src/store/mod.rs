@@ -186,6 +186,12 @@ pub fn now() -> String {
     now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
+/// Milliseconds since the Unix epoch of an RFC 3339 time (as the store writes them).
+pub fn epoch_ms(rfc3339: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 impl Store {
     /// Opens (creating when needed) the store at `url` — `sqlite://PATH` or
     /// `postgres://...` — and migrates it to the latest schema.

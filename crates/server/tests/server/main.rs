@@ -449,3 +449,79 @@ on_both!(delete_and_prune_go_through_the_reconciler, |s: Server| async move {
     eventually(&s, "/api/v1/products/returns", |b| b["code"] == "not-found").await;
     assert_eq!(s.get("/api/v1/contracts/orders@v1").await.0, StatusCode::OK);
 });
+
+/// How far the scheduler test's clock runs ahead of the real one, in milliseconds.
+static AHEAD: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn clock_ahead() -> i64 {
+    meshplane_server::reconciler::epoch_ms() as i64 + AHEAD.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Polls the contract's test runs until there are `n`.
+async fn runs(s: &Server, n: usize) -> Vec<Any> {
+    let path = "/api/v1/contracts/orders@v1/tests";
+    eventually(s, path, |b| b.as_array().is_some_and(|r| r.len() >= n)).await.as_array().unwrap().clone()
+}
+
+/// The rules that share a schedule run together, once per firing across two replicas, with
+/// only that schedule's checks; a firing the clock skipped over runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_tests_run_once_per_firing_across_replicas() {
+    let place = postgres().await;
+    let s = serve_api(Store::open(&place.url).await.unwrap(), None).await;
+    let settings = Settings { membership_ms: 1_500, clock: clock_ahead, ..Settings::default() };
+    let mut replicas = Vec::new();
+    for name in ["r1", "r2"] {
+        let store = Store::open(&place.url).await.unwrap();
+        replicas.push(reconciler::spawn(store, Blocks::default(), settings, name.into()));
+    }
+    let dir = std::env::temp_dir().join(format!("mpschedule-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("orders.csv"), "id,amount\n1,10\n2,\n2,7\n").unwrap();
+    let hourly = "scheduler: cron, schedule: '0 * * * *'";
+    let text = format!(
+        "apiVersion: v3.1.0\nkind: DataContract\nid: orders\nversion: 1.0.0\nstatus: active\ndomain: sales\n\
+         servers:\n  - {{ server: local, type: local, path: \"{}/orders.csv\", format: csv }}\n\
+         schema:\n  - name: orders\n    properties:\n      - name: id\n        logicalType: integer\n        unique: true\n\
+         \x20       quality:\n          - {{ metric: duplicateValues, mustBe: 0, {hourly} }}\n\
+         \x20     - name: amount\n        logicalType: number\n        quality:\n\
+         \x20         - {{ metric: nullValues, mustBe: 0, {hourly} }}\n\
+         \x20         - {{ metric: nullValues, mustBeLessThan: 5, scheduler: cron, schedule: '0 0 1 1 *' }}\n",
+        dir.display()
+    );
+    assert_eq!(s.apply(text, "").await.0, StatusCode::OK);
+    eventually(&s, "/api/v1/contracts/orders@v1", |b| condition(b, "Ready")["status"] == "True").await;
+    let (_, none) = s.get("/api/v1/contracts/orders@v1/tests").await;
+    assert_eq!(none, Any::Array(vec![]), "nothing is due yet");
+
+    // An hour later: the hourly rules run, in one run, and only they.
+    AHEAD.fetch_add(3_600_000, std::sync::atomic::Ordering::SeqCst);
+    let first = runs(&s, 1).await;
+    let report = &first[0]["report"];
+    assert_eq!(
+        (report["trigger"]["by"].as_str(), report["trigger"]["schedule"].as_str()),
+        (Some("schedule"), Some("0 * * * *"))
+    );
+    let mut checks: Vec<(&str, f64)> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["key"].as_str().unwrap(), r["value"].as_f64().unwrap()))
+        .collect();
+    checks.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(checks, [("orders.amount.nullValues", 1.0), ("orders.id.duplicateValues", 1.0)]);
+    assert_eq!(first[0]["failed"], true);
+
+    // Three hours on: one more run (the latest firing), not three, and never one per replica.
+    AHEAD.fetch_add(3 * 3_600_000, std::sync::atomic::Ordering::SeqCst);
+    let second = runs(&s, 2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let (_, all) = s.get("/api/v1/contracts/orders@v1/tests").await;
+    assert_eq!(all.as_array().unwrap().len(), 2, "one run per firing: {all}");
+    let due = |run: &Any| run["report"]["trigger"]["due"].as_i64().unwrap();
+    assert!(due(&second[0]) - due(&first[0]) >= 3 * 3_600_000, "the latest firing ran, not the ones between");
+    for replica in replicas {
+        replica.stop().await;
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,166 @@
+//! Contract tests on the schedules contracts give (ODCS `schedule` with `scheduler: cron` on
+//! quality rules and SLA properties): one job per contract and schedule, whose run tests only
+//! that schedule's checks, in one scan per object, on every server of the contract.
+//!
+//! A job runs once per firing across all replicas: it is taken under its lease in the store,
+//! and the store keeps the firing each job last completed, so a firing missed while no replica
+//! ran (or by a replica that died mid-run) is run once when the job is next looked at — the
+//! latest missed firing only, not each one. A contract's schedule counts from when its current
+//! version was applied. Reports are kept with the contract's test history, marked
+//! `trigger: {by: schedule, schedule, due}`; a server that cannot be tested gets a failed
+//! run with the reason.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use meshplane_core::cron::Cron;
+use meshplane_core::store::{SCHEDULE, Store, epoch_ms};
+use meshplane_quality::plan::schedules;
+use meshplane_quality::run::Options;
+use serde_json::{Value as Any, json};
+
+use crate::checks;
+
+/// When a job's lease is held by another replica, or the store failed, look again after this.
+const RETRY_MS: i64 = 5_000;
+
+/// One contract's tests on one schedule.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// `tests/CONTRACT/SCHEDULE`: the key of its lease and of its last completed firing.
+    pub name: String,
+    pub contract: String,
+    pub schedule: String,
+    cron: Cron,
+    /// Firings count from here (when the contract's current version was applied).
+    since_ms: i64,
+}
+
+/// Every job, by contract, and when each is next due.
+#[derive(Default)]
+pub struct Jobs {
+    by_contract: BTreeMap<String, Vec<Job>>,
+    due: BTreeMap<String, i64>,
+}
+
+impl Jobs {
+    /// The contract `name` is now `spec` (or gone: `None`), as applied at `applied_ms`.
+    /// Schedules that do not parse are left out; the linter reports them.
+    pub fn set(&mut self, name: &str, spec: Option<&Any>, applied_ms: i64) {
+        for job in self.by_contract.remove(name).unwrap_or_default() {
+            self.due.remove(&job.name);
+        }
+        let Some(Ok(meshplane_spec::Document::Contract(contract))) =
+            spec.map(|s| meshplane_spec::load(&s.to_string()).documents.pop().and_then(|d| d.document).ok_or(()))
+        else {
+            return;
+        };
+        let jobs: Vec<Job> = schedules(&contract)
+            .into_iter()
+            .filter_map(|schedule| {
+                let cron = Cron::parse(&schedule).ok()?;
+                let job = format!("tests/{name}/{schedule}");
+                Some(Job { name: job, contract: name.to_string(), schedule, cron, since_ms: applied_ms })
+            })
+            .collect();
+        for job in &jobs {
+            if let Some(due) = job.cron.next_after(applied_ms) {
+                self.due.insert(job.name.clone(), due);
+            }
+        }
+        if !jobs.is_empty() {
+            self.by_contract.insert(name.to_string(), jobs);
+        }
+    }
+
+    /// Up to `limit` jobs due at `now_ms` whose contract `mine` says this replica runs; each
+    /// is taken out of the schedule until [`Jobs::done`] puts it back.
+    pub fn take_due(&mut self, now_ms: i64, limit: usize, mine: impl Fn(&str) -> bool) -> Vec<Job> {
+        let due = |job: &&Job| self.due.get(&job.name).is_some_and(|due| *due <= now_ms) && mine(&job.contract);
+        let taken: Vec<Job> = self.by_contract.values().flatten().filter(due).take(limit).cloned().collect();
+        for job in &taken {
+            self.due.remove(&job.name);
+        }
+        taken
+    }
+
+    /// The job's run ended; it is next due at `next_ms` (if it still exists).
+    pub fn done(&mut self, job: &Job, next_ms: Option<i64>) {
+        let exists = self.by_contract.get(&job.contract).is_some_and(|jobs| jobs.iter().any(|j| j.name == job.name));
+        if let (true, Some(next)) = (exists, next_ms) {
+            self.due.insert(job.name.clone(), next);
+        }
+    }
+}
+
+/// When a contract's current version was applied, for a record's `updated_at`.
+pub fn applied_ms(updated_at: &str) -> i64 {
+    epoch_ms(updated_at).unwrap_or(0)
+}
+
+/// Runs `job` if a firing is due and no other replica has run it; returns when it is next due.
+pub async fn run(store: &Store, job: &Job, owner: &str, lease_ms: i64, clock: fn() -> i64) -> Option<i64> {
+    let now = clock();
+    let token = match store.acquire_lease(SCHEDULE, &job.name, owner, now, lease_ms).await {
+        Ok(Some(token)) => token,
+        _ => return Some(now + RETRY_MS),
+    };
+    let next = match store.schedule_done(&job.name).await {
+        Err(_) => Some(now + RETRY_MS),
+        Ok(done) => {
+            let from = done.max(job.since_ms);
+            match job.cron.latest(from, now) {
+                // Another replica ran this firing already.
+                None => job.cron.next_after(from.max(now)),
+                Some(due) => {
+                    let completed =
+                        renewing(store, job, owner, lease_ms, clock, test_every_server(store, job, due)).await;
+                    match completed {
+                        Some(()) if store.complete_schedule(&job.name, due, (owner, token)).await.is_ok() => {
+                            job.cron.next_after(due)
+                        }
+                        _ => Some(clock() + RETRY_MS),
+                    }
+                }
+            }
+        }
+    };
+    let _ = store.release_lease(SCHEDULE, &job.name, owner, token).await;
+    next
+}
+
+/// Runs `work` while renewing the job's lease; gives up (`None`) when the lease is lost.
+async fn renewing(
+    store: &Store,
+    job: &Job,
+    owner: &str,
+    lease_ms: i64,
+    clock: fn() -> i64,
+    work: impl Future<Output = ()>,
+) -> Option<()> {
+    let mut work = std::pin::pin!(work);
+    let every = Duration::from_millis((lease_ms / 3).max(1) as u64);
+    loop {
+        tokio::select! {
+            () = &mut work => return Some(()),
+            () = tokio::time::sleep(every) => {
+                if !matches!(store.acquire_lease(SCHEDULE, &job.name, owner, clock(), lease_ms).await, Ok(Some(_))) {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Tests the job's checks on every server of its contract, keeping one report per server.
+async fn test_every_server(store: &Store, job: &Job, due: i64) {
+    let Ok((contract, _)) = checks::stored_contract(store, &job.contract).await else { return };
+    let trigger = json!({ "by": "schedule", "schedule": job.schedule, "due": due });
+    let options = Options { schedule: Some(job.schedule.clone()), ..Options::now(0) };
+    for server in contract.servers.as_deref().unwrap_or_default() {
+        let name = Some(server.server.as_str());
+        if let Err(e) = checks::run(store, &job.contract, name, None, &options, trigger.clone()).await {
+            let _ = checks::record_failure(store, &job.contract, &server.server, &e, trigger.clone()).await;
+        }
+    }
+}
