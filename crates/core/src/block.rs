@@ -7,7 +7,7 @@
 //! correct when provisioning never ran or ran halfway.
 //!
 //! ```
-//! use meshplane_core::block::{BlockFuture, Provisioner};
+//! use meshplane_core::block::{BlockFuture, Provisioned, Provisioner};
 //! use meshplane_core::store::Record;
 //!
 //! /// A block that keeps nothing anywhere: every resource is provisioned at once.
@@ -20,11 +20,11 @@
 //!     fn concerns(&self, record: &Record) -> bool {
 //!         record.kind == "DataProduct"
 //!     }
-//!     fn provision<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<String, String>> {
-//!         Box::pin(async { Ok("nothing to provision".to_string()) })
+//!     fn provision<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
+//!         Box::pin(async { Ok(Provisioned::done("nothing to provision")) })
 //!     }
-//!     fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<(), String>> {
-//!         Box::pin(async { Ok(()) })
+//!     fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>> {
+//!         Box::pin(async { Ok(Vec::new()) })
 //!     }
 //! }
 //! assert_eq!(Nothing.finalizer(), "block/nothing");
@@ -39,6 +39,23 @@ use crate::store::Record;
 /// What a block's asynchronous operations return.
 pub type BlockFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What a provisioning found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Provisioned {
+    /// What the block did or found, for people.
+    pub summary: String,
+    /// Where the store differs from what the resource declares and the block would not
+    /// change it by itself (a column missing, of another type, or not declared).
+    pub drift: Vec<String>,
+}
+
+impl Provisioned {
+    /// A provisioning that found the store as declared.
+    pub fn done(summary: impl Into<String>) -> Provisioned {
+        Provisioned { summary: summary.into(), drift: Vec::new() }
+    }
+}
+
 /// Storage and provisioning: makes real what a resource declares, and undoes it.
 pub trait Provisioner: Send + Sync {
     /// The block's name, unique on the platform.
@@ -47,12 +64,13 @@ pub trait Provisioner: Send + Sync {
     /// Whether the resource declares anything this block provisions (no I/O).
     fn concerns(&self, record: &Record) -> bool;
 
-    /// Brings the store in line with the resource, idempotently; says what it did or found,
-    /// or why it could not.
-    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<String, String>>;
+    /// Brings the store in line with the resource, idempotently; says what it did and what
+    /// drifted, or why it could not.
+    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>>;
 
-    /// Removes what `provision` made for the resource; idempotent.
-    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<(), String>>;
+    /// Undoes `provision` for a resource that goes, as the block's deletion policy says;
+    /// idempotent. Returns what it left in place (data kept by the policy), for the record.
+    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>>;
 
     /// The finalizer this block puts on the records it provisions for.
     fn finalizer(&self) -> String {

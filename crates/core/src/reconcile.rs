@@ -10,11 +10,14 @@
 //!   finalizer is put on the record first); reason `NoBlockConfigured` when no block is
 //!   concerned, `WaitingForLinks` while a link is missing, `ProvisioningFailed` with the
 //!   block's reason otherwise (and the reconcile backs off).
-//! - `Ready`: valid, fully linked, and provisioned by every concerned block (a resource no
-//!   block is concerned with is Ready once valid and linked).
+//! - `InSync` (when a block provisioned it): the stores hold what the resource declares;
+//!   False with reason `Drift` and every difference the blocks found otherwise.
+//! - `Ready`: valid, fully linked, provisioned by every concerned block, and without drift (a
+//!   resource no block is concerned with is Ready once valid and linked).
 //!
 //! A resource whose deletion was asked for is finalized instead: every finalizer's block
-//! cleans up, its finalizer comes off, and the record goes when none is left. Until then
+//! cleans up (by its deletion policy; what it leaves in place is named in the `deleted` change
+//! record), its finalizer comes off, and the record goes when none is left. Until then
 //! `Ready` is False with reason `Deleting` (or why the cleanup is stuck).
 //!
 //! A condition keeps its `lastTransitionTime` while its status does not change.
@@ -64,20 +67,29 @@ pub async fn reconcile(
             ("LinksResolved", false, "ContractMissing", missing.join("; "))
         });
     }
-    let (provisioned, failure) = provision(store, blocks, kind, &record, linked, fence).await?;
-    let ready = linked && (provisioned.1 || provisioned.2 == NO_BLOCK);
+    let (provisioned, drift, failure) = provision(store, blocks, kind, &record, linked, fence).await?;
+    let in_place = provisioned.1 || provisioned.2 == NO_BLOCK;
     wanted.push(provisioned);
-    wanted.push(match (linked, ready) {
-        (false, _) => ("Ready", false, "LinksMissing", "a port's contract is not registered".into()),
-        (true, false) => ("Ready", false, "NotProvisioned", "a block has not provisioned it".into()),
-        (true, true) => ("Ready", true, "Reconciled", "valid, fully linked and provisioned".into()),
+    if let Some(drift) = &drift {
+        wanted.push(if drift.is_empty() {
+            ("InSync", true, "NoDrift", "the stores hold what the resource declares".into())
+        } else {
+            ("InSync", false, "Drift", drift.join("; "))
+        });
+    }
+    let drifted = drift.as_ref().is_some_and(|d| !d.is_empty());
+    wanted.push(match (linked, in_place, drifted) {
+        (false, ..) => ("Ready", false, "LinksMissing", "a port's contract is not registered".into()),
+        (true, false, _) => ("Ready", false, "NotProvisioned", "a block has not provisioned it".into()),
+        (true, true, true) => ("Ready", false, "Drift", "a store differs from what is declared (see InSync)".into()),
+        (true, true, false) => ("Ready", true, "Reconciled", "valid, fully linked and provisioned".into()),
     });
     write_status(store, kind, &record, wanted, fence).await?;
     failure.map_or(Ok(Action::AwaitChange), Err)
 }
 
 /// Hands the resource to every block it concerns, each one's finalizer first; returns the
-/// `Provisioned` condition and the first failure.
+/// `Provisioned` condition, the drift the blocks found (when they ran), and the first failure.
 async fn provision(
     store: &Store,
     blocks: &Blocks,
@@ -85,28 +97,31 @@ async fn provision(
     record: &Record,
     linked: bool,
     fence: (&str, i64),
-) -> Result<(Wanted, Option<Error>), Error> {
+) -> Result<(Wanted, Option<Vec<String>>, Option<Error>), Error> {
     let concerned: Vec<_> = blocks.concerned(record).collect();
     if concerned.is_empty() {
         let message = "no building block is concerned with it; nothing is provisioned".into();
-        return Ok((("Provisioned", false, NO_BLOCK, message), None));
+        return Ok((("Provisioned", false, NO_BLOCK, message), None, None));
     }
     if !linked {
         let message = "provisioning waits until every port's contract is registered".into();
-        return Ok((("Provisioned", false, "WaitingForLinks", message), None));
+        return Ok((("Provisioned", false, "WaitingForLinks", message), None, None));
     }
-    let mut done = Vec::new();
+    let (mut done, mut drift) = (Vec::new(), Vec::new());
     for block in concerned {
         store.add_finalizer(kind, &record.name, &block.finalizer(), fence).await?;
         match block.provision(record).await {
-            Ok(what) => done.push(format!("{}: {what}", block.name())),
+            Ok(found) => {
+                done.push(format!("{}: {}", block.name(), found.summary));
+                drift.extend(found.drift.into_iter().map(|d| format!("{}: {d}", block.name())));
+            }
             Err(message) => {
                 let condition = ("Provisioned", false, "ProvisioningFailed", format!("{}: {message}", block.name()));
-                return Ok((condition, Some(Error::Block { block: block.name().to_string(), message })));
+                return Ok((condition, None, Some(Error::Block { block: block.name().to_string(), message })));
             }
         }
     }
-    Ok((("Provisioned", true, "Provisioned", done.join("; ")), None))
+    Ok((("Provisioned", true, "Provisioned", done.join("; ")), Some(drift), None))
 }
 
 /// Cleans up through every finalizer's block, then removes the record.
@@ -117,12 +132,19 @@ async fn finalize(
     record: &Record,
     fence: (&str, i64),
 ) -> Result<Action, Error> {
+    let mut left = Vec::new();
     for finalizer in &record.finalizers {
         let stuck = match blocks.by_finalizer(finalizer) {
             None => {
                 Some(("BlockMissing", format!("`{finalizer}`: its block is not configured, so it cannot clean up")))
             }
-            Some(block) => block.cleanup(record).await.err().map(|m| ("CleanupFailed", format!("{finalizer}: {m}"))),
+            Some(block) => match block.cleanup(record).await {
+                Ok(kept) => {
+                    left.extend(kept.into_iter().map(|k| format!("{}: {k}", block.name())));
+                    None
+                }
+                Err(m) => Some(("CleanupFailed", format!("{finalizer}: {m}"))),
+            },
         };
         if let Some((reason, message)) = stuck {
             let error = Error::Block { block: finalizer.clone(), message: message.clone() };
@@ -131,7 +153,7 @@ async fn finalize(
         }
         store.remove_finalizer(kind, &record.name, finalizer, fence).await?;
     }
-    store.remove(kind, &record.name, fence).await?;
+    store.remove(kind, &record.name, fence, &left).await?;
     Ok(Action::AwaitChange)
 }
 

@@ -326,6 +326,24 @@ impl Store {
         options: &ApplyOptions,
         at: &str,
     ) -> Result<i64, Error> {
+        self.record_change_noted(tx, r, action, generation, before, after, options, at, None).await
+    }
+
+    /// As [`Store::record_change`], with `note` added to the event's data (what a deletion
+    /// left in place, ...).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn record_change_noted(
+        &self,
+        tx: &mut AnyConnection,
+        r: &Subject<'_>,
+        action: &str,
+        generation: i64,
+        before: Option<&str>,
+        after: Option<&str>,
+        options: &ApplyOptions,
+        at: &str,
+        note: Option<(&str, Any)>,
+    ) -> Result<i64, Error> {
         let row = sqlx::query(
             "INSERT INTO changes (at, actor, origin, kind, name, action, generation, version, before, after, event) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '{}') RETURNING seq",
@@ -343,7 +361,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let seq: i64 = row.try_get(0)?;
-        let event = json!({
+        let mut event = json!({
             "specversion": "1.0",
             "id": format!("meshplane-change-{seq}"),
             "source": "/meshplane/registry",
@@ -354,6 +372,9 @@ impl Store {
             "data": { "kind": r.kind, "name": r.name, "version": r.version, "generation": generation,
                       "domain": r.domain, "actor": options.actor, "origin": options.origin, "seq": seq },
         });
+        if let Some((key, value)) = note {
+            event["data"][key] = value;
+        }
         sqlx::query("UPDATE changes SET event = $1 WHERE seq = $2")
             .bind(event.to_string())
             .bind(seq)

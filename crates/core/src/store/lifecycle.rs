@@ -140,8 +140,9 @@ impl Store {
     }
 
     /// Removes a record whose deletion was asked for and whose finalizers are all done, with
-    /// its status and a last change record, under its lease. Returns whether it went.
-    pub async fn remove(&self, kind: Kind, name: &str, fence: (&str, i64)) -> Result<bool, Error> {
+    /// its status and a last change record (naming what the blocks `left` in place), under its
+    /// lease. Returns whether it went.
+    pub async fn remove(&self, kind: Kind, name: &str, fence: (&str, i64), left: &[String]) -> Result<bool, Error> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
         self.lock_writes(&mut tx).await?;
@@ -163,7 +164,9 @@ impl Store {
         let spec = record.spec.to_string();
         // The reconciler removes the record, on behalf of whoever asked (the `deleting` record).
         let by = ApplyOptions { actor: "meshplane".into(), origin: "reconciler".into(), dry_run: false, prune: false };
-        self.record_change(&mut tx, &subject(&record), "deleted", record.generation, Some(&spec), None, &by, &now())
+        let note = (!left.is_empty()).then(|| ("leftInPlace", serde_json::json!(left)));
+        let subject = subject(&record);
+        self.record_change_noted(&mut tx, &subject, "deleted", record.generation, Some(&spec), None, &by, &now(), note)
             .await?;
         tx.commit().await?;
         Ok(true)

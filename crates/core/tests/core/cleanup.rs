@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use meshplane_core::block::{BlockFuture, Blocks, Provisioner};
+use meshplane_core::block::{BlockFuture, Blocks, Provisioned, Provisioner};
 use meshplane_core::reconcile::reconcile;
 use meshplane_core::resource::Kind;
 use meshplane_core::store::{ApplyOptions, Outcome, Record, Store};
@@ -20,6 +20,7 @@ struct Ledger {
     provisioned: Mutex<Vec<String>>,
     calls: Mutex<Vec<String>>,
     failing: Mutex<bool>,
+    drift: Mutex<Vec<String>>,
 }
 
 impl Provisioner for Ledger {
@@ -29,24 +30,24 @@ impl Provisioner for Ledger {
     fn concerns(&self, record: &Record) -> bool {
         record.kind == "DataProduct"
     }
-    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<String, String>> {
+    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
         Box::pin(async move {
             self.calls.lock().unwrap().push(format!("provision {}", record.name));
             if *self.failing.lock().unwrap() {
                 return Err("the store does not answer".into());
             }
             self.provisioned.lock().unwrap().push(record.name.clone());
-            Ok("provisioned".into())
+            Ok(Provisioned { summary: "provisioned".into(), drift: self.drift.lock().unwrap().clone() })
         })
     }
-    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<(), String>> {
+    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>> {
         Box::pin(async move {
             self.calls.lock().unwrap().push(format!("cleanup {}", record.name));
             if *self.failing.lock().unwrap() {
                 return Err("the store does not answer".into());
             }
             self.provisioned.lock().unwrap().retain(|n| n != &record.name);
-            Ok(())
+            Ok(vec![format!("{}'s data", record.name)])
         })
     }
 }
@@ -79,6 +80,16 @@ on_both!(a_record_goes_only_after_its_blocks_cleaned_up, |place: Place| async mo
     assert_eq!(ready(&store, Kind::DataProduct, "shop").await, ("True".into(), "Reconciled".into()));
     assert_eq!(store.get(Kind::DataProduct, "shop").await.unwrap().finalizers, ["block/ledger"]);
     assert_eq!(*ledger.provisioned.lock().unwrap(), ["shop"]);
+    // The store drifts from what is declared: not Ready, and every difference is named.
+    *ledger.drift.lock().unwrap() = vec!["column `x` is missing".into()];
+    run(&store, &blocks, Kind::DataProduct, "shop").await.unwrap();
+    assert_eq!(ready(&store, Kind::DataProduct, "shop").await, ("False".into(), "Drift".into()));
+    let status = store.status(Kind::DataProduct, "shop").await.unwrap().unwrap();
+    let in_sync = status.conditions.iter().find(|c| c.kind == "InSync").unwrap();
+    assert_eq!((in_sync.status.as_str(), in_sync.message.as_str()), ("False", "ledger: column `x` is missing"));
+    ledger.drift.lock().unwrap().clear();
+    run(&store, &blocks, Kind::DataProduct, "shop").await.unwrap();
+    assert_eq!(ready(&store, Kind::DataProduct, "shop").await, ("True".into(), "Reconciled".into()));
 
     let marked = store.delete(Kind::DataProduct, "shop", &options()).await.unwrap();
     assert!(marked.deletion_requested.is_some());
@@ -100,9 +111,10 @@ on_both!(a_record_goes_only_after_its_blocks_cleaned_up, |place: Place| async mo
     assert!(ledger.provisioned.lock().unwrap().is_empty());
     assert!(matches!(store.get(Kind::DataProduct, "shop").await, Err(Error::NotFound(_))));
     assert!(store.status(Kind::DataProduct, "shop").await.unwrap().is_none());
-    let actions: Vec<String> =
-        store.history(Kind::DataProduct, "shop").await.unwrap().into_iter().map(|c| c.action).collect();
+    let history = store.history(Kind::DataProduct, "shop").await.unwrap();
+    let actions: Vec<&str> = history.iter().map(|c| c.action.as_str()).collect();
     assert_eq!(actions, ["created", "deleting", "deleted"]);
+    assert_eq!(history[2].event["data"]["leftInPlace"], serde_json::json!(["ledger: shop's data"]));
     // Gone, it can be created anew.
     let anew = store.apply(&[resource(&shop())], &[], &options()).await.unwrap();
     assert_eq!((anew[0].outcome, anew[0].generation), (Outcome::Created, 1));
@@ -153,7 +165,7 @@ on_both!(a_block_that_is_gone_holds_the_record_and_says_so, |place: Place| async
     assert_eq!(ready(&store, Kind::DataProduct, "shop").await, ("False".into(), "BlockMissing".into()));
     assert!(store.get(Kind::DataProduct, "shop").await.is_ok(), "the record stays");
     // A remove under a lease that is not held is refused.
-    let stale = store.remove(Kind::DataProduct, "shop", ("nobody", 99)).await.unwrap_err();
+    let stale = store.remove(Kind::DataProduct, "shop", ("nobody", 99), &[]).await.unwrap_err();
     assert_eq!(stale.code(), ErrorCode::StaleLease);
 });
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use std::sync::Arc;
 
-use meshplane_core::block::{BlockFuture, Blocks, Provisioner};
+use meshplane_core::block::{BlockFuture, Blocks, Provisioned, Provisioner};
 use meshplane_core::store::{Record, Store};
 use meshplane_core::testing::{Place, postgres, sqlite};
 use meshplane_server::reconciler::{self, Settings};
@@ -355,7 +355,7 @@ impl Provisioner for Watched {
     fn concerns(&self, record: &Record) -> bool {
         record.kind == "DataProduct"
     }
-    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<String, String>> {
+    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
         Box::pin(async move {
             if !self.0.in_flight.lock().unwrap().insert(record.name.clone()) {
                 self.0.overlaps.lock().unwrap().push(record.name.clone());
@@ -363,11 +363,11 @@ impl Provisioner for Watched {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             self.0.in_flight.lock().unwrap().remove(&record.name);
             self.0.by.lock().unwrap().push((self.1.clone(), record.name.clone()));
-            Ok("seen".into())
+            Ok(Provisioned::done("seen"))
         })
     }
-    fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<(), String>> {
-        Box::pin(async { Ok(()) })
+    fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 }
 

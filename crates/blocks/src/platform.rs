@@ -1,0 +1,378 @@
+//! `platform.yaml`: which environment this platform is, and its building blocks, each tagged
+//! by `type` with the configuration of that type.
+//!
+//! ```yaml
+//! apiVersion: meshplane/v1
+//! kind: Platform
+//! environment: dev
+//! blocks:
+//!   - name: warehouse
+//!     type: postgres
+//!     host: 127.0.0.1
+//!     port: 5432
+//!     database: analytics
+//!     user: meshplane
+//!     password: { env: WAREHOUSE_PASSWORD }
+//!   - name: lake
+//!     type: lake
+//!     root: ./data
+//! ```
+//!
+//! Reading checks everything that can be checked without I/O and reports every problem at
+//! once, each with its line and column; nothing is built from a configuration with a problem.
+//! Secrets are references (`{ env: NAME }`, `{ file: PATH }`), or inline text; they are
+//! resolved only when a block is built and are never printed.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::PathBuf;
+
+use meshplane_spec::tree::{Node, Pos, Value, parse};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A whole platform.
+#[derive(Clone, Debug, Serialize)]
+pub struct Platform {
+    /// Only contracts' servers of this environment are bound to blocks.
+    pub environment: String,
+    pub blocks: Vec<BlockConfig>,
+}
+
+/// One block: its name, where it was declared, and its type's configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlockConfig {
+    pub name: String,
+    #[serde(skip)]
+    pub at: Pos,
+    #[serde(flatten)]
+    pub kind: BlockKind,
+}
+
+/// The configuration of each type of block.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum BlockKind {
+    Postgres(PostgresConfig),
+    Lake(LakeConfig),
+}
+
+impl BlockKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            BlockKind::Postgres(_) => "postgres",
+            BlockKind::Lake(_) => "lake",
+        }
+    }
+}
+
+/// What a port's data becomes when its contract or product is deleted or pruned, or the port
+/// moves: `retain` (the default) leaves it in place, reported as orphaned, until an explicit
+/// purge; `delete` drops what the block created for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletionPolicy {
+    #[default]
+    Retain,
+    Delete,
+}
+
+/// A PostgreSQL server whose schemas hold output ports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PostgresConfig {
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+/// A root on the local filesystem or an S3-compatible store whose prefixes hold output ports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LakeConfig {
+    /// A local directory, or `s3://bucket[/prefix]`.
+    pub root: String,
+    /// The S3 endpoint (for S3-compatible stores other than AWS).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub access_key_id: Option<Secret>,
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+impl LakeConfig {
+    /// The bucket and prefix of an S3 root; `None` for a local one.
+    pub fn s3(&self) -> Option<(&str, &str)> {
+        let rest = self.root.strip_prefix("s3://")?;
+        Some(rest.split_once('/').unwrap_or((rest, "")))
+    }
+
+    /// The directory of a local root.
+    pub fn local(&self) -> Option<PathBuf> {
+        self.s3().is_none().then(|| PathBuf::from(self.root.strip_prefix("file://").unwrap_or(&self.root)))
+    }
+}
+
+/// A secret: a reference to an environment variable or a file, or (discouraged) inline text.
+/// Never printed: its `Debug` and serialized forms show only the reference.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Secret {
+    Env { env: String },
+    File { file: PathBuf },
+    Inline(String),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Env { env } => write!(f, "env:{env}"),
+            Secret::File { file } => write!(f, "file:{}", file.display()),
+            Secret::Inline(_) => f.write_str("***"),
+        }
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{self:?}"))
+    }
+}
+
+impl Secret {
+    /// The secret's value, read from where it is; the error names the reference, not the value.
+    pub fn resolve(&self) -> Result<String, String> {
+        match self {
+            Secret::Env { env } => std::env::var(env).map_err(|_| format!("the environment variable {env} is not set")),
+            Secret::File { file } => std::fs::read_to_string(file)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read the secret file {}: {e}", file.display())),
+            Secret::Inline(value) => Ok(value.clone()),
+        }
+    }
+}
+
+/// One problem of a platform file, where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub at: Pos,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.at.line, self.at.col, self.message)
+    }
+}
+
+/// Every problem of a platform file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(Problem::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+const TYPES: &str = "postgres, lake";
+
+impl Platform {
+    /// The platform with no file: environment `dev`, one lake block on `./data`.
+    pub fn embedded() -> Platform {
+        let lake = LakeConfig {
+            root: "./data".into(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            deletion_policy: DeletionPolicy::Retain,
+        };
+        Platform {
+            environment: "dev".into(),
+            blocks: vec![BlockConfig { name: "lake".into(), at: Pos::default(), kind: BlockKind::Lake(lake) }],
+        }
+    }
+
+    /// Reads a platform file, or every problem it has.
+    pub fn from_yaml(text: &str) -> Result<Platform, Problems> {
+        let parsed = parse(text).map_err(|e| Problems(vec![Problem { at: e.span.start, message: e.message }]))?;
+        let mut problems = Vec::new();
+        let Some(root) = parsed.documents.first().filter(|_| parsed.documents.len() == 1) else {
+            let message = "platform.yaml holds exactly one document".to_string();
+            return Err(Problems(vec![Problem { at: Pos { line: 1, col: 1 }, message }]));
+        };
+        for dup in &parsed.duplicate_keys {
+            problems.push(Problem { at: dup.again.start, message: format!("`{}` is given twice", dup.key) });
+        }
+        let mut read = Reader { problems: &mut problems };
+        let platform = read.platform(root);
+        match platform {
+            Some(p) if problems.is_empty() => Ok(p),
+            _ => Err(Problems(problems)),
+        }
+    }
+}
+
+/// Walks the tree, collecting problems.
+struct Reader<'p> {
+    problems: &'p mut Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn problem(&mut self, at: Pos, message: impl Into<String>) {
+        self.problems.push(Problem { at, message: message.into() });
+    }
+
+    fn text(&mut self, node: &Node, key: &str) -> Option<String> {
+        match node.get(key) {
+            None => {
+                self.problem(node.span.start, format!("`{key}` is missing"));
+                None
+            }
+            Some(Node { value: Value::Str(s), .. }) if !s.trim().is_empty() => Some(s.clone()),
+            Some(other) => {
+                self.problem(other.span.start, format!("`{key}` must be a non-empty string"));
+                None
+            }
+        }
+    }
+
+    fn platform(&mut self, root: &Node) -> Option<Platform> {
+        let Some(entries) = root.entries() else {
+            self.problem(root.span.start, "platform.yaml must be a mapping");
+            return None;
+        };
+        for entry in entries {
+            if !["apiVersion", "kind", "environment", "blocks"].contains(&entry.key.as_str()) {
+                let message = format!("unknown field `{}`; expected apiVersion, kind, environment, blocks", entry.key);
+                self.problem(entry.key_span.start, message);
+            }
+        }
+        let api = self.text(root, "apiVersion");
+        if let Some(api) = api.filter(|a| a != "meshplane/v1") {
+            self.problem(
+                root.get("apiVersion").map_or(root.span.start, |n| n.span.start),
+                format!("apiVersion `{api}` is not meshplane/v1"),
+            );
+        }
+        if let Some(kind) = self.text(root, "kind").filter(|k| k != "Platform") {
+            self.problem(
+                root.get("kind").map_or(root.span.start, |n| n.span.start),
+                format!("kind `{kind}` is not Platform"),
+            );
+        }
+        let environment = self.text(root, "environment");
+        let mut blocks = Vec::new();
+        match root.get("blocks").map(|n| (n, &n.value)) {
+            None => {}
+            Some((_, Value::Seq(items))) => {
+                let mut names = BTreeSet::new();
+                for item in items {
+                    if let Some(block) = self.block(item) {
+                        if !names.insert(block.name.clone()) {
+                            self.problem(block.at, format!("two blocks are named `{}`", block.name));
+                        }
+                        blocks.push(block);
+                    }
+                }
+            }
+            Some((node, _)) => self.problem(node.span.start, "`blocks` must be a list"),
+        }
+        Some(Platform { environment: environment?, blocks })
+    }
+
+    fn block(&mut self, node: &Node) -> Option<BlockConfig> {
+        let Some(entries) = node.entries() else {
+            self.problem(node.span.start, "a block must be a mapping");
+            return None;
+        };
+        let name = self.text(node, "name");
+        if let Some(bad) =
+            name.as_ref().filter(|n| !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            self.problem(
+                node.get("name").map_or(node.span.start, |n| n.span.start),
+                format!("block name `{bad}` may hold only letters, digits, - and _"),
+            );
+        }
+        let kind = self.text(node, "type")?;
+        let rest = serde_json::Value::Object(
+            entries
+                .iter()
+                .filter(|e| e.key != "name" && e.key != "type")
+                .map(|e| (e.key.clone(), e.value.to_json()))
+                .collect(),
+        );
+        let kind = match kind.as_str() {
+            "postgres" => BlockKind::Postgres(self.config(node, rest)?),
+            "lake" => BlockKind::Lake(self.config(node, rest)?),
+            other => {
+                let at = node.get("type").map_or(node.span.start, |n| n.span.start);
+                self.problem(at, format!("unknown block type `{other}`; the types are {TYPES}"));
+                return None;
+            }
+        };
+        self.check(node, &kind);
+        Some(BlockConfig { name: name?, at: node.span.start, kind })
+    }
+
+    /// Decodes a type's configuration; a problem points at the field it names, when it names one.
+    fn config<T: DeserializeOwned>(&mut self, node: &Node, rest: serde_json::Value) -> Option<T> {
+        match serde_json::from_value(rest) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                let message = e.to_string();
+                let named = message.split('`').nth(1).and_then(|field| {
+                    node.entries()?.iter().find(|entry| entry.key == field).map(|entry| entry.key_span.start)
+                });
+                self.problem(named.unwrap_or(node.span.start), message);
+                None
+            }
+        }
+    }
+
+    /// What serde cannot check: values that parse but make no sense.
+    fn check(&mut self, node: &Node, kind: &BlockKind) {
+        let at = |key: &str| node.get(key).map_or(node.span.start, |n| n.span.start);
+        match kind {
+            BlockKind::Postgres(pg) => {
+                for (key, value) in [("host", &pg.host), ("database", &pg.database), ("user", &pg.user)] {
+                    if value.trim().is_empty() {
+                        self.problem(at(key), format!("`{key}` must not be empty"));
+                    }
+                }
+                if pg.port == 0 {
+                    self.problem(at("port"), "`port` must be between 1 and 65535");
+                }
+            }
+            BlockKind::Lake(lake) => {
+                if lake.root.trim().is_empty() {
+                    self.problem(at("root"), "`root` must not be empty");
+                }
+                if let Some((bucket, _)) = lake.s3().filter(|(bucket, _)| bucket.is_empty()) {
+                    self.problem(at("root"), format!("`root` names no bucket: `s3://{bucket}`"));
+                }
+                if lake.s3().is_none() && (lake.endpoint.is_some() || lake.access_key_id.is_some()) {
+                    self.problem(at("root"), "S3 settings are given but `root` is not an s3:// URL");
+                }
+            }
+        }
+    }
+}

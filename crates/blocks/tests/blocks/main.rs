@@ -1,0 +1,4 @@
+//! The building blocks end to end: platform files (good and bad), and the storage blocks
+//! against real stores.
+
+mod platform;

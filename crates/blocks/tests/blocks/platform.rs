@@ -1,0 +1,87 @@
+//! Reading platform.yaml: a good file, and every kind of bad one with where and what.
+
+use meshplane_blocks::platform::{BlockKind, DeletionPolicy, Platform, Secret};
+
+const GOOD: &str = "apiVersion: meshplane/v1
+kind: Platform
+environment: dev
+blocks:
+  - name: warehouse
+    type: postgres
+    host: 127.0.0.1
+    database: analytics
+    user: meshplane
+    password: { env: WAREHOUSE_PASSWORD }
+    deletionPolicy: delete
+  - name: lake
+    type: lake
+    root: s3://bucket/ports
+    endpoint: http://127.0.0.1:9000
+    accessKeyId: { file: /run/secrets/key }
+    secretAccessKey: inline-secret
+";
+
+#[test]
+fn a_good_platform_is_read_with_its_blocks() {
+    let platform = Platform::from_yaml(GOOD).unwrap();
+    assert_eq!(platform.environment, "dev");
+    let BlockKind::Postgres(pg) = &platform.blocks[0].kind else { panic!("postgres first") };
+    assert_eq!((pg.port, pg.deletion_policy), (5432, DeletionPolicy::Delete));
+    assert_eq!(pg.password, Some(Secret::Env { env: "WAREHOUSE_PASSWORD".into() }));
+    let BlockKind::Lake(lake) = &platform.blocks[1].kind else { panic!("lake second") };
+    assert_eq!((lake.s3(), lake.deletion_policy), (Some(("bucket", "ports")), DeletionPolicy::Retain));
+    // Secrets never show: not in Debug, not in JSON.
+    let shown = format!("{platform:?} {}", serde_json::to_string(&platform).unwrap());
+    assert!(!shown.contains("inline-secret"), "{shown}");
+    assert!(shown.contains("env:WAREHOUSE_PASSWORD"), "{shown}");
+}
+
+#[test]
+fn every_problem_is_reported_with_its_place() {
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        ("kind: Platform\n  bad: [".into(), vec!["2:6: mapping values are not allowed"]),
+        ("- a\n- b\n".into(), vec!["1:1: platform.yaml must be a mapping"]),
+        (
+            "apiVersion: meshplane/v2\nkind: Platfrom\nblocks: []\nextra: 1\n".into(),
+            vec![
+                "4:1: unknown field `extra`",
+                "1:13: apiVersion `meshplane/v2` is not meshplane/v1",
+                "2:7: kind `Platfrom` is not Platform",
+                "`environment` is missing",
+            ],
+        ),
+        (
+            GOOD.replace("type: lake", "type: lakehouse"),
+            vec!["13:11: unknown block type `lakehouse`; the types are postgres, lake"],
+        ),
+        (GOOD.replace("    host: 127.0.0.1\n", "    hots: 127.0.0.1\n"), vec!["7:5: unknown field `hots`"]),
+        (GOOD.replace("name: lake", "name: warehouse"), vec!["12:5: two blocks are named `warehouse`"]),
+        (GOOD.replace("name: lake", "name: my lake"), vec!["may hold only letters, digits"]),
+        (GOOD.replace("root: s3://bucket/ports", "root: s3://"), vec!["`root` names no bucket"]),
+        (GOOD.replace("database: analytics", "database: ''"), vec!["`database` must not be empty"]),
+        (
+            GOOD.replace("user: meshplane\n", "user: meshplane\n    port: 70000\n"),
+            vec!["invalid value: integer `70000`"],
+        ),
+        (format!("{GOOD}---\nkind: Platform\n"), vec!["exactly one document"]),
+    ];
+    for (text, expected) in cases {
+        let problems = Platform::from_yaml(&text).unwrap_err().to_string();
+        for needle in expected {
+            assert!(problems.contains(needle), "expected `{needle}` in:\n{problems}\nfor:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn secrets_resolve_from_where_they_are_and_say_which_is_missing() {
+    let dir = std::env::temp_dir().join(format!("mpsecret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pw"), "s3cr3t\n").unwrap();
+    assert_eq!(Secret::File { file: dir.join("pw") }.resolve().unwrap(), "s3cr3t");
+    let missing = Secret::Env { env: "MESHPLANE_TEST_SURELY_UNSET".into() }.resolve().unwrap_err();
+    assert_eq!(missing, "the environment variable MESHPLANE_TEST_SURELY_UNSET is not set");
+    let unreadable = Secret::File { file: dir.join("nope") }.resolve().unwrap_err();
+    assert!(unreadable.starts_with("cannot read the secret file"), "{unreadable}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
