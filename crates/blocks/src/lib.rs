@@ -1,4 +1,42 @@
-//! meshplane's building blocks: the platform's configuration (`platform.yaml`) and the
-//! storage blocks that provision contracts' servers in real stores.
+//! meshplane's building blocks: the platform's configuration (`platform.yaml`), how a
+//! contract's servers bind to blocks, and the storage blocks that provision them in real
+//! stores.
 
+pub mod binding;
 pub mod platform;
+pub mod postgres;
+
+use std::sync::Arc;
+
+use meshplane_core::block::{Binder, Blocks, Provisioner};
+use meshplane_core::store::Record;
+
+use crate::platform::{BlockKind, Platform};
+
+/// The platform's binding check, for the reconcilers.
+struct PlatformBinder(Arc<Platform>);
+
+impl Binder for PlatformBinder {
+    fn problems(&self, record: &Record) -> Vec<String> {
+        if record.kind != "DataContract" {
+            return Vec::new();
+        }
+        binding::problems(&self.0, &record.spec)
+    }
+}
+
+/// Builds every block of the platform (resolving secrets; connecting lazily), or says which
+/// block cannot be built and why; nothing is half built.
+pub fn build(platform: Platform) -> Result<Blocks, String> {
+    let platform = Arc::new(platform);
+    let mut provisioners: Vec<Arc<dyn Provisioner>> = Vec::new();
+    for block in &platform.blocks {
+        match &block.kind {
+            BlockKind::Postgres(config) => {
+                provisioners.push(Arc::new(postgres::PostgresBlock::new(&block.name, config, Arc::clone(&platform))?));
+            }
+            BlockKind::Lake(_) => return Err(format!("block `{}`: the lake block is not built yet", block.name)),
+        }
+    }
+    Ok(Blocks { provisioners, binder: Some(Arc::new(PlatformBinder(platform))) })
+}

@@ -78,18 +78,37 @@ pub trait Provisioner: Send + Sync {
     }
 }
 
-/// The blocks the reconcilers hand provisioning to.
+/// Checks, for the whole platform, that each part of a resource can be handed to exactly one
+/// block (a contract's servers, each to its block); problems make `Bound` False.
+pub trait Binder: Send + Sync {
+    fn problems(&self, record: &Record) -> Vec<String>;
+}
+
+/// The blocks the reconcilers hand provisioning to, and the platform's binding check.
 #[derive(Clone, Default)]
-pub struct Blocks(pub Vec<Arc<dyn Provisioner>>);
+pub struct Blocks {
+    pub provisioners: Vec<Arc<dyn Provisioner>>,
+    pub binder: Option<Arc<dyn Binder>>,
+}
 
 impl Blocks {
+    /// These blocks, with no binding check.
+    pub fn of(provisioners: Vec<Arc<dyn Provisioner>>) -> Blocks {
+        Blocks { provisioners, binder: None }
+    }
+
     /// The block whose finalizer this is.
     pub fn by_finalizer(&self, finalizer: &str) -> Option<&Arc<dyn Provisioner>> {
-        self.0.iter().find(|b| b.finalizer() == finalizer)
+        self.provisioners.iter().find(|b| b.finalizer() == finalizer)
     }
 
     /// The blocks a resource concerns.
     pub fn concerned<'a>(&'a self, record: &'a Record) -> impl Iterator<Item = &'a Arc<dyn Provisioner>> {
-        self.0.iter().filter(move |b| b.concerns(record))
+        self.provisioners.iter().filter(move |b| b.concerns(record))
+    }
+
+    /// Why parts of the resource cannot be handed to a block (empty when all can).
+    pub fn binding_problems(&self, record: &Record) -> Vec<String> {
+        self.binder.as_ref().map(|b| b.problems(record)).unwrap_or_default()
     }
 }

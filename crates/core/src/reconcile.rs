@@ -6,6 +6,8 @@
 //! - `LinksResolved` (products): every port's `contractId` names a registered contract; a
 //!   missing link is a condition, not a refusal, so products and contracts can be applied in
 //!   any order.
+//! - `Bound` (when the platform checks binding): every part of the resource has its block
+//!   (each of a contract's servers of the platform's environment); False with the reasons.
 //! - `Provisioned`: every block the resource concerns has provisioned it (each block's
 //!   finalizer is put on the record first); reason `NoBlockConfigured` when no block is
 //!   concerned, `WaitingForLinks` while a link is missing, `ProvisioningFailed` with the
@@ -67,6 +69,12 @@ pub async fn reconcile(
             ("LinksResolved", false, "ContractMissing", missing.join("; "))
         });
     }
+    let unbound = blocks.binding_problems(&record);
+    if !unbound.is_empty() {
+        wanted.push(("Bound", false, "BindingFailed", unbound.join("; ")));
+    } else if blocks.binder.is_some() {
+        wanted.push(("Bound", true, "Bound", "every part has its block".into()));
+    }
     let (provisioned, drift, failure) = provision(store, blocks, kind, &record, linked, fence).await?;
     let in_place = provisioned.1 || provisioned.2 == NO_BLOCK;
     wanted.push(provisioned);
@@ -79,6 +87,7 @@ pub async fn reconcile(
     }
     let drifted = drift.as_ref().is_some_and(|d| !d.is_empty());
     wanted.push(match (linked, in_place, drifted) {
+        _ if !unbound.is_empty() => ("Ready", false, "BindingFailed", "a part has no block (see Bound)".into()),
         (false, ..) => ("Ready", false, "LinksMissing", "a port's contract is not registered".into()),
         (true, false, _) => ("Ready", false, "NotProvisioned", "a block has not provisioned it".into()),
         (true, true, true) => ("Ready", false, "Drift", "a store differs from what is declared (see InSync)".into()),

@@ -2,3 +2,4 @@
 //! against real stores.
 
 mod platform;
+mod postgres;

@@ -73,7 +73,7 @@ fn shop() -> String {
 on_both!(a_record_goes_only_after_its_blocks_cleaned_up, |place: Place| async move {
     let store = open(&place).await;
     let ledger = Arc::new(Ledger::default());
-    let blocks = Blocks(vec![ledger.clone()]);
+    let blocks = Blocks::of(vec![ledger.clone()]);
     let docs = [resource(&contract("orders", "1.0.0", "active", "")), resource(&shop())];
     store.apply(&docs, &[], &options()).await.unwrap();
     run(&store, &blocks, Kind::DataProduct, "shop").await.unwrap();
@@ -123,7 +123,7 @@ on_both!(a_record_goes_only_after_its_blocks_cleaned_up, |place: Place| async mo
 on_both!(cleanup_is_right_when_provisioning_never_ran_or_failed, |place: Place| async move {
     let store = open(&place).await;
     let ledger = Arc::new(Ledger::default());
-    let blocks = Blocks(vec![ledger.clone()]);
+    let blocks = Blocks::of(vec![ledger.clone()]);
     // No contract: the links are missing, so nothing is provisioned and no finalizer is set.
     store.apply(&[resource(&shop())], &[], &options()).await.unwrap();
     run(&store, &blocks, Kind::DataProduct, "shop").await.unwrap();
@@ -153,7 +153,7 @@ on_both!(cleanup_is_right_when_provisioning_never_ran_or_failed, |place: Place| 
 
 on_both!(a_block_that_is_gone_holds_the_record_and_says_so, |place: Place| async move {
     let store = open(&place).await;
-    let blocks = Blocks(vec![Arc::new(Ledger::default())]);
+    let blocks = Blocks::of(vec![Arc::new(Ledger::default())]);
     store
         .apply(&[resource(&contract("orders", "1.0.0", "active", "")), resource(&shop())], &[], &options())
         .await

@@ -382,7 +382,7 @@ async fn two_replicas_on_one_postgres_split_the_work_and_never_overlap() {
     let mut replicas = Vec::new();
     for name in ["r1", "r2"] {
         let store = Store::open(&place.url).await.unwrap();
-        let blocks = Blocks(vec![Arc::new(Watched(Arc::clone(&witness), name.into()))]);
+        let blocks = Blocks::of(vec![Arc::new(Watched(Arc::clone(&witness), name.into()))]);
         replicas.push(reconciler::spawn(store, blocks, settings, name.into()));
     }
     let mut docs = vec![contract("orders", "1.0.0", "sales", "")];

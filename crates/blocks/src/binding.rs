@@ -1,0 +1,70 @@
+//! Which block holds each of a contract's servers.
+//!
+//! Only the servers of the platform's environment are bound. A server is bound to the block
+//! it is named after (`server: warehouse` → the block `warehouse`), or else to the one block
+//! whose type takes servers of its type (`postgres` takes `postgres`; `lake` takes `local` and
+//! `s3`). A server that no block takes, or that several could take, is a binding problem: a
+//! condition on the contract, never a guess.
+
+use meshplane_spec::model::odcs::DataContract;
+use meshplane_spec::model::server::Server;
+
+use crate::platform::{BlockKind, Platform};
+
+/// The server types a block type takes.
+pub fn takes(kind: &BlockKind, server_type: &str) -> bool {
+    let t = server_type.to_ascii_lowercase();
+    match kind {
+        BlockKind::Postgres(_) => matches!(t.as_str(), "postgres" | "postgresql"),
+        BlockKind::Lake(_) => matches!(t.as_str(), "local" | "s3"),
+    }
+}
+
+/// A server of the platform's environment and the block it is bound to, or why it is not.
+pub type Binding<'c> = (&'c Server, Result<String, String>);
+
+/// Every server of `contract` in the platform's environment, with its block.
+pub fn bind<'c>(platform: &Platform, contract: &'c DataContract) -> Vec<Binding<'c>> {
+    let ours = |s: &&Server| s.environment.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(&platform.environment));
+    let servers = contract.servers.as_deref().unwrap_or_default().iter().filter(ours);
+    servers.map(|server| (server, block_for(platform, server))).collect()
+}
+
+fn block_for(platform: &Platform, server: &Server) -> Result<String, String> {
+    let label = format!("server `{}` (type {})", server.server, server.kind);
+    if let Some(named) = platform.blocks.iter().find(|b| b.name == server.server) {
+        return if takes(&named.kind, &server.kind) {
+            Ok(named.name.clone())
+        } else {
+            Err(format!(
+                "{label}: block `{}` is of type {}, which does not take it",
+                named.name,
+                named.kind.type_name()
+            ))
+        };
+    }
+    let candidates: Vec<&str> =
+        platform.blocks.iter().filter(|b| takes(&b.kind, &server.kind)).map(|b| b.name.as_str()).collect();
+    match candidates.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => Err(format!("{label}: no block of this platform takes {} servers", server.kind)),
+        several => Err(format!(
+            "{label}: several blocks could take it ({}); name the server after one of them",
+            several.join(", ")
+        )),
+    }
+}
+
+/// The binding problems of a stored contract (JSON), for its `Bound` condition.
+pub fn problems(platform: &Platform, spec: &serde_json::Value) -> Vec<String> {
+    let Some(contract) = contract_of(spec) else { return Vec::new() };
+    bind(platform, &contract).into_iter().filter_map(|(_, bound)| bound.err()).collect()
+}
+
+/// The contract a stored document holds, if it holds one.
+pub fn contract_of(spec: &serde_json::Value) -> Option<DataContract> {
+    match meshplane_spec::load(&spec.to_string()).documents.pop()?.document? {
+        meshplane_spec::Document::Contract(contract) => Some(*contract),
+        meshplane_spec::Document::Product(_) => None,
+    }
+}

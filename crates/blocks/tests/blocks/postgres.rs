@@ -1,0 +1,262 @@
+//! The PostgreSQL block against the real server: provision, observe, drift, evolution,
+//! hostile names, views, and cleanup by deletion policy; every step idempotent.
+
+use std::sync::Arc;
+
+use meshplane_blocks::platform::{DeletionPolicy, Platform};
+use meshplane_blocks::postgres::PostgresBlock;
+use meshplane_core::block::Provisioner;
+use meshplane_core::resource::Resource;
+use meshplane_core::store::Record;
+use meshplane_core::testing::{Place, postgres};
+use sqlx::{Connection, Executor, PgConnection, Row};
+
+/// A stored-like record of a contract text.
+pub fn record(text: &str) -> Record {
+    let r = Resource::from_loaded(&meshplane_spec::load(text).documents.remove(0)).unwrap();
+    Record {
+        kind: r.kind.as_str().into(),
+        name: r.name,
+        id: r.id,
+        version: r.version,
+        status: r.status,
+        domain: r.domain,
+        team: r.team,
+        tags: r.tags,
+        generation: 1,
+        created_at: String::new(),
+        updated_at: String::new(),
+        deletion_requested: None,
+        finalizers: Vec::new(),
+        spec: r.spec,
+    }
+}
+
+fn database(place: &Place) -> String {
+    place.url.rsplit('/').next().unwrap().to_string()
+}
+
+fn platform(place: &Place, policy: &str) -> Arc<Platform> {
+    let text = format!(
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n  - name: warehouse\n    type: postgres\n\
+         \x20   host: 127.0.0.1\n    database: {}\n    user: postgres\n    deletionPolicy: {policy}\n",
+        database(place)
+    );
+    Arc::new(Platform::from_yaml(&text).unwrap())
+}
+
+fn block(place: &Place, policy: &str) -> PostgresBlock {
+    let platform = platform(place, policy);
+    let meshplane_blocks::platform::BlockKind::Postgres(config) = &platform.blocks[0].kind else { unreachable!() };
+    PostgresBlock::new("warehouse", config, Arc::clone(&platform)).unwrap()
+}
+
+/// A contract on the test database, in `schema`.
+fn contract(place: &Place, version: &str, schema: &str, properties: &str) -> String {
+    format!(
+        "apiVersion: v3.1.0\nkind: DataContract\nid: orders\nversion: {version}\nstatus: active\ndomain: sales\n\
+         servers:\n  - {{ server: warehouse, type: postgres, environment: dev, host: 127.0.0.1, port: 5432, \
+         database: {}, schema: {schema} }}\n\
+         schema:\n  - name: orders\n    description: \"One row per order; it's the book of record\"\n    properties:\n{properties}",
+        database(place)
+    )
+}
+
+const ORDERS: &str = "      - { name: id, logicalType: integer, primaryKey: true, description: the key }\n\
+                      \x20     - { name: email, logicalType: string, required: true, unique: true }\n\
+                      \x20     - { name: amount, physicalType: 'numeric(12, 2)' }\n\
+                      \x20     - { name: placed_at, logicalType: timestamp }\n";
+
+async fn connect(place: &Place) -> PgConnection {
+    PgConnection::connect(&place.url).await.unwrap()
+}
+
+/// (column, type, nullable) of a table, in order.
+async fn table(conn: &mut PgConnection, schema: &str, table: &str) -> Vec<(String, String, bool)> {
+    let rows = sqlx::query(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull FROM pg_attribute a \
+         JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_creates_the_port_and_a_second_run_changes_nothing() {
+    let place = postgres().await;
+    let block = block(&place, "retain");
+    let orders = record(&contract(&place, "1.0.0", "orders_v1", ORDERS));
+    assert!(block.concerns(&orders));
+    let first = block.provision(&orders).await.unwrap();
+    assert_eq!(first.summary, "created schema orders_v1, created table orders_v1.orders");
+    assert!(first.drift.is_empty(), "{:?}", first.drift);
+    let mut conn = connect(&place).await;
+    assert_eq!(
+        table(&mut conn, "orders_v1", "orders").await,
+        [
+            ("id".into(), "bigint".into(), false),
+            ("email".into(), "text".into(), false),
+            ("amount".into(), "numeric(12,2)".into(), true),
+            ("placed_at".into(), "timestamp with time zone".into(), true),
+        ]
+    );
+    let constraints: Vec<String> = sqlx::query(
+        "SELECT contype::text FROM pg_constraint WHERE conrelid = 'orders_v1.orders'::regclass ORDER BY contype",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert_eq!(constraints, ["p", "u"], "a primary key and a unique constraint");
+    let comment: String =
+        sqlx::query("SELECT obj_description('orders_v1.orders'::regclass)").fetch_one(&mut conn).await.unwrap().get(0);
+    assert_eq!(comment, "One row per order; it's the book of record");
+    let again = block.provision(&orders).await.unwrap();
+    assert_eq!((again.summary.as_str(), again.drift.len()), ("schema orders_v1 is as declared", 0));
+    // Another major version is its own schema, beside the first.
+    let v2 = record(&contract(&place, "2.0.0", "orders_v2", ORDERS));
+    assert_eq!(block.provision(&v2).await.unwrap().summary, "created schema orders_v2, created table orders_v2.orders");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_reported_never_altered_and_optional_columns_are_added() {
+    let place = postgres().await;
+    let block = block(&place, "retain");
+    block.provision(&record(&contract(&place, "1.0.0", "orders_v1", ORDERS))).await.unwrap();
+    let mut conn = connect(&place).await;
+    conn.execute("INSERT INTO orders_v1.orders VALUES (1, 'a@example.com', 10.50, now())").await.unwrap();
+    conn.execute("ALTER TABLE orders_v1.orders ADD COLUMN note text, ALTER COLUMN placed_at TYPE date").await.unwrap();
+    let with_more = format!(
+        "{ORDERS}      - {{ name: channel, logicalType: string }}\n      - {{ name: region, logicalType: string, required: true }}\n"
+    );
+    let evolved = block.provision(&record(&contract(&place, "1.1.0", "orders_v1", &with_more))).await.unwrap();
+    assert_eq!(evolved.summary, "added column orders_v1.orders.channel");
+    assert_eq!(
+        evolved.drift,
+        [
+            "orders_v1.orders: column `placed_at` is date, declared timestamp with time zone",
+            "orders_v1.orders: column `region` is missing (not added: it is required, unique or in a view)",
+            "orders_v1.orders: column `note` is not declared",
+        ]
+    );
+    let columns: Vec<String> = table(&mut conn, "orders_v1", "orders").await.into_iter().map(|c| c.0).collect();
+    assert_eq!(columns, ["id", "email", "amount", "placed_at", "note", "channel"], "nothing else was altered");
+    let kept: i64 = sqlx::query("SELECT count(*) FROM orders_v1.orders").fetch_one(&mut conn).await.unwrap().get(0);
+    assert_eq!(kept, 1, "the data is untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_are_quoted_and_bad_types_refused_before_anything_is_made() {
+    let place = postgres().await;
+    let block = block(&place, "retain");
+    let mut conn = connect(&place).await;
+    conn.execute("CREATE TABLE public.victim (x int)").await.unwrap();
+    let hostile = "      - { name: \"a\\\"; DROP TABLE public.victim; --\", logicalType: string }\n\
+                   \x20     - { name: \"O'Brien col\", logicalType: integer, description: \"it's '; DROP TABLE public.victim; --\" }\n";
+    let text = contract(&place, "1.0.0", "\"we\\\"ird; drop\"", hostile);
+    block.provision(&record(&text)).await.unwrap();
+    let columns: Vec<String> = table(&mut conn, "we\"ird; drop", "orders").await.into_iter().map(|c| c.0).collect();
+    assert_eq!(columns, ["a\"; DROP TABLE public.victim; --", "O'Brien col"]);
+    assert_eq!(table(&mut conn, "public", "victim").await.len(), 1, "the victim table is still there");
+
+    let bad = contract(
+        &place,
+        "1.0.0",
+        "never_made",
+        "      - { name: x, physicalType: \"text); DROP TABLE public.victim; --\" }\n",
+    );
+    let err = block.provision(&record(&bad)).await.unwrap_err();
+    assert!(err.contains("is not one meshplane creates in PostgreSQL"), "{err}");
+    let exotic = contract(&place, "1.0.0", "never_made", "      - { name: x, physicalType: money }\n");
+    assert!(block.provision(&record(&exotic)).await.unwrap_err().contains("`money`"));
+    let made: Option<i32> = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = 'never_made'")
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap()
+        .map(|r| r.get(0));
+    assert_eq!(made, None, "a refused contract makes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_physical_name_of_an_existing_table_becomes_a_view() {
+    let place = postgres().await;
+    let block = block(&place, "retain");
+    let mut conn = connect(&place).await;
+    conn.execute("CREATE TABLE public.raw_orders (id bigint, email text, secret text); INSERT INTO public.raw_orders VALUES (1, 'a@b', 'x')")
+        .await
+        .unwrap();
+    let text = contract(
+        &place,
+        "1.0.0",
+        "orders_v1",
+        "      - { name: id, logicalType: integer }\n      - { name: email, logicalType: string }\n",
+    )
+    .replace("  - name: orders\n", "  - name: orders\n    physicalName: public.raw_orders\n");
+    let done = block.provision(&record(&text)).await.unwrap();
+    assert_eq!(done.summary, "created schema orders_v1, created view orders_v1.orders");
+    let row = sqlx::query("SELECT * FROM orders_v1.orders").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(row.columns().len(), 2, "only the declared columns are exposed");
+    let missing = text.replace("public.raw_orders", "public.nothing").replace("schema: orders_v1", "schema: other_v1");
+    assert!(block.provision(&record(&missing)).await.unwrap_err().contains("names no existing table"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_keeps_data_under_retain_and_drops_only_its_own_under_delete() {
+    let place = postgres().await;
+    let orders = record(&contract(&place, "1.0.0", "orders_v1", ORDERS));
+    assert_eq!(block(&place, "retain").cleanup(&orders).await.unwrap(), Vec::<String>::new(), "never provisioned");
+    let retain = block(&place, "retain");
+    retain.provision(&orders).await.unwrap();
+    let kept = retain.cleanup(&orders).await.unwrap();
+    assert_eq!(kept, [format!("schema orders_v1 on 127.0.0.1/{} (the retain policy keeps it)", database(&place))]);
+    let mut conn = connect(&place).await;
+    assert_eq!(table(&mut conn, "orders_v1", "orders").await.len(), 4, "retained");
+
+    let delete = block(&place, "delete");
+    assert_eq!(delete.cleanup(&orders).await.unwrap(), Vec::<String>::new());
+    assert!(table(&mut conn, "orders_v1", "orders").await.is_empty(), "dropped");
+    assert_eq!(delete.cleanup(&orders).await.unwrap(), Vec::<String>::new(), "idempotent");
+
+    // A schema meshplane did not create is never dropped.
+    conn.execute("CREATE SCHEMA theirs").await.unwrap();
+    let theirs = record(&contract(&place, "1.0.0", "theirs", ORDERS));
+    delete.provision(&theirs).await.unwrap();
+    let left = delete.cleanup(&theirs).await.unwrap();
+    assert_eq!(left, [format!("schema theirs on 127.0.0.1/{} (meshplane did not create it)", database(&place))]);
+    assert_eq!(table(&mut conn, "theirs", "orders").await.len(), 4);
+    let _ = DeletionPolicy::Retain;
+}
+
+#[test]
+fn servers_bind_by_name_or_type_and_only_in_the_platform_environment() {
+    let platform = Platform::from_yaml(
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n\
+         \x20 - { name: a, type: postgres, host: h, database: d, user: u }\n\
+         \x20 - { name: b, type: postgres, host: h, database: d, user: u }\n",
+    )
+    .unwrap();
+    let text = |servers: &str| {
+        format!(
+            "apiVersion: v3.1.0\nkind: DataContract\nid: c\nversion: 1.0.0\nstatus: active\ndomain: d\nservers:\n{servers}"
+        )
+    };
+    let problems = |servers: &str| meshplane_blocks::binding::problems(&platform, &record(&text(servers)).spec);
+    let pg = "type: postgres, host: h, port: 5432, database: d, schema: s";
+    assert!(problems(&format!("  - {{ server: a, {pg}, environment: dev }}\n")).is_empty());
+    assert!(problems(&format!("  - {{ server: x, {pg}, environment: prod }}\n")).is_empty(), "another environment");
+    assert_eq!(
+        problems(&format!("  - {{ server: x, {pg}, environment: dev }}\n")),
+        ["server `x` (type postgres): several blocks could take it (a, b); name the server after one of them"]
+    );
+    assert_eq!(
+        problems("  - { server: x, type: s3, location: 's3://b/k', environment: dev }\n"),
+        ["server `x` (type s3): no block of this platform takes s3 servers"]
+    );
+}
