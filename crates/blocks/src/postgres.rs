@@ -13,8 +13,10 @@
 //!   evolution); anything else that differs (a required column missing, another type, a
 //!   column not declared, a nullable required column) is drift, reported and never altered.
 //! - A schema meshplane creates carries a comment naming the contract. Cleanup follows the
-//!   deletion policy: `retain` leaves everything and reports it; `delete` drops the declared
-//!   tables and views of a schema meshplane created, then the schema if nothing else is in it.
+//!   deletion policy: `retain` leaves everything and reports it; `delete` drops, in a schema
+//!   meshplane created, the declared views and the declared tables that hold no rows, then the
+//!   schema if nothing else is in it. A table that holds data is never dropped by a cleanup:
+//!   it is reported as left in place.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,11 +151,21 @@ impl PostgresBlock {
                 return Ok(vec![format!("schema {schema} on {}/{} ({why})", self.config.host, self.config.database)]);
             }
             let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
+            let mut kept = Vec::new();
             for object in contract.objects() {
                 let name =
                     object.physical_name.clone().filter(|p| !p.contains('.')).unwrap_or_else(|| object.name.clone());
-                run(&mut tx, "SELECT format('DROP VIEW IF EXISTS %I.%I', $1, $2) WHERE EXISTS (SELECT 1 FROM pg_views WHERE schemaname = $1 AND viewname = $2)", &[&schema, &name]).await?;
-                run(&mut tx, "SELECT format('DROP TABLE IF EXISTS %I.%I', $1, $2) WHERE EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = $2)", &[&schema, &name]).await?;
+                let view = "SELECT format('DROP VIEW %I.%I', $1, $2) \
+                            WHERE EXISTS (SELECT 1 FROM pg_views WHERE schemaname = $1 AND viewname = $2)";
+                run(&mut tx, view, &[&schema, &name]).await?;
+                if !is_table(&mut tx, &schema, &name).await? {
+                    continue;
+                }
+                if has_rows(&mut tx, &schema, &name).await? {
+                    kept.push(format!("table {schema}.{name} (it holds data: purge it to drop it)"));
+                } else {
+                    run(&mut tx, "SELECT format('DROP TABLE %I.%I', $1, $2)", &[&schema, &name]).await?;
+                }
             }
             let left: i64 = sqlx::query(
                 "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
@@ -163,12 +175,11 @@ impl PostgresBlock {
             .await
             .and_then(|r| r.try_get(0))
             .map_err(|e| e.to_string())?;
-            let kept = if left == 0 {
+            if left == 0 {
                 run(&mut tx, "SELECT format('DROP SCHEMA %I', $1)", &[&schema]).await?;
-                Vec::new()
-            } else {
-                vec![format!("schema {schema} (it holds {left} object(s) the contract does not declare)")]
-            };
+            } else if kept.is_empty() {
+                kept.push(format!("schema {schema} (it holds {left} object(s) the contract does not declare)"));
+            }
             tx.commit().await.map_err(|e| e.to_string())?;
             Ok(kept)
         })
@@ -380,6 +391,28 @@ fn run<'a>(
         conn.execute(sqlx::raw_sql(&statement)).await.map_err(|e| format!("{e} (in: {statement})"))?;
         Ok(())
     })
+}
+
+async fn is_table(conn: &mut PgConnection, schema: &str, table: &str) -> Result<bool, String> {
+    sqlx::query("SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = $2")
+        .bind(schema.to_string())
+        .bind(table.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map(|r| r.is_some())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `schema.table` holds at least one row.
+async fn has_rows(conn: &mut PgConnection, schema: &str, table: &str) -> Result<bool, String> {
+    let probe: String = sqlx::query("SELECT format('SELECT EXISTS (SELECT 1 FROM %I.%I)', $1, $2)")
+        .bind(schema.to_string())
+        .bind(table.to_string())
+        .fetch_one(&mut *conn)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| e.to_string())?;
+    conn.fetch_one(sqlx::raw_sql(&probe)).await.and_then(|r| r.try_get(0)).map_err(|e| e.to_string())
 }
 
 async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, String> {

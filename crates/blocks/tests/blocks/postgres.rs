@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use meshplane_blocks::platform::{DeletionPolicy, Platform};
+use meshplane_blocks::platform::Platform;
 use meshplane_blocks::postgres::PostgresBlock;
 use meshplane_core::block::Provisioner;
 use meshplane_core::resource::Resource;
@@ -220,8 +220,13 @@ async fn cleanup_keeps_data_under_retain_and_drops_only_its_own_under_delete() {
     assert_eq!(table(&mut conn, "orders_v1", "orders").await.len(), 4, "retained");
 
     let delete = block(&place, "delete");
+    conn.execute("INSERT INTO orders_v1.orders (id, email) VALUES (1, 'a@example.com')").await.unwrap();
+    let with_data = delete.cleanup(&orders).await.unwrap();
+    assert_eq!(with_data, ["table orders_v1.orders (it holds data: purge it to drop it)"]);
+    assert_eq!(table(&mut conn, "orders_v1", "orders").await.len(), 4, "data is never dropped by a cleanup");
+    conn.execute("DELETE FROM orders_v1.orders").await.unwrap();
     assert_eq!(delete.cleanup(&orders).await.unwrap(), Vec::<String>::new());
-    assert!(table(&mut conn, "orders_v1", "orders").await.is_empty(), "dropped");
+    assert!(table(&mut conn, "orders_v1", "orders").await.is_empty(), "an empty table is dropped");
     assert_eq!(delete.cleanup(&orders).await.unwrap(), Vec::<String>::new(), "idempotent");
 
     // A schema meshplane did not create is never dropped.
@@ -231,7 +236,6 @@ async fn cleanup_keeps_data_under_retain_and_drops_only_its_own_under_delete() {
     let left = delete.cleanup(&theirs).await.unwrap();
     assert_eq!(left, [format!("schema theirs on 127.0.0.1/{} (meshplane did not create it)", database(&place))]);
     assert_eq!(table(&mut conn, "theirs", "orders").await.len(), 4);
-    let _ = DeletionPolicy::Retain;
 }
 
 #[test]
