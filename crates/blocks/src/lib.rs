@@ -3,6 +3,7 @@
 //! stores.
 
 pub mod binding;
+pub mod lake;
 pub mod platform;
 pub mod postgres;
 
@@ -26,8 +27,9 @@ impl Binder for PlatformBinder {
 }
 
 /// Builds every block of the platform (resolving secrets; connecting lazily), or says which
-/// block cannot be built and why; nothing is half built.
-pub fn build(platform: Platform) -> Result<Blocks, String> {
+/// block cannot be built and why; nothing is half built. Local lake paths are relative to
+/// `base`.
+pub fn build(platform: Platform, base: &std::path::Path) -> Result<Blocks, String> {
     let platform = Arc::new(platform);
     let mut provisioners: Vec<Arc<dyn Provisioner>> = Vec::new();
     for block in &platform.blocks {
@@ -35,7 +37,9 @@ pub fn build(platform: Platform) -> Result<Blocks, String> {
             BlockKind::Postgres(config) => {
                 provisioners.push(Arc::new(postgres::PostgresBlock::new(&block.name, config, Arc::clone(&platform))?));
             }
-            BlockKind::Lake(_) => return Err(format!("block `{}`: the lake block is not built yet", block.name)),
+            BlockKind::Lake(config) => {
+                provisioners.push(Arc::new(lake::LakeBlock::new(&block.name, config, Arc::clone(&platform), base)?));
+            }
         }
     }
     Ok(Blocks { provisioners, binder: Some(Arc::new(PlatformBinder(platform))) })

@@ -192,7 +192,8 @@ fn table_url(path: &str) -> datafusion::error::Result<ListingTableUrl> {
     ListingTableUrl::try_new(prefix, Some(glob))
 }
 
-fn s3_store(bucket: &str, c: S3Config) -> Result<Arc<dyn object_store::ObjectStore>, String> {
+/// An object store on one bucket of an S3-compatible server.
+pub fn s3_store(bucket: &str, c: S3Config) -> Result<Arc<dyn object_store::ObjectStore>, String> {
     let mut b = object_store::aws::AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_region(c.region.unwrap_or_else(|| "us-east-1".into()));

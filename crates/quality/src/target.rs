@@ -19,6 +19,7 @@ use crate::files::{FileSource, Format, Location, S3Config};
 use crate::plan::{Plan, compile};
 use crate::postgres::{Connection, PgSource};
 use crate::run::{CheckResult, Options, Outcome, run};
+use crate::source::{ColumnKind, Source};
 
 /// Why a test could not run at all (a check that fails is a result, not an error).
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +130,24 @@ fn file_locations(server: &Server, plan: &Plan, base: &Path) -> Result<Vec<(Stri
                 ))
             })?;
         out.push((object.table.clone(), Location { path: raw, format }));
+    }
+    Ok(out)
+}
+
+/// The columns of every schema object of a file server, as the files have them (`None`: no
+/// file yet); how a storage block observes what a port holds.
+pub async fn file_columns(
+    contract: &DataContract,
+    server: &Server,
+    base: &Path,
+    s3: &S3Config,
+) -> Result<Vec<(String, Option<Vec<(String, ColumnKind)>>)>, TestError> {
+    let plan = compile(contract, None);
+    let locations = file_locations(server, &plan, base)?;
+    let mut source = FileSource::new(locations, delimiter(server)?, Some(s3)).map_err(TestError::Connect)?;
+    let mut out = Vec::new();
+    for object in &plan.objects {
+        out.push((object.name.clone(), source.columns(&object.table).await.map_err(TestError::Connect)?));
     }
     Ok(out)
 }

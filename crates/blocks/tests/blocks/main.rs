@@ -1,5 +1,6 @@
 //! The building blocks end to end: platform files (good and bad), and the storage blocks
 //! against real stores.
 
+mod lake;
 mod platform;
 mod postgres;

@@ -1,0 +1,110 @@
+//! The lake block on a local root: provision, observe the files' schema, drift, and cleanup
+//! by deletion policy; every step idempotent.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use meshplane_blocks::lake::LakeBlock;
+use meshplane_blocks::platform::{BlockKind, Platform};
+use meshplane_core::block::Provisioner;
+
+use crate::postgres::record;
+
+/// A lake root of its own, removed when dropped.
+struct Root(PathBuf);
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn root(name: &str) -> Root {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("mplake-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    Root(dir)
+}
+
+fn block(root: &Path, policy: &str) -> LakeBlock {
+    let text = format!(
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n  - name: lake\n    type: lake\n\
+         \x20   root: {}\n    deletionPolicy: {policy}\n",
+        root.display()
+    );
+    let platform = Arc::new(Platform::from_yaml(&text).unwrap());
+    let BlockKind::Lake(config) = &platform.blocks[0].kind else { unreachable!() };
+    LakeBlock::new("lake", config, Arc::clone(&platform), Path::new("/")).unwrap()
+}
+
+fn contract(path: &str) -> String {
+    format!(
+        "apiVersion: v3.1.0\nkind: DataContract\nid: orders\nversion: 1.0.0\nstatus: active\ndomain: sales\n\
+         servers:\n  - {{ server: lake, type: local, environment: dev, path: \"{path}\", format: csv }}\n\
+         schema:\n  - name: orders\n    properties:\n      - {{ name: id, logicalType: integer }}\n\
+         \x20     - {{ name: email, logicalType: string }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_is_a_prefix_with_its_schema_and_the_files_are_observed() {
+    let root = root("observe");
+    let block = block(&root.0, "retain");
+    let port = root.0.join("orders");
+    let orders = record(&contract(&format!("{}/*.csv", port.display())));
+    assert!(block.concerns(&orders));
+    let first = block.provision(&orders).await.unwrap();
+    assert_eq!(first.summary, format!("recorded the schema in {}", port.display()));
+    assert!(first.drift.is_empty(), "no file yet, no drift: {:?}", first.drift);
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(port.join(".meshplane-port")).unwrap()).unwrap();
+    assert_eq!(recorded["schema"][0]["properties"][1]["name"], "email");
+    assert_eq!(block.provision(&orders).await.unwrap().summary, format!("prefix {} is as declared", port.display()));
+
+    std::fs::write(port.join("part-1.csv"), "id,email\n1,a@example.com\n").unwrap();
+    assert!(block.provision(&orders).await.unwrap().drift.is_empty());
+    std::fs::write(port.join("part-1.csv"), "id,mail,extra\nx,a@example.com,1\n").unwrap();
+    let drift = block.provision(&orders).await.unwrap().drift;
+    assert_eq!(
+        drift,
+        [
+            "orders: column `id` is Utf8, declared integer",
+            "orders: column `email` is missing from the files",
+            "orders: column `mail` is not declared",
+            "orders: column `extra` is not declared",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_outside_the_root_is_refused() {
+    let root = root("outside");
+    let block = block(&root.0, "retain");
+    for path in ["/etc/orders/", &format!("{}/../elsewhere/", root.0.display())] {
+        let err = block.provision(&record(&contract(path))).await.unwrap_err();
+        assert!(err.contains("is not under block `lake`'s root"), "{path}: {err}");
+    }
+    assert!(!root.0.join("../elsewhere").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_keeps_the_files_and_removes_only_what_it_made() {
+    let root = root("cleanup");
+    let port = root.0.join("orders");
+    let orders = record(&contract(&format!("{}/", port.display())));
+    assert_eq!(block(&root.0, "delete").cleanup(&orders).await.unwrap(), Vec::<String>::new(), "never provisioned");
+    let retain = block(&root.0, "retain");
+    retain.provision(&orders).await.unwrap();
+    std::fs::write(port.join("part-1.csv"), "id,email\n1,a@example.com\n").unwrap();
+    assert_eq!(
+        retain.cleanup(&orders).await.unwrap(),
+        [format!("prefix {} (the retain policy keeps it)", port.display())]
+    );
+    let delete = block(&root.0, "delete");
+    let kept = delete.cleanup(&orders).await.unwrap();
+    assert_eq!(kept, [format!("prefix {} (1 file(s) of data: purge them to drop them)", port.display())]);
+    assert!(port.join("part-1.csv").exists() && !port.join(".meshplane-port").exists());
+    std::fs::remove_file(port.join("part-1.csv")).unwrap();
+    assert_eq!(delete.cleanup(&orders).await.unwrap(), Vec::<String>::new());
+    assert!(!port.exists(), "the empty prefix is gone");
+}
