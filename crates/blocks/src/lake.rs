@@ -251,6 +251,23 @@ impl Provisioner for LakeBlock {
         record.kind == "DataContract" && contract_of(&record.spec).is_some_and(|c| !self.servers(&c).is_empty())
     }
 
+    fn health(&self) -> BlockFuture<'_, Option<Result<(), String>>> {
+        Box::pin(async {
+            let answer = match self.config.s3() {
+                Some((_, root)) => {
+                    let root = Key::from(root);
+                    self.store.list(Some(&root)).try_next().await.map(|_| ()).map_err(|e| e.to_string())
+                }
+                None => {
+                    let root = self.absolute(&self.config.local().unwrap_or_default().to_string_lossy());
+                    let usable = root.is_dir() || !root.exists();
+                    if usable { Ok(()) } else { Err(format!("{} is not a directory", root.display())) }
+                }
+            };
+            Some(answer)
+        })
+    }
+
     fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
         Box::pin(async move {
             let contract = contract_of(&record.spec).ok_or("the record holds no contract")?;

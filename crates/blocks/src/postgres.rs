@@ -58,11 +58,6 @@ impl PostgresBlock {
         Ok(PostgresBlock { name: name.to_string(), config: config.clone(), platform, pool })
     }
 
-    /// Whether the server answers.
-    pub async fn health(&self) -> Result<(), String> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(|e| e.to_string())
-    }
-
     /// The servers of `contract` bound to this block.
     fn servers<'c>(&self, contract: &'c DataContract) -> Vec<&'c Server> {
         bind(&self.platform, contract)
@@ -193,6 +188,10 @@ impl Provisioner for PostgresBlock {
 
     fn concerns(&self, record: &Record) -> bool {
         record.kind == "DataContract" && contract_of(&record.spec).is_some_and(|c| !self.servers(&c).is_empty())
+    }
+
+    fn health(&self) -> BlockFuture<'_, Option<Result<(), String>>> {
+        Box::pin(async { Some(self.pool.execute("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string())) })
     }
 
     fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {

@@ -53,6 +53,8 @@ enum Command {
     Events(remote::EventsArgs),
     /// A product's upstream and downstream products.
     Lineage(remote::LineageArgs),
+    /// The platform's building blocks, their configuration (secrets as references) and health.
+    Blocks(remote::BlocksArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::History(args) => remote::history(&args),
         Command::Events(args) => remote::events(&args),
         Command::Lineage(args) => remote::lineage(&args),
+        Command::Blocks(args) => remote::blocks(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,5 @@
-//! The CLI as a client of `meshplane serve`: apply, delete, get, history, events, lineage.
+//! The CLI as a client of `meshplane serve`: apply, delete, get, history, events, lineage,
+//! blocks.
 //!
 //! The server is `--server URL`, or `MESHPLANE_SERVER`, or http://127.0.0.1:8080. Documents
 //! are linted here first, so problems point at the user's files and lines; the server checks
@@ -101,6 +102,12 @@ pub struct EventsArgs {
     after: i64,
     #[arg(long, default_value_t = 100)]
     limit: i64,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(clap::Args)]
+pub struct BlocksArgs {
     #[command(flatten)]
     server: Server,
 }
@@ -346,6 +353,18 @@ pub fn events(args: &EventsArgs) -> Result<ExitCode> {
         c.get(format!("{base}/api/v1/events")).query(&[("after", args.after), ("limit", args.limit)])
     })?;
     answer(a, args.server.output, changes_table)
+}
+
+/// The platform's blocks with their health.
+pub fn blocks(args: &BlocksArgs) -> Result<ExitCode> {
+    let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/blocks")))?;
+    answer(a, args.server.output, |blocks, out| {
+        writeln!(out, "{:<20} {:<10} HEALTH", "NAME", "TYPE")?;
+        for b in blocks.as_array().into_iter().flatten() {
+            writeln!(out, "{:<20} {:<10} {}", text(&b["name"]), text(&b["type"]), text(&b["health"]))?;
+        }
+        Ok(())
+    })
 }
 
 pub fn lineage(args: &LineageArgs) -> Result<ExitCode> {

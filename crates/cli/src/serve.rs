@@ -1,11 +1,14 @@
 //! `meshplane serve`: the registry's REST API on the embedded SQLite store (`./meshplane.db`)
-//! or on PostgreSQL (`--database-url postgres://...`).
+//! or on PostgreSQL (`--database-url postgres://...`), with the platform's building blocks
+//! (`./platform.yaml` when present, `--platform FILE`, or the embedded platform: a lake on
+//! `./data`). A platform with any problem is refused before anything starts.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use meshplane_core::block::Blocks;
+use anyhow::{Context, Result, anyhow};
+use meshplane_blocks::platform::Platform;
 use meshplane_core::store::Store;
 use meshplane_server::Config;
 use meshplane_server::reconciler::Settings;
@@ -28,16 +31,44 @@ pub struct Args {
     /// taken over within about this long (its membership lasts a third of it).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3600))]
     lease_seconds: u32,
+    /// The platform file (blocks and environment); default ./platform.yaml when it exists,
+    /// else the embedded platform (environment dev, a lake block on ./data).
+    #[arg(long)]
+    platform: Option<PathBuf>,
+}
+
+/// The platform to serve with, or every problem of its file.
+fn platform(args: &Args) -> Result<Platform> {
+    let default = Path::new("platform.yaml");
+    let path = args.platform.clone().or_else(|| default.exists().then(|| default.to_path_buf()));
+    let Some(path) = path else { return Ok(Platform::embedded()) };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read the platform {}", path.display()))?;
+    Platform::from_yaml(&text).map_err(|problems| {
+        let lines: Vec<String> = problems.0.iter().map(|p| format!("{}:{p}", path.display())).collect();
+        anyhow!("the platform {} is not valid; nothing was started:\n{}", path.display(), lines.join("\n"))
+    })
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let platform = platform(args)?;
+    let described: serde_json::Map<String, serde_json::Value> =
+        platform.blocks.iter().map(|b| (b.name.clone(), serde_json::to_value(b).unwrap_or_default())).collect();
+    let environment = platform.environment.clone();
+    let base = std::env::current_dir().context("cannot read the working directory")?;
+    let blocks = meshplane_blocks::build(platform, &base).map_err(|e| anyhow!("{e}; nothing was started"))?;
     runtime.block_on(async {
         let store = Store::open(&args.database_url)
             .await
             .with_context(|| format!("cannot open the store {}", redact(&args.database_url)))?;
-        eprintln!("meshplane serving http://{} (store {})", args.listen, redact(&args.database_url));
+        let names: Vec<&String> = described.keys().collect();
+        eprintln!(
+            "meshplane serving http://{} (store {}; environment {environment}; blocks {names:?})",
+            args.listen,
+            redact(&args.database_url)
+        );
         let lease_ms = i64::from(args.lease_seconds) * 1000;
         let reconciler = Settings {
             workers: usize::from(args.workers),
@@ -45,8 +76,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             membership_ms: lease_ms / 3,
             ..Settings::default()
         };
-        let config = Config { body_limit: args.body_limit, reconciler, ..Config::default() };
-        meshplane_server::serve(args.listen, store, config, Blocks::default())
+        let config = Config {
+            body_limit: args.body_limit,
+            reconciler,
+            platform: serde_json::Value::Object(described.clone()),
+            ..Config::default()
+        };
+        meshplane_server::serve(args.listen, store, config, blocks)
             .await
             .with_context(|| format!("cannot serve on {}", args.listen))?;
         Ok(ExitCode::SUCCESS)

@@ -72,6 +72,12 @@ pub trait Provisioner: Send + Sync {
     /// idempotent. Returns what it left in place (data kept by the policy), for the record.
     fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>>;
 
+    /// Whether the block's store answers; `None` when the block does not report its health
+    /// (an optional ability).
+    fn health(&self) -> BlockFuture<'_, Option<Result<(), String>>> {
+        Box::pin(async { None })
+    }
+
     /// The finalizer this block puts on the records it provisions for.
     fn finalizer(&self) -> String {
         format!("block/{}", self.name())

@@ -6,6 +6,8 @@
 //! - `LinksResolved` (products): every port's `contractId` names a registered contract; a
 //!   missing link is a condition, not a refusal, so products and contracts can be applied in
 //!   any order.
+//! - `PortsReady` (linked products): the contract of every output port is Ready (provisioned
+//!   by its blocks); while one is not, the product looks again every 2 seconds.
 //! - `Bound` (when the platform checks binding): every part of the resource has its block
 //!   (each of a contract's servers of the platform's environment); False with the reasons.
 //! - `Provisioned`: every block the resource concerns has provisioned it (each block's
@@ -14,8 +16,9 @@
 //!   block's reason otherwise (and the reconcile backs off).
 //! - `InSync` (when a block provisioned it): the stores hold what the resource declares;
 //!   False with reason `Drift` and every difference the blocks found otherwise.
-//! - `Ready`: valid, fully linked, provisioned by every concerned block, and without drift (a
-//!   resource no block is concerned with is Ready once valid and linked).
+//! - `Ready`: valid, fully linked, its output ports' contracts Ready, provisioned by every
+//!   concerned block, and without drift (a resource no block is concerned with is Ready once
+//!   valid and linked).
 //!
 //! A resource whose deletion was asked for is finalized instead: every finalizer's block
 //! cleans up (by its deletion policy; what it leaves in place is named in the `deleted` change
@@ -29,6 +32,9 @@ use crate::error::Error;
 use crate::resource::{Kind, port_links};
 use crate::runtime::Action;
 use crate::store::{Condition, Record, Store, now};
+
+/// How soon a product whose output ports' contracts are not Ready looks again.
+const PORTS_RETRY_MS: u64 = 2_000;
 
 /// The reason of `Provisioned` when no block is concerned: nothing to wait for.
 const NO_BLOCK: &str = "NoBlockConfigured";
@@ -54,12 +60,22 @@ pub async fn reconcile(
     }
     let mut wanted: Vec<Wanted> = vec![("Valid", true, "Stored", "the document lints without errors".into())];
     let mut linked = true;
+    let mut ports_waiting = Vec::new();
     if kind == Kind::DataProduct {
         let mut missing = Vec::new();
         for link in port_links(&record.spec) {
-            if store.contract_names(&link.contract_id).await?.is_empty() {
-                let label = if link.input { "input port" } else { "output port" };
+            let names = store.contract_names(&link.contract_id).await?;
+            let label = if link.input { "input port" } else { "output port" };
+            if names.is_empty() {
                 missing.push(format!("{label} `{}`: contract `{}` is not registered", link.port, link.contract_id));
+            }
+            for name in names.iter().filter(|_| !link.input) {
+                let status = store.status(Kind::DataContract, name).await?;
+                let ready = status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.kind == "Ready"));
+                if ready.is_none_or(|c| c.status != "True") {
+                    let why = ready.map_or("not reconciled yet".to_string(), |c| c.reason.clone());
+                    ports_waiting.push(format!("{label} `{}`: contract {name} is not Ready ({why})", link.port));
+                }
             }
         }
         linked = missing.is_empty();
@@ -68,6 +84,13 @@ pub async fn reconcile(
         } else {
             ("LinksResolved", false, "ContractMissing", missing.join("; "))
         });
+        if linked {
+            wanted.push(if ports_waiting.is_empty() {
+                ("PortsReady", true, "ContractsReady", "every output port's contract is Ready".into())
+            } else {
+                ("PortsReady", false, "ContractsNotReady", ports_waiting.join("; "))
+            });
+        }
     }
     let unbound = blocks.binding_problems(&record);
     if !unbound.is_empty() {
@@ -89,12 +112,20 @@ pub async fn reconcile(
     wanted.push(match (linked, in_place, drifted) {
         _ if !unbound.is_empty() => ("Ready", false, "BindingFailed", "a part has no block (see Bound)".into()),
         (false, ..) => ("Ready", false, "LinksMissing", "a port's contract is not registered".into()),
+        _ if !ports_waiting.is_empty() => {
+            ("Ready", false, "PortsNotReady", "an output port's contract is not Ready (see PortsReady)".into())
+        }
         (true, false, _) => ("Ready", false, "NotProvisioned", "a block has not provisioned it".into()),
         (true, true, true) => ("Ready", false, "Drift", "a store differs from what is declared (see InSync)".into()),
         (true, true, false) => ("Ready", true, "Reconciled", "valid, fully linked and provisioned".into()),
     });
     write_status(store, kind, &record, wanted, fence).await?;
-    failure.map_or(Ok(Action::AwaitChange), Err)
+    match failure {
+        Some(error) => Err(error),
+        // Waiting on another resource's status, which writes no change record: look again.
+        None if linked && !ports_waiting.is_empty() => Ok(Action::RequeueAfter(PORTS_RETRY_MS)),
+        None => Ok(Action::AwaitChange),
+    }
 }
 
 /// Hands the resource to every block it concerns, each one's finalizer first; returns the

@@ -45,6 +45,22 @@ pub async fn ready(State(state): State<AppState>) -> Answer {
     Ok(Json(json!({ "status": "ready" })))
 }
 
+/// Every block with its configuration (secrets as references only) and its health now.
+pub async fn blocks(State(state): State<AppState>) -> Answer {
+    let mut out = Vec::new();
+    for block in &state.blocks.provisioners {
+        let health = match block.health().await {
+            None => "unknown".to_string(),
+            Some(Ok(())) => "ok".to_string(),
+            Some(Err(why)) => why,
+        };
+        let config = state.config.platform.get(block.name()).cloned().unwrap_or(Any::Null);
+        let kind = config.get("type").cloned().unwrap_or(Any::Null);
+        out.push(json!({ "name": block.name(), "type": kind, "config": config, "health": health }));
+    }
+    to_json(out)
+}
+
 pub async fn openapi() -> Json<Any> {
     Json(document::document())
 }

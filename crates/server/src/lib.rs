@@ -33,11 +33,19 @@ pub struct Config {
     pub actor: String,
     /// How the reconcile loop runs.
     pub reconciler: reconciler::Settings,
+    /// The platform's blocks as configured, secrets shown only as references
+    /// (`GET /api/v1/blocks`): one JSON object per block, by name.
+    pub platform: serde_json::Value,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { body_limit: 10 * 1024 * 1024, actor: "local".into(), reconciler: reconciler::Settings::default() }
+        Config {
+            body_limit: 10 * 1024 * 1024,
+            actor: "local".into(),
+            reconciler: reconciler::Settings::default(),
+            platform: serde_json::Value::Null,
+        }
     }
 }
 
@@ -48,20 +56,22 @@ pub struct AppState {
     pub config: Config,
     /// The reconcile loop's heartbeat, when it runs (`/readyz`).
     pub heartbeat: Option<Arc<AtomicU64>>,
+    /// The platform's blocks (`GET /api/v1/blocks` asks each for its health).
+    pub blocks: Blocks,
 }
 
 /// The whole HTTP application; `heartbeat` is the reconcile loop's, when one runs.
-pub fn app(store: Store, config: Config, heartbeat: Option<Arc<AtomicU64>>) -> Router {
+pub fn app(store: Store, config: Config, heartbeat: Option<Arc<AtomicU64>>, blocks: Blocks) -> Router {
     let limit = config.body_limit;
-    routes::router(AppState { store, config, heartbeat }).layer(DefaultBodyLimit::max(limit))
+    routes::router(AppState { store, config, heartbeat, blocks }).layer(DefaultBodyLimit::max(limit))
 }
 
 /// Serves, with the reconcilers running (provisioning through `blocks`), until Ctrl-C or
 /// SIGTERM; then finishes the requests and the reconciles in flight, and returns.
 pub async fn serve(listen: SocketAddr, store: Store, config: Config, blocks: Blocks) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    let reconcilers = reconciler::spawn(store.clone(), blocks, config.reconciler, reconciler::replica_name());
-    let router = app(store, config, Some(Arc::clone(&reconcilers.heartbeat)));
+    let reconcilers = reconciler::spawn(store.clone(), blocks.clone(), config.reconciler, reconciler::replica_name());
+    let router = app(store, config, Some(Arc::clone(&reconcilers.heartbeat)), blocks);
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown()).await;
     reconcilers.stop().await;
     served

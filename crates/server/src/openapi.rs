@@ -16,6 +16,10 @@ fn schemas() -> Any {
             }
         },
         "Health": { "type": "object", "properties": { "status": string } },
+        "Blocks": { "type": "array", "items": { "type": "object", "properties": {
+            "name": string, "type": string,
+            "config": { "type": "object", "description": "as platform.yaml gives it; a secret shows only as env:NAME, file:PATH or ***" },
+            "health": { "type": "string", "description": "ok, unknown (the block does not report it), or why it is unhealthy" } } } },
         "OpenApi": { "type": "object", "description": "an OpenAPI 3.1 document" },
         "Record": {
             "type": "object",

@@ -313,7 +313,8 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
                 None => break,
             }
         }
-        for kind in [Kind::DataProduct, Kind::DataContract] {
+        // Contracts first: products wait for their output ports' contracts to be Ready.
+        for kind in [Kind::DataContract, Kind::DataProduct] {
             for record in store.list_all(kind).await.unwrap_or_default() {
                 let key = format!("{}/{}", record.kind, record.name);
                 if kind == Kind::DataProduct {

@@ -21,6 +21,7 @@ pub enum Endpoint {
     Lineage,
     RunTests,
     TestRuns,
+    Blocks,
 }
 
 /// A query or path parameter.
@@ -54,6 +55,15 @@ const NAME: Param = Param {
 };
 
 pub const ROUTES: &[Route] = &[
+    Route {
+        endpoint: Endpoint::Blocks,
+        method: "get",
+        path: "/api/v1/blocks",
+        summary: "The platform's building blocks: type, configuration (secrets only as references) and health",
+        params: &[],
+        answer: "Blocks",
+        errors: &[],
+    },
     Route {
         endpoint: Endpoint::Health,
         method: "get",
@@ -231,6 +241,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::Lineage => get(api::lineage),
         Endpoint::RunTests => post(api::run_tests),
         Endpoint::TestRuns => get(api::test_runs),
+        Endpoint::Blocks => get(api::blocks),
     }
 }
 

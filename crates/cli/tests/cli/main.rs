@@ -198,12 +198,15 @@ struct Served {
     url: String,
     db: Option<PathBuf>,
     keep_db: bool,
+    /// The server's working directory (where the embedded lake keeps ./data), removed on drop.
+    cwd: PathBuf,
 }
 
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.cwd);
         let Some(db) = self.db.as_ref().filter(|_| !self.keep_db) else { return };
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
@@ -226,9 +229,12 @@ fn serve_on(db: PathBuf) -> Served {
 /// A `meshplane serve` on a free port and the store `database_url`, with `extra` arguments.
 fn serve_with(database_url: &str, extra: &[&str]) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cwd = std::env::temp_dir().join(format!("mpcli-serve-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&cwd).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_meshplane"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url])
         .args(extra)
+        .current_dir(&cwd)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -239,7 +245,7 @@ fn serve_with(database_url: &str, extra: &[&str]) -> Served {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Served { child, url, db: None, keep_db: false }
+    Served { child, url, db: None, keep_db: false, cwd }
 }
 
 #[test]
@@ -458,4 +464,66 @@ fn a_killed_server_keeps_every_acknowledged_apply_and_no_half_of_one() {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
+}
+
+/// Polls `meshplane get KIND NAME -o json` until its Ready condition is True.
+fn wait_ready(url: &str, kind: &str, name: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = meshplane(&["get", kind, name, "--server", url, "-o", "json"]);
+        let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let conditions = record["reconciled"]["conditions"].as_array().cloned().unwrap_or_default();
+        if conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True") {
+            return record;
+        }
+        assert!(std::time::Instant::now() < deadline, "{kind} {name} never got Ready: {record}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_embedded_platform_provisions_the_example_mesh_in_a_local_lake() {
+    let s = serve();
+    let mesh = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh");
+    let applied = meshplane(&["apply", "--server", &s.url, "-f", mesh.to_str().unwrap()]);
+    assert_eq!(applied.status.code(), Some(0), "{}", String::from_utf8_lossy(&applied.stderr));
+    for product in
+        ["sales-orders", "sales-returns", "customer-360", "customer-segments", "finance-revenue", "finance-forecast"]
+    {
+        wait_ready(&s.url, "products", product);
+    }
+    let orders = wait_ready(&s.url, "contracts", "orders@v2");
+    let provisioned =
+        orders["reconciled"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Provisioned");
+    assert_eq!(provisioned.unwrap()["status"], "True", "{orders}");
+    assert!(s.cwd.join("data/orders/.meshplane-port").is_file(), "the port's prefix holds its schema");
+    let blocks = meshplane(&["blocks", "--server", &s.url]);
+    assert_eq!(stdout(&blocks), "NAME                 TYPE       HEALTH\nlake                 lake       ok\n");
+}
+
+#[test]
+fn serve_refuses_a_bad_platform_with_every_problem_and_starts_nothing() {
+    let dir = std::env::temp_dir().join(format!("mpcli-platform-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("platform.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n  - { name: w, type: postgress }\n\
+         \x20 - { name: l, type: lake, root: ./data, password: x }\n",
+    )
+    .unwrap();
+    let out = meshplane(&["serve", "--platform", file.to_str().unwrap(), "--listen", "127.0.0.1:9"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("nothing was started"), "{err}");
+    assert!(err.contains(&format!("{}:5:22: unknown block type `postgress`", file.display())), "{err}");
+    assert!(err.contains("6:42: unknown field `password`"), "{err}");
+    let secret = "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n\
+                  \x20 - { name: w, type: postgres, host: h, database: d, user: u, password: { env: MESHPLANE_UNSET_SECRET } }\n";
+    std::fs::write(&file, secret).unwrap();
+    let out = meshplane(&["serve", "--platform", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("block `w`: password: the environment variable MESHPLANE_UNSET_SECRET is not set"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -36,7 +36,10 @@ impl Provisioner for Ledger {
             if *self.failing.lock().unwrap() {
                 return Err("the store does not answer".into());
             }
-            self.provisioned.lock().unwrap().push(record.name.clone());
+            let mut provisioned = self.provisioned.lock().unwrap();
+            if !provisioned.contains(&record.name) {
+                provisioned.push(record.name.clone());
+            }
             Ok(Provisioned { summary: "provisioned".into(), drift: self.drift.lock().unwrap().clone() })
         })
     }
@@ -76,6 +79,10 @@ on_both!(a_record_goes_only_after_its_blocks_cleaned_up, |place: Place| async mo
     let blocks = Blocks::of(vec![ledger.clone()]);
     let docs = [resource(&contract("orders", "1.0.0", "active", "")), resource(&shop())];
     store.apply(&docs, &[], &options()).await.unwrap();
+    // The product waits for its output port's contract to be Ready.
+    run(&store, &blocks, Kind::DataProduct, "shop").await.unwrap();
+    assert_eq!(ready(&store, Kind::DataProduct, "shop").await, ("False".into(), "PortsNotReady".into()));
+    run(&store, &blocks, Kind::DataContract, "orders@v1").await.unwrap();
     run(&store, &blocks, Kind::DataProduct, "shop").await.unwrap();
     assert_eq!(ready(&store, Kind::DataProduct, "shop").await, ("True".into(), "Reconciled".into()));
     assert_eq!(store.get(Kind::DataProduct, "shop").await.unwrap().finalizers, ["block/ledger"]);

@@ -31,7 +31,7 @@ async fn serve_api(store: Store, heartbeat: Option<Arc<std::sync::atomic::Atomic
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let config = Config { body_limit: 64 * 1024, ..Config::default() };
-    tokio::spawn(async move { axum::serve(listener, app(store, config, heartbeat)).await });
+    tokio::spawn(async move { axum::serve(listener, app(store, config, heartbeat, Blocks::default())).await });
     Server { base: format!("http://{addr}"), http: reqwest::Client::new() }
 }
 
