@@ -42,5 +42,5 @@ pub fn build(platform: Platform, base: &std::path::Path) -> Result<Blocks, Strin
             }
         }
     }
-    Ok(Blocks { provisioners, binder: Some(Arc::new(PlatformBinder(platform))) })
+    Ok(Blocks { binder: Some(Arc::new(PlatformBinder(platform))), ..Blocks::of(provisioners) })
 }

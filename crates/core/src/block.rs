@@ -91,16 +91,37 @@ pub trait Binder: Send + Sync {
 }
 
 /// The blocks the reconcilers hand provisioning to, and the platform's binding check.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Blocks {
     pub provisioners: Vec<Arc<dyn Provisioner>>,
     pub binder: Option<Arc<dyn Binder>>,
+    /// How long one call to a block may take before it counts as failed (a block that hangs
+    /// must not hold its resource's lease, or a reconcile slot, forever).
+    pub timeout: std::time::Duration,
+}
+
+impl Default for Blocks {
+    fn default() -> Self {
+        Blocks::of(Vec::new())
+    }
 }
 
 impl Blocks {
-    /// These blocks, with no binding check.
+    /// These blocks, with no binding check, and calls limited to 60 seconds.
     pub fn of(provisioners: Vec<Arc<dyn Provisioner>>) -> Blocks {
-        Blocks { provisioners, binder: None }
+        Blocks { provisioners, binder: None, timeout: std::time::Duration::from_secs(60) }
+    }
+
+    /// Runs a call to a block, or says that it took too long.
+    pub async fn call<T>(
+        &self,
+        block: &dyn Provisioner,
+        call: BlockFuture<'_, Result<T, String>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("block `{}` did not answer within {} s", block.name(), self.timeout.as_secs_f64())),
+        }
     }
 
     /// The block whose finalizer this is.

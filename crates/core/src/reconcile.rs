@@ -150,7 +150,7 @@ async fn provision(
     let (mut done, mut drift) = (Vec::new(), Vec::new());
     for block in concerned {
         store.add_finalizer(kind, &record.name, &block.finalizer(), fence).await?;
-        match block.provision(record).await {
+        match blocks.call(block.as_ref(), block.provision(record)).await {
             Ok(found) => {
                 done.push(format!("{}: {}", block.name(), found.summary));
                 drift.extend(found.drift.into_iter().map(|d| format!("{}: {d}", block.name())));
@@ -178,7 +178,7 @@ async fn finalize(
             None => {
                 Some(("BlockMissing", format!("`{finalizer}`: its block is not configured, so it cannot clean up")))
             }
-            Some(block) => match block.cleanup(record).await {
+            Some(block) => match blocks.call(block.as_ref(), block.cleanup(record)).await {
                 Ok(kept) => {
                     left.extend(kept.into_iter().map(|k| format!("{}: {k}", block.name())));
                     None

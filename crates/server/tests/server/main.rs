@@ -525,3 +525,74 @@ async fn scheduled_tests_run_once_per_firing_across_replicas() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A block that never answers.
+struct Hangs;
+
+impl Provisioner for Hangs {
+    fn name(&self) -> &str {
+        "hangs"
+    }
+    fn concerns(&self, record: &Record) -> bool {
+        record.name.starts_with("slow")
+    }
+    fn provision<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
+        Box::pin(std::future::pending())
+    }
+    fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// A PostgreSQL block whose server does not answer, and a block that hangs: each contract
+/// gets a condition with the reason and is retried with backoff, while the API keeps
+/// answering and the other resources get Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_or_hanging_block_is_a_condition_and_everything_else_goes_on() {
+    let place = sqlite().await;
+    let platform = meshplane_blocks::platform::Platform::from_yaml(
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n\
+         \x20 - { name: warehouse, type: postgres, host: 127.0.0.1, port: 1, database: d, user: u }\n",
+    )
+    .unwrap();
+    let mut blocks = meshplane_blocks::build(platform, std::path::Path::new("/")).unwrap();
+    blocks.provisioners.push(Arc::new(Hangs));
+    blocks.timeout = std::time::Duration::from_millis(500);
+    let store = Store::open(&place.url).await.unwrap();
+    let settings = Settings {
+        timing: meshplane_core::runtime::Timing { backoff_base: 200, backoff_max: 1_000, resync: 600_000 },
+        ..Settings::default()
+    };
+    let reconcilers = reconciler::spawn(store.clone(), blocks, settings, "one".into());
+    let s = serve_api(store, Some(reconcilers.heartbeat)).await;
+    let server = "servers:\n  - { server: warehouse, type: postgres, environment: dev, host: 127.0.0.1, port: 1, \
+                  database: d, schema: s }\n";
+    let docs = [
+        contract("unreachable", "1.0.0", "sales", server),
+        contract("slow", "1.0.0", "sales", ""),
+        contract("plain", "1.0.0", "sales", ""),
+    ];
+    assert_eq!(s.apply(docs.join("---\n"), "").await.0, StatusCode::OK);
+    let failed = eventually(&s, "/api/v1/contracts/unreachable@v1", |b| {
+        condition(b, "Provisioned")["reason"] == "ProvisioningFailed"
+    })
+    .await;
+    let message = condition(&failed, "Provisioned")["message"].as_str().unwrap().to_string();
+    // Refused connections are retried by the pool until its own limit; the block's limit
+    // (500 ms here) comes first.
+    let reasons = ["warehouse: cannot reach 127.0.0.1", "warehouse: block `warehouse` did not answer within"];
+    assert!(reasons.iter().any(|r| message.starts_with(r)), "{message}");
+    assert_eq!(condition(&failed, "Ready")["status"], "False");
+    let hung =
+        eventually(&s, "/api/v1/contracts/slow@v1", |b| condition(b, "Provisioned")["reason"] == "ProvisioningFailed")
+            .await;
+    assert_eq!(condition(&hung, "Provisioned")["message"], "hangs: block `hangs` did not answer within 0.5 s");
+    eventually(&s, "/api/v1/contracts/plain@v1", |b| condition(b, "Ready")["status"] == "True").await;
+    // Retried with backoff: the failure's transition time stays, the status is rewritten.
+    let first = condition(&hung, "Provisioned")["lastTransitionTime"].clone();
+    let updated = hung["reconciled"]["updatedAt"].clone();
+    let later = eventually(&s, "/api/v1/contracts/slow@v1", |b| b["reconciled"]["updatedAt"] != updated).await;
+    assert_eq!(condition(&later, "Provisioned")["lastTransitionTime"], first);
+    let (status, _) = s.get("/api/v1/contracts").await;
+    assert_eq!(status, StatusCode::OK, "the API kept answering");
+}
