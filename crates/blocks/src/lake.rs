@@ -19,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use meshplane_core::block::{BlockFuture, Provisioned, Provisioner};
+use meshplane_core::block::{BlockFuture, Provisioned};
 use meshplane_core::store::Record;
 use meshplane_quality::files::{S3Config, s3_store};
 use meshplane_quality::target::file_columns;
@@ -30,8 +30,8 @@ use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::json;
 
-use crate::binding::{bind, contract_of};
 use crate::platform::{DeletionPolicy, LakeConfig, Platform};
+use crate::storage::ServerStorage;
 
 /// The name of the schema record in a port's prefix.
 const RECORD: &str = ".meshplane-port";
@@ -103,11 +103,6 @@ impl LakeBlock {
         Ok(LakeBlock { name: name.into(), config: config.clone(), platform, s3, store, base: base.to_path_buf() })
     }
 
-    fn servers<'c>(&self, contract: &'c DataContract) -> Vec<&'c Server> {
-        let ours = |(_, b): &(&Server, Result<String, String>)| b.as_deref() == Ok(&self.name);
-        bind(&self.platform, contract).into_iter().filter(ours).map(|(s, _)| s).collect()
-    }
-
     fn absolute(&self, path: &str) -> PathBuf {
         normalize(&self.base.join(path))
     }
@@ -139,7 +134,7 @@ impl LakeBlock {
         }
     }
 
-    async fn provision_server(
+    async fn provision_one(
         &self,
         record: &Record,
         contract: &DataContract,
@@ -215,7 +210,7 @@ impl LakeBlock {
         }
     }
 
-    async fn cleanup_server(&self, server: &Server) -> Result<Vec<String>, String> {
+    async fn cleanup_one(&self, server: &Server) -> Result<Vec<String>, String> {
         let prefix = self.prefix(server)?;
         let files = self.files(&prefix).await?;
         if self.config.deletion_policy == DeletionPolicy::Retain {
@@ -242,18 +237,36 @@ impl LakeBlock {
     }
 }
 
-impl Provisioner for LakeBlock {
+impl ServerStorage for LakeBlock {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn concerns(&self, record: &Record) -> bool {
-        record.kind == "DataContract" && contract_of(&record.spec).is_some_and(|c| !self.servers(&c).is_empty())
+    fn platform(&self) -> &Platform {
+        &self.platform
     }
 
-    fn health(&self) -> BlockFuture<'_, Option<Result<(), String>>> {
+    fn provision_server<'a>(
+        &'a self,
+        record: &'a Record,
+        contract: &'a DataContract,
+        server: &'a Server,
+    ) -> BlockFuture<'a, Result<Provisioned, String>> {
+        Box::pin(self.provision_one(record, contract, server))
+    }
+
+    fn cleanup_server<'a>(
+        &'a self,
+        _: &'a Record,
+        _: &'a DataContract,
+        server: &'a Server,
+    ) -> BlockFuture<'a, Result<Vec<String>, String>> {
+        Box::pin(self.cleanup_one(server))
+    }
+
+    fn health_check(&self) -> BlockFuture<'_, Result<(), String>> {
         Box::pin(async {
-            let answer = match self.config.s3() {
+            match self.config.s3() {
                 Some((_, root)) => {
                     let root = Key::from(root);
                     self.store.list(Some(&root)).try_next().await.map(|_| ()).map_err(|e| e.to_string())
@@ -263,34 +276,7 @@ impl Provisioner for LakeBlock {
                     let usable = root.is_dir() || !root.exists();
                     if usable { Ok(()) } else { Err(format!("{} is not a directory", root.display())) }
                 }
-            };
-            Some(answer)
-        })
-    }
-
-    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
-        Box::pin(async move {
-            let contract = contract_of(&record.spec).ok_or("the record holds no contract")?;
-            let mut all = Provisioned::default();
-            let mut summaries = Vec::new();
-            for server in self.servers(&contract) {
-                let one = self.provision_server(record, &contract, server).await?;
-                summaries.push(one.summary);
-                all.drift.extend(one.drift);
             }
-            all.summary = summaries.join("; ");
-            Ok(all)
-        })
-    }
-
-    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>> {
-        Box::pin(async move {
-            let Some(contract) = contract_of(&record.spec) else { return Ok(Vec::new()) };
-            let mut kept = Vec::new();
-            for server in self.servers(&contract) {
-                kept.extend(self.cleanup_server(server).await?);
-            }
-            Ok(kept)
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod binding;
 pub mod lake;
 pub mod platform;
 pub mod postgres;
+pub mod storage;
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use meshplane_core::block::{Binder, Blocks, Provisioner};
 use meshplane_core::store::Record;
 
 use crate::platform::{BlockKind, Platform};
+use crate::storage::Storage;
 
 /// The platform's binding check, for the reconcilers.
 struct PlatformBinder(Arc<Platform>);
@@ -35,10 +37,19 @@ pub fn build(platform: Platform, base: &std::path::Path) -> Result<Blocks, Strin
     for block in &platform.blocks {
         match &block.kind {
             BlockKind::Postgres(config) => {
-                provisioners.push(Arc::new(postgres::PostgresBlock::new(&block.name, config, Arc::clone(&platform))?));
+                provisioners.push(Arc::new(Storage(postgres::PostgresBlock::new(
+                    &block.name,
+                    config,
+                    Arc::clone(&platform),
+                )?)));
             }
             BlockKind::Lake(config) => {
-                provisioners.push(Arc::new(lake::LakeBlock::new(&block.name, config, Arc::clone(&platform), base)?));
+                provisioners.push(Arc::new(Storage(lake::LakeBlock::new(
+                    &block.name,
+                    config,
+                    Arc::clone(&platform),
+                    base,
+                )?)));
             }
         }
     }

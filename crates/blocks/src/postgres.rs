@@ -21,15 +21,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshplane_core::block::{BlockFuture, Provisioned, Provisioner};
+use meshplane_core::block::{BlockFuture, Provisioned};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::{DataContract, Property, SchemaObject};
 use meshplane_spec::model::server::Server;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, PgConnection, Row};
 
-use crate::binding::{bind, contract_of};
 use crate::platform::{DeletionPolicy, Platform, PostgresConfig};
+use crate::storage::ServerStorage;
 
 /// The block, with its (lazily connecting) pool.
 pub struct PostgresBlock {
@@ -58,15 +58,6 @@ impl PostgresBlock {
         Ok(PostgresBlock { name: name.to_string(), config: config.clone(), platform, pool })
     }
 
-    /// The servers of `contract` bound to this block.
-    fn servers<'c>(&self, contract: &'c DataContract) -> Vec<&'c Server> {
-        bind(&self.platform, contract)
-            .into_iter()
-            .filter(|(_, b)| b.as_deref() == Ok(&self.name))
-            .map(|(s, _)| s)
-            .collect()
-    }
-
     /// The server's endpoint must be this block's; the schema is the server's or meshplane's.
     fn schema_of(&self, server: &Server, record: &Record) -> Result<String, String> {
         let differs = |field: &str, theirs: String, ours: String| {
@@ -86,7 +77,7 @@ impl PostgresBlock {
         Ok(schema)
     }
 
-    fn provision_server<'a>(
+    fn provision_one<'a>(
         &'a self,
         record: &'a Record,
         contract: &'a DataContract,
@@ -128,7 +119,7 @@ impl PostgresBlock {
         })
     }
 
-    fn cleanup_server<'a>(
+    fn cleanup_one<'a>(
         &'a self,
         record: &'a Record,
         contract: &'a DataContract,
@@ -181,43 +172,35 @@ impl PostgresBlock {
     }
 }
 
-impl Provisioner for PostgresBlock {
+impl ServerStorage for PostgresBlock {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn concerns(&self, record: &Record) -> bool {
-        record.kind == "DataContract" && contract_of(&record.spec).is_some_and(|c| !self.servers(&c).is_empty())
+    fn platform(&self) -> &Platform {
+        &self.platform
     }
 
-    fn health(&self) -> BlockFuture<'_, Option<Result<(), String>>> {
-        Box::pin(async { Some(self.pool.execute("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string())) })
+    fn provision_server<'a>(
+        &'a self,
+        record: &'a Record,
+        contract: &'a DataContract,
+        server: &'a Server,
+    ) -> BlockFuture<'a, Result<Provisioned, String>> {
+        self.provision_one(record, contract, server)
     }
 
-    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
-        Box::pin(async move {
-            let contract = contract_of(&record.spec).ok_or("the record holds no contract")?;
-            let mut all = Provisioned::default();
-            let mut summaries = Vec::new();
-            for server in self.servers(&contract) {
-                let one = self.provision_server(record, &contract, server).await?;
-                summaries.push(one.summary);
-                all.drift.extend(one.drift);
-            }
-            all.summary = summaries.join("; ");
-            Ok(all)
-        })
+    fn cleanup_server<'a>(
+        &'a self,
+        record: &'a Record,
+        contract: &'a DataContract,
+        server: &'a Server,
+    ) -> BlockFuture<'a, Result<Vec<String>, String>> {
+        self.cleanup_one(record, contract, server)
     }
 
-    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>> {
-        Box::pin(async move {
-            let Some(contract) = contract_of(&record.spec) else { return Ok(Vec::new()) };
-            let mut kept = Vec::new();
-            for server in self.servers(&contract) {
-                kept.extend(self.cleanup_server(record, &contract, server).await?);
-            }
-            Ok(kept)
-        })
+    fn health_check(&self) -> BlockFuture<'_, Result<(), String>> {
+        Box::pin(async { self.pool.execute("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string()) })
     }
 }
 

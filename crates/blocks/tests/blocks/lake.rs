@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use meshplane_blocks::lake::LakeBlock;
 use meshplane_blocks::platform::{BlockKind, Platform};
+use meshplane_blocks::storage::Storage;
 use meshplane_core::block::Provisioner;
 
 use crate::postgres::record;
@@ -26,7 +27,7 @@ fn root(name: &str) -> Root {
     Root(dir)
 }
 
-fn block(root: &Path, policy: &str) -> LakeBlock {
+fn block(root: &Path, policy: &str) -> Storage<LakeBlock> {
     let text = format!(
         "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n  - name: lake\n    type: lake\n\
          \x20   root: {}\n    deletionPolicy: {policy}\n",
@@ -34,7 +35,7 @@ fn block(root: &Path, policy: &str) -> LakeBlock {
     );
     let platform = Arc::new(Platform::from_yaml(&text).unwrap());
     let BlockKind::Lake(config) = &platform.blocks[0].kind else { unreachable!() };
-    LakeBlock::new("lake", config, Arc::clone(&platform), Path::new("/")).unwrap()
+    Storage(LakeBlock::new("lake", config, Arc::clone(&platform), Path::new("/")).unwrap())
 }
 
 fn contract(path: &str) -> String {

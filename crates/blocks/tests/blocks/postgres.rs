@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use meshplane_blocks::platform::Platform;
 use meshplane_blocks::postgres::PostgresBlock;
+use meshplane_blocks::storage::Storage;
 use meshplane_core::block::Provisioner;
 use meshplane_core::resource::Resource;
 use meshplane_core::store::Record;
@@ -45,10 +46,10 @@ fn platform(place: &Place, policy: &str) -> Arc<Platform> {
     Arc::new(Platform::from_yaml(&text).unwrap())
 }
 
-fn block(place: &Place, policy: &str) -> PostgresBlock {
+fn block(place: &Place, policy: &str) -> Storage<PostgresBlock> {
     let platform = platform(place, policy);
     let meshplane_blocks::platform::BlockKind::Postgres(config) = &platform.blocks[0].kind else { unreachable!() };
-    PostgresBlock::new("warehouse", config, Arc::clone(&platform)).unwrap()
+    Storage(PostgresBlock::new("warehouse", config, Arc::clone(&platform)).unwrap())
 }
 
 /// A contract on the test database, in `schema`.

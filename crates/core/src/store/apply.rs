@@ -173,7 +173,7 @@ impl Store {
             .bind(&at)
             .execute(&mut *tx)
             .await?;
-            self.record_change(tx, &r.into(), "created", 1, None, Some(&spec), options, &at).await?;
+            self.record_change(tx, &r.into(), "created", 1, None, Some(&spec), options, &at, None).await?;
             return Ok(Applied {
                 kind: r.kind,
                 name: r.name.clone(),
@@ -253,7 +253,8 @@ impl Store {
                 "another change to the same resource was applied first; retry",
             ));
         }
-        self.record_change(tx, &r.into(), "updated", generation, Some(&stored.spec), Some(&spec), options, &at).await?;
+        self.record_change(tx, &r.into(), "updated", generation, Some(&stored.spec), Some(&spec), options, &at, None)
+            .await?;
         Ok(Applied {
             kind: r.kind,
             name: r.name.clone(),
@@ -313,26 +314,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes the change record and its CloudEvents envelope.
+    /// Writes the change record and its CloudEvents envelope, with `note` added to the
+    /// event's data (what a deletion left in place, ...).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn record_change(
-        &self,
-        tx: &mut AnyConnection,
-        r: &Subject<'_>,
-        action: &str,
-        generation: i64,
-        before: Option<&str>,
-        after: Option<&str>,
-        options: &ApplyOptions,
-        at: &str,
-    ) -> Result<i64, Error> {
-        self.record_change_noted(tx, r, action, generation, before, after, options, at, None).await
-    }
-
-    /// As [`Store::record_change`], with `note` added to the event's data (what a deletion
-    /// left in place, ...).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn record_change_noted(
         &self,
         tx: &mut AnyConnection,
         r: &Subject<'_>,

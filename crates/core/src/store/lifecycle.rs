@@ -87,8 +87,18 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let spec = record.spec.to_string();
-        self.record_change(tx, &subject(record), "deleting", record.generation, Some(&spec), Some(&spec), options, &at)
-            .await?;
+        self.record_change(
+            tx,
+            &subject(record),
+            "deleting",
+            record.generation,
+            Some(&spec),
+            Some(&spec),
+            options,
+            &at,
+            None,
+        )
+        .await?;
         Ok(())
     }
 
@@ -166,7 +176,7 @@ impl Store {
         let by = ApplyOptions { actor: "meshplane".into(), origin: "reconciler".into(), dry_run: false, prune: false };
         let note = (!left.is_empty()).then(|| ("leftInPlace", serde_json::json!(left)));
         let subject = subject(&record);
-        self.record_change_noted(&mut tx, &subject, "deleted", record.generation, Some(&spec), None, &by, &now(), note)
+        self.record_change(&mut tx, &subject, "deleted", record.generation, Some(&spec), None, &by, &now(), note)
             .await?;
         tx.commit().await?;
         Ok(true)

@@ -1,0 +1,86 @@
+//! What every storage block shares: a contract concerns a block when one of its servers is
+//! bound to it, and it is provisioned and cleaned up server by server. A block says how to
+//! handle one server ([`ServerStorage`]); [`Storage`] makes it a [`Provisioner`].
+
+use meshplane_core::block::{BlockFuture, Provisioned, Provisioner};
+use meshplane_core::store::Record;
+use meshplane_spec::model::odcs::DataContract;
+use meshplane_spec::model::server::Server;
+
+use crate::binding::{bind, contract_of};
+use crate::platform::Platform;
+
+/// A storage block, one bound server at a time.
+pub trait ServerStorage: Send + Sync {
+    fn name(&self) -> &str;
+
+    fn platform(&self) -> &Platform;
+
+    /// Brings one server of the contract in line with it.
+    fn provision_server<'a>(
+        &'a self,
+        record: &'a Record,
+        contract: &'a DataContract,
+        server: &'a Server,
+    ) -> BlockFuture<'a, Result<Provisioned, String>>;
+
+    /// Undoes one server's provisioning by the deletion policy; returns what it left in place.
+    fn cleanup_server<'a>(
+        &'a self,
+        record: &'a Record,
+        contract: &'a DataContract,
+        server: &'a Server,
+    ) -> BlockFuture<'a, Result<Vec<String>, String>>;
+
+    /// Whether the block's store answers.
+    fn health_check(&self) -> BlockFuture<'_, Result<(), String>>;
+
+    /// The servers of `contract` bound to this block.
+    fn servers<'c>(&self, contract: &'c DataContract) -> Vec<&'c Server> {
+        let ours = |(_, b): &(&Server, Result<String, String>)| b.as_deref() == Ok(self.name());
+        bind(self.platform(), contract).into_iter().filter(ours).map(|(s, _)| s).collect()
+    }
+}
+
+/// A storage block as the reconcilers see it.
+pub struct Storage<T>(pub T);
+
+impl<T: ServerStorage> Provisioner for Storage<T> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn concerns(&self, record: &Record) -> bool {
+        record.kind == "DataContract" && contract_of(&record.spec).is_some_and(|c| !self.0.servers(&c).is_empty())
+    }
+
+    fn health(&self) -> BlockFuture<'_, Option<Result<(), String>>> {
+        Box::pin(async { Some(self.0.health_check().await) })
+    }
+
+    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
+        Box::pin(async move {
+            let contract = contract_of(&record.spec).ok_or("the record holds no contract")?;
+            let mut all = Provisioned::default();
+            let mut summaries = Vec::new();
+            for server in self.0.servers(&contract) {
+                let one = self.0.provision_server(record, &contract, server).await?;
+                summaries.push(one.summary);
+                all.drift.extend(one.drift);
+            }
+            all.summary = summaries.join("; ");
+            Ok(all)
+        })
+    }
+
+    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>> {
+        Box::pin(async move {
+            let Some(contract) = contract_of(&record.spec) else { return Ok(Vec::new()) };
+            let mut kept = Vec::new();
+            for server in self.0.servers(&contract) {
+                kept.extend(self.0.cleanup_server(record, &contract, server).await?);
+            }
+            Ok(kept)
+        })
+    }
+}
