@@ -58,6 +58,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         platform.blocks.iter().map(|b| (b.name.clone(), serde_json::to_value(b).unwrap_or_default())).collect();
     let environment = platform.environment.clone();
     let base = std::env::current_dir().context("cannot read the working directory")?;
+    // Blocks keep connection pools, which belong to the runtime.
+    let _inside = runtime.enter();
     let blocks = meshplane_blocks::build(platform, &base).map_err(|e| anyhow!("{e}; nothing was started"))?;
     runtime.block_on(async {
         let store = Store::open(&args.database_url)

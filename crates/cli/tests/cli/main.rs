@@ -527,3 +527,62 @@ fn serve_refuses_a_bad_platform_with_every_problem_and_starts_nothing() {
     assert!(err.contains("block `w`: password: the environment variable MESHPLANE_UNSET_SECRET is not set"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// examples/platform.yaml (both storage blocks) serving examples/mesh and examples/warehouse,
+/// on a PostgreSQL database of the test's own: every product Ready, the warehouse port a
+/// real table, the lake ports real prefixes.
+#[test]
+fn the_example_platform_provisions_both_blocks_and_every_product_gets_ready() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let place = runtime.block_on(meshplane_core::testing::postgres());
+    let database = place.url.rsplit('/').next().unwrap().to_string();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let ours =
+        |file: &str| std::fs::read_to_string(examples.join(file)).unwrap().replace("meshplane_examples", &database);
+    let dir = std::env::temp_dir().join(format!("mpcli-examples-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("warehouse")).unwrap();
+    std::fs::write(dir.join("platform.yaml"), ours("platform.yaml")).unwrap();
+    for file in ["ledger.odcs.yaml", "ledger.odps.yaml"] {
+        std::fs::write(dir.join("warehouse").join(file), ours(&format!("warehouse/{file}"))).unwrap();
+    }
+    let platform = dir.join("platform.yaml");
+    let s = serve_with("sqlite://store.db", &["--platform", platform.to_str().unwrap()]);
+    let mesh = examples.join("mesh");
+    let applied = meshplane(&[
+        "apply",
+        "--server",
+        &s.url,
+        "-f",
+        mesh.to_str().unwrap(),
+        "-f",
+        dir.join("warehouse").to_str().unwrap(),
+    ]);
+    assert_eq!(applied.status.code(), Some(0), "{}", String::from_utf8_lossy(&applied.stderr));
+    for product in ["sales-orders", "customer-360", "finance-revenue", "finance-forecast", "finance-ledger"] {
+        wait_ready(&s.url, "products", product);
+    }
+    let ledger = wait_ready(&s.url, "contracts", "ledger@v1");
+    let conditions = ledger["reconciled"]["conditions"].as_array().unwrap();
+    let provisioned = conditions.iter().find(|c| c["type"] == "Provisioned").unwrap();
+    assert_eq!(
+        provisioned["message"], "warehouse: created schema ledger_v1, created table ledger_v1.entries",
+        "{ledger}"
+    );
+    let psql = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &database, "-XAtc"])
+        .arg("SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'ledger_v1'")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&psql.stdout).trim(),
+        "day date, account character varying, country text, amount numeric"
+    );
+    assert!(s.cwd.join("data/revenue/.meshplane-port").is_file());
+    let blocks = stdout(&meshplane(&["blocks", "--server", &s.url]));
+    assert!(
+        blocks.contains("lake                 lake       ok") && blocks.contains("warehouse            postgres   ok"),
+        "{blocks}"
+    );
+    drop(s);
+    std::fs::remove_dir_all(dir).unwrap();
+}
