@@ -19,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use meshplane_core::block::{BlockFuture, Provisioned};
+use meshplane_core::block::{BlockFuture, Leftover, Provisioned};
 use meshplane_core::store::Record;
 use meshplane_quality::files::{S3Config, s3_store};
 use meshplane_quality::target::file_columns;
@@ -53,6 +53,24 @@ struct Prefix {
     shown: String,
     /// The directory, for a local root.
     local: Option<PathBuf>,
+}
+
+impl Prefix {
+    /// How a cleanup names the prefix, for a purge to find it again.
+    fn place(&self) -> String {
+        json!({ "key": self.key.as_ref(), "shown": self.shown, "dir": self.local }).to_string()
+    }
+
+    fn from_place(place: &str) -> Result<Prefix, String> {
+        let at: serde_json::Value =
+            serde_json::from_str(place).map_err(|e| format!("`{place}` is not a place of this block: {e}"))?;
+        let key = at["key"].as_str().ok_or_else(|| format!("`{place}` names no prefix"))?;
+        Ok(Prefix {
+            key: Key::from(key),
+            shown: at["shown"].as_str().unwrap_or(key).to_string(),
+            local: at["dir"].as_str().map(PathBuf::from),
+        })
+    }
 }
 
 /// `a/./b/../c` → `a/c`, without touching the filesystem.
@@ -210,11 +228,12 @@ impl LakeBlock {
         }
     }
 
-    async fn cleanup_one(&self, server: &Server) -> Result<Vec<String>, String> {
+    async fn cleanup_one(&self, server: &Server) -> Result<Vec<Leftover>, String> {
         let prefix = self.prefix(server)?;
         let files = self.files(&prefix).await?;
+        let left = |note: String| Leftover { place: prefix.place(), note, purgeable: true };
         if self.config.deletion_policy == DeletionPolicy::Retain {
-            let kept = format!("prefix {} (the retain policy keeps it)", prefix.shown);
+            let kept = left(format!("prefix {} (the retain policy keeps it)", prefix.shown));
             return Ok(if files.is_empty() { Vec::new() } else { vec![kept] });
         }
         let marker = prefix.key.clone().join(RECORD);
@@ -223,11 +242,8 @@ impl LakeBlock {
             self.store.delete(&marker).await.map_err(|e| e.to_string())?;
         }
         if !data.is_empty() {
-            return Ok(vec![format!(
-                "prefix {} ({} file(s) of data: purge them to drop them)",
-                prefix.shown,
-                data.len()
-            )]);
+            let note = format!("prefix {} ({} file(s) of data: purge them to drop them)", prefix.shown, data.len());
+            return Ok(vec![left(note)]);
         }
         if let Some(dir) = &prefix.local {
             // Only an empty directory goes; anything else in it stays.
@@ -260,8 +276,22 @@ impl ServerStorage for LakeBlock {
         _: &'a Record,
         _: &'a DataContract,
         server: &'a Server,
-    ) -> BlockFuture<'a, Result<Vec<String>, String>> {
+    ) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         Box::pin(self.cleanup_one(server))
+    }
+
+    fn purge_place<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let prefix = Prefix::from_place(place)?;
+            for key in self.files(&prefix).await? {
+                self.store.delete(&key).await.map_err(|e| format!("cannot remove {key}: {e}"))?;
+            }
+            // The files are gone; what is left of the directory is empty folders.
+            if let Some(dir) = prefix.local.as_ref().filter(|d| d.exists()) {
+                std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+            }
+            Ok(())
+        })
     }
 
     fn health_check(&self) -> BlockFuture<'_, Result<(), String>> {

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshplane_core::block::{BlockFuture, Provisioned};
+use meshplane_core::block::{BlockFuture, Leftover, Provisioned};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::{DataContract, Property, SchemaObject};
 use meshplane_spec::model::server::Server;
@@ -124,7 +124,7 @@ impl PostgresBlock {
         record: &'a Record,
         contract: &'a DataContract,
         server: &'a Server,
-    ) -> BlockFuture<'a, Result<Vec<String>, String>> {
+    ) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         Box::pin(async move {
             let schema = self.schema_of(server, record)?;
             let mut conn = self.pool.acquire().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
@@ -134,7 +134,8 @@ impl PostgresBlock {
             let ours = schema_comment(&mut conn, &schema).await?.as_deref() == Some(marker(record).as_str());
             if self.config.deletion_policy == DeletionPolicy::Retain || !ours {
                 let why = if ours { "the retain policy keeps it" } else { "meshplane did not create it" };
-                return Ok(vec![format!("schema {schema} on {}/{} ({why})", self.config.host, self.config.database)]);
+                let note = format!("schema {schema} on {}/{} ({why})", self.config.host, self.config.database);
+                return Ok(vec![Leftover { place: place(&schema, None), note, purgeable: ours }]);
             }
             let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
             let mut kept = Vec::new();
@@ -148,7 +149,8 @@ impl PostgresBlock {
                     continue;
                 }
                 if has_rows(&mut tx, &schema, &name).await? {
-                    kept.push(format!("table {schema}.{name} (it holds data: purge it to drop it)"));
+                    let note = format!("table {schema}.{name} (it holds data: purge it to drop it)");
+                    kept.push(Leftover { place: place(&schema, Some(&name)), note, purgeable: true });
                 } else {
                     run(&mut tx, "SELECT format('DROP TABLE %I.%I', $1, $2)", &[&schema, &name]).await?;
                 }
@@ -164,7 +166,8 @@ impl PostgresBlock {
             if left == 0 {
                 run(&mut tx, "SELECT format('DROP SCHEMA %I', $1)", &[&schema]).await?;
             } else if kept.is_empty() {
-                kept.push(format!("schema {schema} (it holds {left} object(s) the contract does not declare)"));
+                let note = format!("schema {schema} (it holds {left} object(s) the contract does not declare)");
+                kept.push(Leftover { place: place(&schema, None), note, purgeable: true });
             }
             tx.commit().await.map_err(|e| e.to_string())?;
             Ok(kept)
@@ -195,13 +198,44 @@ impl ServerStorage for PostgresBlock {
         record: &'a Record,
         contract: &'a DataContract,
         server: &'a Server,
-    ) -> BlockFuture<'a, Result<Vec<String>, String>> {
+    ) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         self.cleanup_one(record, contract, server)
     }
 
     fn health_check(&self) -> BlockFuture<'_, Result<(), String>> {
         Box::pin(async { self.pool.execute("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string()) })
     }
+
+    fn purge_place<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let at: serde_json::Value =
+                serde_json::from_str(place).map_err(|e| format!("`{place}` is not a place of this block: {e}"))?;
+            let schema = at["schema"].as_str().ok_or_else(|| format!("`{place}` names no schema"))?.to_string();
+            let mut tx = self.pool.begin().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
+            if !schema_exists(&mut tx, &schema).await? {
+                return Ok(());
+            }
+            let comment = schema_comment(&mut tx, &schema).await?.unwrap_or_default();
+            if !comment.starts_with(MARKER) {
+                return Err(format!("schema {schema} was not created by meshplane; it is not purged"));
+            }
+            match at["table"].as_str() {
+                Some(table) => {
+                    run(&mut tx, "SELECT format('DROP TABLE IF EXISTS %I.%I', $1, $2)", &[&schema, table]).await?;
+                    let empty = "SELECT format('DROP SCHEMA %I', $1) WHERE NOT EXISTS (SELECT 1 FROM pg_class c \
+                                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1)";
+                    run(&mut tx, empty, &[&schema]).await?;
+                }
+                None => run(&mut tx, "SELECT format('DROP SCHEMA %I CASCADE', $1)", &[&schema]).await?,
+            }
+            tx.commit().await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// How a cleanup names what it left, for a purge to find it again.
+fn place(schema: &str, table: Option<&str>) -> String {
+    serde_json::json!({ "schema": schema, "table": table }).to_string()
 }
 
 /// `orders@v2` → `orders_v2`: lower case letters, digits and `_`, at most 63 bytes.
@@ -211,8 +245,11 @@ pub fn default_schema(name: &str) -> String {
     cleaned.chars().take(MAX_IDENTIFIER).collect()
 }
 
+/// How the comment of a schema meshplane created begins.
+const MARKER: &str = "meshplane: output port of contract ";
+
 fn marker(record: &Record) -> String {
-    format!("meshplane: output port of contract {}", record.name)
+    format!("{MARKER}{}", record.name)
 }
 
 fn identifier(name: &str) -> Result<(), String> {

@@ -2,7 +2,7 @@
 //! bound to it, and it is provisioned and cleaned up server by server. A block says how to
 //! handle one server ([`ServerStorage`]); [`Storage`] makes it a [`Provisioner`].
 
-use meshplane_core::block::{BlockFuture, Provisioned, Provisioner};
+use meshplane_core::block::{BlockFuture, Leftover, Provisioned, Provisioner};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::model::server::Server;
@@ -30,7 +30,10 @@ pub trait ServerStorage: Send + Sync {
         record: &'a Record,
         contract: &'a DataContract,
         server: &'a Server,
-    ) -> BlockFuture<'a, Result<Vec<String>, String>>;
+    ) -> BlockFuture<'a, Result<Vec<Leftover>, String>>;
+
+    /// Removes, data and all, a place a cleanup left.
+    fn purge_place<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>>;
 
     /// Whether the block's store answers.
     fn health_check(&self) -> BlockFuture<'_, Result<(), String>>;
@@ -73,7 +76,11 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
         })
     }
 
-    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>> {
+    fn purge<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>> {
+        self.0.purge_place(place)
+    }
+
+    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         Box::pin(async move {
             let Some(contract) = contract_of(&record.spec) else { return Ok(Vec::new()) };
             let mut kept = Vec::new();

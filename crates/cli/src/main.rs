@@ -55,6 +55,10 @@ enum Command {
     Lineage(remote::LineageArgs),
     /// The platform's building blocks, their configuration (secrets as references) and health.
     Blocks(remote::BlocksArgs),
+    /// What blocks left in place (data) when contracts or products went.
+    Orphans(remote::OrphansArgs),
+    /// Remove left-in-place data through its blocks: the only command that drops data.
+    Purge(remote::PurgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +76,8 @@ fn main() -> ExitCode {
         Command::Events(args) => remote::events(&args),
         Command::Lineage(args) => remote::lineage(&args),
         Command::Blocks(args) => remote::blocks(&args),
+        Command::Orphans(args) => remote::orphans(&args),
+        Command::Purge(args) => remote::purge(&args),
     };
     match result {
         Ok(code) => code,

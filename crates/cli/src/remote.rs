@@ -1,5 +1,5 @@
 //! The CLI as a client of `meshplane serve`: apply, delete, get, history, events, lineage,
-//! blocks.
+//! blocks, orphans, purge.
 //!
 //! The server is `--server URL`, or `MESHPLANE_SERVER`, or http://127.0.0.1:8080. Documents
 //! are linted here first, so problems point at the user's files and lines; the server checks
@@ -108,6 +108,27 @@ pub struct EventsArgs {
 
 #[derive(clap::Args)]
 pub struct BlocksArgs {
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(clap::Args)]
+pub struct OrphansArgs {
+    /// Also those already purged.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(clap::Args)]
+pub struct PurgeArgs {
+    /// Only this orphan (its id in `meshplane orphans`); every purgeable one otherwise.
+    #[arg(long)]
+    id: Option<i64>,
+    /// Say what would be purged; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     server: Server,
 }
@@ -365,6 +386,39 @@ pub fn blocks(args: &BlocksArgs) -> Result<ExitCode> {
         }
         Ok(())
     })
+}
+
+/// What blocks left in place when resources went.
+pub fn orphans(args: &OrphansArgs) -> Result<ExitCode> {
+    let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/orphans")).query(&[("all", args.all)]))?;
+    answer(a, args.server.output, |orphans, out| {
+        writeln!(out, "{:<5} {:<12} {:<28} NOTE", "ID", "BLOCK", "FROM")?;
+        for o in orphans.as_array().into_iter().flatten() {
+            let from = format!("{}/{}", text(&o["kind"]), text(&o["name"]));
+            let purged = o["purgedAt"].as_str().map(|at| format!(" (purged {at})")).unwrap_or_default();
+            writeln!(out, "{:<5} {:<12} {from:<28} {}{purged}", o["id"], text(&o["block"]), text(&o["note"]))?;
+        }
+        Ok(())
+    })
+}
+
+/// Removes orphans, data and all; exit 1 when one could not be purged.
+pub fn purge(args: &PurgeArgs) -> Result<ExitCode> {
+    let mut query = vec![("dryRun", args.dry_run.to_string())];
+    if let Some(id) = args.id {
+        query.push(("id", id.to_string()));
+    }
+    let a = call(&args.server, |c, base| c.post(format!("{base}/api/v1/orphans/purge")).query(&query))?;
+    let failed =
+        matches!(&a, Answer::Ok(list) if list.as_array().into_iter().flatten().any(|r| r["outcome"] == "failed"));
+    let code = answer(a, args.server.output, |results, out| {
+        for r in results.as_array().into_iter().flatten() {
+            let reason = r["reason"].as_str().map(|why| format!(": {why}")).unwrap_or_default();
+            writeln!(out, "{} {} {}: {}{reason}", r["id"], text(&r["block"]), text(&r["note"]), text(&r["outcome"]))?;
+        }
+        Ok(())
+    })?;
+    Ok(if failed { ExitCode::from(1) } else { code })
 }
 
 pub fn lineage(args: &LineageArgs) -> Result<ExitCode> {

@@ -7,7 +7,7 @@
 //! correct when provisioning never ran or ran halfway.
 //!
 //! ```
-//! use meshplane_core::block::{BlockFuture, Provisioned, Provisioner};
+//! use meshplane_core::block::{BlockFuture, Leftover, Provisioned, Provisioner};
 //! use meshplane_core::store::Record;
 //!
 //! /// A block that keeps nothing anywhere: every resource is provisioned at once.
@@ -23,7 +23,7 @@
 //!     fn provision<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
 //!         Box::pin(async { Ok(Provisioned::done("nothing to provision")) })
 //!     }
-//!     fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>> {
+//!     fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
 //!         Box::pin(async { Ok(Vec::new()) })
 //!     }
 //! }
@@ -56,6 +56,18 @@ impl Provisioned {
     }
 }
 
+/// Something a cleanup left in place (it holds data, or the deletion policy keeps it): an
+/// orphan until it is purged.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Leftover {
+    /// How the block finds it again to purge it (the block's own notation).
+    pub place: String,
+    /// For people: what it is and why it stayed.
+    pub note: String,
+    /// Whether the block would purge it (false for what meshplane did not create).
+    pub purgeable: bool,
+}
+
 /// Storage and provisioning: makes real what a resource declares, and undoes it.
 pub trait Provisioner: Send + Sync {
     /// The block's name, unique on the platform.
@@ -69,8 +81,14 @@ pub trait Provisioner: Send + Sync {
     fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>>;
 
     /// Undoes `provision` for a resource that goes, as the block's deletion policy says;
-    /// idempotent. Returns what it left in place (data kept by the policy), for the record.
-    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>>;
+    /// idempotent. Returns what it left in place (data, or what the policy keeps).
+    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>>;
+
+    /// Removes, data and all, a place a cleanup left (an optional ability: explicit only,
+    /// through `meshplane purge`).
+    fn purge<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>> {
+        Box::pin(async move { Err(format!("block `{}` cannot purge (asked for {place})", self.name())) })
+    }
 
     /// Whether the block's store answers; `None` when the block does not report its health
     /// (an optional ability).

@@ -180,7 +180,7 @@ async fn finalize(
             }
             Some(block) => match blocks.call(block.as_ref(), block.cleanup(record)).await {
                 Ok(kept) => {
-                    left.extend(kept.into_iter().map(|k| format!("{}: {k}", block.name())));
+                    left.extend(kept.into_iter().map(|k| (block.name().to_string(), k)));
                     None
                 }
                 Err(m) => Some(("CleanupFailed", format!("{finalizer}: {m}"))),

@@ -61,6 +61,56 @@ pub async fn blocks(State(state): State<AppState>) -> Answer {
     to_json(out)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrphansParams {
+    all: Option<bool>,
+}
+
+pub async fn orphans(State(state): State<AppState>, params: Result<Query<OrphansParams>, QueryRejection>) -> Answer {
+    let p = query(params)?;
+    to_json(state.store.orphans(p.all.unwrap_or(false)).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PurgeParams {
+    id: Option<i64>,
+    dry_run: Option<bool>,
+}
+
+/// Purges orphans through their blocks; each answer says what happened to one orphan.
+pub async fn purge(State(state): State<AppState>, params: Result<Query<PurgeParams>, QueryRejection>) -> Answer {
+    let p = query(params)?;
+    let mut orphans = state.store.orphans(false).await?;
+    if let Some(id) = p.id {
+        orphans.retain(|o| o.id == id);
+        if orphans.is_empty() {
+            return Err(ApiError(Error::NotFound(format!("orphan {id} (or it is purged already)"))));
+        }
+    }
+    let mut out = Vec::new();
+    for orphan in orphans {
+        let block = state.blocks.provisioners.iter().find(|b| b.name() == orphan.block);
+        let (outcome, reason) = match block {
+            _ if !orphan.purgeable => {
+                ("refused", Some("its block does not purge what meshplane did not create".into()))
+            }
+            None => ("refused", Some(format!("block `{}` is not configured", orphan.block))),
+            Some(_) if p.dry_run.unwrap_or(false) => ("wouldPurge", None),
+            Some(block) => match state.blocks.call(block.as_ref(), block.purge(&orphan.place)).await {
+                Ok(()) => {
+                    state.store.mark_purged(orphan.id).await?;
+                    ("purged", None)
+                }
+                Err(why) => ("failed", Some(why)),
+            },
+        };
+        out.push(json!({ "id": orphan.id, "block": orphan.block, "note": orphan.note, "outcome": outcome, "reason": reason }));
+    }
+    to_json(out)
+}
+
 pub async fn openapi() -> Json<Any> {
     Json(document::document())
 }

@@ -5,6 +5,9 @@
 //! route by construction. Errors are `{code, message, details}` with the status of the
 //! registry's one error table ([`meshplane_core::ErrorCode::status`]).
 
+// The OpenAPI schemas are one `json!` literal, deeper than the default limit.
+#![recursion_limit = "256"]
+
 mod api;
 pub mod checks;
 mod error;

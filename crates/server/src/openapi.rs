@@ -16,6 +16,13 @@ fn schemas() -> Any {
             }
         },
         "Health": { "type": "object", "properties": { "status": string } },
+        "Orphans": { "type": "array", "items": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "block": string, "place": string, "note": string,
+            "purgeable": { "type": "boolean" }, "kind": string, "name": string, "since": string,
+            "purgedAt": string } } },
+        "Purged": { "type": "array", "items": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "block": string, "note": string,
+            "outcome": { "enum": ["purged", "wouldPurge", "refused", "failed"] }, "reason": string } } },
         "Blocks": { "type": "array", "items": { "type": "object", "properties": {
             "name": string, "type": string,
             "config": { "type": "object", "description": "as platform.yaml gives it; a secret shows only as env:NAME, file:PATH or ***" },

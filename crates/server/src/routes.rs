@@ -22,6 +22,8 @@ pub enum Endpoint {
     RunTests,
     TestRuns,
     Blocks,
+    Orphans,
+    Purge,
 }
 
 /// A query or path parameter.
@@ -55,6 +57,32 @@ const NAME: Param = Param {
 };
 
 pub const ROUTES: &[Route] = &[
+    Route {
+        endpoint: Endpoint::Orphans,
+        method: "get",
+        path: "/api/v1/orphans",
+        summary: "What blocks left in place when resources went (data, or what a deletion policy keeps)",
+        params: &[Param { name: "all", path: false, description: "also those already purged", kind: "boolean" }],
+        answer: "Orphans",
+        errors: &[400],
+    },
+    Route {
+        endpoint: Endpoint::Purge,
+        method: "post",
+        path: "/api/v1/orphans/purge",
+        summary: "Remove orphans, data and all, through their blocks (every purgeable orphan, or one)",
+        params: &[
+            Param { name: "id", path: false, description: "only this orphan", kind: "integer" },
+            Param {
+                name: "dryRun",
+                path: false,
+                description: "say what would be purged, remove nothing",
+                kind: "boolean",
+            },
+        ],
+        answer: "Purged",
+        errors: &[400, 404],
+    },
     Route {
         endpoint: Endpoint::Blocks,
         method: "get",
@@ -242,6 +270,8 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::RunTests => post(api::run_tests),
         Endpoint::TestRuns => get(api::test_runs),
         Endpoint::Blocks => get(api::blocks),
+        Endpoint::Orphans => get(api::orphans),
+        Endpoint::Purge => post(api::purge),
     }
 }
 

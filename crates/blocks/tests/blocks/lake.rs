@@ -9,7 +9,7 @@ use meshplane_blocks::platform::{BlockKind, Platform};
 use meshplane_blocks::storage::Storage;
 use meshplane_core::block::Provisioner;
 
-use crate::postgres::record;
+use crate::postgres::{notes, record};
 
 /// A lake root of its own, removed when dropped.
 struct Root(PathBuf);
@@ -93,19 +93,25 @@ async fn cleanup_keeps_the_files_and_removes_only_what_it_made() {
     let root = root("cleanup");
     let port = root.0.join("orders");
     let orders = record(&contract(&format!("{}/", port.display())));
-    assert_eq!(block(&root.0, "delete").cleanup(&orders).await.unwrap(), Vec::<String>::new(), "never provisioned");
+    assert_eq!(block(&root.0, "delete").cleanup(&orders).await.unwrap(), [], "never provisioned");
     let retain = block(&root.0, "retain");
     retain.provision(&orders).await.unwrap();
     std::fs::write(port.join("part-1.csv"), "id,email\n1,a@example.com\n").unwrap();
     assert_eq!(
-        retain.cleanup(&orders).await.unwrap(),
+        notes(retain.cleanup(&orders).await.unwrap()),
         [format!("prefix {} (the retain policy keeps it)", port.display())]
     );
     let delete = block(&root.0, "delete");
     let kept = delete.cleanup(&orders).await.unwrap();
-    assert_eq!(kept, [format!("prefix {} (1 file(s) of data: purge them to drop them)", port.display())]);
+    assert_eq!(
+        notes(kept.clone()),
+        [format!("prefix {} (1 file(s) of data: purge them to drop them)", port.display())]
+    );
     assert!(port.join("part-1.csv").exists() && !port.join(".meshplane-port").exists());
-    std::fs::remove_file(port.join("part-1.csv")).unwrap();
-    assert_eq!(delete.cleanup(&orders).await.unwrap(), Vec::<String>::new());
+    delete.purge(&kept[0].place).await.unwrap();
+    assert!(!port.exists(), "purged: the files and the prefix are gone");
+    delete.purge(&kept[0].place).await.unwrap();
+    delete.provision(&orders).await.unwrap();
+    assert_eq!(delete.cleanup(&orders).await.unwrap(), []);
     assert!(!port.exists(), "the empty prefix is gone");
 }

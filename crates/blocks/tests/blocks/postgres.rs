@@ -6,7 +6,7 @@ use std::sync::Arc;
 use meshplane_blocks::platform::Platform;
 use meshplane_blocks::postgres::PostgresBlock;
 use meshplane_blocks::storage::Storage;
-use meshplane_core::block::Provisioner;
+use meshplane_core::block::{Leftover, Provisioner};
 use meshplane_core::resource::Resource;
 use meshplane_core::store::Record;
 use meshplane_core::testing::{Place, postgres};
@@ -31,6 +31,11 @@ pub fn record(text: &str) -> Record {
         finalizers: Vec::new(),
         spec: r.spec,
     }
+}
+
+/// What the leftovers say, for people.
+pub fn notes(left: Vec<Leftover>) -> Vec<String> {
+    left.into_iter().map(|l| l.note).collect()
 }
 
 fn database(place: &Place) -> String {
@@ -212,10 +217,10 @@ async fn a_physical_name_of_an_existing_table_becomes_a_view() {
 async fn cleanup_keeps_data_under_retain_and_drops_only_its_own_under_delete() {
     let place = postgres().await;
     let orders = record(&contract(&place, "1.0.0", "orders_v1", ORDERS));
-    assert_eq!(block(&place, "retain").cleanup(&orders).await.unwrap(), Vec::<String>::new(), "never provisioned");
+    assert_eq!(block(&place, "retain").cleanup(&orders).await.unwrap(), [], "never provisioned");
     let retain = block(&place, "retain");
     retain.provision(&orders).await.unwrap();
-    let kept = retain.cleanup(&orders).await.unwrap();
+    let kept = notes(retain.cleanup(&orders).await.unwrap());
     assert_eq!(kept, [format!("schema orders_v1 on 127.0.0.1/{} (the retain policy keeps it)", database(&place))]);
     let mut conn = connect(&place).await;
     assert_eq!(table(&mut conn, "orders_v1", "orders").await.len(), 4, "retained");
@@ -223,19 +228,36 @@ async fn cleanup_keeps_data_under_retain_and_drops_only_its_own_under_delete() {
     let delete = block(&place, "delete");
     conn.execute("INSERT INTO orders_v1.orders (id, email) VALUES (1, 'a@example.com')").await.unwrap();
     let with_data = delete.cleanup(&orders).await.unwrap();
-    assert_eq!(with_data, ["table orders_v1.orders (it holds data: purge it to drop it)"]);
+    assert_eq!(notes(with_data.clone()), ["table orders_v1.orders (it holds data: purge it to drop it)"]);
     assert_eq!(table(&mut conn, "orders_v1", "orders").await.len(), 4, "data is never dropped by a cleanup");
-    conn.execute("DELETE FROM orders_v1.orders").await.unwrap();
-    assert_eq!(delete.cleanup(&orders).await.unwrap(), Vec::<String>::new());
+    // A purge is what drops data: the table, then the schema meshplane made, now empty.
+    delete.purge(&with_data[0].place).await.unwrap();
+    assert!(table(&mut conn, "orders_v1", "orders").await.is_empty(), "purged");
+    let schema: Option<i32> = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = 'orders_v1'")
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap()
+        .map(|r| r.get(0));
+    assert_eq!(schema, None);
+    delete.purge(&with_data[0].place).await.unwrap();
+    // An empty table is dropped by the cleanup itself.
+    delete.provision(&orders).await.unwrap();
+    assert_eq!(delete.cleanup(&orders).await.unwrap(), []);
     assert!(table(&mut conn, "orders_v1", "orders").await.is_empty(), "an empty table is dropped");
-    assert_eq!(delete.cleanup(&orders).await.unwrap(), Vec::<String>::new(), "idempotent");
+    assert_eq!(delete.cleanup(&orders).await.unwrap(), [], "idempotent");
 
     // A schema meshplane did not create is never dropped.
     conn.execute("CREATE SCHEMA theirs").await.unwrap();
     let theirs = record(&contract(&place, "1.0.0", "theirs", ORDERS));
     delete.provision(&theirs).await.unwrap();
     let left = delete.cleanup(&theirs).await.unwrap();
-    assert_eq!(left, [format!("schema theirs on 127.0.0.1/{} (meshplane did not create it)", database(&place))]);
+    assert_eq!(
+        notes(left.clone()),
+        [format!("schema theirs on 127.0.0.1/{} (meshplane did not create it)", database(&place))]
+    );
+    assert!(!left[0].purgeable);
+    let refused = delete.purge(&left[0].place).await.unwrap_err();
+    assert_eq!(refused, "schema theirs was not created by meshplane; it is not purged");
     assert_eq!(table(&mut conn, "theirs", "orders").await.len(), 4);
 }
 

@@ -116,7 +116,7 @@ fn the_example_mesh_lints_without_errors() {
     let out = meshplane(&["lint", "-o", "json", examples.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["summary"]["files"], 12);
+    assert_eq!(report["summary"]["files"], 14, "the mesh and the warehouse, six and one products with their contracts");
     assert_eq!(report["summary"]["errors"], 0);
 }
 
@@ -585,4 +585,36 @@ fn the_example_platform_provisions_both_blocks_and_every_product_gets_ready() {
     );
     drop(s);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Deleting a contract whose port holds data leaves the data in place, listed as an orphan;
+/// only `meshplane purge` removes it (a dry run first).
+#[test]
+fn deleted_data_stays_an_orphan_until_purged() {
+    let s = serve();
+    let orders = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh/sales/orders.odcs.yaml");
+    let applied = meshplane(&["apply", "--server", &s.url, "-f", orders.to_str().unwrap()]);
+    assert_eq!(applied.status.code(), Some(0), "{}", String::from_utf8_lossy(&applied.stderr));
+    wait_ready(&s.url, "contracts", "orders@v2");
+    let port = s.cwd.join("data/orders");
+    std::fs::write(port.join("part-0.parquet"), b"not really parquet").unwrap();
+    assert_eq!(meshplane(&["delete", "contracts", "orders@v2", "--server", &s.url]).status.code(), Some(0));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while meshplane(&["get", "contracts", "orders@v2", "--server", &s.url]).status.code() != Some(1) {
+        assert!(std::time::Instant::now() < deadline, "the contract never went");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(port.join("part-0.parquet").exists(), "deleting never drops data");
+    let listed = stdout(&meshplane(&["orphans", "--server", &s.url]));
+    assert!(listed.contains("DataContract/orders@v2") && listed.contains("(the retain policy keeps it)"), "{listed}");
+    let dry = stdout(&meshplane(&["purge", "--dry-run", "--server", &s.url]));
+    assert!(dry.ends_with(": wouldPurge\n"), "{dry}");
+    assert!(port.join("part-0.parquet").exists(), "a dry run removes nothing");
+    let purged = meshplane(&["purge", "--server", &s.url]);
+    assert_eq!(purged.status.code(), Some(0), "{}", String::from_utf8_lossy(&purged.stderr));
+    assert!(stdout(&purged).ends_with(": purged\n"), "{}", stdout(&purged));
+    assert!(!port.exists(), "purged");
+    assert_eq!(stdout(&meshplane(&["orphans", "--server", &s.url])).lines().count(), 1, "only the header is left");
+    let missing = meshplane(&["purge", "--id", "999", "--server", &s.url]);
+    assert_eq!(missing.status.code(), Some(1));
 }

@@ -15,6 +15,7 @@ use sqlx::{AnyConnection, Connection};
 
 use super::apply::Subject;
 use super::{Applied, ApplyOptions, Backend, Outcome, Record, Store, now};
+use crate::block::Leftover;
 use crate::error::Error;
 use crate::resource::{Kind, Resource};
 
@@ -150,9 +151,15 @@ impl Store {
     }
 
     /// Removes a record whose deletion was asked for and whose finalizers are all done, with
-    /// its status and a last change record (naming what the blocks `left` in place), under its
-    /// lease. Returns whether it went.
-    pub async fn remove(&self, kind: Kind, name: &str, fence: (&str, i64), left: &[String]) -> Result<bool, Error> {
+    /// its status and a last change record (naming what the blocks `left` in place, which become
+    /// orphans), under its lease. Returns whether it went.
+    pub async fn remove(
+        &self,
+        kind: Kind,
+        name: &str,
+        fence: (&str, i64),
+        left: &[(String, Leftover)],
+    ) -> Result<bool, Error> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
         self.lock_writes(&mut tx).await?;
@@ -174,7 +181,9 @@ impl Store {
         let spec = record.spec.to_string();
         // The reconciler removes the record, on behalf of whoever asked (the `deleting` record).
         let by = ApplyOptions { actor: "meshplane".into(), origin: "reconciler".into(), dry_run: false, prune: false };
-        let note = (!left.is_empty()).then(|| ("leftInPlace", serde_json::json!(left)));
+        self.record_orphans(&mut tx, kind.as_str(), name, left).await?;
+        let notes: Vec<String> = left.iter().map(|(block, l)| format!("{block}: {}", l.note)).collect();
+        let note = (!left.is_empty()).then(|| ("leftInPlace", serde_json::json!(notes)));
         let subject = subject(&record);
         self.record_change(&mut tx, &subject, "deleted", record.generation, Some(&spec), None, &by, &now(), note)
             .await?;

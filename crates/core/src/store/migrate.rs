@@ -67,10 +67,18 @@ const MIGRATIONS: &[Migration] = &[
           CREATE TABLE replicas (owner TEXT NOT NULL PRIMARY KEY, expires_at BIGINT NOT NULL);
           CREATE TABLE schedules (name TEXT NOT NULL PRIMARY KEY, last_due BIGINT NOT NULL);",
     },
+    // Orphans: what blocks left in place when a resource went, until it is purged.
+    Migration {
+        version: 7,
+        sql: "CREATE TABLE orphans (
+            id {serial}, block TEXT NOT NULL, place TEXT NOT NULL, note TEXT NOT NULL,
+            purgeable BIGINT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, since TEXT NOT NULL,
+            purged_at TEXT);",
+    },
 ];
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 6;
+pub const LATEST: i64 = 7;
 
 async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
     conn.execute("CREATE TABLE IF NOT EXISTS meshplane_schema (version BIGINT NOT NULL)").await?;

@@ -11,6 +11,7 @@ mod apply;
 mod coordinate;
 mod lifecycle;
 pub mod migrate;
+mod orphans;
 
 use serde::Serialize;
 use serde_json::Value as Any;
@@ -19,6 +20,7 @@ use sqlx::{AnyPool, Row};
 
 pub use apply::{Applied, ApplyOptions, Outcome};
 pub use coordinate::{SCHEDULE, Scope};
+pub use orphans::Orphan;
 
 use crate::error::Error;
 use crate::resource::Kind;

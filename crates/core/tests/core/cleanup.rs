@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use meshplane_core::block::{BlockFuture, Blocks, Provisioned, Provisioner};
+use meshplane_core::block::{BlockFuture, Blocks, Leftover, Provisioned, Provisioner};
 use meshplane_core::reconcile::reconcile;
 use meshplane_core::resource::Kind;
 use meshplane_core::store::{ApplyOptions, Outcome, Record, Store};
@@ -43,14 +43,14 @@ impl Provisioner for Ledger {
             Ok(Provisioned { summary: "provisioned".into(), drift: self.drift.lock().unwrap().clone() })
         })
     }
-    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>> {
+    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         Box::pin(async move {
             self.calls.lock().unwrap().push(format!("cleanup {}", record.name));
             if *self.failing.lock().unwrap() {
                 return Err("the store does not answer".into());
             }
             self.provisioned.lock().unwrap().retain(|n| n != &record.name);
-            Ok(vec![format!("{}'s data", record.name)])
+            Ok(vec![Leftover { place: record.name.clone(), note: format!("{}'s data", record.name), purgeable: true }])
         })
     }
 }
@@ -122,6 +122,15 @@ on_both!(a_record_goes_only_after_its_blocks_cleaned_up, |place: Place| async mo
     let actions: Vec<&str> = history.iter().map(|c| c.action.as_str()).collect();
     assert_eq!(actions, ["created", "deleting", "deleted"]);
     assert_eq!(history[2].event["data"]["leftInPlace"], serde_json::json!(["ledger: shop's data"]));
+    let orphans = store.orphans(false).await.unwrap();
+    assert_eq!(orphans.len(), 1);
+    assert_eq!(
+        (orphans[0].block.as_str(), orphans[0].place.as_str(), orphans[0].name.as_str()),
+        ("ledger", "shop", "shop")
+    );
+    store.mark_purged(orphans[0].id).await.unwrap();
+    assert!(store.orphans(false).await.unwrap().is_empty());
+    assert!(store.orphans(true).await.unwrap()[0].purged_at.is_some(), "the purge is remembered");
     // Gone, it can be created anew.
     let anew = store.apply(&[resource(&shop())], &[], &options()).await.unwrap();
     assert_eq!((anew[0].outcome, anew[0].generation), (Outcome::Created, 1));

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use std::sync::Arc;
 
-use meshplane_core::block::{BlockFuture, Blocks, Provisioned, Provisioner};
+use meshplane_core::block::{BlockFuture, Blocks, Leftover, Provisioned, Provisioner};
 use meshplane_core::store::{Record, Store};
 use meshplane_core::testing::{Place, postgres, sqlite};
 use meshplane_server::reconciler::{self, Settings};
@@ -366,7 +366,7 @@ impl Provisioner for Watched {
             Ok(Provisioned::done("seen"))
         })
     }
-    fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>> {
+    fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 }
@@ -539,7 +539,7 @@ impl Provisioner for Hangs {
     fn provision<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
         Box::pin(std::future::pending())
     }
-    fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Vec<String>, String>> {
+    fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         Box::pin(std::future::pending())
     }
 }

@@ -1,0 +1,84 @@
+//! Orphans: what blocks left in place when a resource went (data, or what a deletion policy
+//! keeps), recorded in the transaction that removes the resource, listed until purged.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, now};
+use crate::block::Leftover;
+use crate::error::Error;
+
+/// One orphan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Orphan {
+    pub id: i64,
+    pub block: String,
+    pub place: String,
+    pub note: String,
+    pub purgeable: bool,
+    /// The resource it was provisioned for.
+    pub kind: String,
+    pub name: String,
+    pub since: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purged_at: Option<String>,
+}
+
+impl Store {
+    /// Records what `block` left in place for `kind/name`, inside the removing transaction.
+    pub(super) async fn record_orphans(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        kind: &str,
+        name: &str,
+        left: &[(String, Leftover)],
+    ) -> Result<(), Error> {
+        for (block, leftover) in left {
+            sqlx::query(
+                "INSERT INTO orphans (block, place, note, purgeable, kind, name, since) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(block)
+            .bind(&leftover.place)
+            .bind(&leftover.note)
+            .bind(i64::from(leftover.purgeable))
+            .bind(kind)
+            .bind(name)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The orphans not purged yet (with `purged`, also those purged), oldest first.
+    pub async fn orphans(&self, purged: bool) -> Result<Vec<Orphan>, Error> {
+        let filter = if purged { "" } else { " WHERE purged_at IS NULL" };
+        let rows = sqlx::query(&format!("SELECT * FROM orphans{filter} ORDER BY id")).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Orphan {
+                    id: r.try_get("id")?,
+                    block: r.try_get("block")?,
+                    place: r.try_get("place")?,
+                    note: r.try_get("note")?,
+                    purgeable: r.try_get::<i64, _>("purgeable")? != 0,
+                    kind: r.try_get("kind")?,
+                    name: r.try_get("name")?,
+                    since: r.try_get("since")?,
+                    purged_at: r.try_get("purged_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks an orphan purged (its block removed it).
+    pub async fn mark_purged(&self, id: i64) -> Result<(), Error> {
+        sqlx::query("UPDATE orphans SET purged_at = $1 WHERE id = $2 AND purged_at IS NULL")
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
