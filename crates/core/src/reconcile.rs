@@ -20,6 +20,10 @@
 //!   concerned block, and without drift (a resource no block is concerned with is Ready once
 //!   valid and linked).
 //!
+//! A block that provisioned an earlier version but is no longer concerned (the port moved to
+//! another block) cleans up what it made for that version; what stays becomes an orphan (the
+//! old place is kept until purged) and its finalizer comes off.
+//!
 //! A resource whose deletion was asked for is finalized instead: every finalizer's block
 //! cleans up (by its deletion policy; what it leaves in place is named in the `deleted` change
 //! record), its finalizer comes off, and the record goes when none is left. Until then
@@ -27,7 +31,7 @@
 //!
 //! A condition keeps its `lastTransitionTime` while its status does not change.
 
-use crate::block::Blocks;
+use crate::block::{Blocks, Leftover, Provisioner};
 use crate::error::Error;
 use crate::resource::{Kind, port_links};
 use crate::runtime::Action;
@@ -98,6 +102,7 @@ pub async fn reconcile(
     } else if blocks.binder.is_some() {
         wanted.push(("Bound", true, "Bound", "every part has its block".into()));
     }
+    let released = release(store, blocks, kind, &record, fence).await?;
     let (provisioned, drift, failure) = provision(store, blocks, kind, &record, linked, fence).await?;
     let in_place = provisioned.1 || provisioned.2 == NO_BLOCK;
     wanted.push(provisioned);
@@ -120,7 +125,7 @@ pub async fn reconcile(
         (true, true, false) => ("Ready", true, "Reconciled", "valid, fully linked and provisioned".into()),
     });
     write_status(store, kind, &record, wanted, fence).await?;
-    match failure {
+    match failure.or(released) {
         Some(error) => Err(error),
         // Waiting on another resource's status, which writes no change record: look again.
         None if linked && !ports_waiting.is_empty() => Ok(Action::RequeueAfter(PORTS_RETRY_MS)),
@@ -164,6 +169,50 @@ async fn provision(
     Ok((("Provisioned", true, "Provisioned", done.join("; ")), Some(drift), None))
 }
 
+/// Lets go of the blocks that provisioned an earlier version of the resource but are not
+/// concerned with it any more (its port moved to another block): each cleans up what it made
+/// for the last version it held, what stays becomes an orphan, and its finalizer comes off.
+/// Returns the first failure (the finalizer then stays, and the next reconcile tries again).
+async fn release(
+    store: &Store,
+    blocks: &Blocks,
+    kind: Kind,
+    record: &Record,
+    fence: (&str, i64),
+) -> Result<Option<Error>, Error> {
+    for finalizer in &record.finalizers {
+        let Some(block) = blocks.by_finalizer(finalizer).filter(|b| !b.concerns(record)) else { continue };
+        if let Some(old) = held_by(store, kind, record, block.as_ref()).await? {
+            match blocks.call(block.as_ref(), block.cleanup(&old)).await {
+                Ok(kept) => {
+                    let moved: Vec<(String, Leftover)> = kept
+                        .into_iter()
+                        .map(|mut l| {
+                            l.note = format!("moved away: {}", l.note);
+                            (block.name().to_string(), l)
+                        })
+                        .collect();
+                    store.add_orphans(kind.as_str(), &record.name, &moved).await?;
+                }
+                Err(message) => return Ok(Some(Error::Block { block: block.name().to_string(), message })),
+            }
+        }
+        store.remove_finalizer(kind, &record.name, finalizer, fence).await?;
+    }
+    Ok(None)
+}
+
+/// The latest version of the resource that `block` is concerned with: the record itself, or
+/// an earlier version from its history (the block has not seen the move yet).
+async fn held_by(store: &Store, kind: Kind, record: &Record, block: &dyn Provisioner) -> Result<Option<Record>, Error> {
+    if block.concerns(record) {
+        return Ok(Some(record.clone()));
+    }
+    let history = store.history(kind, &record.name).await?;
+    let versions = history.into_iter().rev().filter_map(|change| change.after);
+    Ok(versions.map(|spec| Record { spec, ..record.clone() }).find(|old| block.concerns(old)))
+}
+
 /// Cleans up through every finalizer's block, then removes the record.
 async fn finalize(
     store: &Store,
@@ -178,12 +227,15 @@ async fn finalize(
             None => {
                 Some(("BlockMissing", format!("`{finalizer}`: its block is not configured, so it cannot clean up")))
             }
-            Some(block) => match blocks.call(block.as_ref(), block.cleanup(record)).await {
-                Ok(kept) => {
-                    left.extend(kept.into_iter().map(|k| (block.name().to_string(), k)));
-                    None
-                }
-                Err(m) => Some(("CleanupFailed", format!("{finalizer}: {m}"))),
+            Some(block) => match held_by(store, kind, record, block.as_ref()).await? {
+                None => None,
+                Some(held) => match blocks.call(block.as_ref(), block.cleanup(&held)).await {
+                    Ok(kept) => {
+                        left.extend(kept.into_iter().map(|k| (block.name().to_string(), k)));
+                        None
+                    }
+                    Err(m) => Some(("CleanupFailed", format!("{finalizer}: {m}"))),
+                },
             },
         };
         if let Some((reason, message)) = stuck {

@@ -2,5 +2,6 @@
 //! against real stores.
 
 mod lake;
+mod moves;
 mod platform;
 mod postgres;

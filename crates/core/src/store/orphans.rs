@@ -51,6 +51,16 @@ impl Store {
         Ok(())
     }
 
+    /// Records what `left` in place for `kind/name` while the resource stays (a port moved
+    /// to another block).
+    pub async fn add_orphans(&self, kind: &str, name: &str, left: &[(String, Leftover)]) -> Result<(), Error> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        self.record_orphans(&mut tx, kind, name, left).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The orphans not purged yet (with `purged`, also those purged), oldest first.
     pub async fn orphans(&self, purged: bool) -> Result<Vec<Orphan>, Error> {
         let filter = if purged { "" } else { " WHERE purged_at IS NULL" };
