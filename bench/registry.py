@@ -7,7 +7,11 @@ two replicas.
 Readiness is read from the store's status table (the reconcilers' own record), four times a
 second, so that the observer does not load the server it measures.
 
-Usage: registry.py MESHPLANE_BINARY [CONTRACTS] [PRODUCTS]
+With --lake, every contract has a server in environment dev that the embedded platform's
+lake block provisions (a prefix with its schema record under the server's ./data), so Ready
+includes provisioning.
+
+Usage: registry.py MESHPLANE_BINARY [CONTRACTS] [PRODUCTS] [--lake]
 Needs the local PostgreSQL (127.0.0.1:5432, user postgres, trust auth) and psql."""
 import json
 import socket
@@ -26,7 +30,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+LAKE = "--lake" in sys.argv
+
+
 def contract(i):
+    server = (f"servers:\n  - {{ server: lake, type: local, environment: dev, path: ./data/c{i:05d}/, "
+              f"format: parquet }}\n") if LAKE else ""
     return f"""apiVersion: v3.1.0
 kind: DataContract
 id: c{i:05d}
@@ -34,7 +43,7 @@ version: 1.0.0
 status: active
 domain: d{i % 20:02d}
 tags: [{'gold' if i % 10 == 0 else 'silver'}]
-schema:
+{server}schema:
   - name: t{i:05d}
     properties:
       - {{ name: id, logicalType: string, required: true, unique: true }}
@@ -83,11 +92,11 @@ def count_ready(url):
     return int(out.stdout.strip())
 
 
-def start_server(binary, url):
+def start_server(binary, url, cwd):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", url],
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.DEVNULL, cwd=cwd)
     for _ in range(100):
         try:
             get(base, "/healthz")
@@ -98,7 +107,8 @@ def start_server(binary, url):
 
 
 def run(binary, url, label, n_contracts, n_products, replicas=1):
-    servers = [start_server(binary, url) for _ in range(replicas)]
+    workdir = tempfile.TemporaryDirectory()
+    servers = [start_server(binary, url, workdir.name) for _ in range(replicas)]
     base = servers[0][1]
     try:
         docs = [contract(i) for i in range(n_contracts)] + [product(i, n_contracts) for i in range(n_products)]
@@ -125,19 +135,21 @@ def run(binary, url, label, n_contracts, n_products, replicas=1):
             timings[q] = (statistics.median(samples), samples[int(len(samples) * 0.99) - 1])
         print(f"== {label}: applied {n_contracts} contracts and {n_products} products in batches of 100: {applied:.2f} s "
               f"({len(docs) / applied:.0f} documents/s); all {len(docs)} Ready {ready:.2f} s after the first apply "
-              f"({replicas} replica{'s' if replicas > 1 else ''})")
+              f"({replicas} replica{'s' if replicas > 1 else ''}{', every contract provisioned in the lake' if LAKE else ''})")
         for q, (p50, p99) in timings.items():
             print(f"   GET {q:<52} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
     finally:
         for server, _ in servers:
             server.terminate()
             server.wait()
+        workdir.cleanup()
 
 
 def main():
-    binary = sys.argv[1]
-    n_contracts = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
-    n_products = int(sys.argv[3]) if len(sys.argv) > 3 else 2_000
+    args = [a for a in sys.argv[1:] if a != "--lake"]
+    binary = args[0]
+    n_contracts = int(args[1]) if len(args) > 1 else 10_000
+    n_products = int(args[2]) if len(args) > 2 else 2_000
     with tempfile.TemporaryDirectory() as tmp:
         run(binary, f"sqlite://{tmp}/bench.db", "SQLite", n_contracts, n_products)
     for replicas in (1, 2):
