@@ -22,5 +22,7 @@ pub mod regex;
 pub mod run;
 pub mod source;
 pub mod target;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod threshold;
 pub mod types;

@@ -115,3 +115,40 @@ async fn cleanup_keeps_the_files_and_removes_only_what_it_made() {
     assert_eq!(delete.cleanup(&orders).await.unwrap(), []);
     assert!(!port.exists(), "the empty prefix is gone");
 }
+
+/// The same block on an S3-protocol server (on loopback, credentials checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_on_s3_provisions_observes_and_purges_the_same_way() {
+    use meshplane_quality::testing::{KEY, SECRET, start_s3};
+    let root = root("s3");
+    let bucket = root.0.join("lake");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let addr = start_s3(&root.0).await;
+    let lake = |secret: &str| {
+        let text = format!(
+            "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n  - name: lake\n    type: lake\n\
+             \x20   root: s3://lake/ports\n    endpoint: http://{addr}\n    accessKeyId: {KEY}\n    secretAccessKey: {secret}\n"
+        );
+        let platform = Arc::new(Platform::from_yaml(&text).unwrap());
+        let BlockKind::Lake(config) = &platform.blocks[0].kind else { unreachable!() };
+        Storage(LakeBlock::new("lake", config, Arc::clone(&platform), Path::new("/")).unwrap())
+    };
+    let text = contract("unused").replace(
+        "{ server: lake, type: local, environment: dev, path: \"unused\", format: csv }",
+        "{ server: lake, type: s3, environment: dev, location: \"s3://lake/ports/orders/\", format: csv }",
+    );
+    let orders = record(&text);
+    let block = lake(SECRET);
+    assert_eq!(block.health().await, Some(Ok(())));
+    assert_eq!(block.provision(&orders).await.unwrap().summary, "recorded the schema in s3://lake/ports/orders");
+    assert!(bucket.join("ports/orders/.meshplane-port").is_file());
+    std::fs::write(bucket.join("ports/orders/part-0.csv"), "id,mail\n1,a@example.com\n").unwrap();
+    let drift = block.provision(&orders).await.unwrap().drift;
+    assert_eq!(drift, ["orders: column `email` is missing from the files", "orders: column `mail` is not declared"]);
+    let denied = lake("wrong").provision(&orders).await.unwrap_err();
+    assert!(denied.starts_with("cannot reach s3://lake/ports/orders"), "{denied}");
+    let kept = block.cleanup(&orders).await.unwrap();
+    assert_eq!(notes(kept.clone()), ["prefix s3://lake/ports/orders (the retain policy keeps it)"]);
+    block.purge(&kept[0].place).await.unwrap();
+    assert!(!bucket.join("ports/orders/part-0.csv").exists(), "purged");
+}

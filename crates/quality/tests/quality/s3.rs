@@ -1,37 +1,13 @@
 //! Files on an S3-compatible object store: an S3 server (s3s-fs, the S3 protocol over a
 //! local directory) runs on loopback for the test, with credentials checked.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
 use meshplane_quality::run::{Options, Outcome};
-use s3s::auth::SimpleAuth;
-use s3s::service::S3ServiceBuilder;
-use tokio::net::TcpListener;
+use meshplane_quality::testing::{KEY, SECRET, start_s3};
 
 use crate::data;
 use crate::stores::{assert_expected, contract, options, run_with, temp_dir};
-
-const KEY: &str = "meshplane-test";
-const SECRET: &str = "a-secret-only-this-test-knows";
-
-async fn start_s3(root: &Path) -> SocketAddr {
-    let mut builder = S3ServiceBuilder::new(s3s_fs::FileSystem::new(root).unwrap());
-    builder.set_auth(SimpleAuth::from_single(KEY, SECRET));
-    let service = builder.build();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let http = Builder::new(TokioExecutor::new());
-        while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(http.serve_connection(TokioIo::new(socket), service.clone()).into_owned());
-        }
-    });
-    addr
-}
 
 fn with_keys(key: &'static str, secret: &'static str) -> Options {
     let env = Arc::new(move |name: &str| match name {
