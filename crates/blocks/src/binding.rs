@@ -3,7 +3,7 @@
 //! Only the servers of the platform's environment are bound. A server is bound to the block
 //! it is named after (`server: warehouse` → the block `warehouse`), or else to the one block
 //! whose type takes servers of its type (`postgres` takes `postgres`; `lake` takes `local` and
-//! `s3`). A server that no block takes, or that several could take, is a binding problem: a
+//! `s3`; an `http` block the types its `serverTypes` lists). A server that no block takes, or that several could take, is a binding problem: a
 //! condition on the contract, never a guess.
 
 use meshplane_spec::model::odcs::DataContract;
@@ -17,6 +17,7 @@ pub fn takes(kind: &BlockKind, server_type: &str) -> bool {
     match kind {
         BlockKind::Postgres(_) => matches!(t.as_str(), "postgres" | "postgresql"),
         BlockKind::Lake(_) => matches!(t.as_str(), "local" | "s3"),
+        BlockKind::Http(http) => http.server_types.iter().any(|s| s.eq_ignore_ascii_case(&t)),
     }
 }
 

@@ -1,8 +1,9 @@
 //! meshplane's building blocks: the platform's configuration (`platform.yaml`), how a
 //! contract's servers bind to blocks, and the storage blocks that provision them in real
-//! stores.
+//! stores, and the remote block that reaches a block running as its own service.
 
 pub mod binding;
+pub mod http;
 pub mod lake;
 pub mod platform;
 pub mod postgres;
@@ -42,6 +43,9 @@ pub fn build(platform: Platform, base: &std::path::Path) -> Result<Blocks, Strin
                     config,
                     Arc::clone(&platform),
                 )?)));
+            }
+            BlockKind::Http(config) => {
+                provisioners.push(Arc::new(http::HttpBlock::new(&block.name, config, Arc::clone(&platform))?));
             }
             BlockKind::Lake(config) => {
                 provisioners.push(Arc::new(Storage(lake::LakeBlock::new(

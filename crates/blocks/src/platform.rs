@@ -55,6 +55,7 @@ pub struct BlockConfig {
 pub enum BlockKind {
     Postgres(PostgresConfig),
     Lake(LakeConfig),
+    Http(HttpConfig),
 }
 
 impl BlockKind {
@@ -62,6 +63,7 @@ impl BlockKind {
         match self {
             BlockKind::Postgres(_) => "postgres",
             BlockKind::Lake(_) => "lake",
+            BlockKind::Http(_) => "http",
         }
     }
 }
@@ -128,6 +130,19 @@ impl LakeConfig {
     }
 }
 
+/// A block that runs as its own service, reached over the remote block protocol
+/// (docs/block-protocol.openapi.json).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Where the block listens: `http://host:port` or `https://...`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer ...` with every call; the block verifies it.
+    pub credential: Secret,
+    /// The ODCS server types this block takes (`kafka`, `custom`, ...).
+    pub server_types: Vec<String>,
+}
+
 /// A secret: a reference to an environment variable or a file, or (discouraged) inline text.
 /// Never printed: its `Debug` and serialized forms show only the reference.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -191,7 +206,7 @@ impl fmt::Display for Problems {
     }
 }
 
-const TYPES: &str = "postgres, lake";
+const TYPES: &str = "postgres, lake, http";
 
 impl Platform {
     /// The platform with no file: environment `dev`, one lake block on `./data`.
@@ -323,6 +338,7 @@ impl Reader<'_> {
         let kind = match kind.as_str() {
             "postgres" => BlockKind::Postgres(self.config(node, rest)?),
             "lake" => BlockKind::Lake(self.config(node, rest)?),
+            "http" => BlockKind::Http(self.config(node, rest)?),
             other => {
                 let at = node.get("type").map_or(node.span.start, |n| n.span.start);
                 self.problem(at, format!("unknown block type `{other}`; the types are {TYPES}"));
@@ -360,6 +376,14 @@ impl Reader<'_> {
                 }
                 if pg.port == 0 {
                     self.problem(at("port"), "`port` must be between 1 and 65535");
+                }
+            }
+            BlockKind::Http(http) => {
+                if !(http.url.starts_with("http://") || http.url.starts_with("https://")) {
+                    self.problem(at("url"), format!("`url` must be http:// or https://, not `{}`", http.url));
+                }
+                if http.server_types.is_empty() {
+                    self.problem(at("serverTypes"), "`serverTypes` must name at least one server type");
                 }
             }
             BlockKind::Lake(lake) => {

@@ -40,9 +40,14 @@ pub trait ServerStorage: Send + Sync {
 
     /// The servers of `contract` bound to this block.
     fn servers<'c>(&self, contract: &'c DataContract) -> Vec<&'c Server> {
-        let ours = |(_, b): &(&Server, Result<String, String>)| b.as_deref() == Ok(self.name());
-        bind(self.platform(), contract).into_iter().filter(ours).map(|(s, _)| s).collect()
+        bound(self.platform(), self.name(), contract)
     }
+}
+
+/// The servers of `contract` bound to the block `name`.
+pub fn bound<'c>(platform: &Platform, name: &str, contract: &'c DataContract) -> Vec<&'c Server> {
+    let ours = |(_, b): &(&Server, Result<String, String>)| b.as_deref() == Ok(name);
+    bind(platform, contract).into_iter().filter(ours).map(|(s, _)| s).collect()
 }
 
 /// A storage block as the reconcilers see it.

@@ -64,6 +64,19 @@ fn every_problem_is_reported_with_its_place() {
             vec!["invalid value: integer `70000`"],
         ),
         (format!("{GOOD}---\nkind: Platform\n"), vec!["exactly one document"]),
+        (
+            format!(
+                "{GOOD}  - {{ name: remote, type: http, url: 'ftp://x', credential: {{ env: T }}, serverTypes: [] }}\n"
+            ),
+            vec![
+                "`url` must be http:// or https://, not `ftp://x`",
+                "`serverTypes` must name at least one server type",
+            ],
+        ),
+        (
+            format!("{GOOD}  - {{ name: remote, type: http, url: 'http://x', serverTypes: [kafka] }}\n"),
+            vec!["missing field `credential`"],
+        ),
     ];
     for (text, expected) in cases {
         let problems = Platform::from_yaml(&text).unwrap_err().to_string();

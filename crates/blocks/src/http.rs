@@ -1,0 +1,135 @@
+//! The remote block (`type: http`): a block that runs as its own service, in any language,
+//! reached over the protocol published in `docs/block-protocol.openapi.json`. meshplane sends
+//! each contract with its servers bound to the block; every call carries the configured
+//! credential as a bearer token; a call answered with 202 is a long-running operation, polled
+//! until it is done (the platform's limit on one block call bounds the wait).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshplane_core::block::{BlockFuture, Leftover, Provisioned, Provisioner};
+use meshplane_core::store::Record;
+use serde_json::{Value as Any, json};
+
+use crate::binding::contract_of;
+use crate::platform::{HttpConfig, Platform};
+use crate::storage::bound;
+
+/// How often a long-running operation is polled.
+const POLL: Duration = Duration::from_millis(200);
+
+pub struct HttpBlock {
+    name: String,
+    url: String,
+    credential: String,
+    platform: Arc<Platform>,
+    client: reqwest::Client,
+}
+
+impl HttpBlock {
+    /// Builds the block (resolving its credential); connects only when called.
+    pub fn new(name: &str, config: &HttpConfig, platform: Arc<Platform>) -> Result<HttpBlock, String> {
+        let credential = config.credential.resolve().map_err(|e| format!("block `{name}`: credential: {e}"))?;
+        Ok(HttpBlock {
+            name: name.into(),
+            url: config.url.trim_end_matches('/').to_string(),
+            credential,
+            platform,
+            client: reqwest::Client::new(),
+        })
+    }
+
+    /// One call: `body` is POSTed (GET without one); a 202 is followed to its result.
+    async fn call(&self, path: &str, body: Option<Any>) -> Result<Any, String> {
+        let url = format!("{}{path}", self.url);
+        let request = match &body {
+            Some(body) => self.client.post(&url).json(body),
+            None => self.client.get(&url),
+        };
+        let answer = self.answer(request).await?;
+        let Some(operation) = answer.get("operation").and_then(Any::as_str).filter(|_| answer.get("done").is_none())
+        else {
+            return Ok(answer);
+        };
+        let operation = operation.to_string();
+        loop {
+            let state = self.answer(self.client.get(format!("{}/v1/operations/{operation}", self.url))).await?;
+            if state["done"] == true {
+                return match state.get("error").and_then(Any::as_str) {
+                    Some(error) => Err(error.to_string()),
+                    None => Ok(state.get("result").cloned().unwrap_or(Any::Null)),
+                };
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Sends with the credential; 200 is the answer, 202 an operation to follow, anything
+    /// else a failure with the block's message.
+    async fn answer(&self, request: reqwest::RequestBuilder) -> Result<Any, String> {
+        let response = request
+            .bearer_auth(&self.credential)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", self.url))?;
+        let status = response.status();
+        let body: Any = response.json().await.unwrap_or(Any::Null);
+        let message = body.get("message").and_then(Any::as_str).unwrap_or("no message").to_string();
+        match status.as_u16() {
+            200 | 202 => Ok(body),
+            401 | 403 => Err(format!("the block refused meshplane's credential ({status}): {message}")),
+            _ => Err(format!("the block answered {status}: {message}")),
+        }
+    }
+
+    /// The request about one contract: its key, generation, document and bound servers.
+    fn request(&self, record: &Record) -> Option<Any> {
+        let contract = contract_of(&record.spec)?;
+        let servers = bound(&self.platform, &self.name, &contract);
+        Some(
+            json!({ "name": record.name, "generation": record.generation, "contract": record.spec, "servers": servers }),
+        )
+    }
+}
+
+impl Provisioner for HttpBlock {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn concerns(&self, record: &Record) -> bool {
+        record.kind == "DataContract"
+            && contract_of(&record.spec).is_some_and(|c| !bound(&self.platform, &self.name, &c).is_empty())
+    }
+
+    fn health(&self) -> BlockFuture<'_, Option<Result<(), String>>> {
+        Box::pin(async { Some(self.call("/v1/health", None).await.map(|_| ())) })
+    }
+
+    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
+        Box::pin(async move {
+            let request = self.request(record).ok_or("the record holds no contract")?;
+            let answer = self.call("/v1/provision", Some(request)).await?;
+            let summary = answer["summary"].as_str().ok_or("the block's answer has no summary")?.to_string();
+            let drift = answer["drift"].as_array().into_iter().flatten().filter_map(Any::as_str).map(String::from);
+            Ok(Provisioned { summary, drift: drift.collect() })
+        })
+    }
+
+    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+        Box::pin(async move {
+            let Some(request) = self.request(record) else { return Ok(Vec::new()) };
+            let answer = self.call("/v1/cleanup", Some(request)).await?;
+            let leftovers = answer["leftovers"].as_array().into_iter().flatten().map(|l| Leftover {
+                place: l["place"].as_str().unwrap_or_default().to_string(),
+                note: l["note"].as_str().unwrap_or_default().to_string(),
+                purgeable: l["purgeable"].as_bool().unwrap_or(true),
+            });
+            Ok(leftovers.collect())
+        })
+    }
+
+    fn purge<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>> {
+        Box::pin(async move { self.call("/v1/purge", Some(json!({ "place": place }))).await.map(|_| ()) })
+    }
+}
