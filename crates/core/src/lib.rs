@@ -12,7 +12,9 @@
 //! assert_eq!((resource.kind, resource.name.as_str()), (Kind::DataContract, "orders@v2"));
 //! ```
 
+pub mod access;
 pub mod block;
+pub mod checking;
 pub mod cron;
 pub mod error;
 pub mod reconcile;

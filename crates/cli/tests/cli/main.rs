@@ -541,7 +541,10 @@ fn the_example_platform_provisions_both_blocks_and_every_product_gets_ready() {
         |file: &str| std::fs::read_to_string(examples.join(file)).unwrap().replace("meshplane_examples", &database);
     let dir = std::env::temp_dir().join(format!("mpcli-examples-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("warehouse")).unwrap();
-    std::fs::write(dir.join("platform.yaml"), ours("platform.yaml")).unwrap();
+    // A password inline (trust authentication ignores it): it must never be shown.
+    let platform =
+        ours("platform.yaml").replace("    user: postgres\n", "    user: postgres\n    password: hunter2-inline\n");
+    std::fs::write(dir.join("platform.yaml"), platform).unwrap();
     for file in ["ledger.odcs.yaml", "ledger.odps.yaml"] {
         std::fs::write(dir.join("warehouse").join(file), ours(&format!("warehouse/{file}"))).unwrap();
     }
@@ -583,6 +586,8 @@ fn the_example_platform_provisions_both_blocks_and_every_product_gets_ready() {
         blocks.contains("lake                 lake       ok") && blocks.contains("warehouse            postgres   ok"),
         "{blocks}"
     );
+    let described = stdout(&meshplane(&["blocks", "--server", &s.url, "-o", "json"]));
+    assert!(!described.contains("hunter2") && described.contains("\"password\": \"***\""), "{described}");
     drop(s);
     std::fs::remove_dir_all(dir).unwrap();
 }
