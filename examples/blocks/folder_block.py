@@ -6,7 +6,7 @@ language.
 
     python3 folder_block.py --port 9091 --root ./block-data --credential-env FOLDER_BLOCK_TOKEN
 
-Provision answers as a long-running operation (202, then done at the first poll), to show
+Validate asks every server for a `location`; provision answers as a long-running operation (202, then done at the first poll), to show
 that part of the protocol; cleanup keeps the file (it is the block's data) and returns it as
 a leftover; purge deletes it. Every request must carry `Authorization: Bearer <credential>`.
 """
@@ -84,6 +84,10 @@ def main():
             request = self.body()
             if request is None:
                 return
+            if self.path == "/v1/validate":
+                problems = [f"server `{s.get('server')}` has no location (the folder entry's address)"
+                            for s in request.get("servers", []) if not s.get("location")]
+                return self.answer(200, {"problems": problems})
             if self.path == "/v1/provision":
                 path = entry(request["name"])
                 wanted = {"name": request["name"], "servers": request["servers"]}

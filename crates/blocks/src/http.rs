@@ -1,6 +1,7 @@
 //! The remote block (`type: http`): a block that runs as its own service, in any language,
 //! reached over the protocol published in `docs/block-protocol.openapi.json`. meshplane sends
-//! each contract with its servers bound to the block; every call carries the configured
+//! each contract with its servers bound to the block, validated before it is provisioned;
+//! every call carries the configured
 //! credential as a bearer token; a call answered with 202 is a long-running operation, polled
 //! until it is done (the platform's limit on one block call bounds the wait).
 
@@ -109,6 +110,12 @@ impl Provisioner for HttpBlock {
     fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
         Box::pin(async move {
             let request = self.request(record).ok_or("the record holds no contract")?;
+            let checked = self.call("/v1/validate", Some(request.clone())).await?;
+            let problems: Vec<&str> =
+                checked["problems"].as_array().into_iter().flatten().filter_map(Any::as_str).collect();
+            if !problems.is_empty() {
+                return Err(format!("the block cannot take it: {}", problems.join("; ")));
+            }
             let answer = self.call("/v1/provision", Some(request)).await?;
             let summary = answer["summary"].as_str().ok_or("the block's answer has no summary")?.to_string();
             let drift = answer["drift"].as_array().into_iter().flatten().filter_map(Any::as_str).map(String::from);

@@ -79,6 +79,11 @@ async fn a_block_written_in_python_provisions_cleans_up_and_purges() {
     folder.purge(&left[0].place).await.unwrap();
     assert!(!remote.root.join("orders@v1.json").exists());
 
+    let nowhere = record(&CONTRACT.replace(", location: topic-orders", ""));
+    let invalid = folder.provision(&nowhere).await.unwrap_err();
+    assert_eq!(invalid, "the block cannot take it: server `folder` has no location (the folder entry's address)");
+    assert!(!remote.root.join("orders@v1.json").exists(), "nothing was provisioned");
+
     let refused = block(remote.port, "a-wrong-token").provision(&orders).await.unwrap_err();
     assert!(refused.starts_with("the block refused meshplane's credential (401"), "{refused}");
 }
@@ -100,7 +105,9 @@ fn the_published_protocol_holds_every_call_the_client_makes() {
     let document: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(document["openapi"], "3.1.0");
     let source = include_str!("../../src/http.rs");
-    for call in ["/v1/health", "/v1/provision", "/v1/cleanup", "/v1/purge", "/v1/operations/{operation}"] {
+    for call in
+        ["/v1/health", "/v1/validate", "/v1/provision", "/v1/cleanup", "/v1/purge", "/v1/operations/{operation}"]
+    {
         assert!(source.contains(call), "the client calls {call}");
         let documented = call.replace("{operation}", "{id}");
         assert!(document["paths"].get(&documented).is_some(), "{documented} is documented");

@@ -261,6 +261,27 @@ async fn cleanup_keeps_data_under_retain_and_drops_only_its_own_under_delete() {
     assert_eq!(table(&mut conn, "theirs", "orders").await.len(), 4);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_endpoint_is_not_the_blocks_is_refused_with_the_field() {
+    let place = postgres().await;
+    let block = block(&place, "retain");
+    let text = contract(&place, "1.0.0", "orders_v1", ORDERS);
+    for (from, to, message) in [
+        (
+            "host: 127.0.0.1",
+            "host: db.example.com",
+            "server `warehouse`: host db.example.com is not block `warehouse`'s (127.0.0.1)",
+        ),
+        ("port: 5432", "port: 6543", "server `warehouse`: port 6543 is not block `warehouse`'s (5432)"),
+    ] {
+        let err = block.provision(&record(&text.replace(from, to))).await.unwrap_err();
+        assert_eq!(err, message);
+    }
+    let other = text.replace(&format!("database: {}", database(&place)), "database: elsewhere");
+    let err = block.provision(&record(&other)).await.unwrap_err();
+    assert!(err.starts_with("server `warehouse`: database elsewhere is not block `warehouse`'s"), "{err}");
+}
+
 #[test]
 fn servers_bind_by_name_or_type_and_only_in_the_platform_environment() {
     let platform = Platform::from_yaml(
