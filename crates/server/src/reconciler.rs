@@ -182,11 +182,13 @@ impl Loop {
                 linked.iter().for_each(|p| self.queue.changed(p, now));
             }
             if change.action == "deleted" {
+                // Gone and cleaned up: nothing left to reconcile or resync.
                 self.known.remove(&key);
+                self.queue.forget(&key);
             } else {
                 self.known.insert(key.clone());
+                self.queue.changed(&key, now);
             }
-            self.queue.changed(&key, now);
         }
         seen
     }
@@ -248,6 +250,9 @@ impl Loop {
         let (id, outcome) = joined.unwrap_or_else(|panicked| (panicked.id(), Err(())));
         if let Some(key) = self.running_keys.remove(&id) {
             self.queue.done(&key, self.ms(), outcome);
+            if !self.known.contains(&key) {
+                self.queue.forget(&key);
+            }
         }
     }
 
