@@ -20,9 +20,9 @@
 //!   concerned block, and without drift (a resource no block is concerned with is Ready once
 //!   valid and linked).
 //!
-//! A block that provisioned an earlier version but is no longer concerned (the port moved to
-//! another block) cleans up what it made for that version; what stays becomes an orphan (the
-//! old place is kept until purged) and its finalizer comes off.
+//! A server that an earlier version declared and the current one does not (the port moved,
+//! within a block or to another) is cleaned up by its block; what stays becomes an orphan (the
+//! old place is kept until purged), and a block no longer concerned loses its finalizer.
 //!
 //! A resource whose deletion was asked for is finalized instead: every finalizer's block
 //! cleans up (by its deletion policy; what it leaves in place is named in the `deleted` change
@@ -30,6 +30,8 @@
 //! `Ready` is False with reason `Deleting` (or why the cleanup is stuck).
 //!
 //! A condition keeps its `lastTransitionTime` while its status does not change.
+
+use serde_json::Value as Any;
 
 use crate::block::{Blocks, Leftover, Provisioner};
 use crate::error::Error;
@@ -169,9 +171,10 @@ async fn provision(
     Ok((("Provisioned", true, "Provisioned", done.join("; ")), Some(drift), None))
 }
 
-/// Lets go of the blocks that provisioned an earlier version of the resource but are not
-/// concerned with it any more (its port moved to another block): each cleans up what it made
-/// for the last version it held, what stays becomes an orphan, and its finalizer comes off.
+/// Lets go of the places the resource no longer declares: a server an earlier version had
+/// (since the last reconcile) and the current one has not — it moved to another place or
+/// another block. Each block concerned cleans up what it made there, what stays becomes an
+/// orphan noted `moved away`, and a block no longer concerned at all loses its finalizer.
 /// Returns the first failure (the finalizer then stays, and the next reconcile tries again).
 async fn release(
     store: &Store,
@@ -180,9 +183,28 @@ async fn release(
     record: &Record,
     fence: (&str, i64),
 ) -> Result<Option<Error>, Error> {
+    if record.finalizers.is_empty() {
+        return Ok(None);
+    }
+    let seen = store.status(kind, &record.name).await?.map_or(0, |s| s.observed_generation);
+    let earlier: Vec<Any> = if seen < record.generation {
+        let history = store.history(kind, &record.name).await?;
+        let between = history.into_iter().filter(|c| c.generation >= seen && c.generation < record.generation);
+        between.filter_map(|c| c.after).collect()
+    } else {
+        Vec::new()
+    };
+    let gone = gone_servers(record, &earlier);
     for finalizer in &record.finalizers {
-        let Some(block) = blocks.by_finalizer(finalizer).filter(|b| !b.concerns(record)) else { continue };
-        if let Some(old) = held_by(store, kind, record, block.as_ref()).await? {
+        let Some(block) = blocks.by_finalizer(finalizer) else { continue };
+        let concerned = block.concerns(record);
+        let left_behind = gone.clone().filter(|old| block.concerns(old));
+        let old = match left_behind {
+            Some(old) => Some(old),
+            None if !concerned => held_by(store, kind, record, block.as_ref()).await?,
+            None => None,
+        };
+        if let Some(old) = old {
             match blocks.call(block.as_ref(), block.cleanup(&old)).await {
                 Ok(kept) => {
                     let moved: Vec<(String, Leftover)> = kept
@@ -197,9 +219,40 @@ async fn release(
                 Err(message) => return Ok(Some(Error::Block { block: block.name().to_string(), message })),
             }
         }
-        store.remove_finalizer(kind, &record.name, finalizer, fence).await?;
+        if !concerned {
+            store.remove_finalizer(kind, &record.name, finalizer, fence).await?;
+        }
     }
     Ok(None)
+}
+
+/// Where a server's data is: its name, type and endpoint fields (a description or a role
+/// may change without moving anything).
+fn place_of(server: &Any) -> Vec<Any> {
+    let fields = ["server", "type", "environment", "host", "port", "database", "schema", "location", "path"];
+    fields.iter().map(|f| server.get(f).cloned().unwrap_or(Any::Null)).collect()
+}
+
+/// The latest earlier version with only the servers whose place the current one no longer
+/// declares, if there are any.
+fn gone_servers(record: &Record, earlier: &[Any]) -> Option<Record> {
+    let servers = |spec: &Any| spec.get("servers").and_then(Any::as_array).cloned().unwrap_or_default();
+    let current: Vec<Vec<Any>> = servers(&record.spec).iter().map(place_of).collect();
+    let mut gone: Vec<Any> = Vec::new();
+    for spec in earlier {
+        for server in servers(spec) {
+            let place = place_of(&server);
+            if !current.contains(&place) && !gone.iter().any(|g| place_of(g) == place) {
+                gone.push(server);
+            }
+        }
+    }
+    let mut spec = earlier.last()?.clone();
+    if gone.is_empty() {
+        return None;
+    }
+    spec["servers"] = Any::Array(gone);
+    Some(Record { spec, ..record.clone() })
 }
 
 /// The latest version of the resource that `block` is concerned with: the record itself, or

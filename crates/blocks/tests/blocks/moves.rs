@@ -75,3 +75,40 @@ async fn a_port_moves_from_the_lake_to_postgres_and_the_old_place_is_an_orphan()
     assert!(port.join("part-0.csv").exists(), "the old place keeps its data until purged");
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_moved_within_a_block_leaves_its_old_schema_as_an_orphan() {
+    let (registry, warehouse) = (sqlite().await, postgres().await);
+    let database = warehouse.url.rsplit('/').next().unwrap().to_string();
+    let platform = Platform::from_yaml(&format!(
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n\
+         \x20 - {{ name: warehouse, type: postgres, host: 127.0.0.1, database: {database}, user: postgres }}\n"
+    ))
+    .unwrap();
+    let blocks = meshplane_blocks::build(platform, Path::new("/")).unwrap();
+    let store = Store::open(&registry.url).await.unwrap();
+    let server = |schema: &str, description: &str| {
+        format!(
+            "{{ server: warehouse, type: postgres, environment: dev, host: 127.0.0.1, port: 5432, database: {database}, \
+             schema: {schema}, description: {description} }}"
+        )
+    };
+    apply(&store, &contract(&server("first", "one"))).await;
+    run(&store, &blocks).await;
+    // Only the description changes: nothing moved, nothing is orphaned.
+    apply(&store, &contract(&server("first", "two"))).await;
+    run(&store, &blocks).await;
+    assert!(store.orphans(false).await.unwrap().is_empty());
+    apply(&store, &contract(&server("second", "two"))).await;
+    run(&store, &blocks).await;
+    run(&store, &blocks).await;
+    let orphans = store.orphans(false).await.unwrap();
+    assert_eq!(orphans.len(), 1, "listed once, however often it is reconciled: {orphans:?}");
+    assert_eq!(
+        orphans[0].note,
+        format!("moved away: schema first on 127.0.0.1/{database} (the retain policy keeps it)")
+    );
+    let status = store.status(Kind::DataContract, "orders@v0").await.unwrap().unwrap();
+    let provisioned = status.conditions.iter().find(|c| c.kind == "Provisioned").unwrap();
+    assert!(provisioned.message.contains("schema second"), "the new place is provisioned: {}", provisioned.message);
+}

@@ -35,6 +35,15 @@ impl Store {
         left: &[(String, Leftover)],
     ) -> Result<(), Error> {
         for (block, leftover) in left {
+            // A place already listed (and not purged) is listed once.
+            let listed = sqlx::query("SELECT 1 FROM orphans WHERE block = $1 AND place = $2 AND purged_at IS NULL")
+                .bind(block)
+                .bind(&leftover.place)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if listed.is_some() {
+                continue;
+            }
             sqlx::query(
                 "INSERT INTO orphans (block, place, note, purgeable, kind, name, since) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
