@@ -57,5 +57,6 @@ pub fn build(platform: Platform, base: &std::path::Path) -> Result<Blocks, Strin
             }
         }
     }
-    Ok(Blocks { binder: Some(Arc::new(PlatformBinder(platform))), ..Blocks::of(provisioners) })
+    let environment = Some(platform.environment.clone());
+    Ok(Blocks { binder: Some(Arc::new(PlatformBinder(platform))), environment, ..Blocks::of(provisioners) })
 }

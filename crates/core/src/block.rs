@@ -116,6 +116,9 @@ pub struct Blocks {
     /// How long one call to a block may take before it counts as failed (a block that hangs
     /// must not hold its resource's lease, or a reconcile slot, forever).
     pub timeout: std::time::Duration,
+    /// The platform's environment: only contract servers of it are this platform's (`None`:
+    /// no platform, every server).
+    pub environment: Option<String>,
 }
 
 impl Default for Blocks {
@@ -127,7 +130,7 @@ impl Default for Blocks {
 impl Blocks {
     /// These blocks, with no binding check, and calls limited to 60 seconds.
     pub fn of(provisioners: Vec<Arc<dyn Provisioner>>) -> Blocks {
-        Blocks { provisioners, binder: None, timeout: std::time::Duration::from_secs(60) }
+        Blocks { provisioners, binder: None, timeout: std::time::Duration::from_secs(60), environment: None }
     }
 
     /// Runs a call to a block, or says that it took too long.

@@ -236,10 +236,11 @@ impl Loop {
         let due = self.jobs.take_due((self.settings.clock)(), free, |c| share.holds(&format!("DataContract/{c}")));
         for job in due {
             let (store, owner, settings) = (self.store.clone(), Arc::clone(&self.owner), self.settings);
+            let environment = self.blocks.environment.clone();
             let run = job.clone();
-            let task = self
-                .tests
-                .spawn(async move { schedules::run(&store, &run, &owner, settings.lease_ms, settings.clock).await });
+            let task = self.tests.spawn(async move {
+                schedules::run(&store, &run, environment.as_deref(), &owner, settings.lease_ms, settings.clock).await
+            });
             self.test_jobs.insert(task.id(), job);
         }
     }

@@ -1,6 +1,7 @@
 //! Contract tests on the schedules contracts give (ODCS `schedule` with `scheduler: cron` on
 //! quality rules and SLA properties): one job per contract and schedule, whose run tests only
-//! that schedule's checks, in one scan per object, on every server of the contract.
+//! that schedule's checks, in one scan per object, on every server of the contract in the
+//! platform's environment.
 //!
 //! A job runs once per firing across all replicas: it is taken under its lease in the store,
 //! and the store keeps the firing each job last completed, so a firing missed while no replica
@@ -99,7 +100,15 @@ pub fn applied_ms(updated_at: &str) -> i64 {
 }
 
 /// Runs `job` if a firing is due and no other replica has run it; returns when it is next due.
-pub async fn run(store: &Store, job: &Job, owner: &str, lease_ms: i64, clock: fn() -> i64) -> Option<i64> {
+/// `environment` limits the run to the contract's servers of the platform's environment.
+pub async fn run(
+    store: &Store,
+    job: &Job,
+    environment: Option<&str>,
+    owner: &str,
+    lease_ms: i64,
+    clock: fn() -> i64,
+) -> Option<i64> {
     let now = clock();
     let token = match store.acquire_lease(SCHEDULE, &job.name, owner, now, lease_ms).await {
         Ok(Some(token)) => token,
@@ -114,7 +123,8 @@ pub async fn run(store: &Store, job: &Job, owner: &str, lease_ms: i64, clock: fn
                 None => job.cron.next_after(from.max(now)),
                 Some(due) => {
                     let completed =
-                        renewing(store, job, owner, lease_ms, clock, test_every_server(store, job, due)).await;
+                        renewing(store, job, owner, lease_ms, clock, test_every_server(store, job, environment, due))
+                            .await;
                     match completed {
                         Some(()) if store.complete_schedule(&job.name, due, (owner, token)).await.is_ok() => {
                             job.cron.next_after(due)
@@ -152,12 +162,15 @@ async fn renewing(
     }
 }
 
-/// Tests the job's checks on every server of its contract, keeping one report per server.
-async fn test_every_server(store: &Store, job: &Job, due: i64) {
+/// Tests the job's checks on every server of its contract in the platform's environment, keeping one report per server.
+async fn test_every_server(store: &Store, job: &Job, environment: Option<&str>, due: i64) {
     let Ok((contract, _)) = checks::stored_contract(store, &job.contract).await else { return };
     let trigger = json!({ "by": "schedule", "schedule": job.schedule, "due": due });
     let options = Options { schedule: Some(job.schedule.clone()), ..Options::now(0) };
-    for server in contract.servers.as_deref().unwrap_or_default() {
+    let ours = |s: &&meshplane_spec::model::server::Server| {
+        environment.is_none_or(|env| s.environment.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(env)))
+    };
+    for server in contract.servers.as_deref().unwrap_or_default().iter().filter(ours) {
         let name = Some(server.server.as_str());
         if let Err(e) = checks::run(store, &job.contract, name, None, &options, trigger.clone()).await {
             let _ = checks::record_failure(store, &job.contract, &server.server, &e, trigger.clone()).await;
