@@ -98,3 +98,32 @@ fn secrets_resolve_from_where_they_are_and_say_which_is_missing() {
     assert!(unreadable.starts_with("cannot read the secret file"), "{unreadable}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+proptest::proptest! {
+    /// Whatever the text — a good file with a line dropped or a byte changed, or YAML-ish
+    /// noise — reading never panics, and every problem points inside the text.
+    #[test]
+    fn any_text_is_read_or_refused_with_places(
+        drop_line in 0usize..20,
+        change_at in 0usize..400,
+        with in proptest::char::range(' ', '~'),
+        noise in "[a-z:{}\\[\\],\\- \n]{0,200}",
+    ) {
+        let lines: Vec<&str> = GOOD.lines().collect();
+        let dropped: String = lines.iter().enumerate().filter(|(i, _)| *i != drop_line).map(|(_, l)| format!("{l}\n")).collect();
+        let mut changed: Vec<char> = GOOD.chars().collect();
+        if change_at < changed.len() {
+            changed[change_at] = with;
+        }
+        let changed: String = changed.into_iter().collect();
+        for text in [dropped, changed, noise] {
+            if let Err(problems) = Platform::from_yaml(&text) {
+                proptest::prop_assert!(!problems.0.is_empty());
+                let last_line = text.lines().count() as u32 + 1;
+                for p in &problems.0 {
+                    proptest::prop_assert!(p.at.line >= 1 && p.at.line <= last_line, "{p} in\n{text}");
+                }
+            }
+        }
+    }
+}

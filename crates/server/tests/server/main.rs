@@ -175,10 +175,17 @@ on_both!(bad_requests_get_a_clear_4xx, |s: Server| async move {
         ("/api/v1/pipelines", 404),
         ("/api/v1/lineage/nothing", 404),
         ("/api/v1/events?after=x", 400),
+        ("/api/v1/orphans?all=maybe", 400),
+        ("/api/v1/orphans?everything=true", 400),
     ] {
         let (got, answer) = s.get(path).await;
         assert_eq!(got.as_u16(), status, "{path}: {answer}");
         assert!(answer["code"].is_string(), "{path}: {answer}");
+    }
+    for (query, status) in [("id=abc", 400), ("dryRun=soon", 400), ("id=4242", 404)] {
+        let res = s.http.post(format!("{}/api/v1/orphans/purge?{query}", s.base)).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), status, "purge?{query}");
+        assert!(res.json::<Any>().await.unwrap()["code"].is_string());
     }
     let (_, record) = s.get("/api/v1/contracts/orders@v1").await;
     assert_eq!(record["generation"], 1, "no refused request changed anything");
