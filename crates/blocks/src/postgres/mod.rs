@@ -1,0 +1,268 @@
+//! The PostgreSQL storage block: each contract server bound to it becomes a schema of its own
+//! (the server's `schema`, or `ID_vMAJOR`, so major versions coexist) holding one table per
+//! schema object, or a view when the object's `physicalName` names an existing table
+//! (`schema.table`).
+//!
+//! - Columns: the property's physical name; its type from `physicalType` through an
+//!   allow-list of PostgreSQL types, or from `logicalType`; NOT NULL for required and primary
+//!   keys; PRIMARY KEY (in `primaryKeyPosition` order); UNIQUE; comments from descriptions.
+//! - Every identifier and literal reaches PostgreSQL through `format('%I', '%L')`, so no text
+//!   from a contract is ever pasted into SQL; a type is pasted only from the allow-list.
+//! - Provisioning is one transaction per server and idempotent. On an existing table it reads
+//!   the live catalog: a declared optional column that is missing is added (a compatible
+//!   evolution); anything else that differs (a required column missing, another type, a
+//!   column not declared, a nullable required column) is drift, reported and never altered.
+//! - A schema meshplane creates carries a comment naming the contract. Cleanup follows the
+//!   deletion policy: `retain` leaves everything and reports it; `delete` drops, in a schema
+//!   meshplane created, the declared views and the declared tables that hold no rows, then the
+//!   schema if nothing else is in it. A table that holds data is never dropped by a cleanup:
+//!   it is reported as left in place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshplane_core::block::{BlockFuture, Leftover, Provisioned};
+use meshplane_core::store::Record;
+use meshplane_spec::model::odcs::DataContract;
+use meshplane_spec::model::server::Server;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Executor, Row};
+
+use crate::platform::{DeletionPolicy, Platform, PostgresConfig};
+use crate::storage::ServerStorage;
+use model::Object;
+use sql::{columns, create_table, create_view, evolve, has_rows, is_table, run, schema_comment, schema_exists};
+
+mod model;
+mod sql;
+
+/// The block, with its (lazily connecting) pool.
+pub struct PostgresBlock {
+    name: String,
+    config: PostgresConfig,
+    platform: Arc<Platform>,
+    pool: PgPool,
+}
+
+/// The longest identifier PostgreSQL keeps whole.
+const MAX_IDENTIFIER: usize = 63;
+
+impl PostgresBlock {
+    /// Builds the block (resolving its password); connects only when first used.
+    pub fn new(name: &str, config: &PostgresConfig, platform: Arc<Platform>) -> Result<PostgresBlock, String> {
+        let mut options = PgConnectOptions::new()
+            .host(&config.host)
+            .port(config.port)
+            .database(&config.database)
+            .username(&config.user);
+        if let Some(secret) = &config.password {
+            options = options.password(&secret.resolve().map_err(|e| format!("block `{name}`: password: {e}"))?);
+        }
+        let pool =
+            PgPoolOptions::new().max_connections(4).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(options);
+        Ok(PostgresBlock { name: name.to_string(), config: config.clone(), platform, pool })
+    }
+
+    /// The server's endpoint must be this block's; the schema is the server's or meshplane's.
+    fn schema_of(&self, server: &Server, record: &Record) -> Result<String, String> {
+        let differs = |field: &str, theirs: String, ours: String| {
+            format!("server `{}`: {field} {theirs} is not block `{}`'s ({ours})", server.server, self.name)
+        };
+        if let Some(host) = server.host.as_ref().filter(|h| **h != self.config.host) {
+            return Err(differs("host", host.clone(), self.config.host.clone()));
+        }
+        if let Some(port) = server.port.filter(|p| *p != i64::from(self.config.port)) {
+            return Err(differs("port", port.to_string(), self.config.port.to_string()));
+        }
+        if let Some(db) = server.database.as_ref().filter(|d| **d != self.config.database) {
+            return Err(differs("database", db.clone(), self.config.database.clone()));
+        }
+        let schema = server.schema.clone().unwrap_or_else(|| default_schema(&record.name));
+        identifier(&schema)?;
+        Ok(schema)
+    }
+
+    fn provision_one<'a>(
+        &'a self,
+        record: &'a Record,
+        contract: &'a DataContract,
+        server: &'a Server,
+    ) -> BlockFuture<'a, Result<Provisioned, String>> {
+        Box::pin(async move {
+            let schema = self.schema_of(server, record)?;
+            let objects: Vec<Object> = contract.objects().iter().map(Object::of).collect::<Result<_, _>>()?;
+            let mut tx = self.pool.begin().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
+            let mut done = Vec::new();
+            let mut drift = Vec::new();
+            if !schema_exists(&mut tx, &schema).await? {
+                run(&mut tx, "SELECT format('CREATE SCHEMA %I', $1)", &[&schema]).await?;
+                run(&mut tx, "SELECT format('COMMENT ON SCHEMA %I IS %L', $1, $2)", &[&schema, &marker(record)])
+                    .await?;
+                done.push(format!("created schema {schema}"));
+            }
+            for object in &objects {
+                let found = columns(&mut tx, &schema, &object.name).await?;
+                match (&object.source, found.is_empty()) {
+                    (Some(source), true) => {
+                        create_view(&mut tx, &schema, object, source).await?;
+                        done.push(format!("created view {schema}.{}", object.name));
+                    }
+                    (None, true) => {
+                        create_table(&mut tx, &schema, object).await?;
+                        done.push(format!("created table {schema}.{}", object.name));
+                    }
+                    (_, false) => {
+                        let (added, differs) = evolve(&mut tx, &schema, object, &found).await?;
+                        done.extend(added);
+                        drift.extend(differs);
+                    }
+                }
+            }
+            tx.commit().await.map_err(|e| e.to_string())?;
+            let summary = if done.is_empty() { format!("schema {schema} is as declared") } else { done.join(", ") };
+            Ok(Provisioned { summary, drift })
+        })
+    }
+
+    fn cleanup_one<'a>(
+        &'a self,
+        record: &'a Record,
+        contract: &'a DataContract,
+        server: &'a Server,
+    ) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+        Box::pin(async move {
+            let schema = self.schema_of(server, record)?;
+            let mut conn = self.pool.acquire().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
+            if !schema_exists(&mut conn, &schema).await? {
+                return Ok(Vec::new());
+            }
+            let ours = schema_comment(&mut conn, &schema).await?.as_deref() == Some(marker(record).as_str());
+            if self.config.deletion_policy == DeletionPolicy::Retain || !ours {
+                let why = if ours { "the retain policy keeps it" } else { "meshplane did not create it" };
+                let note = format!("schema {schema} on {}/{} ({why})", self.config.host, self.config.database);
+                return Ok(vec![Leftover { place: place(&schema, None), note, purgeable: ours }]);
+            }
+            let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
+            let mut kept = Vec::new();
+            for object in contract.objects() {
+                let name =
+                    object.physical_name.clone().filter(|p| !p.contains('.')).unwrap_or_else(|| object.name.clone());
+                let view = "SELECT format('DROP VIEW %I.%I', $1, $2) \
+                            WHERE EXISTS (SELECT 1 FROM pg_views WHERE schemaname = $1 AND viewname = $2)";
+                run(&mut tx, view, &[&schema, &name]).await?;
+                if !is_table(&mut tx, &schema, &name).await? {
+                    continue;
+                }
+                if has_rows(&mut tx, &schema, &name).await? {
+                    let note = format!("table {schema}.{name} (it holds data: purge it to drop it)");
+                    kept.push(Leftover { place: place(&schema, Some(&name)), note, purgeable: true });
+                } else {
+                    run(&mut tx, "SELECT format('DROP TABLE %I.%I', $1, $2)", &[&schema, &name]).await?;
+                }
+            }
+            let left: i64 = sqlx::query(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+            )
+            .bind(schema.clone())
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| e.to_string())?;
+            if left == 0 {
+                run(&mut tx, "SELECT format('DROP SCHEMA %I', $1)", &[&schema]).await?;
+            } else if kept.is_empty() {
+                let note = format!("schema {schema} (it holds {left} object(s) the contract does not declare)");
+                kept.push(Leftover { place: place(&schema, None), note, purgeable: true });
+            }
+            tx.commit().await.map_err(|e| e.to_string())?;
+            Ok(kept)
+        })
+    }
+}
+
+impl ServerStorage for PostgresBlock {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    fn provision_server<'a>(
+        &'a self,
+        record: &'a Record,
+        contract: &'a DataContract,
+        server: &'a Server,
+    ) -> BlockFuture<'a, Result<Provisioned, String>> {
+        self.provision_one(record, contract, server)
+    }
+
+    fn cleanup_server<'a>(
+        &'a self,
+        record: &'a Record,
+        contract: &'a DataContract,
+        server: &'a Server,
+    ) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+        self.cleanup_one(record, contract, server)
+    }
+
+    fn health_check(&self) -> BlockFuture<'_, Result<(), String>> {
+        Box::pin(async { self.pool.execute("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string()) })
+    }
+
+    fn purge_place<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let at: serde_json::Value =
+                serde_json::from_str(place).map_err(|e| format!("`{place}` is not a place of this block: {e}"))?;
+            let schema = at["schema"].as_str().ok_or_else(|| format!("`{place}` names no schema"))?.to_string();
+            let mut tx = self.pool.begin().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
+            if !schema_exists(&mut tx, &schema).await? {
+                return Ok(());
+            }
+            let comment = schema_comment(&mut tx, &schema).await?.unwrap_or_default();
+            if !comment.starts_with(MARKER) {
+                return Err(format!("schema {schema} was not created by meshplane; it is not purged"));
+            }
+            match at["table"].as_str() {
+                Some(table) => {
+                    run(&mut tx, "SELECT format('DROP TABLE IF EXISTS %I.%I', $1, $2)", &[&schema, table]).await?;
+                    let empty = "SELECT format('DROP SCHEMA %I', $1) WHERE NOT EXISTS (SELECT 1 FROM pg_class c \
+                                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1)";
+                    run(&mut tx, empty, &[&schema]).await?;
+                }
+                None => run(&mut tx, "SELECT format('DROP SCHEMA %I CASCADE', $1)", &[&schema]).await?,
+            }
+            tx.commit().await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// How a cleanup names what it left, for a purge to find it again.
+fn place(schema: &str, table: Option<&str>) -> String {
+    serde_json::json!({ "schema": schema, "table": table }).to_string()
+}
+
+/// `orders@v2` → `orders_v2`: lower case letters, digits and `_`, at most 63 bytes.
+pub fn default_schema(name: &str) -> String {
+    let cleaned: String =
+        name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    cleaned.chars().take(MAX_IDENTIFIER).collect()
+}
+
+/// How the comment of a schema meshplane created begins.
+const MARKER: &str = "meshplane: output port of contract ";
+
+fn marker(record: &Record) -> String {
+    format!("{MARKER}{}", record.name)
+}
+
+fn identifier(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_IDENTIFIER || name.contains('\0') {
+        return Err(format!(
+            "`{}` cannot be a PostgreSQL name (1 to {MAX_IDENTIFIER} bytes, no NUL)",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
