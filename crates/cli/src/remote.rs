@@ -396,7 +396,7 @@ pub fn orphans(args: &OrphansArgs) -> Result<ExitCode> {
         for o in orphans.as_array().into_iter().flatten() {
             let from = format!("{}/{}", text(&o["kind"]), text(&o["name"]));
             let purged = o["purgedAt"].as_str().map(|at| format!(" (purged {at})")).unwrap_or_default();
-            writeln!(out, "{:<5} {:<12} {from:<28} {}{purged}", o["id"], text(&o["block"]), text(&o["note"]))?;
+            writeln!(out, "{:<5} {:<12} {from:<28} {}{purged}", text(&o["id"]), text(&o["block"]), text(&o["note"]))?;
         }
         Ok(())
     })
@@ -412,6 +412,9 @@ pub fn purge(args: &PurgeArgs) -> Result<ExitCode> {
     let failed =
         matches!(&a, Answer::Ok(list) if list.as_array().into_iter().flatten().any(|r| r["outcome"] == "failed"));
     let code = answer(a, args.server.output, |results, out| {
+        if results.as_array().is_none_or(Vec::is_empty) {
+            writeln!(out, "nothing to purge")?;
+        }
         for r in results.as_array().into_iter().flatten() {
             let reason = r["reason"].as_str().map(|why| format!(": {why}")).unwrap_or_default();
             writeln!(out, "{} {} {}: {}{reason}", r["id"], text(&r["block"]), text(&r["note"]), text(&r["outcome"]))?;
