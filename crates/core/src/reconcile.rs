@@ -37,7 +37,7 @@ use crate::block::{Blocks, Leftover, Provisioner};
 use crate::error::Error;
 use crate::resource::{Kind, port_links};
 use crate::runtime::Action;
-use crate::store::{Condition, Record, Store, now};
+use crate::store::{Condition, Record, Status, Store, now};
 
 /// How soon a product whose output ports' contracts are not Ready looks again.
 const PORTS_RETRY_MS: u64 = 2_000;
@@ -104,7 +104,10 @@ pub async fn reconcile(
     } else if blocks.binder.is_some() {
         wanted.push(("Bound", true, "Bound", "every part has its block".into()));
     }
-    let released = release(store, blocks, kind, &record, fence).await?;
+    // What the last reconcile wrote: the generation it saw, and the conditions to carry over.
+    let previous = store.status(kind, name).await?;
+    let seen = previous.as_ref().map_or(0, |s| s.observed_generation);
+    let released = release(store, blocks, kind, &record, seen, fence).await?;
     let (provisioned, drift, failure) = provision(store, blocks, kind, &record, linked, fence).await?;
     let in_place = provisioned.1 || provisioned.2 == NO_BLOCK;
     wanted.push(provisioned);
@@ -126,7 +129,7 @@ pub async fn reconcile(
         (true, true, true) => ("Ready", false, "Drift", "a store differs from what is declared (see InSync)".into()),
         (true, true, false) => ("Ready", true, "Reconciled", "valid, fully linked and provisioned".into()),
     });
-    write_status(store, kind, &record, wanted, fence).await?;
+    write_status(store, kind, &record, previous, wanted, fence).await?;
     match failure.or(released) {
         Some(error) => Err(error),
         // Waiting on another resource's status, which writes no change record: look again.
@@ -181,12 +184,12 @@ async fn release(
     blocks: &Blocks,
     kind: Kind,
     record: &Record,
+    seen: i64,
     fence: (&str, i64),
 ) -> Result<Option<Error>, Error> {
     if record.finalizers.is_empty() {
         return Ok(None);
     }
-    let seen = store.status(kind, &record.name).await?.map_or(0, |s| s.observed_generation);
     let earlier: Vec<Any> = if seen < record.generation {
         let history = store.history(kind, &record.name).await?;
         let between = history.into_iter().filter(|c| c.generation >= seen && c.generation < record.generation);
@@ -293,7 +296,8 @@ async fn finalize(
         };
         if let Some((reason, message)) = stuck {
             let error = Error::Block { block: finalizer.clone(), message: message.clone() };
-            write_status(store, kind, record, vec![("Ready", false, reason, message)], fence).await?;
+            let previous = store.status(kind, &record.name).await?;
+            write_status(store, kind, record, previous, vec![("Ready", false, reason, message)], fence).await?;
             return Err(error);
         }
         store.remove_finalizer(kind, &record.name, finalizer, fence).await?;
@@ -302,16 +306,17 @@ async fn finalize(
     Ok(Action::AwaitChange)
 }
 
-/// Writes the wanted conditions over the previous ones: a condition type not wanted now is
-/// kept as it was, and a condition whose status did not change keeps its transition time.
+/// Writes the wanted conditions over the `previous` status's: a condition type not wanted now
+/// is kept as it was, and a condition whose status did not change keeps its transition time.
 async fn write_status(
     store: &Store,
     kind: Kind,
     record: &Record,
+    previous: Option<Status>,
     wanted: Vec<Wanted>,
     fence: (&str, i64),
 ) -> Result<(), Error> {
-    let previous = store.status(kind, &record.name).await?.map(|s| s.conditions).unwrap_or_default();
+    let previous = previous.map(|s| s.conditions).unwrap_or_default();
     let at = now();
     let mut conditions: Vec<Condition> =
         previous.iter().filter(|c| !wanted.iter().any(|w| w.0 == c.kind)).cloned().collect();
