@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
 use meshplane_core::block::{BlockFuture, Leftover, Provisioned, Provisioner};
 use meshplane_core::store::Record;
 use serde_json::{Value as Any, json};
@@ -15,6 +16,9 @@ use serde_json::{Value as Any, json};
 use crate::binding::contract_of;
 use crate::platform::{HttpConfig, Platform};
 use crate::storage::bound;
+
+/// What `answer` says of a call the block does not know (404).
+const UNKNOWN_CALL: &str = "the block does not know this call (404)";
 
 /// How often a long-running operation is polled.
 const POLL: Duration = Duration::from_millis(200);
@@ -79,6 +83,7 @@ impl HttpBlock {
         match status.as_u16() {
             200 | 202 => Ok(body),
             401 | 403 => Err(format!("the block refused meshplane's credential ({status}): {message}")),
+            404 => Err(UNKNOWN_CALL.into()),
             _ => Err(format!("the block answered {status}: {message}")),
         }
     }
@@ -133,6 +138,24 @@ impl Provisioner for HttpBlock {
                 purgeable: l["purgeable"].as_bool().unwrap_or(true),
             });
             Ok(leftovers.collect())
+        })
+    }
+
+    /// The update-access call; a block that does not know it enforces nothing.
+    fn sync_access<'a>(
+        &'a self,
+        record: &'a Record,
+        access: &'a AccessSync,
+    ) -> BlockFuture<'a, Result<AccessReport, String>> {
+        Box::pin(async move {
+            let Some(mut request) = self.request(record) else { return Ok(AccessReport::default()) };
+            request["access"] = serde_json::to_value(access).map_err(|e| e.to_string())?;
+            match self.call("/v1/access", Some(request)).await {
+                Ok(answer) => serde_json::from_value(answer)
+                    .map_err(|e| format!("the block's answer to update-access is not an access report: {e}")),
+                Err(e) if e == UNKNOWN_CALL => Ok(AccessReport::of(Enforcement::Unsupported)),
+                Err(e) => Err(e),
+            }
         })
     }
 

@@ -19,6 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
+use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
 use meshplane_core::block::{BlockFuture, Leftover, Provisioned};
 use meshplane_core::store::Record;
 use meshplane_quality::files::{S3Config, s3_store};
@@ -292,6 +293,18 @@ impl ServerStorage for LakeBlock {
             }
             Ok(())
         })
+    }
+
+    /// Anyone who can read the folder or bucket can read a port: grants are recorded in the
+    /// store, not enforced here.
+    fn sync_server_access<'a>(
+        &'a self,
+        _record: &'a Record,
+        _contract: &'a DataContract,
+        _server: &'a Server,
+        _access: &'a AccessSync,
+    ) -> BlockFuture<'a, Result<AccessReport, String>> {
+        Box::pin(async { Ok(AccessReport::of(Enforcement::Advisory)) })
     }
 
     fn health_check(&self) -> BlockFuture<'_, Result<(), String>> {

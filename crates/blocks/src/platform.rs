@@ -92,6 +92,10 @@ pub struct PostgresConfig {
     pub password: Option<Secret>,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Take away privileges on meshplane's port objects that no grant explains (by default
+    /// they are only reported as drift).
+    #[serde(default)]
+    pub revoke_unexplained: bool,
 }
 
 fn default_pg_port() -> u16 {

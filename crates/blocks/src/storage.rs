@@ -2,6 +2,7 @@
 //! bound to it, and it is provisioned and cleaned up server by server. A block says how to
 //! handle one server ([`ServerStorage`]); [`Storage`] makes it a [`Provisioner`].
 
+use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
 use meshplane_core::block::{BlockFuture, Leftover, Provisioned, Provisioner};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
@@ -34,6 +35,18 @@ pub trait ServerStorage: Send + Sync {
 
     /// Removes, data and all, a place a cleanup left.
     fn purge_place<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>>;
+
+    /// Makes the grants on one server's port exactly `access.grants` (by default the block
+    /// cannot enforce grants).
+    fn sync_server_access<'a>(
+        &'a self,
+        _record: &'a Record,
+        _contract: &'a DataContract,
+        _server: &'a Server,
+        _access: &'a AccessSync,
+    ) -> BlockFuture<'a, Result<AccessReport, String>> {
+        Box::pin(async { Ok(AccessReport::of(Enforcement::Unsupported)) })
+    }
 
     /// Whether the block's store answers.
     fn health_check(&self) -> BlockFuture<'_, Result<(), String>>;
@@ -83,6 +96,21 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
 
     fn purge<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>> {
         self.0.purge_place(place)
+    }
+
+    fn sync_access<'a>(
+        &'a self,
+        record: &'a Record,
+        access: &'a AccessSync,
+    ) -> BlockFuture<'a, Result<AccessReport, String>> {
+        Box::pin(async move {
+            let Some(contract) = contract_of(&record.spec) else { return Ok(AccessReport::default()) };
+            let mut report = AccessReport::default();
+            for server in self.0.servers(&contract) {
+                report = report.merge(self.0.sync_server_access(record, &contract, server, access).await?);
+            }
+            Ok(report)
+        })
     }
 
     fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {

@@ -1,6 +1,8 @@
 //! The `meshplane` binary: parses the command line and hands each command to its module.
 //! Exit codes: 0 success, 1 the command found problems, 2 usage or I/O error.
 
+mod access;
+mod bootstrap;
 mod diff;
 mod files;
 mod lint;
@@ -59,6 +61,16 @@ enum Command {
     Orphans(remote::OrphansArgs),
     /// Remove left-in-place data through its blocks: the only command that drops data.
     Purge(remote::PurgeArgs),
+    /// Ask for, approve, reject, revoke and list access to output ports.
+    Access(access::AccessArgs),
+    /// Create, list and revoke API tokens.
+    Token(access::TokenArgs),
+    /// Users, groups and service accounts (platform admins).
+    Principal(access::PrincipalArgs),
+    /// The audit log: every change and decision, with who, when and from where.
+    Audit(access::AuditArgs),
+    /// Create the first platform admin and its token, directly in the store.
+    Bootstrap(bootstrap::Args),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +90,11 @@ fn main() -> ExitCode {
         Command::Blocks(args) => remote::blocks(&args),
         Command::Orphans(args) => remote::orphans(&args),
         Command::Purge(args) => remote::purge(&args),
+        Command::Access(args) => access::access(&args),
+        Command::Token(args) => access::token(&args),
+        Command::Principal(args) => access::principal(&args),
+        Command::Audit(args) => access::audit(&args),
+        Command::Bootstrap(args) => bootstrap::run(&args),
     };
     match result {
         Ok(code) => code,

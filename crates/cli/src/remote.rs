@@ -33,7 +33,10 @@ pub struct Server {
     url: String,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table", global = true)]
-    output: Output,
+    pub(crate) output: Output,
+    /// The API token to authenticate with (`meshplane bootstrap` prints the first one).
+    #[arg(long = "token", env = "MESHPLANE_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -141,20 +144,24 @@ pub struct LineageArgs {
 }
 
 /// The server's answer: a body, or its refusal.
-enum Answer {
+pub(crate) enum Answer {
     Ok(Any),
     Refused(Any),
 }
 
-fn call(server: &Server, request: impl FnOnce(&reqwest::Client, &str) -> reqwest::RequestBuilder) -> Result<Answer> {
+pub(crate) fn call(
+    server: &Server,
+    request: impl FnOnce(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+) -> Result<Answer> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let base = server.url.trim_end_matches('/');
     runtime.block_on(async {
         let client = reqwest::Client::new();
-        let res = request(&client, base)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the meshplane server at {base}"))?;
+        let mut builder = request(&client, base);
+        if let Some(token) = &server.token {
+            builder = builder.bearer_auth(token);
+        }
+        let res = builder.send().await.with_context(|| format!("cannot reach the meshplane server at {base}"))?;
         let ok = res.status().is_success();
         let status = res.status();
         let body: Any =
@@ -163,7 +170,7 @@ fn call(server: &Server, request: impl FnOnce(&reqwest::Client, &str) -> reqwest
     })
 }
 
-fn refused(body: &Any) -> Result<ExitCode> {
+pub(crate) fn refused(body: &Any) -> Result<ExitCode> {
     let mut err = std::io::stderr().lock();
     writeln!(
         err,
@@ -177,7 +184,11 @@ fn refused(body: &Any) -> Result<ExitCode> {
     Ok(ExitCode::from(1))
 }
 
-fn print(output: Output, value: &Any, table: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<ExitCode> {
+pub(crate) fn print(
+    output: Output,
+    value: &Any,
+    table: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match output {
         Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(value)?)?,
@@ -187,7 +198,7 @@ fn print(output: Output, value: &Any, table: impl FnOnce(&mut dyn Write) -> std:
     Ok(ExitCode::SUCCESS)
 }
 
-fn answer(
+pub(crate) fn answer(
     a: Answer,
     output: Output,
     table: impl FnOnce(&Any, &mut dyn Write) -> std::io::Result<()>,
@@ -258,7 +269,7 @@ pub fn delete(args: &DeleteArgs) -> Result<ExitCode> {
     })
 }
 
-fn text(v: &Any) -> String {
+pub(crate) fn text(v: &Any) -> String {
     match v {
         Any::String(s) => s.clone(),
         Any::Null => "-".into(),
@@ -319,7 +330,7 @@ fn record_table(r: &Any, out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn changes_table(changes: &Any, out: &mut dyn Write) -> std::io::Result<()> {
+pub(crate) fn changes_table(changes: &Any, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "{:<6} {:<30} {:<8} {:<34} {:<10} {:<4} ACTOR", "SEQ", "AT", "ACTION", "RESOURCE", "VERSION", "GEN")?;
     for c in changes.as_array().into_iter().flatten() {
         let resource = format!("{}/{}", text(&c["kind"]), text(&c["name"]));

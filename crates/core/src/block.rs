@@ -34,6 +34,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::access::{AccessReport, AccessSync, Enforcement};
 use crate::store::Record;
 
 /// What a block's asynchronous operations return.
@@ -88,6 +89,16 @@ pub trait Provisioner: Send + Sync {
     /// through `meshplane purge`).
     fn purge<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>> {
         Box::pin(async move { Err(format!("block `{}` cannot purge (asked for {place})", self.name())) })
+    }
+
+    /// Makes the grants on the resource's ports exactly `access.grants` (an optional ability:
+    /// by default a block cannot enforce grants, and says so).
+    fn sync_access<'a>(
+        &'a self,
+        _record: &'a Record,
+        _access: &'a AccessSync,
+    ) -> BlockFuture<'a, Result<AccessReport, String>> {
+        Box::pin(async { Ok(AccessReport::of(Enforcement::Unsupported)) })
     }
 
     /// Whether the block's store answers; `None` when the block does not report its health

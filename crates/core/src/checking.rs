@@ -21,7 +21,7 @@
 //!     kind: "DataContract".into(), name: "orders@v2".into(), id: "orders".into(),
 //!     version: "2.0.0".into(), status: "active".into(), domain: "sales".into(), team: None,
 //!     tags: vec![], generation: 1, created_at: String::new(), updated_at: String::new(),
-//!     deletion_requested: None, finalizers: vec![], spec: serde_json::json!({}),
+//!     deletion_requested: None, finalizers: vec![], owners: vec![], spec: serde_json::json!({}),
 //! };
 //! assert!(!Lake.runs(&record));
 //! ```

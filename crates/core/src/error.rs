@@ -20,6 +20,9 @@ pub enum Error {
     /// A building block failed or could not be reached.
     #[error("block `{block}`: {message}")]
     Block { block: String, message: String },
+    /// The caller is not authenticated, or not allowed.
+    #[error("{message}")]
+    Denied { code: ErrorCode, message: String },
 }
 
 /// Stable error codes.
@@ -50,6 +53,12 @@ pub enum ErrorCode {
     StaleLease,
     /// The server cannot serve yet: its store does not answer or its reconcilers stopped.
     NotReady,
+    /// No credentials, or credentials that are unknown, revoked or expired.
+    Unauthenticated,
+    /// Authenticated, but not allowed to do this.
+    Forbidden,
+    /// The request cannot be carried out in the state the thing is in (approving a revoked grant).
+    WrongState,
 }
 
 impl ErrorCode {
@@ -60,6 +69,8 @@ impl ErrorCode {
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::InvalidDocument | ErrorCode::MissingDomain | ErrorCode::UnsupportedKind => 422,
             ErrorCode::NotFound => 404,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::ImmutableVersion
             | ErrorCode::StaleGeneration
             | ErrorCode::BreakingChange
@@ -67,7 +78,8 @@ impl ErrorCode {
             | ErrorCode::OwnerChange
             | ErrorCode::ConcurrentChange
             | ErrorCode::StaleLease
-            | ErrorCode::BeingDeleted => 409,
+            | ErrorCode::BeingDeleted
+            | ErrorCode::WrongState => 409,
             ErrorCode::StoreTooNew | ErrorCode::StoreFailure => 500,
             ErrorCode::DataUnreachable | ErrorCode::BlockFailed => 502,
             ErrorCode::NotReady => 503,
@@ -78,7 +90,7 @@ impl ErrorCode {
 impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
-            Error::Invalid { code, .. } | Error::Conflict { code, .. } => *code,
+            Error::Invalid { code, .. } | Error::Conflict { code, .. } | Error::Denied { code, .. } => *code,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::Store(_) => ErrorCode::StoreFailure,
             Error::Block { .. } => ErrorCode::BlockFailed,
@@ -94,6 +106,10 @@ impl Error {
 
     pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Error {
         Error::Conflict { code, message: message.into(), details: Any::Null }
+    }
+
+    pub fn denied(code: ErrorCode, message: impl Into<String>) -> Error {
+        Error::Denied { code, message: message.into() }
     }
 
     pub fn invalid(code: ErrorCode, message: impl Into<String>) -> Error {

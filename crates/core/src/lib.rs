@@ -13,9 +13,11 @@
 //! ```
 
 pub mod access;
+pub mod authz;
 pub mod block;
 pub mod checking;
 pub mod cron;
+mod enforce;
 pub mod error;
 pub mod reconcile;
 pub mod resource;

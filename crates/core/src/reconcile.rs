@@ -34,6 +34,7 @@
 use serde_json::Value as Any;
 
 use crate::block::{Blocks, Leftover, Provisioner};
+use crate::enforce;
 use crate::error::Error;
 use crate::resource::{Kind, port_links};
 use crate::runtime::Action;
@@ -46,7 +47,7 @@ const PORTS_RETRY_MS: u64 = 2_000;
 const NO_BLOCK: &str = "NoBlockConfigured";
 
 /// A condition as the reconciler wants it: (type, ok, reason, message).
-type Wanted = (&'static str, bool, &'static str, String);
+pub(crate) type Wanted = (&'static str, bool, &'static str, String);
 
 /// Reconciles one resource under the lease `fence` (owner, token); a resource that is gone
 /// needs nothing.
@@ -111,6 +112,17 @@ pub async fn reconcile(
     let (provisioned, drift, failure) = provision(store, blocks, kind, &record, linked, fence).await?;
     let in_place = provisioned.1 || provisioned.2 == NO_BLOCK;
     wanted.push(provisioned);
+    let mut next_end_ms = None;
+    let mut access_failure = None;
+    if kind == Kind::DataContract {
+        wanted.extend(enforce::approvers(store, &record).await?);
+        if failure.is_none() {
+            let holders: Vec<_> = blocks.concerned(&record).cloned().collect();
+            let enforced = enforce::sync(store, blocks, &record, &holders).await?;
+            wanted.push(enforced.condition);
+            (next_end_ms, access_failure) = (enforced.next_end_ms, enforced.failure);
+        }
+    }
     if let Some(drift) = &drift {
         wanted.push(if drift.is_empty() {
             ("InSync", true, "NoDrift", "the stores hold what the resource declares".into())
@@ -130,11 +142,15 @@ pub async fn reconcile(
         (true, true, false) => ("Ready", true, "Reconciled", "valid, fully linked and provisioned".into()),
     });
     write_status(store, kind, &record, previous, wanted, fence).await?;
-    match failure.or(released) {
+    let ports_retry = (linked && !ports_waiting.is_empty()).then_some(PORTS_RETRY_MS);
+    match failure.or(released).or(access_failure) {
         Some(error) => Err(error),
-        // Waiting on another resource's status, which writes no change record: look again.
-        None if linked && !ports_waiting.is_empty() => Ok(Action::RequeueAfter(PORTS_RETRY_MS)),
-        None => Ok(Action::AwaitChange),
+        // Waiting on another resource's status (which writes no change record), or on a
+        // grant's end date: look again then.
+        None => Ok(match ports_retry.into_iter().chain(next_end_ms).min() {
+            Some(ms) => Action::RequeueAfter(ms),
+            None => Action::AwaitChange,
+        }),
     }
 }
 
@@ -208,7 +224,7 @@ async fn release(
             None => None,
         };
         if let Some(old) = old {
-            match blocks.call(block.as_ref(), block.cleanup(&old)).await {
+            match cleanup(store, blocks, block.as_ref(), &old).await {
                 Ok(kept) => {
                     let moved: Vec<(String, Leftover)> = kept
                         .into_iter()
@@ -278,6 +294,9 @@ async fn finalize(
     fence: (&str, i64),
 ) -> Result<Action, Error> {
     let mut left = Vec::new();
+    if kind == Kind::DataContract {
+        enforce::end_all(store, record).await?;
+    }
     for finalizer in &record.finalizers {
         let stuck = match blocks.by_finalizer(finalizer) {
             None => {
@@ -285,7 +304,7 @@ async fn finalize(
             }
             Some(block) => match held_by(store, kind, record, block.as_ref()).await? {
                 None => None,
-                Some(held) => match blocks.call(block.as_ref(), block.cleanup(&held)).await {
+                Some(held) => match cleanup(store, blocks, block.as_ref(), &held).await {
                     Ok(kept) => {
                         left.extend(kept.into_iter().map(|k| (block.name().to_string(), k)));
                         None
@@ -304,6 +323,17 @@ async fn finalize(
     }
     store.remove(kind, &record.name, fence, &left).await?;
     Ok(Action::AwaitChange)
+}
+
+/// Takes back the grants a block made on what `held` declares, then cleans it up.
+async fn cleanup(
+    store: &Store,
+    blocks: &Blocks,
+    block: &dyn Provisioner,
+    held: &Record,
+) -> Result<Vec<Leftover>, String> {
+    enforce::release(store, blocks, block, held).await?;
+    blocks.call(block, block.cleanup(held)).await
 }
 
 /// Writes the wanted conditions over the `previous` status's: a condition type not wanted now

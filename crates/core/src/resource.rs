@@ -63,6 +63,25 @@ pub fn port_links(spec: &Any) -> Vec<PortLink> {
         .collect()
 }
 
+/// Who owns a document, as stored (JSON): its team's name (a group) and the usernames of its
+/// members who have not left (no `dateOut`, or one still ahead). Recorded when a resource is
+/// created; authorization reads that record, never a later document's team.
+pub fn owners(spec: &Any) -> Vec<String> {
+    let today = crate::store::now().get(..10).unwrap_or_default().to_string();
+    let team = spec.get("team");
+    let members = team.and_then(|t| t.get("members")).or(team.filter(|t| t.is_array()));
+    let usernames = members.and_then(Any::as_array).into_iter().flatten().filter_map(|m| {
+        let left =
+            m.get("dateOut").and_then(Any::as_str).is_some_and(|out| out.get(..10).unwrap_or(out) < today.as_str());
+        m.get("username").and_then(Any::as_str).filter(|_| !left)
+    });
+    let name = team.and_then(|t| t.get("name")).and_then(Any::as_str);
+    let mut all: Vec<String> = name.into_iter().chain(usernames).map(str::to_string).collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
 /// A document ready to be stored: its identity, ownership and content.
 #[derive(Clone, Debug)]
 pub struct Resource {

@@ -2,10 +2,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
+use meshplane_core::authz::Caller;
 use meshplane_core::resource::{Kind, PortLink, Resource, port_links};
 use meshplane_core::store::{self, Record};
 use meshplane_core::{Error, ErrorCode};
@@ -127,6 +128,7 @@ pub struct ApplyParams {
 /// refuses the whole body, listing every problem of every document.
 pub async fn apply(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     params: Result<Query<ApplyParams>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
@@ -173,11 +175,11 @@ pub async fn apply(
         )));
     }
     let options = store::ApplyOptions {
-        actor: state.config.actor.clone(),
-        origin: "api".into(),
         dry_run: params.dry_run.unwrap_or(false),
         prune: params.prune.unwrap_or(false),
+        ..caller.who()
     };
+    crate::ownership::authorize_apply(&state, &caller, &resources, options.prune).await?;
     let applied = state.store.apply(&resources, &[params.expect_generation], &options).await?;
     to_json(json!({ "dryRun": options.dry_run, "applied": applied }))
 }
@@ -191,17 +193,17 @@ pub struct DeleteParams {
 /// Marks the resource for deletion; the reconciler removes it once its blocks cleaned up.
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((k, name)): Path<(String, String)>,
     params: Result<Query<DeleteParams>, QueryRejection>,
 ) -> Answer {
     let p = query(params)?;
-    let options = store::ApplyOptions {
-        actor: state.config.actor.clone(),
-        origin: "api".into(),
-        dry_run: p.dry_run.unwrap_or(false),
-        prune: false,
-    };
-    to_json(state.store.delete(kind(&k)?, &name, &options).await?)
+    let kind = kind(&k)?;
+    let record = state.store.get(kind, &name).await?;
+    let allowed = crate::ownership::manages(&state, &caller, &record).await?;
+    caller.require(allowed, &format!("delete {} `{name}`", kind.as_str()))?;
+    let options = store::ApplyOptions { dry_run: p.dry_run.unwrap_or(false), ..caller.who() };
+    to_json(state.store.delete(kind, &name, &options).await?)
 }
 
 #[derive(Deserialize)]
@@ -281,9 +283,11 @@ pub struct EventParams {
     limit: Option<i64>,
 }
 
+/// The catalog's change feed (contracts and products); platform admins read every change
+/// (access decisions, tokens, principals) in the audit log.
 pub async fn events(State(state): State<AppState>, params: Result<Query<EventParams>, QueryRejection>) -> Answer {
     let p = query(params)?;
-    to_json(state.store.events(p.after.unwrap_or(0), p.limit.unwrap_or(100)).await?)
+    to_json(state.store.catalog_events(p.after.unwrap_or(0), p.limit.unwrap_or(100)).await?)
 }
 
 #[derive(Deserialize)]
@@ -308,13 +312,17 @@ fn contract_kind(k: &str) -> Result<Kind, ApiError> {
 /// with the contract generation it tested.
 pub async fn run_tests(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((k, name)): Path<(String, String)>,
     params: Result<Query<RunParams>, QueryRejection>,
 ) -> Answer {
     let p = query(params)?;
-    contract_kind(&k)?;
+    let kind = contract_kind(&k)?;
+    let record = state.store.get(kind, &name).await?;
+    let allowed = crate::ownership::manages(&state, &caller, &record).await?;
+    caller.require(allowed, &format!("run the tests of contract `{name}` (its owners may)"))?;
     let options = meshplane_quality::run::Options::now(p.samples.unwrap_or(0));
-    let trigger = json!({ "by": "api", "actor": state.config.actor });
+    let trigger = json!({ "by": "api", "actor": caller.name() });
     let run = crate::checks::run(&state.store, &name, p.server.as_deref(), p.object.as_deref(), &options, trigger);
     to_json(run.await?)
 }

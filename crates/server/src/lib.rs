@@ -1,17 +1,23 @@
 //! `meshplane serve`: the REST API under `/api/v1` over the registry's store.
 //!
-//! Every route is declared once, in [`routes::ROUTES`]: the router is built from that table
+//! Every route is declared once, in [`routes::all`]: the router is built from that table
 //! and so is the OpenAPI 3.1 document at `/api/v1/openapi.json`, so the document covers every
-//! route by construction. Errors are `{code, message, details}` with the status of the
+//! route by construction; each route passes the authentication gate with its rule
+//! ([`auth::rule`]) first. Errors are `{code, message, details}` with the status of the
 //! registry's one error table ([`meshplane_core::ErrorCode::status`]).
 
 // The OpenAPI schemas are one `json!` literal, deeper than the default limit.
 #![recursion_limit = "256"]
 
+mod access;
 mod api;
+pub mod auth;
 pub mod checks;
 mod error;
+mod identity;
+pub mod oidc;
 pub mod openapi;
+mod ownership;
 pub mod reconciler;
 pub mod routes;
 pub mod schedules;
@@ -32,8 +38,8 @@ pub use error::ApiError;
 pub struct Config {
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
-    /// The identity changes are recorded under until authentication exists.
-    pub actor: String,
+    /// The OIDC provider whose JWTs are accepted besides API tokens, when one is configured.
+    pub oidc: Option<Arc<oidc::Oidc>>,
     /// How the reconcile loop runs.
     pub reconciler: reconciler::Settings,
     /// The platform's blocks as configured, secrets shown only as references
@@ -45,7 +51,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             body_limit: 10 * 1024 * 1024,
-            actor: "local".into(),
+            oidc: None,
             reconciler: reconciler::Settings::default(),
             platform: serde_json::Value::Null,
         }
@@ -75,6 +81,7 @@ pub async fn serve(listen: SocketAddr, store: Store, config: Config, blocks: Blo
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let reconcilers = reconciler::spawn(store.clone(), blocks.clone(), config.reconciler, reconciler::replica_name());
     let router = app(store, config, Some(Arc::clone(&reconcilers.heartbeat)), blocks);
+    let router = router.into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown()).await;
     reconcilers.stop().await;
     served

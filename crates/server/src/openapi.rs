@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value as Any, json};
 
-use crate::routes::ROUTES;
+use crate::auth::{Rule, rule};
+use crate::routes::all;
 
 fn schemas() -> Any {
     let string = json!({ "type": "string" });
@@ -98,13 +99,60 @@ fn schemas() -> Any {
                 "upstream": { "type": "array", "items": { "type": "object" } },
                 "downstream": { "type": "array", "items": { "type": "object" } }
             }
-        }
+        },
+        "Documents": { "type": "string", "description": "ODCS contracts and ODPS products, YAML (several separated by ---) or JSON" }
+    })
+}
+
+/// The schemas of identities, tokens and access requests.
+fn access_schemas() -> Any {
+    let string = json!({ "type": "string" });
+    let strings = json!({ "type": "array", "items": { "type": "string" } });
+    json!({
+        "Principal": { "type": "object", "required": ["kind"], "properties": {
+            "name": string, "kind": { "enum": ["user", "group", "service"] },
+            "databaseRole": { "type": "string", "description": "the role it logs in as in the databases (what grants are given to)" },
+            "groups": strings, "platformAdmin": { "type": "boolean" },
+            "domains": { "type": "array", "items": string, "description": "the domains it administers" } } },
+        "Principals": { "type": "array", "items": { "$ref": "#/components/schemas/Principal" } },
+        "Token": { "type": "object", "properties": {
+            "id": string, "principal": string, "description": string, "createdAt": string,
+            "expiresAt": string, "revokedAt": string } },
+        "Tokens": { "type": "array", "items": { "$ref": "#/components/schemas/Token" } },
+        "NewToken": { "type": "object", "properties": {
+            "principal": { "type": "string", "description": "whose token (default: yours)" },
+            "description": string, "expiresAt": { "type": "string", "description": "RFC 3339" } } },
+        "CreatedToken": { "type": "object", "properties": {
+            "token": { "type": "string", "description": "send as `Authorization: Bearer TOKEN`; shown only here" },
+            "info": { "$ref": "#/components/schemas/Token" } } },
+        "NewAccessRequest": { "type": "object", "required": ["product", "outputPort", "purpose"], "properties": {
+            "product": string, "outputPort": string,
+            "contract": { "type": "string", "description": "the contract key (`id@vMAJOR`) when the port's contract has several majors" },
+            "consumer": { "type": "string", "description": "who is to read: you (the default) or a group you belong to" },
+            "role": { "type": "string", "description": "the ODCS role asked for; read access without one" },
+            "purpose": string, "until": { "type": "string", "description": "when the grant ends by itself (RFC 3339)" } } },
+        "Decision": { "type": "object", "properties": { "comment": string } },
+        "AccessRequest": { "type": "object", "properties": {
+            "apiVersion": { "const": "meshplane/v1" }, "kind": { "enum": ["AccessRequest", "Grant"] },
+            "id": { "type": "integer" }, "contract": string, "product": string, "port": string, "domain": string,
+            "consumer": string, "role": { "type": ["string", "null"] }, "access": { "enum": ["read", "write"] },
+            "purpose": string, "until": { "type": ["string", "null"] },
+            "state": { "enum": ["pending", "active", "rejected", "revoked", "expired"] },
+            "approvers": { "type": "object", "properties": { "first": strings, "second": strings } },
+            "decisions": { "type": "array", "items": { "type": "object", "properties": {
+                "by": string, "level": { "type": "integer" }, "approved": { "type": "boolean" }, "comment": string, "at": string } } },
+            "requestedBy": string, "requestedAt": string, "updatedAt": string,
+            "enforcement": { "enum": ["enforced", "advisory", "unsupported", null],
+                             "description": "how the block holding the port enforces the grant, once it has been told" } } },
+        "AccessRequests": { "type": "array", "items": { "$ref": "#/components/schemas/AccessRequest" } }
     })
 }
 
 fn reason(status: u16) -> &'static str {
     match status {
         400 => "malformed request",
+        401 => "not authenticated",
+        403 => "not allowed",
         404 => "not found",
         409 => "conflicts with what is stored",
         413 => "body too large",
@@ -118,7 +166,7 @@ fn reason(status: u16) -> &'static str {
 /// The whole document.
 pub fn document() -> Any {
     let mut paths = Map::new();
-    for route in ROUTES {
+    for route in all() {
         let parameters: Vec<Any> = route
             .params
             .iter()
@@ -133,7 +181,11 @@ pub fn document() -> Any {
             json!({ "description": "success",
                     "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{}", route.answer) } } } }),
         );
-        for status in route.errors {
+        let denials: &[u16] = match rule(route.endpoint) {
+            Rule::Anyone => &[],
+            Rule::Authenticated | Rule::PlatformAdmin => &[401, 403],
+        };
+        for status in route.errors.iter().chain(denials) {
             responses.insert(
                 status.to_string(),
                 json!({ "description": reason(*status),
@@ -146,14 +198,16 @@ pub fn document() -> Any {
             "parameters": parameters,
             "responses": responses,
         });
-        if route.method == "post" {
-            operation["requestBody"] = json!({
-                "required": true,
-                "content": {
-                    "application/yaml": { "schema": { "type": "string" } },
-                    "application/json": { "schema": { "type": "object" } }
-                }
-            });
+        if rule(route.endpoint) != Rule::Anyone {
+            operation["security"] = json!([{ "bearer": [] }]);
+        }
+        if let Some(body) = route.body {
+            let schema = json!({ "$ref": format!("#/components/schemas/{body}") });
+            let mut content = json!({ "application/json": { "schema": schema } });
+            if body == "Documents" {
+                content["application/yaml"] = json!({ "schema": schema });
+            }
+            operation["requestBody"] = json!({ "required": body == "Documents", "content": content });
         }
         let item = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
         item[route.method] = operation;
@@ -163,6 +217,11 @@ pub fn document() -> Any {
         "info": { "title": "meshplane", "version": env!("CARGO_PKG_VERSION"),
                   "description": "The registry of a data mesh: ODCS contracts and ODPS products" },
         "paths": paths,
-        "components": { "schemas": schemas() }
+        "components": {
+            "schemas": schemas().as_object().into_iter().chain(access_schemas().as_object()).flatten()
+                .map(|(k, v)| (k.clone(), v.clone())).collect::<Map<String, Any>>(),
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer",
+                "description": "an API token (`meshplane token create`) or, when configured, an OIDC JWT" } }
+        }
     })
 }

@@ -1,10 +1,11 @@
-//! Every route of the API, declared once: the router and the OpenAPI document are both built
-//! from [`ROUTES`].
+//! Every route of the API, declared once: the router, the OpenAPI document and the
+//! authorization matrix are all built from [`all`].
 
 use axum::Router;
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{MethodRouter, delete, get, post, put};
 
-use crate::{AppState, api};
+use crate::{AppState, access, api, auth, identity};
 
 /// What a route does; the router maps each to its handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +25,19 @@ pub enum Endpoint {
     Blocks,
     Orphans,
     Purge,
+    WhoAmI,
+    AccessRequest,
+    AccessList,
+    AccessGet,
+    AccessApprove,
+    AccessReject,
+    AccessRevoke,
+    TokenCreate,
+    TokenList,
+    TokenRevoke,
+    Principals,
+    PrincipalPut,
+    Audit,
 }
 
 /// A query or path parameter.
@@ -42,6 +56,8 @@ pub struct Route {
     pub path: &'static str,
     pub summary: &'static str,
     pub params: &'static [Param],
+    /// The schema (in `components/schemas`) of the request body, when the route takes one.
+    pub body: Option<&'static str>,
     /// The schema (in `components/schemas`) of a 200 answer.
     pub answer: &'static str,
     /// The error statuses the route may answer.
@@ -63,6 +79,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/orphans",
         summary: "What blocks left in place when resources went (data, or what a deletion policy keeps)",
         params: &[Param { name: "all", path: false, description: "also those already purged", kind: "boolean" }],
+        body: None,
         answer: "Orphans",
         errors: &[400],
     },
@@ -80,6 +97,7 @@ pub const ROUTES: &[Route] = &[
                 kind: "boolean",
             },
         ],
+        body: None,
         answer: "Purged",
         errors: &[400, 404],
     },
@@ -89,6 +107,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/blocks",
         summary: "The platform's building blocks: type, configuration (secrets only as references) and health",
         params: &[],
+        body: None,
         answer: "Blocks",
         errors: &[],
     },
@@ -98,6 +117,7 @@ pub const ROUTES: &[Route] = &[
         path: "/healthz",
         summary: "The process is up",
         params: &[],
+        body: None,
         answer: "Health",
         errors: &[],
     },
@@ -107,6 +127,7 @@ pub const ROUTES: &[Route] = &[
         path: "/readyz",
         summary: "The store answers and the reconcilers are running",
         params: &[],
+        body: None,
         answer: "Health",
         errors: &[503],
     },
@@ -116,6 +137,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/openapi.json",
         summary: "This document",
         params: &[],
+        body: None,
         answer: "OpenApi",
         errors: &[],
     },
@@ -139,6 +161,7 @@ pub const ROUTES: &[Route] = &[
                 kind: "integer",
             },
         ],
+        body: Some("Documents"),
         answer: "ApplyResult",
         errors: &[400, 409, 413, 422],
     },
@@ -156,6 +179,7 @@ pub const ROUTES: &[Route] = &[
                 kind: "integer",
             },
         ],
+        body: None,
         answer: "Changes",
         errors: &[400],
     },
@@ -165,6 +189,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/lineage/{name}",
         summary: "A product's upstream and downstream products, transitively, from input ports to the output ports they consume",
         params: &[Param { name: "name", path: true, description: "the product's id", kind: "string" }],
+        body: None,
         answer: "Lineage",
         errors: &[404],
     },
@@ -181,6 +206,7 @@ pub const ROUTES: &[Route] = &[
             Param { name: "after", path: false, description: "the `next` of the previous page", kind: "string" },
             Param { name: "limit", path: false, description: "page size (1 to 1000, default 100)", kind: "integer" },
         ],
+        body: None,
         answer: "Page",
         errors: &[400, 404],
     },
@@ -190,6 +216,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/{kind}/{name}",
         summary: "One resource as it is now, with its owner and generation",
         params: &[KIND, NAME],
+        body: None,
         answer: "Record",
         errors: &[404],
     },
@@ -203,6 +230,7 @@ pub const ROUTES: &[Route] = &[
             NAME,
             Param { name: "dryRun", path: false, description: "check and report, keep nothing", kind: "boolean" },
         ],
+        body: None,
         answer: "Record",
         errors: &[400, 404],
     },
@@ -212,6 +240,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/{kind}/{name}/history",
         summary: "Every change of one resource, oldest first",
         params: &[KIND, NAME],
+        body: None,
         answer: "Changes",
         errors: &[404],
     },
@@ -237,6 +266,7 @@ pub const ROUTES: &[Route] = &[
                 kind: "integer",
             },
         ],
+        body: None,
         answer: "TestRun",
         errors: &[400, 404, 422, 502],
     },
@@ -250,10 +280,186 @@ pub const ROUTES: &[Route] = &[
             NAME,
             Param { name: "limit", path: false, description: "at most this many (default 20)", kind: "integer" },
         ],
+        body: None,
         answer: "TestRuns",
         errors: &[400, 404],
     },
 ];
+
+const ID: Param = Param { name: "id", path: true, description: "the access request's id", kind: "integer" };
+
+/// The routes of identities, tokens, access requests and the audit log.
+const ACCESS_ROUTES: &[Route] = &[
+    Route {
+        endpoint: Endpoint::WhoAmI,
+        method: "get",
+        path: "/api/v1/whoami",
+        summary: "The principal the request's credentials stand for",
+        params: &[],
+        body: None,
+        answer: "Principal",
+        errors: &[],
+    },
+    Route {
+        endpoint: Endpoint::AccessRequest,
+        method: "post",
+        path: "/api/v1/access",
+        summary: "Ask for access to a product's output port, for yourself or a group you belong to",
+        params: &[],
+        body: Some("NewAccessRequest"),
+        answer: "AccessRequest",
+        errors: &[400, 404, 422],
+    },
+    Route {
+        endpoint: Endpoint::AccessList,
+        method: "get",
+        path: "/api/v1/access",
+        summary: "Access requests and grants you may see: yours, your groups', those you own or approve (all, for platform admins)",
+        params: &[
+            Param {
+                name: "state",
+                path: false,
+                description: "pending, active, rejected, revoked or expired",
+                kind: "string",
+            },
+            Param { name: "product", path: false, description: "only this product's ports", kind: "string" },
+            Param { name: "contract", path: false, description: "only this contract (`id@vMAJOR`)", kind: "string" },
+            Param { name: "consumer", path: false, description: "only this consumer", kind: "string" },
+        ],
+        body: None,
+        answer: "AccessRequests",
+        errors: &[400],
+    },
+    Route {
+        endpoint: Endpoint::AccessGet,
+        method: "get",
+        path: "/api/v1/access/{id}",
+        summary: "One access request or grant",
+        params: &[ID],
+        body: None,
+        answer: "AccessRequest",
+        errors: &[400, 404],
+    },
+    Route {
+        endpoint: Endpoint::AccessApprove,
+        method: "post",
+        path: "/api/v1/access/{id}/approve",
+        summary: "Approve at the level awaited (first, then second when the role has one); the last approval makes it an active grant",
+        params: &[ID],
+        body: Some("Decision"),
+        answer: "AccessRequest",
+        errors: &[400, 404, 409],
+    },
+    Route {
+        endpoint: Endpoint::AccessReject,
+        method: "post",
+        path: "/api/v1/access/{id}/reject",
+        summary: "Reject a pending request, with a comment",
+        params: &[ID],
+        body: Some("Decision"),
+        answer: "AccessRequest",
+        errors: &[400, 404, 409],
+    },
+    Route {
+        endpoint: Endpoint::AccessRevoke,
+        method: "post",
+        path: "/api/v1/access/{id}/revoke",
+        summary: "Revoke an active grant (its owners, admins, or the consumer giving it up)",
+        params: &[ID],
+        body: Some("Decision"),
+        answer: "AccessRequest",
+        errors: &[400, 404, 409],
+    },
+    Route {
+        endpoint: Endpoint::TokenCreate,
+        method: "post",
+        path: "/api/v1/tokens",
+        summary: "Create an API token (for yourself; platform admins for anyone); its text is in this answer only",
+        params: &[],
+        body: Some("NewToken"),
+        answer: "CreatedToken",
+        errors: &[400, 404],
+    },
+    Route {
+        endpoint: Endpoint::TokenList,
+        method: "get",
+        path: "/api/v1/tokens",
+        summary: "Your tokens (everyone's, for platform admins), never their secrets",
+        params: &[Param { name: "principal", path: false, description: "only this principal's", kind: "string" }],
+        body: None,
+        answer: "Tokens",
+        errors: &[400],
+    },
+    Route {
+        endpoint: Endpoint::TokenRevoke,
+        method: "delete",
+        path: "/api/v1/tokens/{id}",
+        summary: "Revoke a token (yours; platform admins any)",
+        params: &[Param { name: "id", path: true, description: "the token's id", kind: "string" }],
+        body: None,
+        answer: "Token",
+        errors: &[404],
+    },
+    Route {
+        endpoint: Endpoint::Principals,
+        method: "get",
+        path: "/api/v1/principals",
+        summary: "Every user, group and service account",
+        params: &[],
+        body: None,
+        answer: "Principals",
+        errors: &[],
+    },
+    Route {
+        endpoint: Endpoint::PrincipalPut,
+        method: "put",
+        path: "/api/v1/principals/{name}",
+        summary: "Create or replace a user, group or service account",
+        params: &[Param { name: "name", path: true, description: "the principal's name", kind: "string" }],
+        body: Some("Principal"),
+        answer: "Principal",
+        errors: &[400],
+    },
+    Route {
+        endpoint: Endpoint::Audit,
+        method: "get",
+        path: "/api/v1/audit",
+        summary: "The audit log: every change and decision, who made it, when and from where, with before and after",
+        params: &[
+            Param { name: "actor", path: false, description: "only this actor's", kind: "string" },
+            Param {
+                name: "kind",
+                path: false,
+                description: "only this kind (DataContract, DataProduct, AccessRequest, Token, Principal)",
+                kind: "string",
+            },
+            Param { name: "name", path: false, description: "only this resource", kind: "string" },
+            Param {
+                name: "action",
+                path: false,
+                description: "only this action (created, approved, revoked, ...)",
+                kind: "string",
+            },
+            Param { name: "since", path: false, description: "at or after this time (RFC 3339)", kind: "string" },
+            Param { name: "until", path: false, description: "before this time (RFC 3339)", kind: "string" },
+            Param { name: "after", path: false, description: "the last sequence number already read", kind: "integer" },
+            Param {
+                name: "limit",
+                path: false,
+                description: "at most this many (1 to 1000, default 100)",
+                kind: "integer",
+            },
+        ],
+        body: None,
+        answer: "Changes",
+        errors: &[400],
+    },
+];
+
+/// Every route: the registry's, then access management's.
+pub fn all() -> impl Iterator<Item = &'static Route> {
+    ROUTES.iter().chain(ACCESS_ROUTES)
+}
 
 fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
     match endpoint {
@@ -272,10 +478,28 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::Blocks => get(api::blocks),
         Endpoint::Orphans => get(api::orphans),
         Endpoint::Purge => post(api::purge),
+        Endpoint::WhoAmI => get(identity::whoami),
+        Endpoint::AccessRequest => post(access::request),
+        Endpoint::AccessList => get(access::list),
+        Endpoint::AccessGet => get(access::get_one),
+        Endpoint::AccessApprove => post(access::approve),
+        Endpoint::AccessReject => post(access::reject),
+        Endpoint::AccessRevoke => post(access::revoke),
+        Endpoint::TokenCreate => post(identity::create_token),
+        Endpoint::TokenList => get(identity::tokens),
+        Endpoint::TokenRevoke => delete(identity::revoke_token),
+        Endpoint::Principals => get(identity::principals),
+        Endpoint::PrincipalPut => put(identity::put_principal),
+        Endpoint::Audit => get(identity::audit),
     }
 }
 
-/// The router of every route in [`ROUTES`].
+/// The router of every route, each behind the authentication gate with its rule.
 pub fn router(state: AppState) -> Router {
-    ROUTES.iter().fold(Router::new(), |r, route| r.route(route.path, handler(route.endpoint))).with_state(state)
+    all()
+        .fold(Router::new(), |r, route| {
+            let gate = from_fn_with_state((state.clone(), route.endpoint), auth::gate);
+            r.route(route.path, handler(route.endpoint).layer(gate))
+        })
+        .with_state(state)
 }

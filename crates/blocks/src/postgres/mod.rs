@@ -21,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use meshplane_core::access::{AccessReport, AccessSync};
 use meshplane_core::block::{BlockFuture, Leftover, Provisioned};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
@@ -33,8 +34,11 @@ use crate::storage::ServerStorage;
 use model::Object;
 use sql::{columns, create_table, create_view, evolve, has_rows, is_table, run, schema_comment, schema_exists};
 
+mod access;
 mod model;
 mod sql;
+
+pub use access::role_name;
 
 /// The block, with its (lazily connecting) pool.
 pub struct PostgresBlock {
@@ -205,6 +209,31 @@ impl ServerStorage for PostgresBlock {
         server: &'a Server,
     ) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         self.cleanup_one(record, contract, server)
+    }
+
+    fn sync_server_access<'a>(
+        &'a self,
+        record: &'a Record,
+        contract: &'a DataContract,
+        server: &'a Server,
+        access: &'a AccessSync,
+    ) -> BlockFuture<'a, Result<AccessReport, String>> {
+        Box::pin(async move {
+            let schema = self.schema_of(server, record)?;
+            let objects: Vec<Object> = contract.objects().iter().map(Object::of).collect::<Result<_, _>>()?;
+            let marker = marker(record);
+            let port = access::Port {
+                schema: &schema,
+                objects: objects.into_iter().map(|o| o.name).collect(),
+                contract: &record.name,
+                marker: &marker,
+                revoke_unexplained: self.config.revoke_unexplained,
+            };
+            let mut tx = self.pool.begin().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
+            let report = access::sync(&mut tx, &port, access).await?;
+            tx.commit().await.map_err(|e| e.to_string())?;
+            Ok(report)
+        })
     }
 
     fn health_check(&self) -> BlockFuture<'_, Result<(), String>> {

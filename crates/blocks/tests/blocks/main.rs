@@ -1,6 +1,7 @@
 //! The building blocks end to end: platform files (good and bad), and the storage blocks
 //! against real stores.
 
+mod access;
 mod http;
 mod lake;
 mod moves;

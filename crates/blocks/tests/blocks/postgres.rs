@@ -29,6 +29,7 @@ pub fn record(text: &str) -> Record {
         updated_at: String::new(),
         deletion_requested: None,
         finalizers: Vec::new(),
+        owners: Vec::new(),
         spec: r.spec,
     }
 }

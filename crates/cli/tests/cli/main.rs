@@ -10,9 +10,35 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// Runs meshplane in the fixtures directory, so paths in output are stable.
+/// The admin token of each server the tests started, by URL: `meshplane bootstrap` made it
+/// in the server's store before the server started.
+static TOKENS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn token_for(url: &str) -> Option<String> {
+    TOKENS.lock().unwrap().iter().find(|(u, _)| u == url).map(|(_, t)| t.clone())
+}
+
+/// Runs meshplane in the fixtures directory, so paths in output are stable; a command sent to
+/// a server the tests started carries that server's admin token (`MESHPLANE_TOKEN`).
 fn meshplane(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshplane")).args(args).current_dir(fixtures()).output().expect("run meshplane")
+    let server = args.iter().position(|a| *a == "--server").and_then(|i| args.get(i + 1));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_meshplane"));
+    if let Some(token) = server.and_then(|url| token_for(url)) {
+        command.env("MESHPLANE_TOKEN", token);
+    }
+    command.args(args).current_dir(fixtures()).output().expect("run meshplane")
+}
+
+/// The first admin's token of the store `database_url` (relative to `cwd`), as the README's
+/// quick start makes it.
+fn bootstrap(database_url: &str, cwd: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_meshplane"))
+        .args(["bootstrap", "--database-url", database_url])
+        .current_dir(cwd)
+        .output()
+        .expect("run meshplane bootstrap");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn stdout(out: &Output) -> String {
@@ -231,6 +257,7 @@ fn serve_with(database_url: &str, extra: &[&str]) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cwd = std::env::temp_dir().join(format!("mpcli-serve-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&cwd).unwrap();
+    let token = bootstrap(database_url, &cwd);
     let child = Command::new(env!("CARGO_BIN_EXE_meshplane"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url])
         .args(extra)
@@ -239,6 +266,7 @@ fn serve_with(database_url: &str, extra: &[&str]) -> Served {
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
+    TOKENS.lock().unwrap().push((url.clone(), token));
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             break;
@@ -387,8 +415,9 @@ fn post_apply(url: &str, body: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    let token = token_for(url).unwrap_or_default();
     let request = format!(
-        "POST /api/v1/apply HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /api/v1/apply HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).ok()?;

@@ -158,8 +158,8 @@ impl Store {
         let at = now();
         let Some(stored) = stored else {
             sqlx::query(
-                "INSERT INTO resources (kind, name, id, version, status, domain, team, tags, generation, spec, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $10)",
+                "INSERT INTO resources (kind, name, id, version, status, domain, team, tags, generation, spec, created_at, updated_at, owners) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $10, $11)",
             )
             .bind(r.kind.as_str())
             .bind(&r.name)
@@ -171,6 +171,7 @@ impl Store {
             .bind(serde_json::to_string(&r.tags).unwrap_or_default())
             .bind(&spec)
             .bind(&at)
+            .bind(serde_json::to_string(&crate::resource::owners(&r.spec)).unwrap_or_default())
             .execute(&mut *tx)
             .await?;
             self.record_change(tx, &r.into(), "created", 1, None, Some(&spec), options, &at, None).await?;

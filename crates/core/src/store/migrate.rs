@@ -75,10 +75,32 @@ const MIGRATIONS: &[Migration] = &[
             purgeable BIGINT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, since TEXT NOT NULL,
             purged_at TEXT);",
     },
+    // Access management: who owns each resource (recorded at creation), the installation's id
+    // (it names what meshplane creates in shared stores), identities, API tokens (hashed),
+    // and access requests with the grants they become.
+    Migration {
+        version: 8,
+        sql: "ALTER TABLE resources ADD COLUMN owners TEXT NOT NULL DEFAULT '[]';
+          CREATE TABLE meta (key TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL);
+          CREATE TABLE principals (
+            name TEXT NOT NULL PRIMARY KEY, kind TEXT NOT NULL, database_role TEXT,
+            groups TEXT NOT NULL, platform_admin BIGINT NOT NULL, domains TEXT NOT NULL,
+            created_at TEXT NOT NULL);
+          CREATE TABLE tokens (
+            id TEXT NOT NULL PRIMARY KEY, principal TEXT NOT NULL, hash TEXT NOT NULL,
+            description TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT, revoked_at TEXT);
+          CREATE TABLE access (
+            id {serial}, contract TEXT NOT NULL, product TEXT NOT NULL, port TEXT NOT NULL,
+            domain TEXT NOT NULL, consumer TEXT NOT NULL, role TEXT, write BIGINT NOT NULL,
+            purpose TEXT NOT NULL, until TEXT, state TEXT NOT NULL, approvers TEXT NOT NULL,
+            approvals TEXT NOT NULL, requested_by TEXT NOT NULL, requested_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL, enforcement TEXT);
+          CREATE INDEX access_contract ON access (contract, state);",
+    },
 ];
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 7;
+pub const LATEST: i64 = 8;
 
 async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
     conn.execute("CREATE TABLE IF NOT EXISTS meshplane_schema (version BIGINT NOT NULL)").await?;
@@ -110,11 +132,36 @@ pub async fn migrate(conn: &mut AnyConnection, backend: Backend, target: i64) ->
         if m.version == 2 {
             backfill_tags(&mut tx).await?;
         }
+        if m.version == 8 {
+            backfill_owners(&mut tx).await?;
+            let installation = super::identity::random_hex(4);
+            sqlx::query("INSERT INTO meta (key, value) VALUES ('installation', $1)")
+                .bind(installation)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query("INSERT INTO meshplane_schema (version) VALUES ($1)").bind(m.version).execute(&mut *tx).await?;
         tx.commit().await?;
         version = m.version;
     }
     Ok(version)
+}
+
+/// Version 8 records the owners of every stored resource from its team, as creation does.
+async fn backfill_owners(tx: &mut AnyConnection) -> Result<(), Error> {
+    let rows = sqlx::query("SELECT kind, name, spec FROM resources").fetch_all(&mut *tx).await?;
+    for row in rows {
+        let (kind, name, spec): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let spec: serde_json::Value = serde_json::from_str(&spec).map_err(|e| Error::Store(e.to_string()))?;
+        let owners = serde_json::to_string(&crate::resource::owners(&spec)).unwrap_or_default();
+        sqlx::query("UPDATE resources SET owners = $1 WHERE kind = $2 AND name = $3")
+            .bind(owners)
+            .bind(kind)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Version 2 reads the tags of every stored document into their own column.

@@ -9,6 +9,8 @@
 
 mod apply;
 mod coordinate;
+pub mod grants;
+pub mod identity;
 mod lifecycle;
 pub mod migrate;
 mod orphans;
@@ -22,7 +24,7 @@ pub use apply::{Applied, ApplyOptions, Outcome};
 pub use coordinate::{SCHEDULE, Scope};
 pub use orphans::Orphan;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::resource::Kind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +62,8 @@ pub struct Record {
     /// The blocks that provisioned something for this resource and must clean it up first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub finalizers: Vec<String>,
+    /// Who owns it: its team's name and members, recorded when it was created.
+    pub owners: Vec<String>,
     pub spec: Any,
 }
 
@@ -130,6 +134,22 @@ pub struct Query {
     pub limit: i64,
 }
 
+/// A filter on the audit log; every field given must match.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub action: Option<String>,
+    /// At or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Before this time (RFC 3339).
+    pub until: Option<String>,
+    /// Changes after this sequence number.
+    pub after: i64,
+    pub limit: i64,
+}
+
 /// One page of a listing.
 #[derive(Clone, Debug, Serialize)]
 pub struct Page {
@@ -142,11 +162,12 @@ fn json(text: Option<String>) -> Result<Option<Any>, Error> {
     text.map(|t| serde_json::from_str(&t).map_err(|e| Error::Store(format!("stored JSON is corrupt: {e}")))).transpose()
 }
 
-const RECORD_COLUMNS: &str = "kind, name, id, version, status, domain, team, tags, generation, created_at, updated_at, deleting, finalizers, spec";
+const RECORD_COLUMNS: &str = "kind, name, id, version, status, domain, team, tags, generation, created_at, updated_at, deleting, finalizers, owners, spec";
 
 fn record(row: &AnyRow) -> Result<Record, Error> {
     let tags: String = row.try_get("tags")?;
     let finalizers: String = row.try_get("finalizers")?;
+    let owners: String = row.try_get("owners")?;
     Ok(Record {
         kind: row.try_get("kind")?,
         name: row.try_get("name")?,
@@ -161,6 +182,7 @@ fn record(row: &AnyRow) -> Result<Record, Error> {
         updated_at: row.try_get("updated_at")?,
         deletion_requested: row.try_get("deleting")?,
         finalizers: serde_json::from_str(&finalizers).unwrap_or_default(),
+        owners: serde_json::from_str(&owners).unwrap_or_default(),
         spec: json(Some(row.try_get("spec")?))?.unwrap_or(Any::Null),
     })
 }
@@ -421,6 +443,56 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The audit log: the change records the query matches, in order.
+    pub async fn audit(&self, q: &AuditQuery) -> Result<Vec<Change>, Error> {
+        let mut sql = String::from("SELECT * FROM changes WHERE seq > $1");
+        let mut binds: Vec<String> = Vec::new();
+        let time = |t: &String| {
+            let at = epoch_ms(t).ok_or_else(|| {
+                Error::invalid(
+                    ErrorCode::MalformedRequest,
+                    format!("`{t}` is not an RFC 3339 time (2027-01-31T00:00:00Z)"),
+                )
+            })?;
+            let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000)
+                .map_err(|e| Error::invalid(ErrorCode::MalformedRequest, e.to_string()))?;
+            Ok::<_, Error>(at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default())
+        };
+        let filters = [
+            ("actor = ", q.actor.clone()),
+            ("kind = ", q.kind.clone()),
+            ("name = ", q.name.clone()),
+            ("action = ", q.action.clone()),
+            ("at >= ", q.since.as_ref().map(time).transpose()?),
+            ("at < ", q.until.as_ref().map(time).transpose()?),
+        ];
+        for (clause, value) in filters {
+            if let Some(value) = value {
+                binds.push(value);
+                sql.push_str(&format!(" AND {clause}${}", binds.len() + 1));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY seq LIMIT {}", q.limit.clamp(1, 1000)));
+        let mut query = sqlx::query(&sql).bind(q.after);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        query.fetch_all(&self.pool).await?.iter().map(change).collect()
+    }
+
+    /// The catalog's change feed: changes of contracts and products after sequence number
+    /// `after`, in order.
+    pub async fn catalog_events(&self, after: i64, limit: i64) -> Result<Vec<Change>, Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM changes WHERE seq > $1 AND kind IN ('DataContract', 'DataProduct') ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(change).collect()
     }
 
     /// The change feed: changes after sequence number `after`, in order.

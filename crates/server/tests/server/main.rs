@@ -6,16 +6,48 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use meshplane_core::block::{BlockFuture, Blocks, Leftover, Provisioned, Provisioner};
+use meshplane_core::store::identity::{Principal, PrincipalKind};
 use meshplane_core::store::{Record, Store};
 use meshplane_core::testing::{Place, postgres, sqlite};
 use meshplane_server::reconciler::{self, Settings};
-use meshplane_server::{Config, app, routes::ROUTES};
+use meshplane_server::{Config, app, routes};
 use reqwest::StatusCode;
 use serde_json::Value as Any;
 
+mod authz;
+
 struct Server {
     base: String,
+    /// A client that authenticates as a platform admin.
     http: reqwest::Client,
+    store: Store,
+}
+
+/// A client that sends `token` with every request.
+fn client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// A platform admin's token, made directly in the store (as `meshplane bootstrap` does).
+async fn admin_token(store: &Store) -> String {
+    let who = meshplane_core::store::ApplyOptions {
+        actor: "test".into(),
+        origin: "test".into(),
+        dry_run: false,
+        prune: false,
+    };
+    let admin = Principal {
+        name: "admin".into(),
+        kind: PrincipalKind::User,
+        database_role: None,
+        groups: vec![],
+        platform_admin: true,
+        domains: vec![],
+    };
+    store.put_principal(&admin, &who).await.unwrap();
+    store.create_token("admin", "tests", None, &who).await.unwrap().token
 }
 
 /// A server on `place`'s store, with its reconcilers; the caller keeps `place` (and so the
@@ -31,8 +63,10 @@ async fn serve_api(store: Store, heartbeat: Option<Arc<std::sync::atomic::Atomic
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let config = Config { body_limit: 64 * 1024, ..Config::default() };
-    tokio::spawn(async move { axum::serve(listener, app(store, config, heartbeat, Blocks::default())).await });
-    Server { base: format!("http://{addr}"), http: reqwest::Client::new() }
+    let token = admin_token(&store).await;
+    let served = store.clone();
+    tokio::spawn(async move { axum::serve(listener, app(served, config, heartbeat, Blocks::default())).await });
+    Server { base: format!("http://{addr}"), http: client(&token), store }
 }
 
 impl Server {
@@ -115,7 +149,7 @@ on_both!(apply_read_list_history_events_and_lineage, |s: Server| async move {
     assert_eq!(names, ["billing", "reporting"]);
     let (_, history) = s.get("/api/v1/products/shop/history").await;
     assert_eq!(history[0]["event"]["type"], "io.meshplane.dataproduct.created");
-    assert_eq!(history[0]["origin"], "api");
+    assert_eq!((history[0]["origin"].as_str(), history[0]["actor"].as_str()), (Some("api local"), Some("admin")));
     let (_, events) = s.get("/api/v1/events?after=2&limit=2").await;
     let seqs: Vec<i64> = events.as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, [3, 4]);
@@ -217,7 +251,7 @@ async fn the_openapi_document_covers_every_route() {
     let s = start(&place).await;
     let (status, doc) = s.get("/api/v1/openapi.json").await;
     assert_eq!((status, doc["openapi"].as_str()), (StatusCode::OK, Some("3.1.0")));
-    for route in ROUTES {
+    for route in routes::all() {
         let op = &doc["paths"][route.path][route.method];
         assert!(op["summary"].is_string() && op["responses"]["200"].is_object(), "{} {}", route.method, route.path);
         for r in op["responses"].as_object().unwrap().values() {
@@ -228,8 +262,8 @@ async fn the_openapi_document_covers_every_route() {
     }
     // And every documented path is served (a GET of an unknown resource is a 404 with a body,
     // not the router's bare 404 or 405).
-    for route in ROUTES.iter().filter(|r| r.method == "get") {
-        let path = route.path.replace("{kind}", "contracts").replace("{name}", "nothing@v1");
+    for route in routes::all().filter(|r| r.method == "get") {
+        let path = route.path.replace("{kind}", "contracts").replace("{name}", "nothing@v1").replace("{id}", "999");
         let res = s.http.get(format!("{}{path}", s.base)).send().await.unwrap();
         assert_ne!(res.status().as_u16(), 405, "{path}");
         if res.status() == StatusCode::NOT_FOUND {

@@ -1,0 +1,257 @@
+//! Grants enforced by PostgreSQL itself, through the PostgreSQL block: the consumer's own
+//! login role cannot read a port before its grant, reads exactly the granted port after (and
+//! writes only with a write grant), never a neighbouring port, and nothing once the grant is
+//! gone; privileges made by hand are drift, removed only when so configured; and what one
+//! installation creates, another never touches.
+
+use std::sync::Arc;
+
+use meshplane_blocks::platform::{BlockKind, Platform};
+use meshplane_blocks::postgres::{PostgresBlock, role_name};
+use meshplane_blocks::storage::Storage;
+use meshplane_core::access::{AccessReport, AccessSync, Enforcement, Grant};
+use meshplane_core::block::Provisioner;
+use meshplane_core::store::Record;
+use meshplane_core::testing::{Place, postgres};
+use sqlx::{Connection, Executor, PgConnection, Row};
+
+use crate::postgres::record;
+
+const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Login roles and installation ids unique to one test; every role they name is dropped when
+/// the test ends, passed or not (after its database, so nothing holds them).
+struct Roles {
+    suffix: String,
+}
+
+impl Roles {
+    fn new() -> Roles {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        Roles { suffix: format!("{}{nanos}", std::process::id()) }
+    }
+
+    fn login(&self, who: &str) -> String {
+        format!("{who}_{}", self.suffix)
+    }
+
+    fn installation(&self, which: &str) -> String {
+        format!("{which}{}", self.suffix)
+    }
+}
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        let suffix = self.suffix.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let Ok(mut admin) = PgConnection::connect(ADMIN).await else { return };
+                let rows = sqlx::query("SELECT rolname FROM pg_roles WHERE strpos(rolname, $1) > 0")
+                    .bind(&suffix)
+                    .fetch_all(&mut admin)
+                    .await
+                    .unwrap_or_default();
+                for row in rows {
+                    let name: String = row.get(0);
+                    let _ = admin.execute(format!("DROP ROLE IF EXISTS \"{name}\"").as_str()).await;
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+fn database(place: &Place) -> String {
+    place.url.rsplit('/').next().unwrap().to_string()
+}
+
+fn block(place: &Place, revoke_unexplained: bool) -> Storage<PostgresBlock> {
+    let text = format!(
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n  - name: warehouse\n    type: postgres\n\
+         \x20   host: 127.0.0.1\n    database: {}\n    user: postgres\n    revokeUnexplained: {revoke_unexplained}\n",
+        database(place)
+    );
+    let platform = Arc::new(Platform::from_yaml(&text).unwrap());
+    let BlockKind::Postgres(config) = &platform.blocks[0].kind else { unreachable!() };
+    Storage(PostgresBlock::new("warehouse", config, Arc::clone(&platform)).unwrap())
+}
+
+/// A contract `id` whose server is `schema` on the test database, with tables `tables`.
+fn contract(place: &Place, id: &str, schema: &str, tables: &[&str]) -> Record {
+    let objects: String = tables
+        .iter()
+        .map(|t| format!("  - name: {t}\n    properties:\n      - {{ name: id, logicalType: integer }}\n"))
+        .collect();
+    record(&format!(
+        "apiVersion: v3.1.0\nkind: DataContract\nid: {id}\nversion: 1.0.0\nstatus: active\ndomain: finance\n\
+         servers:\n  - {{ server: warehouse, type: postgres, environment: dev, host: 127.0.0.1, port: 5432, database: {}, schema: {schema} }}\n\
+         schema:\n{objects}",
+        database(place)
+    ))
+}
+
+fn sync(installation: &str, grants: Vec<Grant>, releasing: bool) -> AccessSync {
+    AccessSync { installation: installation.into(), grants, releasing }
+}
+
+fn grant(id: i64, consumer: &str, write: bool) -> Grant {
+    Grant { id, consumer: consumer.into(), database_role: Some(consumer.into()), write }
+}
+
+/// Connects as `role` (trust authentication on the local server).
+async fn as_role(place: &Place, role: &str) -> PgConnection {
+    PgConnection::connect(&format!("postgres://{role}@127.0.0.1:5432/{}", database(place))).await.unwrap()
+}
+
+/// The rows `role` reads from `table`, or the server's refusal.
+async fn read(place: &Place, role: &str, table: &str) -> Result<i64, String> {
+    let mut conn = as_role(place, role).await;
+    let sql = format!("SELECT count(*) FROM {table}");
+    conn.fetch_one(sql.as_str()).await.map(|r| r.get::<i64, _>(0)).map_err(|e| e.to_string())
+}
+
+async fn write(place: &Place, role: &str, table: &str) -> Result<(), String> {
+    let mut conn = as_role(place, role).await;
+    conn.execute(format!("INSERT INTO {table} (id) VALUES (99)").as_str()).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+async fn role_exists(place: &Place, role: &str) -> bool {
+    let mut conn = PgConnection::connect(&place.url).await.unwrap();
+    sqlx::query("SELECT 1 FROM pg_roles WHERE rolname = $1")
+        .bind(role)
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+fn denied(result: Result<impl std::fmt::Debug, String>) -> bool {
+    result.as_ref().is_err_and(|e| e.contains("permission denied"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_are_enforced_by_postgres_itself() {
+    let roles = Roles::new();
+    let place = postgres().await;
+    let (alice, bob) = (roles.login("alice"), roles.login("bob"));
+    let (ours, theirs) = (roles.installation("a"), roles.installation("b"));
+    let mut admin = PgConnection::connect(&place.url).await.unwrap();
+    for login in [&alice, &bob] {
+        admin.execute(format!("CREATE ROLE \"{login}\" LOGIN").as_str()).await.unwrap();
+    }
+    let warehouse = block(&place, false);
+    let ledger = contract(&place, "ledger", "ledger_v1", &["entries", "accounts"]);
+    let neighbour = contract(&place, "payroll", "payroll_v1", &["salaries"]);
+    for c in [&ledger, &neighbour] {
+        warehouse.provision(c).await.unwrap();
+    }
+    admin
+        .execute("INSERT INTO ledger_v1.entries VALUES (1), (2); INSERT INTO ledger_v1.accounts VALUES (1); INSERT INTO payroll_v1.salaries VALUES (1)")
+        .await
+        .unwrap();
+
+    // Before any grant: the schema itself is closed to the consumer.
+    assert!(denied(read(&place, &alice, "ledger_v1.entries").await));
+
+    let report = warehouse.sync_access(&ledger, &sync(&ours, vec![grant(1, &alice, false)], false)).await.unwrap();
+    assert_eq!(report, AccessReport::of(Enforcement::Enforced));
+    assert_eq!(read(&place, &alice, "ledger_v1.entries").await, Ok(2));
+    assert_eq!(read(&place, &alice, "ledger_v1.accounts").await, Ok(1));
+    assert!(denied(write(&place, &alice, "ledger_v1.entries").await), "a read grant does not write");
+    assert!(denied(read(&place, &alice, "payroll_v1.salaries").await), "the neighbouring port stays closed");
+    assert!(denied(read(&place, &bob, "ledger_v1.entries").await), "nobody else gains anything");
+    // The same grants again change nothing.
+    let again = warehouse.sync_access(&ledger, &sync(&ours, vec![grant(1, &alice, false)], false)).await.unwrap();
+    assert_eq!(again, report);
+
+    // A write grant writes; taking write away leaves read.
+    warehouse
+        .sync_access(&ledger, &sync(&ours, vec![grant(1, &alice, false), grant(2, &bob, true)], false))
+        .await
+        .unwrap();
+    assert_eq!(write(&place, &bob, "ledger_v1.entries").await, Ok(()));
+    warehouse
+        .sync_access(&ledger, &sync(&ours, vec![grant(1, &alice, false), grant(2, &bob, false)], false))
+        .await
+        .unwrap();
+    assert!(denied(write(&place, &bob, "ledger_v1.entries").await));
+    assert_eq!(read(&place, &bob, "ledger_v1.entries").await, Ok(3));
+
+    // Another installation's grant on another port: never touched by ours.
+    let payroll_role = role_name(&theirs, 1);
+    warehouse.sync_access(&neighbour, &sync(&theirs, vec![grant(1, &bob, false)], false)).await.unwrap();
+    warehouse.sync_access(&ledger, &sync(&ours, vec![grant(1, &alice, false)], false)).await.unwrap();
+    assert!(role_exists(&place, &payroll_role).await);
+    assert_eq!(read(&place, &bob, "payroll_v1.salaries").await, Ok(1));
+
+    // Bob's grant ended: its role lost its privileges and is gone.
+    assert!(denied(read(&place, &bob, "ledger_v1.entries").await));
+    assert!(!role_exists(&place, &role_name(&ours, 2)).await);
+
+    // A port that moves away keeps the role of a grant still in force, with nothing here.
+    warehouse.sync_access(&ledger, &sync(&ours, vec![grant(1, &alice, false)], true)).await.unwrap();
+    assert!(denied(read(&place, &alice, "ledger_v1.entries").await));
+    assert!(role_exists(&place, &role_name(&ours, 1)).await);
+
+    // Revoked: nothing left, and the role is dropped.
+    warehouse.sync_access(&ledger, &sync(&ours, vec![], false)).await.unwrap();
+    assert!(denied(read(&place, &alice, "ledger_v1.entries").await));
+    assert!(!role_exists(&place, &role_name(&ours, 1)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileges_made_by_hand_are_drift_and_removed_only_when_configured() {
+    let roles = Roles::new();
+    let place = postgres().await;
+    let (alice, bob) = (roles.login("alice"), roles.login("bob"));
+    let ours = roles.installation("a");
+    let mut admin = PgConnection::connect(&place.url).await.unwrap();
+    for login in [&alice, &bob] {
+        admin.execute(format!("CREATE ROLE \"{login}\" LOGIN").as_str()).await.unwrap();
+    }
+    let reporting = block(&place, false);
+    let ledger = contract(&place, "ledger", "ledger_v1", &["entries"]);
+    reporting.provision(&ledger).await.unwrap();
+    let grants = || sync(&ours, vec![grant(1, &alice, false)], false);
+    reporting.sync_access(&ledger, &grants()).await.unwrap();
+    admin
+        .execute(
+            format!("GRANT USAGE ON SCHEMA ledger_v1 TO \"{bob}\"; GRANT SELECT ON ledger_v1.entries TO \"{bob}\"")
+                .as_str(),
+        )
+        .await
+        .unwrap();
+    let found = reporting.sync_access(&ledger, &grants()).await.unwrap();
+    assert_eq!(
+        found.drift,
+        [
+            format!("role `{bob}` has USAGE on schema ledger_v1 (no grant explains it)"),
+            format!("role `{bob}` has SELECT on ledger_v1.entries (no grant explains it)"),
+        ]
+    );
+    assert_eq!(read(&place, &bob, "ledger_v1.entries").await, Ok(0), "only reported");
+
+    let enforcing = block(&place, true);
+    let fixed = enforcing.sync_access(&ledger, &grants()).await.unwrap();
+    assert!(fixed.drift.is_empty(), "{fixed:?}");
+    assert_eq!(fixed.removed.len(), 2);
+    assert!(denied(read(&place, &bob, "ledger_v1.entries").await));
+    assert_eq!(read(&place, &alice, "ledger_v1.entries").await, Ok(0), "the grant stays");
+    assert!(role_exists(&place, &bob).await, "a role meshplane did not create is never dropped");
+    assert!(enforcing.sync_access(&ledger, &grants()).await.unwrap().removed.is_empty());
+
+    // A consumer whose identity names no database role, or one that does not exist: the grant
+    // is ready, and the problem is said.
+    let lost = Grant { id: 3, consumer: "carol".into(), database_role: None, write: false };
+    let ghost = Grant { id: 4, consumer: "dave".into(), database_role: Some("nobody_here".into()), write: false };
+    let report = enforcing.sync_access(&ledger, &sync(&ours, vec![lost, ghost], false)).await.unwrap();
+    assert_eq!(
+        report.problems,
+        [
+            "grant 3: consumer `carol` has no database role, so nobody holds the grant",
+            "grant 4: consumer `dave`'s database role `nobody_here` does not exist",
+        ]
+    );
+}

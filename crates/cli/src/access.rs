@@ -1,0 +1,348 @@
+//! The CLI of access management, as a client of `meshplane serve`: access requests and
+//! grants, API tokens, principals, and the audit log. Every command authenticates with
+//! `--token` or `MESHPLANE_TOKEN`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::{Value as Any, json};
+
+use crate::remote::{Server, answer, call, text};
+
+#[derive(clap::Args)]
+pub struct AccessArgs {
+    #[command(subcommand)]
+    command: AccessCommand,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Ask for access to a product's output port.
+    Request {
+        product: String,
+        output_port: String,
+        /// Why the access is needed.
+        #[arg(long)]
+        purpose: String,
+        /// The ODCS role asked for (its `access` and approvers apply); read access without one.
+        #[arg(long)]
+        role: Option<String>,
+        /// When the grant ends by itself (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Who is to read: a group you belong to (default: you).
+        #[arg(long = "for")]
+        consumer: Option<String>,
+        /// The contract (`id@vMAJOR`) when the port's contract has several majors.
+        #[arg(long)]
+        contract: Option<String>,
+    },
+    /// Approve a request at the level awaited.
+    Approve {
+        id: i64,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Reject a pending request.
+    Reject {
+        id: i64,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Revoke an active grant.
+    Revoke {
+        id: i64,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Requests and grants you may see.
+    List {
+        /// pending, active, rejected, revoked or expired.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        product: Option<String>,
+        #[arg(long)]
+        consumer: Option<String>,
+    },
+}
+
+fn requests_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {
+    let list = match value {
+        Any::Array(items) => items.clone(),
+        one => vec![one.clone()],
+    };
+    writeln!(
+        out,
+        "{:<5} {:<9} {:<24} {:<16} {:<6} {:<11} ENFORCEMENT",
+        "ID", "STATE", "PORT", "CONSUMER", "ACCESS", "AWAITS"
+    )?;
+    for r in &list {
+        let port = format!("{}/{}", text(&r["product"]), text(&r["port"]));
+        let awaits = if r["state"] == "pending" {
+            let first_done =
+                r["decisions"].as_array().into_iter().flatten().any(|d| d["level"] == 1 && d["approved"] == true);
+            let level = if first_done { &r["approvers"]["second"] } else { &r["approvers"]["first"] };
+            let names: Vec<String> = level.as_array().into_iter().flatten().map(text).collect();
+            names.join(",")
+        } else {
+            "-".into()
+        };
+        writeln!(
+            out,
+            "{:<5} {:<9} {port:<24} {:<16} {:<6} {awaits:<11} {}",
+            text(&r["id"]),
+            text(&r["state"]),
+            text(&r["consumer"]),
+            text(&r["access"]),
+            text(&r["enforcement"])
+        )?;
+    }
+    Ok(())
+}
+
+pub fn access(args: &AccessArgs) -> Result<ExitCode> {
+    let s = &args.server;
+    let decide = |id: i64, verb: &str, comment: &str| {
+        call(s, |c, base| c.post(format!("{base}/api/v1/access/{id}/{verb}")).json(&json!({ "comment": comment })))
+    };
+    let a = match &args.command {
+        AccessCommand::Request { product, output_port, purpose, role, until, consumer, contract } => {
+            let body = json!({ "product": product, "outputPort": output_port, "purpose": purpose, "role": role,
+                               "until": until, "consumer": consumer, "contract": contract });
+            let body = Any::Object(
+                body.as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            );
+            call(s, |c, base| c.post(format!("{base}/api/v1/access")).json(&body))?
+        }
+        AccessCommand::Approve { id, comment } => decide(*id, "approve", comment)?,
+        AccessCommand::Reject { id, comment } => decide(*id, "reject", comment)?,
+        AccessCommand::Revoke { id, comment } => decide(*id, "revoke", comment)?,
+        AccessCommand::List { state, product, consumer } => {
+            let query: Vec<(&str, &String)> = [("state", state), ("product", product), ("consumer", consumer)]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+                .collect();
+            call(s, |c, base| c.get(format!("{base}/api/v1/access")).query(&query))?
+        }
+    };
+    answer(a, s.output, requests_table)
+}
+
+#[derive(clap::Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    command: TokenCommand,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; its text is printed once and never again.
+    Create {
+        /// Whose token (platform admins only; default: yours).
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// When it stops working (RFC 3339).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Your tokens (everyone's, for platform admins), without their secrets.
+    List {
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    /// Revoke a token by its id.
+    Revoke { id: String },
+}
+
+fn tokens_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {
+    if let Some(token) = value["token"].as_str() {
+        writeln!(out, "{token}")?;
+        return writeln!(out, "(shown only now: keep it somewhere safe; meshplane stores only its hash)");
+    }
+    let list = match value {
+        Any::Array(items) => items.clone(),
+        one => vec![one.clone()],
+    };
+    writeln!(out, "{:<14} {:<16} {:<30} {:<30} DESCRIPTION", "ID", "PRINCIPAL", "EXPIRES", "REVOKED")?;
+    for t in &list {
+        writeln!(
+            out,
+            "{:<14} {:<16} {:<30} {:<30} {}",
+            text(&t["id"]),
+            text(&t["principal"]),
+            text(&t["expiresAt"]),
+            text(&t["revokedAt"]),
+            text(&t["description"])
+        )?;
+    }
+    Ok(())
+}
+
+pub fn token(args: &TokenArgs) -> Result<ExitCode> {
+    let s = &args.server;
+    let a = match &args.command {
+        TokenCommand::Create { principal, description, expires } => {
+            let mut body = json!({ "description": description });
+            if let Some(p) = principal {
+                body["principal"] = json!(p);
+            }
+            if let Some(e) = expires {
+                body["expiresAt"] = json!(e);
+            }
+            call(s, |c, base| c.post(format!("{base}/api/v1/tokens")).json(&body))?
+        }
+        TokenCommand::List { principal } => {
+            let query: Vec<(&str, &String)> = principal.iter().map(|p| ("principal", p)).collect();
+            call(s, |c, base| c.get(format!("{base}/api/v1/tokens")).query(&query))?
+        }
+        TokenCommand::Revoke { id } => call(s, |c, base| c.delete(format!("{base}/api/v1/tokens/{id}")))?,
+    };
+    answer(a, s.output, tokens_table)
+}
+
+#[derive(clap::Args)]
+pub struct PrincipalArgs {
+    #[command(subcommand)]
+    command: PrincipalCommand,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(Subcommand)]
+enum PrincipalCommand {
+    /// Create or replace a user, group or service account (platform admins).
+    Put {
+        name: String,
+        /// user, group or service.
+        #[arg(long, default_value = "user")]
+        kind: String,
+        /// A group it belongs to (repeat for several).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// The role it logs in as in the databases (what grants are given to).
+        #[arg(long)]
+        database_role: Option<String>,
+        #[arg(long)]
+        platform_admin: bool,
+        /// A domain it administers (repeat for several).
+        #[arg(long = "domain-admin")]
+        domains: Vec<String>,
+    },
+    /// Every principal.
+    List,
+}
+
+fn principals_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {
+    let list = match value {
+        Any::Array(items) => items.clone(),
+        one => vec![one.clone()],
+    };
+    writeln!(out, "{:<20} {:<8} {:<16} {:<20} ADMIN OF", "NAME", "KIND", "DATABASE ROLE", "GROUPS")?;
+    for p in &list {
+        let groups: Vec<String> = p["groups"].as_array().into_iter().flatten().map(text).collect();
+        let mut admin: Vec<String> = p["domains"].as_array().into_iter().flatten().map(text).collect();
+        if p["platformAdmin"] == true {
+            admin.insert(0, "platform".into());
+        }
+        writeln!(
+            out,
+            "{:<20} {:<8} {:<16} {:<20} {}",
+            text(&p["name"]),
+            text(&p["kind"]),
+            text(&p["databaseRole"]),
+            groups.join(","),
+            admin.join(",")
+        )?;
+    }
+    Ok(())
+}
+
+pub fn principal(args: &PrincipalArgs) -> Result<ExitCode> {
+    let s = &args.server;
+    let a = match &args.command {
+        PrincipalCommand::Put { name, kind, groups, database_role, platform_admin, domains } => {
+            let mut body =
+                json!({ "kind": kind, "groups": groups, "platformAdmin": platform_admin, "domains": domains });
+            if let Some(role) = database_role {
+                body["databaseRole"] = json!(role);
+            }
+            call(s, |c, base| c.put(format!("{base}/api/v1/principals/{name}")).json(&body))?
+        }
+        PrincipalCommand::List => call(s, |c, base| c.get(format!("{base}/api/v1/principals")))?,
+    };
+    answer(a, s.output, principals_table)
+}
+
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// Only this actor's changes and decisions.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only this kind (DataContract, DataProduct, AccessRequest, Token, Principal).
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only this resource (or request id, token id, principal).
+    #[arg(long)]
+    name: Option<String>,
+    /// Only this action (created, updated, deleted, requested, approved, rejected, revoked, expired, ...).
+    #[arg(long)]
+    action: Option<String>,
+    /// At or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// After this sequence number.
+    #[arg(long, default_value_t = 0)]
+    after: i64,
+    #[arg(long, default_value_t = 100)]
+    limit: i64,
+    #[command(flatten)]
+    server: Server,
+}
+
+pub fn audit(args: &AuditArgs) -> Result<ExitCode> {
+    let mut query: Vec<(&str, String)> = vec![("after", args.after.to_string()), ("limit", args.limit.to_string())];
+    let filters = [
+        ("actor", &args.actor),
+        ("kind", &args.kind),
+        ("name", &args.name),
+        ("action", &args.action),
+        ("since", &args.since),
+        ("until", &args.until),
+    ];
+    query.extend(filters.into_iter().filter_map(|(k, v)| Some((k, v.clone()?))));
+    let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/audit")).query(&query))?;
+    answer(a, args.server.output, |changes, out| {
+        writeln!(out, "{:<6} {:<28} {:<14} {:<24} {:<22} WHAT", "SEQ", "AT", "ACTOR", "FROM", "ACTION")?;
+        for c in changes.as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "{:<6} {:<28} {:<14} {:<24} {:<22} {}/{}",
+                c["seq"],
+                text(&c["at"]),
+                text(&c["actor"]),
+                text(&c["origin"]),
+                text(&c["action"]),
+                text(&c["kind"]),
+                text(&c["name"])
+            )?;
+        }
+        Ok(())
+    })
+}

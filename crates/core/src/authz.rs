@@ -1,0 +1,91 @@
+//! Who may do what: deny by default.
+//!
+//! A [`Caller`] is whoever sent a request: a principal (authenticated by a token or an OIDC
+//! token) or anonymous. Roles, from most to least powerful: platform admins; domain admins
+//! (of the domains their identity lists); owners of a resource (its team's name, as a group,
+//! and the team's members, recorded in the store when the resource was created — never what
+//! a later document claims); any authenticated principal (a consumer: reads the catalog,
+//! requests access); anonymous (nothing but the liveness probe).
+
+use serde_json::Value as Any;
+
+use crate::error::{Error, ErrorCode};
+use crate::store::identity::Principal;
+use crate::store::{ApplyOptions, Record};
+
+/// Whoever sent a request, and from where.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub principal: Option<Principal>,
+    /// Where the request came from, for the audit log (`api 127.0.0.1:50312`).
+    pub origin: String,
+}
+
+impl Caller {
+    pub fn anonymous(origin: impl Into<String>) -> Caller {
+        Caller { principal: None, origin: origin.into() }
+    }
+
+    pub fn of(principal: Principal, origin: impl Into<String>) -> Caller {
+        Caller { principal: Some(principal), origin: origin.into() }
+    }
+
+    /// The principal's name, or `anonymous`.
+    pub fn name(&self) -> &str {
+        self.principal.as_ref().map_or("anonymous", |p| p.name.as_str())
+    }
+
+    /// The names the caller answers to: its own and its groups'.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.principal.iter().flat_map(|p| std::iter::once(p.name.as_str()).chain(p.groups.iter().map(String::as_str)))
+    }
+
+    /// Whether the caller is any of `names` (itself or one of its groups).
+    pub fn is_one_of(&self, names: &[String]) -> bool {
+        self.names().any(|n| names.iter().any(|m| m == n))
+    }
+
+    pub fn is_platform_admin(&self) -> bool {
+        self.principal.as_ref().is_some_and(|p| p.platform_admin)
+    }
+
+    /// A platform admin, or an admin of `domain`.
+    pub fn administers(&self, domain: &str) -> bool {
+        self.is_platform_admin() || self.principal.as_ref().is_some_and(|p| p.domains.iter().any(|d| d == domain))
+    }
+
+    /// Whether the caller may manage a stored resource: it administers its recorded domain,
+    /// or is one of its recorded owners.
+    pub fn owns(&self, record: &Record) -> bool {
+        self.administers(&record.domain) || self.is_one_of(&record.owners)
+    }
+
+    /// How the caller's changes are recorded.
+    pub fn who(&self) -> ApplyOptions {
+        ApplyOptions { actor: self.name().to_string(), origin: self.origin.clone(), dry_run: false, prune: false }
+    }
+
+    /// `Ok` when `allowed`; otherwise why not: not authenticated (401), or not allowed (403)
+    /// to do `what`.
+    pub fn require(&self, allowed: bool, what: &str) -> Result<(), Error> {
+        match (allowed, &self.principal) {
+            (true, _) => Ok(()),
+            (false, None) => Err(Error::denied(
+                ErrorCode::Unauthenticated,
+                format!("{what} needs authentication: send `Authorization: Bearer TOKEN`"),
+            )),
+            (false, Some(p)) => Err(Error::denied(ErrorCode::Forbidden, format!("`{}` may not {what}", p.name))),
+        }
+    }
+}
+
+/// The names an ODCS role's approvers field gives: free text, split on commas and semicolons;
+/// `na`, `n/a`, `none` and `-` (the standard's examples write `na`) name nobody.
+pub fn approver_names(field: Option<&Any>) -> Vec<String> {
+    let text = field.and_then(Any::as_str).unwrap_or_default();
+    text.split([',', ';'])
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && !matches!(n.to_ascii_lowercase().as_str(), "na" | "n/a" | "none" | "-"))
+        .map(str::to_string)
+        .collect()
+}

@@ -1,0 +1,309 @@
+//! Access requests and the grants they become (`meshplane/v1` kinds `AccessRequest` and
+//! `Grant`): one row per request, whose state moves `pending` → `active` (the grant) →
+//! `revoked` or `expired`, or `pending` → `rejected`. Every transition runs in one locked
+//! transaction that reads the row, applies the transition and writes a change record with
+//! the row before and after, so concurrent approvals and revocations serialize and each is an
+//! event. Who may make a transition is decided before ([`crate::authz`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Any;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::apply::Subject;
+use super::{ApplyOptions, Store, epoch_ms, now};
+use crate::error::{Error, ErrorCode};
+
+/// Where a request is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessState {
+    /// Waiting for its approvers.
+    Pending,
+    /// Approved: an active grant.
+    Active,
+    Rejected,
+    Revoked,
+    /// Its end date passed.
+    Expired,
+}
+
+impl AccessState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessState::Pending => "pending",
+            AccessState::Active => "active",
+            AccessState::Rejected => "rejected",
+            AccessState::Revoked => "revoked",
+            AccessState::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AccessState> {
+        [Self::Pending, Self::Active, Self::Rejected, Self::Revoked, Self::Expired]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// Who decides on a request: the first level, then (when given) the second. Each entry is a
+/// principal (a user or a group).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approvers {
+    pub first: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub second: Vec<String>,
+}
+
+/// One decision on a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub by: String,
+    /// 1 or 2: the approver level it was made at.
+    pub level: u8,
+    pub approved: bool,
+    pub comment: String,
+    pub at: String,
+}
+
+/// A request for an output port, and the grant it becomes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequest {
+    pub id: i64,
+    /// The port's contract (its key, `orders@v2`), the product and its output port.
+    pub contract: String,
+    pub product: String,
+    pub port: String,
+    /// The product's domain, recorded when the request was made.
+    pub domain: String,
+    /// The principal who is to read.
+    pub consumer: String,
+    /// The ODCS role asked for, when one was.
+    pub role: Option<String>,
+    pub write: bool,
+    pub purpose: String,
+    /// When the grant ends by itself (RFC 3339).
+    pub until: Option<String>,
+    pub state: AccessState,
+    pub approvers: Approvers,
+    pub decisions: Vec<Decision>,
+    pub requested_by: String,
+    pub requested_at: String,
+    pub updated_at: String,
+    /// How the block holding the port enforces the grant, once it has been told.
+    pub enforcement: Option<String>,
+}
+
+impl AccessRequest {
+    /// The level whose decision is awaited: 1, then 2 when second-level approvers exist.
+    pub fn awaited_level(&self) -> u8 {
+        let approved_first = self.decisions.iter().any(|d| d.level == 1 && d.approved);
+        if approved_first && !self.approvers.second.is_empty() { 2 } else { 1 }
+    }
+
+    /// Whether the grant is in force at `now_ms`: active and its end date not passed.
+    pub fn in_force(&self, now_ms: i64) -> bool {
+        self.state == AccessState::Active && self.until.as_deref().and_then(epoch_ms).is_none_or(|end| end > now_ms)
+    }
+
+    /// As the API shows it: an `AccessRequest` while undecided or rejected, a `Grant` once
+    /// approved.
+    pub fn to_json(&self) -> Any {
+        let kind = match self.state {
+            AccessState::Pending | AccessState::Rejected => "AccessRequest",
+            _ => "Grant",
+        };
+        let mut value = serde_json::to_value(self).unwrap_or(Any::Null);
+        if let Some(object) = value.as_object_mut() {
+            object.insert("apiVersion".into(), "meshplane/v1".into());
+            object.insert("kind".into(), kind.into());
+            object.insert("access".into(), if self.write { "write" } else { "read" }.into());
+        }
+        value
+    }
+}
+
+/// A new request, as checked by the caller.
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    pub contract: String,
+    pub product: String,
+    pub port: String,
+    pub domain: String,
+    pub consumer: String,
+    pub role: Option<String>,
+    pub write: bool,
+    pub purpose: String,
+    pub until: Option<String>,
+    pub approvers: Approvers,
+}
+
+/// Which requests to list; every field given must match.
+#[derive(Clone, Debug, Default)]
+pub struct AccessQuery {
+    pub contract: Option<String>,
+    pub product: Option<String>,
+    pub consumer: Option<String>,
+    pub state: Option<AccessState>,
+}
+
+const COLUMNS: &str = "id, contract, product, port, domain, consumer, role, write, purpose, until, state, \
+                       approvers, approvals, requested_by, requested_at, updated_at, enforcement";
+
+fn request(row: &AnyRow) -> Result<AccessRequest, Error> {
+    let corrupt = |e: serde_json::Error| Error::Store(format!("stored access request is corrupt: {e}"));
+    let state: String = row.try_get("state")?;
+    Ok(AccessRequest {
+        id: row.try_get("id")?,
+        contract: row.try_get("contract")?,
+        product: row.try_get("product")?,
+        port: row.try_get("port")?,
+        domain: row.try_get("domain")?,
+        consumer: row.try_get("consumer")?,
+        role: row.try_get("role")?,
+        write: row.try_get::<i64, _>("write")? != 0,
+        purpose: row.try_get("purpose")?,
+        until: row.try_get("until")?,
+        state: AccessState::parse(&state).ok_or_else(|| Error::Store(format!("unknown access state `{state}`")))?,
+        approvers: serde_json::from_str(&row.try_get::<String, _>("approvers")?).map_err(corrupt)?,
+        decisions: serde_json::from_str(&row.try_get::<String, _>("approvals")?).map_err(corrupt)?,
+        requested_by: row.try_get("requested_by")?,
+        requested_at: row.try_get("requested_at")?,
+        updated_at: row.try_get("updated_at")?,
+        enforcement: row.try_get("enforcement")?,
+    })
+}
+
+fn subject<'a>(r: &'a AccessRequest, id: &'a str) -> Subject<'a> {
+    Subject { kind: "AccessRequest", name: id, version: "", domain: &r.domain }
+}
+
+impl Store {
+    /// Records a new, pending request.
+    pub async fn request_access(&self, new: NewRequest, who: &ApplyOptions) -> Result<AccessRequest, Error> {
+        if let Some(until) = &new.until
+            && epoch_ms(until).is_none()
+        {
+            return Err(Error::invalid(
+                ErrorCode::MalformedRequest,
+                format!("`until: {until}` is not an RFC 3339 time (2027-01-31T00:00:00Z)"),
+            ));
+        }
+        let at = now();
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        self.lock_writes(&mut tx).await?;
+        let row = sqlx::query(
+            "INSERT INTO access (contract, product, port, domain, consumer, role, write, purpose, until, state, \
+             approvers, approvals, requested_by, requested_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, '[]', $11, $12, $12) RETURNING id",
+        )
+        .bind(&new.contract)
+        .bind(&new.product)
+        .bind(&new.port)
+        .bind(&new.domain)
+        .bind(&new.consumer)
+        .bind(&new.role)
+        .bind(i64::from(new.write))
+        .bind(&new.purpose)
+        .bind(&new.until)
+        .bind(serde_json::to_string(&new.approvers).unwrap_or_default())
+        .bind(&who.actor)
+        .bind(&at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = row.try_get(0)?;
+        let created = self.access_in(&mut tx, id).await?;
+        let after = created.to_json().to_string();
+        let key = id.to_string();
+        self.record_change(&mut tx, &subject(&created, &key), "requested", 0, None, Some(&after), who, &at, None)
+            .await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn access_in(&self, conn: &mut sqlx::AnyConnection, id: i64) -> Result<AccessRequest, Error> {
+        let sql = format!("SELECT {COLUMNS} FROM access WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *conn).await?;
+        row.as_ref().map(request).transpose()?.ok_or_else(|| Error::NotFound(format!("access request {id}")))
+    }
+
+    pub async fn access_request(&self, id: i64) -> Result<AccessRequest, Error> {
+        let mut conn = self.pool.acquire().await?;
+        self.access_in(&mut conn, id).await
+    }
+
+    /// Requests matching the query, oldest first.
+    pub async fn access_requests(&self, q: &AccessQuery) -> Result<Vec<AccessRequest>, Error> {
+        let mut sql = format!("SELECT {COLUMNS} FROM access WHERE 1 = 1");
+        let filters = [
+            ("contract", q.contract.clone()),
+            ("product", q.product.clone()),
+            ("consumer", q.consumer.clone()),
+            ("state", q.state.map(|s| s.as_str().to_string())),
+        ];
+        let mut binds = Vec::new();
+        for (column, value) in filters {
+            if let Some(value) = value {
+                binds.push(value);
+                sql.push_str(&format!(" AND {column} = ${}", binds.len()));
+            }
+        }
+        sql.push_str(" ORDER BY id");
+        let mut query = sqlx::query(&sql);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        query.fetch_all(&self.pool).await?.iter().map(request).collect()
+    }
+
+    /// Applies `transition` to request `id` under the write lock, and records the change (its
+    /// action is what `transition` answers). A transition that refuses changes nothing.
+    pub async fn update_access(
+        &self,
+        id: i64,
+        transition: impl FnOnce(&mut AccessRequest) -> Result<&'static str, Error> + Send,
+        who: &ApplyOptions,
+    ) -> Result<AccessRequest, Error> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        self.lock_writes(&mut tx).await?;
+        let before = self.access_in(&mut tx, id).await?;
+        let mut after = before.clone();
+        let action = transition(&mut after)?;
+        after.updated_at = now();
+        sqlx::query("UPDATE access SET state = $1, approvals = $2, updated_at = $3 WHERE id = $4")
+            .bind(after.state.as_str())
+            .bind(serde_json::to_string(&after.decisions).unwrap_or_default())
+            .bind(&after.updated_at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let (b, a, key) = (before.to_json().to_string(), after.to_json().to_string(), id.to_string());
+        self.record_change(
+            &mut tx,
+            &subject(&after, &key),
+            action,
+            0,
+            Some(&b),
+            Some(&a),
+            who,
+            &after.updated_at,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// Records how the block holding the port enforces grant `id` (a status, not a change).
+    pub async fn set_enforcement(&self, id: i64, enforcement: &str) -> Result<(), Error> {
+        sqlx::query("UPDATE access SET enforcement = $1 WHERE id = $2 AND (enforcement IS NULL OR enforcement <> $1)")
+            .bind(enforcement)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,306 @@
+//! Identities and API tokens.
+//!
+//! A principal is a user, a group or a service account; it may record the database role it
+//! is in the stores (what a grant is given to), the groups it belongs to, and what it
+//! administers (the whole platform, or some domains). A token is `mp_<id>_<secret>`: the
+//! store keeps the id and the SHA-256 of the secret, never the secret, so a token is shown
+//! once, when it is created. Every change is a change record whose before and after carry no
+//! secret.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::apply::Subject;
+use super::{ApplyOptions, Store, now};
+use crate::error::{Error, ErrorCode};
+
+/// What a principal is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrincipalKind {
+    User,
+    Group,
+    Service,
+}
+
+impl PrincipalKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::Group => "group",
+            PrincipalKind::Service => "service",
+        }
+    }
+
+    fn parse(text: &str) -> PrincipalKind {
+        match text {
+            "group" => PrincipalKind::Group,
+            "service" => PrincipalKind::Service,
+            _ => PrincipalKind::User,
+        }
+    }
+}
+
+/// A user, group or service account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Principal {
+    pub name: String,
+    pub kind: PrincipalKind,
+    /// The role it logs in as in the databases (what grants are given to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_role: Option<String>,
+    /// The groups it is a member of.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Administers the whole platform.
+    #[serde(default)]
+    pub platform_admin: bool,
+    /// The domains it administers.
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+/// What the store keeps of a token: everything but the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    pub id: String,
+    pub principal: String,
+    pub description: String,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+/// A token just created: the only time its whole text is known.
+#[derive(Clone, Debug)]
+pub struct NewToken {
+    pub info: TokenInfo,
+    pub token: String,
+}
+
+/// `bytes` random bytes, as lowercase hex.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the operating system's random source failed");
+    hex::encode(buf)
+}
+
+fn digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn principal(row: &AnyRow) -> Result<Principal, Error> {
+    let groups: String = row.try_get("groups")?;
+    let domains: String = row.try_get("domains")?;
+    Ok(Principal {
+        name: row.try_get("name")?,
+        kind: PrincipalKind::parse(&row.try_get::<String, _>("kind")?),
+        database_role: row.try_get("database_role")?,
+        groups: serde_json::from_str(&groups).unwrap_or_default(),
+        platform_admin: row.try_get::<i64, _>("platform_admin")? != 0,
+        domains: serde_json::from_str(&domains).unwrap_or_default(),
+    })
+}
+
+fn token_info(row: &AnyRow) -> Result<TokenInfo, Error> {
+    Ok(TokenInfo {
+        id: row.try_get("id")?,
+        principal: row.try_get("principal")?,
+        description: row.try_get("description")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// A name principals and tokens may use: letters, digits and `._@-`, 1 to 128 of them.
+fn check_name(what: &str, name: &str) -> Result<(), Error> {
+    let fine = !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
+    if fine {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            ErrorCode::MalformedRequest,
+            format!("`{name}` is not a valid {what} name: use 1 to 128 letters, digits, `.`, `_`, `@` or `-`"),
+        ))
+    }
+}
+
+impl Store {
+    /// This installation's id: what it names the things it creates in shared stores after
+    /// (so two installations on one server never touch each other's).
+    pub async fn installation(&self) -> Result<String, Error> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = 'installation'").fetch_one(&self.pool).await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Creates or replaces a principal.
+    pub async fn put_principal(&self, p: &Principal, who: &ApplyOptions) -> Result<Principal, Error> {
+        check_name("principal", &p.name)?;
+        for group in &p.groups {
+            check_name("group", group)?;
+        }
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        self.lock_writes(&mut tx).await?;
+        let before = sqlx::query("SELECT * FROM principals WHERE name = $1")
+            .bind(&p.name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| principal(&row))
+            .transpose()?;
+        sqlx::query(
+            "INSERT INTO principals (name, kind, database_role, groups, platform_admin, domains, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, \
+             database_role = excluded.database_role, groups = excluded.groups, \
+             platform_admin = excluded.platform_admin, domains = excluded.domains",
+        )
+        .bind(&p.name)
+        .bind(p.kind.as_str())
+        .bind(&p.database_role)
+        .bind(to_json(&p.groups))
+        .bind(i64::from(p.platform_admin))
+        .bind(to_json(&p.domains))
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        let action = if before.is_some() { "updated" } else { "created" };
+        let subject = Subject { kind: "Principal", name: &p.name, version: "", domain: "" };
+        let before = before.map(|b| to_json(&b));
+        self.record_change(&mut tx, &subject, action, 0, before.as_deref(), Some(&to_json(p)), who, &now(), None)
+            .await?;
+        tx.commit().await?;
+        Ok(p.clone())
+    }
+
+    pub async fn principal(&self, name: &str) -> Result<Principal, Error> {
+        let row = sqlx::query("SELECT * FROM principals WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(principal).transpose()?.ok_or_else(|| Error::NotFound(format!("principal `{name}`")))
+    }
+
+    pub async fn principals(&self) -> Result<Vec<Principal>, Error> {
+        let rows = sqlx::query("SELECT * FROM principals ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(principal).collect()
+    }
+
+    /// Creates a token for `principal`, valid until `expires_at` (RFC 3339) when given.
+    pub async fn create_token(
+        &self,
+        principal: &str,
+        description: &str,
+        expires_at: Option<&str>,
+        who: &ApplyOptions,
+    ) -> Result<NewToken, Error> {
+        self.principal(principal).await?;
+        if let Some(at) = expires_at
+            && super::epoch_ms(at).is_none()
+        {
+            return Err(Error::invalid(
+                ErrorCode::MalformedRequest,
+                format!("`{at}` is not an RFC 3339 time (2027-01-31T00:00:00Z)"),
+            ));
+        }
+        let (id, secret) = (random_hex(6), random_hex(32));
+        let info = TokenInfo {
+            id: id.clone(),
+            principal: principal.to_string(),
+            description: description.to_string(),
+            created_at: now(),
+            expires_at: expires_at.map(str::to_string),
+            revoked_at: None,
+        };
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        self.lock_writes(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO tokens (id, principal, hash, description, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(principal)
+        .bind(digest(&secret))
+        .bind(description)
+        .bind(&info.created_at)
+        .bind(&info.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        let subject = Subject { kind: "Token", name: &id, version: "", domain: "" };
+        self.record_change(&mut tx, &subject, "created", 0, None, Some(&to_json(&info)), who, &info.created_at, None)
+            .await?;
+        tx.commit().await?;
+        Ok(NewToken { info, token: format!("mp_{id}_{secret}") })
+    }
+
+    /// The tokens (of one principal, or all), without their secrets.
+    pub async fn tokens(&self, principal: Option<&str>) -> Result<Vec<TokenInfo>, Error> {
+        let rows = match principal {
+            Some(p) => {
+                sqlx::query("SELECT * FROM tokens WHERE principal = $1 ORDER BY created_at, id")
+                    .bind(p)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM tokens ORDER BY principal, created_at, id").fetch_all(&self.pool).await?
+            }
+        };
+        rows.iter().map(token_info).collect()
+    }
+
+    pub async fn token(&self, id: &str) -> Result<TokenInfo, Error> {
+        let row = sqlx::query("SELECT * FROM tokens WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(token_info).transpose()?.ok_or_else(|| Error::NotFound(format!("token `{id}`")))
+    }
+
+    /// Revokes a token; revoking it again changes nothing.
+    pub async fn revoke_token(&self, id: &str, who: &ApplyOptions) -> Result<TokenInfo, Error> {
+        let before = self.token(id).await?;
+        if before.revoked_at.is_some() {
+            return Ok(before);
+        }
+        let at = now();
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        self.lock_writes(&mut tx).await?;
+        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2").bind(&at).bind(id).execute(&mut *tx).await?;
+        let after = TokenInfo { revoked_at: Some(at.clone()), ..before.clone() };
+        let subject = Subject { kind: "Token", name: id, version: "", domain: "" };
+        let (b, a) = (to_json(&before), to_json(&after));
+        self.record_change(&mut tx, &subject, "revoked", 0, Some(&b), Some(&a), who, &at, None).await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// The principal a token stands for, when the token is known, not revoked and not expired.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, Error> {
+        let Some((id, secret)) = token.strip_prefix("mp_").and_then(|t| t.split_once('_')) else { return Ok(None) };
+        let row = sqlx::query("SELECT hash, expires_at, revoked_at, principal FROM tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (hash, expires, revoked, name): (String, Option<String>, Option<String>, String) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+        let expired =
+            expires.and_then(|e| super::epoch_ms(&e)).is_some_and(|e| e <= super::epoch_ms(&now()).unwrap_or(0));
+        if revoked.is_some() || expired || hash != digest(secret) {
+            return Ok(None);
+        }
+        match self.principal(&name).await {
+            Ok(p) => Ok(Some(p)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! Access requests over HTTP: ask for an output port, approve or reject at each approver
+//! level, revoke, list. Who may do what is decided from the store's records — the product's
+//! recorded owners and domain, the request's recorded approvers — never from the body.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
+use meshplane_core::authz::{Caller, approver_names};
+use meshplane_core::resource::{Kind, contract_name};
+use meshplane_core::store::Record;
+use meshplane_core::store::grants::{AccessQuery, AccessRequest, AccessState, Approvers, Decision, NewRequest};
+use meshplane_core::{Error, ErrorCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value as Any;
+
+use crate::{ApiError, AppState};
+
+type Answer = Result<Json<Any>, ApiError>;
+
+/// A JSON body of type `T`, or where and what is wrong with it; an empty body is `T`'s
+/// default when `T` has one (`{}`).
+pub(crate) fn body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body?;
+    let text = if bytes.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &bytes[..] };
+    serde_json::from_slice(text)
+        .map_err(|e| ApiError(Error::invalid(ErrorCode::MalformedRequest, format!("the body is not accepted: {e}"))))
+}
+
+fn malformed(message: String) -> ApiError {
+    ApiError(Error::invalid(ErrorCode::MalformedRequest, message))
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError(Error::invalid(ErrorCode::InvalidDocument, message))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewAccess {
+    product: String,
+    output_port: String,
+    contract: Option<String>,
+    consumer: Option<String>,
+    role: Option<String>,
+    purpose: String,
+    until: Option<String>,
+}
+
+/// Asks for access to a product's output port.
+pub async fn request(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let ask: NewAccess = body(raw)?;
+    if ask.purpose.trim().is_empty() {
+        return Err(malformed("`purpose` must say why the access is needed".into()));
+    }
+    let product = state.store.get(Kind::DataProduct, &ask.product).await?;
+    let ports = product.spec.get("outputPorts").and_then(Any::as_array).cloned().unwrap_or_default();
+    let port_name = |p: &Any| p.get("name").and_then(Any::as_str).unwrap_or_default().to_string();
+    let Some(port) = ports.iter().find(|p| port_name(p) == ask.output_port) else {
+        let names: Vec<String> = ports.iter().map(port_name).collect();
+        return Err(ApiError(Error::NotFound(format!(
+            "output port `{}` of product `{}` (its output ports: {})",
+            ask.output_port,
+            ask.product,
+            names.join(", ")
+        ))));
+    };
+    let contract_id = port.get("contractId").and_then(Any::as_str).ok_or_else(|| {
+        invalid(format!("output port `{}` names no contractId: there is nothing to grant", ask.output_port))
+    })?;
+    let names = state.store.contract_names(contract_id).await?;
+    let by_version = port.get("version").and_then(Any::as_str).map(|v| contract_name(contract_id, v));
+    let chosen = match &ask.contract {
+        Some(c) if names.contains(c) => c.clone(),
+        Some(c) => {
+            return Err(invalid(format!("`{c}` is not a contract of this port (its contracts: {})", names.join(", "))));
+        }
+        None if names.len() == 1 => names[0].clone(),
+        None => by_version.filter(|n| names.contains(n)).ok_or_else(|| {
+            invalid(format!(
+                "the port's contract `{contract_id}` has {} stored majors ({}): name one in `contract`",
+                names.len(),
+                names.join(", ")
+            ))
+        })?,
+    };
+    let contract = state.store.get(Kind::DataContract, &chosen).await?;
+    let consumer = ask.consumer.clone().unwrap_or_else(|| caller.name().to_string());
+    let for_self = consumer == caller.name();
+    caller.require(
+        for_self || caller.is_one_of(std::slice::from_ref(&consumer)) || caller.administers(&product.domain),
+        &format!("ask for access on behalf of `{consumer}` (only for yourself or a group you belong to)"),
+    )?;
+    state.store.principal(&consumer).await?;
+    let (write, approvers) = role_terms(&state, &contract, &product, ask.role.as_deref()).await?;
+    let new = NewRequest {
+        contract: chosen,
+        product: product.name.clone(),
+        port: ask.output_port,
+        domain: product.domain.clone(),
+        consumer,
+        role: ask.role,
+        write,
+        purpose: ask.purpose,
+        until: ask.until,
+        approvers,
+    };
+    Ok(Json(state.store.request_access(new, &caller.who()).await?.to_json()))
+}
+
+/// What the asked role gives (write or read) and who approves it: the role's approvers at
+/// each level that resolve to known principals, else the owning team.
+async fn role_terms(
+    state: &AppState,
+    contract: &Record,
+    product: &Record,
+    role: Option<&str>,
+) -> Result<(bool, Approvers), ApiError> {
+    let team = if product.owners.is_empty() { contract.owners.clone() } else { product.owners.clone() };
+    let Some(asked) = role else { return Ok((false, Approvers { first: team, second: Vec::new() })) };
+    let roles = contract.spec.get("roles").and_then(Any::as_array).cloned().unwrap_or_default();
+    let name = |r: &Any| r.get("role").and_then(Any::as_str).unwrap_or_default().to_string();
+    let Some(found) = roles.iter().find(|r| name(r) == asked) else {
+        let known: Vec<String> = roles.iter().map(name).collect();
+        return Err(invalid(format!(
+            "contract {} has no role `{asked}` (its roles: {})",
+            contract.name,
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        )));
+    };
+    let write = found.get("access").and_then(Any::as_str).is_some_and(|a| a.eq_ignore_ascii_case("write"));
+    let principals: Vec<String> = state.store.principals().await?.into_iter().map(|p| p.name).collect();
+    let level = |field: &str| {
+        let named = approver_names(found.get(field));
+        let known: Vec<String> = named.iter().filter(|n| principals.contains(n)).cloned().collect();
+        match (named.is_empty(), known.is_empty()) {
+            (true, _) => None,
+            (false, true) => Some(team.clone()),
+            (false, false) => Some(known),
+        }
+    };
+    let first = level("firstLevelApprovers").unwrap_or_else(|| team.clone());
+    Ok((write, Approvers { first, second: level("secondLevelApprovers").unwrap_or_default() }))
+}
+
+/// Whether the caller may see a request: it is theirs (or their group's), they decide on it,
+/// they own the product, or they administer its domain.
+fn may_see(caller: &Caller, r: &AccessRequest, product: Option<&Record>) -> bool {
+    caller.administers(&r.domain)
+        || caller.is_one_of(std::slice::from_ref(&r.consumer))
+        || r.requested_by == caller.name()
+        || caller.is_one_of(&r.approvers.first)
+        || caller.is_one_of(&r.approvers.second)
+        || product.is_some_and(|p| caller.owns(p))
+}
+
+async fn product_of(state: &AppState, r: &AccessRequest) -> Result<Option<Record>, ApiError> {
+    match state.store.get(Kind::DataProduct, &r.product).await {
+        Ok(p) => Ok(Some(p)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    state: Option<String>,
+    product: Option<String>,
+    contract: Option<String>,
+    consumer: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Answer {
+    let p = params.map(|Query(p)| p).map_err(|r| malformed(r.body_text()))?;
+    let wanted = match p.state.as_deref() {
+        None => None,
+        Some(s) => Some(AccessState::parse(s).ok_or_else(|| {
+            malformed(format!("`state={s}`: the states are pending, active, rejected, revoked and expired"))
+        })?),
+    };
+    let q = AccessQuery { contract: p.contract, product: p.product, consumer: p.consumer, state: wanted };
+    let mut products: BTreeMap<String, Option<Record>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for r in state.store.access_requests(&q).await? {
+        if !products.contains_key(&r.product) {
+            products.insert(r.product.clone(), product_of(&state, &r).await?);
+        }
+        if may_see(&caller, &r, products[&r.product].as_ref()) {
+            out.push(r.to_json());
+        }
+    }
+    Ok(Json(Any::Array(out)))
+}
+
+/// The request `id` when the caller may see it; not found otherwise (its existence is not
+/// disclosed).
+async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<(AccessRequest, Option<Record>), ApiError> {
+    let id: i64 = id.parse().map_err(|_| malformed(format!("`{id}` is not an access request id (a number)")))?;
+    let r = state.store.access_request(id).await?;
+    let product = product_of(state, &r).await?;
+    if !may_see(caller, &r, product.as_ref()) {
+        return Err(ApiError(Error::NotFound(format!("access request {id}"))));
+    }
+    Ok((r, product))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Answer {
+    Ok(Json(visible(&state, &caller, &id).await?.0.to_json()))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Comment {
+    #[serde(default)]
+    comment: String,
+}
+
+fn wrong_state(r: &AccessRequest, what: &str) -> Error {
+    Error::conflict(
+        ErrorCode::WrongState,
+        format!("access request {} is {}: it cannot be {what}", r.id, r.state.as_str()),
+    )
+}
+
+/// A decision at the awaited level, by one of its approvers (or an admin of the domain). At
+/// the second level, whoever approved the first may not approve again.
+fn decide(caller: &Caller, r: &mut AccessRequest, approve: bool, comment: String) -> Result<&'static str, Error> {
+    if r.state != AccessState::Pending {
+        return Err(wrong_state(r, if approve { "approved" } else { "rejected" }));
+    }
+    let level = r.awaited_level();
+    let approvers = if level == 1 { &r.approvers.first } else { &r.approvers.second };
+    let approved_first = r.decisions.iter().any(|d| d.level == 1 && d.approved && d.by == caller.name());
+    caller.require(
+        (caller.is_one_of(approvers) || caller.administers(&r.domain)) && !(approve && level == 2 && approved_first),
+        &format!(
+            "decide on access request {} at level {level} (its approvers: {}; whoever approved level 1 cannot approve level 2)",
+            r.id,
+            approvers.join(", ")
+        ),
+    )?;
+    let by = caller.name().to_string();
+    r.decisions.push(Decision { by, level, approved: approve, comment, at: meshplane_core::store::now() });
+    let last = level == 2 || r.approvers.second.is_empty();
+    Ok(match (approve, last) {
+        (false, _) => {
+            r.state = AccessState::Rejected;
+            "rejected"
+        }
+        (true, false) => "approved-first-level",
+        (true, true) => {
+            r.state = AccessState::Active;
+            "approved"
+        }
+    })
+}
+
+async fn decision(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    raw: Result<Bytes, BytesRejection>,
+    approve: bool,
+) -> Answer {
+    let Comment { comment } = body(raw)?;
+    let (r, _) = visible(&state, &caller, &id).await?;
+    let who = caller.who();
+    let decided = state.store.update_access(r.id, move |r| decide(&caller, r, approve, comment), &who).await?;
+    Ok(Json(decided.to_json()))
+}
+
+pub async fn approve(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Answer {
+    decision(state, caller, id, raw, true).await
+}
+
+pub async fn reject(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Answer {
+    decision(state, caller, id, raw, false).await
+}
+
+/// Ends an active grant: its product's owners, admins of its domain, or the consumer itself.
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let Comment { comment } = body(raw)?;
+    let (r, product) = visible(&state, &caller, &id).await?;
+    let allowed =
+        caller.administers(&r.domain) || product.is_some_and(|p| caller.owns(&p)) || r.consumer == caller.name();
+    caller.require(
+        allowed,
+        &format!("revoke grant {} (its product's owners, its domain's admins or its consumer)", r.id),
+    )?;
+    let by = caller.name().to_string();
+    let revoked = state
+        .store
+        .update_access(
+            r.id,
+            move |g| {
+                if g.state != AccessState::Active {
+                    return Err(wrong_state(g, "revoked"));
+                }
+                g.state = AccessState::Revoked;
+                g.decisions.push(Decision { by, level: 0, approved: false, comment, at: meshplane_core::store::now() });
+                Ok("revoked")
+            },
+            &caller.who(),
+        )
+        .await?;
+    Ok(Json(revoked.to_json()))
+}

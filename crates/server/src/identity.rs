@@ -1,0 +1,149 @@
+//! Identities over HTTP: who am I, API tokens, principals (platform admins), and the audit
+//! log. A token's text is in the answer that creates it and nowhere else.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
+use meshplane_core::authz::Caller;
+use meshplane_core::store::AuditQuery;
+use meshplane_core::store::identity::{Principal, PrincipalKind};
+use meshplane_core::{Error, ErrorCode};
+use serde::Deserialize;
+use serde_json::{Value as Any, json};
+
+use crate::access::body;
+use crate::{ApiError, AppState};
+
+type Answer = Result<Json<Any>, ApiError>;
+
+fn to_json(value: impl serde::Serialize) -> Answer {
+    serde_json::to_value(value).map(Json).map_err(|e| ApiError(Error::Store(e.to_string())))
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t).map_err(|r| ApiError(Error::invalid(ErrorCode::MalformedRequest, r.body_text())))
+}
+
+pub async fn whoami(Extension(caller): Extension<Caller>) -> Answer {
+    to_json(caller.principal)
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewToken {
+    principal: Option<String>,
+    #[serde(default)]
+    description: String,
+    expires_at: Option<String>,
+}
+
+/// A token for the caller, or (platform admins) for anyone.
+pub async fn create_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let asked: NewToken = body(raw)?;
+    let principal = asked.principal.unwrap_or_else(|| caller.name().to_string());
+    caller.require(principal == caller.name() || caller.is_platform_admin(), "create tokens for others")?;
+    let created =
+        state.store.create_token(&principal, &asked.description, asked.expires_at.as_deref(), &caller.who()).await?;
+    to_json(json!({ "token": created.token, "info": created.info }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenParams {
+    principal: Option<String>,
+}
+
+pub async fn tokens(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    params: Result<Query<TokenParams>, QueryRejection>,
+) -> Answer {
+    let p = query(params)?;
+    let whose = match p.principal {
+        Some(other) => {
+            caller.require(other == caller.name() || caller.is_platform_admin(), "list others' tokens")?;
+            Some(other)
+        }
+        None if caller.is_platform_admin() => None,
+        None => Some(caller.name().to_string()),
+    };
+    to_json(state.store.tokens(whose.as_deref()).await?)
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Answer {
+    let token = state.store.token(&id).await?;
+    caller.require(token.principal == caller.name() || caller.is_platform_admin(), "revoke others' tokens")?;
+    to_json(state.store.revoke_token(&id, &caller.who()).await?)
+}
+
+pub async fn principals(State(state): State<AppState>) -> Answer {
+    to_json(state.store.principals().await?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrincipalBody {
+    kind: PrincipalKind,
+    database_role: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    platform_admin: bool,
+    #[serde(default)]
+    domains: Vec<String>,
+}
+
+pub async fn put_principal(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let b: PrincipalBody = body(raw)?;
+    let principal = Principal {
+        name,
+        kind: b.kind,
+        database_role: b.database_role,
+        groups: b.groups,
+        platform_admin: b.platform_admin,
+        domains: b.domains,
+    };
+    to_json(state.store.put_principal(&principal, &caller.who()).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    actor: Option<String>,
+    kind: Option<String>,
+    name: Option<String>,
+    action: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub async fn audit(State(state): State<AppState>, params: Result<Query<AuditParams>, QueryRejection>) -> Answer {
+    let p = query(params)?;
+    let q = AuditQuery {
+        actor: p.actor,
+        kind: p.kind,
+        name: p.name,
+        action: p.action,
+        since: p.since,
+        until: p.until,
+        after: p.after.unwrap_or(0),
+        limit: p.limit.unwrap_or(100),
+    };
+    to_json(state.store.audit(&q).await?)
+}

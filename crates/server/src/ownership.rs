@@ -1,0 +1,71 @@
+//! Who may change the catalog: the decisions behind apply, delete and on-demand tests, all
+//! made from what the store recorded when each resource was created (its domain and owners),
+//! never from what an incoming document claims.
+//!
+//! - Changing a stored resource: its owners, or an admin of its recorded domain. A contract is
+//!   also managed by the owners of a product whose output port provides it.
+//! - Creating one: an admin of its domain, an owner of another major version of it, or (a
+//!   contract) an owner of a product of the same domain whose output port names it.
+//! - Pruning: an admin of every domain the applied documents belong to.
+
+use meshplane_core::Error;
+use meshplane_core::authz::Caller;
+use meshplane_core::resource::{Kind, Resource, port_links};
+use meshplane_core::store::Record;
+
+use crate::{ApiError, AppState};
+
+/// Whether the caller manages a stored resource.
+pub async fn manages(state: &AppState, caller: &Caller, record: &Record) -> Result<bool, ApiError> {
+    if caller.owns(record) {
+        return Ok(true);
+    }
+    if record.kind != Kind::DataContract.as_str() {
+        return Ok(false);
+    }
+    Ok(providers(state, &record.id, None).await?.iter().any(|p| caller.owns(p)))
+}
+
+/// The stored products (of `domain`, when given) whose output ports name contract `id`.
+async fn providers(state: &AppState, id: &str, domain: Option<&str>) -> Result<Vec<Record>, ApiError> {
+    let products = state.store.list_all(Kind::DataProduct).await?;
+    let provides = |p: &Record| port_links(&p.spec).iter().any(|l| !l.input && l.contract_id == id);
+    Ok(products.into_iter().filter(|p| domain.is_none_or(|d| d == p.domain) && provides(p)).collect())
+}
+
+/// Refuses an apply unless the caller may create or change every resource in it (and, when
+/// pruning, administers every domain it touches).
+pub async fn authorize_apply(
+    state: &AppState,
+    caller: &Caller,
+    resources: &[Resource],
+    prune: bool,
+) -> Result<(), ApiError> {
+    for r in resources {
+        let allowed = match state.store.get(r.kind, &r.name).await {
+            Ok(stored) => manages(state, caller, &stored).await?,
+            Err(Error::NotFound(_)) => may_create(state, caller, r).await?,
+            Err(e) => return Err(e.into()),
+        };
+        caller.require(allowed, &format!("apply {} `{}` (domain `{}`)", r.kind.as_str(), r.name, r.domain))?;
+        if prune {
+            caller.require(caller.administers(&r.domain), &format!("prune domain `{}`", r.domain))?;
+        }
+    }
+    Ok(())
+}
+
+async fn may_create(state: &AppState, caller: &Caller, r: &Resource) -> Result<bool, ApiError> {
+    if caller.administers(&r.domain) {
+        return Ok(true);
+    }
+    if r.kind == Kind::DataProduct {
+        return Ok(false);
+    }
+    for name in state.store.contract_names(&r.id).await? {
+        if caller.owns(&state.store.get(Kind::DataContract, &name).await?) {
+            return Ok(true);
+        }
+    }
+    Ok(providers(state, &r.id, Some(&r.domain)).await?.iter().any(|p| caller.owns(p)))
+}

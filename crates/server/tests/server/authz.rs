@@ -1,0 +1,250 @@
+//! The authorization matrix: every route of the API, called by each kind of caller, answers
+//! what its row says. A route without a row fails the test, so no route is added without
+//! deciding who may use it.
+
+use meshplane_core::store::grants::NewRequest;
+use meshplane_core::store::{ApplyOptions, Store};
+
+use crate::*;
+
+/// The callers, in the order of a row's letters.
+const CALLERS: [&str; 6] = ["anonymous", "consumer", "other-owner", "owner", "domain-admin", "platform-admin"];
+
+/// Per caller: `A` allowed (2xx), `R` allowed but refused for what the request asks (a 4xx
+/// other than 401, 403 and 404: the contract here has no server to test), `U` 401, `F` 403,
+/// `H` 404 (the thing is not disclosed to this caller).
+const MATRIX: &[(&str, &str, &str)] = &[
+    ("get", "/healthz", "AAAAAA"),
+    ("get", "/readyz", "UAAAAA"),
+    ("get", "/api/v1/openapi.json", "UAAAAA"),
+    ("post", "/api/v1/apply", "UFFAAA"),
+    ("get", "/api/v1/events", "UAAAAA"),
+    ("get", "/api/v1/lineage/{name}", "UAAAAA"),
+    ("get", "/api/v1/{kind}", "UAAAAA"),
+    ("get", "/api/v1/{kind}/{name}", "UAAAAA"),
+    ("delete", "/api/v1/{kind}/{name}", "UFFAAA"),
+    ("get", "/api/v1/{kind}/{name}/history", "UAAAAA"),
+    ("post", "/api/v1/{kind}/{name}/tests", "UFFRRR"),
+    ("get", "/api/v1/{kind}/{name}/tests", "UAAAAA"),
+    ("get", "/api/v1/blocks", "UFFFFA"),
+    ("get", "/api/v1/orphans", "UFFFFA"),
+    ("post", "/api/v1/orphans/purge", "UFFFFA"),
+    ("get", "/api/v1/whoami", "UAAAAA"),
+    ("post", "/api/v1/access", "UAAAAA"),
+    ("get", "/api/v1/access", "UAAAAA"),
+    ("get", "/api/v1/access/{id}", "UAHAAA"),
+    ("post", "/api/v1/access/{id}/approve", "UFHAAA"),
+    ("post", "/api/v1/access/{id}/reject", "UFHAAA"),
+    ("post", "/api/v1/access/{id}/revoke", "UAHAAA"),
+    ("post", "/api/v1/tokens", "UAAAAA"),
+    ("get", "/api/v1/tokens", "UAAAAA"),
+    ("delete", "/api/v1/tokens/{id}", "UAFFFA"),
+    ("get", "/api/v1/principals", "UFFFFA"),
+    ("put", "/api/v1/principals/{name}", "UFFFFA"),
+    ("get", "/api/v1/audit", "UFFFFA"),
+];
+
+fn who() -> ApplyOptions {
+    ApplyOptions { actor: "test".into(), origin: "test".into(), dry_run: false, prune: false }
+}
+
+async fn principal(store: &Store, name: &str, domains: &[&str]) -> String {
+    let p = Principal {
+        name: name.into(),
+        kind: PrincipalKind::User,
+        database_role: None,
+        groups: vec![],
+        platform_admin: false,
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+    };
+    store.put_principal(&p, &who()).await.unwrap();
+    store.create_token(name, "matrix", None, &who()).await.unwrap().token
+}
+
+/// A new request by the consumer for the shop's port: pending, or (`active`) approved.
+async fn request(store: &Store, active: bool) -> i64 {
+    let new = NewRequest {
+        contract: "orders@v1".into(),
+        product: "shop".into(),
+        port: "orders".into(),
+        domain: "sales".into(),
+        consumer: "carol".into(),
+        role: None,
+        write: false,
+        purpose: "matrix".into(),
+        until: None,
+        approvers: meshplane_core::store::grants::Approvers { first: vec!["olga".into()], second: vec![] },
+    };
+    let r = store.request_access(new, &who()).await.unwrap();
+    if active {
+        store
+            .update_access(
+                r.id,
+                |g| {
+                    g.state = meshplane_core::store::grants::AccessState::Active;
+                    Ok("approved")
+                },
+                &who(),
+            )
+            .await
+            .unwrap();
+    }
+    r.id
+}
+
+/// `document` with a team of one member, `owner`.
+fn owned(document: String, owner: &str) -> String {
+    format!("{document}team:\n  name: {owner}-team\n  members:\n    - {{ username: {owner} }}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_each_caller_as_its_row_says() {
+    let place = sqlite().await;
+    let s = start(&place).await;
+    // olga owns the shop and its contract; otto owns billing, which consumes it.
+    let shop = format!(
+        "{}---\n{}",
+        owned(contract("orders", "1.0.0", "sales", ""), "olga"),
+        owned(product("shop", "sales", &[], &["orders"]), "olga")
+    );
+    let billing = owned(product("billing", "finance", &["orders"], &[]), "otto");
+    for doc in [&shop, &billing] {
+        let (status, body) = s.apply(doc.clone(), "").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let tokens = [
+        None,
+        Some(principal(&s.store, "carol", &[]).await),
+        Some(principal(&s.store, "otto", &[]).await),
+        Some(principal(&s.store, "olga", &[]).await),
+        Some(principal(&s.store, "dana", &["sales"]).await),
+        Some(admin_token(&s.store).await),
+    ];
+    for route in routes::all() {
+        let row = MATRIX.iter().find(|(m, p, _)| *m == route.method && *p == route.path);
+        let Some((_, _, expected)) = row else {
+            panic!("{} {} has no row in the authorization matrix", route.method, route.path);
+        };
+        for (i, want) in expected.chars().enumerate() {
+            let path = route.path.replace("{kind}", "products").replace("{name}", "shop");
+            let path = match route.endpoint {
+                routes::Endpoint::RunTests | routes::Endpoint::TestRuns => {
+                    path.replace("products/shop", "contracts/orders@v1")
+                }
+                routes::Endpoint::Lineage => path,
+                routes::Endpoint::PrincipalPut => route.path.replace("{name}", "newbie"),
+                routes::Endpoint::TokenRevoke => {
+                    let carols = s.store.create_token("carol", "to revoke", None, &who()).await.unwrap();
+                    route.path.replace("{id}", &carols.info.id)
+                }
+                routes::Endpoint::AccessRevoke => path.replace("{id}", &request(&s.store, true).await.to_string()),
+                _ => path.replace("{id}", &request(&s.store, false).await.to_string()),
+            };
+            let http = reqwest::Client::new();
+            let url = format!("{}{path}", s.base);
+            let mut call = match route.method {
+                "get" => http.get(&url),
+                "delete" if route.endpoint == routes::Endpoint::Delete => http.delete(format!("{url}?dryRun=true")),
+                "delete" => http.delete(&url),
+                "put" => http.put(&url).body(r#"{"kind":"user"}"#),
+                _ => http.post(&url),
+            };
+            call = match route.endpoint {
+                routes::Endpoint::Apply => call.body(shop.clone()),
+                routes::Endpoint::Purge => http.post(format!("{url}?dryRun=true")),
+                routes::Endpoint::AccessRequest => {
+                    call.body(r#"{"product":"shop","outputPort":"orders","purpose":"matrix"}"#)
+                }
+                _ => call,
+            };
+            if let Some(token) = &tokens[i] {
+                call = call.bearer_auth(token);
+            }
+            let res = call.send().await.unwrap();
+            let status = res.status().as_u16();
+            let body = res.text().await.unwrap_or_default();
+            let ok = match want {
+                'U' => status == 401,
+                'F' => status == 403,
+                'H' => status == 404,
+                'R' => (400..500).contains(&status) && ![401, 403, 404].contains(&status),
+                _ => (200..300).contains(&status),
+            };
+            assert!(ok, "{} {path} as {}: expected {want}, got {status}: {body}", route.method, CALLERS[i]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_cannot_claim_ownership_or_another_domain() {
+    let place = sqlite().await;
+    let s = start(&place).await;
+    let orders = owned(contract("orders", "1.0.0", "sales", "status: draft\n").replace("status: active\n", ""), "olga");
+    assert_eq!(s.apply(orders.clone(), "").await.0, StatusCode::OK);
+    let otto = client(&principal(&s.store, "otto", &["finance"]).await);
+    let apply = |body: String| {
+        let (otto, base) = (otto.clone(), s.base.clone());
+        async move {
+            let res = otto.post(format!("{base}/api/v1/apply")).body(body).send().await.unwrap();
+            (res.status().as_u16(), res.json::<Any>().await.unwrap())
+        }
+    };
+    // Adding himself to the team changes nothing: ownership is what was recorded at creation.
+    let claimed = orders.replace("username: olga }", "username: olga }\n    - { username: otto }");
+    let (status, body) = apply(claimed).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+    // Naming his own domain does not move the contract into it.
+    let (status, body) = apply(orders.replace("domain: sales", "domain: finance")).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+    // In his own domain he may create.
+    let (status, body) = apply(owned(contract("ledger", "1.0.0", "finance", ""), "otto")).await;
+    assert_eq!(status, 200, "{body}");
+    // Pruning another domain needs its admin.
+    let (status, _) = apply(owned(contract("ledger", "1.0.0", "finance", ""), "otto") + "---\n" + &orders).await;
+    assert_eq!(status, 403);
+    let (_, record) = s.get("/api/v1/contracts/orders@v1").await;
+    assert_eq!(
+        (record["generation"].as_i64(), record["owners"].clone()),
+        (Some(1), serde_json::json!(["olga", "olga-team"]))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_appear_only_in_the_answer_that_creates_them() {
+    let place = sqlite().await;
+    let s = start(&place).await;
+    let res = s.http.post(format!("{}/api/v1/tokens", s.base)).body(r#"{"description":"ci"}"#).send().await.unwrap();
+    let created: Any = res.json().await.unwrap();
+    let token = created["token"].as_str().unwrap().to_string();
+    let secret = token.rsplit('_').next().unwrap().to_string();
+    assert!(secret.len() >= 32);
+    // The new token works, and is then revoked.
+    let mine = client(&token);
+    let me: Any = mine.get(format!("{}/api/v1/whoami", s.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["name"], "admin");
+    let id = created["info"]["id"].as_str().unwrap();
+    assert_eq!(s.http.delete(format!("{}/api/v1/tokens/{id}", s.base)).send().await.unwrap().status(), 200);
+    let refused = mine.get(format!("{}/api/v1/whoami", s.base)).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    for path in ["/api/v1/audit?limit=1000", "/api/v1/events", "/api/v1/tokens", "/api/v1/principals", "/api/v1/whoami"]
+    {
+        let text = s.http.get(format!("{}{path}", s.base)).send().await.unwrap().text().await.unwrap();
+        assert!(!text.contains(&secret), "{path} shows a token's secret");
+    }
+    let audit: Any =
+        s.http.get(format!("{}/api/v1/audit?kind=Token", s.base)).send().await.unwrap().json().await.unwrap();
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|c| c["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["created", "created", "revoked"], "the tests' own token, then this one");
+    // Malformed credentials are refused, not taken for anonymous.
+    for header in ["Basic abc", "Bearer ", "Bearer mp_nothing_here", "Bearer mp_"] {
+        let res = reqwest::Client::new()
+            .get(format!("{}/api/v1/contracts", s.base))
+            .header("Authorization", header)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let body: Any = res.json().await.unwrap();
+        assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")), "{header}");
+    }
+}
