@@ -61,3 +61,76 @@ impl Drop for Place {
         }
     }
 }
+
+/// Login roles and installation ids of one test on the local PostgreSQL server: every role
+/// whose name carries the test's suffix is dropped when this is dropped (declare it before
+/// the test's [`Place`], so the database goes first and nothing holds the roles).
+pub struct Logins {
+    pub suffix: String,
+    /// More roles to drop: those whose names start with one of these (the grant roles of a
+    /// store's own installation id).
+    prefixes: std::sync::Mutex<Vec<String>>,
+}
+
+impl Logins {
+    pub fn new() -> Logins {
+        Logins { suffix: unique("t").replace('_', ""), prefixes: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    /// Also drops, at the end, every role whose name starts with `prefix`.
+    pub fn own(&self, prefix: &str) {
+        self.prefixes.lock().unwrap().push(prefix.to_string());
+    }
+
+    /// A role name of this test: `who_<suffix>`.
+    pub fn login(&self, who: &str) -> String {
+        format!("{who}_{}", self.suffix)
+    }
+
+    /// An installation id of this test (letters and digits).
+    pub fn installation(&self, which: &str) -> String {
+        format!("{which}{}", self.suffix)
+    }
+
+    /// Creates the login role `who_<suffix>` and returns its name.
+    pub async fn create(&self, who: &str) -> String {
+        let name = self.login(who);
+        let mut admin = PgConnection::connect(ADMIN).await.expect("PostgreSQL on 127.0.0.1:5432 is needed");
+        admin.execute(format!("CREATE ROLE \"{name}\" LOGIN").as_str()).await.unwrap();
+        name
+    }
+}
+
+impl Default for Logins {
+    fn default() -> Self {
+        Logins::new()
+    }
+}
+
+impl Drop for Logins {
+    fn drop(&mut self) {
+        let suffix = self.suffix.clone();
+        let prefixes = std::mem::take(&mut *self.prefixes.lock().unwrap());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let Ok(mut admin) = PgConnection::connect(ADMIN).await else { return };
+                let rows = sqlx::query(
+                    "SELECT rolname FROM pg_roles WHERE strpos(rolname, $1) > 0 \
+                     OR EXISTS (SELECT 1 FROM unnest($2::text[]) p WHERE left(rolname, length(p)) = p)",
+                )
+                .bind(&suffix)
+                .bind(&prefixes)
+                .fetch_all(&mut admin)
+                .await
+                .unwrap_or_default();
+                for row in rows {
+                    let name: String = sqlx::Row::get(&row, 0);
+                    let _ = admin.execute(format!("DROP ROLE IF EXISTS \"{name}\"").as_str()).await;
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}

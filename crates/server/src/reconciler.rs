@@ -172,6 +172,15 @@ impl Loop {
         let now = self.ms();
         for change in changes {
             seen = change.seq;
+            if Kind::parse(&change.kind).is_none() {
+                // Not a resource: an access decision changes what its contract's blocks must
+                // enforce; tokens and principals need no reconcile.
+                let contract = change.after.as_ref().and_then(|a| a.get("contract")).and_then(Any::as_str);
+                if let Some(contract) = contract.filter(|_| change.kind == "AccessRequest") {
+                    self.queue.changed(&format!("{}/{contract}", Kind::DataContract.as_str()), now);
+                }
+                continue;
+            }
             let key = format!("{}/{}", change.kind, change.name);
             if change.kind == Kind::DataProduct.as_str() {
                 self.links.set(&key, change.after.as_ref());

@@ -12,56 +12,10 @@ use meshplane_blocks::storage::Storage;
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement, Grant};
 use meshplane_core::block::Provisioner;
 use meshplane_core::store::Record;
-use meshplane_core::testing::{Place, postgres};
+use meshplane_core::testing::{Logins, Place, postgres};
 use sqlx::{Connection, Executor, PgConnection, Row};
 
 use crate::postgres::record;
-
-const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// Login roles and installation ids unique to one test; every role they name is dropped when
-/// the test ends, passed or not (after its database, so nothing holds them).
-struct Roles {
-    suffix: String,
-}
-
-impl Roles {
-    fn new() -> Roles {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        Roles { suffix: format!("{}{nanos}", std::process::id()) }
-    }
-
-    fn login(&self, who: &str) -> String {
-        format!("{who}_{}", self.suffix)
-    }
-
-    fn installation(&self, which: &str) -> String {
-        format!("{which}{}", self.suffix)
-    }
-}
-
-impl Drop for Roles {
-    fn drop(&mut self) {
-        let suffix = self.suffix.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let Ok(mut admin) = PgConnection::connect(ADMIN).await else { return };
-                let rows = sqlx::query("SELECT rolname FROM pg_roles WHERE strpos(rolname, $1) > 0")
-                    .bind(&suffix)
-                    .fetch_all(&mut admin)
-                    .await
-                    .unwrap_or_default();
-                for row in rows {
-                    let name: String = row.get(0);
-                    let _ = admin.execute(format!("DROP ROLE IF EXISTS \"{name}\"").as_str()).await;
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
-}
 
 fn database(place: &Place) -> String {
     place.url.rsplit('/').next().unwrap().to_string()
@@ -133,14 +87,11 @@ fn denied(result: Result<impl std::fmt::Debug, String>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_are_enforced_by_postgres_itself() {
-    let roles = Roles::new();
+    let roles = Logins::new();
     let place = postgres().await;
-    let (alice, bob) = (roles.login("alice"), roles.login("bob"));
+    let (alice, bob) = (roles.create("alice").await, roles.create("bob").await);
     let (ours, theirs) = (roles.installation("a"), roles.installation("b"));
     let mut admin = PgConnection::connect(&place.url).await.unwrap();
-    for login in [&alice, &bob] {
-        admin.execute(format!("CREATE ROLE \"{login}\" LOGIN").as_str()).await.unwrap();
-    }
     let warehouse = block(&place, false);
     let ledger = contract(&place, "ledger", "ledger_v1", &["entries", "accounts"]);
     let neighbour = contract(&place, "payroll", "payroll_v1", &["salaries"]);
@@ -203,14 +154,11 @@ async fn grants_are_enforced_by_postgres_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileges_made_by_hand_are_drift_and_removed_only_when_configured() {
-    let roles = Roles::new();
+    let roles = Logins::new();
     let place = postgres().await;
-    let (alice, bob) = (roles.login("alice"), roles.login("bob"));
+    let (alice, bob) = (roles.create("alice").await, roles.create("bob").await);
     let ours = roles.installation("a");
     let mut admin = PgConnection::connect(&place.url).await.unwrap();
-    for login in [&alice, &bob] {
-        admin.execute(format!("CREATE ROLE \"{login}\" LOGIN").as_str()).await.unwrap();
-    }
     let reporting = block(&place, false);
     let ledger = contract(&place, "ledger", "ledger_v1", &["entries"]);
     reporting.provision(&ledger).await.unwrap();

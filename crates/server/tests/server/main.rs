@@ -15,6 +15,7 @@ use reqwest::StatusCode;
 use serde_json::Value as Any;
 
 mod authz;
+mod grants;
 
 struct Server {
     base: String,
@@ -60,12 +61,21 @@ async fn start(place: &Place) -> Server {
 
 /// The API alone on `store`; `heartbeat` is the reconcile loop's, when one runs.
 async fn serve_api(store: Store, heartbeat: Option<Arc<std::sync::atomic::AtomicU64>>) -> Server {
+    serve_with_blocks(store, heartbeat, Blocks::default()).await
+}
+
+/// The API on `store` with the platform's `blocks`.
+async fn serve_with_blocks(
+    store: Store,
+    heartbeat: Option<Arc<std::sync::atomic::AtomicU64>>,
+    blocks: Blocks,
+) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let config = Config { body_limit: 64 * 1024, ..Config::default() };
     let token = admin_token(&store).await;
     let served = store.clone();
-    tokio::spawn(async move { axum::serve(listener, app(served, config, heartbeat, Blocks::default())).await });
+    tokio::spawn(async move { axum::serve(listener, app(served, config, heartbeat, blocks)).await });
     Server { base: format!("http://{addr}"), http: client(&token), store }
 }
 

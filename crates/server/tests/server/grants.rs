@@ -1,0 +1,223 @@
+//! Access end to end, on the real PostgreSQL: requests through the API, approval by the
+//! product's owners, the reconciler handing grants to the PostgreSQL block — and the
+//! consumer's own login role reading exactly the granted port, then nothing once the grant
+//! is revoked or expires. And 100 requests approved and revoked at once leave grants and
+//! database privileges exactly consistent.
+
+use std::collections::BTreeSet;
+
+use meshplane_blocks::platform::Platform;
+use meshplane_core::store::ApplyOptions;
+use meshplane_core::testing::{Logins, Place};
+use sqlx::{Connection, Executor, PgConnection, Row};
+
+use crate::*;
+
+fn who() -> ApplyOptions {
+    ApplyOptions { actor: "test".into(), origin: "test".into(), dry_run: false, prune: false }
+}
+
+fn database(place: &Place) -> String {
+    place.url.rsplit('/').next().unwrap().to_string()
+}
+
+/// A server with reconcilers and a PostgreSQL block on `data`'s database; the ledger product
+/// (owned by olga) and its contract applied, and the contract Ready. The grant roles of the
+/// store's installation are dropped with `logins`.
+async fn warehouse(store_place: &Place, data: &Place, logins: &Logins) -> Server {
+    let platform = format!(
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n  - name: warehouse\n    type: postgres\n\
+         \x20   host: 127.0.0.1\n    database: {}\n    user: postgres\n",
+        database(data)
+    );
+    let blocks = meshplane_blocks::build(Platform::from_yaml(&platform).unwrap(), &std::env::temp_dir()).unwrap();
+    let store = Store::open(&store_place.url).await.unwrap();
+    logins.own(&format!("mp_{}_g", store.installation().await.unwrap()));
+    let settings = Settings { workers: 4, ..Settings::default() };
+    let reconcilers = reconciler::spawn(store.clone(), blocks.clone(), settings, "one".into());
+    let s = serve_with_blocks(store, Some(reconcilers.heartbeat), blocks).await;
+    let team = "team:\n  name: ledger-team\n  members:\n    - { username: olga }\n";
+    let server = format!(
+        "servers:\n  - {{ server: warehouse, type: postgres, environment: dev, host: 127.0.0.1, port: 5432, \
+         database: {}, schema: ledger_v1 }}\n",
+        database(data)
+    );
+    let ledger = contract("ledger", "1.0.0", "finance", &format!("{server}{team}"));
+    let neighbour = contract("payroll", "1.0.0", "finance", &server.replace("ledger_v1", "payroll_v1"));
+    let docs = [ledger, neighbour, format!("{}{team}", product("ledger", "finance", &[], &["ledger"]))];
+    let (status, body) = s.apply(docs.join("---\n"), "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for c in ["ledger@v1", "payroll@v1"] {
+        eventually(&s, &format!("/api/v1/contracts/{c}"), |b| condition(b, "Ready")["status"] == "True").await;
+    }
+    s
+}
+
+async fn user(s: &Server, name: &str, database_role: Option<&str>) -> reqwest::Client {
+    let p = Principal {
+        name: name.into(),
+        kind: PrincipalKind::User,
+        database_role: database_role.map(str::to_string),
+        groups: vec![],
+        platform_admin: false,
+        domains: vec![],
+    };
+    s.store.put_principal(&p, &who()).await.unwrap();
+    client(&s.store.create_token(name, "grants", None, &who()).await.unwrap().token)
+}
+
+async fn post(http: &reqwest::Client, url: String, body: &str) -> (u16, Any) {
+    let res = http.post(url).body(body.to_string()).send().await.unwrap();
+    (res.status().as_u16(), res.json().await.unwrap_or(Any::Null))
+}
+
+/// What `login` reads of `table`: the row count, or the server's refusal.
+async fn read(data: &Place, login: &str, table: &str) -> Result<i64, String> {
+    let url = format!("postgres://{login}@127.0.0.1:5432/{}", database(data));
+    let mut conn = PgConnection::connect(&url).await.map_err(|e| e.to_string())?;
+    let sql = format!("SELECT count(*) FROM {table}");
+    conn.fetch_one(sql.as_str()).await.map(|r| r.get::<i64, _>(0)).map_err(|e| e.to_string())
+}
+
+/// Waits until `login`'s read of `table` is allowed (`Ok`) or denied (`Err`).
+async fn until_read(data: &Place, login: &str, table: &str, allowed: bool) {
+    for _ in 0..200 {
+        if read(data, login, table).await.is_ok() == allowed {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{login} reading {table}: never {}", if allowed { "allowed" } else { "denied" });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_reads_exactly_the_granted_port_until_revoked_or_expired() {
+    let logins = Logins::new();
+    let (store_place, data) = (sqlite().await, meshplane_core::testing::postgres().await);
+    let s = warehouse(&store_place, &data, &logins).await;
+    let carol_login = logins.create("carol").await;
+    let carol = user(&s, "carol", Some(&carol_login)).await;
+    let olga = user(&s, "olga", None).await;
+    let entries = "ledger_v1.ledger";
+    let denied = read(&data, &carol_login, entries).await.unwrap_err();
+    assert!(denied.contains("permission denied"), "{denied}");
+
+    let ask = r#"{"product":"ledger","outputPort":"ledger","purpose":"month-end close"}"#;
+    let (status, request) = post(&carol, format!("{}/api/v1/access", s.base), ask).await;
+    assert_eq!((status, request["state"].as_str()), (200, Some("pending")), "{request}");
+    assert_eq!(request["approvers"]["first"], serde_json::json!(["ledger-team", "olga"]));
+    let id = request["id"].as_i64().unwrap();
+    let approve = |http: reqwest::Client, id: i64| {
+        let url = format!("{}/api/v1/access/{id}/approve", s.base);
+        async move { post(&http, url, r#"{"comment":"ok"}"#).await }
+    };
+    assert_eq!(approve(carol.clone(), id).await.0, 403, "a consumer does not approve her own request");
+    let (status, granted) = approve(olga.clone(), id).await;
+    assert_eq!((status, granted["kind"].as_str(), granted["state"].as_str()), (200, Some("Grant"), Some("active")));
+
+    until_read(&data, &carol_login, entries, true).await;
+    let payroll = read(&data, &carol_login, "payroll_v1.payroll").await.unwrap_err();
+    assert!(payroll.contains("permission denied"), "the neighbouring port stays closed: {payroll}");
+    let contract = eventually(&s, "/api/v1/contracts/ledger@v1", |b| {
+        condition(b, "AccessInSync")["message"] == "1 grant(s) in force, enforced"
+    })
+    .await;
+    assert_eq!(condition(&contract, "AccessInSync")["status"], "True");
+    let (_, grant) = s.get(&format!("/api/v1/access/{id}")).await;
+    assert_eq!(grant["enforcement"], "enforced");
+
+    let (status, revoked) = post(&olga, format!("{}/api/v1/access/{id}/revoke", s.base), "").await;
+    assert_eq!((status, revoked["state"].as_str()), (200, Some("revoked")));
+    until_read(&data, &carol_login, entries, false).await;
+
+    // A grant with an end date ends by itself.
+    let until = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let until = until.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let ask = format!(r#"{{"product":"ledger","outputPort":"ledger","purpose":"audit","until":"{until}"}}"#);
+    let (_, request) = post(&carol, format!("{}/api/v1/access", s.base), &ask).await;
+    let id = request["id"].as_i64().unwrap();
+    assert_eq!(approve(olga.clone(), id).await.0, 200);
+    until_read(&data, &carol_login, entries, true).await;
+    until_read(&data, &carol_login, entries, false).await;
+    let expired = eventually(&s, &format!("/api/v1/access/{id}"), |g| g["state"] == "expired").await;
+    assert_eq!(expired["kind"], "Grant");
+    let (_, audit) = s.get(&format!("/api/v1/audit?kind=AccessRequest&name={id}")).await;
+    let trail: Vec<(&str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["action"].as_str().unwrap(), c["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(trail, [("requested", "carol"), ("approved", "olga"), ("expired", "meshplane")]);
+}
+
+/// The grant roles of installation `inst` that hold SELECT on the table, each with its members.
+async fn granted(data: &Place, inst: &str, table: &str) -> BTreeSet<(String, String)> {
+    let mut conn = PgConnection::connect(&data.url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT r.rolname, coalesce(m.rolname, '') FROM pg_class c \
+         CROSS JOIN LATERAL aclexplode(c.relacl) a JOIN pg_roles r ON r.oid = a.grantee \
+         LEFT JOIN pg_auth_members am ON am.roleid = r.oid LEFT JOIN pg_roles m ON m.oid = am.member \
+         WHERE c.oid = $1::regclass AND a.privilege_type = 'SELECT' AND left(r.rolname, length($2)) = $2",
+    )
+    .bind(table)
+    .bind(format!("mp_{inst}_g"))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_requests_approved_and_revoked_at_once_stay_consistent() {
+    let logins = Logins::new();
+    let (store_place, data) = (meshplane_core::testing::postgres().await, meshplane_core::testing::postgres().await);
+    let s = warehouse(&store_place, &data, &logins).await;
+    let olga = user(&s, "olga", None).await;
+    let mut ids = Vec::new();
+    let mut consumers = std::collections::BTreeMap::new();
+    for i in 0..100 {
+        let login = logins.create(&format!("c{i}")).await;
+        let http = user(&s, &format!("c{i}"), Some(&login)).await;
+        let (status, r) = post(
+            &http,
+            format!("{}/api/v1/access", s.base),
+            r#"{"product":"ledger","outputPort":"ledger","purpose":"load"}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{r}");
+        consumers.insert(r["id"].as_i64().unwrap(), login);
+        ids.push(r["id"].as_i64().unwrap());
+    }
+    let act = |verb: &'static str, id: i64| {
+        let (http, url) = (olga.clone(), format!("{}/api/v1/access/{id}/{verb}", s.base));
+        tokio::spawn(async move { post(&http, url, "").await.0 })
+    };
+    let approvals: Vec<_> = ids.iter().map(|id| act("approve", *id)).collect();
+    for a in approvals {
+        assert_eq!(a.await.unwrap(), 200);
+    }
+    // Every other grant is revoked while the reconciler is still making the approvals real.
+    let revocations: Vec<_> = ids.iter().step_by(2).map(|id| act("revoke", *id)).collect();
+    for r in revocations {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    let installation = s.store.installation().await.unwrap();
+    let expected: BTreeSet<(String, String)> =
+        ids.iter().skip(1).step_by(2).map(|id| (format!("mp_{installation}_g{id}"), consumers[id].clone())).collect();
+    let mut found = BTreeSet::new();
+    for _ in 0..300 {
+        found = granted(&data, &installation, "ledger_v1.ledger").await;
+        if found == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(found, expected, "exactly the active grants hold SELECT, each held by its consumer alone");
+    let (_, active) = s.get("/api/v1/access?state=active").await;
+    assert_eq!(active.as_array().unwrap().len(), 50);
+    for id in ids.iter().step_by(2).take(3) {
+        assert!(read(&data, &consumers[id], "ledger_v1.ledger").await.is_err());
+    }
+    assert_eq!(read(&data, &consumers[&ids[1]], "ledger_v1.ledger").await, Ok(0));
+}
