@@ -16,6 +16,11 @@
 //!   - name: lake
 //!     type: lake
 //!     root: ./data
+//! oidc:                                  # optional: accept the identity provider's JWTs
+//!   issuer: https://idp.example.com/realms/data
+//!   audience: meshplane
+//!   claim: preferred_username            # names the principal (the default)
+//!   jwks: { url: https://idp.example.com/realms/data/protocol/openid-connect/certs }
 //! ```
 //!
 //! Reading checks everything that can be checked without I/O and reports every problem at
@@ -37,6 +42,36 @@ pub struct Platform {
     /// Only contracts' servers of this environment are bound to blocks.
     pub environment: String,
     pub blocks: Vec<BlockConfig>,
+    /// The identity provider whose JWTs the API accepts besides its own tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcConfig>,
+}
+
+/// OIDC: which JWTs the API accepts, and which claim names the principal.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The `iss` the tokens must carry.
+    pub issuer: String,
+    /// The `aud` the tokens must carry.
+    pub audience: String,
+    /// The claim whose value is the principal's name.
+    #[serde(default = "default_claim")]
+    pub claim: String,
+    /// Where the provider's signing keys (a JWKS document) are read from, at start.
+    pub jwks: Jwks,
+}
+
+fn default_claim() -> String {
+    "preferred_username".into()
+}
+
+/// A JWKS document in a file, or at a URL.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Jwks {
+    File(PathBuf),
+    Url(String),
 }
 
 /// One block: its name, where it was declared, and its type's configuration.
@@ -226,6 +261,7 @@ impl Platform {
         Platform {
             environment: "dev".into(),
             blocks: vec![BlockConfig { name: "lake".into(), at: Pos::default(), kind: BlockKind::Lake(lake) }],
+            oidc: None,
         }
     }
 
@@ -279,8 +315,9 @@ impl Reader<'_> {
             return None;
         };
         for entry in entries {
-            if !["apiVersion", "kind", "environment", "blocks"].contains(&entry.key.as_str()) {
-                let message = format!("unknown field `{}`; expected apiVersion, kind, environment, blocks", entry.key);
+            if !["apiVersion", "kind", "environment", "blocks", "oidc"].contains(&entry.key.as_str()) {
+                let message =
+                    format!("unknown field `{}`; expected apiVersion, kind, environment, blocks, oidc", entry.key);
                 self.problem(entry.key_span.start, message);
             }
         }
@@ -314,7 +351,28 @@ impl Reader<'_> {
             }
             Some((node, _)) => self.problem(node.span.start, "`blocks` must be a list"),
         }
-        Some(Platform { environment: environment?, blocks })
+        let oidc = root.get("oidc").and_then(|node| self.oidc(node));
+        Some(Platform { environment: environment?, blocks, oidc })
+    }
+
+    fn oidc(&mut self, node: &Node) -> Option<OidcConfig> {
+        if node.entries().is_none() {
+            self.problem(node.span.start, "`oidc` must be a mapping (issuer, audience, claim, jwks)");
+            return None;
+        }
+        let oidc: OidcConfig = self.config(node, node.to_json())?;
+        let at = |key: &str| node.get(key).map_or(node.span.start, |n| n.span.start);
+        for (key, value) in [("issuer", &oidc.issuer), ("audience", &oidc.audience), ("claim", &oidc.claim)] {
+            if value.trim().is_empty() {
+                self.problem(at(key), format!("`oidc.{key}` must not be empty"));
+            }
+        }
+        if let Jwks::Url(url) = &oidc.jwks
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            self.problem(at("jwks"), format!("`oidc.jwks.url` must be http:// or https://, not `{url}`"));
+        }
+        Some(oidc)
     }
 
     fn block(&mut self, node: &Node) -> Option<BlockConfig> {

@@ -288,6 +288,18 @@ pub fn principal(args: &PrincipalArgs) -> Result<ExitCode> {
 }
 
 #[derive(clap::Args)]
+pub struct WhoAmIArgs {
+    #[command(flatten)]
+    server: Server,
+}
+
+/// The principal the token stands for.
+pub fn whoami(args: &WhoAmIArgs) -> Result<ExitCode> {
+    let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/whoami")))?;
+    answer(a, args.server.output, principals_table)
+}
+
+#[derive(clap::Args)]
 pub struct AuditArgs {
     /// Only this actor's changes and decisions.
     #[arg(long)]

@@ -69,6 +69,8 @@ enum Command {
     Principal(access::PrincipalArgs),
     /// The audit log: every change and decision, with who, when and from where.
     Audit(access::AuditArgs),
+    /// Who the token stands for: name, kind, database role, groups, what it administers.
+    Whoami(access::WhoAmIArgs),
     /// Create the first platform admin and its token, directly in the store.
     Bootstrap(bootstrap::Args),
 }
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Command::Token(args) => access::token(&args),
         Command::Principal(args) => access::principal(&args),
         Command::Audit(args) => access::audit(&args),
+        Command::Whoami(args) => access::whoami(&args),
         Command::Bootstrap(args) => bootstrap::run(&args),
     };
     match result {

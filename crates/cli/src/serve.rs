@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
-use meshplane_blocks::platform::Platform;
+use meshplane_blocks::platform::{Jwks, OidcConfig, Platform};
 use meshplane_core::store::Store;
 use meshplane_server::Config;
+use meshplane_server::oidc::Oidc;
 use meshplane_server::reconciler::Settings;
 
 #[derive(clap::Args)]
@@ -57,11 +58,16 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let described: serde_json::Map<String, serde_json::Value> =
         platform.blocks.iter().map(|b| (b.name.clone(), serde_json::to_value(b).unwrap_or_default())).collect();
     let environment = platform.environment.clone();
+    let oidc_config = platform.oidc.clone();
     let base = std::env::current_dir().context("cannot read the working directory")?;
     // Blocks keep connection pools, which belong to the runtime.
     let _inside = runtime.enter();
     let blocks = meshplane_blocks::build(platform, &base).map_err(|e| anyhow!("{e}; nothing was started"))?;
     runtime.block_on(async {
+        let oidc = match &oidc_config {
+            Some(config) => Some(std::sync::Arc::new(oidc(config).await?)),
+            None => None,
+        };
         let store = Store::open(&args.database_url)
             .await
             .with_context(|| format!("cannot open the store {}", redact(&args.database_url)))?;
@@ -82,13 +88,27 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             body_limit: args.body_limit,
             reconciler,
             platform: serde_json::Value::Object(described.clone()),
-            ..Config::default()
+            oidc,
         };
         meshplane_server::serve(args.listen, store, config, blocks)
             .await
             .with_context(|| format!("cannot serve on {}", args.listen))?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The identity provider of the platform, with its keys read now; any problem refuses to start.
+async fn oidc(config: &OidcConfig) -> Result<Oidc> {
+    let jwks = match &config.jwks {
+        Jwks::File(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the OIDC keys {}; nothing was started", path.display()))?,
+        Jwks::Url(url) => {
+            let fetched = async { reqwest::get(url).await?.error_for_status()?.text().await };
+            fetched.await.with_context(|| format!("cannot fetch the OIDC keys from {url}; nothing was started"))?
+        }
+    };
+    Oidc::new(&config.issuer, &config.audience, &config.claim, &jwks)
+        .map_err(|e| anyhow!("oidc: {e}; nothing was started"))
 }
 
 /// The URL without its password, for messages.

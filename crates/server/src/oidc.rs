@@ -40,6 +40,12 @@ impl Oidc {
             None if self.keys.keys.len() == 1 => &self.keys.keys[0],
             None => return Err("the token names no key (`kid`) and the JWKS holds several".into()),
         };
+        // A key that says which algorithm it is for is used for that one only.
+        if let Some(alg) = &jwk.common.key_algorithm
+            && format!("{alg:?}") != format!("{:?}", header.alg)
+        {
+            return Err(format!("the token is signed with {:?}, its key is for {alg:?}", header.alg));
+        }
         let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("the JWKS key cannot verify: {e}"))?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.issuer]);

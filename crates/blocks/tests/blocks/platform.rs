@@ -34,6 +34,11 @@ fn a_good_platform_is_read_with_its_blocks() {
     let shown = format!("{platform:?} {}", serde_json::to_string(&platform).unwrap());
     assert!(!shown.contains("inline-secret"), "{shown}");
     assert!(shown.contains("env:WAREHOUSE_PASSWORD"), "{shown}");
+    assert!(platform.oidc.is_none());
+    let with_oidc =
+        format!("{GOOD}oidc:\n  issuer: https://idp\n  audience: meshplane\n  jwks: {{ file: keys.json }}\n");
+    let oidc = Platform::from_yaml(&with_oidc).unwrap().oidc.unwrap();
+    assert_eq!((oidc.claim.as_str(), oidc.audience.as_str()), ("preferred_username", "meshplane"));
 }
 
 #[test]
@@ -77,6 +82,15 @@ fn every_problem_is_reported_with_its_place() {
             format!("{GOOD}  - {{ name: remote, type: http, url: 'http://x', serverTypes: [kafka] }}\n"),
             vec!["missing field `credential`"],
         ),
+        (
+            format!("{GOOD}oidc:\n  issuer: ''\n  audience: meshplane\n  jwks: {{ url: 'ldap://idp' }}\n"),
+            vec!["`oidc.issuer` must not be empty", "`oidc.jwks.url` must be http:// or https://, not `ldap://idp`"],
+        ),
+        (
+            format!("{GOOD}oidc:\n  issuer: https://idp\n  audeince: meshplane\n  jwks: {{ file: keys.json }}\n"),
+            vec!["unknown field `audeince`"],
+        ),
+        (format!("{GOOD}oidc: [x]\n"), vec!["18:7: `oidc` must be a mapping"]),
     ];
     for (text, expected) in cases {
         let problems = Platform::from_yaml(&text).unwrap_err().to_string();

@@ -1,6 +1,7 @@
 //! The `meshplane` binary end to end: exit codes, human and JSON output (snapshots),
 //! directory search, cross-file checks and usage errors.
 
+mod access;
 mod replicas;
 
 use std::path::{Path, PathBuf};

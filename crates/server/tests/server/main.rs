@@ -16,6 +16,7 @@ use serde_json::Value as Any;
 
 mod authz;
 mod grants;
+mod oidc;
 
 struct Server {
     base: String,

@@ -1,0 +1,146 @@
+//! Access management through the CLI against a real `meshplane serve` (embedded platform: the
+//! lake block, which records grants without enforcing them): principals, tokens, a request
+//! for a role, its approval by the role's approver, revocation, and the audit trail.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use super::{fixtures, serve, stdout};
+
+/// Runs meshplane as the holder of `token` (none: anonymous).
+fn as_(token: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_meshplane"));
+    command.env_remove("MESHPLANE_TOKEN");
+    if let Some(token) = token {
+        command.env("MESHPLANE_TOKEN", token);
+    }
+    command.args(args).current_dir(fixtures()).output().expect("run meshplane")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("not JSON: {}{}", stdout(out), stderr(out)))
+}
+
+#[test]
+fn a_consumer_asks_the_roles_approver_and_every_step_is_audited() {
+    let s = serve();
+    let admin = super::token_for(&s.url).unwrap();
+    let admin = Some(admin.as_str());
+    let url = s.url.as_str();
+    let mesh = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh");
+    let applied = as_(admin, &["apply", "--server", url, "-f", mesh.to_str().unwrap()]);
+    assert_eq!(applied.status.code(), Some(0), "{}", stderr(&applied));
+
+    let anonymous = as_(None, &["get", "contracts", "--server", url]);
+    assert_eq!(anonymous.status.code(), Some(1));
+    assert!(stderr(&anonymous).contains("error[unauthenticated]"), "{}", stderr(&anonymous));
+
+    for (name, role) in [("sam", "sam_db"), ("carol", "carol_db")] {
+        let put = as_(admin, &["principal", "put", name, "--database-role", role, "--server", url]);
+        assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
+    }
+    let listed = stdout(&as_(admin, &["principal", "list", "--server", url]));
+    assert!(listed.lines().any(|l| l.starts_with("carol") && l.contains("carol_db")), "{listed}");
+    let token = |who: &str| {
+        let out = as_(admin, &["token", "create", "--principal", who, "--description", "cli test", "--server", url]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out).lines().next().unwrap().to_string()
+    };
+    let (sam, carol) = (token("sam"), token("carol"));
+
+    let ask = [
+        "access",
+        "request",
+        "sales-orders",
+        "orders",
+        "--role",
+        "analyst",
+        "--purpose",
+        "weekly sales report",
+        "--server",
+        url,
+        "-o",
+        "json",
+    ];
+    let request = json(&as_(Some(&carol), &ask));
+    assert_eq!((request["state"].as_str(), request["approvers"]["first"][0].as_str()), (Some("pending"), Some("sam")));
+    let id = request["id"].to_string();
+    let bad_until = as_(Some(&carol), &[&ask[..10], &["--until", "next tuesday"]].concat());
+    assert_eq!(bad_until.status.code(), Some(1));
+    assert!(stderr(&bad_until).contains("`until: next tuesday` is not an RFC 3339 time"), "{}", stderr(&bad_until));
+    assert_eq!(as_(Some(&carol), &["access", "approve", "first", "--server", url]).status.code(), Some(2), "usage");
+
+    let own = as_(Some(&carol), &["access", "approve", &id, "--server", url]);
+    assert_eq!(own.status.code(), Some(1));
+    assert!(stderr(&own).contains("error[forbidden]"), "{}", stderr(&own));
+    let approved =
+        json(&as_(Some(&sam), &["access", "approve", &id, "--comment", "fine", "--server", url, "-o", "json"]));
+    assert_eq!((approved["kind"].as_str(), approved["state"].as_str()), (Some("Grant"), Some("active")));
+
+    // The lake block records the grant without enforcing it, and says so.
+    let mut enforcement = String::new();
+    for _ in 0..100 {
+        let grants = json(&as_(Some(&carol), &["access", "list", "--state", "active", "--server", url, "-o", "json"]));
+        enforcement = grants[0]["enforcement"].as_str().unwrap_or_default().to_string();
+        if !enforcement.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(enforcement, "advisory");
+    let table = stdout(&as_(Some(&carol), &["access", "list", "--server", url]));
+    assert!(table.contains("sales-orders/orders") && table.contains("advisory"), "{table}");
+
+    let revoked = json(&as_(Some(&sam), &["access", "revoke", &id, "--server", url, "-o", "json"]));
+    assert_eq!(revoked["state"], "revoked");
+    let again = as_(Some(&sam), &["access", "revoke", &id, "--server", url]);
+    assert!(stderr(&again).contains("error[wrong-state]"), "{}", stderr(&again));
+
+    let audit = json(&as_(admin, &["audit", "--kind", "AccessRequest", "--name", &id, "--server", url, "-o", "json"]));
+    let trail: Vec<(&str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["action"].as_str().unwrap(), c["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(trail, [("requested", "carol"), ("approved", "sam"), ("revoked", "sam")]);
+    let table = stdout(&as_(admin, &["audit", "--actor", "carol", "--server", url]));
+    assert!(table.contains("requested") && table.contains("api 127.0.0.1:"), "{table}");
+    let consumers = as_(Some(&carol), &["audit", "--server", url]);
+    assert!(stderr(&consumers).contains("error[forbidden]"), "only platform admins read the audit log");
+
+    // Carol's own tokens; revoking the one in use ends her access.
+    let mine = json(&as_(Some(&carol), &["token", "list", "--server", url, "-o", "json"]));
+    assert_eq!(mine.as_array().map(Vec::len), Some(1));
+    let token_id = mine[0]["id"].as_str().unwrap();
+    let me = stdout(&as_(Some(&carol), &["whoami", "--server", url]));
+    assert!(me.lines().nth(1).is_some_and(|l| l.starts_with("carol") && l.contains("carol_db")), "{me}");
+    assert_eq!(as_(Some(&carol), &["token", "revoke", token_id, "--server", url]).status.code(), Some(0));
+    let locked = as_(Some(&carol), &["access", "list", "--server", url]);
+    assert!(stderr(&locked).contains("error[unauthenticated]"), "{}", stderr(&locked));
+}
+
+#[test]
+fn bootstrap_makes_a_working_admin_token_and_says_where_it_goes() {
+    let dir = std::env::temp_dir().join(format!("mpcli-bootstrap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = || Command::new(env!("CARGO_BIN_EXE_meshplane")).args(["bootstrap"]).current_dir(&dir).output().unwrap();
+    let first = run();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let token = stdout(&first).trim().to_string();
+    assert!(token.starts_with("mp_") && stdout(&first).lines().count() == 1, "only the token on stdout");
+    assert!(stderr(&first).contains("platform admin `admin`") && !stderr(&first).contains(&token));
+    let second = run();
+    assert_ne!(stdout(&second).trim(), token, "each bootstrap makes a new token; the old one stays valid");
+    let broken = Command::new(env!("CARGO_BIN_EXE_meshplane"))
+        .args(["bootstrap", "--database-url", "mysql://nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(stderr(&broken).contains("cannot open the store"), "{}", stderr(&broken));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
