@@ -26,6 +26,9 @@ type Answer = Result<Json<Any>, ApiError>;
 pub(crate) fn body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = body?;
     let text = if bytes.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &bytes[..] };
+    if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(malformed("the body must be a JSON object ({...})".into()));
+    }
     serde_json::from_slice(text)
         .map_err(|e| ApiError(Error::invalid(ErrorCode::MalformedRequest, format!("the body is not accepted: {e}"))))
 }
@@ -45,6 +48,8 @@ pub struct NewAccess {
     output_port: String,
     contract: Option<String>,
     consumer: Option<String>,
+    /// With `consumer` naming a data product: its input port that reads this port.
+    input_port: Option<String>,
     role: Option<String>,
     purpose: String,
     until: Option<String>,
@@ -93,12 +98,17 @@ pub async fn request(
     };
     let contract = state.store.get(Kind::DataContract, &chosen).await?;
     let consumer = ask.consumer.clone().unwrap_or_else(|| caller.name().to_string());
-    let for_self = consumer == caller.name();
-    caller.require(
-        for_self || caller.is_one_of(std::slice::from_ref(&consumer)) || caller.administers(&product.domain),
-        &format!("ask for access on behalf of `{consumer}` (only for yourself or a group you belong to)"),
-    )?;
-    state.store.principal(&consumer).await?;
+    match &ask.input_port {
+        Some(input) => consuming_product(&state, &caller, &consumer, input, contract_id).await?,
+        None => {
+            let for_self = consumer == caller.name();
+            caller.require(
+                for_self || caller.is_one_of(std::slice::from_ref(&consumer)) || caller.administers(&product.domain),
+                &format!("ask for access on behalf of `{consumer}` (only for yourself or a group you belong to)"),
+            )?;
+            state.store.principal(&consumer).await?;
+        }
+    }
     let (write, approvers) = role_terms(&state, &contract, &product, ask.role.as_deref()).await?;
     let new = NewRequest {
         contract: chosen,
@@ -106,6 +116,7 @@ pub async fn request(
         port: ask.output_port,
         domain: product.domain.clone(),
         consumer,
+        input_port: ask.input_port,
         role: ask.role,
         write,
         purpose: ask.purpose,
@@ -113,6 +124,36 @@ pub async fn request(
         approvers,
     };
     Ok(Json(state.store.request_access(new, &caller.who()).await?.to_json()))
+}
+
+/// A data product as the consumer: the caller manages it, its input port `input` reads the
+/// contract `contract_id`, and it has a service account of its own name (the identity that
+/// holds its grants in the stores).
+async fn consuming_product(
+    state: &AppState,
+    caller: &Caller,
+    product: &str,
+    input: &str,
+    contract_id: &str,
+) -> Result<(), ApiError> {
+    let consumer = state.store.get(Kind::DataProduct, product).await?;
+    let allowed = crate::ownership::manages(state, caller, &consumer).await?;
+    caller.require(allowed, &format!("ask for access for product `{product}` (its owners may)"))?;
+    let reads = meshplane_core::resource::port_links(&consumer.spec)
+        .into_iter()
+        .any(|l| l.input && l.port == input && l.contract_id == contract_id);
+    if !reads {
+        return Err(invalid(format!(
+            "product `{product}` has no input port `{input}` with contractId `{contract_id}`"
+        )));
+    }
+    match state.store.principal(product).await {
+        Ok(p) if p.kind == meshplane_core::store::identity::PrincipalKind::Service => Ok(()),
+        _ => Err(invalid(format!(
+            "product `{product}` has no service account to hold the grant: a platform admin creates it with \
+             `meshplane principal put {product} --kind service --database-role ROLE`"
+        ))),
+    }
 }
 
 /// What the asked role gives (write or read) and who approves it: the role's approvers at

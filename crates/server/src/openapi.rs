@@ -128,14 +128,16 @@ fn access_schemas() -> Any {
         "NewAccessRequest": { "type": "object", "required": ["product", "outputPort", "purpose"], "properties": {
             "product": string, "outputPort": string,
             "contract": { "type": "string", "description": "the contract key (`id@vMAJOR`) when the port's contract has several majors" },
-            "consumer": { "type": "string", "description": "who is to read: you (the default) or a group you belong to" },
+            "consumer": { "type": "string", "description": "who is to read: you (the default), a group you belong to, or (with inputPort) a data product you own" },
+            "inputPort": { "type": "string", "description": "with consumer naming a data product: its input port that reads this port (the grant goes to the product's service account)" },
             "role": { "type": "string", "description": "the ODCS role asked for; read access without one" },
             "purpose": string, "until": { "type": "string", "description": "when the grant ends by itself (RFC 3339)" } } },
         "Decision": { "type": "object", "properties": { "comment": string } },
         "AccessRequest": { "type": "object", "properties": {
             "apiVersion": { "const": "meshplane/v1" }, "kind": { "enum": ["AccessRequest", "Grant"] },
             "id": { "type": "integer" }, "contract": string, "product": string, "port": string, "domain": string,
-            "consumer": string, "role": { "type": ["string", "null"] }, "access": { "enum": ["read", "write"] },
+            "consumer": string, "inputPort": { "type": ["string", "null"] },
+            "role": { "type": ["string", "null"] }, "access": { "enum": ["read", "write"] },
             "purpose": string, "until": { "type": ["string", "null"] },
             "state": { "enum": ["pending", "active", "rejected", "revoked", "expired"] },
             "approvers": { "type": "object", "properties": { "first": strings, "second": strings } },

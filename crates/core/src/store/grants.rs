@@ -77,8 +77,10 @@ pub struct AccessRequest {
     pub port: String,
     /// The product's domain, recorded when the request was made.
     pub domain: String,
-    /// The principal who is to read.
+    /// The principal who is to read: a user, a group, or a product's service account.
     pub consumer: String,
+    /// When the consumer is a data product: its input port that reads the port.
+    pub input_port: Option<String>,
     /// The ODCS role asked for, when one was.
     pub role: Option<String>,
     pub write: bool,
@@ -132,6 +134,7 @@ pub struct NewRequest {
     pub port: String,
     pub domain: String,
     pub consumer: String,
+    pub input_port: Option<String>,
     pub role: Option<String>,
     pub write: bool,
     pub purpose: String,
@@ -148,7 +151,7 @@ pub struct AccessQuery {
     pub state: Option<AccessState>,
 }
 
-const COLUMNS: &str = "id, contract, product, port, domain, consumer, role, write, purpose, until, state, \
+const COLUMNS: &str = "id, contract, product, port, domain, consumer, input_port, role, write, purpose, until, state, \
                        approvers, approvals, requested_by, requested_at, updated_at, enforcement";
 
 fn request(row: &AnyRow) -> Result<AccessRequest, Error> {
@@ -161,6 +164,7 @@ fn request(row: &AnyRow) -> Result<AccessRequest, Error> {
         port: row.try_get("port")?,
         domain: row.try_get("domain")?,
         consumer: row.try_get("consumer")?,
+        input_port: row.try_get("input_port")?,
         role: row.try_get("role")?,
         write: row.try_get::<i64, _>("write")? != 0,
         purpose: row.try_get("purpose")?,
@@ -195,15 +199,16 @@ impl Store {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         self.lock_writes(&mut tx).await?;
         let row = sqlx::query(
-            "INSERT INTO access (contract, product, port, domain, consumer, role, write, purpose, until, state, \
-             approvers, approvals, requested_by, requested_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, '[]', $11, $12, $12) RETURNING id",
+            "INSERT INTO access (contract, product, port, domain, consumer, input_port, role, write, purpose, until, \
+             state, approvers, approvals, requested_by, requested_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, '[]', $12, $13, $13) RETURNING id",
         )
         .bind(&new.contract)
         .bind(&new.product)
         .bind(&new.port)
         .bind(&new.domain)
         .bind(&new.consumer)
+        .bind(&new.input_port)
         .bind(&new.role)
         .bind(i64::from(new.write))
         .bind(&new.purpose)

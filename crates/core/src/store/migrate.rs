@@ -91,7 +91,7 @@ const MIGRATIONS: &[Migration] = &[
             description TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT, revoked_at TEXT);
           CREATE TABLE access (
             id {serial}, contract TEXT NOT NULL, product TEXT NOT NULL, port TEXT NOT NULL,
-            domain TEXT NOT NULL, consumer TEXT NOT NULL, role TEXT, write BIGINT NOT NULL,
+            domain TEXT NOT NULL, consumer TEXT NOT NULL, input_port TEXT, role TEXT, write BIGINT NOT NULL,
             purpose TEXT NOT NULL, until TEXT, state TEXT NOT NULL, approvers TEXT NOT NULL,
             approvals TEXT NOT NULL, requested_by TEXT NOT NULL, requested_at TEXT NOT NULL,
             updated_at TEXT NOT NULL, enforcement TEXT);

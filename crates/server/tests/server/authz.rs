@@ -69,6 +69,7 @@ async fn request(store: &Store, active: bool) -> i64 {
         port: "orders".into(),
         domain: "sales".into(),
         consumer: "carol".into(),
+        input_port: None,
         role: None,
         write: false,
         purpose: "matrix".into(),
@@ -247,4 +248,144 @@ async fn tokens_appear_only_in_the_answer_that_creates_them() {
         let body: Any = res.json().await.unwrap();
         assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")), "{header}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_asks_through_its_input_port_with_its_service_account() {
+    let place = sqlite().await;
+    let s = start(&place).await;
+    let shop = format!(
+        "{}---\n{}---\n{}",
+        owned(contract("orders", "1.0.0", "sales", ""), "olga"),
+        owned(product("shop", "sales", &[], &["orders"]), "olga"),
+        owned(product("billing", "finance", &["orders"], &[]), "otto")
+    );
+    assert_eq!(s.apply(shop, "").await.0, StatusCode::OK);
+    let otto = client(&principal(&s.store, "otto", &[]).await);
+    let carol = client(&principal(&s.store, "carol", &[]).await);
+    let ask = |http: reqwest::Client, body: &'static str| {
+        let url = format!("{}/api/v1/access", s.base);
+        async move {
+            let res = http.post(url).body(body).send().await.unwrap();
+            (res.status().as_u16(), res.json::<Any>().await.unwrap())
+        }
+    };
+    let through =
+        r#"{"product":"shop","outputPort":"orders","consumer":"billing","inputPort":"orders","purpose":"invoicing"}"#;
+    let (status, body) = ask(otto.clone(), through).await;
+    assert_eq!(status, 422);
+    assert!(body["message"].as_str().unwrap().contains("has no service account"), "{body}");
+    let account = r#"{"kind":"service","databaseRole":"billing_app"}"#;
+    let res = s.http.put(format!("{}/api/v1/principals/billing", s.base)).body(account).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let (status, body) = ask(otto.clone(), through).await;
+    assert_eq!((status, body["consumer"].as_str(), body["inputPort"].as_str()), (200, Some("billing"), Some("orders")));
+    let (status, _) = ask(carol, through).await;
+    assert_eq!(status, 403, "only the consuming product's owners ask for it");
+    let wrong = r#"{"product":"shop","outputPort":"orders","consumer":"billing","inputPort":"invoices","purpose":"x"}"#;
+    let (status, body) = ask(otto, wrong).await;
+    assert_eq!(status, 422);
+    assert!(body["message"].as_str().unwrap().contains("no input port `invoices`"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_access_and_identity_requests_get_clear_answers_and_change_nothing() {
+    let place = sqlite().await;
+    let s = start(&place).await;
+    let shop = format!(
+        "{}---\n{}",
+        owned(contract("orders", "1.0.0", "sales", ""), "olga"),
+        owned(product("shop", "sales", &[], &["orders"]), "olga")
+    );
+    assert_eq!(s.apply(shop, "").await.0, StatusCode::OK);
+    let cases: &[(&str, &str, &str, u16, &str)] = &[
+        ("post", "/api/v1/access", "{", 400, "EOF while parsing"),
+        ("post", "/api/v1/access", "[]", 400, "must be a JSON object"),
+        ("post", "/api/v1/access", r#"{"product":"shop"}"#, 400, "missing field `outputPort`"),
+        (
+            "post",
+            "/api/v1/access",
+            r#"{"product":"shop","outputPort":"orders","purpose":"x","colour":1}"#,
+            400,
+            "unknown field `colour`",
+        ),
+        (
+            "post",
+            "/api/v1/access",
+            r#"{"product":"shop","outputPort":"orders","purpose":"  "}"#,
+            400,
+            "`purpose` must say why",
+        ),
+        (
+            "post",
+            "/api/v1/access",
+            r#"{"product":"nope","outputPort":"orders","purpose":"x"}"#,
+            404,
+            "DataProduct `nope`",
+        ),
+        (
+            "post",
+            "/api/v1/access",
+            r#"{"product":"shop","outputPort":"nope","purpose":"x"}"#,
+            404,
+            "its output ports: orders",
+        ),
+        (
+            "post",
+            "/api/v1/access",
+            r#"{"product":"shop","outputPort":"orders","purpose":"x","role":"boss"}"#,
+            422,
+            "has no role `boss`",
+        ),
+        (
+            "post",
+            "/api/v1/access",
+            r#"{"product":"shop","outputPort":"orders","purpose":"x","until":"soon"}"#,
+            400,
+            "not an RFC 3339 time",
+        ),
+        (
+            "post",
+            "/api/v1/access",
+            r#"{"product":"shop","outputPort":"orders","purpose":"x","consumer":"ghost"}"#,
+            404,
+            "principal `ghost`",
+        ),
+        ("get", "/api/v1/access/abc", "", 400, "not an access request id"),
+        ("get", "/api/v1/access?state=maybe", "", 400, "the states are pending"),
+        ("post", "/api/v1/access/77/approve", "", 404, "access request 77"),
+        ("post", "/api/v1/access/1/approve", "{\"comment\": 5}", 400, "invalid type: integer"),
+        ("post", "/api/v1/tokens", r#"{"principal":"ghost"}"#, 404, "principal `ghost`"),
+        ("post", "/api/v1/tokens", r#"{"expiresAt":"tomorrow"}"#, 400, "not an RFC 3339 time"),
+        ("delete", "/api/v1/tokens/nope", "", 404, "token `nope`"),
+        ("put", "/api/v1/principals/bad%20name", r#"{"kind":"user"}"#, 400, "is not a valid principal name"),
+        ("put", "/api/v1/principals/ok", r#"{"kind":"robot"}"#, 400, "unknown variant `robot`"),
+        ("put", "/api/v1/principals/ok", r#"{"kind":"user","groups":["a b"]}"#, 400, "not a valid group name"),
+        ("get", "/api/v1/audit?since=yesterday", "", 400, "not an RFC 3339 time"),
+        ("get", "/api/v1/audit?limit=x", "", 400, "limit"),
+    ];
+    // One pending request exists for the approve case above.
+    let res = s
+        .http
+        .post(format!("{}/api/v1/access", s.base))
+        .body(r#"{"product":"shop","outputPort":"orders","purpose":"x"}"#);
+    assert_eq!(res.send().await.unwrap().status(), 200);
+    let (_, before) = s.get("/api/v1/audit?limit=1000").await;
+    for (method, path, body, status, needle) in cases {
+        let url = format!("{}{path}", s.base);
+        let call = match *method {
+            "get" => s.http.get(url),
+            "put" => s.http.put(url),
+            "delete" => s.http.delete(url),
+            _ => s.http.post(url),
+        };
+        let res = call.body(body.to_string()).send().await.unwrap();
+        let got = res.status().as_u16();
+        let answer: Any = res.json().await.unwrap_or(Any::Null);
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert_eq!(got, *status, "{method} {path} {body}: {answer}");
+        assert!(message.contains(needle), "{method} {path} {body}: {message}");
+    }
+    let (_, after) = s.get("/api/v1/audit?limit=1000").await;
+    assert_eq!(before, after, "no refused request changed anything");
 }
