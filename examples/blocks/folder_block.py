@@ -8,7 +8,9 @@ language.
 
 Validate asks every server for a `location`; provision answers as a long-running operation (202, then done at the first poll), to show
 that part of the protocol; cleanup keeps the file (it is the block's data) and returns it as
-a leftover; purge deletes it. Every request must carry `Authorization: Bearer <credential>`.
+a leftover; purge deletes it; update-access keeps the grants in force next to the entry (a folder
+cannot refuse a reader, so it answers `advisory`). Every request must carry
+`Authorization: Bearer <credential>`.
 """
 import argparse
 import json
@@ -103,6 +105,14 @@ def main():
                 path = entry(request["name"])
                 left = [{"place": path.name, "note": f"entry {path.name} (kept until purged)"}] if path.exists() else []
                 return self.answer(200, {"leftovers": left})
+            if self.path == "/v1/access":
+                access = request["access"]
+                grants = entry(request["name"]).with_suffix(".grants.json")
+                if access["releasing"]:
+                    grants.unlink(missing_ok=True)
+                else:
+                    grants.write_text(json.dumps(access["grants"], indent=2))
+                return self.answer(200, {"enforcement": "advisory", "drift": [], "removed": [], "problems": []})
             if self.path == "/v1/purge":
                 path = root / pathlib.Path(request["place"]).name
                 path.unlink(missing_ok=True)

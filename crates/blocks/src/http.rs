@@ -17,8 +17,8 @@ use crate::binding::contract_of;
 use crate::platform::{HttpConfig, Platform};
 use crate::storage::bound;
 
-/// What `answer` says of a call the block does not know (404).
-const UNKNOWN_CALL: &str = "the block does not know this call (404)";
+/// What `answer` says of a call the block does not implement (404 or 501).
+const UNKNOWN_CALL: &str = "the block does not implement this call";
 
 /// How often a long-running operation is polled.
 const POLL: Duration = Duration::from_millis(200);
@@ -83,7 +83,7 @@ impl HttpBlock {
         match status.as_u16() {
             200 | 202 => Ok(body),
             401 | 403 => Err(format!("the block refused meshplane's credential ({status}): {message}")),
-            404 => Err(UNKNOWN_CALL.into()),
+            404 | 501 => Err(UNKNOWN_CALL.into()),
             _ => Err(format!("the block answered {status}: {message}")),
         }
     }

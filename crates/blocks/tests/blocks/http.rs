@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use meshplane_blocks::http::HttpBlock;
 use meshplane_blocks::platform::{BlockKind, Platform};
+use meshplane_core::access::{AccessReport, AccessSync, Enforcement, Grant};
 use meshplane_core::block::Provisioner;
 
 use crate::postgres::{notes, record};
@@ -74,6 +75,18 @@ async fn a_block_written_in_python_provisions_cleans_up_and_purges() {
     assert_eq!(written["servers"][0]["location"], "topic-orders");
     assert_eq!(folder.provision(&orders).await.unwrap().summary, "orders@v1.json is as declared");
 
+    // update-access: the grants in force reach the block, which records them (advisory).
+    let grant = Grant { id: 7, consumer: "carol".into(), database_role: Some("carol_db".into()), write: false };
+    let access = AccessSync { installation: "inst1".into(), grants: vec![grant], releasing: false };
+    let report = folder.sync_access(&orders, &access).await.unwrap();
+    assert_eq!(report, AccessReport::of(Enforcement::Advisory));
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(remote.root.join("orders@v1.grants.json")).unwrap()).unwrap();
+    assert_eq!(kept, serde_json::json!([{ "id": 7, "consumer": "carol", "databaseRole": "carol_db", "write": false }]));
+    let releasing = AccessSync { releasing: true, ..access };
+    folder.sync_access(&orders, &releasing).await.unwrap();
+    assert!(!remote.root.join("orders@v1.grants.json").exists());
+
     let left = folder.cleanup(&orders).await.unwrap();
     assert_eq!(notes(left.clone()), ["entry orders@v1.json (kept until purged)"]);
     folder.purge(&left[0].place).await.unwrap();
@@ -105,9 +118,15 @@ fn the_published_protocol_holds_every_call_the_client_makes() {
     let document: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(document["openapi"], "3.1.0");
     let source = include_str!("../../src/http.rs");
-    for call in
-        ["/v1/health", "/v1/validate", "/v1/provision", "/v1/cleanup", "/v1/purge", "/v1/operations/{operation}"]
-    {
+    for call in [
+        "/v1/health",
+        "/v1/validate",
+        "/v1/provision",
+        "/v1/cleanup",
+        "/v1/purge",
+        "/v1/operations/{operation}",
+        "/v1/access",
+    ] {
         assert!(source.contains(call), "the client calls {call}");
         let documented = call.replace("{operation}", "{id}");
         assert!(document["paths"].get(&documented).is_some(), "{documented} is documented");

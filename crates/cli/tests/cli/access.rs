@@ -122,6 +122,19 @@ fn a_consumer_asks_the_roles_approver_and_every_step_is_audited() {
     assert_eq!(as_(Some(&carol), &["token", "revoke", token_id, "--server", url]).status.code(), Some(0));
     let locked = as_(Some(&carol), &["access", "list", "--server", url]);
     assert!(stderr(&locked).contains("error[unauthenticated]"), "{}", stderr(&locked));
+
+    // No token shows in what the server wrote, nor in the audit log or the change feed.
+    let log = std::fs::read_to_string(s.cwd.join("serve.log")).unwrap();
+    assert!(log.contains("meshplane serving"), "{log}");
+    let everything = format!(
+        "{log}{}{}",
+        stdout(&as_(admin, &["audit", "--limit", "1000", "--server", url, "-o", "json"])),
+        stdout(&as_(admin, &["events", "--limit", "1000", "--server", url, "-o", "json"]))
+    );
+    for token in [admin.unwrap(), sam.as_str(), carol.as_str()] {
+        let secret = token.rsplit('_').next().unwrap();
+        assert!(!everything.contains(secret), "a token's secret was shown");
+    }
 }
 
 #[test]

@@ -225,7 +225,8 @@ struct Served {
     url: String,
     db: Option<PathBuf>,
     keep_db: bool,
-    /// The server's working directory (where the embedded lake keeps ./data), removed on drop.
+    /// The server's working directory (where the embedded lake keeps ./data, and serve.log its
+    /// standard error), removed on drop.
     cwd: PathBuf,
 }
 
@@ -263,7 +264,7 @@ fn serve_with(database_url: &str, extra: &[&str]) -> Served {
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url])
         .args(extra)
         .current_dir(&cwd)
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(cwd.join("serve.log")).unwrap())
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
