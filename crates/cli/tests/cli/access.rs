@@ -28,8 +28,8 @@ fn json(out: &Output) -> serde_json::Value {
 #[test]
 fn a_consumer_asks_the_roles_approver_and_every_step_is_audited() {
     let s = serve();
-    let admin = super::token_for(&s.url).unwrap();
-    let admin = Some(admin.as_str());
+    let admin_token = super::token_for(&s.url).unwrap();
+    let admin = Some(admin_token.as_str());
     let url = s.url.as_str();
     let mesh = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh");
     let applied = as_(admin, &["apply", "--server", url, "-f", mesh.to_str().unwrap()]);
@@ -131,7 +131,7 @@ fn a_consumer_asks_the_roles_approver_and_every_step_is_audited() {
         stdout(&as_(admin, &["audit", "--limit", "1000", "--server", url, "-o", "json"])),
         stdout(&as_(admin, &["events", "--limit", "1000", "--server", url, "-o", "json"]))
     );
-    for token in [admin.unwrap(), sam.as_str(), carol.as_str()] {
+    for token in [admin_token.as_str(), sam.as_str(), carol.as_str()] {
         let secret = token.rsplit('_').next().unwrap();
         assert!(!everything.contains(secret), "a token's secret was shown");
     }
