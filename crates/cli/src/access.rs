@@ -341,12 +341,12 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode> {
     query.extend(filters.into_iter().filter_map(|(k, v)| Some((k, v.clone()?))));
     let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/audit")).query(&query))?;
     answer(a, args.server.output, |changes, out| {
-        writeln!(out, "{:<6} {:<28} {:<14} {:<24} {:<22} WHAT", "SEQ", "AT", "ACTOR", "FROM", "ACTION")?;
+        writeln!(out, "{:<6} {:<31} {:<14} {:<24} {:<22} WHAT", "SEQ", "AT", "ACTOR", "FROM", "ACTION")?;
         for c in changes.as_array().into_iter().flatten() {
             writeln!(
                 out,
-                "{:<6} {:<28} {:<14} {:<24} {:<22} {}/{}",
-                c["seq"],
+                "{:<6} {:<31} {:<14} {:<24} {:<22} {}/{}",
+                text(&c["seq"]),
                 text(&c["at"]),
                 text(&c["actor"]),
                 text(&c["origin"]),

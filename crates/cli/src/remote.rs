@@ -337,11 +337,11 @@ pub(crate) fn changes_table(changes: &Any, out: &mut dyn Write) -> std::io::Resu
         writeln!(
             out,
             "{:<6} {:<30} {:<8} {resource:<34} {:<10} {:<4} {}",
-            c["seq"],
+            text(&c["seq"]),
             text(&c["at"]),
             text(&c["action"]),
             text(&c["version"]),
-            c["generation"],
+            text(&c["generation"]),
             text(&c["actor"])
         )?;
     }
