@@ -71,11 +71,16 @@ enum AccessCommand {
     },
 }
 
-fn requests_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {
-    let list = match value {
+/// The rows of an answer: a list's items, or the one object.
+fn rows(value: &Any) -> Vec<Any> {
+    match value {
         Any::Array(items) => items.clone(),
         one => vec![one.clone()],
-    };
+    }
+}
+
+fn requests_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {
+    let list = rows(value);
     writeln!(
         out,
         "{:<5} {:<9} {:<24} {:<16} {:<6} {:<11} ENFORCEMENT",
@@ -173,10 +178,7 @@ fn tokens_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "{token}")?;
         return writeln!(out, "(shown only now: keep it somewhere safe; meshplane stores only its hash)");
     }
-    let list = match value {
-        Any::Array(items) => items.clone(),
-        one => vec![one.clone()],
-    };
+    let list = rows(value);
     writeln!(out, "{:<14} {:<16} {:<30} {:<30} DESCRIPTION", "ID", "PRINCIPAL", "EXPIRES", "REVOKED")?;
     for t in &list {
         writeln!(
@@ -247,10 +249,7 @@ enum PrincipalCommand {
 }
 
 fn principals_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {
-    let list = match value {
-        Any::Array(items) => items.clone(),
-        one => vec![one.clone()],
-    };
+    let list = rows(value);
     writeln!(out, "{:<20} {:<8} {:<16} {:<20} ADMIN OF", "NAME", "KIND", "DATABASE ROLE", "GROUPS")?;
     for p in &list {
         let groups: Vec<String> = p["groups"].as_array().into_iter().flatten().map(text).collect();

@@ -36,22 +36,15 @@ pub(crate) async fn sync(
     provisioned: &[Arc<dyn Provisioner>],
 ) -> Result<Enforced, Error> {
     let now_ms = epoch_ms(&now()).unwrap_or(0);
-    let query =
-        AccessQuery { contract: Some(record.name.clone()), state: Some(AccessState::Active), ..Default::default() };
-    let active = store.access_requests(&query).await?;
-    for ended in active.iter().filter(|g| !g.in_force(now_ms)) {
+    let (in_force, ended) = active(store, record, now_ms).await?;
+    for ended in ended {
         match store.update_access(ended.id, expire, &reconciler()).await {
             // Revoked meanwhile: nothing left to expire.
             Ok(_) | Err(Error::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    let in_force: Vec<_> = active.into_iter().filter(|g| g.in_force(now_ms)).collect();
-    let access = AccessSync {
-        installation: store.installation().await?,
-        grants: grants(store, &in_force).await?,
-        releasing: false,
-    };
+    let access = access(store, &in_force, false).await?;
     let mut report = AccessReport::default();
     for block in provisioned {
         match blocks.call(block.as_ref(), block.sync_access(record, &access)).await {
@@ -73,20 +66,6 @@ pub(crate) async fn sync(
         .min()
         .map(|end| u64::try_from(end - now_ms).unwrap_or(0) + 1);
     Ok(Enforced { condition: condition(in_force.len(), enforcement, &report), next_end_ms, failure: None })
-}
-
-/// The grants as blocks need them: each with its consumer's database role.
-async fn grants(store: &Store, in_force: &[AccessRequest]) -> Result<Vec<Grant>, Error> {
-    let mut grants = Vec::new();
-    for g in in_force {
-        let database_role = match store.principal(&g.consumer).await {
-            Ok(p) => p.database_role,
-            Err(Error::NotFound(_)) => None,
-            Err(e) => return Err(e),
-        };
-        grants.push(Grant { id: g.id, consumer: g.consumer.clone(), database_role, write: g.write });
-    }
-    Ok(grants)
 }
 
 fn expire(g: &mut AccessRequest) -> Result<&'static str, Error> {
@@ -123,19 +102,35 @@ pub(crate) async fn release(
     old: &Record,
 ) -> Result<(), String> {
     let now_ms = epoch_ms(&now()).unwrap_or(0);
-    let query =
-        AccessQuery { contract: Some(old.name.clone()), state: Some(AccessState::Active), ..Default::default() };
-    let prepared = async {
-        let active = store.access_requests(&query).await?;
-        let in_force: Vec<_> = active.into_iter().filter(|g| g.in_force(now_ms)).collect();
-        Ok::<_, Error>(AccessSync {
-            installation: store.installation().await?,
-            grants: grants(store, &in_force).await?,
-            releasing: true,
-        })
-    };
+    let prepared = async { access(store, &active(store, old, now_ms).await?.0, true).await };
     let access = prepared.await.map_err(|e| e.to_string())?;
     blocks.call(block, block.sync_access(old, &access)).await.map(|_| ())
+}
+
+/// The active grants on `record`'s ports: (those in force at `now_ms`, those whose end passed).
+async fn active(
+    store: &Store,
+    record: &Record,
+    now_ms: i64,
+) -> Result<(Vec<AccessRequest>, Vec<AccessRequest>), Error> {
+    let query =
+        AccessQuery { contract: Some(record.name.clone()), state: Some(AccessState::Active), ..Default::default() };
+    Ok(store.access_requests(&query).await?.into_iter().partition(|g| g.in_force(now_ms)))
+}
+
+/// What the blocks are told: the installation, and each grant in force with its consumer's
+/// database role.
+async fn access(store: &Store, in_force: &[AccessRequest], releasing: bool) -> Result<AccessSync, Error> {
+    let mut grants = Vec::new();
+    for g in in_force {
+        let database_role = match store.principal(&g.consumer).await {
+            Ok(p) => p.database_role,
+            Err(Error::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        grants.push(Grant { id: g.id, consumer: g.consumer.clone(), database_role, write: g.write });
+    }
+    Ok(AccessSync { installation: store.installation().await?, grants, releasing })
 }
 
 /// A contract that goes ends its requests and grants: pending ones are rejected, active ones

@@ -93,6 +93,15 @@ async fn request(store: &Store, active: bool) -> i64 {
     r.id
 }
 
+/// The orders contract and the shop product that provides it, both owned by olga (sales).
+fn shop() -> String {
+    format!(
+        "{}---\n{}",
+        owned(contract("orders", "1.0.0", "sales", ""), "olga"),
+        owned(product("shop", "sales", &[], &["orders"]), "olga")
+    )
+}
+
 /// `document` with a team of one member, `owner`.
 fn owned(document: String, owner: &str) -> String {
     format!("{document}team:\n  name: {owner}-team\n  members:\n    - {{ username: {owner} }}\n")
@@ -103,11 +112,7 @@ async fn every_route_answers_each_caller_as_its_row_says() {
     let place = sqlite().await;
     let s = start(&place).await;
     // olga owns the shop and its contract; otto owns billing, which consumes it.
-    let shop = format!(
-        "{}---\n{}",
-        owned(contract("orders", "1.0.0", "sales", ""), "olga"),
-        owned(product("shop", "sales", &[], &["orders"]), "olga")
-    );
+    let shop = shop();
     let billing = owned(product("billing", "finance", &["orders"], &[]), "otto");
     for doc in [&shop, &billing] {
         let (status, body) = s.apply(doc.clone(), "").await;
@@ -254,13 +259,8 @@ async fn tokens_appear_only_in_the_answer_that_creates_them() {
 async fn a_product_asks_through_its_input_port_with_its_service_account() {
     let place = sqlite().await;
     let s = start(&place).await;
-    let shop = format!(
-        "{}---\n{}---\n{}",
-        owned(contract("orders", "1.0.0", "sales", ""), "olga"),
-        owned(product("shop", "sales", &[], &["orders"]), "olga"),
-        owned(product("billing", "finance", &["orders"], &[]), "otto")
-    );
-    assert_eq!(s.apply(shop, "").await.0, StatusCode::OK);
+    let billing = owned(product("billing", "finance", &["orders"], &[]), "otto");
+    assert_eq!(s.apply(format!("{}---\n{billing}", shop()), "").await.0, StatusCode::OK);
     let otto = client(&principal(&s.store, "otto", &[]).await);
     let carol = client(&principal(&s.store, "carol", &[]).await);
     let ask = |http: reqwest::Client, body: &'static str| {
@@ -292,12 +292,7 @@ async fn a_product_asks_through_its_input_port_with_its_service_account() {
 async fn malformed_access_and_identity_requests_get_clear_answers_and_change_nothing() {
     let place = sqlite().await;
     let s = start(&place).await;
-    let shop = format!(
-        "{}---\n{}",
-        owned(contract("orders", "1.0.0", "sales", ""), "olga"),
-        owned(product("shop", "sales", &[], &["orders"]), "olga")
-    );
-    assert_eq!(s.apply(shop, "").await.0, StatusCode::OK);
+    assert_eq!(s.apply(shop(), "").await.0, StatusCode::OK);
     let cases: &[(&str, &str, &str, u16, &str)] = &[
         ("post", "/api/v1/access", "{", 400, "EOF while parsing"),
         ("post", "/api/v1/access", "[]", 400, "must be a JSON object"),
