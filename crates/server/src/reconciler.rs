@@ -24,7 +24,8 @@ use meshplane_core::block::Blocks;
 use meshplane_core::reconcile::reconcile;
 use meshplane_core::resource::{Kind, port_links};
 use meshplane_core::runtime::{Action, Queue, Timing};
-use meshplane_core::store::Store;
+use meshplane_core::store::grants::{AccessQuery, AccessState};
+use meshplane_core::store::{Change, Store};
 use serde_json::Value as Any;
 
 use crate::schedules::{self, Job, Jobs};
@@ -174,9 +175,8 @@ impl Loop {
             seen = change.seq;
             if Kind::parse(&change.kind).is_none() {
                 // Not a resource: an access decision changes what its contract's blocks must
-                // enforce; tokens and principals need no reconcile.
-                let contract = change.after.as_ref().and_then(|a| a.get("contract")).and_then(Any::as_str);
-                if let Some(contract) = contract.filter(|_| change.kind == "AccessRequest") {
+                // enforce, and so may a principal's database role; tokens need no reconcile.
+                for contract in self.access_contracts(&change).await {
                     self.queue.changed(&format!("{}/{contract}", Kind::DataContract.as_str()), now);
                 }
                 continue;
@@ -200,6 +200,27 @@ impl Loop {
             }
         }
         seen
+    }
+
+    /// The contracts whose grants a change of access touches: an access request's, or those a
+    /// principal holds active grants on.
+    async fn access_contracts(&self, change: &Change) -> Vec<String> {
+        match change.kind.as_str() {
+            "AccessRequest" => {
+                let contract = change.after.as_ref().and_then(|a| a.get("contract")).and_then(Any::as_str);
+                contract.map(str::to_string).into_iter().collect()
+            }
+            "Principal" => {
+                let query = AccessQuery {
+                    consumer: Some(change.name.clone()),
+                    state: Some(AccessState::Active),
+                    ..AccessQuery::default()
+                };
+                let grants = self.store.access_requests(&query).await.unwrap_or_default();
+                grants.into_iter().map(|g| g.contract).collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Renews the membership; when this replica's share changed, requeues all it now holds.

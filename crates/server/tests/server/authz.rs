@@ -48,7 +48,7 @@ fn who() -> ApplyOptions {
     ApplyOptions { actor: "test".into(), origin: "test".into(), dry_run: false, prune: false }
 }
 
-async fn principal(store: &Store, name: &str, domains: &[&str]) -> String {
+pub(crate) async fn principal(store: &Store, name: &str, domains: &[&str]) -> String {
     let p = Principal {
         name: name.into(),
         kind: PrincipalKind::User,
@@ -103,7 +103,7 @@ fn shop() -> String {
 }
 
 /// `document` with a team of one member, `owner`.
-fn owned(document: String, owner: &str) -> String {
+pub(crate) fn owned(document: String, owner: &str) -> String {
     format!("{document}team:\n  name: {owner}-team\n  members:\n    - {{ username: {owner} }}\n")
 }
 

@@ -96,7 +96,8 @@ async fn a_consumer_reads_exactly_the_granted_port_until_revoked_or_expired() {
     let (store_place, data) = (sqlite().await, meshplane_core::testing::postgres().await);
     let s = warehouse(&store_place, &data, &logins).await;
     let carol_login = logins.create("carol").await;
-    let carol = user(&s, "carol", Some(&carol_login)).await;
+    // Carol's identity does not say her database role yet.
+    let carol = user(&s, "carol", None).await;
     let olga = user(&s, "olga", None).await;
     let entries = "ledger_v1.ledger";
     let denied = read(&data, &carol_login, entries).await.unwrap_err();
@@ -115,6 +116,14 @@ async fn a_consumer_reads_exactly_the_granted_port_until_revoked_or_expired() {
     let (status, granted) = approve(olga.clone(), id).await;
     assert_eq!((status, granted["kind"].as_str(), granted["state"].as_str()), (200, Some("Grant"), Some("active")));
 
+    let waiting =
+        eventually(&s, "/api/v1/contracts/ledger@v1", |b| condition(b, "AccessInSync")["reason"] == "GrantProblem")
+            .await;
+    let message = condition(&waiting, "AccessInSync")["message"].as_str().unwrap();
+    assert!(message.contains("consumer `carol` has no database role"), "{message}");
+    assert!(read(&data, &carol_login, entries).await.is_err());
+    // Recording it is enough: the grant follows the identity.
+    user(&s, "carol", Some(&carol_login)).await;
     until_read(&data, &carol_login, entries, true).await;
     let payroll = read(&data, &carol_login, "payroll_v1.payroll").await.unwrap_err();
     assert!(payroll.contains("permission denied"), "the neighbouring port stays closed: {payroll}");

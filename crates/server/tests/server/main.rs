@@ -17,6 +17,7 @@ use serde_json::Value as Any;
 mod authz;
 mod grants;
 mod oidc;
+mod requests;
 
 struct Server {
     base: String,
