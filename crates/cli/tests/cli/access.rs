@@ -157,3 +157,63 @@ fn bootstrap_makes_a_working_admin_token_and_says_where_it_goes() {
     assert!(stderr(&broken).contains("cannot open the store"), "{}", stderr(&broken));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A one-file HTTP server on loopback answering every request with `body` (an identity
+/// provider's JWKS endpoint); returns its URL.
+fn jwks_endpoint(body: String) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/certs", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn serve_accepts_the_jwts_of_the_identity_provider_the_platform_names() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    // An HS256 key "a-key-of-the-identity-provider", base64url.
+    let jwks = r#"{"keys":[{"kty":"oct","kid":"main","alg":"HS256","k":"YS1rZXktb2YtdGhlLWlkZW50aXR5LXByb3ZpZGVy"}]}"#;
+    let certs = jwks_endpoint(jwks.to_string());
+    let dir = std::env::temp_dir().join(format!("mpcli-oidc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let platform = dir.join("platform.yaml");
+    let text = format!(
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\noidc:\n  issuer: https://idp.test\n  \
+         audience: meshplane\n  claim: email\n  jwks: {{ url: '{certs}' }}\n"
+    );
+    std::fs::write(&platform, &text).unwrap();
+    let db = dir.join("store.db");
+    let s = super::serve_with(&format!("sqlite://{}", db.display()), &["--platform", platform.to_str().unwrap()]);
+    let url = s.url.as_str();
+    let admin = super::token_for(url).unwrap();
+    let put = as_(Some(&admin), &["principal", "put", "erin@example.test", "--server", url]);
+    assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = serde_json::json!({ "iss": "https://idp.test", "aud": "meshplane", "exp": now + 300, "email": "erin@example.test" });
+    let header = Header { kid: Some("main".into()), ..Header::new(Algorithm::HS256) };
+    let jwt = encode(&header, &claims, &EncodingKey::from_secret(b"a-key-of-the-identity-provider")).unwrap();
+    let me = as_(Some(&jwt), &["whoami", "--server", url, "-o", "json"]);
+    assert_eq!(json(&me)["name"], "erin@example.test", "{}", stderr(&me));
+
+    // Keys that cannot be read: nothing starts.
+    std::fs::write(&platform, text.replace(&format!("{{ url: '{certs}' }}"), "{ file: ./no-such-jwks.json }")).unwrap();
+    let out = as_(None, &["serve", "--platform", platform.to_str().unwrap(), "--listen", "127.0.0.1:9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot read the OIDC keys ./no-such-jwks.json; nothing was started"),
+        "{}",
+        stderr(&out)
+    );
+    drop(s);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -255,7 +255,7 @@ fn serve_on(db: PathBuf) -> Served {
 }
 
 /// A `meshplane serve` on a free port and the store `database_url`, with `extra` arguments.
-fn serve_with(database_url: &str, extra: &[&str]) -> Served {
+pub(crate) fn serve_with(database_url: &str, extra: &[&str]) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cwd = std::env::temp_dir().join(format!("mpcli-serve-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&cwd).unwrap();
