@@ -2,7 +2,7 @@
 //! bound to it, and it is provisioned and cleaned up server by server. A block says how to
 //! handle one server ([`ServerStorage`]); [`Storage`] makes it a [`Provisioner`].
 
-use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
+use meshplane_core::access::{AccessReport, AccessSync, Enforcement, Login};
 use meshplane_core::block::{BlockFuture, Leftover, Provisioned, Provisioner};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
@@ -46,6 +46,11 @@ pub trait ServerStorage: Send + Sync {
         _access: &'a AccessSync,
     ) -> BlockFuture<'a, Result<AccessReport, String>> {
         Box::pin(async { Ok(AccessReport::of(Enforcement::Unsupported)) })
+    }
+
+    /// Creates the login role of a service account (by default the block cannot).
+    fn create_login<'a>(&'a self, _installation: &'a str, account: &'a str) -> BlockFuture<'a, Result<Login, String>> {
+        Box::pin(async move { Err(format!("block `{}` cannot create logins (asked for `{account}`)", self.name())) })
     }
 
     /// Whether the block's store answers.
@@ -111,6 +116,10 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
             }
             Ok(report)
         })
+    }
+
+    fn create_login<'a>(&'a self, installation: &'a str, account: &'a str) -> BlockFuture<'a, Result<Login, String>> {
+        self.0.create_login(installation, account)
     }
 
     fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {

@@ -246,6 +246,14 @@ enum PrincipalCommand {
     },
     /// Every principal.
     List,
+    /// Create (or give a new password to) a service account's login role in a block's store;
+    /// the password is printed once.
+    Login {
+        name: String,
+        /// The block whose store gets the login (a PostgreSQL block).
+        #[arg(long)]
+        block: String,
+    },
 }
 
 fn principals_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {
@@ -282,6 +290,15 @@ pub fn principal(args: &PrincipalArgs) -> Result<ExitCode> {
             call(s, |c, base| c.put(format!("{base}/api/v1/principals/{name}")).json(&body))?
         }
         PrincipalCommand::List => call(s, |c, base| c.get(format!("{base}/api/v1/principals")))?,
+        PrincipalCommand::Login { name, block } => {
+            let a =
+                call(s, |c, base| c.post(format!("{base}/api/v1/principals/{name}/login")).query(&[("block", block)]))?;
+            return answer(a, s.output, |login, out| {
+                writeln!(out, "role      {}", text(&login["role"]))?;
+                writeln!(out, "password  {}", text(&login["password"]))?;
+                writeln!(out, "(shown only now: meshplane does not keep the password)")
+            });
+        }
     };
     answer(a, s.output, principals_table)
 }

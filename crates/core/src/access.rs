@@ -105,6 +105,21 @@ pub struct AccessReport {
     pub problems: Vec<String>,
 }
 
+/// A login made in a block's store for a service account: shown once, never kept by meshplane.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Login {
+    /// The role (user) name to log in as; the service account's `databaseRole`.
+    pub role: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login").field("role", &self.role).field("password", &"***").finish()
+    }
+}
+
 impl AccessReport {
     pub fn of(enforcement: Enforcement) -> AccessReport {
         AccessReport { enforcement: Some(enforcement), ..AccessReport::default() }

@@ -34,7 +34,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::access::{AccessReport, AccessSync, Enforcement};
+use crate::access::{AccessReport, AccessSync, Enforcement, Login};
 use crate::store::Record;
 
 /// What a block's asynchronous operations return.
@@ -99,6 +99,13 @@ pub trait Provisioner: Send + Sync {
         _access: &'a AccessSync,
     ) -> BlockFuture<'a, Result<AccessReport, String>> {
         Box::pin(async { Ok(AccessReport::of(Enforcement::Unsupported)) })
+    }
+
+    /// Creates (or, when it exists, gives a new password to) the login role of a service
+    /// account in the block's store, named after `installation` and `account` (an optional
+    /// ability: by default the block cannot).
+    fn create_login<'a>(&'a self, _installation: &'a str, account: &'a str) -> BlockFuture<'a, Result<Login, String>> {
+        Box::pin(async move { Err(format!("block `{}` cannot create logins (asked for `{account}`)", self.name())) })
     }
 
     /// Whether the block's store answers; `None` when the block does not report its health

@@ -38,7 +38,7 @@ pub fn rule(endpoint: Endpoint) -> Rule {
         Apply | Delete | RunTests => Rule::Authenticated,
         AccessRequest | AccessList | AccessGet | AccessApprove | AccessReject | AccessRevoke => Rule::Authenticated,
         TokenCreate | TokenList | TokenRevoke => Rule::Authenticated,
-        Blocks | Orphans | Purge | Principals | PrincipalPut | Audit => Rule::PlatformAdmin,
+        Blocks | Orphans | Purge | Principals | PrincipalPut | PrincipalLogin | Audit => Rule::PlatformAdmin,
     }
 }
 

@@ -122,6 +122,44 @@ pub async fn put_principal(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct LoginParams {
+    block: String,
+}
+
+/// A service account's login role in a block's store, with a new password shown only here.
+pub async fn create_login(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    params: Result<Query<LoginParams>, QueryRejection>,
+) -> Answer {
+    let p = query(params)?;
+    let account = state.store.principal(&name).await?;
+    if account.kind != PrincipalKind::Service {
+        return Err(ApiError(Error::invalid(
+            ErrorCode::InvalidDocument,
+            format!(
+                "`{name}` is a {:?}, not a service account: people log in with their own database roles",
+                account.kind
+            )
+            .to_lowercase(),
+        )));
+    }
+    let block = state.blocks.provisioners.iter().find(|b| b.name() == p.block);
+    let block = block.ok_or_else(|| ApiError(Error::NotFound(format!("block `{}`", p.block))))?;
+    let installation = state.store.installation().await?;
+    let login = state
+        .blocks
+        .call(block.as_ref(), block.create_login(&installation, &name))
+        .await
+        .map_err(|message| ApiError(Error::Block { block: p.block.clone(), message }))?;
+    let updated = Principal { database_role: Some(login.role.clone()), ..account };
+    state.store.put_principal(&updated, &caller.who()).await?;
+    to_json(json!({ "block": p.block, "role": login.role, "password": login.password }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuditParams {
     actor: Option<String>,
     kind: Option<String>,

@@ -115,6 +115,9 @@ fn access_schemas() -> Any {
             "groups": strings, "platformAdmin": { "type": "boolean" },
             "domains": { "type": "array", "items": string, "description": "the domains it administers" } } },
         "Principals": { "type": "array", "items": { "$ref": "#/components/schemas/Principal" } },
+        "CreatedLogin": { "type": "object", "properties": {
+            "block": string, "role": string,
+            "password": { "type": "string", "description": "shown only here; meshplane does not keep it" } } },
         "Token": { "type": "object", "properties": {
             "id": string, "principal": string, "description": string, "createdAt": string,
             "expiresAt": string, "revokedAt": string } },

@@ -37,6 +37,7 @@ pub enum Endpoint {
     TokenRevoke,
     Principals,
     PrincipalPut,
+    PrincipalLogin,
     Audit,
 }
 
@@ -421,6 +422,19 @@ const ACCESS_ROUTES: &[Route] = &[
         errors: &[400],
     },
     Route {
+        endpoint: Endpoint::PrincipalLogin,
+        method: "post",
+        path: "/api/v1/principals/{name}/login",
+        summary: "Create (or give a new password to) a service account's login role in a block's store; the password is in this answer only, and the role becomes the account's databaseRole",
+        params: &[
+            Param { name: "name", path: true, description: "the service account", kind: "string" },
+            Param { name: "block", path: false, description: "the block whose store gets the login", kind: "string" },
+        ],
+        body: None,
+        answer: "CreatedLogin",
+        errors: &[400, 404, 422, 502],
+    },
+    Route {
         endpoint: Endpoint::Audit,
         method: "get",
         path: "/api/v1/audit",
@@ -490,6 +504,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::TokenRevoke => delete(identity::revoke_token),
         Endpoint::Principals => get(identity::principals),
         Endpoint::PrincipalPut => put(identity::put_principal),
+        Endpoint::PrincipalLogin => post(identity::create_login),
         Endpoint::Audit => get(identity::audit),
     }
 }

@@ -229,6 +229,42 @@ async fn membership(
     Ok(())
 }
 
+/// The login role of service account `account`: `mp_<installation>_s_<account>` (letters,
+/// digits and `_`, lower case, at most 63 bytes).
+pub fn login_name(installation: &str, account: &str) -> String {
+    let cleaned: String =
+        account.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    format!("mp_{installation}_s_{cleaned}").chars().take(63).collect()
+}
+
+/// Creates the service account's login role with a new random password, or gives the one
+/// meshplane made before a new password; a role of that name meshplane did not make is refused.
+pub(super) async fn create_login(
+    conn: &mut PgConnection,
+    installation: &str,
+    account: &str,
+) -> Result<meshplane_core::access::Login, String> {
+    let role = login_name(installation, account);
+    let comment = format!("meshplane service account {account}");
+    let existing: Option<Option<String>> =
+        sqlx::query("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1")
+            .bind(&role)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|r| r.get(0));
+    let password = meshplane_core::store::identity::random_hex(32);
+    match existing {
+        None => run(conn, "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1, $2)", &[&role, &password]).await?,
+        Some(Some(c)) if c == comment => {
+            run(conn, "SELECT format('ALTER ROLE %I PASSWORD %L', $1, $2)", &[&role, &password]).await?
+        }
+        Some(_) => return Err(format!("role `{role}` exists and meshplane did not create it; it is left alone")),
+    }
+    run(conn, "SELECT format('COMMENT ON ROLE %I IS %L', $1, $2)", &[&role, &comment]).await?;
+    Ok(meshplane_core::access::Login { role, password })
+}
+
 /// GRANTs or REVOKEs one privilege; the privilege word only from the allow-list.
 async fn change(conn: &mut PgConnection, verb: &str, schema: &str, p: &Privilege) -> Result<(), String> {
     let (object, grantee, privilege) = p;

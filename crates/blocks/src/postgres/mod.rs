@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshplane_core::access::{AccessReport, AccessSync};
+use meshplane_core::access::{AccessReport, AccessSync, Login};
 use meshplane_core::block::{BlockFuture, Leftover, Provisioned};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
@@ -38,7 +38,7 @@ mod access;
 mod model;
 mod sql;
 
-pub use access::role_name;
+pub use access::{login_name, role_name};
 
 /// The block, with its (lazily connecting) pool.
 pub struct PostgresBlock {
@@ -233,6 +233,15 @@ impl ServerStorage for PostgresBlock {
             let report = access::sync(&mut tx, &port, access).await?;
             tx.commit().await.map_err(|e| e.to_string())?;
             Ok(report)
+        })
+    }
+
+    fn create_login<'a>(&'a self, installation: &'a str, account: &'a str) -> BlockFuture<'a, Result<Login, String>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
+            let login = access::create_login(&mut tx, installation, account).await?;
+            tx.commit().await.map_err(|e| e.to_string())?;
+            Ok(login)
         })
     }
 

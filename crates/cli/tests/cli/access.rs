@@ -43,6 +43,11 @@ fn a_consumer_asks_the_roles_approver_and_every_step_is_audited() {
         let put = as_(admin, &["principal", "put", name, "--database-role", role, "--server", url]);
         assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
     }
+    let service = as_(admin, &["principal", "put", "reporting", "--kind", "service", "--server", url]);
+    assert_eq!(service.status.code(), Some(0), "{}", stderr(&service));
+    let login = as_(admin, &["principal", "login", "reporting", "--block", "lake", "--server", url]);
+    assert_eq!(login.status.code(), Some(1));
+    assert!(stderr(&login).contains("block `lake` cannot create logins"), "{}", stderr(&login));
     let listed = stdout(&as_(admin, &["principal", "list", "--server", url]));
     assert!(listed.lines().any(|l| l.starts_with("carol") && l.contains("carol_db")), "{listed}");
     let token = |who: &str| {

@@ -84,8 +84,8 @@ pub struct NewToken {
     pub token: String,
 }
 
-/// `bytes` random bytes, as lowercase hex.
-pub(crate) fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes from the operating system, as lowercase hex (secrets, ids).
+pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).expect("the operating system's random source failed");
     hex::encode(buf)

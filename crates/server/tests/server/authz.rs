@@ -41,6 +41,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("delete", "/api/v1/tokens/{id}", "UAFFFA"),
     ("get", "/api/v1/principals", "UFFFFA"),
     ("put", "/api/v1/principals/{name}", "UFFFFA"),
+    ("post", "/api/v1/principals/{name}/login", "UFFFFR"),
     ("get", "/api/v1/audit", "UFFFFA"),
 ];
 
@@ -139,6 +140,8 @@ async fn every_route_answers_each_caller_as_its_row_says() {
                 }
                 routes::Endpoint::Lineage => path,
                 routes::Endpoint::PrincipalPut => route.path.replace("{name}", "newbie"),
+                // `admin` is no service account: allowed callers are told so (422).
+                routes::Endpoint::PrincipalLogin => route.path.replace("{name}", "admin") + "?block=warehouse",
                 routes::Endpoint::TokenRevoke => {
                     let carols = s.store.create_token("carol", "to revoke", None, &who()).await.unwrap();
                     route.path.replace("{id}", &carols.info.id)

@@ -32,7 +32,7 @@ async fn warehouse(store_place: &Place, data: &Place, logins: &Logins) -> Server
     );
     let blocks = meshplane_blocks::build(Platform::from_yaml(&platform).unwrap(), &std::env::temp_dir()).unwrap();
     let store = Store::open(&store_place.url).await.unwrap();
-    logins.own(&format!("mp_{}_g", store.installation().await.unwrap()));
+    logins.own(&format!("mp_{}_", store.installation().await.unwrap()));
     let settings = Settings { workers: 4, ..Settings::default() };
     let reconcilers = reconciler::spawn(store.clone(), blocks.clone(), settings, "one".into());
     let s = serve_with_blocks(store, Some(reconcilers.heartbeat), blocks).await;
@@ -71,7 +71,8 @@ async fn post(http: &reqwest::Client, url: String, body: &str) -> (u16, Any) {
     (res.status().as_u16(), res.json().await.unwrap_or(Any::Null))
 }
 
-/// What `login` reads of `table`: the row count, or the server's refusal.
+/// What `login` (`role` or `role:password`) reads of `table`: the row count, or the server's
+/// refusal.
 async fn read(data: &Place, login: &str, table: &str) -> Result<i64, String> {
     let url = format!("postgres://{login}@127.0.0.1:5432/{}", database(data));
     let mut conn = PgConnection::connect(&url).await.map_err(|e| e.to_string())?;
@@ -229,4 +230,47 @@ async fn a_hundred_requests_approved_and_revoked_at_once_stay_consistent() {
         assert!(read(&data, &consumers[id], "ledger_v1.ledger").await.is_err());
     }
     assert_eq!(read(&data, &consumers[&ids[1]], "ledger_v1.ledger").await, Ok(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_reads_through_its_service_accounts_own_login() {
+    let logins = Logins::new();
+    let (store_place, data) = (sqlite().await, meshplane_core::testing::postgres().await);
+    let s = warehouse(&store_place, &data, &logins).await;
+    let olga = user(&s, "olga", None).await;
+    let team = "team:\n  name: ledger-team\n  members:\n    - { username: olga }\n";
+    let reporting = format!("{}{team}", product("reporting", "finance", &["ledger"], &[]));
+    assert_eq!(s.apply(reporting, "").await.0, StatusCode::OK);
+    let account = r#"{"kind":"service"}"#;
+    let res = s.http.put(format!("{}/api/v1/principals/reporting", s.base)).body(account).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let (status, login) =
+        post(&s.http, format!("{}/api/v1/principals/reporting/login?block=warehouse", s.base), "").await;
+    assert_eq!(status, 200, "{login}");
+    let (role, password) = (login["role"].as_str().unwrap(), login["password"].as_str().unwrap());
+    let installation = s.store.installation().await.unwrap();
+    assert_eq!(role, format!("mp_{installation}_s_reporting"));
+    assert!(password.len() >= 32);
+    let (_, me) = s.get("/api/v1/principals").await;
+    let recorded = me.as_array().unwrap().iter().find(|p| p["name"] == "reporting").unwrap().clone();
+    assert_eq!(recorded["databaseRole"], role);
+
+    let ask = r#"{"product":"ledger","outputPort":"ledger","consumer":"reporting","inputPort":"ledger","purpose":"dashboards"}"#;
+    let (status, request) = post(&olga, format!("{}/api/v1/access", s.base), ask).await;
+    assert_eq!(status, 200, "{request}");
+    let id = request["id"].as_i64().unwrap();
+    assert_eq!(post(&olga, format!("{}/api/v1/access/{id}/approve", s.base), "").await.0, 200);
+    let login = format!("{role}:{password}");
+    until_read(&data, &login, "ledger_v1.ledger", true).await;
+    assert!(read(&data, &login, "payroll_v1.payroll").await.is_err());
+
+    // A new password replaces the old; the password is nowhere but in the answers.
+    let (_, again) = post(&s.http, format!("{}/api/v1/principals/reporting/login?block=warehouse", s.base), "").await;
+    assert_ne!(again["password"], login.split(':').nth(1).unwrap());
+    let (_, audit) = s.get("/api/v1/audit?limit=1000").await;
+    assert!(!audit.to_string().contains(password), "the password is not in the audit log");
+    let (status, refused) = post(&s.http, format!("{}/api/v1/principals/olga/login?block=warehouse", s.base), "").await;
+    assert_eq!((status, refused["code"].as_str()), (422, Some("invalid-document")));
+    let (status, _) = post(&s.http, format!("{}/api/v1/principals/reporting/login?block=nowhere", s.base), "").await;
+    assert_eq!(status, 404);
 }
