@@ -333,15 +333,27 @@ pub struct RunsParams {
     limit: Option<i64>,
 }
 
+/// The kept reports; failed-row samples are data, so only those who manage the contract see
+/// them (everyone else reads the verdicts and measured values).
 pub async fn test_runs(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((k, name)): Path<(String, String)>,
     params: Result<Query<RunsParams>, QueryRejection>,
 ) -> Answer {
     let p = query(params)?;
     let kind = contract_kind(&k)?;
-    state.store.get(kind, &name).await?;
-    to_json(state.store.test_runs(kind, &name, p.limit.unwrap_or(20)).await?)
+    let record = state.store.get(kind, &name).await?;
+    let mut runs = state.store.test_runs(kind, &name, p.limit.unwrap_or(20)).await?;
+    if !crate::ownership::manages(&state, &caller, &record).await? {
+        for run in &mut runs {
+            let results = run.report.get_mut("results").and_then(Any::as_array_mut);
+            for result in results.into_iter().flatten().filter_map(Any::as_object_mut) {
+                result.remove("samples");
+            }
+        }
+    }
+    to_json(runs)
 }
 
 /// The contract ids a product's ports name: (consumed by input ports, provided by output ports).

@@ -319,6 +319,19 @@ on_both!(contract_tests_run_on_demand_and_are_kept_with_their_history, |s: Serve
     assert_eq!(status, StatusCode::OK);
     let failed: Vec<bool> = runs.as_array().unwrap().iter().map(|r| r["failed"].as_bool().unwrap()).collect();
     assert_eq!(failed, [false, true], "newest first");
+    assert!(runs[1]["report"]["results"].to_string().contains("\"samples\""), "the admin sees samples");
+    // A consumer reads the verdicts, not the offending values (they are data).
+    let consumer = crate::authz::principal(&s.store, "carol", &[]).await;
+    let theirs: Any = client(&consumer)
+        .get(format!("{}/api/v1/contracts/orders@v1/tests", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs[1]["failed"], true);
+    assert!(!theirs.to_string().contains("\"samples\""), "{theirs}");
 
     let wrong_server =
         s.http.post(format!("{}/api/v1/contracts/orders@v1/tests?server=prod", s.base)).send().await.unwrap();
