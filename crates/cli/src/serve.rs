@@ -99,16 +99,16 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 
 /// The identity provider of the platform, with its keys read now; any problem refuses to start.
 async fn oidc(config: &OidcConfig) -> Result<Oidc> {
-    let jwks = match &config.jwks {
-        Jwks::File(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the OIDC keys {}; nothing was started", path.display()))?,
-        Jwks::Url(url) => {
-            let fetched = async { reqwest::get(url).await?.error_for_status()?.text().await };
-            fetched.await.with_context(|| format!("cannot fetch the OIDC keys from {url}; nothing was started"))?
+    let (issuer, audience, claim) = (&config.issuer, &config.audience, &config.claim);
+    let provider = match &config.jwks {
+        Jwks::File(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the OIDC keys {}; nothing was started", path.display()))?;
+            Oidc::new(issuer, audience, claim, &text)
         }
+        Jwks::Url(url) => Oidc::from_url(issuer, audience, claim, url).await,
     };
-    Oidc::new(&config.issuer, &config.audience, &config.claim, &jwks)
-        .map_err(|e| anyhow!("oidc: {e}; nothing was started"))
+    provider.map_err(|e| anyhow!("oidc: {e}; nothing was started"))
 }
 
 /// The URL without its password, for messages.

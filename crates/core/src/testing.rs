@@ -134,3 +134,14 @@ impl Drop for Logins {
         .unwrap();
     }
 }
+
+/// Base64url without padding, as JSON Web Keys write key material.
+pub fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        (0..=chunk.len()).for_each(|i| out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char));
+    }
+    out
+}

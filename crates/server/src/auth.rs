@@ -83,7 +83,8 @@ async fn authenticate(
         return Ok(Caller::of(principal, origin));
     }
     if let Some(oidc) = &state.config.oidc {
-        let name = oidc.verify(token).map_err(|why| unauthenticated(&format!("the token is not accepted: {why}")))?;
+        let name =
+            oidc.verify(token).await.map_err(|why| unauthenticated(&format!("the token is not accepted: {why}")))?;
         let principal = state
             .store
             .principal(&name)

@@ -163,9 +163,9 @@ fn bootstrap_makes_a_working_admin_token_and_says_where_it_goes() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A one-file HTTP server on loopback answering every request with `body` (an identity
-/// provider's JWKS endpoint); returns its URL.
-fn jwks_endpoint(body: String) -> String {
+/// An identity provider's JWKS endpoint on loopback: every request is answered with what
+/// `body` holds then. Returns its URL.
+fn jwks_endpoint(body: std::sync::Arc<std::sync::Mutex<String>>) -> String {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/certs", listener.local_addr().unwrap());
@@ -173,6 +173,7 @@ fn jwks_endpoint(body: String) -> String {
         for mut stream in listener.incoming().flatten() {
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
+            let body = body.lock().unwrap().clone();
             let answer = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -183,12 +184,17 @@ fn jwks_endpoint(body: String) -> String {
     url
 }
 
+/// A JWKS of one HS256 key.
+fn key_set(kid: &str, secret: &[u8]) -> String {
+    let k = meshplane_core::testing::base64url(secret);
+    serde_json::json!({ "keys": [{ "kty": "oct", "kid": kid, "alg": "HS256", "k": k }] }).to_string()
+}
+
 #[test]
 fn serve_accepts_the_jwts_of_the_identity_provider_the_platform_names() {
     use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-    // An HS256 key "a-key-of-the-identity-provider", base64url.
-    let jwks = r#"{"keys":[{"kty":"oct","kid":"main","alg":"HS256","k":"YS1rZXktb2YtdGhlLWlkZW50aXR5LXByb3ZpZGVy"}]}"#;
-    let certs = jwks_endpoint(jwks.to_string());
+    let keys = std::sync::Arc::new(std::sync::Mutex::new(key_set("main", b"the first key")));
+    let certs = jwks_endpoint(std::sync::Arc::clone(&keys));
     let dir = std::env::temp_dir().join(format!("mpcli-oidc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let platform = dir.join("platform.yaml");
@@ -205,10 +211,20 @@ fn serve_accepts_the_jwts_of_the_identity_provider_the_platform_names() {
     assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let claims = serde_json::json!({ "iss": "https://idp.test", "aud": "meshplane", "exp": now + 300, "email": "erin@example.test" });
-    let header = Header { kid: Some("main".into()), ..Header::new(Algorithm::HS256) };
-    let jwt = encode(&header, &claims, &EncodingKey::from_secret(b"a-key-of-the-identity-provider")).unwrap();
-    let me = as_(Some(&jwt), &["whoami", "--server", url, "-o", "json"]);
+    let jwt = |kid: &str, secret: &[u8]| {
+        let header = Header { kid: Some(kid.into()), ..Header::new(Algorithm::HS256) };
+        encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap()
+    };
+    let whoami = |token: String| as_(Some(&token), &["whoami", "--server", url, "-o", "json"]);
+    let me = whoami(jwt("main", b"the first key"));
     assert_eq!(json(&me)["name"], "erin@example.test", "{}", stderr(&me));
+    // The provider rotates its key: the new key is fetched when a token first names it; a
+    // name unknown even then is refused, and the keys are not fetched again at once.
+    *keys.lock().unwrap() = key_set("next", b"the second key");
+    let me = whoami(jwt("next", b"the second key"));
+    assert_eq!(json(&me)["name"], "erin@example.test", "{}", stderr(&me));
+    let unknown = whoami(jwt("later", b"a third key"));
+    assert!(stderr(&unknown).contains("no key `later` in the JWKS"), "{}", stderr(&unknown));
 
     // Keys that cannot be read: nothing starts.
     std::fs::write(&platform, text.replace(&format!("{{ url: '{certs}' }}"), "{ file: ./no-such-jwks.json }")).unwrap();

@@ -20,23 +20,10 @@ fn jwks() -> String {
         },
         algorithm: jsonwebtoken::jwk::AlgorithmParameters::OctetKey(jsonwebtoken::jwk::OctetKeyParameters {
             key_type: jsonwebtoken::jwk::OctetKeyType::Octet,
-            value: base64url(SECRET),
+            value: meshplane_core::testing::base64url(SECRET),
         }),
     };
     json!({ "keys": [k] }).to_string()
-}
-
-/// Base64url without padding, as JWKs write key material.
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 fn jwt(kid: &str, claims: Any) -> String {
