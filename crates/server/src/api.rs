@@ -81,7 +81,11 @@ pub struct PurgeParams {
 }
 
 /// Purges orphans through their blocks; each answer says what happened to one orphan.
-pub async fn purge(State(state): State<AppState>, params: Result<Query<PurgeParams>, QueryRejection>) -> Answer {
+pub async fn purge(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    params: Result<Query<PurgeParams>, QueryRejection>,
+) -> Answer {
     let p = query(params)?;
     let mut orphans = state.store.orphans(false).await?;
     if let Some(id) = p.id {
@@ -101,7 +105,7 @@ pub async fn purge(State(state): State<AppState>, params: Result<Query<PurgePara
             Some(_) if p.dry_run.unwrap_or(false) => ("wouldPurge", None),
             Some(block) => match state.blocks.call(block.as_ref(), block.purge(&orphan.place)).await {
                 Ok(()) => {
-                    state.store.mark_purged(orphan.id).await?;
+                    state.store.mark_purged(&orphan, &caller.who()).await?;
                     ("purged", None)
                 }
                 Err(why) => ("failed", Some(why)),

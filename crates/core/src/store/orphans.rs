@@ -4,7 +4,8 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Store, now};
+use super::apply::Subject;
+use super::{ApplyOptions, Store, now};
 use crate::block::Leftover;
 use crate::error::Error;
 
@@ -92,12 +93,25 @@ impl Store {
     }
 
     /// Marks an orphan purged (its block removed it).
-    pub async fn mark_purged(&self, id: i64) -> Result<(), Error> {
-        sqlx::query("UPDATE orphans SET purged_at = $1 WHERE id = $2 AND purged_at IS NULL")
-            .bind(now())
-            .bind(id)
-            .execute(&self.pool)
+    /// Records that orphan `id` was purged, data and all, with a change record (kind `Orphan`)
+    /// for the audit log.
+    pub async fn mark_purged(&self, orphan: &Orphan, who: &ApplyOptions) -> Result<(), Error> {
+        let at = now();
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        self.lock_writes(&mut tx).await?;
+        let updated = sqlx::query("UPDATE orphans SET purged_at = $1 WHERE id = $2 AND purged_at IS NULL")
+            .bind(&at)
+            .bind(orphan.id)
+            .execute(&mut *tx)
             .await?;
+        if updated.rows_affected() == 1 {
+            let before = serde_json::to_string(orphan).unwrap_or_default();
+            let id = orphan.id.to_string();
+            let subject = Subject { kind: "Orphan", name: &id, version: "", domain: "" };
+            self.record_change(&mut tx, &subject, "purged", 0, Some(&before), None, who, &at, None).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

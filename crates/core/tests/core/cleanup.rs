@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use meshplane_core::block::{BlockFuture, Blocks, Leftover, Provisioned, Provisioner};
 use meshplane_core::reconcile::reconcile;
 use meshplane_core::resource::Kind;
-use meshplane_core::store::{ApplyOptions, Outcome, Record, Store};
+use meshplane_core::store::{ApplyOptions, AuditQuery, Outcome, Record, Store};
 use meshplane_core::{Error, ErrorCode};
 
 use crate::backends::{Place, contract, open, options, product, resource};
@@ -128,8 +128,16 @@ on_both!(a_record_goes_only_after_its_blocks_cleaned_up, |place: Place| async mo
         (orphans[0].block.as_str(), orphans[0].place.as_str(), orphans[0].name.as_str()),
         ("ledger", "shop", "shop")
     );
-    store.mark_purged(orphans[0].id).await.unwrap();
+    store.mark_purged(&orphans[0], &options()).await.unwrap();
+    store.mark_purged(&orphans[0], &options()).await.unwrap();
     assert!(store.orphans(false).await.unwrap().is_empty());
+    let audit = AuditQuery { kind: Some("Orphan".into()), limit: 10, ..AuditQuery::default() };
+    let purged = store.audit(&audit).await.unwrap();
+    assert_eq!(purged.len(), 1, "one purge, one change record");
+    assert_eq!(
+        (purged[0].action.as_str(), purged[0].before.as_ref().map(|b| b["place"].clone())),
+        ("purged", Some("shop".into()))
+    );
     assert!(store.orphans(true).await.unwrap()[0].purged_at.is_some(), "the purge is remembered");
     // Gone, it can be created anew.
     let anew = store.apply(&[resource(&shop())], &[], &options()).await.unwrap();
