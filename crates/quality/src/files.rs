@@ -115,8 +115,12 @@ impl FileSource {
         // Files split into more partitions than cores, so that tasks of unequal size (row
         // groups do not divide evenly) still keep every core busy to the end. Partitions are
         // merged in order, which keeps ordered keys ordered (see the duplicate kernel).
+        // Each partition reads one contiguous range of the file, in order: DataFusion's work
+        // stealing would hand row groups to whichever partition is idle, and a partition's keys
+        // would then come with gaps that another partition fills (see the duplicate kernel).
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let config = SessionConfig::new().with_target_partitions(cores * 4).with_information_schema(false);
+        let mut config = SessionConfig::new().with_target_partitions(cores * 4).with_information_schema(false);
+        config.options_mut().execution.enable_file_stream_work_stealing = false;
         let ctx = SessionContext::new_with_config(config);
         let mut buckets: Vec<&str> = locations.iter().filter_map(|(_, l)| split_s3(&l.path)).map(|(b, _)| b).collect();
         buckets.dedup();
