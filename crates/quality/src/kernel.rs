@@ -186,11 +186,39 @@ fn any_text(v: &Any) -> String {
 /// A compiled validity rule.
 enum Rule {
     OneOf(ValueSet),
-    Pattern(::regex::Regex, Memo),
+    Pattern(Box<Matcher>, Memo),
     MinLength(u64),
     MaxLength(u64),
     /// A numeric bound: `value OP limit` must hold.
     Number(fn(f64, f64) -> bool, f64),
+}
+
+/// A pattern, compiled to a fully built DFA when one fits in a few megabytes (a table walk
+/// per byte, nothing shared between threads), else run by the `regex` crate.
+struct Matcher {
+    dfa: Option<regex_automata::dfa::dense::DFA<Vec<u32>>>,
+    regex: ::regex::Regex,
+}
+
+impl Matcher {
+    fn new(pattern: &str) -> Result<Matcher, String> {
+        use regex_automata::dfa::dense;
+        let regex = ::regex::Regex::new(pattern).map_err(|e| e.to_string())?;
+        let config = dense::Config::new().dfa_size_limit(Some(4 << 20)).determinize_size_limit(Some(8 << 20));
+        let dfa = dense::Builder::new().configure(config).build(pattern).ok();
+        Ok(Matcher { dfa, regex })
+    }
+
+    fn is_match(&self, s: &str) -> bool {
+        use regex_automata::dfa::Automaton;
+        let found = self.dfa.as_ref().map(|dfa| dfa.try_search_fwd(&regex_automata::Input::new(s).earliest(true)));
+        match found {
+            Some(Ok(half)) => half.is_some(),
+            // No DFA, or it gave up on this input (a heuristic it cannot decide): the regex
+            // crate decides.
+            _ => self.regex.is_match(s),
+        }
+    }
 }
 
 /// Verdicts of a pattern per distinct value, while the column looks low-cardinality.
@@ -209,8 +237,7 @@ impl Rule {
         match v {
             Validity::OneOf(values) => Ok(Rule::OneOf(ValueSet::new(values))),
             Validity::Pattern(p) => {
-                let re = ::regex::Regex::new(&translate(p, Dialect::Rust)?).map_err(|e| e.to_string())?;
-                Ok(Rule::Pattern(re, Memo::default()))
+                Ok(Rule::Pattern(Box::new(Matcher::new(&translate(p, Dialect::Rust)?)?), Memo::default()))
             }
             Validity::MinLength(n) => Ok(Rule::MinLength(*n)),
             Validity::MaxLength(n) => Ok(Rule::MaxLength(*n)),
@@ -1026,6 +1053,17 @@ mod tests {
                 prop_assert!(d.sorted.is_some(), "merged in order, the run-by-run count holds");
             }
             prop_assert_eq!(all.finish(0).value.unwrap(), want);
+        }
+
+        /// The DFA answers as the regex crate does, on texts made to nearly match.
+        #[test]
+        fn the_dfa_agrees_with_the_regex_crate(text in "(ORD-)?[0-9a-z@. \u{e9}\u{2028}-]{0,16}") {
+            for ecma in [r"^ORD-\d{9}$", r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", r"\d{3}", r"^a|b$", r"^.{2,4}$", r"\bx"] {
+                let rust = translate(ecma, Dialect::Rust).unwrap();
+                let matcher = Matcher::new(&rust).unwrap();
+                prop_assert!(matcher.dfa.is_some() || ecma.contains("\\b"), "{ecma} has its DFA");
+                prop_assert_eq!(matcher.is_match(&text), ::regex::Regex::new(&rust).unwrap().is_match(&text), "{} on {:?}", ecma, text);
+            }
         }
 
         #[test]
