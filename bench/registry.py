@@ -67,14 +67,18 @@ outputPorts:
 """
 
 
+# The admin token of the store being measured (`meshplane bootstrap`), sent with every call.
+HEADERS = {}
+
+
 def post(base, body):
-    req = urllib.request.Request(f"{base}/api/v1/apply", data=body.encode(), method="POST")
+    req = urllib.request.Request(f"{base}/api/v1/apply", data=body.encode(), method="POST", headers=HEADERS)
     with urllib.request.urlopen(req) as res:
         return json.load(res)
 
 
 def get(base, path):
-    with urllib.request.urlopen(f"{base}{path}") as res:
+    with urllib.request.urlopen(urllib.request.Request(f"{base}{path}", headers=HEADERS)) as res:
         res.read()
 
 
@@ -108,6 +112,9 @@ def start_server(binary, url, cwd):
 
 def run(binary, url, label, n_contracts, n_products, replicas=1):
     workdir = tempfile.TemporaryDirectory()
+    token = subprocess.run([binary, "bootstrap", "--database-url", url], cwd=workdir.name, check=True,
+                           capture_output=True, text=True).stdout.strip()
+    HEADERS["Authorization"] = f"Bearer {token}"
     servers = [start_server(binary, url, workdir.name) for _ in range(replicas)]
     base = servers[0][1]
     try:
