@@ -17,20 +17,41 @@ use crate::{ApiError, AppState};
 
 /// Whether the caller manages a stored resource.
 pub async fn manages(state: &AppState, caller: &Caller, record: &Record) -> Result<bool, ApiError> {
+    manages_with(state, caller, record, &mut Provided::default()).await
+}
+
+async fn manages_with(
+    state: &AppState,
+    caller: &Caller,
+    record: &Record,
+    provided: &mut Provided,
+) -> Result<bool, ApiError> {
     if caller.owns(record) {
         return Ok(true);
     }
     if record.kind != Kind::DataContract.as_str() {
         return Ok(false);
     }
-    Ok(providers(state, &record.id, None).await?.iter().any(|p| caller.owns(p)))
+    Ok(provided.of(state, caller).await?.iter().any(|(id, _)| *id == record.id))
 }
 
-/// The stored products (of `domain`, when given) whose output ports name contract `id`.
-async fn providers(state: &AppState, id: &str, domain: Option<&str>) -> Result<Vec<Record>, ApiError> {
-    let products = state.store.list_all(Kind::DataProduct).await?;
-    let provides = |p: &Record| port_links(&p.spec).iter().any(|l| !l.input && l.contract_id == id);
-    Ok(products.into_iter().filter(|p| domain.is_none_or(|d| d == p.domain) && provides(p)).collect())
+/// The contracts that the caller's products provide, as (contract id, product domain): read
+/// once, when first needed.
+#[derive(Default)]
+struct Provided(Option<Vec<(String, String)>>);
+
+impl Provided {
+    async fn of(&mut self, state: &AppState, caller: &Caller) -> Result<&[(String, String)], ApiError> {
+        if self.0.is_none() {
+            let products = state.store.list_all(Kind::DataProduct).await?;
+            let mine = products.iter().filter(|p| caller.owns(p));
+            let links = mine.flat_map(|p| {
+                port_links(&p.spec).into_iter().filter(|l| !l.input).map(|l| (l.contract_id, p.domain.clone()))
+            });
+            self.0 = Some(links.collect());
+        }
+        Ok(self.0.as_deref().unwrap_or_default())
+    }
 }
 
 /// Refuses an apply unless the caller may create or change every resource in it (and, when
@@ -45,10 +66,11 @@ pub async fn authorize_apply(
     if caller.is_platform_admin() {
         return Ok(());
     }
+    let mut provided = Provided::default();
     for r in resources {
         let allowed = match state.store.get(r.kind, &r.name).await {
-            Ok(stored) => manages(state, caller, &stored).await?,
-            Err(Error::NotFound(_)) => may_create(state, caller, r).await?,
+            Ok(stored) => manages_with(state, caller, &stored, &mut provided).await?,
+            Err(Error::NotFound(_)) => may_create(state, caller, r, &mut provided).await?,
             Err(e) => return Err(e.into()),
         };
         caller.require(allowed, &format!("apply {} `{}` (domain `{}`)", r.kind.as_str(), r.name, r.domain))?;
@@ -59,7 +81,12 @@ pub async fn authorize_apply(
     Ok(())
 }
 
-async fn may_create(state: &AppState, caller: &Caller, r: &Resource) -> Result<bool, ApiError> {
+async fn may_create(
+    state: &AppState,
+    caller: &Caller,
+    r: &Resource,
+    provided: &mut Provided,
+) -> Result<bool, ApiError> {
     if caller.administers(&r.domain) {
         return Ok(true);
     }
@@ -71,5 +98,5 @@ async fn may_create(state: &AppState, caller: &Caller, r: &Resource) -> Result<b
             return Ok(true);
         }
     }
-    Ok(providers(state, &r.id, Some(&r.domain)).await?.iter().any(|p| caller.owns(p)))
+    Ok(provided.of(state, caller).await?.iter().any(|(id, domain)| *id == r.id && *domain == r.domain))
 }

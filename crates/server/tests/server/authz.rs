@@ -387,3 +387,23 @@ async fn malformed_access_and_identity_requests_get_clear_answers_and_change_not
     let (_, after) = s.get("/api/v1/audit?limit=1000").await;
     assert_eq!(before, after, "no refused request changed anything");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_products_owners_manage_the_contracts_its_output_ports_provide() {
+    let place = sqlite().await;
+    let s = start(&place).await;
+    // pia's product provides `returns` (a contract with no team of its own) and `refunds`
+    // (not applied yet).
+    let draft = |id: &str| contract(id, "1.0.0", "sales", "").replace("status: active", "status: draft");
+    let products = owned(product("aftersales", "sales", &[], &["returns", "refunds"]), "pia");
+    assert_eq!(s.apply(format!("{}---\n{products}", draft("returns")), "").await.0, StatusCode::OK);
+    let pia = client(&principal(&s.store, "pia", &[]).await);
+    let apply = |body: String| {
+        let (pia, base) = (pia.clone(), s.base.clone());
+        async move { pia.post(format!("{base}/api/v1/apply")).body(body).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(apply(draft("returns").replace("tags: [", "tags: [x, ") + "tags: [edited]\n").await, 200);
+    assert_eq!(apply(draft("refunds")).await, 200, "a contract her product names, in its domain");
+    assert_eq!(apply(draft("coupons")).await, 403, "a contract no product of hers names");
+    assert_eq!(apply(draft("refunds").replace("domain: sales", "domain: finance")).await, 409, "it stays in its domain");
+}
