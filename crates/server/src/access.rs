@@ -17,9 +17,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value as Any;
 
+use crate::api::{Answer, query};
 use crate::{ApiError, AppState};
-
-type Answer = Result<Json<Any>, ApiError>;
 
 /// A JSON body of type `T`, or where and what is wrong with it; an empty body is `T`'s
 /// default when `T` has one (`{}`).
@@ -224,7 +223,7 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Answer {
-    let p = params.map(|Query(p)| p).map_err(|r| malformed(r.body_text()))?;
+    let p = query(params)?;
     let wanted = match p.state.as_deref() {
         None => None,
         Some(s) => Some(AccessState::parse(s).ok_or_else(|| {

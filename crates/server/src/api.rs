@@ -16,9 +16,9 @@ use serde_json::{Value as Any, json};
 
 use crate::{ApiError, AppState, openapi as document};
 
-type Answer = Result<Json<Any>, ApiError>;
+pub(crate) type Answer = Result<Json<Any>, ApiError>;
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t).map_err(|r| ApiError(Error::invalid(ErrorCode::MalformedRequest, r.body_text())))
 }
 
@@ -27,7 +27,7 @@ fn kind(name: &str) -> Result<Kind, ApiError> {
         .ok_or_else(|| ApiError(Error::NotFound(format!("kind `{name}` (the kinds are contracts and products)"))))
 }
 
-fn to_json(value: impl serde::Serialize) -> Answer {
+pub(crate) fn to_json(value: impl serde::Serialize) -> Answer {
     serde_json::to_value(value).map(Json).map_err(|e| ApiError(Error::Store(e.to_string())))
 }
 

@@ -1,29 +1,20 @@
 //! Identities over HTTP: who am I, API tokens, principals (platform admins), and the audit
 //! log. A token's text is in the answer that creates it and nowhere else.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::{Extension, Json};
 use meshplane_core::authz::Caller;
 use meshplane_core::store::AuditQuery;
 use meshplane_core::store::identity::{Principal, PrincipalKind};
 use meshplane_core::{Error, ErrorCode};
 use serde::Deserialize;
-use serde_json::{Value as Any, json};
+use serde_json::json;
 
 use crate::access::body;
+use crate::api::{Answer, query, to_json};
 use crate::{ApiError, AppState};
-
-type Answer = Result<Json<Any>, ApiError>;
-
-fn to_json(value: impl serde::Serialize) -> Answer {
-    serde_json::to_value(value).map(Json).map_err(|e| ApiError(Error::Store(e.to_string())))
-}
-
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(t)| t).map_err(|r| ApiError(Error::invalid(ErrorCode::MalformedRequest, r.body_text())))
-}
 
 pub async fn whoami(Extension(caller): Extension<Caller>) -> Answer {
     to_json(caller.principal)

@@ -67,6 +67,11 @@ impl PostgresBlock {
         Ok(PostgresBlock { name: name.to_string(), config: config.clone(), platform, pool })
     }
 
+    /// A transaction on the block's database, or why it cannot be reached.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, String> {
+        self.pool.begin().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))
+    }
+
     /// The server's endpoint must be this block's; the schema is the server's or meshplane's.
     fn schema_of(&self, server: &Server, record: &Record) -> Result<String, String> {
         let differs = |field: &str, theirs: String, ours: String| {
@@ -95,7 +100,7 @@ impl PostgresBlock {
         Box::pin(async move {
             let schema = self.schema_of(server, record)?;
             let objects: Vec<Object> = contract.objects().iter().map(Object::of).collect::<Result<_, _>>()?;
-            let mut tx = self.pool.begin().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
+            let mut tx = self.begin().await?;
             let mut done = Vec::new();
             let mut drift = Vec::new();
             if !schema_exists(&mut tx, &schema).await? {
@@ -229,7 +234,7 @@ impl ServerStorage for PostgresBlock {
                 marker: &marker,
                 revoke_unexplained: self.config.revoke_unexplained,
             };
-            let mut tx = self.pool.begin().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
+            let mut tx = self.begin().await?;
             let report = access::sync(&mut tx, &port, access).await?;
             tx.commit().await.map_err(|e| e.to_string())?;
             Ok(report)
@@ -238,7 +243,7 @@ impl ServerStorage for PostgresBlock {
 
     fn create_login<'a>(&'a self, installation: &'a str, account: &'a str) -> BlockFuture<'a, Result<Login, String>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
+            let mut tx = self.begin().await?;
             let login = access::create_login(&mut tx, installation, account).await?;
             tx.commit().await.map_err(|e| e.to_string())?;
             Ok(login)
@@ -254,7 +259,7 @@ impl ServerStorage for PostgresBlock {
             let at: serde_json::Value =
                 serde_json::from_str(place).map_err(|e| format!("`{place}` is not a place of this block: {e}"))?;
             let schema = at["schema"].as_str().ok_or_else(|| format!("`{place}` names no schema"))?.to_string();
-            let mut tx = self.pool.begin().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
+            let mut tx = self.begin().await?;
             if !schema_exists(&mut tx, &schema).await? {
                 return Ok(());
             }
