@@ -302,9 +302,14 @@ impl Source for FileSource {
                 merged = kernels;
                 continue;
             }
-            for (slot, k) in merged.iter_mut().zip(kernels) {
+            for ((slot, k), error) in merged.iter_mut().zip(kernels).zip(errors.iter_mut()) {
                 match (slot.as_mut(), k) {
-                    (Some(a), Some(b)) => a.merge(b),
+                    (Some(a), Some(b)) => {
+                        if let Err(e) = a.merge(b) {
+                            *error = Some(e);
+                            *slot = None;
+                        }
+                    }
                     _ => *slot = None,
                 }
             }

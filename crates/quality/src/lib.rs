@@ -14,11 +14,14 @@
 //! assert_eq!(required.measure, Measure::Missing { column: "id".into(), values: vec![] });
 //! ```
 
+mod dups;
 pub mod files;
 pub mod kernel;
+mod matcher;
 pub mod plan;
 pub mod postgres;
 pub mod regex;
+mod rules;
 pub mod run;
 pub mod source;
 pub mod target;

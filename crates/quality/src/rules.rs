@@ -1,0 +1,444 @@
+//! Validity rules (value lists, patterns, lengths, numeric bounds) compiled for a column and
+//! evaluated a whole batch at a time.
+//!
+//! Per-row cost is what a scan of ten million rows pays for, so each rule has the loop that
+//! suits its column: numeric bounds on integers and decimals compare integers (a decimal's
+//! unscaled value against the bound scaled once); text rules read Arrow's string-view layout
+//! by its 16-byte views, where a string of up to 12 bytes is its view, so a value list is a
+//! handful of integer comparisons and a length is read without touching the bytes.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, LargeStringArray, StringArray, StringViewArray};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::compute;
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int32Type, Int64Type};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use serde_json::Value as Any;
+
+use crate::matcher::Matcher;
+use crate::plan::Validity;
+use crate::regex::{Dialect, translate};
+
+/// A column in one of Arrow's string layouts, read row by row.
+pub enum Texts<'a> {
+    View(&'a StringViewArray),
+    Utf8(&'a StringArray),
+    Large(&'a LargeStringArray),
+}
+
+/// The longest string a view holds inline.
+const INLINE: u32 = 12;
+
+impl<'a> Texts<'a> {
+    /// The layout of `array`, which must be one of the string types (see [`as_text`]).
+    pub fn of(array: &'a ArrayRef) -> Texts<'a> {
+        match array.data_type() {
+            DataType::Utf8View => Texts::View(array.as_string_view()),
+            DataType::LargeUtf8 => Texts::Large(array.as_string::<i64>()),
+            _ => Texts::Utf8(array.as_string::<i32>()),
+        }
+    }
+
+    pub fn value(&self, i: usize) -> &'a str {
+        match self {
+            Texts::View(a) => a.value(i),
+            Texts::Utf8(a) => a.value(i),
+            Texts::Large(a) => a.value(i),
+        }
+    }
+
+    fn byte_len(&self, i: usize) -> usize {
+        match self {
+            Texts::View(a) => a.views()[i] as u32 as usize,
+            Texts::Utf8(a) => a.value_length(i) as usize,
+            Texts::Large(a) => a.value_length(i) as usize,
+        }
+    }
+
+    fn nulls(&self) -> Option<&NullBuffer> {
+        match self {
+            Texts::View(a) => a.nulls(),
+            Texts::Utf8(a) => a.nulls(),
+            Texts::Large(a) => a.nulls(),
+        }
+    }
+}
+
+/// The column in one of Arrow's string layouts (cast to one when it holds something else).
+pub fn as_text(array: &ArrayRef) -> Result<ArrayRef, String> {
+    match array.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(array.clone()),
+        _ => compute::cast(array, &DataType::Utf8View).map_err(|e| e.to_string()),
+    }
+}
+
+/// The view of an inline string: its length, then its bytes, zero-padded.
+fn inline_view(s: &str) -> Option<u128> {
+    let len = u32::try_from(s.len()).ok().filter(|&n| n <= INLINE)?;
+    let mut bytes = [0u8; 16];
+    bytes[..4].copy_from_slice(&len.to_le_bytes());
+    bytes[4..4 + s.len()].copy_from_slice(s.as_bytes());
+    Some(u128::from_le_bytes(bytes))
+}
+
+/// Values of a `validValues` or `missingValues` list, compared as text or as numbers.
+/// A short list is searched in order (faster than hashing for a handful of values).
+#[derive(Clone)]
+pub struct ValueSet {
+    short: Vec<String>,
+    /// The views of the short list's values that fit inline.
+    views: Vec<u128>,
+    long: hashbrown::HashSet<String, foldhash::fast::FixedState>,
+    numbers: Vec<f64>,
+}
+
+const SHORT_LIST: usize = 16;
+
+impl ValueSet {
+    pub fn new(values: &[Any]) -> Self {
+        let text: Vec<String> = values.iter().filter(|v| !v.is_null()).map(any_text).collect();
+        let numbers = values.iter().filter_map(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok())).collect();
+        if text.len() <= SHORT_LIST {
+            let views = text.iter().filter_map(|s| inline_view(s)).collect();
+            ValueSet { short: text, views, long: Default::default(), numbers }
+        } else {
+            ValueSet { short: vec![], views: vec![], long: text.into_iter().collect(), numbers }
+        }
+    }
+
+    pub fn has_text(&self, s: &str) -> bool {
+        self.short.iter().any(|v| v == s) || (!self.long.is_empty() && self.long.contains(s))
+    }
+
+    pub fn has_number(&self, x: f64) -> bool {
+        self.numbers.contains(&x)
+    }
+
+    /// Whether row `i` (not null) holds a value of the list.
+    fn has_at(&self, texts: &Texts, i: usize) -> bool {
+        if let Texts::View(a) = texts
+            && self.long.is_empty()
+        {
+            let view = a.views()[i];
+            if view as u32 <= INLINE {
+                return self.views.contains(&view);
+            }
+        }
+        self.has_text(texts.value(i))
+    }
+
+    /// Marks the rows that are null or hold a value of the list.
+    pub fn mark_missing(&self, texts: &Texts, hits: &mut [bool]) {
+        let nulls = texts.nulls();
+        for (i, hit) in hits.iter_mut().enumerate() {
+            *hit = nulls.is_some_and(|n| n.is_null(i)) || self.has_at(texts, i);
+        }
+    }
+}
+
+fn any_text(v: &Any) -> String {
+    match v {
+        Any::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A comparison a numeric value must pass against a bound.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    AtLeast,
+    Above,
+    AtMost,
+    Below,
+}
+
+impl Op {
+    fn holds(self, v: f64, bound: f64) -> bool {
+        match self {
+            Op::AtLeast => v >= bound,
+            Op::Above => v > bound,
+            Op::AtMost => v <= bound,
+            Op::Below => v < bound,
+        }
+    }
+}
+
+/// A compiled validity rule.
+#[derive(Clone)]
+enum Rule {
+    OneOf(ValueSet),
+    Pattern(Arc<Matcher>),
+    MinLength(usize),
+    MaxLength(usize),
+    Number(Op, f64),
+}
+
+impl Rule {
+    fn new(v: &Validity) -> Result<Rule, String> {
+        Ok(match v {
+            Validity::OneOf(values) => Rule::OneOf(ValueSet::new(values)),
+            Validity::Pattern(p) => Rule::Pattern(Arc::new(Matcher::new(&translate(p, Dialect::Rust)?)?)),
+            Validity::MinLength(n) => Rule::MinLength(usize::try_from(*n).unwrap_or(usize::MAX)),
+            Validity::MaxLength(n) => Rule::MaxLength(usize::try_from(*n).unwrap_or(usize::MAX)),
+            Validity::Minimum(x) => Rule::Number(Op::AtLeast, *x),
+            Validity::Maximum(x) => Rule::Number(Op::AtMost, *x),
+            Validity::ExclusiveMinimum(x) => Rule::Number(Op::Above, *x),
+            Validity::ExclusiveMaximum(x) => Rule::Number(Op::Below, *x),
+        })
+    }
+
+    /// Whether the rule reads the value as text.
+    fn on_text(&self) -> bool {
+        matches!(self, Rule::Pattern(..) | Rule::MinLength(_) | Rule::MaxLength(_))
+    }
+
+    fn ok_number(&self, v: f64) -> bool {
+        match self {
+            Rule::OneOf(set) => set.has_number(v),
+            Rule::Number(op, bound) => op.holds(v, *bound),
+            _ => true,
+        }
+    }
+
+    /// Whether row `i` (not null) passes, its value read as text.
+    fn ok_at(&self, texts: &Texts, i: usize) -> bool {
+        match self {
+            Rule::OneOf(set) => set.has_at(texts, i),
+            Rule::Pattern(re) => re.is_match(texts.value(i)),
+            // A character takes one to four bytes: the byte length often decides alone.
+            Rule::MinLength(n) => {
+                let bytes = texts.byte_len(i);
+                bytes >= *n && (bytes / 4 >= *n || char_len(texts.value(i)) >= *n)
+            }
+            Rule::MaxLength(n) => texts.byte_len(i) <= *n || char_len(texts.value(i)) <= *n,
+            Rule::Number(op, bound) => texts.value(i).trim().parse::<f64>().is_ok_and(|v| op.holds(v, *bound)),
+        }
+    }
+
+    /// Clears `ok[i]` for every row (not null) the rule rejects.
+    fn check(&self, texts: &Texts, valid: &[usize], ok: &mut [bool]) {
+        if let Rule::Pattern(re) = self {
+            let rows: Vec<usize> = valid.iter().copied().filter(|&i| ok[i]).collect();
+            let values: Vec<&str> = rows.iter().map(|&i| texts.value(i)).collect();
+            let mut matched = vec![true; rows.len()];
+            re.check_all(&values, &mut matched);
+            for (i, m) in rows.into_iter().zip(matched) {
+                ok[i] = m;
+            }
+            return;
+        }
+        for &i in valid {
+            if ok[i] {
+                ok[i] = self.ok_at(texts, i);
+            }
+        }
+    }
+}
+
+fn char_len(s: &str) -> usize {
+    if s.is_ascii() { s.len() } else { s.chars().count() }
+}
+
+/// The rules of one check.
+#[derive(Clone)]
+pub struct Rules(Vec<Rule>);
+
+/// What a check found in a batch: how many rows broke it, and the first few of them.
+pub struct Broken {
+    pub count: u64,
+    pub rows: Vec<usize>,
+}
+
+impl Broken {
+    pub fn of(bad: impl Iterator<Item = usize>, keep: usize) -> Broken {
+        let mut broken = Broken { count: 0, rows: Vec::new() };
+        for i in bad {
+            broken.count += 1;
+            if broken.rows.len() < keep {
+                broken.rows.push(i);
+            }
+        }
+        broken
+    }
+}
+
+pub fn is_numeric(t: &DataType) -> bool {
+    t.is_numeric() || matches!(t, DataType::Dictionary(_, v) if v.is_numeric())
+}
+
+impl Rules {
+    pub fn new(rules: &[Validity]) -> Result<Rules, String> {
+        rules.iter().map(Rule::new).collect::<Result<_, _>>().map(Rules)
+    }
+
+    /// The rows (not null) of `array` that break any rule; `keep` of them are returned.
+    pub fn broken(&self, array: &ArrayRef, keep: usize) -> Result<Broken, String> {
+        let numeric = is_numeric(array.data_type()) && !self.0.iter().any(Rule::on_text);
+        if numeric {
+            if let Some(broken) = self.broken_integers(array, keep) {
+                return Ok(broken);
+            }
+            let values = compute::cast(array, &DataType::Float64).map_err(|e| e.to_string())?;
+            let values = values.as_primitive::<Float64Type>();
+            let bad = (0..values.len())
+                .filter(|&i| values.is_valid(i) && !self.0.iter().all(|r| r.ok_number(values.value(i))));
+            return Ok(Broken::of(bad, keep));
+        }
+        let text = as_text(array)?;
+        let texts = Texts::of(&text);
+        let valid: Vec<usize> = match text.nulls() {
+            Some(n) => n.valid_indices().collect(),
+            None => (0..text.len()).collect(),
+        };
+        let mut ok = vec![true; text.len()];
+        for rule in &self.0 {
+            rule.check(&texts, &valid, &mut ok);
+        }
+        Ok(Broken::of(valid.into_iter().filter(|&i| !ok[i]), keep))
+    }
+
+    /// Numeric bounds on integers or decimals, compared as integers: `None` when the column
+    /// or the rules need the general path.
+    fn broken_integers(&self, array: &ArrayRef, keep: usize) -> Option<Broken> {
+        let scale = match array.data_type() {
+            DataType::Int32 | DataType::Int64 => 0,
+            DataType::Decimal128(_, s) => i32::from(*s),
+            _ => return None,
+        };
+        let (lo, hi) = self.integer_interval(scale)?;
+        let nulls = array.nulls();
+        Some(match array.data_type() {
+            DataType::Int32 => outside(array.as_primitive::<Int32Type>().values(), i128::from, (lo, hi), nulls, keep),
+            DataType::Int64 => outside(array.as_primitive::<Int64Type>().values(), i128::from, (lo, hi), nulls, keep),
+            _ => outside(array.as_primitive::<Decimal128Type>().values(), |v| v, (lo, hi), nulls, keep),
+        })
+    }
+
+    /// The bounds as one inclusive interval of unscaled integers (value × 10^scale), when
+    /// every rule is a bound.
+    fn integer_interval(&self, scale: i32) -> Option<(i128, i128)> {
+        let (mut lo, mut hi) = (i128::MIN, i128::MAX);
+        for rule in &self.0 {
+            let Rule::Number(op, bound) = rule else { return None };
+            let scaled = bound * 10f64.powi(scale);
+            if !scaled.is_finite() || scaled.abs() > 1e30 {
+                return None;
+            }
+            // A bound written as a decimal (0.1) is not exact in binary: within rounding
+            // error of an integer, it is that integer, as the f64 comparison would find.
+            let near = scaled.round();
+            let exact = (scaled - near).abs() <= 1e-9 * near.abs().max(1.0);
+            let (floor, ceil) = if exact { (near, near) } else { (scaled.floor(), scaled.ceil()) };
+            match op {
+                Op::AtLeast => lo = lo.max(ceil as i128),
+                Op::Above => lo = lo.max(floor as i128 + 1),
+                Op::AtMost => hi = hi.min(floor as i128),
+                Op::Below => hi = hi.min(ceil as i128 - 1),
+            }
+        }
+        Some((lo, hi))
+    }
+}
+
+/// The rows (not null) whose value lies outside `lo..=hi`.
+fn outside<T: Copy>(
+    values: &[T],
+    wide: impl Fn(T) -> i128,
+    (lo, hi): (i128, i128),
+    nulls: Option<&NullBuffer>,
+    keep: usize,
+) -> Broken {
+    let bad = (0..values.len()).filter(|&i| {
+        let v = wide(values[i]);
+        (v < lo || v > hi) && nulls.is_none_or(|n| n.is_valid(i))
+    });
+    Broken::of(bad, keep)
+}
+
+/// Calls `f` with every value of a column as text (null as None), whatever its string layout.
+pub fn for_each_text(array: &ArrayRef, mut f: impl FnMut(Option<&str>)) -> Result<(), String> {
+    let array = as_text(array)?;
+    if let Some(a) = array.as_string_view_opt() {
+        a.iter().for_each(&mut f);
+    } else if let Some(a) = array.as_string_opt::<i32>() {
+        a.iter().for_each(&mut f);
+    } else if let Some(a) = array.as_string_opt::<i64>() {
+        a.iter().for_each(&mut f);
+    }
+    Ok(())
+}
+
+/// Row `i` of a column as text, for a sample.
+pub fn format_value(array: &ArrayRef, i: usize) -> String {
+    let options = FormatOptions::default().with_null("null");
+    ArrayFormatter::try_new(array.as_ref(), &options).map(|f| f.value(i).to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Decimal128Array, Int32Array};
+    use proptest::prelude::*;
+
+    fn broken(rules: &[Validity], array: ArrayRef) -> u64 {
+        Rules::new(rules).unwrap().broken(&array, 0).unwrap().count
+    }
+
+    #[test]
+    fn long_and_short_value_lists_agree() {
+        let values: Vec<Any> = (0..40).map(|i| Any::from(format!("v{i}"))).collect();
+        let (long, short) = (ValueSet::new(&values), ValueSet::new(&values[..3]));
+        assert!(long.short.is_empty() && long.has_text("v39") && !long.has_text("v40"));
+        assert!(short.long.is_empty() && short.has_text("v2") && !short.has_text("v3"));
+    }
+
+    #[test]
+    fn views_of_short_values_compare_as_the_texts_do() {
+        let set = ValueSet::new(&[Any::from("EUR"), Any::from("a long currency name"), Any::from("")]);
+        let values =
+            vec![Some("EUR"), Some("EURO"), None, Some(""), Some("a long currency name"), Some("a long currency nam")];
+        let array: ArrayRef = Arc::new(StringViewArray::from(values));
+        let mut hits = vec![false; array.len()];
+        set.mark_missing(&Texts::of(&array), &mut hits);
+        assert_eq!(hits, [true, false, true, true, true, false]);
+    }
+
+    proptest! {
+        /// Bounds compared as integers (unscaled decimals, integers) agree with the same
+        /// bounds compared as floats.
+        #[test]
+        fn integer_bounds_agree_with_float_bounds(
+            cents in prop::collection::vec(prop::option::of(-2_000i64..2_000), 0..60),
+            bounds in prop::collection::vec((0usize..4, -2_100i64..2_100, 0u32..3), 1..3),
+        ) {
+            let rules: Vec<Validity> = bounds.iter().map(|&(op, x, digits)| {
+                let x = x as f64 / 10f64.powi(digits as i32);
+                [Validity::Minimum(x), Validity::Maximum(x), Validity::ExclusiveMinimum(x), Validity::ExclusiveMaximum(x)][op].clone()
+            }).collect();
+            let decimals: ArrayRef = Arc::new(
+                Decimal128Array::from(cents.iter().map(|c| c.map(i128::from)).collect::<Vec<_>>()).with_precision_and_scale(12, 2).unwrap(),
+            );
+            let as_float = |v: f64| rules.iter().all(|r| Rule::new(r).unwrap().ok_number(v));
+            let want = cents.iter().flatten().filter(|&&c| !as_float(c as f64 / 100.0)).count() as u64;
+            prop_assert_eq!(broken(&rules, decimals), want);
+            let ints: ArrayRef = Arc::new(Int32Array::from(cents.iter().map(|c| c.map(|c| c as i32)).collect::<Vec<_>>()));
+            let want = cents.iter().flatten().filter(|&&c| !as_float(c as f64)).count() as u64;
+            prop_assert_eq!(broken(&rules, ints), want);
+        }
+
+        /// Lengths and value lists read from views agree with the same rules read from text.
+        #[test]
+        fn text_rules_agree_across_layouts(values in prop::collection::vec(prop::option::of("[a-c\u{e9}]{0,14}"), 0..40), n in 0u64..15) {
+            let rules = [Validity::MinLength(n), Validity::MaxLength(n + 2), Validity::OneOf(vec![Any::from("ab"), Any::from("abcabcabcabcab")])];
+            let view: ArrayRef = Arc::new(StringViewArray::from(values.iter().map(|v| v.as_deref()).collect::<Vec<_>>()));
+            let utf8: ArrayRef = Arc::new(StringArray::from(values.iter().map(|v| v.as_deref()).collect::<Vec<_>>()));
+            let want = values.iter().flatten().filter(|s| {
+                let chars = s.chars().count() as u64;
+                !(chars >= n && chars <= n + 2 && (s.as_str() == "ab" || s.as_str() == "abcabcabcabcab"))
+            }).count() as u64;
+            prop_assert_eq!(broken(&rules, view), want);
+            prop_assert_eq!(broken(&rules, utf8), want);
+        }
+    }
+}
