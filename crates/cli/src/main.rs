@@ -75,6 +75,11 @@ enum Command {
     Bootstrap(bootstrap::Args),
 }
 
+/// Scans allocate and free large buffers (decompressed Parquet pages) all the time; the
+/// system allocator hands those back to the kernel and faults them in again on every page.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

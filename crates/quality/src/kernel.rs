@@ -198,7 +198,7 @@ impl CountKernel {
                     )
                 } else {
                     let text = as_text(array)?;
-                    let mut hits = vec![false; text.len()];
+                    let mut hits = vec![true; text.len()];
                     set.mark_missing(&Texts::of(&text), &mut hits);
                     Broken::of(hits.iter().enumerate().filter(|(_, hit)| **hit).map(|(i, _)| i), keep)
                 };

@@ -115,24 +115,29 @@ impl ValueSet {
         self.numbers.contains(&x)
     }
 
-    /// Whether row `i` (not null) holds a value of the list.
-    fn has_at(&self, texts: &Texts, i: usize) -> bool {
-        if let Texts::View(a) = texts
-            && self.long.is_empty()
-        {
-            let view = a.views()[i];
-            if view as u32 <= INLINE {
-                return self.views.contains(&view);
+    /// Clears `ok[i]` for every row whose value is not in the list.
+    fn keep_members(&self, texts: &Texts, ok: &mut [bool]) {
+        match texts {
+            Texts::View(a) if self.long.is_empty() => {
+                for ((ok, &view), i) in ok.iter_mut().zip(a.views()).zip(0..) {
+                    *ok &= if view as u32 <= INLINE { self.views.contains(&view) } else { self.has_text(a.value(i)) };
+                }
+            }
+            _ => {
+                for (i, ok) in ok.iter_mut().enumerate() {
+                    *ok &= self.has_text(texts.value(i));
+                }
             }
         }
-        self.has_text(texts.value(i))
     }
 
-    /// Marks the rows that are null or hold a value of the list.
+    /// Marks the rows that are null or hold a value of the list (`hits` starts all true).
     pub fn mark_missing(&self, texts: &Texts, hits: &mut [bool]) {
-        let nulls = texts.nulls();
-        for (i, hit) in hits.iter_mut().enumerate() {
-            *hit = nulls.is_some_and(|n| n.is_null(i)) || self.has_at(texts, i);
+        self.keep_members(texts, hits);
+        if let Some(nulls) = texts.nulls() {
+            for (hit, valid) in hits.iter_mut().zip(nulls.iter()) {
+                *hit |= !valid;
+            }
         }
     }
 }
@@ -204,7 +209,7 @@ impl Rule {
     /// Whether row `i` (not null) passes, its value read as text.
     fn ok_at(&self, texts: &Texts, i: usize) -> bool {
         match self {
-            Rule::OneOf(set) => set.has_at(texts, i),
+            Rule::OneOf(set) => set.has_text(texts.value(i)),
             Rule::Pattern(re) => re.is_match(texts.value(i)),
             // A character takes one to four bytes: the byte length often decides alone.
             Rule::MinLength(n) => {
@@ -216,21 +221,38 @@ impl Rule {
         }
     }
 
-    /// Clears `ok[i]` for every row (not null) the rule rejects.
-    fn check(&self, texts: &Texts, valid: &[usize], ok: &mut [bool]) {
-        if let Rule::Pattern(re) = self {
-            let rows: Vec<usize> = valid.iter().copied().filter(|&i| ok[i]).collect();
-            let values: Vec<&str> = rows.iter().map(|&i| texts.value(i)).collect();
-            let mut matched = vec![true; rows.len()];
-            re.check_all(&values, &mut matched);
-            for (i, m) in rows.into_iter().zip(matched) {
-                ok[i] = m;
+    /// Clears `ok[i]` for every row the rule rejects. Null rows are looked at too (their
+    /// value reads as empty) and left out by the caller.
+    fn check(&self, texts: &Texts, ok: &mut [bool]) {
+        match (self, texts) {
+            (Rule::Pattern(re), _) => {
+                let rows: Vec<usize> = (0..ok.len()).filter(|&i| ok[i]).collect();
+                let values: Vec<&str> = rows.iter().map(|&i| texts.value(i)).collect();
+                let mut matched = vec![true; rows.len()];
+                re.check_all(&values, &mut matched);
+                for (i, m) in rows.into_iter().zip(matched) {
+                    ok[i] = m;
+                }
             }
-            return;
-        }
-        for &i in valid {
-            if ok[i] {
-                ok[i] = self.ok_at(texts, i);
+            (Rule::OneOf(set), _) => set.keep_members(texts, ok),
+            // The string-view layout, where the loops read the 16-byte views.
+            (Rule::MaxLength(n), Texts::View(a)) => {
+                for ((ok, &view), i) in ok.iter_mut().zip(a.views()).zip(0..) {
+                    *ok &= view as u32 as usize <= *n || char_len(a.value(i)) <= *n;
+                }
+            }
+            (Rule::MinLength(n), Texts::View(a)) => {
+                for ((ok, &view), i) in ok.iter_mut().zip(a.views()).zip(0..) {
+                    let bytes = view as u32 as usize;
+                    *ok &= bytes >= *n && (bytes / 4 >= *n || char_len(a.value(i)) >= *n);
+                }
+            }
+            _ => {
+                for (i, ok) in ok.iter_mut().enumerate() {
+                    if *ok {
+                        *ok = self.ok_at(texts, i);
+                    }
+                }
             }
         }
     }
@@ -287,15 +309,12 @@ impl Rules {
         }
         let text = as_text(array)?;
         let texts = Texts::of(&text);
-        let valid: Vec<usize> = match text.nulls() {
-            Some(n) => n.valid_indices().collect(),
-            None => (0..text.len()).collect(),
-        };
         let mut ok = vec![true; text.len()];
         for rule in &self.0 {
-            rule.check(&texts, &valid, &mut ok);
+            rule.check(&texts, &mut ok);
         }
-        Ok(Broken::of(valid.into_iter().filter(|&i| !ok[i]), keep))
+        let nulls = text.nulls();
+        Ok(Broken::of((0..ok.len()).filter(|&i| !ok[i] && nulls.is_none_or(|n| n.is_valid(i))), keep))
     }
 
     /// Numeric bounds on integers or decimals, compared as integers: `None` when the column
@@ -399,7 +418,7 @@ mod tests {
         let values =
             vec![Some("EUR"), Some("EURO"), None, Some(""), Some("a long currency name"), Some("a long currency nam")];
         let array: ArrayRef = Arc::new(StringViewArray::from(values));
-        let mut hits = vec![false; array.len()];
+        let mut hits = vec![true; array.len()];
         set.mark_missing(&Texts::of(&array), &mut hits);
         assert_eq!(hits, [true, false, true, true, true, false]);
     }
