@@ -1,15 +1,18 @@
 //! Runs a pattern over a column of texts as fast as its shape allows.
 //!
 //! A pattern rule is the costliest per-row check of a scan: every value of a column is run
-//! through it. Three engines, tried in order when the pattern is compiled:
+//! through it. The engines, tried in order when the pattern is compiled:
 //!
 //! - a **fixed shape**: a pattern anchored at both ends whose every piece is one ASCII byte
 //!   class repeated a fixed number of times (`^ORD-\d{9}$`, `^[A-Z]{2}$`) is a length check
 //!   plus one table lookup per byte, with no dependency between bytes;
-//! - a fully built **DFA**: a table walk per byte. One walk is a chain of dependent loads, so
-//!   several texts are walked side by side, each lane's load hiding the others' latency;
-//! - the **regex crate**, for what the DFA cannot decide (Unicode word boundaries on
-//!   non-ASCII text) or does not fit in a few megabytes.
+//! - a **byte table**: the pattern's DFA (built by regex-automata) copied into a table of at
+//!   most 256 states by 256 bytes, one load per byte with no bounds to check. One walk is a
+//!   chain of dependent loads, so four texts are walked side by side, each lane's load hiding
+//!   the others' latency;
+//! - the **DFA** itself, when it has more states than the table holds;
+//! - the **regex crate**, for what a DFA cannot decide (Unicode word boundaries on non-ASCII
+//!   text) or does not fit in a few megabytes.
 //!
 //! Every engine answers as the regex crate does (property-tested below).
 
@@ -26,6 +29,7 @@ pub struct Matcher {
 
 enum Engine {
     Fixed(Vec<ByteSet>),
+    Table(Box<ByteTable>),
     Dfa { dfa: Box<dense::DFA<Vec<u32>>>, start: StateID },
     Regex,
 }
@@ -46,7 +50,7 @@ impl ByteSet {
     }
 }
 
-/// Texts walked side by side through the DFA.
+/// Texts walked side by side through the byte table.
 const LANES: usize = 4;
 
 impl Matcher {
@@ -60,116 +64,169 @@ impl Matcher {
         Ok(Matcher { engine, regex })
     }
 
+    #[inline]
     pub fn is_match(&self, text: &str) -> bool {
-        match &self.engine {
-            Engine::Fixed(shape) => fits(shape, text.as_bytes()),
-            Engine::Dfa { dfa, start } => {
-                walk(dfa, *start, text.as_bytes()).unwrap_or_else(|| self.regex.is_match(text))
-            }
-            Engine::Regex => self.regex.is_match(text),
-        }
+        let found = match &self.engine {
+            Engine::Fixed(shape) => Some(fits(shape, text.as_bytes())),
+            Engine::Table(table) => table.walk(table.start, text.as_bytes()),
+            Engine::Dfa { dfa, start } => walk_dfa(dfa, *start, text.as_bytes()),
+            Engine::Regex => None,
+        };
+        found.unwrap_or_else(|| self.regex.is_match(text))
     }
 
-    /// Clears `ok[i]` for every text that does not match.
-    pub fn check_all(&self, texts: &[&str], ok: &mut [bool]) {
-        let Engine::Dfa { dfa, start } = &self.engine else {
-            for (text, ok) in texts.iter().zip(ok.iter_mut()) {
-                *ok &= self.is_match(text);
+    /// Clears `ok[i]` for every row still ok whose text does not match; `text(i)` reads a row.
+    pub fn keep_matching<'t>(&self, ok: &mut [bool], text: impl Fn(usize) -> &'t str) {
+        let Engine::Table(table) = &self.engine else {
+            for (i, ok) in ok.iter_mut().enumerate() {
+                if *ok {
+                    *ok = self.is_match(text(i));
+                }
             }
             return;
         };
-        let mut lanes = texts.chunks_exact(LANES);
-        let mut at = 0;
-        for group in lanes.by_ref() {
-            let bytes: [&[u8]; LANES] = std::array::from_fn(|k| group[k].as_bytes());
-            for (k, found) in walk_lanes(dfa, *start, bytes).into_iter().enumerate() {
-                ok[at + k] &= found.unwrap_or_else(|| self.regex.is_match(group[k]));
+        let mut lanes: [(usize, &str); LANES] = [(0, ""); LANES];
+        let mut filled = 0;
+        for i in 0..ok.len() {
+            if !ok[i] {
+                continue;
             }
-            at += LANES;
+            lanes[filled] = (i, text(i));
+            filled += 1;
+            if filled == LANES {
+                let found = table.walk_lanes(lanes.map(|(_, t)| t.as_bytes()));
+                for ((i, t), found) in lanes.iter().zip(found) {
+                    ok[*i] = found.unwrap_or_else(|| self.regex.is_match(t));
+                }
+                filled = 0;
+            }
         }
-        for (text, ok) in lanes.remainder().iter().zip(&mut ok[at..]) {
-            *ok &= self.is_match(text);
+        for (i, t) in &lanes[..filled] {
+            ok[*i] = self.is_match(t);
         }
     }
 }
 
-/// A DFA for the pattern with its start state for a search from the start of a text, when
-/// one fits the size limits.
+/// The engine for a pattern's DFA, with its start state for a search from the start of a
+/// text, when one fits the size limits: the byte table when the DFA has few enough states.
 fn dfa(pattern: &str) -> Option<Engine> {
     let config =
         dense::Config::new().accelerate(false).dfa_size_limit(Some(4 << 20)).determinize_size_limit(Some(8 << 20));
     let dfa = dense::Builder::new().configure(config).build(pattern).ok()?;
     let start = dfa.start_state(&start::Config::new().look_behind(None)).ok()?;
-    Some(Engine::Dfa { dfa: Box::new(dfa), start })
+    Some(match ByteTable::of(&dfa, start) {
+        Some(table) => Engine::Table(Box::new(table)),
+        None => Engine::Dfa { dfa: Box::new(dfa), start },
+    })
 }
 
-/// What one step of a walk found: nothing yet, or a verdict (`None`: the DFA gave up).
-enum Step {
-    Going(StateID),
-    Done(Option<bool>),
+/// A DFA of at most 256 states as a table of 256 rows (state) by 256 columns (byte). The
+/// states that end a walk (a match, a dead end, giving up) are numbered last, from `ending`.
+struct ByteTable {
+    next: Vec<[u8; 256]>,
+    start: u8,
+    ending: u8,
+    /// Per state: the verdict a walk ending there gives (for ending states, at once; for the
+    /// others, at the end of the text).
+    verdict: [Option<bool>; 256],
 }
 
-fn step(dfa: &dense::DFA<Vec<u32>>, sid: StateID, byte: u8) -> Step {
-    let next = dfa.next_state(sid, byte);
-    if !dfa.is_special_state(next) || dfa.is_start_state(next) {
-        return Step::Going(next);
+impl ByteTable {
+    fn of(dfa: &dense::DFA<Vec<u32>>, start: StateID) -> Option<ByteTable> {
+        // Every state reachable from the start, then renumbered: going states first.
+        let mut seen = vec![start];
+        let mut at = 0;
+        while at < seen.len() {
+            let sid = seen[at];
+            at += 1;
+            if dfa.is_special_state(sid) && !dfa.is_start_state(sid) {
+                continue;
+            }
+            for byte in 0..=255u8 {
+                let next = dfa.next_state(sid, byte);
+                if !seen.contains(&next) {
+                    seen.push(next);
+                }
+            }
+            if seen.len() > 256 {
+                return None;
+            }
+        }
+        let ends = |sid: StateID| dfa.is_special_state(sid) && !dfa.is_start_state(sid);
+        let mut order: Vec<StateID> = seen.iter().copied().filter(|&s| !ends(s)).collect();
+        let ending = u8::try_from(order.len()).ok()?;
+        order.extend(seen.iter().copied().filter(|&s| ends(s)));
+        let id = |sid: StateID| order.iter().position(|&s| s == sid).and_then(|i| u8::try_from(i).ok());
+        let mut table = ByteTable { next: vec![[0; 256]; 256], start: id(start)?, ending, verdict: [None; 256] };
+        for (i, &sid) in order.iter().enumerate() {
+            if ends(sid) {
+                // Ending states stay where they are; a walk stops there anyway.
+                table.next[i] = [i as u8; 256];
+                table.verdict[i] = if dfa.is_match_state(sid) {
+                    Some(true)
+                } else if dfa.is_dead_state(sid) {
+                    Some(false)
+                } else {
+                    None
+                };
+                continue;
+            }
+            for byte in 0..=255u8 {
+                table.next[i][usize::from(byte)] = id(dfa.next_state(sid, byte))?;
+            }
+            table.verdict[i] = Some(dfa.is_match_state(dfa.next_eoi_state(sid)));
+        }
+        Some(table)
     }
-    if dfa.is_match_state(next) {
-        Step::Done(Some(true))
-    } else if dfa.is_dead_state(next) {
-        Step::Done(Some(false))
-    } else if dfa.is_quit_state(next) {
-        Step::Done(None)
-    } else {
-        Step::Going(next)
-    }
-}
 
-fn end(dfa: &dense::DFA<Vec<u32>>, sid: StateID) -> bool {
-    dfa.is_match_state(dfa.next_eoi_state(sid))
+    /// Whether a walk from `state` finds a match in `text` (`None`: the DFA gave up).
+    fn walk(&self, mut state: u8, text: &[u8]) -> Option<bool> {
+        for &b in text {
+            state = self.next[usize::from(state)][usize::from(b)];
+            if state >= self.ending {
+                break;
+            }
+        }
+        self.verdict[usize::from(state)]
+    }
+
+    /// [`ByteTable::walk`] over four texts at once. The bytes they have in common are walked
+    /// in lockstep with no branch: a lane that reached an ending state stays there. The others
+    /// go on alone past the common length.
+    fn walk_lanes(&self, texts: [&[u8]; LANES]) -> [Option<bool>; LANES] {
+        let common = texts.iter().map(|t| t.len()).min().unwrap_or(0);
+        let [a, b, c, d] = texts.map(|t| &t[..common]);
+        let mut state = [self.start; LANES];
+        for (((&x, &y), &z), &w) in a.iter().zip(b).zip(c).zip(d) {
+            for (s, byte) in state.iter_mut().zip([x, y, z, w]) {
+                *s = self.next[usize::from(*s)][usize::from(byte)];
+            }
+        }
+        std::array::from_fn(|k| {
+            if state[k] >= self.ending {
+                self.verdict[usize::from(state[k])]
+            } else {
+                self.walk(state[k], &texts[k][common..])
+            }
+        })
+    }
 }
 
 /// Whether the DFA finds a match anywhere in `text` (`None` when it gives up).
-fn walk(dfa: &dense::DFA<Vec<u32>>, start: StateID, text: &[u8]) -> Option<bool> {
-    let mut sid = start;
+fn walk_dfa(dfa: &dense::DFA<Vec<u32>>, mut sid: StateID, text: &[u8]) -> Option<bool> {
     for &b in text {
-        match step(dfa, sid, b) {
-            Step::Going(next) => sid = next,
-            Step::Done(verdict) => return verdict,
-        }
-    }
-    Some(end(dfa, sid))
-}
-
-/// [`walk`] over several texts at once: the bytes they have in common are walked in
-/// lockstep, the rest one text at a time.
-fn walk_lanes(dfa: &dense::DFA<Vec<u32>>, start: StateID, texts: [&[u8]; LANES]) -> [Option<bool>; LANES] {
-    let mut sid = [start; LANES];
-    let mut verdict: [Option<Option<bool>>; LANES] = [None; LANES];
-    let common = texts.iter().map(|t| t.len()).min().unwrap_or(0);
-    for i in 0..common {
-        for ((s, v), text) in sid.iter_mut().zip(verdict.iter_mut()).zip(&texts) {
-            if v.is_none() {
-                match step(dfa, *s, text[i]) {
-                    Step::Going(next) => *s = next,
-                    Step::Done(found) => *v = Some(found),
-                }
+        sid = dfa.next_state(sid, b);
+        if dfa.is_special_state(sid) {
+            if dfa.is_match_state(sid) {
+                return Some(true);
+            } else if dfa.is_dead_state(sid) {
+                return Some(false);
+            } else if dfa.is_quit_state(sid) {
+                return None;
             }
         }
     }
-    std::array::from_fn(|k| match verdict[k] {
-        Some(v) => v,
-        None => {
-            let mut s = sid[k];
-            for &b in &texts[k][common..] {
-                match step(dfa, s, b) {
-                    Step::Going(next) => s = next,
-                    Step::Done(v) => return v,
-                }
-            }
-            Some(end(dfa, s))
-        }
-    })
+    Some(dfa.is_match_state(dfa.next_eoi_state(sid)))
 }
 
 fn fits(shape: &[ByteSet], text: &[u8]) -> bool {
@@ -245,7 +302,7 @@ mod tests {
     use crate::regex::{Dialect, translate};
     use proptest::prelude::*;
 
-    const PATTERNS: [&str; 9] = [
+    const PATTERNS: [&str; 10] = [
         r"^ORD-\d{9}$",
         r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$",
         r"\d{3}",
@@ -254,6 +311,8 @@ mod tests {
         r"\bx",
         r"^(AB|CD)-\d{2}$",
         r"^[A-Z]{2}(-\d)?$",
+        // More states than the byte table holds: the DFA runs it.
+        r"^[a-c]{2,300}$",
         // Its DFA has millions of states: the regex crate runs it.
         r"^[ab]*a[ab]{20}$",
     ];
@@ -261,6 +320,7 @@ mod tests {
     fn engine_name(m: &Matcher) -> &'static str {
         match m.engine {
             Engine::Fixed(_) => "fixed",
+            Engine::Table(_) => "table",
             Engine::Dfa { .. } => "dfa",
             Engine::Regex => "regex",
         }
@@ -269,7 +329,7 @@ mod tests {
     #[test]
     fn each_pattern_gets_the_fastest_engine_that_can_run_it() {
         let engines: Vec<&str> = COMPILED.iter().map(|(_, m, _)| engine_name(m)).collect();
-        assert_eq!(engines, ["fixed", "dfa", "dfa", "dfa", "dfa", "dfa", "dfa", "dfa", "regex"]);
+        assert_eq!(engines, ["fixed", "table", "table", "table", "table", "table", "table", "table", "dfa", "regex"]);
         let fixed = Matcher::new(&translate(r"^[A-Z]{2}-\d$", Dialect::Rust).unwrap()).unwrap();
         assert_eq!(engine_name(&fixed), "fixed");
     }
@@ -297,7 +357,7 @@ mod tests {
                 let want: Vec<bool> = refs.iter().map(|t| regex.is_match(t)).collect();
                 let one: Vec<bool> = refs.iter().map(|t| matcher.is_match(t)).collect();
                 let mut all = vec![true; refs.len()];
-                matcher.check_all(&refs, &mut all);
+                matcher.keep_matching(&mut all, |i| refs[i]);
                 prop_assert_eq!(&one, &want, "{} one at a time", ecma);
                 prop_assert_eq!(&all, &want, "{} side by side", ecma);
             }

@@ -225,15 +225,7 @@ impl Rule {
     /// value reads as empty) and left out by the caller.
     fn check(&self, texts: &Texts, ok: &mut [bool]) {
         match (self, texts) {
-            (Rule::Pattern(re), _) => {
-                let rows: Vec<usize> = (0..ok.len()).filter(|&i| ok[i]).collect();
-                let values: Vec<&str> = rows.iter().map(|&i| texts.value(i)).collect();
-                let mut matched = vec![true; rows.len()];
-                re.check_all(&values, &mut matched);
-                for (i, m) in rows.into_iter().zip(matched) {
-                    ok[i] = m;
-                }
-            }
+            (Rule::Pattern(re), _) => re.keep_matching(ok, |i| texts.value(i)),
             (Rule::OneOf(set), _) => set.keep_members(texts, ok),
             // The string-view layout, where the loops read the 16-byte views.
             (Rule::MaxLength(n), Texts::View(a)) => {
