@@ -313,6 +313,21 @@ mod tests {
         prop::collection::vec((prop::option::of(0i64..40), prop::option::of("[a-c]{0,3}")), 0..200)
     }
 
+    /// A run of one lead with more distinct keys than are searched one by one goes to the
+    /// hash table, and the count stays exact.
+    #[test]
+    fn a_long_run_of_one_lead_is_counted_by_hash() {
+        let ids = vec![Some(7); 300];
+        let names: Vec<Option<String>> = (0..300).map(|i| Some(format!("n{}", i % 100))).collect();
+        let both = Measure::Duplicates { columns: vec!["id".into(), "name".into()] };
+        let mut kernel = Kernel::new(&both, &schema(), 0).unwrap();
+        kernel.update(&batch(&ids, &names)).unwrap();
+        let Kernel::Dups(dups) = &kernel else { panic!("a duplicate kernel") };
+        assert!(!dups.in_order(), "the run is too long to search");
+        assert_eq!(kernel.finish(0).value, Some(100.0));
+        assert_eq!(measure(&both, &ids, &names), 100.0);
+    }
+
     proptest! {
         #[test]
         fn duplicate_counts_match_a_naive_count(rows in rows()) {
