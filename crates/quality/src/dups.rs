@@ -43,6 +43,8 @@ pub struct DupKernel {
     in_order: Option<InOrder>,
     /// Scratch: the keys of a chunk by hash, to count repeats before the shared table.
     local: HashTable<usize>,
+    /// Whether repeats are counted within a chunk first (until the keys look unique).
+    count_chunks: bool,
 }
 
 /// How a key is written into the table.
@@ -432,6 +434,7 @@ impl DupKernel {
             keys: Vec::new(),
             in_order,
             local: HashTable::new(),
+            count_chunks: true,
         })
     }
 
@@ -506,8 +509,28 @@ impl DupKernel {
     /// Inserts the keys gathered for the table, shard by shard.
     ///
     /// Keys repeated within the chunk are counted here first, so a column of few distinct
-    /// values touches the shared table a few times per chunk instead of once per row.
+    /// values touches the shared table a few times per chunk instead of once per row. Once a
+    /// chunk shows the keys hardly repeat (ids), this is skipped: it would only cost.
     fn flush(&mut self) {
+        if self.count_chunks {
+            self.count_chunk();
+        }
+        let (keys, bytes) = (&mut self.keys, &self.bytes);
+        let key = |k: &(u32, u64, u32, u32, u32)| &bytes[k.2 as usize..(k.2 + k.3) as usize];
+        keys.sort_unstable_by_key(|k| k.0);
+        for group in keys.chunk_by(|a, b| a.0 == b.0) {
+            // A poisoned lock means another scan task panicked; its panic is reported.
+            let mut shard = self.shared.shards[group[0].0 as usize].lock().unwrap_or_else(|e| e.into_inner());
+            for k in group {
+                shard.insert(k.1, key(k), k.4);
+            }
+        }
+        self.keys.clear();
+        self.bytes.clear();
+    }
+
+    /// Counts the chunk's repeated keys into their first occurrence.
+    fn count_chunk(&mut self) {
         let (keys, bytes) = (&mut self.keys, &self.bytes);
         let key = |k: &(u32, u64, u32, u32, u32)| &bytes[k.2 as usize..(k.2 + k.3) as usize];
         self.local.clear();
@@ -524,17 +547,11 @@ impl DupKernel {
                 }
             }
         }
+        let before = keys.len();
         keys.retain(|k| k.4 > 0);
-        keys.sort_unstable_by_key(|k| k.0);
-        for group in keys.chunk_by(|a, b| a.0 == b.0) {
-            // A poisoned lock means another scan task panicked; its panic is reported.
-            let mut shard = self.shared.shards[group[0].0 as usize].lock().unwrap_or_else(|e| e.into_inner());
-            for k in group {
-                shard.insert(k.1, key(k), k.4);
-            }
+        if before >= 1024 && keys.len() * 10 > before * 9 {
+            self.count_chunks = false;
         }
-        self.keys.clear();
-        self.bytes.clear();
     }
 
     /// Adds what a twin saw. Two partitions in order whose lead ranges do not overlap stay

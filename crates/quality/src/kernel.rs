@@ -198,8 +198,7 @@ impl CountKernel {
                     )
                 } else {
                     let text = as_text(array)?;
-                    let mut hits = vec![true; text.len()];
-                    set.mark_missing(&Texts::of(&text), &mut hits);
+                    let hits = set.missing(&Texts::of(&text));
                     Broken::of(hits.iter().enumerate().filter(|(_, hit)| **hit).map(|(i, _)| i), keep)
                 };
                 self.add(found, array);
@@ -326,6 +325,22 @@ mod tests {
         assert!(!dups.in_order(), "the run is too long to search");
         assert_eq!(kernel.finish(0).value, Some(100.0));
         assert_eq!(measure(&both, &ids, &names), 100.0);
+    }
+
+    /// Keys that hardly repeat within a batch stop being counted per batch first; what
+    /// repeats across batches is still counted exactly by the shared table.
+    #[test]
+    fn unique_looking_keys_skip_the_per_batch_count_and_stay_exact() {
+        let one = Measure::Duplicates { columns: vec!["id".into()] };
+        let mut kernel = Kernel::new(&one, &schema(), 0).unwrap();
+        let descending: Vec<Option<i64>> = (0..4000).rev().map(Some).collect();
+        let repeats: Vec<Option<i64>> = (0..3000).chain(0..10).map(Some).collect();
+        let names = |n: usize| vec![None; n];
+        kernel.update(&batch(&descending, &names(4000))).unwrap();
+        kernel.update(&batch(&repeats, &names(3010))).unwrap();
+        let want = naive_dups(descending.iter().chain(&repeats).copied());
+        assert_eq!(want, 3000.0);
+        assert_eq!(kernel.finish(0).value, Some(want));
     }
 
     proptest! {

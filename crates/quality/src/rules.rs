@@ -48,6 +48,14 @@ impl<'a> Texts<'a> {
         }
     }
 
+    fn len(&self) -> usize {
+        match self {
+            Texts::View(a) => a.len(),
+            Texts::Utf8(a) => a.len(),
+            Texts::Large(a) => a.len(),
+        }
+    }
+
     fn byte_len(&self, i: usize) -> usize {
         match self {
             Texts::View(a) => a.views()[i] as u32 as usize,
@@ -131,14 +139,16 @@ impl ValueSet {
         }
     }
 
-    /// Marks the rows that are null or hold a value of the list (`hits` starts all true).
-    pub fn mark_missing(&self, texts: &Texts, hits: &mut [bool]) {
-        self.keep_members(texts, hits);
+    /// Per row: whether it is null or holds a value of the list.
+    pub fn missing(&self, texts: &Texts) -> Vec<bool> {
+        let mut hits = vec![true; texts.len()];
+        self.keep_members(texts, &mut hits);
         if let Some(nulls) = texts.nulls() {
             for (hit, valid) in hits.iter_mut().zip(nulls.iter()) {
                 *hit |= !valid;
             }
         }
+        hits
     }
 }
 
@@ -410,9 +420,7 @@ mod tests {
         let values =
             vec![Some("EUR"), Some("EURO"), None, Some(""), Some("a long currency name"), Some("a long currency nam")];
         let array: ArrayRef = Arc::new(StringViewArray::from(values));
-        let mut hits = vec![true; array.len()];
-        set.mark_missing(&Texts::of(&array), &mut hits);
-        assert_eq!(hits, [true, false, true, true, true, false]);
+        assert_eq!(set.missing(&Texts::of(&array)), [true, false, true, true, true, false]);
     }
 
     proptest! {
