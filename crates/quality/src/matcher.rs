@@ -345,7 +345,31 @@ mod tests {
             .collect()
     });
 
+    /// Random patterns over a small alphabet: pieces, optional anchors.
+    fn patterns() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec!["a", "b", "-", "[ab]", "[^a]", r"\d", ".", "(a|bb)", "x"]);
+        let repeat = prop::sample::select(vec!["", "", "?", "*", "+", "{2}", "{1,3}"]);
+        (any::<bool>(), prop::collection::vec((piece, repeat), 1..6), any::<bool>()).prop_map(|(start, pieces, end)| {
+            let body: String = pieces.into_iter().map(|(p, r)| format!("{p}{r}")).collect();
+            format!("{}{body}{}", if start { "^" } else { "" }, if end { "$" } else { "" })
+        })
+    }
+
     proptest! {
+        /// Any pattern, whichever engine it gets, answers as the regex crate does.
+        #[test]
+        fn random_patterns_agree_with_the_regex_crate(
+            ecma in patterns(),
+            texts in prop::collection::vec("[ab0-9x\u{e9}-]{0,8}", 1..9),
+        ) {
+            let rust = translate(&ecma, Dialect::Rust).unwrap();
+            let (matcher, regex) = (Matcher::new(&rust).unwrap(), ::regex::Regex::new(&rust).unwrap());
+            let want: Vec<bool> = texts.iter().map(|t| regex.is_match(t)).collect();
+            let mut all = vec![true; texts.len()];
+            matcher.keep_matching(&mut all, |i| texts[i].as_str());
+            prop_assert_eq!(all, want, "{} ({})", ecma, engine_name(&matcher));
+        }
+
         /// Every engine, one text at a time and side by side, answers as the regex crate does,
         /// on texts made to nearly match.
         #[test]
