@@ -17,6 +17,7 @@ use std::time::Duration;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::common::stats::Precision;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
@@ -25,6 +26,7 @@ use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTable
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::physical_plan::{StatisticsArgs, StatisticsContext};
 use futures::StreamExt;
 
 use crate::kernel::Kernel;
@@ -182,6 +184,42 @@ impl FileSource {
     }
 }
 
+impl FileSource {
+    /// What the Parquet footers of a table's files say exactly, so a scan need not read it:
+    /// a finished kernel per measure they answer (null counts, newest and oldest dates and
+    /// timestamps), and the row count. Other formats keep no statistics.
+    async fn statistics(
+        &self,
+        table: &str,
+        measures: &[Measure],
+        samples: usize,
+    ) -> (Vec<Option<Kernel>>, Option<u64>) {
+        let none = || (measures.iter().map(|_| None).collect(), None);
+        if self.location(table).is_none_or(|l| l.format != Format::Parquet) {
+            return none();
+        }
+        let Ok(df) = self.ctx.table(table).await else { return none() };
+        let schema = df.schema().as_arrow().clone();
+        let Ok(plan) = df.create_physical_plan().await else { return none() };
+        let Ok(stats) = StatisticsContext::new().compute(plan.as_ref(), &StatisticsArgs::new()) else { return none() };
+        let rows = match stats.num_rows {
+            Precision::Exact(n) => Some(n as u64),
+            _ => None,
+        };
+        let known = measures
+            .iter()
+            .map(|m| match m.columns().as_slice() {
+                [column] => {
+                    let stats = stats.column_statistics.get(schema.index_of(column).ok()?)?;
+                    Kernel::from_statistics(m, &schema, stats, samples)
+                }
+                _ => None,
+            })
+            .collect();
+        (known, rows)
+    }
+}
+
 /// The listing URL of a location. DataFusion reads globs in local paths itself; in an
 /// `s3://` URL the glob is split off here: the prefix is listed, the glob filters what follows.
 fn table_url(path: &str) -> datafusion::error::Result<ListingTableUrl> {
@@ -245,8 +283,15 @@ impl Source for FileSource {
 
     async fn scan(&mut self, table: &str, measures: &[Measure], ask: &Ask<'_>) -> Result<Scan, String> {
         let samples = ask.samples;
+        let (mut known, exact_rows) = self.statistics(table, measures, samples).await;
+        if let Some(rows) = exact_rows
+            && known.iter().all(Option::is_some)
+        {
+            let results = known.into_iter().flatten().map(|k| Ok(k.finish(ask.now_micros))).collect();
+            return Ok(Scan { rows, results });
+        }
         let mut columns: Vec<&str> = Vec::new();
-        for m in measures {
+        for (m, _) in measures.iter().zip(&known).filter(|(_, k)| k.is_none()) {
             for c in m.columns() {
                 if !columns.contains(&c) {
                     columns.push(c);
@@ -260,7 +305,11 @@ impl Source for FileSource {
         let progress = Arc::clone(ask.progress);
         let mut tasks = Vec::new();
         // Kernels that cannot be built (a bad rule) report their error once, below.
-        let first: Vec<Option<Kernel>> = measures.iter().map(|m| Kernel::new(m, &schema, samples).ok()).collect();
+        let first: Vec<Option<Kernel>> = measures
+            .iter()
+            .zip(&known)
+            .map(|(m, k)| if k.is_some() { None } else { Kernel::new(m, &schema, samples).ok() })
+            .collect();
         for mut stream in streams {
             let mut kernels: Vec<Option<Kernel>> = first
                 .iter()
@@ -320,6 +369,9 @@ impl Source for FileSource {
             .map(|(i, m)| {
                 if let Some(e) = errors[i].take() {
                     return Err(e);
+                }
+                if let Some(k) = known[i].take() {
+                    return Ok(k);
                 }
                 match merged.get_mut(i).and_then(Option::take) {
                     Some(k) => Ok(k),

@@ -16,6 +16,8 @@ use datafusion::arrow::compute::{self, CastOptions};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, Schema, TimeUnit, TimestampMicrosecondType};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
+use datafusion::common::stats::{ColumnStatistics, Precision};
+
 use crate::dups::DupKernel;
 use crate::plan::Measure;
 use crate::rules::{Broken, Rules, Texts, ValueSet, as_text, format_value, is_numeric};
@@ -76,6 +78,40 @@ impl Kernel {
             }
             other => return Err(format!("{other:?} is not measured by a scan")),
         })
+    }
+
+    /// The finished kernel of a measure that a table's exact statistics answer without
+    /// reading a row: a null count, or the newest or oldest value of a date or timestamp
+    /// column (whose minimum and maximum are values, not a text's byte order).
+    pub fn from_statistics(
+        measure: &Measure,
+        schema: &Schema,
+        stats: &ColumnStatistics,
+        samples: usize,
+    ) -> Option<Kernel> {
+        let mut kernel = Kernel::new(measure, schema, samples).ok()?;
+        match (&mut kernel, measure) {
+            (Kernel::Count(k), Measure::Missing { values, .. }) if values.is_empty() => {
+                let Precision::Exact(nulls) = stats.null_count else { return None };
+                k.add_nulls(nulls);
+            }
+            (Kernel::Extreme(k), _)
+                if matches!(
+                    schema.field(k.col).data_type(),
+                    DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+                ) =>
+            {
+                let Precision::Exact(value) = (if k.newest { &stats.max_value } else { &stats.min_value }) else {
+                    return None;
+                };
+                if value.is_null() {
+                    return None;
+                }
+                k.observe(&value.to_array().ok()?).ok()?;
+            }
+            _ => return None,
+        }
+        Some(kernel)
     }
 
     /// An empty twin for another partition of the same scan (duplicate kernels share their
@@ -163,6 +199,13 @@ impl CountKernel {
         CountKernel { col, test, count: 0, samples: Vec::new(), max_samples }
     }
 
+    fn add_nulls(&mut self, nulls: usize) {
+        self.count += nulls as u64;
+        for _ in 0..nulls.min(self.max_samples.saturating_sub(self.samples.len())) {
+            self.samples.push("null".into());
+        }
+    }
+
     /// Counts the rows a batch found, keeping the first as samples.
     fn add(&mut self, found: Broken, array: &ArrayRef) {
         self.count += found.count;
@@ -180,13 +223,7 @@ impl CountKernel {
     fn update(&mut self, batch: &RecordBatch) -> Result<(), String> {
         let array = batch.column(self.col);
         match &mut self.test {
-            RowTest::Null => {
-                let nulls = array.null_count();
-                self.count += nulls as u64;
-                for _ in 0..nulls.min(self.max_samples - self.samples.len().min(self.max_samples)) {
-                    self.samples.push("null".into());
-                }
-            }
+            RowTest::Null => self.add_nulls(array.null_count()),
             RowTest::Missing(set) => {
                 let keep = self.max_samples;
                 let found = if is_numeric(array.data_type()) {
@@ -242,7 +279,10 @@ impl ExtremeKernel {
     }
 
     fn update(&mut self, batch: &RecordBatch) -> Result<(), String> {
-        let array = batch.column(self.col);
+        self.observe(batch.column(self.col))
+    }
+
+    fn observe(&mut self, array: &ArrayRef) -> Result<(), String> {
         let (scaled, mul, div) = match array.data_type() {
             DataType::Timestamp(unit, _) => {
                 let (mul, div) = micros_per(unit);
@@ -310,6 +350,40 @@ mod tests {
 
     fn rows() -> impl Strategy<Value = Vec<(Option<i64>, Option<String>)>> {
         prop::collection::vec((prop::option::of(0i64..40), prop::option::of("[a-c]{0,3}")), 0..200)
+    }
+
+    /// Exact statistics answer null counts and the newest or oldest timestamp; inexact ones,
+    /// or extremes of text (byte order, not time order), leave the measure to the scan.
+    #[test]
+    fn exact_statistics_answer_null_counts_and_ages() {
+        use datafusion::common::ScalarValue;
+        let schema = Schema::new(vec![
+            Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("name", DataType::Utf8, true),
+        ]);
+        let stats = |nulls: Precision<usize>, max: Precision<ScalarValue>| ColumnStatistics {
+            null_count: nulls,
+            max_value: max,
+            ..ColumnStatistics::new_unknown()
+        };
+        let ts = ScalarValue::TimestampMicrosecond(Some(5_000_000), None);
+        let nulls = Measure::Missing { column: "at".into(), values: vec![] };
+        let newest = Measure::NewestAge { column: "at".into() };
+        let known =
+            Kernel::from_statistics(&nulls, &schema, &stats(Precision::Exact(3), Precision::Absent), 2).unwrap();
+        assert_eq!(known.finish(0), Measured { value: Some(3.0), detail: None, samples: vec!["null".into(); 2] });
+        let known =
+            Kernel::from_statistics(&newest, &schema, &stats(Precision::Absent, Precision::Exact(ts.clone())), 0);
+        assert_eq!(known.unwrap().finish(65_000_000).value, Some(60.0));
+        assert!(
+            Kernel::from_statistics(&nulls, &schema, &stats(Precision::Inexact(3), Precision::Absent), 0).is_none()
+        );
+        assert!(
+            Kernel::from_statistics(&newest, &schema, &stats(Precision::Absent, Precision::Inexact(ts)), 0).is_none()
+        );
+        let text = Measure::NewestAge { column: "name".into() };
+        let max = Precision::Exact(ScalarValue::Utf8(Some("2026-01-01".into())));
+        assert!(Kernel::from_statistics(&text, &schema, &stats(Precision::Absent, max), 0).is_none());
     }
 
     /// A run of one lead with more distinct keys than are searched one by one goes to the
