@@ -43,6 +43,8 @@ pub struct DupKernel {
     in_order: Option<InOrder>,
     /// Scratch: the keys of a chunk by hash, to count repeats before the shared table.
     local: HashTable<usize>,
+    /// Scratch: the keys of a chunk bucketed by shard.
+    by_shard: Vec<(u32, u64, u32, u32, u32)>,
     /// Whether repeats are counted within a chunk first (until the keys look unique).
     count_chunks: bool,
 }
@@ -434,6 +436,7 @@ impl DupKernel {
             keys: Vec::new(),
             in_order,
             local: HashTable::new(),
+            by_shard: Vec::new(),
             count_chunks: true,
         })
     }
@@ -515,13 +518,27 @@ impl DupKernel {
         if self.count_chunks {
             self.count_chunk();
         }
-        let (keys, bytes) = (&mut self.keys, &self.bytes);
+        let bytes = &self.bytes;
         let key = |k: &(u32, u64, u32, u32, u32)| &bytes[k.2 as usize..(k.2 + k.3) as usize];
-        keys.sort_unstable_by_key(|k| k.0);
-        for group in keys.chunk_by(|a, b| a.0 == b.0) {
+        // Bucketed by shard in one counting pass (a sort would compare).
+        let mut starts = [0usize; SHARDS + 1];
+        for k in &self.keys {
+            starts[k.0 as usize + 1] += 1;
+        }
+        for s in 1..=SHARDS {
+            starts[s] += starts[s - 1];
+        }
+        let mut next = starts;
+        self.by_shard.clear();
+        self.by_shard.resize(self.keys.len(), (0, 0, 0, 0, 0));
+        for k in &self.keys {
+            self.by_shard[next[k.0 as usize]] = *k;
+            next[k.0 as usize] += 1;
+        }
+        for (s, bounds) in starts.windows(2).enumerate().filter(|(_, b)| b[0] < b[1]) {
             // A poisoned lock means another scan task panicked; its panic is reported.
-            let mut shard = self.shared.shards[group[0].0 as usize].lock().unwrap_or_else(|e| e.into_inner());
-            for k in group {
+            let mut shard = self.shared.shards[s].lock().unwrap_or_else(|e| e.into_inner());
+            for k in &self.by_shard[bounds[0]..bounds[1]] {
                 shard.insert(k.1, key(k), k.4);
             }
         }
