@@ -18,9 +18,7 @@ use std::cmp::Ordering;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, LargeStringArray, RecordBatch, StringArray, StringViewArray, make_comparator,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, make_comparator};
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::{self, SortOptions};
 use datafusion::arrow::datatypes::{DataType, Int64Type, Schema};
@@ -28,7 +26,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use hashbrown::HashTable;
 
 use crate::kernel::Measured;
-use crate::rules::{for_each_text, format_value};
+use crate::rules::{Texts, as_text, format_value};
 
 /// A duplicate count in progress, for one partition of a scan.
 pub struct DupKernel {
@@ -92,53 +90,39 @@ const LONG_RUN: usize = 64;
 
 /// The leads of a batch, comparable in order: integers (and dates and times) as i64, text
 /// as bytes.
-enum Leads {
+enum Leads<'a> {
     Ints(Int64Array),
-    View(StringViewArray),
-    Utf8(StringArray),
-    Large(LargeStringArray),
+    Texts(Texts<'a>),
 }
 
-impl Leads {
+/// An integer type whose every value fits an i64.
+fn fits_i64(t: &DataType) -> bool {
+    use DataType::*;
+    matches!(t, Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32)
+}
+
+impl<'a> Leads<'a> {
     /// The leads of a key's first column, when its values have an order meshplane follows.
-    fn of(first: &ArrayRef) -> Result<Option<Leads>, String> {
+    fn of(first: &'a ArrayRef) -> Result<Option<Leads<'a>>, String> {
         use DataType::*;
-        let ints = matches!(
-            first.data_type(),
-            Int8 | Int16
-                | Int32
-                | Int64
-                | UInt8
-                | UInt16
-                | UInt32
-                | Date32
-                | Date64
-                | Timestamp(..)
-                | Time32(_)
-                | Time64(_)
-        );
-        Ok(Some(match first.data_type() {
-            _ if ints => Leads::Ints(compute::cast(first, &Int64).map_err(|e| e.to_string())?.as_primitive().clone()),
-            Utf8View => Leads::View(first.as_string_view().clone()),
-            Utf8 => Leads::Utf8(first.as_string::<i32>().clone()),
-            LargeUtf8 => Leads::Large(first.as_string::<i64>().clone()),
+        let t = first.data_type();
+        Ok(Some(match t {
+            _ if fits_i64(t) || matches!(t, Date32 | Date64 | Timestamp(..) | Time32(_) | Time64(_)) => {
+                Leads::Ints(compute::cast(first, &Int64).map_err(|e| e.to_string())?.as_primitive().clone())
+            }
+            Utf8View | Utf8 | LargeUtf8 => Leads::Texts(Texts::of(first)),
             _ => return Ok(None),
         }))
     }
 
-    fn text(&self, i: usize) -> &[u8] {
-        match self {
-            Leads::View(a) => a.value(i).as_bytes(),
-            Leads::Utf8(a) => a.value(i).as_bytes(),
-            Leads::Large(a) => a.value(i).as_bytes(),
-            Leads::Ints(_) => &[],
-        }
+    fn text(texts: &Texts<'a>, i: usize) -> &'a [u8] {
+        texts.value(i).as_bytes()
     }
 
     fn cmp_rows(&self, i: usize, j: usize) -> Ordering {
         match self {
             Leads::Ints(a) => a.value(i).cmp(&a.value(j)),
-            _ => self.text(i).cmp(self.text(j)),
+            Leads::Texts(t) => Self::text(t, i).cmp(Self::text(t, j)),
         }
     }
 
@@ -146,14 +130,14 @@ impl Leads {
     fn bytes(&self, i: usize) -> Vec<u8> {
         match self {
             Leads::Ints(a) => ordered_int(a.value(i)).to_vec(),
-            _ => self.text(i).to_vec(),
+            Leads::Texts(t) => Self::text(t, i).to_vec(),
         }
     }
 
     fn cmp_bytes(&self, i: usize, other: &[u8]) -> Ordering {
         match self {
             Leads::Ints(a) => ordered_int(a.value(i)).as_slice().cmp(other),
-            _ => self.text(i).cmp(other),
+            Leads::Texts(t) => Self::text(t, i).cmp(other),
         }
     }
 }
@@ -175,7 +159,8 @@ impl InOrder {
     /// Counts a batch's keys; false when they are not in order (after this partition's
     /// earlier keys), and the batch is then kept to be replayed with the rest.
     fn add(&mut self, arrays: Vec<ArrayRef>, max_samples: usize) -> Result<bool, String> {
-        let leads = Leads::of(&arrays[0])?;
+        let first = arrays[0].clone();
+        let leads = Leads::of(&first)?;
         let valid = arrays
             .iter()
             .fold(None, |all: Option<NullBuffer>, a| NullBuffer::union(all.as_ref(), a.logical_nulls().as_ref()));
@@ -250,7 +235,8 @@ impl InOrder {
     }
 
     fn lead_bytes(&self, at: At) -> Result<Vec<u8>, String> {
-        let leads = Leads::of(&self.batches[at.0 as usize][0])?.ok_or("the lead has no order")?;
+        let first = &self.batches[at.0 as usize][0];
+        let leads = Leads::of(first)?.ok_or("the lead has no order")?;
         Ok(leads.bytes(at.1 as usize))
     }
 
@@ -419,7 +405,7 @@ impl DupKernel {
         use DataType::*;
         let types: Vec<&DataType> = cols.iter().map(|&c| schema.field(c).data_type()).collect();
         let key = match types.as_slice() {
-            [Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32] => KeyKind::Integer,
+            [t] if fits_i64(t) => KeyKind::Integer,
             [Utf8 | LargeUtf8 | Utf8View] => KeyKind::Text,
             _ => KeyKind::Rows(
                 RowConverter::new(types.iter().map(|t| SortField::new((*t).clone())).collect())
@@ -483,7 +469,11 @@ impl DupKernel {
                 }
             }
             KeyKind::Text => {
-                for_each_text(&arrays[0], |v| v.into_iter().for_each(|s| self.push_table(s.as_bytes(), 1)))?
+                let text = as_text(&arrays[0])?;
+                let texts = Texts::of(&text);
+                for i in (0..text.len()).filter(|&i| text.is_valid(i)) {
+                    self.push_table(texts.value(i).as_bytes(), 1);
+                }
             }
             KeyKind::Rows(converter) => {
                 let rows = converter.convert_columns(arrays).map_err(|e| e.to_string())?;

@@ -377,19 +377,6 @@ fn outside<T: Copy>(
     Broken::of(bad, keep)
 }
 
-/// Calls `f` with every value of a column as text (null as None), whatever its string layout.
-pub fn for_each_text(array: &ArrayRef, mut f: impl FnMut(Option<&str>)) -> Result<(), String> {
-    let array = as_text(array)?;
-    if let Some(a) = array.as_string_view_opt() {
-        a.iter().for_each(&mut f);
-    } else if let Some(a) = array.as_string_opt::<i32>() {
-        a.iter().for_each(&mut f);
-    } else if let Some(a) = array.as_string_opt::<i64>() {
-        a.iter().for_each(&mut f);
-    }
-    Ok(())
-}
-
 /// Row `i` of a column as text, for a sample.
 pub fn format_value(array: &ArrayRef, i: usize) -> String {
     let options = FormatOptions::default().with_null("null");
