@@ -7,7 +7,8 @@
 //!
 //! SQL rules run in the same session, which holds only the contract's objects: DDL, DML and
 //! statements (COPY, SET, ...) are refused by DataFusion's `SQLOptions`, URL tables are off,
-//! so a rule can read nothing but those objects.
+//! so a rule can read nothing but those objects. A rule that only counts the object's rows
+//! under a condition is measured inside the object's scan instead ([`crate::counted`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,9 +27,11 @@ use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTable
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::{StatisticsArgs, StatisticsContext};
 use futures::StreamExt;
 
+use crate::counted::{self, CountedKernel};
 use crate::kernel::Kernel;
 use crate::plan::Measure;
 use crate::source::{Ask, ColumnKind, Scan, Source};
@@ -220,6 +223,24 @@ impl FileSource {
     }
 }
 
+/// What contract SQL may do: query, nothing else.
+fn read_only() -> SQLOptions {
+    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
+}
+
+impl FileSource {
+    /// The condition of a SQL rule on `table` that counts its rows (see [`counted`]), planned
+    /// under the same read-only options as any contract SQL; `None` for any other rule.
+    async fn counted_condition(&self, table: &str, query: &str) -> Option<Option<Expr>> {
+        if !self.registered.iter().any(|t| t == table) {
+            return None;
+        }
+        let plan = self.ctx.state().create_logical_plan(query).await.ok()?;
+        read_only().verify_plan(&plan).ok()?;
+        counted::condition(&plan, table)
+    }
+}
+
 /// The listing URL of a location. DataFusion reads globs in local paths itself; in an
 /// `s3://` URL the glob is split off here: the prefix is listed, the glob filters what follows.
 fn table_url(path: &str) -> datafusion::error::Result<ListingTableUrl> {
@@ -290,26 +311,37 @@ impl Source for FileSource {
             let results = known.into_iter().flatten().map(|k| Ok(k.finish(ask.now_micros))).collect();
             return Ok(Scan { rows, results });
         }
-        let mut columns: Vec<&str> = Vec::new();
-        for (m, _) in measures.iter().zip(&known).filter(|(_, k)| k.is_none()) {
-            for c in m.columns() {
+        // SQL rules measured here count rows under a condition (see `scans_sql`).
+        let mut conditions = Vec::new();
+        for m in measures {
+            conditions.push(match m {
+                Measure::Sql { query } => self.counted_condition(table, query).await,
+                _ => None,
+            });
+        }
+        let mut columns: Vec<String> = Vec::new();
+        for ((m, _), condition) in measures.iter().zip(&known).zip(&conditions).filter(|((_, k), _)| k.is_none()) {
+            let read = m.columns().into_iter().map(str::to_string).chain(condition.iter().flat_map(counted::columns));
+            for c in read {
                 if !columns.contains(&c) {
                     columns.push(c);
                 }
             }
         }
         let df = self.ctx.table(table).await.map_err(|e| e.to_string())?;
-        let df = df.select_columns(&columns).map_err(|e| e.to_string())?;
+        let df =
+            df.select_columns(&columns.iter().map(String::as_str).collect::<Vec<_>>()).map_err(|e| e.to_string())?;
         let schema = Arc::new(df.schema().as_arrow().clone());
+        let build = |i: usize| match &conditions[i] {
+            Some(condition) => CountedKernel::new(&self.ctx, table, &schema, condition.clone()).map(Kernel::Counted),
+            None => Kernel::new(&measures[i], &schema, samples),
+        };
         let streams = df.execute_stream_partitioned().await.map_err(|e| e.to_string())?;
         let progress = Arc::clone(ask.progress);
         let mut tasks = Vec::new();
         // Kernels that cannot be built (a bad rule) report their error once, below.
-        let first: Vec<Option<Kernel>> = measures
-            .iter()
-            .zip(&known)
-            .map(|(m, k)| if k.is_some() { None } else { Kernel::new(m, &schema, samples).ok() })
-            .collect();
+        let first: Vec<Option<Kernel>> =
+            known.iter().enumerate().map(|(i, k)| if k.is_some() { None } else { build(i).ok() }).collect();
         for mut stream in streams {
             let mut kernels: Vec<Option<Kernel>> = first
                 .iter()
@@ -363,10 +395,8 @@ impl Source for FileSource {
                 }
             }
         }
-        let results = measures
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
+        let results = (0..measures.len())
+            .map(|i| {
                 if let Some(e) = errors[i].take() {
                     return Err(e);
                 }
@@ -376,7 +406,7 @@ impl Source for FileSource {
                 match merged.get_mut(i).and_then(Option::take) {
                     Some(k) => Ok(k),
                     // No partition ran (an empty table), or the kernel could not be built.
-                    None => Kernel::new(m, &schema, samples),
+                    None => build(i),
                 }
             })
             .map(|k| k.map(|k| k.finish(ask.now_micros)))
@@ -384,11 +414,14 @@ impl Source for FileSource {
         Ok(Scan { rows, results })
     }
 
+    async fn scans_sql(&mut self, table: &str, query: &str) -> bool {
+        self.counted_condition(table, query).await.is_some()
+    }
+
     async fn sql(&mut self, query: &str) -> Result<f64, String> {
         self.register_all().await?;
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let run = async {
-            let df = self.ctx.sql_with_options(query, options).await.map_err(|e| e.to_string())?;
+            let df = self.ctx.sql_with_options(query, read_only()).await.map_err(|e| e.to_string())?;
             let batches =
                 df.limit(0, Some(1)).map_err(|e| e.to_string())?.collect().await.map_err(|e| e.to_string())?;
             let batch = batches.iter().find(|b| b.num_rows() > 0).ok_or("the query returned no rows")?;

@@ -18,6 +18,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use datafusion::common::stats::{ColumnStatistics, Precision};
 
+use crate::counted::CountedKernel;
 use crate::dups::DupKernel;
 use crate::plan::Measure;
 use crate::rules::{Broken, Rules, Texts, ValueSet, as_text, format_value, is_numeric};
@@ -28,6 +29,8 @@ pub enum Kernel {
     Count(CountKernel),
     Dups(DupKernel),
     Extreme(ExtremeKernel),
+    /// A contract SQL rule that counts rows under a condition (built by the files executor).
+    Counted(CountedKernel),
 }
 
 /// The result of a kernel: the value, what else is worth saying, and sample values.
@@ -121,7 +124,8 @@ impl Kernel {
             Kernel::Dups(k) => k.fork(schema).map(Kernel::Dups),
             // Compiled rules (patterns) are shared, not compiled again.
             Kernel::Count(k) => Ok(Kernel::Count(CountKernel::new(k.col, k.test.clone(), samples))),
-            _ => Kernel::new(measure, schema, samples),
+            Kernel::Counted(k) => Ok(Kernel::Counted(k.fork())),
+            Kernel::Extreme(_) => Kernel::new(measure, schema, samples),
         }
     }
 
@@ -130,6 +134,7 @@ impl Kernel {
             Kernel::Count(k) => k.update(batch),
             Kernel::Dups(k) => k.update(batch),
             Kernel::Extreme(k) => k.update(batch),
+            Kernel::Counted(k) => k.update(batch),
         }
     }
 
@@ -143,6 +148,7 @@ impl Kernel {
             }
             (Kernel::Dups(a), Kernel::Dups(b)) => a.merge(b)?,
             (Kernel::Extreme(a), Kernel::Extreme(b)) => a.micros = a.pick(a.micros, b.micros),
+            (Kernel::Counted(a), Kernel::Counted(b)) => a.count += b.count,
             _ => unreachable!("kernels are merged with their twins only"),
         }
         Ok(())
@@ -160,6 +166,7 @@ impl Kernel {
                 Measured { value: Some(k.count as f64), detail, samples: k.samples }
             }
             Kernel::Dups(k) => k.finish(),
+            Kernel::Counted(k) => Measured { value: Some(k.count as f64), ..Default::default() },
             Kernel::Extreme(k) => match k.micros {
                 Some(ts) => Measured {
                     value: Some(((now_micros - ts) as f64 / 1e6).floor()),

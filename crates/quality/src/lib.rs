@@ -14,6 +14,7 @@
 //! assert_eq!(required.measure, Measure::Missing { column: "id".into(), values: vec![] });
 //! ```
 
+mod counted;
 mod dups;
 pub mod files;
 pub mod kernel;

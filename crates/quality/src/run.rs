@@ -231,7 +231,12 @@ async fn run_object<S: Source>(
             },
             (Measure::RowCount, _) => Pending::Rows,
             (Measure::Sql { query }, _) => {
-                Pending::Sql(substitute(query, &object.table, check.property.as_deref(), source))
+                let query = substitute(query, &object.table, check.property.as_deref(), source);
+                if source.scans_sql(&object.table, &query).await {
+                    Pending::Scan(slot(Measure::Sql { query }))
+                } else {
+                    Pending::Sql(query)
+                }
             }
             (m, None) => Pending::Scan(slot(m.clone())),
         };

@@ -65,6 +65,12 @@ pub trait Source {
     /// Measures everything in one pass; a result per measure, in order.
     fn scan(&mut self, table: &str, measures: &[Measure], ask: &Ask<'_>) -> impl Future<Output = Result<Scan, String>>;
 
+    /// Whether the scan of `table` measures a contract SQL rule (`query`, substituted) as a
+    /// [`Measure::Sql`], instead of [`Source::sql`] running it on its own.
+    fn scans_sql(&mut self, _table: &str, _query: &str) -> impl Future<Output = bool> {
+        async { false }
+    }
+
     /// Runs a contract's SQL read-only and returns the first column of its first row.
     fn sql(&mut self, query: &str) -> impl Future<Output = Result<f64, String>>;
 
