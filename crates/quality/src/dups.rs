@@ -5,9 +5,12 @@
 //! the first column of a composite key: ids and timestamps often come in order), duplicates
 //! can only be among the rows of one run of equal leads. Each row is compared with the row
 //! before it, and only a row that repeats a lead is compared further, with the (usually one)
-//! keys of its run. Nothing is copied per row: the batches themselves are kept, so that when
-//! the order breaks, or two partitions' lead ranges overlap, they are replayed into the
-//! table and the count stays exact.
+//! keys of its run. Nothing is copied per row, and only the batches a run still points into
+//! are kept. While nothing has been let go, a break in the order (or two partitions whose
+//! lead ranges overlap) replays the kept batches into the table. Once batches are gone, the
+//! kernel says it *needs a rescan* and the scan feeds a fresh, hash-only kernel every row
+//! again: the count stays exact and memory stays a few batches, for the price of a second
+//! pass over the key columns in the rare table whose keys come in order and then do not.
 //!
 //! **By hash.** Otherwise each distinct key is kept once, in a table sharded by hash and
 //! shared by every partition of a scan, so partitions insert in parallel and nothing is
@@ -45,6 +48,10 @@ pub struct DupKernel {
     by_shard: Vec<(u32, u64, u32, u32, u32)>,
     /// Whether repeats are counted within a chunk first (until the keys look unique).
     count_chunks: bool,
+    /// Whether keys are first counted in order (false for a rescan: by hash from the start).
+    ordered: bool,
+    /// Whether the order broke after batches were let go: the count needs a rescan.
+    lost: bool,
 }
 
 /// How a key is written into the table.
@@ -70,8 +77,13 @@ struct Key {
 /// The keys counted in order so far.
 #[derive(Default)]
 struct InOrder {
-    /// The key columns of every batch, to compare composite keys and to replay.
-    batches: Vec<Vec<ArrayRef>>,
+    /// The key columns of each batch, to compare composite keys and to replay; `None` once
+    /// no key points into it any more.
+    batches: Vec<Option<Vec<ArrayRef>>>,
+    /// Batches before this one have been let go, or are kept for the first run.
+    released_to: usize,
+    /// Whether any batch was let go (the batches can no longer be replayed).
+    released: bool,
     /// The lead of the last counted row, once its batch is done.
     last_lead: Option<Vec<u8>>,
     /// The first run, once a second one has started (needed to join with an earlier partition).
@@ -82,7 +94,7 @@ struct InOrder {
     single: bool,
     dup_keys: u64,
     dup_rows: u64,
-    samples: Vec<At>,
+    samples: Vec<String>,
 }
 
 /// A run with more distinct keys than this is counted by hash instead.
@@ -166,7 +178,7 @@ impl InOrder {
             .fold(None, |all: Option<NullBuffer>, a| NullBuffer::union(all.as_ref(), a.logical_nulls().as_ref()));
         let batch = self.batches.len() as u32;
         let rows = arrays[0].len();
-        self.batches.push(arrays);
+        self.batches.push(Some(arrays));
         let Some(leads) = leads else { return Ok(false) };
         let mut prev: Option<usize> = None;
         for i in (0..rows).filter(|&i| valid.as_ref().is_none_or(|v| v.is_valid(i))) {
@@ -184,10 +196,31 @@ impl InOrder {
             }
             prev = Some(i);
         }
-        if let Some(p) = prev {
-            self.last_lead = Some(leads.bytes(p));
+        match prev {
+            Some(p) => self.last_lead = Some(leads.bytes(p)),
+            // No key in the batch: nothing to compare or replay.
+            None => self.batches[batch as usize] = None,
         }
+        self.release();
         Ok(true)
+    }
+
+    /// Lets go of the batches no key of the first or the current run points into.
+    fn release(&mut self) {
+        let needed = self.run.iter().map(|k| k.at.0 as usize).min().unwrap_or(usize::MAX).min(self.batches.len());
+        for b in self.released_to..needed {
+            let in_first = self.first.iter().flatten().any(|k| k.at.0 as usize == b);
+            if !in_first && self.batches[b].take().is_some() {
+                self.released = true;
+            }
+        }
+        self.released_to = self.released_to.max(needed);
+    }
+
+    /// The key columns of a kept batch.
+    fn columns(&self, batch: u32) -> &[ArrayRef] {
+        // Batches a run points into are never let go (`release`).
+        self.batches[batch as usize].as_deref().expect("a batch a key points into is kept")
     }
 
     fn start_run(&mut self, at: At) {
@@ -211,7 +244,7 @@ impl InOrder {
 
     /// Whether two rows (with equal leads) have equal keys.
     fn same_key(&self, a: At, b: At) -> bool {
-        let (x, y) = (&self.batches[a.0 as usize], &self.batches[b.0 as usize]);
+        let (x, y) = (self.columns(a.0), self.columns(b.0));
         x.iter().zip(y).skip(1).all(|(x, y)| {
             make_comparator(x.as_ref(), y.as_ref(), SortOptions::default())
                 .is_ok_and(|cmp| cmp(a.1 as usize, b.1 as usize).is_eq())
@@ -221,7 +254,7 @@ impl InOrder {
     /// Adds `times` occurrences to key `k` of the run.
     fn count(&mut self, k: usize, times: u32, max_samples: usize) {
         let key = &mut self.run[k];
-        let before = key.count;
+        let (before, at) = (key.count, key.at);
         key.count = before.saturating_add(times);
         if before > 1 {
             self.dup_rows += u64::from(times);
@@ -229,13 +262,13 @@ impl InOrder {
             self.dup_keys += 1;
             self.dup_rows += u64::from(key.count);
             if self.samples.len() < max_samples {
-                self.samples.push(key.at);
+                self.samples.push(self.describe(at));
             }
         }
     }
 
     fn lead_bytes(&self, at: At) -> Result<Vec<u8>, String> {
-        let first = &self.batches[at.0 as usize][0];
+        let first = &self.columns(at.0)[0];
         let leads = Leads::of(first)?.ok_or("the lead has no order")?;
         Ok(leads.bytes(at.1 as usize))
     }
@@ -259,14 +292,17 @@ impl InOrder {
     fn append(&mut self, later: InOrder, max_samples: usize) {
         if later.is_empty() {
             self.batches.extend(later.batches);
+            self.released |= later.released;
             return;
         }
         if self.is_empty() {
             let offset = self.batches.len() as u32;
             let mut batches = std::mem::take(&mut self.batches);
+            let released = self.released;
             *self = later.shifted(offset);
             batches.append(&mut self.batches);
             self.batches = batches;
+            self.released |= released;
             return;
         }
         let joins = matches!(
@@ -274,8 +310,9 @@ impl InOrder {
             (Some(Ok(a)), Ok(b)) if a == b
         );
         let later = later.shifted(self.batches.len() as u32);
-        let InOrder { batches, first, run, dup_keys, dup_rows, samples, .. } = later;
+        let InOrder { batches, first, run, dup_keys, dup_rows, samples, released, .. } = later;
         self.batches.extend(batches);
+        self.released |= released;
         self.dup_keys += dup_keys;
         self.dup_rows += dup_rows;
         self.samples.extend(samples);
@@ -325,14 +362,13 @@ impl InOrder {
         let shift = |k: &mut Key| k.at.0 += offset;
         self.run.iter_mut().for_each(shift);
         self.first.iter_mut().flatten().for_each(shift);
-        self.samples.iter_mut().for_each(|at| at.0 += offset);
+        self.released_to += offset as usize;
         self
     }
 
     /// A sample key as text: its columns' values, comma-separated.
     fn describe(&self, at: At) -> String {
-        let columns = &self.batches[at.0 as usize];
-        columns.iter().map(|c| format_value(c, at.1 as usize)).collect::<Vec<_>>().join(", ")
+        self.columns(at.0).iter().map(|c| format_value(c, at.1 as usize)).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -393,15 +429,23 @@ const FLUSH_AT: usize = 65_536;
 const FLUSH_BYTES: usize = 64 << 20;
 
 impl DupKernel {
-    pub fn new(cols: Vec<usize>, schema: &Schema, max_samples: usize) -> Result<Self, String> {
+    /// A kernel that counts keys in order while they come in order; `ordered` false counts
+    /// by hash from the first row (the rescan of a kernel that [`DupKernel::needs_rescan`]).
+    pub fn new(cols: Vec<usize>, schema: &Schema, max_samples: usize, ordered: bool) -> Result<Self, String> {
         let shared = Arc::new(DupTable {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: foldhash::fast::FixedState::with_seed(0x6d65_7368),
         });
-        Self::sharing(cols, schema, max_samples, shared)
+        Self::sharing(cols, schema, max_samples, shared, ordered)
     }
 
-    fn sharing(cols: Vec<usize>, schema: &Schema, max_samples: usize, shared: Arc<DupTable>) -> Result<Self, String> {
+    fn sharing(
+        cols: Vec<usize>,
+        schema: &Schema,
+        max_samples: usize,
+        shared: Arc<DupTable>,
+        ordered: bool,
+    ) -> Result<Self, String> {
         use DataType::*;
         let types: Vec<&DataType> = cols.iter().map(|&c| schema.field(c).data_type()).collect();
         let key = match types.as_slice() {
@@ -412,7 +456,7 @@ impl DupKernel {
                     .map_err(|e| e.to_string())?,
             ),
         };
-        let in_order = Some(InOrder::new(cols.len() == 1));
+        let in_order = ordered.then(|| InOrder::new(cols.len() == 1));
         Ok(DupKernel {
             cols,
             key,
@@ -424,12 +468,20 @@ impl DupKernel {
             local: HashTable::new(),
             by_shard: Vec::new(),
             count_chunks: true,
+            ordered,
+            lost: false,
         })
     }
 
     /// A twin for another partition: its own key encoder, the same table.
     pub fn fork(&self, schema: &Schema) -> Result<Self, String> {
-        Self::sharing(self.cols.clone(), schema, self.max_samples, Arc::clone(&self.shared))
+        Self::sharing(self.cols.clone(), schema, self.max_samples, Arc::clone(&self.shared), self.ordered)
+    }
+
+    /// Whether the keys' order broke after batches were let go, so this count cannot be
+    /// finished: the scan must feed every row to a kernel made with `ordered` false.
+    pub fn needs_rescan(&self) -> bool {
+        self.lost
     }
 
     /// Whether this partition's keys have all come in order so far.
@@ -439,6 +491,9 @@ impl DupKernel {
     }
 
     pub fn update(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        if self.lost {
+            return Ok(());
+        }
         let arrays: Vec<ArrayRef> = self.cols.iter().map(|&c| batch.column(c).clone()).collect();
         match &mut self.in_order {
             Some(in_order) => {
@@ -451,10 +506,15 @@ impl DupKernel {
         }
     }
 
-    /// Replays the batches counted in order into the table, and leaves that mode for good.
+    /// Replays the batches counted in order into the table, and leaves that mode for good;
+    /// when some were let go, the count is lost instead.
     fn spill(&mut self) -> Result<(), String> {
         let Some(in_order) = self.in_order.take() else { return Ok(()) };
-        for arrays in &in_order.batches {
+        if in_order.released {
+            self.lost = true;
+            return Ok(());
+        }
+        for arrays in in_order.batches.iter().flatten() {
             self.count_in_table(arrays)?;
         }
         Ok(())
@@ -564,6 +624,10 @@ impl DupKernel {
     /// Adds what a twin saw. Two partitions in order whose lead ranges do not overlap stay
     /// in order; anything else goes to the shared table.
     pub fn merge(&mut self, mut other: DupKernel) -> Result<(), String> {
+        if self.lost || other.lost {
+            self.lost = true;
+            return Ok(());
+        }
         match (self.in_order.take(), other.in_order.take()) {
             (Some(mut a), Some(b)) if a.precedes(&b) => {
                 a.append(b, self.max_samples);
@@ -584,9 +648,14 @@ impl DupKernel {
     }
 
     pub fn finish(self) -> Measured {
-        if let Some(in_order) = &self.in_order {
-            let samples = in_order.samples.iter().map(|&at| in_order.describe(at)).collect();
-            return dup_result(in_order.dup_keys, in_order.dup_rows, samples);
+        if self.lost {
+            return Measured {
+                detail: Some("the keys' order broke; they need a second pass".into()),
+                ..Default::default()
+            };
+        }
+        if let Some(in_order) = self.in_order {
+            return dup_result(in_order.dup_keys, in_order.dup_rows, in_order.samples);
         }
         let (mut keys, mut rows) = (0u64, 0u64);
         let mut samples = Vec::new();

@@ -223,6 +223,119 @@ impl FileSource {
     }
 }
 
+/// What one scan of an object measures.
+struct Pass<'a> {
+    table: &'a str,
+    measures: &'a [Measure],
+    /// Per measure: the condition of a SQL rule counted in the scan.
+    conditions: &'a [Option<Option<Expr>>],
+    ask: &'a Ask<'a>,
+}
+
+impl FileSource {
+    /// One pass over the columns the `wanted` measures read: each partition feeds its own
+    /// kernels on its own task, and the partitions' kernels are merged. Per measure: its
+    /// kernel (or why it failed), `None` when not wanted. `rescan`: kernels for a second
+    /// pass ([`Kernel::rescan`]).
+    async fn pass(
+        &self,
+        pass: &Pass<'_>,
+        wanted: &[bool],
+        rescan: bool,
+    ) -> Result<(u64, Vec<Option<Result<Kernel, String>>>), String> {
+        let (table, measures, samples) = (pass.table, pass.measures, pass.ask.samples);
+        let mut columns: Vec<String> = Vec::new();
+        for (m, condition) in measures.iter().zip(pass.conditions).zip(wanted).filter(|(_, w)| **w).map(|(m, _)| m) {
+            let read = m.columns().into_iter().map(str::to_string).chain(condition.iter().flat_map(counted::columns));
+            for c in read {
+                if !columns.contains(&c) {
+                    columns.push(c);
+                }
+            }
+        }
+        let df = self.ctx.table(table).await.map_err(|e| e.to_string())?;
+        let df =
+            df.select_columns(&columns.iter().map(String::as_str).collect::<Vec<_>>()).map_err(|e| e.to_string())?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let build = |i: usize| match &pass.conditions[i] {
+            Some(condition) => CountedKernel::new(&self.ctx, table, &schema, condition.clone()).map(Kernel::Counted),
+            None if rescan => Kernel::rescan(&measures[i], &schema, samples),
+            None => Kernel::new(&measures[i], &schema, samples),
+        };
+        let streams = df.execute_stream_partitioned().await.map_err(|e| e.to_string())?;
+        let mut tasks = Vec::new();
+        // Kernels that cannot be built (a bad rule) report their error once, below.
+        let first: Vec<Option<Kernel>> = wanted.iter().enumerate().map(|(i, w)| w.then(|| build(i).ok())?).collect();
+        for mut stream in streams {
+            let mut kernels: Vec<Option<Kernel>> = first
+                .iter()
+                .zip(measures)
+                .map(|(k, m)| k.as_ref().and_then(|k| k.fork(m, &schema, samples).ok()))
+                .collect();
+            let progress = Arc::clone(pass.ask.progress);
+            tasks.push(tokio::spawn(async move {
+                let mut rows = 0u64;
+                let mut errors: Vec<Option<String>> = vec![None; kernels.len()];
+                while let Some(batch) = stream.next().await {
+                    let batch = batch.map_err(|e| e.to_string())?;
+                    rows += batch.num_rows() as u64;
+                    progress.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    for (k, err) in kernels.iter_mut().zip(errors.iter_mut()) {
+                        if let Some(kernel) = k
+                            && let Err(e) = kernel.update(&batch)
+                        {
+                            *err = Some(e);
+                            *k = None;
+                        }
+                    }
+                }
+                Ok::<_, String>((rows, kernels, errors))
+            }));
+        }
+        let mut rows = 0u64;
+        let mut merged: Vec<Option<Kernel>> = Vec::new();
+        let mut errors: Vec<Option<String>> = vec![None; measures.len()];
+        for task in tasks {
+            let (n, kernels, errs) = task.await.map_err(|e| e.to_string())??;
+            rows += n;
+            for (i, e) in errs.into_iter().enumerate() {
+                if e.is_some() {
+                    errors[i] = e;
+                }
+            }
+            if merged.is_empty() {
+                merged = kernels;
+                continue;
+            }
+            for ((slot, k), error) in merged.iter_mut().zip(kernels).zip(errors.iter_mut()) {
+                match (slot.as_mut(), k) {
+                    (Some(a), Some(b)) => {
+                        if let Err(e) = a.merge(b) {
+                            *error = Some(e);
+                            *slot = None;
+                        }
+                    }
+                    _ => *slot = None,
+                }
+            }
+        }
+        let kernels = (0..measures.len())
+            .map(|i| {
+                if !wanted[i] {
+                    return None;
+                }
+                Some(match (errors[i].take(), merged.get_mut(i).and_then(Option::take)) {
+                    (Some(e), _) => Err(e),
+                    (None, Some(k)) => Ok(k),
+                    // No partition ran (an empty table), or the kernel could not be built.
+                    (None, None) => build(i),
+                })
+            })
+            .collect();
+        Ok((rows, kernels))
+    }
+}
+
 /// What contract SQL may do: query, nothing else.
 fn read_only() -> SQLOptions {
     SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
@@ -303,8 +416,7 @@ impl Source for FileSource {
     }
 
     async fn scan(&mut self, table: &str, measures: &[Measure], ask: &Ask<'_>) -> Result<Scan, String> {
-        let samples = ask.samples;
-        let (mut known, exact_rows) = self.statistics(table, measures, samples).await;
+        let (mut known, exact_rows) = self.statistics(table, measures, ask.samples).await;
         if let Some(rows) = exact_rows
             && known.iter().all(Option::is_some)
         {
@@ -319,95 +431,26 @@ impl Source for FileSource {
                 _ => None,
             });
         }
-        let mut columns: Vec<String> = Vec::new();
-        for ((m, _), condition) in measures.iter().zip(&known).zip(&conditions).filter(|((_, k), _)| k.is_none()) {
-            let read = m.columns().into_iter().map(str::to_string).chain(condition.iter().flat_map(counted::columns));
-            for c in read {
-                if !columns.contains(&c) {
-                    columns.push(c);
+        let pass = Pass { table, measures, conditions: &conditions, ask };
+        let unknown: Vec<bool> = known.iter().map(Option::is_none).collect();
+        let (rows, mut kernels) = self.pass(&pass, &unknown, false).await?;
+        // Keys that came in order and then did not are counted again, by hash.
+        let rescan: Vec<bool> = kernels.iter().map(|k| matches!(k, Some(Ok(k)) if k.needs_rescan())).collect();
+        if rescan.contains(&true) {
+            let (_, again) = self.pass(&pass, &rescan, true).await?;
+            for ((slot, k), redo) in kernels.iter_mut().zip(again).zip(&rescan) {
+                if *redo {
+                    *slot = k;
                 }
             }
         }
-        let df = self.ctx.table(table).await.map_err(|e| e.to_string())?;
-        let df =
-            df.select_columns(&columns.iter().map(String::as_str).collect::<Vec<_>>()).map_err(|e| e.to_string())?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let build = |i: usize| match &conditions[i] {
-            Some(condition) => CountedKernel::new(&self.ctx, table, &schema, condition.clone()).map(Kernel::Counted),
-            None => Kernel::new(&measures[i], &schema, samples),
-        };
-        let streams = df.execute_stream_partitioned().await.map_err(|e| e.to_string())?;
-        let progress = Arc::clone(ask.progress);
-        let mut tasks = Vec::new();
-        // Kernels that cannot be built (a bad rule) report their error once, below.
-        let first: Vec<Option<Kernel>> =
-            known.iter().enumerate().map(|(i, k)| if k.is_some() { None } else { build(i).ok() }).collect();
-        for mut stream in streams {
-            let mut kernels: Vec<Option<Kernel>> = first
-                .iter()
-                .zip(measures)
-                .map(|(k, m)| k.as_ref().and_then(|k| k.fork(m, &schema, samples).ok()))
-                .collect();
-            let progress = progress.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut rows = 0u64;
-                let mut errors: Vec<Option<String>> = vec![None; kernels.len()];
-                while let Some(batch) = stream.next().await {
-                    let batch = batch.map_err(|e| e.to_string())?;
-                    rows += batch.num_rows() as u64;
-                    progress.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                    for (k, err) in kernels.iter_mut().zip(errors.iter_mut()) {
-                        if let Some(kernel) = k
-                            && let Err(e) = kernel.update(&batch)
-                        {
-                            *err = Some(e);
-                            *k = None;
-                        }
-                    }
-                }
-                Ok::<_, String>((rows, kernels, errors))
-            }));
-        }
-        let mut rows = 0u64;
-        let mut merged: Vec<Option<Kernel>> = Vec::new();
-        let mut errors: Vec<Option<String>> = vec![None; measures.len()];
-        for task in tasks {
-            let (n, kernels, errs) = task.await.map_err(|e| e.to_string())??;
-            rows += n;
-            for (i, e) in errs.into_iter().enumerate() {
-                if e.is_some() {
-                    errors[i] = e;
-                }
-            }
-            if merged.is_empty() {
-                merged = kernels;
-                continue;
-            }
-            for ((slot, k), error) in merged.iter_mut().zip(kernels).zip(errors.iter_mut()) {
-                match (slot.as_mut(), k) {
-                    (Some(a), Some(b)) => {
-                        if let Err(e) = a.merge(b) {
-                            *error = Some(e);
-                            *slot = None;
-                        }
-                    }
-                    _ => *slot = None,
-                }
-            }
-        }
-        let results = (0..measures.len())
-            .map(|i| {
-                if let Some(e) = errors[i].take() {
-                    return Err(e);
-                }
-                if let Some(k) = known[i].take() {
-                    return Ok(k);
-                }
-                match merged.get_mut(i).and_then(Option::take) {
-                    Some(k) => Ok(k),
-                    // No partition ran (an empty table), or the kernel could not be built.
-                    None => build(i),
-                }
+        let results = kernels
+            .into_iter()
+            .zip(known.iter_mut())
+            .map(|(k, known)| match (known.take(), k) {
+                (Some(k), _) => Ok(k),
+                (None, Some(k)) => k,
+                (None, None) => Err("not measured".to_string()),
             })
             .map(|k| k.map(|k| k.finish(ask.now_micros)))
             .collect();

@@ -48,6 +48,22 @@ fn column_index(schema: &Schema, name: &str) -> Result<usize, String> {
 impl Kernel {
     /// A kernel for a data-reading measure; `samples` is how many offending values to keep.
     pub fn new(measure: &Measure, schema: &Schema, samples: usize) -> Result<Kernel, String> {
+        Self::build(measure, schema, samples, true)
+    }
+
+    /// The kernel for a second pass over a measure whose kernel [`Kernel::needs_rescan`]:
+    /// duplicates are counted by hash from the first row.
+    pub fn rescan(measure: &Measure, schema: &Schema, samples: usize) -> Result<Kernel, String> {
+        Self::build(measure, schema, samples, false)
+    }
+
+    /// Whether the kernel cannot finish exactly (keys counted in order whose order broke
+    /// after their batches were let go) and the scan must feed a [`Kernel::rescan`] again.
+    pub fn needs_rescan(&self) -> bool {
+        matches!(self, Kernel::Dups(k) if k.needs_rescan())
+    }
+
+    fn build(measure: &Measure, schema: &Schema, samples: usize, ordered: bool) -> Result<Kernel, String> {
         Ok(match measure {
             Measure::Missing { column, values } => {
                 let col = column_index(schema, column)?;
@@ -61,7 +77,7 @@ impl Kernel {
             }
             Measure::Duplicates { columns } => {
                 let cols = columns.iter().map(|c| column_index(schema, c)).collect::<Result<Vec<_>, _>>()?;
-                Kernel::Dups(DupKernel::new(cols, schema, samples)?)
+                Kernel::Dups(DupKernel::new(cols, schema, samples, ordered)?)
             }
             Measure::NewestAge { column } | Measure::OldestAge { column } => {
                 let col = column_index(schema, column)?;
@@ -422,6 +438,44 @@ mod tests {
         let want = naive_dups(descending.iter().chain(&repeats).copied());
         assert_eq!(want, 3000.0);
         assert_eq!(kernel.finish(0).value, Some(want));
+    }
+
+    /// Keys that come in order keep only the batches a run points into; when the order
+    /// breaks after others were let go, the kernel asks for a rescan instead of guessing, and
+    /// the rescan kernel counts the same batches exactly. Before anything is let go, a break
+    /// is replayed without a rescan.
+    #[test]
+    fn a_late_break_in_the_order_asks_for_a_rescan_that_counts_exactly() {
+        let one = Measure::Duplicates { columns: vec!["id".into()] };
+        let both = Measure::Duplicates { columns: vec!["id".into(), "name".into()] };
+        let ordered: Vec<Vec<Option<i64>>> = (0..3).map(|b| (b * 100..b * 100 + 100).map(Some).collect()).collect();
+        let late: Vec<Option<i64>> = vec![Some(5), Some(150), Some(299), Some(7000)];
+        let batches: Vec<&Vec<Option<i64>>> = ordered.iter().chain([&late]).collect();
+        let name = |ids: &[Option<i64>]| ids.iter().map(|i| i.map(|v| format!("n{}", v % 2))).collect::<Vec<_>>();
+        let want_one = naive_dups(batches.iter().flat_map(|b| b.iter().copied()));
+        let pairs = batches.iter().flat_map(|b| b.iter().map(|i| i.map(|v| (v, v % 2))));
+        let want_both = naive_dups(pairs);
+        assert_eq!(want_one, 3.0);
+        for (measure, want) in [(&one, want_one), (&both, want_both)] {
+            let mut kernel = Kernel::new(measure, &schema(), 1).unwrap();
+            for ids in &batches {
+                kernel.update(&batch(ids, &name(ids))).unwrap();
+            }
+            assert!(kernel.needs_rescan(), "batches were let go before the order broke");
+            let mut again = Kernel::rescan(measure, &schema(), 1).unwrap();
+            for ids in &batches {
+                again.update(&batch(ids, &name(ids))).unwrap();
+            }
+            assert!(!again.needs_rescan());
+            let measured = again.finish(0);
+            assert_eq!(measured.value, Some(want));
+            assert_eq!(measured.samples.len(), 1);
+        }
+        // The break in the first batch: replayed from the kept batch, no rescan.
+        let mut early = Kernel::new(&one, &schema(), 0).unwrap();
+        early.update(&batch(&[Some(3), Some(1), Some(3)], &name(&[None, None, None]))).unwrap();
+        assert!(!early.needs_rescan());
+        assert_eq!(early.finish(0).value, Some(1.0));
     }
 
     proptest! {

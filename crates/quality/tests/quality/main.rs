@@ -4,6 +4,7 @@
 mod counted;
 mod data;
 mod hostile;
+mod order;
 mod pg;
 mod s3;
 mod stores;
