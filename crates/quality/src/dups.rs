@@ -21,7 +21,7 @@ use std::cmp::Ordering;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, make_comparator};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringViewArray, make_comparator};
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::{self, SortOptions};
 use datafusion::arrow::datatypes::{DataType, Int64Type, Schema};
@@ -29,7 +29,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use hashbrown::HashTable;
 
 use crate::kernel::Measured;
-use crate::rules::{Texts, as_text, format_value};
+use crate::rules::{INLINE, Texts, as_text, format_value};
 
 /// A duplicate count in progress, for one partition of a scan.
 pub struct DupKernel {
@@ -44,6 +44,8 @@ pub struct DupKernel {
     in_order: Option<InOrder>,
     /// Scratch: the keys of a chunk by hash, to count repeats before the shared table.
     local: HashTable<usize>,
+    /// Scratch: a batch's inline texts (by view) with their count and first row.
+    inline: hashbrown::HashMap<u128, (u32, u32), foldhash::fast::FixedState>,
     /// Scratch: the keys of a chunk bucketed by shard.
     by_shard: Vec<(u32, u64, u32, u32, u32)>,
     /// Whether repeats are counted within a chunk first (until the keys look unique).
@@ -466,6 +468,7 @@ impl DupKernel {
             keys: Vec::new(),
             in_order,
             local: HashTable::new(),
+            inline: Default::default(),
             by_shard: Vec::new(),
             count_chunks: true,
             ordered,
@@ -530,9 +533,13 @@ impl DupKernel {
             }
             KeyKind::Text => {
                 let text = as_text(&arrays[0])?;
-                let texts = Texts::of(&text);
-                for i in (0..text.len()).filter(|&i| text.is_valid(i)) {
-                    self.push_table(texts.value(i).as_bytes(), 1);
+                match Texts::of(&text) {
+                    Texts::View(views) if self.count_chunks => self.count_views(views),
+                    texts => {
+                        for i in (0..text.len()).filter(|&i| text.is_valid(i)) {
+                            self.push_table(texts.value(i).as_bytes(), 1);
+                        }
+                    }
                 }
             }
             KeyKind::Rows(converter) => {
@@ -546,6 +553,32 @@ impl DupKernel {
         }
         self.flush();
         Ok(())
+    }
+
+    /// Counts a batch's string views: texts that fit in their view (up to 12 bytes: codes,
+    /// flags, countries) are counted per distinct view first, so a column of few values
+    /// pushes a few keys per batch instead of one per row; longer texts are pushed one by one.
+    fn count_views(&mut self, views: &StringViewArray) {
+        let valid = |i: usize| views.is_valid(i);
+        let mut inline = std::mem::take(&mut self.inline);
+        inline.clear();
+        let mut rows = 0usize;
+        for (i, &view) in views.views().iter().enumerate().filter(|&(i, _)| valid(i)) {
+            rows += 1;
+            if view as u32 <= INLINE {
+                inline.entry(view).or_insert((0, i as u32)).0 += 1;
+            } else {
+                self.push_table(views.value(i).as_bytes(), 1);
+            }
+        }
+        for &(times, row) in inline.values() {
+            self.push_table(views.value(row as usize).as_bytes(), times);
+        }
+        // The same rule as for chunks: keys that hardly repeat are not counted twice.
+        if rows >= 1024 && inline.len() * 10 > rows * 9 {
+            self.count_chunks = false;
+        }
+        self.inline = inline;
     }
 
     fn push_table(&mut self, key: &[u8], times: u32) {

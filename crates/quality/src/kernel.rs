@@ -544,6 +544,28 @@ mod tests {
             prop_assert_eq!(all.finish(0).value.unwrap(), want);
         }
 
+        /// Texts read as string views are counted per distinct inline view first; short and
+        /// long texts, nulls, and batches whose keys look unique (which stop that) all give
+        /// the naive count.
+        #[test]
+        fn string_view_keys_count_the_same(
+            mut batches in prop::collection::vec(prop::collection::vec(prop::option::of("[a-c]{0,2}|[a-c]{13,14}|u[0-9]{4}"), 0..600), 1..4),
+            unique_first: bool,
+        ) {
+            if unique_first {
+                batches.insert(0, (0..1100).map(|i| Some(format!("u{i:04}"))).collect());
+            }
+            use datafusion::arrow::array::StringViewArray;
+            let schema = Schema::new(vec![Field::new("name", DataType::Utf8View, true)]);
+            let name = Measure::Duplicates { columns: vec!["name".into()] };
+            let mut kernel = Kernel::rescan(&name, &schema, 0).unwrap();
+            for texts in &batches {
+                let array: ArrayRef = Arc::new(StringViewArray::from(texts.iter().map(|t| t.as_deref()).collect::<Vec<_>>()));
+                kernel.update(&RecordBatch::try_new(Arc::new(schema.clone()), vec![array]).unwrap()).unwrap();
+            }
+            prop_assert_eq!(kernel.finish(0).value.unwrap(), naive_dups(batches.iter().flatten().cloned()));
+        }
+
         #[test]
         fn counts_match_a_naive_count(rows in rows()) {
             let (ids, names): (Vec<_>, Vec<_>) = rows.into_iter().unzip();

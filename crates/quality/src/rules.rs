@@ -28,7 +28,7 @@ pub enum Texts<'a> {
 }
 
 /// The longest string a view holds inline.
-const INLINE: u32 = 12;
+pub(crate) const INLINE: u32 = 12;
 
 impl<'a> Texts<'a> {
     /// The layout of `array`, which must be one of the string types (see [`as_text`]).
