@@ -27,7 +27,7 @@ use crate::types::micros_per;
 /// One measurement in progress.
 pub enum Kernel {
     Count(CountKernel),
-    Dups(DupKernel),
+    Dups(Box<DupKernel>),
     Extreme(ExtremeKernel),
     /// A contract SQL rule that counts rows under a condition (built by the files executor).
     Counted(CountedKernel),
@@ -77,7 +77,7 @@ impl Kernel {
             }
             Measure::Duplicates { columns } => {
                 let cols = columns.iter().map(|c| column_index(schema, c)).collect::<Result<Vec<_>, _>>()?;
-                Kernel::Dups(DupKernel::new(cols, schema, samples, ordered)?)
+                Kernel::Dups(Box::new(DupKernel::new(cols, schema, samples, ordered)?))
             }
             Measure::NewestAge { column } | Measure::OldestAge { column } => {
                 let col = column_index(schema, column)?;
@@ -137,7 +137,7 @@ impl Kernel {
     /// table with it).
     pub fn fork(&self, measure: &Measure, schema: &Schema, samples: usize) -> Result<Kernel, String> {
         match self {
-            Kernel::Dups(k) => k.fork(schema).map(Kernel::Dups),
+            Kernel::Dups(k) => Ok(Kernel::Dups(Box::new(k.fork(schema)?))),
             // Compiled rules (patterns) are shared, not compiled again.
             Kernel::Count(k) => Ok(Kernel::Count(CountKernel::new(k.col, k.test.clone(), samples))),
             Kernel::Counted(k) => Ok(Kernel::Counted(k.fork())),
@@ -162,7 +162,7 @@ impl Kernel {
                 a.samples.extend(b.samples);
                 a.samples.truncate(a.max_samples);
             }
-            (Kernel::Dups(a), Kernel::Dups(b)) => a.merge(b)?,
+            (Kernel::Dups(a), Kernel::Dups(b)) => a.merge(*b)?,
             (Kernel::Extreme(a), Kernel::Extreme(b)) => a.micros = a.pick(a.micros, b.micros),
             (Kernel::Counted(a), Kernel::Counted(b)) => a.count += b.count,
             _ => unreachable!("kernels are merged with their twins only"),
@@ -181,7 +181,7 @@ impl Kernel {
                 };
                 Measured { value: Some(k.count as f64), detail, samples: k.samples }
             }
-            Kernel::Dups(k) => k.finish(),
+            Kernel::Dups(k) => (*k).finish(),
             Kernel::Counted(k) => Measured { value: Some(k.count as f64), ..Default::default() },
             Kernel::Extreme(k) => match k.micros {
                 Some(ts) => Measured {
