@@ -19,7 +19,8 @@
 
 use std::cmp::Ordering;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, Once};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringViewArray, make_comparator};
 use datafusion::arrow::buffer::NullBuffer;
@@ -380,6 +381,33 @@ const SHARDS: usize = 64;
 pub struct DupTable {
     shards: Vec<Mutex<Shard>>,
     hasher: foldhash::fast::FixedState,
+    /// The scan's rows, when the store knows them exactly (0: unknown).
+    expected_rows: AtomicU64,
+    /// Sizes the shards once, when the keys turn out to hardly repeat.
+    sized: Once,
+}
+
+impl DupTable {
+    /// Makes room in every shard for all the scan's rows as distinct keys of about
+    /// `key_len` bytes, once: keys that hardly repeat would otherwise grow each table by
+    /// doubling, rehashing and copying it several times over. Nothing is reserved when the
+    /// row count is unknown, or for keys that repeat (few distinct values need little room).
+    fn size_for_unique_keys(&self, key_len: usize) {
+        let rows = self.expected_rows.load(AtomicOrdering::Relaxed) as usize;
+        if rows == 0 {
+            return;
+        }
+        self.sized.call_once(|| {
+            // A shard's share varies by well under 2% at the sizes where this matters.
+            let per_shard = rows / SHARDS + rows / SHARDS / 50 + 16;
+            for shard in &self.shards {
+                let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+                let Shard { table, arena } = &mut *shard;
+                table.reserve(per_shard.saturating_sub(table.len()), |e| e.hash);
+                arena.reserve((per_shard * key_len).saturating_sub(arena.len()));
+            }
+        });
+    }
 }
 
 #[derive(Default)]
@@ -437,6 +465,8 @@ impl DupKernel {
         let shared = Arc::new(DupTable {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: foldhash::fast::FixedState::with_seed(0x6d65_7368),
+            expected_rows: AtomicU64::new(0),
+            sized: Once::new(),
         });
         Self::sharing(cols, schema, max_samples, shared, ordered)
     }
@@ -481,10 +511,21 @@ impl DupKernel {
         Self::sharing(self.cols.clone(), schema, self.max_samples, Arc::clone(&self.shared), self.ordered)
     }
 
+    /// Tells the kernel (and its twins) how many rows the scan holds, when the store knows.
+    pub fn expect_rows(&self, rows: u64) {
+        self.shared.expected_rows.store(rows, AtomicOrdering::Relaxed);
+    }
+
     /// Whether the keys' order broke after batches were let go, so this count cannot be
     /// finished: the scan must feed every row to a kernel made with `ordered` false.
     pub fn needs_rescan(&self) -> bool {
         self.lost
+    }
+
+    /// How many keys the shared table holds without growing.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.shared.shards.iter().map(|s| s.lock().map_or(0, |s| s.table.capacity())).sum()
     }
 
     /// Whether this partition's keys have all come in order so far.
@@ -577,6 +618,7 @@ impl DupKernel {
         // The same rule as for chunks: keys that hardly repeat are not counted twice.
         if rows >= 1024 && inline.len() * 10 > rows * 9 {
             self.count_chunks = false;
+            self.shared.size_for_unique_keys(self.bytes.len() / self.keys.len().max(1) + 1);
         }
         self.inline = inline;
     }
@@ -651,6 +693,7 @@ impl DupKernel {
         keys.retain(|k| k.4 > 0);
         if before >= 1024 && keys.len() * 10 > before * 9 {
             self.count_chunks = false;
+            self.shared.size_for_unique_keys(self.bytes.len() / self.keys.len().max(1) + 1);
         }
     }
 

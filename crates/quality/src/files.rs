@@ -230,6 +230,8 @@ struct Pass<'a> {
     /// Per measure: the condition of a SQL rule counted in the scan.
     conditions: &'a [Option<Option<Expr>>],
     ask: &'a Ask<'a>,
+    /// The object's rows, when the footers say exactly.
+    rows: Option<u64>,
 }
 
 impl FileSource {
@@ -266,6 +268,9 @@ impl FileSource {
         let mut tasks = Vec::new();
         // Kernels that cannot be built (a bad rule) report their error once, below.
         let first: Vec<Option<Kernel>> = wanted.iter().enumerate().map(|(i, w)| w.then(|| build(i).ok())?).collect();
+        if let Some(rows) = pass.rows {
+            first.iter().flatten().for_each(|k| k.expect_rows(rows));
+        }
         for mut stream in streams {
             let mut kernels: Vec<Option<Kernel>> = first
                 .iter()
@@ -431,7 +436,7 @@ impl Source for FileSource {
                 _ => None,
             });
         }
-        let pass = Pass { table, measures, conditions: &conditions, ask };
+        let pass = Pass { table, measures, conditions: &conditions, ask, rows: exact_rows };
         let unknown: Vec<bool> = known.iter().map(Option::is_none).collect();
         let (rows, mut kernels) = self.pass(&pass, &unknown, false).await?;
         // Keys that came in order and then did not are counted again, by hash.
