@@ -36,9 +36,17 @@ pub async fn health() -> Json<Any> {
 }
 
 /// Ready when the store answers and the reconcile loop went round in the last 5 seconds.
-pub async fn ready(State(state): State<AppState>) -> Answer {
+pub async fn ready(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Answer {
     let not_ready = |why: String| ApiError(Error::invalid(ErrorCode::NotReady, why));
-    state.store.schema_version().await.map_err(|e| not_ready(format!("the store does not answer: {e}")))?;
+    // Anyone may ask (probes carry no credentials); the store's own error, which may name
+    // hosts and users, only a signed-in caller is told.
+    if let Err(e) = state.store.schema_version().await {
+        let why = match caller.principal {
+            Some(_) => format!("the store does not answer: {e}"),
+            None => "the store does not answer".to_string(),
+        };
+        return Err(not_ready(why));
+    }
     let beat = state.heartbeat.as_ref().map_or(0, |h| h.load(std::sync::atomic::Ordering::Relaxed));
     if crate::reconciler::epoch_ms().saturating_sub(beat) > 5_000 {
         return Err(not_ready("the reconcilers are not running".into()));

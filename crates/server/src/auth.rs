@@ -33,8 +33,9 @@ pub enum Rule {
 pub fn rule(endpoint: Endpoint) -> Rule {
     use Endpoint::*;
     match endpoint {
-        Health => Rule::Anyone,
-        Ready | OpenApi | List | Get | History | Lineage | TestRuns | Events | WhoAmI => Rule::Authenticated,
+        // Probes (a load balancer's, Kubernetes') carry no credentials.
+        Health | Ready => Rule::Anyone,
+        OpenApi | List | Get | History | Lineage | TestRuns | Events | WhoAmI => Rule::Authenticated,
         Apply | Delete | RunTests => Rule::Authenticated,
         AccessRequest | AccessList | AccessGet | AccessApprove | AccessReject | AccessRevoke => Rule::Authenticated,
         TokenCreate | TokenList | TokenRevoke => Rule::Authenticated,

@@ -15,7 +15,7 @@ const CALLERS: [&str; 6] = ["anonymous", "consumer", "other-owner", "owner", "do
 /// `H` 404 (the thing is not disclosed to this caller).
 const MATRIX: &[(&str, &str, &str)] = &[
     ("get", "/healthz", "AAAAAA"),
-    ("get", "/readyz", "UAAAAA"),
+    ("get", "/readyz", "AAAAAA"),
     ("get", "/api/v1/openapi.json", "UAAAAA"),
     ("post", "/api/v1/apply", "UFFAAA"),
     ("get", "/api/v1/events", "UAAAAA"),
