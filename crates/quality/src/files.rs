@@ -12,7 +12,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use datafusion::arrow::array::{Array, AsArray};
@@ -28,7 +28,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::{StatisticsArgs, StatisticsContext};
+use datafusion::physical_plan::{SendableRecordBatchStream, StatisticsArgs, StatisticsContext};
 use futures::StreamExt;
 
 use crate::counted::{self, CountedKernel};
@@ -247,8 +247,13 @@ impl FileSource {
     ) -> Result<(u64, Vec<Option<Result<Kernel, String>>>), String> {
         let (table, measures, samples) = (pass.table, pass.measures, pass.ask.samples);
         let mut columns: Vec<String> = Vec::new();
-        for (m, condition) in measures.iter().zip(pass.conditions).zip(wanted).filter(|(_, w)| **w).map(|(m, _)| m) {
-            let read = m.columns().into_iter().map(str::to_string).chain(condition.iter().flat_map(counted::columns));
+        for i in (0..measures.len()).filter(|&i| wanted[i]) {
+            let condition = &pass.conditions[i];
+            let read = measures[i]
+                .columns()
+                .into_iter()
+                .map(str::to_string)
+                .chain(condition.iter().flat_map(counted::columns));
             for c in read {
                 if !columns.contains(&c) {
                     columns.push(c);
@@ -271,31 +276,13 @@ impl FileSource {
         if let Some(rows) = pass.rows {
             first.iter().flatten().for_each(|k| k.expect_rows(rows));
         }
-        for mut stream in streams {
-            let mut kernels: Vec<Option<Kernel>> = first
+        for stream in streams {
+            let kernels = first
                 .iter()
                 .zip(measures)
                 .map(|(k, m)| k.as_ref().and_then(|k| k.fork(m, &schema, samples).ok()))
-                .collect();
-            let progress = Arc::clone(pass.ask.progress);
-            tasks.push(tokio::spawn(async move {
-                let mut rows = 0u64;
-                let mut errors: Vec<Option<String>> = vec![None; kernels.len()];
-                while let Some(batch) = stream.next().await {
-                    let batch = batch.map_err(|e| e.to_string())?;
-                    rows += batch.num_rows() as u64;
-                    progress.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                    for (k, err) in kernels.iter_mut().zip(errors.iter_mut()) {
-                        if let Some(kernel) = k
-                            && let Err(e) = kernel.update(&batch)
-                        {
-                            *err = Some(e);
-                            *k = None;
-                        }
-                    }
-                }
-                Ok::<_, String>((rows, kernels, errors))
-            }));
+                .collect::<Vec<_>>();
+            tasks.push(tokio::spawn(feed(stream, kernels, Arc::clone(pass.ask.progress))));
         }
         let mut rows = 0u64;
         let mut merged: Vec<Option<Kernel>> = Vec::new();
@@ -339,6 +326,31 @@ impl FileSource {
             .collect();
         Ok((rows, kernels))
     }
+}
+
+/// One partition's batches into its kernels: its rows, the kernels, and the error of each
+/// kernel that failed (which then stops).
+async fn feed(
+    mut stream: SendableRecordBatchStream,
+    mut kernels: Vec<Option<Kernel>>,
+    progress: Arc<AtomicU64>,
+) -> Result<(u64, Vec<Option<Kernel>>, Vec<Option<String>>), String> {
+    let mut rows = 0u64;
+    let mut errors: Vec<Option<String>> = vec![None; kernels.len()];
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| e.to_string())?;
+        rows += batch.num_rows() as u64;
+        progress.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        for (k, err) in kernels.iter_mut().zip(errors.iter_mut()) {
+            if let Some(kernel) = k
+                && let Err(e) = kernel.update(&batch)
+            {
+                *err = Some(e);
+                *k = None;
+            }
+        }
+    }
+    Ok((rows, kernels, errors))
 }
 
 /// What contract SQL may do: query, nothing else.
