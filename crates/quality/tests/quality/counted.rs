@@ -6,7 +6,7 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use meshplane_quality::files::{FileSource, Format, Location};
-use meshplane_quality::run::Outcome;
+use meshplane_quality::run::{CheckResult, Outcome};
 use meshplane_quality::source::Source;
 
 use crate::data;
@@ -43,6 +43,24 @@ async fn source_over(path: &std::path::Path) -> FileSource {
     source
 }
 
+/// The results of a contract on the Parquet file at `path` whose object `items` has one SQL
+/// rule per query, each expecting `must_be`, in the queries' order.
+async fn sql_results(path: &std::path::Path, queries: &[&str], must_be: i64) -> Vec<CheckResult> {
+    let rules: String = queries
+        .iter()
+        .map(|q| format!("      - {{ type: sql, query: {}, mustBe: {must_be} }}\n", serde_json::to_string(q).unwrap()))
+        .collect();
+    let text = format!(
+        "apiVersion: v3.1.0\nkind: DataContract\nid: c\nversion: 1.0.0\nstatus: active\n\
+         servers:\n  - {{ server: f, type: local, path: \"{}\" }}\nschema:\n  - name: items\n    quality:\n{rules}",
+        path.display()
+    );
+    let report = run_with(&text, "f", options()).await;
+    let results: Vec<CheckResult> = report.results.into_iter().filter(|r| r.key.contains(".sql")).collect();
+    assert_eq!(results.len(), queries.len());
+    results
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_count_rules_join_the_scan_and_agree_with_the_query() {
     let rows = data::rows();
@@ -60,19 +78,8 @@ async fn row_count_rules_join_the_scan_and_agree_with_the_query() {
 
     let reference = SessionContext::new();
     reference.register_parquet("items", path.display().to_string(), ParquetReadOptions::default()).await.unwrap();
-    let rules: String = IN_SCAN
-        .iter()
-        .chain(ON_THEIR_OWN)
-        .map(|q| format!("      - {{ type: sql, query: {}, mustBe: -1 }}\n", serde_json::to_string(q).unwrap()))
-        .collect();
-    let text = format!(
-        "apiVersion: v3.1.0\nkind: DataContract\nid: c\nversion: 1.0.0\nstatus: active\n\
-         servers:\n  - {{ server: f, type: local, path: \"{}\" }}\nschema:\n  - name: items\n    quality:\n{rules}",
-        path.display()
-    );
-    let report = run_with(&text, "f", options()).await;
-    let results: Vec<_> = report.results.iter().filter(|r| r.key.contains(".sql")).collect();
-    assert_eq!(results.len(), IN_SCAN.len() + ON_THEIR_OWN.len());
+    let queries: Vec<&str> = IN_SCAN.iter().chain(ON_THEIR_OWN).copied().collect();
+    let results = sql_results(&path, &queries, -1).await;
     for (query, result) in IN_SCAN.iter().chain(ON_THEIR_OWN).zip(results) {
         let batches = reference.sql(query).await.unwrap().collect().await.unwrap();
         let expected = batches[0].column(0).as_primitive::<Int64Type>().value(0) as f64;
@@ -95,20 +102,8 @@ async fn a_row_count_rule_that_cannot_be_evaluated_is_an_error_not_a_count() {
     let failing = "SELECT COUNT(*) FROM items WHERE CAST(email AS INT) > 0";
     let mut source = source_over(&path).await;
     assert!(source.scans_sql("items", failing).await);
-    let rules = [failing, "SELECT COUNT(*) FROM items WHERE qty", "SELECT COUNT(*) FROM items WHERE nothing > 1"];
-    let rules: String = rules
-        .iter()
-        .map(|q| format!("      - {{ type: sql, query: {}, mustBe: 0 }}\n", serde_json::to_string(q).unwrap()))
-        .collect();
-    let text = format!(
-        "apiVersion: v3.1.0\nkind: DataContract\nid: c\nversion: 1.0.0\nstatus: active\n\
-         servers:\n  - {{ server: f, type: local, path: \"{}\" }}\nschema:\n  - name: items\n    quality:\n{rules}",
-        path.display()
-    );
-    let report = run_with(&text, "f", options()).await;
-    let results: Vec<_> = report.results.iter().filter(|r| r.key.contains(".sql")).collect();
-    assert_eq!(results.len(), 3);
-    for r in results {
+    let queries = [failing, "SELECT COUNT(*) FROM items WHERE qty", "SELECT COUNT(*) FROM items WHERE nothing > 1"];
+    for r in sql_results(&path, &queries, 0).await {
         assert_eq!(r.outcome, Outcome::Error, "{:?}", r.detail);
         assert!(r.detail.as_deref().is_some_and(|d| !d.is_empty()));
     }
