@@ -30,7 +30,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use hashbrown::HashTable;
 
 use crate::kernel::Measured;
-use crate::rules::{INLINE, Texts, as_text, format_value};
+use crate::rules::{INLINE, Texts, as_text, dictionary_keys, format_value};
 
 /// A duplicate count in progress, for one partition of a scan.
 pub struct DupKernel {
@@ -483,6 +483,7 @@ impl DupKernel {
         let key = match types.as_slice() {
             [t] if fits_i64(t) => KeyKind::Integer,
             [Utf8 | LargeUtf8 | Utf8View] => KeyKind::Text,
+            [Dictionary(_, v)] if matches!(**v, Utf8 | LargeUtf8 | Utf8View) => KeyKind::Text,
             _ => KeyKind::Rows(
                 RowConverter::new(types.iter().map(|t| SortField::new((*t).clone())).collect())
                     .map_err(|e| e.to_string())?,
@@ -572,6 +573,7 @@ impl DupKernel {
                     self.push_table(&ordered_int(v), 1);
                 }
             }
+            KeyKind::Text if arrays[0].as_any_dictionary_opt().is_some() => self.count_dictionary(&arrays[0])?,
             KeyKind::Text => {
                 let text = as_text(&arrays[0])?;
                 match Texts::of(&text) {
@@ -593,6 +595,27 @@ impl DupKernel {
             }
         }
         self.flush();
+        Ok(())
+    }
+
+    /// Counts a dictionary-encoded batch per dictionary value, then pushes each value once
+    /// with its count.
+    fn count_dictionary(&mut self, array: &ArrayRef) -> Result<(), String> {
+        let Some(dictionary) = array.as_any_dictionary_opt() else { return Ok(()) };
+        let values = as_text(dictionary.values())?;
+        let texts = Texts::of(&values);
+        let mut counts = vec![0u32; values.len()];
+        let nulls = array.logical_nulls();
+        for (i, key) in dictionary_keys(array).unwrap_or_default().into_iter().enumerate() {
+            if nulls.as_ref().is_none_or(|n| n.is_valid(i))
+                && let Some(count) = counts.get_mut(key)
+            {
+                *count += 1;
+            }
+        }
+        for (value, &times) in counts.iter().enumerate().filter(|(_, t)| **t > 0) {
+            self.push_table(texts.value(value).as_bytes(), times);
+        }
         Ok(())
     }
 

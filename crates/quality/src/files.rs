@@ -10,6 +10,7 @@
 //! so a rule can read nothing but those objects. A rule that only counts the object's rows
 //! under a condition is measured inside the object's scan instead ([`crate::counted`]).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,10 +29,13 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::{SendableRecordBatchStream, StatisticsArgs, StatisticsContext};
+use datafusion::physical_plan::{
+    SendableRecordBatchStream, StatisticsArgs, StatisticsContext, execute_stream_partitioned,
+};
 use futures::StreamExt;
 
 use crate::counted::{self, CountedKernel};
+use crate::dictionary::{self, Dictionaries};
 use crate::kernel::Kernel;
 use crate::plan::Measure;
 use crate::source::{Ask, ColumnKind, Scan, Source};
@@ -111,6 +115,8 @@ pub struct FileSource {
     locations: Vec<(String, Location)>,
     delimiter: u8,
     registered: Vec<String>,
+    /// Tables whose Parquet files store text columns as dictionaries, read as such.
+    dictionaries: HashMap<String, Dictionaries>,
     pub sql_timeout: Duration,
 }
 
@@ -134,7 +140,14 @@ impl FileSource {
             let url = url::Url::parse(&format!("s3://{bucket}")).map_err(|e| e.to_string())?;
             ctx.register_object_store(&url, store);
         }
-        Ok(FileSource { ctx, locations, delimiter, registered: vec![], sql_timeout: Duration::from_secs(30) })
+        Ok(FileSource {
+            ctx,
+            locations,
+            delimiter,
+            registered: vec![],
+            dictionaries: HashMap::new(),
+            sql_timeout: Duration::from_secs(30),
+        })
     }
 
     /// Whether a location holds any file: a local path (or any match of a glob), or any
@@ -176,12 +189,25 @@ impl FileSource {
         }
         let url = table_url(&location.path).map_err(|e| format!("cannot read {}: {e}", location.path))?;
         let options = location.format.listing(self.delimiter);
+        let state = self.ctx.state();
         let read = async {
-            let schema = options.infer_schema(&self.ctx.state(), &url).await?;
+            let mut schema = options.infer_schema(&state, &url).await?;
+            // A footer that cannot be read here fails the scan below, with its reason.
+            let dictionaries = match location.format {
+                Format::Parquet => dictionary::find(&state, &url, &schema).await.ok().flatten(),
+                _ => None,
+            };
+            if let Some(d) = &dictionaries {
+                schema = Arc::clone(&d.table);
+            }
             let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
-            self.ctx.register_table(table, Arc::new(ListingTable::try_new(config)?))
+            self.ctx.register_table(table, Arc::new(ListingTable::try_new(config)?))?;
+            Ok::<_, DataFusionError>(dictionaries)
         };
-        read.await.map_err(|e| format!("cannot read {}: {e}", location.path))?;
+        let dictionaries = read.await.map_err(|e| format!("cannot read {}: {e}", location.path))?;
+        if let Some(d) = dictionaries {
+            self.dictionaries.insert(table.to_string(), d);
+        }
         self.registered.push(table.to_string());
         Ok(true)
     }
@@ -269,7 +295,14 @@ impl FileSource {
             None if rescan => Kernel::rescan(&measures[i], &schema, samples),
             None => Kernel::new(&measures[i], &schema, samples),
         };
-        let streams = df.execute_stream_partitioned().await.map_err(|e| e.to_string())?;
+        let streams = match self.dictionaries.get(table) {
+            Some(dictionaries) => {
+                let plan = df.create_physical_plan().await.map_err(|e| e.to_string())?;
+                let plan = dictionaries.apply(plan).map_err(|e| e.to_string())?;
+                execute_stream_partitioned(plan, self.ctx.task_ctx()).map_err(|e| e.to_string())?
+            }
+            None => df.execute_stream_partitioned().await.map_err(|e| e.to_string())?,
+        };
         let mut tasks = Vec::new();
         // Kernels that cannot be built (a bad rule) report their error once, below.
         let first: Vec<Option<Kernel>> = wanted.iter().enumerate().map(|(i, w)| w.then(|| build(i).ok())?).collect();
@@ -427,7 +460,14 @@ impl Source for FileSource {
             .schema()
             .fields()
             .iter()
-            .map(|f| (f.name().clone(), ColumnKind::Arrow { data_type: f.data_type().clone(), inferred }))
+            .map(|f| {
+                // A dictionary is how meshplane reads the column, not what the file holds.
+                let data_type = match f.data_type() {
+                    DataType::Dictionary(_, value) => value.as_ref().clone(),
+                    other => other.clone(),
+                };
+                (f.name().clone(), ColumnKind::Arrow { data_type, inferred })
+            })
             .collect();
         Ok(Some(columns))
     }

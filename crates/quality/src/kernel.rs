@@ -21,7 +21,7 @@ use datafusion::common::stats::{ColumnStatistics, Precision};
 use crate::counted::CountedKernel;
 use crate::dups::DupKernel;
 use crate::plan::Measure;
-use crate::rules::{Broken, Rules, Texts, ValueSet, as_text, format_value, is_numeric};
+use crate::rules::{Broken, Rules, Texts, ValueSet, as_text, format_value, is_numeric, per_value};
 use crate::types::micros_per;
 
 /// One measurement in progress.
@@ -265,8 +265,11 @@ impl CountKernel {
                         keep,
                     )
                 } else {
-                    let text = as_text(array)?;
-                    let hits = set.missing(&Texts::of(&text));
+                    let missing = |values: &ArrayRef| Ok(set.missing(&Texts::of(&as_text(values)?)));
+                    let hits = match per_value(array, true, missing) {
+                        Some(hits) => hits?,
+                        None => missing(array)?,
+                    };
                     Broken::of(hits.iter().enumerate().filter(|(_, hit)| **hit).map(|(i, _)| i), keep)
                 };
                 self.add(found, array);
@@ -582,6 +585,29 @@ mod tests {
                 kernel.update(&RecordBatch::try_new(Arc::new(schema.clone()), vec![array]).unwrap()).unwrap();
             }
             prop_assert_eq!(kernel.finish(0).value.unwrap(), naive_dups(batches.iter().flatten().cloned()));
+        }
+
+        /// A column read as a dictionary (Parquet dictionary pages) gives the counts its
+        /// texts give: missing values, duplicates, and (in `rules`) validity.
+        #[test]
+        fn dictionary_columns_count_the_same(batches in prop::collection::vec(prop::collection::vec(prop::option::of("[a-c]{0,2}"), 0..80), 1..4)) {
+            use datafusion::arrow::array::DictionaryArray;
+            use datafusion::arrow::datatypes::Int32Type;
+            let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+            let schema = Arc::new(Schema::new(vec![Field::new("name", dictionary, true)]));
+            let missing = Measure::Missing { column: "name".into(), values: vec![Any::from(""), Any::from("ab")] };
+            let dups = Measure::Duplicates { columns: vec!["name".into()] };
+            let mut kernels = [Kernel::new(&missing, &schema, 1).unwrap(), Kernel::new(&dups, &schema, 1).unwrap()];
+            for names in &batches {
+                let array: DictionaryArray<Int32Type> = names.iter().map(|n| n.as_deref()).collect();
+                let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(array)]).unwrap();
+                kernels.iter_mut().for_each(|k| k.update(&batch).unwrap());
+            }
+            let names: Vec<&Option<String>> = batches.iter().flatten().collect();
+            let want_missing = names.iter().filter(|n| n.as_deref().is_none_or(|s| s.is_empty() || s == "ab")).count();
+            let [missing, dups] = kernels;
+            prop_assert_eq!(missing.finish(0).value, Some(want_missing as f64));
+            prop_assert_eq!(dups.finish(0).value, Some(naive_dups(names.into_iter().cloned())));
         }
 
         #[test]

@@ -15,6 +15,7 @@
 //! ```
 
 mod counted;
+mod dictionary;
 mod dups;
 pub mod files;
 pub mod kernel;

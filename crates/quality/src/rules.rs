@@ -81,6 +81,43 @@ pub fn as_text(array: &ArrayRef) -> Result<ArrayRef, String> {
     }
 }
 
+/// Per row of a dictionary-encoded column, a verdict computed once per dictionary value by
+/// `verdicts` (given the dictionary's values); a null row gets `null`. `None` when `array`
+/// is not a dictionary.
+pub fn per_value(
+    array: &ArrayRef,
+    null: bool,
+    verdicts: impl FnOnce(&ArrayRef) -> Result<Vec<bool>, String>,
+) -> Option<Result<Vec<bool>, String>> {
+    let dictionary = array.as_any_dictionary_opt()?;
+    let verdicts = match verdicts(dictionary.values()) {
+        Ok(v) => v,
+        Err(e) => return Some(Err(e)),
+    };
+    let verdict = |key: usize| verdicts.get(key).copied().unwrap_or(false);
+    let mut rows: Vec<bool> = match array.as_dictionary_opt::<Int32Type>() {
+        Some(d) => d.keys().values().iter().map(|&key| verdict(key as usize)).collect(),
+        None => dictionary.normalized_keys().into_iter().map(verdict).collect(),
+    };
+    if let Some(nulls) = array.logical_nulls() {
+        for (row, valid) in rows.iter_mut().zip(nulls.iter()) {
+            if !valid {
+                *row = null;
+            }
+        }
+    }
+    Some(Ok(rows))
+}
+
+/// The keys of a dictionary-encoded column as indexes into its values.
+pub fn dictionary_keys(array: &ArrayRef) -> Option<Vec<usize>> {
+    let dictionary = array.as_any_dictionary_opt()?;
+    Some(match array.as_dictionary_opt::<Int32Type>() {
+        Some(d) => d.keys().values().iter().map(|&key| key as usize).collect(),
+        None => dictionary.normalized_keys(),
+    })
+}
+
 /// The view of an inline string: its length, then its bytes, zero-padded.
 fn inline_view(s: &str) -> Option<u128> {
     let len = u32::try_from(s.len()).ok().filter(|&n| n <= INLINE)?;
@@ -321,14 +358,24 @@ impl Rules {
                 .filter(|&i| values.is_valid(i) && !self.0.iter().all(|r| r.ok_number(values.value(i))));
             return Ok(Broken::of(bad, keep));
         }
+        if let Some(ok) = per_value(array, true, |values| self.texts_ok(values)) {
+            let ok = ok?;
+            return Ok(Broken::of((0..ok.len()).filter(|&i| !ok[i]), keep));
+        }
+        let ok = self.texts_ok(array)?;
+        let nulls = array.logical_nulls();
+        Ok(Broken::of((0..ok.len()).filter(|&i| !ok[i] && nulls.as_ref().is_none_or(|n| n.is_valid(i))), keep))
+    }
+
+    /// Per row of a text column (null rows included): whether it keeps every rule.
+    fn texts_ok(&self, array: &ArrayRef) -> Result<Vec<bool>, String> {
         let text = as_text(array)?;
         let texts = Texts::of(&text);
         let mut ok = vec![true; text.len()];
         for rule in &self.0 {
             rule.check(&texts, &mut ok);
         }
-        let nulls = text.nulls();
-        Ok(Broken::of((0..ok.len()).filter(|&i| !ok[i] && nulls.is_none_or(|n| n.is_valid(i))), keep))
+        Ok(ok)
     }
 
     /// Numeric bounds on integers or decimals, compared as integers: `None` when the column
@@ -398,7 +445,7 @@ pub fn format_value(array: &ArrayRef, i: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Decimal128Array, Int32Array};
+    use datafusion::arrow::array::{Decimal128Array, DictionaryArray, Int32Array};
     use proptest::prelude::*;
 
     fn broken(rules: &[Validity], array: ArrayRef) -> u64 {
@@ -463,6 +510,8 @@ mod tests {
             }).count() as u64;
             prop_assert_eq!(broken(&rules, view), want);
             prop_assert_eq!(broken(&rules, utf8), want);
+            let dictionary: DictionaryArray<Int32Type> = values.iter().map(|v| v.as_deref()).collect();
+            prop_assert_eq!(broken(&rules, Arc::new(dictionary)), want);
         }
     }
 }
