@@ -606,7 +606,7 @@ impl DupKernel {
         let texts = Texts::of(&values);
         let mut counts = vec![0u32; values.len()];
         let nulls = array.logical_nulls();
-        for (i, key) in dictionary_keys(array).unwrap_or_default().into_iter().enumerate() {
+        for (i, key) in dictionary_keys(array).into_iter().flatten().enumerate() {
             if nulls.as_ref().is_none_or(|n| n.is_valid(i))
                 && let Some(count) = counts.get_mut(key)
             {

@@ -89,16 +89,12 @@ pub fn per_value(
     null: bool,
     verdicts: impl FnOnce(&ArrayRef) -> Result<Vec<bool>, String>,
 ) -> Option<Result<Vec<bool>, String>> {
-    let dictionary = array.as_any_dictionary_opt()?;
-    let verdicts = match verdicts(dictionary.values()) {
+    let keys = dictionary_keys(array)?;
+    let verdicts = match verdicts(array.as_any_dictionary_opt()?.values()) {
         Ok(v) => v,
         Err(e) => return Some(Err(e)),
     };
-    let verdict = |key: usize| verdicts.get(key).copied().unwrap_or(false);
-    let mut rows: Vec<bool> = match array.as_dictionary_opt::<Int32Type>() {
-        Some(d) => d.keys().values().iter().map(|&key| verdict(key as usize)).collect(),
-        None => dictionary.normalized_keys().into_iter().map(verdict).collect(),
-    };
+    let mut rows: Vec<bool> = keys.map(|key| verdicts.get(key).copied().unwrap_or(false)).collect();
     if let Some(nulls) = array.logical_nulls() {
         for (row, valid) in rows.iter_mut().zip(nulls.iter()) {
             if !valid {
@@ -109,13 +105,13 @@ pub fn per_value(
     Some(Ok(rows))
 }
 
-/// The keys of a dictionary-encoded column as indexes into its values.
-pub fn dictionary_keys(array: &ArrayRef) -> Option<Vec<usize>> {
+/// The keys of a dictionary-encoded column, row by row, as indexes into its values (read in
+/// place for the `Int32` keys the Parquet reader makes; other key types are converted).
+pub fn dictionary_keys(array: &ArrayRef) -> Option<impl Iterator<Item = usize> + '_> {
     let dictionary = array.as_any_dictionary_opt()?;
-    Some(match array.as_dictionary_opt::<Int32Type>() {
-        Some(d) => d.keys().values().iter().map(|&key| key as usize).collect(),
-        None => dictionary.normalized_keys(),
-    })
+    let int32 = array.as_dictionary_opt::<Int32Type>().map(|d| d.keys().values().iter().map(|&key| key as usize));
+    let other = int32.is_none().then(|| dictionary.normalized_keys().into_iter());
+    Some(int32.into_iter().flatten().chain(other.into_iter().flatten()))
 }
 
 /// The view of an inline string: its length, then its bytes, zero-padded.
