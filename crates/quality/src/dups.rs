@@ -30,7 +30,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use hashbrown::HashTable;
 
 use crate::kernel::Measured;
-use crate::rules::{INLINE, Texts, as_text, dictionary_keys, format_value};
+use crate::rules::{INLINE, Texts, as_text, format_value, map_keys};
 
 /// A duplicate count in progress, for one partition of a scan.
 pub struct DupKernel {
@@ -606,7 +606,7 @@ impl DupKernel {
         let texts = Texts::of(&values);
         let mut counts = vec![0u32; values.len()];
         let nulls = array.logical_nulls();
-        for (i, key) in dictionary_keys(array).into_iter().flatten().enumerate() {
+        for (i, key) in map_keys(array, |key| key).unwrap_or_default().into_iter().enumerate() {
             if nulls.as_ref().is_none_or(|n| n.is_valid(i))
                 && let Some(count) = counts.get_mut(key)
             {

@@ -89,12 +89,11 @@ pub fn per_value(
     null: bool,
     verdicts: impl FnOnce(&ArrayRef) -> Result<Vec<bool>, String>,
 ) -> Option<Result<Vec<bool>, String>> {
-    let keys = dictionary_keys(array)?;
     let verdicts = match verdicts(array.as_any_dictionary_opt()?.values()) {
         Ok(v) => v,
         Err(e) => return Some(Err(e)),
     };
-    let mut rows: Vec<bool> = keys.map(|key| verdicts.get(key).copied().unwrap_or(false)).collect();
+    let mut rows = map_keys(array, |key| verdicts.get(key).copied().unwrap_or(false))?;
     if let Some(nulls) = array.logical_nulls() {
         for (row, valid) in rows.iter_mut().zip(nulls.iter()) {
             if !valid {
@@ -105,13 +104,15 @@ pub fn per_value(
     Some(Ok(rows))
 }
 
-/// The keys of a dictionary-encoded column, row by row, as indexes into its values (read in
-/// place for the `Int32` keys the Parquet reader makes; other key types are converted).
-pub fn dictionary_keys(array: &ArrayRef) -> Option<impl Iterator<Item = usize> + '_> {
+/// Each row's key of a dictionary-encoded column (an index into its values), mapped by `f`;
+/// `None` when `array` is not a dictionary. The `Int32` keys the Parquet reader makes are
+/// read in place, in a loop the compiler can vectorize; other key types are converted first.
+pub fn map_keys<T>(array: &ArrayRef, f: impl Fn(usize) -> T) -> Option<Vec<T>> {
     let dictionary = array.as_any_dictionary_opt()?;
-    let int32 = array.as_dictionary_opt::<Int32Type>().map(|d| d.keys().values().iter().map(|&key| key as usize));
-    let other = int32.is_none().then(|| dictionary.normalized_keys().into_iter());
-    Some(int32.into_iter().flatten().chain(other.into_iter().flatten()))
+    Some(match array.as_dictionary_opt::<Int32Type>() {
+        Some(d) => d.keys().values().iter().map(|&key| f(key as usize)).collect(),
+        None => dictionary.normalized_keys().into_iter().map(f).collect(),
+    })
 }
 
 /// The view of an inline string: its length, then its bytes, zero-padded.
