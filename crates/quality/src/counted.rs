@@ -79,7 +79,6 @@ pub fn columns(condition: &Option<Expr>) -> Vec<String> {
 }
 
 /// A row count under a condition, in progress for one partition of a scan.
-#[derive(Clone)]
 pub struct CountedKernel {
     condition: Option<Arc<dyn PhysicalExpr>>,
     pub count: u64,

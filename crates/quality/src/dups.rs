@@ -638,12 +638,18 @@ impl DupKernel {
         for &(times, row) in inline.values() {
             self.push_table(views.value(row as usize).as_bytes(), times);
         }
-        // The same rule as for chunks: keys that hardly repeat are not counted twice.
-        if rows >= 1024 && inline.len() * 10 > rows * 9 {
+        self.judge_repeats(rows, inline.len());
+        self.inline = inline;
+    }
+
+    /// Once `rows` keys hold `distinct` distinct ones and they hardly repeat (ids), stops
+    /// counting repeats before the shared table (it would only cost) and sizes that table
+    /// for keys of the length seen so far.
+    fn judge_repeats(&mut self, rows: usize, distinct: usize) {
+        if rows >= 1024 && distinct * 10 > rows * 9 {
             self.count_chunks = false;
             self.shared.size_for_unique_keys(self.bytes.len() / self.keys.len().max(1) + 1);
         }
-        self.inline = inline;
     }
 
     fn push_table(&mut self, key: &[u8], times: u32) {
@@ -714,10 +720,8 @@ impl DupKernel {
         }
         let before = keys.len();
         keys.retain(|k| k.4 > 0);
-        if before >= 1024 && keys.len() * 10 > before * 9 {
-            self.count_chunks = false;
-            self.shared.size_for_unique_keys(self.bytes.len() / self.keys.len().max(1) + 1);
-        }
+        let distinct = keys.len();
+        self.judge_repeats(before, distinct);
     }
 
     /// Adds what a twin saw. Two partitions in order whose lead ranges do not overlap stay
