@@ -4,7 +4,7 @@
 //! dictionary plus one index per row. DataFusion's listing table decodes them to a string per
 //! row, and every check then looks at every row's string. Read as Arrow dictionaries, the
 //! reader only unpacks indices, and a check evaluates each dictionary value once (see
-//! [`crate::rules::per_value`]).
+//! [`crate::rules::flagged_rows`]).
 //!
 //! A column qualifies when every row group of every file stores it with dictionary-encoded
 //! data pages only (a writer falls back to plain pages when the dictionary grows too big: such

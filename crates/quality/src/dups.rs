@@ -30,7 +30,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use hashbrown::HashTable;
 
 use crate::kernel::Measured;
-use crate::rules::{INLINE, Texts, as_text, format_value, map_keys};
+use crate::rules::{INLINE, Texts, as_text, each_key, format_value};
 
 /// A duplicate count in progress, for one partition of a scan.
 pub struct DupKernel {
@@ -606,13 +606,13 @@ impl DupKernel {
         let texts = Texts::of(&values);
         let mut counts = vec![0u32; values.len()];
         let nulls = array.logical_nulls();
-        for (i, key) in map_keys(array, |key| key).unwrap_or_default().into_iter().enumerate() {
-            if nulls.as_ref().is_none_or(|n| n.is_valid(i))
+        each_key(array, |row, key| {
+            if nulls.as_ref().is_none_or(|n| n.is_valid(row))
                 && let Some(count) = counts.get_mut(key)
             {
                 *count += 1;
             }
-        }
+        });
         for (value, &times) in counts.iter().enumerate().filter(|(_, t)| **t > 0) {
             self.push_table(texts.value(value).as_bytes(), times);
         }

@@ -33,6 +33,7 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream, StatisticsArgs, StatisticsContext, execute_stream_partitioned,
 };
 use futures::StreamExt;
+use tokio::sync::Semaphore;
 
 use crate::counted::{self, CountedKernel};
 use crate::dictionary::{self, Dictionaries};
@@ -304,6 +305,11 @@ impl FileSource {
             None => df.execute_stream_partitioned().await.map_err(|e| e.to_string())?,
         };
         let mut tasks = Vec::new();
+        // Partitions are read a few at a time, one more than there are cores (so that none
+        // sits idle while another ends): each holds the bytes of the row group it reads, and
+        // reading more of them at once would cost memory and page faults, not time.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let reading = Arc::new(Semaphore::new(cores + 1));
         // Kernels that cannot be built (a bad rule) report their error once, below.
         let first: Vec<Option<Kernel>> = wanted.iter().enumerate().map(|(i, w)| w.then(|| build(i).ok())?).collect();
         if let Some(rows) = pass.rows {
@@ -315,7 +321,7 @@ impl FileSource {
                 .zip(measures)
                 .map(|(k, m)| k.as_ref().and_then(|k| k.fork(m, &schema, samples).ok()))
                 .collect::<Vec<_>>();
-            tasks.push(tokio::spawn(feed(stream, kernels, Arc::clone(pass.ask.progress))));
+            tasks.push(tokio::spawn(feed(stream, kernels, Arc::clone(pass.ask.progress), Arc::clone(&reading))));
         }
         let mut rows = 0u64;
         let mut merged: Vec<Option<Kernel>> = Vec::new();
@@ -361,13 +367,15 @@ impl FileSource {
     }
 }
 
-/// One partition's batches into its kernels: its rows, the kernels, and the error of each
-/// kernel that failed (which then stops).
+/// One partition's batches into its kernels, once `reading` lets it start: its rows, the
+/// kernels, and the error of each kernel that failed (which then stops).
 async fn feed(
     mut stream: SendableRecordBatchStream,
     mut kernels: Vec<Option<Kernel>>,
     progress: Arc<AtomicU64>,
+    reading: Arc<Semaphore>,
 ) -> Result<(u64, Vec<Option<Kernel>>, Vec<Option<String>>), String> {
+    let _turn = reading.acquire_owned().await.map_err(|e| e.to_string())?;
     let mut rows = 0u64;
     let mut errors: Vec<Option<String>> = vec![None; kernels.len()];
     while let Some(batch) = stream.next().await {

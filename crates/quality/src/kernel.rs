@@ -21,7 +21,7 @@ use datafusion::common::stats::{ColumnStatistics, Precision};
 use crate::counted::CountedKernel;
 use crate::dups::DupKernel;
 use crate::plan::Measure;
-use crate::rules::{Broken, Rules, Texts, ValueSet, as_text, format_value, is_numeric, per_value};
+use crate::rules::{Broken, Rules, Texts, ValueSet, as_text, flagged_rows, format_value, is_numeric};
 use crate::types::micros_per;
 
 /// One measurement in progress.
@@ -266,11 +266,13 @@ impl CountKernel {
                     )
                 } else {
                     let missing = |values: &ArrayRef| Ok(set.missing(&Texts::of(&as_text(values)?)));
-                    let hits = match per_value(array, true, missing) {
-                        Some(hits) => hits?,
-                        None => missing(array)?,
-                    };
-                    Broken::of(hits.iter().enumerate().filter(|(_, hit)| **hit).map(|(i, _)| i), keep)
+                    match flagged_rows(array, true, missing, keep) {
+                        Some(found) => found?,
+                        None => {
+                            let hits = missing(array)?;
+                            Broken::of(hits.iter().enumerate().filter(|(_, hit)| **hit).map(|(i, _)| i), keep)
+                        }
+                    }
                 };
                 self.add(found, array);
             }
@@ -604,9 +606,14 @@ mod tests {
                 kernels.iter_mut().for_each(|k| k.update(&batch).unwrap());
             }
             let names: Vec<&Option<String>> = batches.iter().flatten().collect();
-            let want_missing = names.iter().filter(|n| n.as_deref().is_none_or(|s| s.is_empty() || s == "ab")).count();
+            let is_missing = |n: &&&Option<String>| n.as_deref().is_none_or(|s| s.is_empty() || s == "ab");
+            let want_missing = names.iter().filter(is_missing).count();
+            // The sample is the first missing row's value, as its text would give it.
+            let want_sample = names.iter().find(is_missing).map(|n| n.as_deref().unwrap_or("null").to_string());
             let [missing, dups] = kernels;
-            prop_assert_eq!(missing.finish(0).value, Some(want_missing as f64));
+            let missing = missing.finish(0);
+            prop_assert_eq!(missing.value, Some(want_missing as f64));
+            prop_assert_eq!(missing.samples.first().cloned(), want_sample);
             prop_assert_eq!(dups.finish(0).value, Some(naive_dups(names.into_iter().cloned())));
         }
 

@@ -8,7 +8,7 @@
 //!   plus one table lookup per byte, with no dependency between bytes;
 //! - a **byte table**: the pattern's DFA (built by regex-automata) copied into a table of at
 //!   most 256 states by 256 bytes, one load per byte with no bounds to check. One walk is a
-//!   chain of dependent loads, so four texts are walked side by side, each lane's load hiding
+//!   chain of dependent loads, so eight texts are walked side by side, each lane's load hiding
 //!   the others' latency;
 //! - the **DFA** itself, when it has more states than the table holds;
 //! - the **regex crate**, for what a DFA cannot decide (Unicode word boundaries on non-ASCII
@@ -28,9 +28,13 @@ pub struct Matcher {
 }
 
 enum Engine {
-    Fixed(Vec<ByteSet>),
+    /// Per position, which bytes may stand there.
+    Fixed(Vec<[bool; 256]>),
     Table(Box<ByteTable>),
-    Dfa { dfa: Box<dense::DFA<Vec<u32>>>, start: StateID },
+    Dfa {
+        dfa: Box<dense::DFA<Vec<u32>>>,
+        start: StateID,
+    },
     Regex,
 }
 
@@ -48,17 +52,23 @@ impl ByteSet {
     fn contains(&self, b: u8) -> bool {
         self.0[usize::from(b >> 6)] >> (b & 63) & 1 == 1
     }
+
+    /// The set as one flag per byte: a lookup is a single load.
+    fn table(&self) -> [bool; 256] {
+        std::array::from_fn(|b| self.contains(b as u8))
+    }
 }
 
-/// Texts walked side by side through the byte table.
-const LANES: usize = 4;
+/// Texts walked side by side through the byte table: enough that the table loads of the
+/// other lanes hide each one's latency.
+const LANES: usize = 8;
 
 impl Matcher {
     /// Compiles a pattern in the regex crate's syntax.
     pub fn new(pattern: &str) -> Result<Matcher, String> {
         let regex = ::regex::Regex::new(pattern).map_err(|e| e.to_string())?;
         let engine = match regex_syntax::parse(pattern).ok().and_then(|hir| fixed_shape(&hir)) {
-            Some(shape) => Engine::Fixed(shape),
+            Some(shape) => Engine::Fixed(shape.iter().map(ByteSet::table).collect()),
             None => dfa(pattern).unwrap_or(Engine::Regex),
         };
         Ok(Matcher { engine, regex })
@@ -123,7 +133,7 @@ fn dfa(pattern: &str) -> Option<Engine> {
 /// A DFA of at most 256 states as a table of 256 rows (state) by 256 columns (byte). The
 /// states that end a walk (a match, a dead end, giving up) are numbered last, from `ending`.
 struct ByteTable {
-    next: Vec<[u8; 256]>,
+    next: Box<[[u8; 256]; 256]>,
     start: u8,
     ending: u8,
     /// Per state: the verdict a walk ending there gives (for ending states, at once; for the
@@ -157,7 +167,7 @@ impl ByteTable {
         let ending = u8::try_from(order.len()).ok()?;
         order.extend(seen.iter().copied().filter(|&s| ends(s)));
         let id = |sid: StateID| order.iter().position(|&s| s == sid).and_then(|i| u8::try_from(i).ok());
-        let mut table = ByteTable { next: vec![[0; 256]; 256], start: id(start)?, ending, verdict: [None; 256] };
+        let mut table = ByteTable { next: Box::new([[0; 256]; 256]), start: id(start)?, ending, verdict: [None; 256] };
         for (i, &sid) in order.iter().enumerate() {
             if ends(sid) {
                 // Ending states stay where they are; a walk stops there anyway.
@@ -190,16 +200,15 @@ impl ByteTable {
         self.verdict[usize::from(state)]
     }
 
-    /// [`ByteTable::walk`] over four texts at once. The bytes they have in common are walked
+    /// [`ByteTable::walk`] over eight texts at once. The bytes they have in common are walked
     /// in lockstep with no branch: a lane that reached an ending state stays there. The others
     /// go on alone past the common length.
     fn walk_lanes(&self, texts: [&[u8]; LANES]) -> [Option<bool>; LANES] {
         let common = texts.iter().map(|t| t.len()).min().unwrap_or(0);
-        let [a, b, c, d] = texts.map(|t| &t[..common]);
         let mut state = [self.start; LANES];
-        for (((&x, &y), &z), &w) in a.iter().zip(b).zip(c).zip(d) {
-            for (s, byte) in state.iter_mut().zip([x, y, z, w]) {
-                *s = self.next[usize::from(*s)][usize::from(byte)];
+        for at in 0..common {
+            for (s, text) in state.iter_mut().zip(&texts) {
+                *s = self.next[usize::from(*s)][usize::from(text[at])];
             }
         }
         std::array::from_fn(|k| {
@@ -229,8 +238,10 @@ fn walk_dfa(dfa: &dense::DFA<Vec<u32>>, mut sid: StateID, text: &[u8]) -> Option
     Some(dfa.is_match_state(dfa.next_eoi_state(sid)))
 }
 
-fn fits(shape: &[ByteSet], text: &[u8]) -> bool {
-    text.len() == shape.len() && text.iter().zip(shape).all(|(&b, set)| set.contains(b))
+/// Whether every byte is one its position allows; every byte is looked at (no early exit),
+/// so the loop has no branch to mispredict.
+fn fits(shape: &[[bool; 256]], text: &[u8]) -> bool {
+    text.len() == shape.len() && text.iter().zip(shape).fold(true, |fits, (&b, allowed)| fits & allowed[usize::from(b)])
 }
 
 /// The byte set at each position, when the pattern matches texts of one length only, anchored

@@ -41,12 +41,14 @@ pub enum Category {
     Sla,
 }
 
-/// Whether a count is compared as rows or as a percent of the object's rows.
+/// What a measured value counts: rows, a percent of the object's rows, or (for the ages of
+/// SLA checks) seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Unit {
     Rows,
     Percent,
+    Seconds,
 }
 
 /// One check.
@@ -564,7 +566,7 @@ fn sla_checks(contract: &DataContract, sla: &SlaProperty, plan: &mut Plan, only:
         property: None,
         measure: Measure::Skipped { reason: format!("`{}` is not measurable on the data", sla.property) },
         threshold: Threshold::default(),
-        unit: Unit::Rows,
+        unit: Unit::Seconds,
         warn_only: false,
         schedule: sla.schedule.clone(),
     };
@@ -733,6 +735,7 @@ mod tests {
         let latency = p.objects[0].checks.iter().find(|c| c.key == "t.at.latency").unwrap();
         assert_eq!(latency.measure, Measure::NewestAge { column: "created_at".into() });
         assert_eq!(latency.threshold, Threshold(vec![Bound::Lt(7200.0)]));
+        assert_eq!(latency.unit, Unit::Seconds, "an age is reported in seconds, not rows");
         let retention = p.objects[0].checks.iter().find(|c| c.key == "t.at.retention").unwrap();
         assert_eq!(retention.threshold, Threshold(vec![Bound::Lt(365.0 * 86_400.0)]));
         let unbound: Vec<&Measure> = all.iter().filter(|(k, _)| k.starts_with("sla.")).map(|(_, m)| m).collect();

@@ -40,6 +40,7 @@ impl<'a> Texts<'a> {
         }
     }
 
+    #[inline]
     pub fn value(&self, i: usize) -> &'a str {
         match self {
             Texts::View(a) => a.value(i),
@@ -81,38 +82,46 @@ pub fn as_text(array: &ArrayRef) -> Result<ArrayRef, String> {
     }
 }
 
-/// Per row of a dictionary-encoded column, a verdict computed once per dictionary value by
-/// `verdicts` (given the dictionary's values); a null row gets `null`. `None` when `array`
-/// is not a dictionary.
-pub fn per_value(
+/// The rows of a dictionary-encoded column whose value `flags` marks (computed once per
+/// dictionary value, given the dictionary's values), and its null rows when `flag_nulls`;
+/// `keep` of them are returned. Nothing is done per row when no value is marked. `None`
+/// when `array` is not a dictionary.
+pub fn flagged_rows(
     array: &ArrayRef,
-    null: bool,
-    verdicts: impl FnOnce(&ArrayRef) -> Result<Vec<bool>, String>,
-) -> Option<Result<Vec<bool>, String>> {
-    let verdicts = match verdicts(array.as_any_dictionary_opt()?.values()) {
-        Ok(v) => v,
+    flag_nulls: bool,
+    flags: impl FnOnce(&ArrayRef) -> Result<Vec<bool>, String>,
+    keep: usize,
+) -> Option<Result<Broken, String>> {
+    let flags = match flags(array.as_any_dictionary_opt()?.values()) {
+        Ok(flags) => flags,
         Err(e) => return Some(Err(e)),
     };
-    let mut rows = map_keys(array, |key| verdicts.get(key).copied().unwrap_or(false))?;
-    if let Some(nulls) = array.logical_nulls() {
-        for (row, valid) in rows.iter_mut().zip(nulls.iter()) {
-            if !valid {
-                *row = null;
+    let nulls = array.logical_nulls().filter(|n| n.null_count() > 0);
+    let mut found = Broken::of(std::iter::empty(), keep);
+    if flags.contains(&true) || (flag_nulls && nulls.is_some()) {
+        each_key(array, |row, key| {
+            let flagged = match &nulls {
+                Some(n) if n.is_null(row) => flag_nulls,
+                _ => flags.get(key).copied().unwrap_or(false),
+            };
+            if flagged {
+                found.add(row, keep);
             }
-        }
+        });
     }
-    Some(Ok(rows))
+    Some(Ok(found))
 }
 
-/// Each row's key of a dictionary-encoded column (an index into its values), mapped by `f`;
-/// `None` when `array` is not a dictionary. The `Int32` keys the Parquet reader makes are
-/// read in place, in a loop the compiler can vectorize; other key types are converted first.
-pub fn map_keys<T>(array: &ArrayRef, f: impl Fn(usize) -> T) -> Option<Vec<T>> {
-    let dictionary = array.as_any_dictionary_opt()?;
-    Some(match array.as_dictionary_opt::<Int32Type>() {
-        Some(d) => d.keys().values().iter().map(|&key| f(key as usize)).collect(),
-        None => dictionary.normalized_keys().into_iter().map(f).collect(),
-    })
+/// Calls `f(row, key)` for each row of a dictionary-encoded column (`key` indexes its
+/// values); false when `array` is not a dictionary. The `Int32` keys the Parquet reader
+/// makes are read in place; other key types are converted first.
+pub fn each_key(array: &ArrayRef, mut f: impl FnMut(usize, usize)) -> bool {
+    let Some(dictionary) = array.as_any_dictionary_opt() else { return false };
+    match array.as_dictionary_opt::<Int32Type>() {
+        Some(d) => d.keys().values().iter().enumerate().for_each(|(row, &key)| f(row, key as usize)),
+        None => dictionary.normalized_keys().into_iter().enumerate().for_each(|(row, key)| f(row, key)),
+    }
+    true
 }
 
 /// The view of an inline string: its length, then its bytes, zero-padded.
@@ -323,13 +332,18 @@ pub struct Broken {
 impl Broken {
     pub fn of(bad: impl Iterator<Item = usize>, keep: usize) -> Broken {
         let mut broken = Broken { count: 0, rows: Vec::new() };
-        for i in bad {
-            broken.count += 1;
-            if broken.rows.len() < keep {
-                broken.rows.push(i);
-            }
+        for row in bad {
+            broken.add(row, keep);
         }
         broken
+    }
+
+    /// Counts one more row, kept while fewer than `keep` are.
+    fn add(&mut self, row: usize, keep: usize) {
+        self.count += 1;
+        if self.rows.len() < keep {
+            self.rows.push(row);
+        }
     }
 }
 
@@ -355,9 +369,9 @@ impl Rules {
                 .filter(|&i| values.is_valid(i) && !self.0.iter().all(|r| r.ok_number(values.value(i))));
             return Ok(Broken::of(bad, keep));
         }
-        if let Some(ok) = per_value(array, true, |values| self.texts_ok(values)) {
-            let ok = ok?;
-            return Ok(Broken::of((0..ok.len()).filter(|&i| !ok[i]), keep));
+        let broken_values = |values: &ArrayRef| Ok(self.texts_ok(values)?.into_iter().map(|ok| !ok).collect());
+        if let Some(broken) = flagged_rows(array, false, broken_values, keep) {
+            return broken;
         }
         let ok = self.texts_ok(array)?;
         let nulls = array.logical_nulls();
@@ -449,6 +463,12 @@ mod tests {
         Rules::new(rules).unwrap().broken(&array, 0).unwrap().count
     }
 
+    /// The count and the first three rows that break `rules`.
+    fn broken_rows(rules: &[Validity], array: ArrayRef) -> (u64, Vec<usize>) {
+        let found = Rules::new(rules).unwrap().broken(&array, 3).unwrap();
+        (found.count, found.rows)
+    }
+
     #[test]
     fn long_and_short_value_lists_agree() {
         let values: Vec<Any> = (0..40).map(|i| Any::from(format!("v{i}"))).collect();
@@ -501,14 +521,15 @@ mod tests {
             let rules = [Validity::MinLength(n), Validity::MaxLength(n + 2), Validity::OneOf(vec![Any::from("ab"), Any::from(other)])];
             let view: ArrayRef = Arc::new(StringViewArray::from(values.iter().map(|v| v.as_deref()).collect::<Vec<_>>()));
             let utf8: ArrayRef = Arc::new(StringArray::from(values.iter().map(|v| v.as_deref()).collect::<Vec<_>>()));
-            let want = values.iter().flatten().filter(|s| {
+            let bad: Vec<usize> = (0..values.len()).filter(|&i| values[i].as_ref().is_some_and(|s| {
                 let chars = s.chars().count() as u64;
                 !(chars >= n && chars <= n + 2 && (s.as_str() == "ab" || s.as_str() == other))
-            }).count() as u64;
-            prop_assert_eq!(broken(&rules, view), want);
-            prop_assert_eq!(broken(&rules, utf8), want);
+            })).collect();
+            let want = (bad.len() as u64, bad.iter().copied().take(3).collect::<Vec<_>>());
+            prop_assert_eq!(broken_rows(&rules, view), want.clone());
+            prop_assert_eq!(broken_rows(&rules, utf8), want.clone());
             let dictionary: DictionaryArray<Int32Type> = values.iter().map(|v| v.as_deref()).collect();
-            prop_assert_eq!(broken(&rules, Arc::new(dictionary)), want);
+            prop_assert_eq!(broken_rows(&rules, Arc::new(dictionary)), want);
         }
     }
 }
