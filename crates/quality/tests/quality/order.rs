@@ -55,3 +55,54 @@ async fn keys_in_order_then_out_of_order_are_counted_exactly() {
     assert!(report.results.iter().all(|r| r.outcome != Outcome::Error), "{:?}", report.results);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A directory of many files becomes more partitions than the scan reads at once (one more
+/// than the cores), so most partitions wait for a turn; ids of one file repeat ids of an
+/// earlier one, so partitions' in-order counts are joined or replayed into the shared table.
+/// Every count is still exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_partitions_read_a_few_at_a_time_count_exactly() {
+    let dir = temp_dir("partitions");
+    let (mut ids, mut names): (Vec<i64>, Vec<Option<String>>) = (Vec::new(), Vec::new());
+    for file in 0..12i64 {
+        // File 7 repeats 50 ids of file 2 before its own.
+        let repeated = if file == 7 { 4_000..4_050 } else { 0..0 };
+        let file_ids: Vec<i64> = repeated.chain(file * 2_000..file * 2_000 + 2_000).collect();
+        let file_names: Vec<Option<String>> =
+            file_ids.iter().map(|id| (id % 13 != 0).then(|| format!("n{}", id % 5))).collect();
+        let batch = RecordBatch::try_from_iter(vec![
+            ("id", Arc::new(Int64Array::from(file_ids.clone())) as ArrayRef),
+            ("name", Arc::new(StringArray::from(file_names.clone())) as ArrayRef),
+        ])
+        .unwrap();
+        let path = dir.join(format!("part-{file:02}.parquet"));
+        let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        ids.extend(file_ids);
+        names.extend(file_names);
+    }
+    let text = format!(
+        "apiVersion: v3.1.0\nkind: DataContract\nid: k\nversion: 1.0.0\nstatus: active\n\
+         servers:\n  - {{ server: f, type: local, path: \"{}\", format: parquet }}\n\
+         schema:\n  - name: keys\n    properties:\n      - {{ name: id, unique: true }}\n\
+         \x20     - {{ name: name, logicalType: string, required: true, logicalTypeOptions: {{ pattern: '^n[0-3]$' }} }}\n\
+         \x20   quality:\n      - {{ metric: duplicateValues, arguments: {{ properties: [id, name] }}, mustBe: 0 }}\n\
+         \x20     - {{ metric: rowCount, mustBeGreaterThan: 0 }}\n",
+        dir.display()
+    );
+    let report = run_with(&text, "f", options()).await;
+    let value = |key: &str| report.results.iter().find(|r| r.key == key).and_then(|r| r.value);
+    assert_eq!(value("keys.rowCount"), Some(ids.len() as f64));
+    assert_eq!(value("keys.id.unique"), Some(naive_dups(ids.iter())));
+    assert_eq!(value("keys.id.unique"), Some(50.0));
+    // A pair with a null name is no key.
+    let pairs = ids.iter().zip(&names).filter(|(_, name)| name.is_some());
+    assert_eq!(value("keys.duplicateValues"), Some(naive_dups(pairs)));
+    assert_eq!(value("keys.name.required"), Some(names.iter().filter(|n| n.is_none()).count() as f64));
+    let off_pattern = names.iter().flatten().filter(|n| n.as_str() == "n4").count();
+    assert!(off_pattern > 0);
+    assert_eq!(value("keys.name.pattern"), Some(off_pattern as f64));
+    assert!(report.results.iter().all(|r| r.outcome != Outcome::Error), "{:?}", report.results);
+    std::fs::remove_dir_all(dir).unwrap();
+}
