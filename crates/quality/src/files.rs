@@ -118,6 +118,8 @@ pub struct FileSource {
     registered: Vec<String>,
     /// Tables whose Parquet files store text columns as dictionaries, read as such.
     dictionaries: HashMap<String, Dictionaries>,
+    /// The cores a scan runs on.
+    cores: usize,
     pub sql_timeout: Duration,
 }
 
@@ -147,6 +149,7 @@ impl FileSource {
             delimiter,
             registered: vec![],
             dictionaries: HashMap::new(),
+            cores,
             sql_timeout: Duration::from_secs(30),
         })
     }
@@ -308,8 +311,7 @@ impl FileSource {
         // Partitions are read a few at a time, one more than there are cores (so that none
         // sits idle while another ends): each holds the bytes of the row group it reads, and
         // reading more of them at once would cost memory and page faults, not time.
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let reading = Arc::new(Semaphore::new(cores + 1));
+        let reading = Arc::new(Semaphore::new(self.cores + 1));
         // Kernels that cannot be built (a bad rule) report their error once, below.
         let first: Vec<Option<Kernel>> = wanted.iter().enumerate().map(|(i, w)| w.then(|| build(i).ok())?).collect();
         if let Some(rows) = pass.rows {

@@ -97,7 +97,7 @@ pub fn flagged_rows(
         Err(e) => return Some(Err(e)),
     };
     let nulls = array.logical_nulls().filter(|n| n.null_count() > 0);
-    let mut found = Broken::of(std::iter::empty(), keep);
+    let mut found = Broken::default();
     if flags.contains(&true) || (flag_nulls && nulls.is_some()) {
         each_key(array, |row, key| {
             let flagged = match &nulls {
@@ -324,6 +324,7 @@ fn char_len(s: &str) -> usize {
 pub struct Rules(Vec<Rule>);
 
 /// What a check found in a batch: how many rows broke it, and the first few of them.
+#[derive(Default)]
 pub struct Broken {
     pub count: u64,
     pub rows: Vec<usize>,
@@ -331,7 +332,7 @@ pub struct Broken {
 
 impl Broken {
     pub fn of(bad: impl Iterator<Item = usize>, keep: usize) -> Broken {
-        let mut broken = Broken { count: 0, rows: Vec::new() };
+        let mut broken = Broken::default();
         for row in bad {
             broken.add(row, keep);
         }

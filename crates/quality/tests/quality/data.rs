@@ -103,10 +103,14 @@ pub fn batch(rows: &[Row]) -> RecordBatch {
 }
 
 pub fn write_parquet(path: &Path, rows: &[Row]) {
-    let batch = batch(rows);
+    write_batch(path, &batch(rows));
+}
+
+/// One batch as a Parquet file (one row group up to a million rows).
+pub fn write_batch(path: &Path, batch: &RecordBatch) {
     let file = std::fs::File::create(path).unwrap();
     let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
+    writer.write(batch).unwrap();
     writer.close().unwrap();
 }
 

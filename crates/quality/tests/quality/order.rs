@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use datafusion::parquet::arrow::ArrowWriter;
 use meshplane_quality::run::Outcome;
 
+use crate::data::write_batch;
 use crate::stores::{options, run_with, temp_dir};
 
 /// Distinct keys seen more than once.
@@ -33,9 +33,7 @@ async fn keys_in_order_then_out_of_order_are_counted_exactly() {
         ("name", Arc::new(StringArray::from(names.clone())) as ArrayRef),
     ])
     .unwrap();
-    let mut writer = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_batch(&path, &batch);
 
     let text = format!(
         "apiVersion: v3.1.0\nkind: DataContract\nid: k\nversion: 1.0.0\nstatus: active\n\
@@ -75,10 +73,7 @@ async fn many_partitions_read_a_few_at_a_time_count_exactly() {
             ("name", Arc::new(StringArray::from(file_names.clone())) as ArrayRef),
         ])
         .unwrap();
-        let path = dir.join(format!("part-{file:02}.parquet"));
-        let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
+        write_batch(&dir.join(format!("part-{file:02}.parquet")), &batch);
         ids.extend(file_ids);
         names.extend(file_names);
     }
