@@ -260,8 +260,6 @@ struct Pass<'a> {
     /// Per measure: the condition of a SQL rule counted in the scan.
     conditions: &'a [Option<Option<Expr>>],
     ask: &'a Ask<'a>,
-    /// The object's rows, when the footers say exactly.
-    rows: Option<u64>,
 }
 
 impl FileSource {
@@ -314,9 +312,6 @@ impl FileSource {
         let reading = Arc::new(Semaphore::new(self.cores + 1));
         // Kernels that cannot be built (a bad rule) report their error once, below.
         let first: Vec<Option<Kernel>> = wanted.iter().enumerate().map(|(i, w)| w.then(|| build(i).ok())?).collect();
-        if let Some(rows) = pass.rows {
-            first.iter().flatten().for_each(|k| k.expect_rows(rows));
-        }
         for stream in streams {
             let kernels = first
                 .iter()
@@ -498,7 +493,7 @@ impl Source for FileSource {
                 _ => None,
             });
         }
-        let pass = Pass { table, measures, conditions: &conditions, ask, rows: exact_rows };
+        let pass = Pass { table, measures, conditions: &conditions, ask };
         let unknown: Vec<bool> = known.iter().map(Option::is_none).collect();
         let (rows, mut kernels) = self.pass(&pass, &unknown, false).await?;
         // Keys that came in order and then did not are counted again, by hash.

@@ -57,14 +57,6 @@ impl Kernel {
         Self::build(measure, schema, samples, false)
     }
 
-    /// Tells the kernel how many rows the scan will feed it (and its twins), when the store
-    /// knows exactly: duplicate tables use it to size themselves once keys look unique.
-    pub fn expect_rows(&self, rows: u64) {
-        if let Kernel::Dups(k) = self {
-            k.expect_rows(rows);
-        }
-    }
-
     /// Whether the kernel cannot finish exactly (keys counted in order whose order broke
     /// after their batches were let go) and the scan must feed a [`Kernel::rescan`] again.
     pub fn needs_rescan(&self) -> bool {
@@ -437,30 +429,22 @@ mod tests {
         assert_eq!(measure(&both, &ids, &names), 100.0);
     }
 
-    /// Keys that hardly repeat within a batch stop being counted per batch first; what
-    /// repeats across batches is still counted exactly by the shared table.
+    /// Keys that do not come in order are counted by hash, exactly, whether they repeat
+    /// within a batch, across batches, or across twins.
     #[test]
-    fn unique_looking_keys_skip_the_per_batch_count_and_stay_exact() {
+    fn keys_out_of_order_are_counted_exactly_by_hash() {
         let one = Measure::Duplicates { columns: vec!["id".into()] };
         let descending: Vec<Option<i64>> = (0..4000).rev().map(Some).collect();
         let repeats: Vec<Option<i64>> = (0..3000).chain(0..10).map(Some).collect();
         let names = |n: usize| vec![None; n];
         let want = naive_dups(descending.iter().chain(&repeats).copied());
         assert_eq!(want, 3000.0);
-        // With the row count known (a hint: more than these batches hold), the table is sized
-        // for it once the keys look unique.
-        for rows in [None, Some(100_000)] {
-            let mut kernel = Kernel::new(&one, &schema(), 0).unwrap();
-            if let Some(rows) = rows {
-                kernel.expect_rows(rows);
-            }
-            kernel.update(&batch(&descending, &names(4000))).unwrap();
-            if let (Some(rows), Kernel::Dups(d)) = (rows, &kernel) {
-                assert!(d.capacity() >= rows as usize, "sized for {rows} keys: {}", d.capacity());
-            }
-            kernel.update(&batch(&repeats, &names(3010))).unwrap();
-            assert_eq!(kernel.finish(0).value, Some(want));
-        }
+        let mut kernel = Kernel::new(&one, &schema(), 0).unwrap();
+        kernel.update(&batch(&descending, &names(4000))).unwrap();
+        let mut twin = kernel.fork(&one, &schema(), 0).unwrap();
+        twin.update(&batch(&repeats, &names(3010))).unwrap();
+        kernel.merge(twin).unwrap();
+        assert_eq!(kernel.finish(0).value, Some(want));
     }
 
     /// Keys that come in order keep only the batches a run points into; when the order

@@ -1,0 +1,322 @@
+//! Duplicates counted in order: while a partition's keys arrive in order of their *lead*
+//! (the key itself, or the first column of a composite key: ids and timestamps often come in
+//! order), duplicates can only be among the rows of one run of equal leads. Each row is
+//! compared with the row before it, and only a row that repeats a lead is compared further,
+//! with the (usually one) keys of its run. Nothing is copied per row, and only the batches a
+//! run still points into are kept.
+
+use std::cmp::Ordering;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, make_comparator};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::compute::{self, SortOptions};
+use datafusion::arrow::datatypes::DataType;
+
+use crate::rules::{Texts, format_value};
+/// A row of the batches kept in order: (batch, row).
+type At = (u32, u32);
+
+/// A distinct key of a run and how often it occurred.
+#[derive(Clone, Copy)]
+struct Key {
+    at: At,
+    count: u32,
+}
+
+/// The keys counted in order so far.
+#[derive(Default)]
+pub(super) struct InOrder {
+    /// The key columns of each batch, to compare composite keys and to replay; `None` once
+    /// no key points into it any more.
+    pub(super) batches: Vec<Option<Vec<ArrayRef>>>,
+    /// Batches before this one have been let go, or are kept for the first run.
+    released_to: usize,
+    /// Whether any batch was let go (the batches can no longer be replayed).
+    pub(super) released: bool,
+    /// The lead of the last counted row, once its batch is done.
+    last_lead: Option<Vec<u8>>,
+    /// The first run, once a second one has started (needed to join with an earlier partition).
+    first: Option<Vec<Key>>,
+    /// The keys of the current run of equal leads (its first key holds the lead).
+    run: Vec<Key>,
+    /// Whether the key is its lead (one column), so a repeated lead is a repeated key.
+    single: bool,
+    pub(super) dup_keys: u64,
+    pub(super) dup_rows: u64,
+    pub(super) samples: Vec<String>,
+}
+
+/// A run with more distinct keys than this is counted by hash instead.
+const LONG_RUN: usize = 64;
+
+/// The leads of a batch, comparable in order: integers (and dates and times) as i64, text
+/// as bytes.
+enum Leads<'a> {
+    Ints(Int64Array),
+    Texts(Texts<'a>),
+}
+
+/// An integer type whose every value fits an i64.
+pub(super) fn fits_i64(t: &DataType) -> bool {
+    use DataType::*;
+    matches!(t, Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32)
+}
+
+impl<'a> Leads<'a> {
+    /// The leads of a key's first column, when its values have an order meshplane follows.
+    fn of(first: &'a ArrayRef) -> Result<Option<Leads<'a>>, String> {
+        use DataType::*;
+        let t = first.data_type();
+        Ok(Some(match t {
+            _ if fits_i64(t) || matches!(t, Date32 | Date64 | Timestamp(..) | Time32(_) | Time64(_)) => {
+                Leads::Ints(compute::cast(first, &Int64).map_err(|e| e.to_string())?.as_primitive().clone())
+            }
+            Utf8View | Utf8 | LargeUtf8 => Leads::Texts(Texts::of(first)),
+            _ => return Ok(None),
+        }))
+    }
+
+    fn text(texts: &Texts<'a>, i: usize) -> &'a [u8] {
+        texts.value(i).as_bytes()
+    }
+
+    fn cmp_rows(&self, i: usize, j: usize) -> Ordering {
+        match self {
+            Leads::Ints(a) => a.value(i).cmp(&a.value(j)),
+            Leads::Texts(t) => Self::text(t, i).cmp(Self::text(t, j)),
+        }
+    }
+
+    /// The lead of row `i` as bytes that sort as the values do.
+    fn bytes(&self, i: usize) -> Vec<u8> {
+        match self {
+            Leads::Ints(a) => ordered_int(a.value(i)).to_vec(),
+            Leads::Texts(t) => Self::text(t, i).to_vec(),
+        }
+    }
+
+    fn cmp_bytes(&self, i: usize, other: &[u8]) -> Ordering {
+        match self {
+            Leads::Ints(a) => ordered_int(a.value(i)).as_slice().cmp(other),
+            Leads::Texts(t) => Self::text(t, i).cmp(other),
+        }
+    }
+}
+
+/// An integer's bytes in an order that sorts as the integers do.
+pub(super) fn ordered_int(v: i64) -> [u8; 8] {
+    ((v as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+impl InOrder {
+    pub(super) fn new(single: bool) -> Self {
+        InOrder { single, ..Default::default() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.run.is_empty()
+    }
+
+    /// Counts a batch's keys; false when they are not in order (after this partition's
+    /// earlier keys), and the batch is then kept to be replayed with the rest.
+    pub(super) fn add(&mut self, arrays: Vec<ArrayRef>, max_samples: usize) -> Result<bool, String> {
+        let first = arrays[0].clone();
+        let leads = Leads::of(&first)?;
+        let valid = arrays
+            .iter()
+            .fold(None, |all: Option<NullBuffer>, a| NullBuffer::union(all.as_ref(), a.logical_nulls().as_ref()));
+        let batch = self.batches.len() as u32;
+        let rows = arrays[0].len();
+        self.batches.push(Some(arrays));
+        let Some(leads) = leads else { return Ok(false) };
+        let mut prev: Option<usize> = None;
+        for i in (0..rows).filter(|&i| valid.as_ref().is_none_or(|v| v.is_valid(i))) {
+            let order = match (prev, &self.last_lead) {
+                (Some(p), _) => leads.cmp_rows(i, p),
+                (None, Some(last)) => leads.cmp_bytes(i, last),
+                (None, None) => Ordering::Greater,
+            };
+            let at = (batch, i as u32);
+            match order {
+                Ordering::Less => return Ok(false),
+                Ordering::Greater => self.start_run(at),
+                Ordering::Equal if !self.again(at, max_samples) => return Ok(false),
+                Ordering::Equal => {}
+            }
+            prev = Some(i);
+        }
+        match prev {
+            Some(p) => self.last_lead = Some(leads.bytes(p)),
+            // No key in the batch: nothing to compare or replay.
+            None => self.batches[batch as usize] = None,
+        }
+        self.release();
+        Ok(true)
+    }
+
+    /// Lets go of the batches no key of the first or the current run points into.
+    fn release(&mut self) {
+        let needed = self.run.iter().map(|k| k.at.0 as usize).min().unwrap_or(usize::MAX).min(self.batches.len());
+        for b in self.released_to..needed {
+            let in_first = self.first.iter().flatten().any(|k| k.at.0 as usize == b);
+            if !in_first && self.batches[b].take().is_some() {
+                self.released = true;
+            }
+        }
+        self.released_to = self.released_to.max(needed);
+    }
+
+    /// The key columns of a kept batch.
+    fn columns(&self, batch: u32) -> &[ArrayRef] {
+        // Batches a run points into are never let go (`release`).
+        self.batches[batch as usize].as_deref().expect("a batch a key points into is kept")
+    }
+
+    fn start_run(&mut self, at: At) {
+        if !self.run.is_empty() && self.first.is_none() {
+            self.first = Some(std::mem::take(&mut self.run));
+        }
+        self.run.clear();
+        self.run.push(Key { at, count: 1 });
+    }
+
+    /// Counts a row whose lead is the run's; false when the run grew too long to search.
+    fn again(&mut self, at: At, max_samples: usize) -> bool {
+        let found = if self.single { Some(0) } else { self.run.iter().position(|k| self.same_key(k.at, at)) };
+        match found {
+            Some(k) => self.count(k, 1, max_samples),
+            None if self.run.len() >= LONG_RUN => return false,
+            None => self.run.push(Key { at, count: 1 }),
+        }
+        true
+    }
+
+    /// Whether two rows (with equal leads) have equal keys.
+    fn same_key(&self, a: At, b: At) -> bool {
+        let (x, y) = (self.columns(a.0), self.columns(b.0));
+        x.iter().zip(y).skip(1).all(|(x, y)| {
+            make_comparator(x.as_ref(), y.as_ref(), SortOptions::default())
+                .is_ok_and(|cmp| cmp(a.1 as usize, b.1 as usize).is_eq())
+        })
+    }
+
+    /// Adds `times` occurrences to key `k` of the run.
+    fn count(&mut self, k: usize, times: u32, max_samples: usize) {
+        let key = &mut self.run[k];
+        let (before, at) = (key.count, key.at);
+        key.count = before.saturating_add(times);
+        if before > 1 {
+            self.dup_rows += u64::from(times);
+        } else {
+            self.dup_keys += 1;
+            self.dup_rows += u64::from(key.count);
+            if self.samples.len() < max_samples {
+                self.samples.push(self.describe(at));
+            }
+        }
+    }
+
+    fn lead_bytes(&self, at: At) -> Result<Vec<u8>, String> {
+        let first = &self.columns(at.0)[0];
+        let leads = Leads::of(first)?.ok_or("the lead has no order")?;
+        Ok(leads.bytes(at.1 as usize))
+    }
+
+    fn first_run(&self) -> &[Key] {
+        self.first.as_deref().unwrap_or(&self.run)
+    }
+
+    /// Whether every lead of this one is at or before every lead of `later`.
+    pub(super) fn precedes(&self, later: &InOrder) -> bool {
+        match (self.run.first(), later.first_run().first()) {
+            (Some(last), Some(first)) => {
+                matches!((self.lead_bytes(last.at), later.lead_bytes(first.at)), (Ok(a), Ok(b)) if a <= b)
+            }
+            _ => true,
+        }
+    }
+
+    /// Appends `later`, whose leads all come at or after this one's: its first run joins
+    /// this one's last run when they share a lead.
+    pub(super) fn append(&mut self, later: InOrder, max_samples: usize) {
+        if later.is_empty() {
+            self.batches.extend(later.batches);
+            self.released |= later.released;
+            return;
+        }
+        if self.is_empty() {
+            let offset = self.batches.len() as u32;
+            let mut batches = std::mem::take(&mut self.batches);
+            let released = self.released;
+            *self = later.shifted(offset);
+            batches.append(&mut self.batches);
+            self.batches = batches;
+            self.released |= released;
+            return;
+        }
+        let joins = matches!(
+            (self.run.first().map(|k| self.lead_bytes(k.at)), later.lead_bytes(later.first_run()[0].at)),
+            (Some(Ok(a)), Ok(b)) if a == b
+        );
+        let later = later.shifted(self.batches.len() as u32);
+        let InOrder { batches, first, run, dup_keys, dup_rows, samples, released, .. } = later;
+        self.batches.extend(batches);
+        self.released |= released;
+        self.dup_keys += dup_keys;
+        self.dup_rows += dup_rows;
+        self.samples.extend(samples);
+        self.samples.truncate(max_samples);
+        let single_run = first.is_none();
+        if joins {
+            for key in first.as_deref().unwrap_or(&run) {
+                self.join(*key, max_samples);
+            }
+        }
+        if joins && single_run {
+            return;
+        }
+        if self.first.is_none() {
+            self.first = Some(std::mem::take(&mut self.run));
+        }
+        self.run = run;
+    }
+
+    /// Counts a key of a later partition's first run into this one's last run, whose lead
+    /// it shares. Its own occurrences are already in this one's totals.
+    fn join(&mut self, key: Key, max_samples: usize) {
+        let found = if self.single { Some(0) } else { self.run.iter().position(|k| self.same_key(k.at, key.at)) };
+        let Some(k) = found else {
+            self.run.push(key);
+            return;
+        };
+        if key.count > 1 {
+            // Counted as a duplicate on its own: count the two as one key.
+            self.dup_keys -= 1;
+            self.dup_rows -= u64::from(key.count);
+            if self.run[k].count > 1 {
+                self.dup_rows += u64::from(key.count);
+                self.run[k].count = self.run[k].count.saturating_add(key.count);
+            } else {
+                self.dup_keys += 1;
+                self.run[k].count = self.run[k].count.saturating_add(key.count);
+                self.dup_rows += u64::from(self.run[k].count);
+            }
+        } else {
+            self.count(k, key.count, max_samples);
+        }
+    }
+
+    /// The same, with its batches numbered from `offset`.
+    fn shifted(mut self, offset: u32) -> InOrder {
+        let shift = |k: &mut Key| k.at.0 += offset;
+        self.run.iter_mut().for_each(shift);
+        self.first.iter_mut().flatten().for_each(shift);
+        self.released_to += offset as usize;
+        self
+    }
+
+    /// A sample key as text: its columns' values, comma-separated.
+    fn describe(&self, at: At) -> String {
+        self.columns(at.0).iter().map(|c| format_value(c, at.1 as usize)).collect::<Vec<_>>().join(", ")
+    }
+}
