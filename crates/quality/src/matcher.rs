@@ -5,7 +5,9 @@
 //!
 //! - a **fixed shape**: a pattern anchored at both ends whose every piece is one ASCII byte
 //!   class repeated a fixed number of times (`^ORD-\d{9}$`, `^[A-Z]{2}$`) is a length check
-//!   plus one table lookup per byte, with no dependency between bytes;
+//!   plus one table lookup per byte, with no dependency between bytes; when every position
+//!   is one range of ASCII bytes (a literal, `\d`, `[A-Z]`) and the text is eight bytes or
+//!   more, eight positions are checked at once, with a few integer operations on a word;
 //! - a **byte table**: the pattern's DFA (built by regex-automata) copied into a table of at
 //!   most 256 states by 256 bytes, one load per byte with no bounds to check. One walk is a
 //!   chain of dependent loads, so eight texts are walked side by side, each lane's load hiding
@@ -28,13 +30,9 @@ pub struct Matcher {
 }
 
 enum Engine {
-    /// Per position, which bytes may stand there.
-    Fixed(Vec<[bool; 256]>),
+    Fixed(Shape),
     Table(Box<ByteTable>),
-    Dfa {
-        dfa: Box<dense::DFA<Vec<u32>>>,
-        start: StateID,
-    },
+    Dfa { dfa: Box<dense::DFA<Vec<u32>>>, start: StateID },
     Regex,
 }
 
@@ -57,6 +55,87 @@ impl ByteSet {
     fn table(&self) -> [bool; 256] {
         std::array::from_fn(|b| self.contains(b as u8))
     }
+
+    /// The set's lowest and highest byte, when it holds every byte between them and no
+    /// byte beyond ASCII.
+    fn ascii_range(&self) -> Option<(u8, u8)> {
+        let lo = (0..=127u8).find(|&b| self.contains(b))?;
+        let hi = (lo..=127u8).take_while(|&b| self.contains(b)).last()?;
+        ((hi..=255u8).skip(1).all(|b| !self.contains(b))).then_some((lo, hi))
+    }
+}
+
+/// The texts a fixed-shape pattern matches: which bytes may stand at each position, and the
+/// same as words of eight positions when every position is one range of ASCII bytes.
+struct Shape {
+    table: Vec<[bool; 256]>,
+    words: Vec<Window>,
+}
+
+/// Eight positions of a shape, from `start`, as a word: per byte, what lifts a byte above
+/// its range's top into the high bit (`0x7f - hi`), and the range's bottom.
+struct Window {
+    start: usize,
+    above: u64,
+    low: u64,
+}
+
+/// The high bit of every byte of a word.
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+impl Window {
+    /// The high bit of each of the eight bytes of `text` from `start` that is outside its
+    /// range; every bit when the text is too short. A byte beyond ASCII has its own high bit
+    /// set (adding to it may carry into the next byte's result, which only adds to what is
+    /// already flagged); a byte at most 0x7f is above `hi` exactly when adding `0x7f - hi`
+    /// sets its high bit, and below `lo` exactly when `(b | 0x80) - lo` clears it, with no
+    /// borrow between bytes.
+    #[inline]
+    fn outside(&self, text: &[u8]) -> u64 {
+        let Some(word) = text.get(self.start..).and_then(|t| t.first_chunk::<8>()) else { return HIGH };
+        let x = u64::from_le_bytes(*word);
+        (x | x.wrapping_add(self.above) | !((x | HIGH).wrapping_sub(self.low))) & HIGH
+    }
+}
+
+impl Shape {
+    fn new(sets: &[ByteSet]) -> Shape {
+        let ranges: Option<Vec<(u8, u8)>> = sets.iter().map(ByteSet::ascii_range).collect();
+        let words = match ranges {
+            Some(ranges) if ranges.len() >= 8 => {
+                let mut starts: Vec<usize> = (0..=ranges.len() - 8).step_by(8).collect();
+                if ranges.len() % 8 != 0 {
+                    starts.push(ranges.len() - 8);
+                }
+                let word = |start: usize, byte: fn((u8, u8)) -> u8| {
+                    u64::from_le_bytes(std::array::from_fn(|k| byte(ranges[start + k])))
+                };
+                starts
+                    .into_iter()
+                    .map(|start| Window {
+                        start,
+                        above: word(start, |(_, hi)| 0x7f - hi),
+                        low: word(start, |(lo, _)| lo),
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        Shape { table: sets.iter().map(ByteSet::table).collect(), words }
+    }
+
+    /// Whether `text` has the shape: by words where the shape has them, else every byte is
+    /// looked up (no early exit, so the loop has no branch to mispredict).
+    #[inline]
+    fn fits(&self, text: &[u8]) -> bool {
+        if text.len() != self.table.len() {
+            return false;
+        }
+        if self.words.is_empty() {
+            return text.iter().zip(&self.table).fold(true, |fits, (&b, allowed)| fits & allowed[usize::from(b)]);
+        }
+        self.words.iter().fold(0, |outside, w| outside | w.outside(text)) == 0
+    }
 }
 
 /// Texts walked side by side through the byte table: enough that the table loads of the
@@ -68,7 +147,7 @@ impl Matcher {
     pub fn new(pattern: &str) -> Result<Matcher, String> {
         let regex = ::regex::Regex::new(pattern).map_err(|e| e.to_string())?;
         let engine = match regex_syntax::parse(pattern).ok().and_then(|hir| fixed_shape(&hir)) {
-            Some(shape) => Engine::Fixed(shape.iter().map(ByteSet::table).collect()),
+            Some(shape) => Engine::Fixed(Shape::new(&shape)),
             None => dfa(pattern).unwrap_or(Engine::Regex),
         };
         Ok(Matcher { engine, regex })
@@ -77,7 +156,7 @@ impl Matcher {
     #[inline]
     pub fn is_match(&self, text: &str) -> bool {
         let found = match &self.engine {
-            Engine::Fixed(shape) => Some(fits(shape, text.as_bytes())),
+            Engine::Fixed(shape) => Some(shape.fits(text.as_bytes())),
             Engine::Table(table) => table.walk(table.start, text.as_bytes()),
             Engine::Dfa { dfa, start } => walk_dfa(dfa, *start, text.as_bytes()),
             Engine::Regex => None,
@@ -87,13 +166,23 @@ impl Matcher {
 
     /// Clears `ok[i]` for every row still ok whose text does not match; `text(i)` reads a row.
     pub fn keep_matching<'t>(&self, ok: &mut [bool], text: impl Fn(usize) -> &'t str) {
-        let Engine::Table(table) = &self.engine else {
-            for (i, ok) in ok.iter_mut().enumerate() {
-                if *ok {
-                    *ok = self.is_match(text(i));
+        let table = match &self.engine {
+            Engine::Table(table) => table,
+            // A shape decides every text: no engine to choose per row.
+            Engine::Fixed(shape) => {
+                for (i, ok) in ok.iter_mut().enumerate() {
+                    *ok = *ok && shape.fits(text(i).as_bytes());
                 }
+                return;
             }
-            return;
+            _ => {
+                for (i, ok) in ok.iter_mut().enumerate() {
+                    if *ok {
+                        *ok = self.is_match(text(i));
+                    }
+                }
+                return;
+            }
         };
         let mut lanes: [(usize, &str); LANES] = [(0, ""); LANES];
         let mut filled = 0;
@@ -205,10 +294,13 @@ impl ByteTable {
     /// go on alone past the common length.
     fn walk_lanes(&self, texts: [&[u8]; LANES]) -> [Option<bool>; LANES] {
         let common = texts.iter().map(|t| t.len()).min().unwrap_or(0);
+        // The lanes' common bytes, zipped: a loop with no bounds to check.
+        let [a, b, c, d, e, f, g, h] = texts.map(|t| &t[..common]);
         let mut state = [self.start; LANES];
-        for at in 0..common {
-            for (s, text) in state.iter_mut().zip(&texts) {
-                *s = self.next[usize::from(*s)][usize::from(text[at])];
+        let columns = a.iter().zip(b).zip(c).zip(d).zip(e).zip(f).zip(g).zip(h);
+        for (((((((a, b), c), d), e), f), g), h) in columns {
+            for (s, &byte) in state.iter_mut().zip(&[*a, *b, *c, *d, *e, *f, *g, *h]) {
+                *s = self.next[usize::from(*s)][usize::from(byte)];
             }
         }
         std::array::from_fn(|k| {
@@ -236,12 +328,6 @@ fn walk_dfa(dfa: &dense::DFA<Vec<u32>>, mut sid: StateID, text: &[u8]) -> Option
         }
     }
     Some(dfa.is_match_state(dfa.next_eoi_state(sid)))
-}
-
-/// Whether every byte is one its position allows; every byte is looked at (no early exit),
-/// so the loop has no branch to mispredict.
-fn fits(shape: &[[bool; 256]], text: &[u8]) -> bool {
-    text.len() == shape.len() && text.iter().zip(shape).fold(true, |fits, (&b, allowed)| fits & allowed[usize::from(b)])
 }
 
 /// The byte set at each position, when the pattern matches texts of one length only, anchored
@@ -313,8 +399,11 @@ mod tests {
     use crate::regex::{Dialect, translate};
     use proptest::prelude::*;
 
-    const PATTERNS: [&str; 10] = [
+    const PATTERNS: [&str; 12] = [
         r"^ORD-\d{9}$",
+        // A fixed shape of ranges checked by words, and one whose first set is no range.
+        r"^[A-Z]{2}\d{6}-[a-f]{3}$",
+        r"^[ACE]{3}\d{6}$",
         r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$",
         r"\d{3}",
         r"^a|b$",
@@ -340,7 +429,12 @@ mod tests {
     #[test]
     fn each_pattern_gets_the_fastest_engine_that_can_run_it() {
         let engines: Vec<&str> = COMPILED.iter().map(|(_, m, _)| engine_name(m)).collect();
-        assert_eq!(engines, ["fixed", "table", "table", "table", "table", "table", "table", "table", "dfa", "regex"]);
+        assert_eq!(
+            engines,
+            ["fixed", "fixed", "fixed", "table", "table", "table", "table", "table", "table", "table", "dfa", "regex"]
+        );
+        let words = |m: &Matcher| matches!(&m.engine, Engine::Fixed(shape) if !shape.words.is_empty());
+        assert_eq!(COMPILED.iter().take(3).map(|(_, m, _)| words(m)).collect::<Vec<_>>(), [true, true, false]);
         let fixed = Matcher::new(&translate(r"^[A-Z]{2}-\d$", Dialect::Rust).unwrap()).unwrap();
         assert_eq!(engine_name(&fixed), "fixed");
     }
@@ -385,7 +479,7 @@ mod tests {
         /// on texts made to nearly match.
         #[test]
         fn the_engines_agree_with_the_regex_crate(
-            texts in prop::collection::vec("(ORD-|AB-|[A-Z]{2})?[0-9a-zA-Z@. \u{e9}\u{2028}-]{0,16}|[ab]{18,24}", 0..11),
+            texts in prop::collection::vec("(ORD-|AB-|[A-Z]{2})?[0-9a-zA-Z@. \u{e9}\u{2028}-]{0,16}|[ab]{18,24}|[A-Z]{2}[0-9]{6}-[a-g]{3}|[ACEF]{3}[0-9]{6}", 0..11),
         ) {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             for (ecma, matcher, regex) in COMPILED.iter() {
@@ -396,6 +490,43 @@ mod tests {
                 prop_assert_eq!(&one, &want, "{} one at a time", ecma);
                 prop_assert_eq!(&all, &want, "{} side by side", ecma);
             }
+        }
+
+        /// Shapes of ASCII ranges, checked eight positions at a time, answer as a lookup per
+        /// byte does, on texts that nearly fit: each byte in its range, just outside it, or
+        /// beyond ASCII, and texts a byte too short or too long.
+        #[test]
+        fn shapes_by_words_fit_as_byte_by_byte(
+            ranges in prop::collection::vec((0x20u8..0x7f, 0u8..12), 8..26),
+            picks in prop::collection::vec((0u8..24, any::<u8>()), 26),
+            cut in 0usize..3,
+        ) {
+            let ranges: Vec<(u8, u8)> = ranges.into_iter().map(|(lo, span)| (lo, lo.saturating_add(span).min(0x7f))).collect();
+            let sets: Vec<ByteSet> = ranges.iter().map(|&(lo, hi)| {
+                let mut set = ByteSet::default();
+                set.insert_range(lo, hi);
+                set
+            }).collect();
+            let mut text = String::new();
+            for (&(lo, hi), &(how, pick)) in ranges.iter().zip(&picks) {
+                // Mostly in range, so a text has a defect or two, or none.
+                match how {
+                    0 => text.push(char::from(lo - 1)),
+                    1 => text.push(char::from(hi.saturating_add(1).min(0x7f))),
+                    2 => text.push('\u{e9}'),
+                    _ => text.push(char::from(lo + pick % (hi - lo + 1))),
+                }
+            }
+            match cut {
+                1 => { text.pop(); }
+                2 => text.push('0'),
+                _ => {}
+            }
+            let shape = Shape::new(&sets);
+            prop_assert!(!shape.words.is_empty());
+            let bytes = text.as_bytes();
+            let want = bytes.len() == sets.len() && bytes.iter().zip(&sets).all(|(&b, set)| set.contains(b));
+            prop_assert_eq!(shape.fits(bytes), want, "{:?}", text);
         }
     }
 }

@@ -7,12 +7,12 @@
 
 use std::cmp::Ordering;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, make_comparator};
-use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringViewArray, make_comparator};
+use datafusion::arrow::buffer::{Buffer, NullBuffer};
 use datafusion::arrow::compute::{self, SortOptions};
 use datafusion::arrow::datatypes::DataType;
 
-use crate::rules::{Texts, format_value};
+use crate::rules::{INLINE, Texts, format_value};
 /// A row of the batches kept in order: (batch, row).
 type At = (u32, u32);
 
@@ -83,7 +83,25 @@ impl<'a> Leads<'a> {
     fn cmp_rows(&self, i: usize, j: usize) -> Ordering {
         match self {
             Leads::Ints(a) => a.value(i).cmp(&a.value(j)),
+            Leads::Texts(Texts::View(views)) => Views::of(views).cmp(i, j),
             Leads::Texts(t) => Self::text(t, i).cmp(Self::text(t, j)),
+        }
+    }
+
+    /// From row `from` on, skips the valid rows whose lead is greater than the valid row's
+    /// before it (the first such row is compared with `last`): the first row that is not,
+    /// or `rows`, and the last valid row before it.
+    fn skip_increasing(&self, valid: Option<&NullBuffer>, last: usize, from: usize, rows: usize) -> (usize, usize) {
+        match self {
+            Leads::Ints(a) => {
+                let values = a.values();
+                skip_greater(valid, last, from, rows, |i, j| values[i] > values[j])
+            }
+            Leads::Texts(Texts::View(views)) => {
+                let views = Views::of(views);
+                skip_greater(valid, last, from, rows, |i, j| views.cmp(i, j).is_gt())
+            }
+            Leads::Texts(t) => skip_greater(valid, last, from, rows, |i, j| Self::text(t, i) > Self::text(t, j)),
         }
     }
 
@@ -101,6 +119,91 @@ impl<'a> Leads<'a> {
             Leads::Texts(t) => Self::text(t, i).cmp(other),
         }
     }
+}
+
+/// The skipping loop of [`Leads::skip_increasing`], for one way of comparing rows.
+#[inline]
+fn skip_greater(
+    valid: Option<&NullBuffer>,
+    mut last: usize,
+    from: usize,
+    rows: usize,
+    greater: impl Fn(usize, usize) -> bool,
+) -> (usize, usize) {
+    for i in from..rows {
+        if valid.is_some_and(|v| v.is_null(i)) {
+            continue;
+        }
+        if !greater(i, last) {
+            return (i, last);
+        }
+        last = i;
+    }
+    (rows, last)
+}
+
+/// The parts of a string-view column, to compare its texts from their views directly.
+struct Views<'a> {
+    views: &'a [u128],
+    /// The views as bytes: where inline texts are.
+    raw: &'a [u8],
+    buffers: &'a [Buffer],
+}
+
+impl<'a> Views<'a> {
+    fn of(array: &'a StringViewArray) -> Self {
+        Views { views: array.views(), raw: array.views().inner().as_slice(), buffers: array.data_buffers() }
+    }
+
+    /// Two texts in byte order: the first four bytes of a text are in its view whatever its
+    /// length, and a text of up to 12 bytes is all there (zero-padded, so its length breaks
+    /// ties).
+    #[inline]
+    fn cmp(&self, i: usize, j: usize) -> Ordering {
+        let (x, y) = (self.views[i], self.views[j]);
+        let prefix = |v: u128| ((v >> 32) as u32).swap_bytes();
+        match prefix(x).cmp(&prefix(y)) {
+            Ordering::Equal => {}
+            other => return other,
+        }
+        match (x as u32 <= INLINE, y as u32 <= INLINE) {
+            (true, true) => (x >> 32).swap_bytes().cmp(&(y >> 32).swap_bytes()).then((x as u32).cmp(&(y as u32))),
+            // The first four bytes are equal: compare what follows.
+            (false, false) => {
+                cmp_bytes(self.outside(x).get(4..).unwrap_or_default(), self.outside(y).get(4..).unwrap_or_default())
+            }
+            _ => cmp_bytes(self.bytes(i, x), self.bytes(j, y)),
+        }
+    }
+
+    /// The bytes of a text longer than its view holds.
+    #[inline]
+    fn outside(&self, view: u128) -> &'a [u8] {
+        let (len, buffer, offset) = (view as u32 as usize, (view >> 64) as u32 as usize, (view >> 96) as u32 as usize);
+        self.buffers.get(buffer).and_then(|b| b.as_slice().get(offset..offset + len)).unwrap_or_default()
+    }
+
+    /// The bytes of text `i`, whose view is `view`.
+    #[inline]
+    fn bytes(&self, i: usize, view: u128) -> &'a [u8] {
+        let len = view as u32 as usize;
+        if len > INLINE as usize {
+            return self.outside(view);
+        }
+        self.raw.get(i * 16 + 4..i * 16 + 4 + len).unwrap_or_default()
+    }
+}
+
+/// Byte order of two byte strings; two of one length from 8 to 16 bytes (ids) compare as two
+/// words each, the first eight bytes and the last eight.
+#[inline]
+fn cmp_bytes(a: &[u8], b: &[u8]) -> Ordering {
+    let n = a.len();
+    if n == b.len() && (8..=16).contains(&n) {
+        let word = |s: &[u8], at: usize| s[at..].first_chunk::<8>().map_or(0, |w| u64::from_be_bytes(*w));
+        return (word(a, 0), word(a, n - 8)).cmp(&(word(b, 0), word(b, n - 8)));
+    }
+    a.cmp(b)
 }
 
 /// An integer's bytes in an order that sorts as the integers do.
@@ -130,7 +233,27 @@ impl InOrder {
         self.batches.push(Some(arrays));
         let Some(leads) = leads else { return Ok(false) };
         let mut prev: Option<usize> = None;
-        for i in (0..rows).filter(|&i| valid.as_ref().is_none_or(|v| v.is_valid(i))) {
+        // A run is recorded once its lead repeats (or the batch ends): most leads never
+        // repeat, and their rows are skipped by one tight loop that compares each lead with
+        // the one before. The partition's first run is recorded at once (it may have to join
+        // an earlier partition's last).
+        let mut recorded = true;
+        let mut i = 0;
+        while i < rows {
+            if let Some(p) = prev {
+                let (next, last) = leads.skip_increasing(valid.as_ref(), p, i, rows);
+                if last != p {
+                    recorded = false;
+                    prev = Some(last);
+                }
+                i = next;
+                if i == rows {
+                    break;
+                }
+            } else if valid.as_ref().is_some_and(|v| v.is_null(i)) {
+                i += 1;
+                continue;
+            }
             let order = match (prev, &self.last_lead) {
                 (Some(p), _) => leads.cmp_rows(i, p),
                 (None, Some(last)) => leads.cmp_bytes(i, last),
@@ -139,14 +262,28 @@ impl InOrder {
             let at = (batch, i as u32);
             match order {
                 Ordering::Less => return Ok(false),
-                Ordering::Greater => self.start_run(at),
-                Ordering::Equal if !self.again(at, max_samples) => return Ok(false),
-                Ordering::Equal => {}
+                Ordering::Greater if self.run.is_empty() => self.start_run(at),
+                Ordering::Greater => recorded = false,
+                Ordering::Equal => {
+                    if let (false, Some(p)) = (recorded, prev) {
+                        self.start_run((batch, p as u32));
+                        recorded = true;
+                    }
+                    if !self.again(at, max_samples) {
+                        return Ok(false);
+                    }
+                }
             }
             prev = Some(i);
+            i += 1;
         }
         match prev {
-            Some(p) => self.last_lead = Some(leads.bytes(p)),
+            Some(p) => {
+                if !recorded {
+                    self.start_run((batch, p as u32));
+                }
+                self.last_lead = Some(leads.bytes(p));
+            }
             // No key in the batch: nothing to compare or replay.
             None => self.batches[batch as usize] = None,
         }
@@ -318,5 +455,28 @@ impl InOrder {
     /// A sample key as text: its columns' values, comma-separated.
     fn describe(&self, at: At) -> String {
         self.columns(at.0).iter().map(|c| format_value(c, at.1 as usize)).collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Texts of a string-view column (inline and not, sharing prefixes, with zero and
+        /// non-ASCII bytes) compare as their bytes do.
+        #[test]
+        fn views_compare_as_their_bytes(texts in prop::collection::vec("(ab|\u{0}|a|é|ÿ|ORD-0){0,7}", 2..30)) {
+            let views = StringViewArray::from(texts.iter().map(String::as_str).collect::<Vec<_>>());
+            for i in 0..texts.len() {
+                for j in 0..texts.len() {
+                    let want = texts[i].as_bytes().cmp(texts[j].as_bytes());
+                    prop_assert_eq!(Views::of(&views).cmp(i, j), want, "{:?} against {:?}", &texts[i], &texts[j]);
+                    prop_assert_eq!(cmp_bytes(texts[i].as_bytes(), texts[j].as_bytes()), want);
+                }
+            }
+        }
     }
 }
