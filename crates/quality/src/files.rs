@@ -37,7 +37,7 @@ use tokio::sync::Semaphore;
 
 use crate::counted::{self, CountedKernel};
 use crate::dictionary::{self, Dictionaries};
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, Measured};
 use crate::plan::Measure;
 use crate::source::{Ask, ColumnKind, Scan, Source};
 
@@ -260,6 +260,30 @@ struct Pass<'a> {
     /// Per measure: the condition of a SQL rule counted in the scan.
     conditions: &'a [Option<Option<Expr>>],
     ask: &'a Ask<'a>,
+    /// Per measure: the measure it also answers (see [`lead_partners`]).
+    leads: &'a [Option<usize>],
+}
+
+/// Per measure, the duplicate count of its first column alone that a composite key's kernel
+/// also answers (a table's unique id and a composite key led by it), so the two share one
+/// walk of the column; each such count is answered by one composite key.
+fn lead_partners(measures: &[Measure], wanted: &[bool]) -> Vec<Option<usize>> {
+    let mut answered = vec![false; measures.len()];
+    let mut leads = vec![None; measures.len()];
+    for (i, m) in measures.iter().enumerate() {
+        let Measure::Duplicates { columns } = m else { continue };
+        if columns.len() < 2 || !wanted[i] {
+            continue;
+        }
+        let alone = measures.iter().enumerate().position(|(j, other)| {
+            !answered[j] && wanted[j] && matches!(other, Measure::Duplicates { columns: c } if c[..] == columns[..1])
+        });
+        if let Some(j) = alone {
+            answered[j] = true;
+            leads[i] = Some(j);
+        }
+    }
+    leads
 }
 
 impl FileSource {
@@ -294,6 +318,7 @@ impl FileSource {
         let schema = Arc::new(df.schema().as_arrow().clone());
         let build = |i: usize| match &pass.conditions[i] {
             Some(condition) => CountedKernel::new(&self.ctx, table, &schema, condition.clone()).map(Kernel::Counted),
+            None if pass.leads[i].is_some() => Kernel::with_lead(&measures[i], &schema, samples, !rescan),
             None if rescan => Kernel::rescan(&measures[i], &schema, samples),
             None => Kernel::new(&measures[i], &schema, samples),
         };
@@ -478,7 +503,7 @@ impl Source for FileSource {
     }
 
     async fn scan(&mut self, table: &str, measures: &[Measure], ask: &Ask<'_>) -> Result<Scan, String> {
-        let (mut known, exact_rows) = self.statistics(table, measures, ask.samples).await;
+        let (known, exact_rows) = self.statistics(table, measures, ask.samples).await;
         if let Some(rows) = exact_rows
             && known.iter().all(Option::is_some)
         {
@@ -493,9 +518,12 @@ impl Source for FileSource {
                 _ => None,
             });
         }
-        let pass = Pass { table, measures, conditions: &conditions, ask };
         let unknown: Vec<bool> = known.iter().map(Option::is_none).collect();
-        let (rows, mut kernels) = self.pass(&pass, &unknown, false).await?;
+        let leads = lead_partners(measures, &unknown);
+        let answered: Vec<bool> = (0..measures.len()).map(|j| leads.contains(&Some(j))).collect();
+        let wanted: Vec<bool> = unknown.iter().zip(&answered).map(|(u, a)| *u && !a).collect();
+        let pass = Pass { table, measures, conditions: &conditions, ask, leads: &leads };
+        let (rows, mut kernels) = self.pass(&pass, &wanted, false).await?;
         // Keys that came in order and then did not are counted again, by hash.
         let rescan: Vec<bool> = kernels.iter().map(|k| matches!(k, Some(Ok(k)) if k.needs_rescan())).collect();
         if rescan.contains(&true) {
@@ -506,16 +534,29 @@ impl Source for FileSource {
                 }
             }
         }
-        let results = kernels
-            .into_iter()
-            .zip(known.iter_mut())
-            .map(|(k, known)| match (known.take(), k) {
+        let mut results: Vec<Result<Measured, String>> = vec![Err("not measured".to_string()); measures.len()];
+        for (i, (k, known)) in kernels.into_iter().zip(known).enumerate() {
+            let kernel = match (known, k) {
                 (Some(k), _) => Ok(k),
                 (None, Some(k)) => k,
-                (None, None) => Err("not measured".to_string()),
-            })
-            .map(|k| k.map(|k| k.finish(ask.now_micros)))
-            .collect();
+                // Answered by a composite key's kernel, or not measured.
+                (None, None) => continue,
+            };
+            match kernel {
+                Ok(mut kernel) => {
+                    if let Some(j) = leads[i] {
+                        results[j] = kernel.finish_lead().ok_or_else(|| "not measured".to_string());
+                    }
+                    results[i] = Ok(kernel.finish(ask.now_micros));
+                }
+                Err(e) => {
+                    if let Some(j) = leads[i] {
+                        results[j] = Err(e.clone());
+                    }
+                    results[i] = Err(e);
+                }
+            }
+        }
         Ok(Scan { rows, results })
     }
 

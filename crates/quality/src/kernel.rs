@@ -48,13 +48,20 @@ fn column_index(schema: &Schema, name: &str) -> Result<usize, String> {
 impl Kernel {
     /// A kernel for a data-reading measure; `samples` is how many offending values to keep.
     pub fn new(measure: &Measure, schema: &Schema, samples: usize) -> Result<Kernel, String> {
-        Self::build(measure, schema, samples, true)
+        Self::build(measure, schema, samples, true, false)
     }
 
     /// The kernel for a second pass over a measure whose kernel [`Kernel::needs_rescan`]:
     /// duplicates are counted by hash from the first row.
     pub fn rescan(measure: &Measure, schema: &Schema, samples: usize) -> Result<Kernel, String> {
-        Self::build(measure, schema, samples, false)
+        Self::build(measure, schema, samples, false, false)
+    }
+
+    /// The kernel of a composite key's duplicates that also counts the duplicates of its
+    /// first column alone ([`Kernel::finish_lead`]), so the two share one walk; `ordered`
+    /// false for a rescan.
+    pub fn with_lead(measure: &Measure, schema: &Schema, samples: usize, ordered: bool) -> Result<Kernel, String> {
+        Self::build(measure, schema, samples, ordered, true)
     }
 
     /// Whether the kernel cannot finish exactly (keys counted in order whose order broke
@@ -63,7 +70,7 @@ impl Kernel {
         matches!(self, Kernel::Dups(k) if k.needs_rescan())
     }
 
-    fn build(measure: &Measure, schema: &Schema, samples: usize, ordered: bool) -> Result<Kernel, String> {
+    fn build(measure: &Measure, schema: &Schema, samples: usize, ordered: bool, lead: bool) -> Result<Kernel, String> {
         Ok(match measure {
             Measure::Missing { column, values } => {
                 let col = column_index(schema, column)?;
@@ -77,7 +84,11 @@ impl Kernel {
             }
             Measure::Duplicates { columns } => {
                 let cols = columns.iter().map(|c| column_index(schema, c)).collect::<Result<Vec<_>, _>>()?;
-                Kernel::Dups(Box::new(DupKernel::new(cols, schema, samples, ordered)?))
+                let kernel = match lead {
+                    true => DupKernel::with_lead(cols, schema, samples, ordered)?,
+                    false => DupKernel::new(cols, schema, samples, ordered)?,
+                };
+                Kernel::Dups(Box::new(kernel))
             }
             Measure::NewestAge { column } | Measure::OldestAge { column } => {
                 let col = column_index(schema, column)?;
@@ -168,6 +179,15 @@ impl Kernel {
             _ => unreachable!("kernels are merged with their twins only"),
         }
         Ok(())
+    }
+
+    /// The duplicates of the lead alone, of a kernel made [`Kernel::with_lead`]; call before
+    /// [`Kernel::finish`].
+    pub fn finish_lead(&mut self) -> Option<Measured> {
+        match self {
+            Kernel::Dups(k) => k.finish_lead(),
+            _ => None,
+        }
     }
 
     /// The measured value; `now_micros` is the clock for ages.
@@ -549,6 +569,60 @@ mod tests {
                 prop_assert!(d.in_order(), "merged in order, the run-by-run count holds");
             }
             prop_assert_eq!(all.finish(0).value.unwrap(), want);
+        }
+
+        /// A composite key's kernel that also counts its lead alone gives both naive counts,
+        /// with the lead an integer or a text, in order or not, nulls in either column, cut
+        /// into partitions merged in either order, walked in order or counted by hash; its
+        /// lead samples are leads that repeat.
+        #[test]
+        fn a_composite_key_counts_its_lead_alone_too(
+            mut rows in prop::collection::vec((prop::option::of(0i64..40), prop::option::of("[a-c]{0,2}")), 0..200),
+            sorted: bool,
+            text_lead: bool,
+            cuts in prop::collection::vec(0usize..200, 0..4),
+            reverse: bool,
+            ordered: bool,
+        ) {
+            if sorted && text_lead {
+                rows.sort_by(|a, b| a.1.cmp(&b.1));
+            } else if sorted {
+                rows.sort_by_key(|r| r.0);
+            }
+            let (ids, names): (Vec<Option<i64>>, Vec<Option<String>>) = rows.into_iter().unzip();
+            let columns = if text_lead { vec!["name".into(), "id".into()] } else { vec!["id".into(), "name".into()] };
+            let both = Measure::Duplicates { columns };
+            let mut bounds: Vec<usize> = cuts.into_iter().map(|c| c.min(ids.len())).collect();
+            bounds.extend([0, ids.len()]);
+            bounds.sort();
+            let mut parts: Vec<Kernel> = bounds.windows(2).map(|w| {
+                let mut k = Kernel::with_lead(&both, &schema(), 3, ordered).unwrap();
+                k.update(&batch(&ids[w[0]..w[1]], &names[w[0]..w[1]])).unwrap();
+                k
+            }).collect();
+            if reverse {
+                parts.reverse();
+            }
+            let mut all = parts.remove(0);
+            for part in parts {
+                all.merge(part).unwrap();
+            }
+            prop_assume!(!all.needs_rescan());
+            let pairs = ids.iter().zip(&names).map(|(i, n)| Some(((*i)?, n.clone()?)));
+            let (want_lead, repeated): (f64, Vec<String>) = if text_lead {
+                let repeated = names.iter().flatten().filter(|n| names.iter().flatten().filter(|m| m == n).count() > 1);
+                (naive_dups(names.iter().cloned()), repeated.cloned().collect())
+            } else {
+                let repeated = ids.iter().flatten().filter(|i| ids.iter().flatten().filter(|j| j == i).count() > 1);
+                (naive_dups(ids.iter().copied()), repeated.map(|i| i.to_string()).collect())
+            };
+            let lead = all.finish_lead().unwrap();
+            prop_assert_eq!(lead.value, Some(want_lead));
+            prop_assert_eq!(lead.samples.len() as f64, want_lead.min(3.0));
+            for sample in &lead.samples {
+                prop_assert!(repeated.contains(sample), "{} does not repeat", sample);
+            }
+            prop_assert_eq!(all.finish(0).value, Some(naive_dups(pairs)));
         }
 
         /// Texts read as string views are counted per distinct inline view first; short and

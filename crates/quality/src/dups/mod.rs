@@ -14,6 +14,9 @@
 //! folded into distinct keys in cache-sized pieces: as they grow, and once at the end on
 //! every core. Texts short enough to sit in their string view are counted per batch first,
 //! so a column of few values (codes, flags) logs a few keys per batch, not one per row.
+//!
+//! A composite key can also count its first column alone ([`DupKernel::with_lead`]): a
+//! table's unique id and a composite key led by it then share one walk of the id.
 
 mod counts;
 mod order;
@@ -26,21 +29,18 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use crate::kernel::Measured;
 use crate::rules::{INLINE, Texts, as_text, each_key, format_value};
 use counts::KeyCounts;
-use order::{InOrder, fits_i64, ordered_int};
+use order::{InOrder, Tally, fits_i64, ordered_int};
 
 /// A duplicate count in progress, for one partition of a scan.
 pub struct DupKernel {
     cols: Vec<usize>,
-    key: KeyKind,
     max_samples: usize,
-    /// The keys counted by hash.
-    counts: KeyCounts,
+    /// The key counted by hash.
+    key: ByHash,
+    /// The lead (the key's first column) counted alone by hash, when it is counted too.
+    lead: Option<ByHash>,
     /// Some while this partition's keys have come in order.
     in_order: Option<InOrder>,
-    /// Scratch: a batch's inline texts (by view) with their count and first row.
-    inline: hashbrown::HashMap<u128, (u32, u32), foldhash::fast::FixedState>,
-    /// Whether inline texts are counted per batch first (until they look unique).
-    count_inline: bool,
     /// Whether keys are first counted in order (false for a rescan: by hash from the start).
     ordered: bool,
     /// Whether the order broke after batches were let go: the count needs a rescan.
@@ -57,7 +57,18 @@ enum KeyKind {
     Rows(RowConverter),
 }
 
-fn dup_result(keys: u64, rows: u64, samples: Vec<String>) -> Measured {
+/// Keys of some columns counted by hash.
+struct ByHash {
+    kind: KeyKind,
+    counts: KeyCounts,
+    /// Scratch: a batch's inline texts (by view) with their count and first row.
+    inline: hashbrown::HashMap<u128, (u32, u32), foldhash::fast::FixedState>,
+    /// Whether inline texts are counted per batch first (until they look unique).
+    count_inline: bool,
+}
+
+fn dup_result(tally: Tally) -> Measured {
+    let Tally { keys, rows, samples } = tally;
     Measured {
         value: Some(keys as f64),
         detail: (keys > 0).then(|| format!("{keys} duplicated keys over {rows} rows")),
@@ -69,26 +80,28 @@ impl DupKernel {
     /// A kernel that counts keys in order while they come in order; `ordered` false counts
     /// by hash from the first row (the rescan of a kernel that [`DupKernel::needs_rescan`]).
     pub fn new(cols: Vec<usize>, schema: &Schema, max_samples: usize, ordered: bool) -> Result<Self, String> {
-        use DataType::*;
+        Self::build(cols, schema, max_samples, ordered, false)
+    }
+
+    /// The same for a composite key, which also counts its first column alone
+    /// ([`DupKernel::finish_lead`]).
+    pub fn with_lead(cols: Vec<usize>, schema: &Schema, max_samples: usize, ordered: bool) -> Result<Self, String> {
+        let lead = cols.len() > 1;
+        Self::build(cols, schema, max_samples, ordered, lead)
+    }
+
+    fn build(cols: Vec<usize>, schema: &Schema, max_samples: usize, ordered: bool, lead: bool) -> Result<Self, String> {
         let types: Vec<&DataType> = cols.iter().map(|&c| schema.field(c).data_type()).collect();
-        let key = match types.as_slice() {
-            [t] if fits_i64(t) => KeyKind::Integer,
-            [Utf8 | LargeUtf8 | Utf8View] => KeyKind::Text,
-            [Dictionary(_, v)] if matches!(**v, Utf8 | LargeUtf8 | Utf8View) => KeyKind::Text,
-            _ => KeyKind::Rows(
-                RowConverter::new(types.iter().map(|t| SortField::new((*t).clone())).collect())
-                    .map_err(|e| e.to_string())?,
-            ),
+        let lead = match lead {
+            true => Some(ByHash::new(&types[..1])?),
+            false => None,
         };
-        let in_order = ordered.then(|| InOrder::new(cols.len() == 1));
         Ok(DupKernel {
+            key: ByHash::new(&types)?,
+            in_order: ordered.then(|| InOrder::new(cols.len() == 1, lead.is_some())),
+            lead,
             cols,
-            key,
             max_samples,
-            counts: KeyCounts::default(),
-            in_order,
-            inline: Default::default(),
-            count_inline: true,
             ordered,
             lost: false,
         })
@@ -96,7 +109,7 @@ impl DupKernel {
 
     /// A twin for another partition, merged with this one at the end.
     pub fn fork(&self, schema: &Schema) -> Result<Self, String> {
-        Self::new(self.cols.clone(), schema, self.max_samples, self.ordered)
+        Self::build(self.cols.clone(), schema, self.max_samples, self.ordered, self.lead.is_some())
     }
 
     /// Whether the keys' order broke after batches were let go, so this count cannot be
@@ -142,84 +155,11 @@ impl DupKernel {
     }
 
     fn count_by_hash(&mut self, arrays: &[ArrayRef]) -> Result<(), String> {
-        match &self.key {
-            KeyKind::Integer => {
-                let ints = compute::cast(&arrays[0], &DataType::Int64).map_err(|e| e.to_string())?;
-                for v in ints.as_primitive::<Int64Type>().iter().flatten() {
-                    self.counts.add(&ordered_int(v), 1)?;
-                }
-            }
-            KeyKind::Text if arrays[0].as_any_dictionary_opt().is_some() => self.count_dictionary(&arrays[0])?,
-            KeyKind::Text => {
-                let text = as_text(&arrays[0])?;
-                match Texts::of(&text) {
-                    Texts::View(views) if self.count_inline => self.count_views(views)?,
-                    texts => {
-                        for i in (0..text.len()).filter(|&i| text.is_valid(i)) {
-                            self.counts.add(texts.value(i).as_bytes(), 1)?;
-                        }
-                    }
-                }
-            }
-            KeyKind::Rows(converter) => {
-                let rows = converter.convert_columns(arrays).map_err(|e| e.to_string())?;
-                for (i, row) in rows.iter().enumerate() {
-                    if arrays.iter().all(|a| a.is_valid(i)) {
-                        self.counts.add(row.as_ref(), 1)?;
-                    }
-                }
-            }
+        self.key.add(arrays)?;
+        match &mut self.lead {
+            Some(lead) => lead.add(&arrays[..1]),
+            None => Ok(()),
         }
-        Ok(())
-    }
-
-    /// Counts a dictionary-encoded batch per dictionary value, then counts each value once
-    /// with its number of rows.
-    fn count_dictionary(&mut self, array: &ArrayRef) -> Result<(), String> {
-        let Some(dictionary) = array.as_any_dictionary_opt() else { return Ok(()) };
-        let values = as_text(dictionary.values())?;
-        let texts = Texts::of(&values);
-        let mut counts = vec![0u32; values.len()];
-        let nulls = array.logical_nulls();
-        each_key(array, |row, key| {
-            if nulls.as_ref().is_none_or(|n| n.is_valid(row))
-                && let Some(count) = counts.get_mut(key)
-            {
-                *count += 1;
-            }
-        });
-        for (value, &times) in counts.iter().enumerate().filter(|(_, t)| **t > 0) {
-            self.counts.add(texts.value(value).as_bytes(), times)?;
-        }
-        Ok(())
-    }
-
-    /// Counts a batch's string views: texts that fit in their view (up to 12 bytes: codes,
-    /// flags, countries) are counted per distinct view first, so a column of few values logs
-    /// a few keys per batch instead of one per row; longer texts are logged one by one. Once
-    /// a batch's inline texts hardly repeat (short ids), that first count is given up: it
-    /// would only cost.
-    fn count_views(&mut self, views: &StringViewArray) -> Result<(), String> {
-        let valid = |i: usize| views.is_valid(i);
-        let mut inline = std::mem::take(&mut self.inline);
-        inline.clear();
-        let mut short = 0usize;
-        for (i, &view) in views.views().iter().enumerate().filter(|&(i, _)| valid(i)) {
-            if view as u32 <= INLINE {
-                short += 1;
-                inline.entry(view).or_insert((0, i as u32)).0 += 1;
-            } else {
-                self.counts.add(views.value(i).as_bytes(), 1)?;
-            }
-        }
-        for &(times, row) in inline.values() {
-            self.counts.add(views.value(row as usize).as_bytes(), times)?;
-        }
-        if short >= 1024 && inline.len() * 10 > short * 9 {
-            self.count_inline = false;
-        }
-        self.inline = inline;
-        Ok(())
     }
 
     /// Adds what a twin saw. Two partitions in order whose lead ranges do not overlap stay
@@ -245,8 +185,23 @@ impl DupKernel {
                 other.spill()?;
             }
         }
-        self.counts.absorb(other.counts);
+        self.key.counts.absorb(other.key.counts);
+        if let (Some(mine), Some(theirs)) = (&mut self.lead, other.lead) {
+            mine.counts.absorb(theirs.counts);
+        }
         Ok(())
+    }
+
+    /// The duplicates of the lead alone, for a kernel made [`DupKernel::with_lead`]; call
+    /// before [`DupKernel::finish`].
+    pub fn finish_lead(&mut self) -> Option<Measured> {
+        if self.lost {
+            return None;
+        }
+        if let Some(in_order) = &mut self.in_order {
+            return in_order.lead_tally().map(dup_result);
+        }
+        self.lead.take().map(|lead| lead.finish(self.max_samples))
     }
 
     pub fn finish(self) -> Measured {
@@ -256,13 +211,114 @@ impl DupKernel {
                 ..Default::default()
             };
         }
-        if let Some(in_order) = self.in_order {
-            return dup_result(in_order.dup_keys, in_order.dup_rows, in_order.samples);
+        match self.in_order {
+            Some(in_order) => dup_result(in_order.tally),
+            None => self.key.finish(self.max_samples),
         }
-        let DupKernel { counts, key, max_samples, .. } = self;
-        let found = counts.finish(max_samples);
-        let samples = found.samples.iter().map(|bytes| key.describe(bytes)).collect();
-        dup_result(found.keys, found.rows, samples)
+    }
+}
+
+impl ByHash {
+    fn new(types: &[&DataType]) -> Result<Self, String> {
+        use DataType::*;
+        let kind = match types {
+            [t] if fits_i64(t) => KeyKind::Integer,
+            [Utf8 | LargeUtf8 | Utf8View] => KeyKind::Text,
+            [Dictionary(_, v)] if matches!(**v, Utf8 | LargeUtf8 | Utf8View) => KeyKind::Text,
+            _ => KeyKind::Rows(
+                RowConverter::new(types.iter().map(|t| SortField::new((*t).clone())).collect())
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        Ok(ByHash { kind, counts: KeyCounts::default(), inline: Default::default(), count_inline: true })
+    }
+
+    /// Counts the keys of a batch's key columns whose every column is valid.
+    fn add(&mut self, arrays: &[ArrayRef]) -> Result<(), String> {
+        match &self.kind {
+            KeyKind::Integer => {
+                let ints = compute::cast(&arrays[0], &DataType::Int64).map_err(|e| e.to_string())?;
+                for v in ints.as_primitive::<Int64Type>().iter().flatten() {
+                    self.counts.add(&ordered_int(v), 1)?;
+                }
+            }
+            KeyKind::Text if arrays[0].as_any_dictionary_opt().is_some() => self.add_dictionary(&arrays[0])?,
+            KeyKind::Text => {
+                let text = as_text(&arrays[0])?;
+                match Texts::of(&text) {
+                    Texts::View(views) if self.count_inline => self.add_views(views)?,
+                    texts => {
+                        for i in (0..text.len()).filter(|&i| text.is_valid(i)) {
+                            self.counts.add(texts.value(i).as_bytes(), 1)?;
+                        }
+                    }
+                }
+            }
+            KeyKind::Rows(converter) => {
+                let rows = converter.convert_columns(arrays).map_err(|e| e.to_string())?;
+                for (i, row) in rows.iter().enumerate() {
+                    if arrays.iter().all(|a| a.is_valid(i)) {
+                        self.counts.add(row.as_ref(), 1)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a dictionary-encoded batch per dictionary value, then counts each value once
+    /// with its number of rows.
+    fn add_dictionary(&mut self, array: &ArrayRef) -> Result<(), String> {
+        let Some(dictionary) = array.as_any_dictionary_opt() else { return Ok(()) };
+        let values = as_text(dictionary.values())?;
+        let texts = Texts::of(&values);
+        let mut counts = vec![0u32; values.len()];
+        let nulls = array.logical_nulls();
+        each_key(array, |row, key| {
+            if nulls.as_ref().is_none_or(|n| n.is_valid(row))
+                && let Some(count) = counts.get_mut(key)
+            {
+                *count += 1;
+            }
+        });
+        for (value, &times) in counts.iter().enumerate().filter(|(_, t)| **t > 0) {
+            self.counts.add(texts.value(value).as_bytes(), times)?;
+        }
+        Ok(())
+    }
+
+    /// Counts a batch's string views: texts that fit in their view (up to 12 bytes: codes,
+    /// flags, countries) are counted per distinct view first, so a column of few values logs
+    /// a few keys per batch instead of one per row; longer texts are logged one by one. Once
+    /// a batch's inline texts hardly repeat (short ids), that first count is given up: it
+    /// would only cost.
+    fn add_views(&mut self, views: &StringViewArray) -> Result<(), String> {
+        let valid = |i: usize| views.is_valid(i);
+        let mut inline = std::mem::take(&mut self.inline);
+        inline.clear();
+        let mut short = 0usize;
+        for (i, &view) in views.views().iter().enumerate().filter(|&(i, _)| valid(i)) {
+            if view as u32 <= INLINE {
+                short += 1;
+                inline.entry(view).or_insert((0, i as u32)).0 += 1;
+            } else {
+                self.counts.add(views.value(i).as_bytes(), 1)?;
+            }
+        }
+        for &(times, row) in inline.values() {
+            self.counts.add(views.value(row as usize).as_bytes(), times)?;
+        }
+        if short >= 1024 && inline.len() * 10 > short * 9 {
+            self.count_inline = false;
+        }
+        self.inline = inline;
+        Ok(())
+    }
+
+    fn finish(self, max_samples: usize) -> Measured {
+        let found = self.counts.finish(max_samples);
+        let samples = found.samples.iter().map(|bytes| self.kind.describe(bytes)).collect();
+        dup_result(Tally { keys: found.keys, rows: found.rows, samples })
     }
 }
 

@@ -23,6 +23,77 @@ struct Key {
     count: u32,
 }
 
+/// Repeated keys found so far: how many distinct ones, over how many rows, and the first few.
+#[derive(Default)]
+pub(super) struct Tally {
+    pub(super) keys: u64,
+    pub(super) rows: u64,
+    pub(super) samples: Vec<String>,
+}
+
+/// The lead counted alone, alongside the whole key (a composite key and the unique check of
+/// its first column share one walk): its tally, and the rows of the first and current runs.
+#[derive(Default)]
+struct LeadRuns {
+    tally: Tally,
+    /// Rows of the current run.
+    run_rows: u64,
+    /// Rows of the first run, once a second one has started.
+    first_rows: Option<u64>,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally, max_samples: usize) {
+        self.keys += other.keys;
+        self.rows += other.rows;
+        self.samples.extend(other.samples);
+        self.samples.truncate(max_samples);
+    }
+}
+
+impl LeadRuns {
+    fn first_rows(&self) -> u64 {
+        self.first_rows.unwrap_or(self.run_rows)
+    }
+
+    /// Counts one more row of the current run.
+    fn again(&mut self, lead: impl FnOnce() -> String, max_samples: usize) {
+        self.run_rows += 1;
+        self.tally.rows += if self.run_rows == 2 { 2 } else { 1 };
+        if self.run_rows == 2 {
+            self.tally.keys += 1;
+            if self.tally.samples.len() < max_samples {
+                self.tally.samples.push(lead());
+            }
+        }
+    }
+
+    /// Takes in a later partition's runs: their tally, and where its first run (of `first`
+    /// rows) goes on this one's current run, when they share a lead (`joins`: each was
+    /// counted on its own, the two are one run). `last`: the rows of its current run, which
+    /// is its first when it has one run only (`single_run`). True when the joined run is a
+    /// repeated lead that neither counted.
+    fn append(&mut self, later: LeadRuns, joins: bool, single_run: bool, max_samples: usize) -> bool {
+        let (b, last) = (later.first_rows(), later.run_rows);
+        self.tally.add(later.tally, max_samples);
+        if !joins {
+            self.first_rows.get_or_insert(self.run_rows);
+            self.run_rows = last;
+            return false;
+        }
+        let a = self.run_rows;
+        let alone = |n: u64| if n > 1 { (1, n) } else { (0, 0) };
+        let ((ka, ra), (kb, rb)) = (alone(a), alone(b));
+        self.tally.keys = self.tally.keys + 1 - ka - kb;
+        self.tally.rows = self.tally.rows + a + b - ra - rb;
+        self.run_rows = if single_run { a + b } else { last };
+        if self.first_rows.is_none() && !single_run {
+            self.first_rows = Some(a + b);
+        }
+        ka + kb == 0
+    }
+}
+
 /// The keys counted in order so far.
 #[derive(Default)]
 pub(super) struct InOrder {
@@ -41,9 +112,10 @@ pub(super) struct InOrder {
     run: Vec<Key>,
     /// Whether the key is its lead (one column), so a repeated lead is a repeated key.
     single: bool,
-    pub(super) dup_keys: u64,
-    pub(super) dup_rows: u64,
-    pub(super) samples: Vec<String>,
+    pub(super) tally: Tally,
+    /// The lead counted alone too: rows whose lead is valid are walked even when the rest of
+    /// their key is null (they count for the lead, not for the key).
+    lead: Option<LeadRuns>,
 }
 
 /// A run with more distinct keys than this is counted by hash instead.
@@ -212,8 +284,15 @@ pub(super) fn ordered_int(v: i64) -> [u8; 8] {
 }
 
 impl InOrder {
-    pub(super) fn new(single: bool) -> Self {
-        InOrder { single, ..Default::default() }
+    /// `single`: the key is one column; `with_lead`: a composite key whose lead is also
+    /// counted alone.
+    pub(super) fn new(single: bool, with_lead: bool) -> Self {
+        InOrder { single, lead: with_lead.then(LeadRuns::default), ..Default::default() }
+    }
+
+    /// What the lead alone repeats, when it is counted.
+    pub(super) fn lead_tally(&mut self) -> Option<Tally> {
+        self.lead.take().map(|l| l.tally)
     }
 
     fn is_empty(&self) -> bool {
@@ -225,9 +304,16 @@ impl InOrder {
     pub(super) fn add(&mut self, arrays: Vec<ArrayRef>, max_samples: usize) -> Result<bool, String> {
         let first = arrays[0].clone();
         let leads = Leads::of(&first)?;
-        let valid = arrays
-            .iter()
-            .fold(None, |all: Option<NullBuffer>, a| NullBuffer::union(all.as_ref(), a.logical_nulls().as_ref()));
+        let nulls = |columns: &[ArrayRef]| {
+            columns
+                .iter()
+                .fold(None, |all: Option<NullBuffer>, a| NullBuffer::union(all.as_ref(), a.logical_nulls().as_ref()))
+        };
+        // The rows walked, and (with the lead counted alone) the rows whose whole key is valid.
+        let (valid, whole) = match self.lead {
+            Some(_) => (first.logical_nulls(), nulls(&arrays[1..])),
+            None => (nulls(&arrays), None),
+        };
         let batch = self.batches.len() as u32;
         let rows = arrays[0].len();
         self.batches.push(Some(arrays));
@@ -269,7 +355,11 @@ impl InOrder {
                         self.start_run((batch, p as u32));
                         recorded = true;
                     }
-                    if !self.again(at, max_samples) {
+                    if let Some(lead) = &mut self.lead {
+                        lead.again(|| format_value(&first, i), max_samples);
+                    }
+                    let keyed = whole.as_ref().is_none_or(|w| w.is_valid(i));
+                    if keyed && !self.again(at, max_samples) {
                         return Ok(false);
                     }
                 }
@@ -312,9 +402,15 @@ impl InOrder {
     fn start_run(&mut self, at: At) {
         if !self.run.is_empty() && self.first.is_none() {
             self.first = Some(std::mem::take(&mut self.run));
+            if let Some(lead) = &mut self.lead {
+                lead.first_rows = Some(lead.run_rows);
+            }
         }
         self.run.clear();
         self.run.push(Key { at, count: 1 });
+        if let Some(lead) = &mut self.lead {
+            lead.run_rows = 1;
+        }
     }
 
     /// Counts a row whose lead is the run's; false when the run grew too long to search.
@@ -328,12 +424,14 @@ impl InOrder {
         true
     }
 
-    /// Whether two rows (with equal leads) have equal keys.
+    /// Whether two rows (with equal leads) have equal keys; a key with a null is no key.
     fn same_key(&self, a: At, b: At) -> bool {
         let (x, y) = (self.columns(a.0), self.columns(b.0));
+        let (i, j) = (a.1 as usize, b.1 as usize);
         x.iter().zip(y).skip(1).all(|(x, y)| {
-            make_comparator(x.as_ref(), y.as_ref(), SortOptions::default())
-                .is_ok_and(|cmp| cmp(a.1 as usize, b.1 as usize).is_eq())
+            x.is_valid(i)
+                && y.is_valid(j)
+                && make_comparator(x.as_ref(), y.as_ref(), SortOptions::default()).is_ok_and(|cmp| cmp(i, j).is_eq())
         })
     }
 
@@ -343,12 +441,12 @@ impl InOrder {
         let (before, at) = (key.count, key.at);
         key.count = before.saturating_add(times);
         if before > 1 {
-            self.dup_rows += u64::from(times);
+            self.tally.rows += u64::from(times);
         } else {
-            self.dup_keys += 1;
-            self.dup_rows += u64::from(key.count);
-            if self.samples.len() < max_samples {
-                self.samples.push(self.describe(at));
+            self.tally.keys += 1;
+            self.tally.rows += u64::from(key.count);
+            if self.tally.samples.len() < max_samples {
+                self.tally.samples.push(self.describe(at));
             }
         }
     }
@@ -396,14 +494,22 @@ impl InOrder {
             (Some(Ok(a)), Ok(b)) if a == b
         );
         let later = later.shifted(self.batches.len() as u32);
-        let InOrder { batches, first, run, dup_keys, dup_rows, samples, released, .. } = later;
+        let InOrder { batches, first, run, tally, released, lead, .. } = later;
         self.batches.extend(batches);
         self.released |= released;
-        self.dup_keys += dup_keys;
-        self.dup_rows += dup_rows;
-        self.samples.extend(samples);
-        self.samples.truncate(max_samples);
         let single_run = first.is_none();
+        // The lead of this one's current run, as a sample should the join repeat it.
+        let joined = (joins && self.lead.is_some())
+            .then(|| self.run.first().map(|k| format_value(&self.columns(k.at.0)[0], k.at.1 as usize)))
+            .flatten();
+        if let (Some(mine), Some(theirs)) = (&mut self.lead, lead)
+            && mine.append(theirs, joins, single_run, max_samples)
+            && mine.tally.samples.len() < max_samples
+            && let Some(sample) = joined
+        {
+            mine.tally.samples.push(sample);
+        }
+        self.tally.add(tally, max_samples);
         if joins {
             for key in first.as_deref().unwrap_or(&run) {
                 self.join(*key, max_samples);
@@ -428,15 +534,15 @@ impl InOrder {
         };
         if key.count > 1 {
             // Counted as a duplicate on its own: count the two as one key.
-            self.dup_keys -= 1;
-            self.dup_rows -= u64::from(key.count);
+            self.tally.keys -= 1;
+            self.tally.rows -= u64::from(key.count);
             if self.run[k].count > 1 {
-                self.dup_rows += u64::from(key.count);
+                self.tally.rows += u64::from(key.count);
                 self.run[k].count = self.run[k].count.saturating_add(key.count);
             } else {
-                self.dup_keys += 1;
+                self.tally.keys += 1;
                 self.run[k].count = self.run[k].count.saturating_add(key.count);
-                self.dup_rows += u64::from(self.run[k].count);
+                self.tally.rows += u64::from(self.run[k].count);
             }
         } else {
             self.count(k, key.count, max_samples);
