@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 use crate::counted::{self, CountedKernel};
 use crate::dictionary::{self, Dictionaries};
 use crate::kernel::{Kernel, Measured};
-use crate::plan::Measure;
+use crate::plan::{Measure, lead_partners};
 use crate::source::{Ask, ColumnKind, Scan, Source};
 
 /// A file format meshplane reads.
@@ -262,28 +262,6 @@ struct Pass<'a> {
     ask: &'a Ask<'a>,
     /// Per measure: the measure it also answers (see [`lead_partners`]).
     leads: &'a [Option<usize>],
-}
-
-/// Per measure, the duplicate count of its first column alone that a composite key's kernel
-/// also answers (a table's unique id and a composite key led by it), so the two share one
-/// walk of the column; each such count is answered by one composite key.
-fn lead_partners(measures: &[Measure], wanted: &[bool]) -> Vec<Option<usize>> {
-    let mut answered = vec![false; measures.len()];
-    let mut leads = vec![None; measures.len()];
-    for (i, m) in measures.iter().enumerate() {
-        let Measure::Duplicates { columns } = m else { continue };
-        if columns.len() < 2 || !wanted[i] {
-            continue;
-        }
-        let alone = measures.iter().enumerate().position(|(j, other)| {
-            !answered[j] && wanted[j] && matches!(other, Measure::Duplicates { columns: c } if c[..] == columns[..1])
-        });
-        if let Some(j) = alone {
-            answered[j] = true;
-            leads[i] = Some(j);
-        }
-    }
-    leads
 }
 
 impl FileSource {

@@ -659,6 +659,30 @@ fn dedupe_keys(plan: &mut Plan) {
     }
 }
 
+/// Per measure, the duplicate count of its first column alone that a composite key's
+/// measurement also answers (a table's unique id and a composite key led by it): composite
+/// duplicates can only be among the rows whose lead repeats, so the executors count both with
+/// one walk of the lead. Each such count is answered by one composite key; only `wanted`
+/// measures pair.
+pub fn lead_partners(measures: &[Measure], wanted: &[bool]) -> Vec<Option<usize>> {
+    let mut answered = vec![false; measures.len()];
+    let mut leads = vec![None; measures.len()];
+    for (i, m) in measures.iter().enumerate() {
+        let Measure::Duplicates { columns } = m else { continue };
+        if columns.len() < 2 || !wanted[i] {
+            continue;
+        }
+        let alone = measures.iter().enumerate().position(|(j, other)| {
+            !answered[j] && wanted[j] && matches!(other, Measure::Duplicates { columns: c } if c[..] == columns[..1])
+        });
+        if let Some(j) = alone {
+            answered[j] = true;
+            leads[i] = Some(j);
+        }
+    }
+    leads
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
