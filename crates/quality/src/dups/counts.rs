@@ -47,13 +47,23 @@ pub struct KeyCounts {
 /// cache, and copying a full one moves several lines in one burst whose misses overlap.
 const STAGE: usize = 512;
 
+/// The smallest segment a log starts once its first one is full.
+const SEGMENT: usize = 8 * STAGE;
+
 /// The keys of one hash partition: the log being appended to (with the records staged for
-/// it), and logs merged from twins.
+/// it, and its earlier segments), and logs merged from twins.
+///
+/// A log that outgrows its room is not reallocated (which copies it, from memory that has
+/// left the cache): it is sealed and a segment twice its size takes its place.
 struct Part {
     own: Log,
     staged: Vec<u8>,
+    staged_keys: usize,
+    sealed: Vec<Log>,
     merged: Vec<Log>,
-    /// Fold `own` once it holds this many keys.
+    /// Keys in `own`, `sealed` and the stage.
+    keys: usize,
+    /// Fold `own` and `sealed` once they hold this many keys.
     limit: usize,
 }
 
@@ -159,12 +169,21 @@ fn fold<'a>(
 
 impl Part {
     fn new() -> Self {
-        Part { own: Log::default(), staged: Vec::with_capacity(STAGE), merged: Vec::new(), limit: FIRST_LIMIT }
+        Part {
+            own: Log::default(),
+            staged: Vec::with_capacity(STAGE),
+            staged_keys: 0,
+            sealed: Vec::new(),
+            merged: Vec::new(),
+            keys: 0,
+            limit: FIRST_LIMIT,
+        }
     }
 
     /// Appends a record to the stage, first copying a stage it would overflow to the log;
     /// a record larger than a stage goes to the log itself.
     fn add(&mut self, key: &[u8], times: u32) -> Result<(), String> {
+        self.keys += 1;
         if self.staged.len() + HEADER + key.len() > STAGE {
             self.unstage();
             if HEADER + key.len() > STAGE {
@@ -173,21 +192,31 @@ impl Part {
         }
         let before = self.own.bytes.len() + self.staged.len();
         append(&mut self.staged, before, key, times)?;
-        self.own.keys += 1;
+        self.staged_keys += 1;
         Ok(())
     }
 
-    /// Copies the staged records to the log.
+    /// Copies the staged records to the log, in a new segment when they do not fit.
     fn unstage(&mut self) {
+        let room = self.own.bytes.capacity() - self.own.bytes.len();
+        if room < self.staged.len() && !self.own.bytes.is_empty() {
+            let segment = Log { bytes: Vec::with_capacity((self.own.bytes.capacity() * 2).max(SEGMENT)), keys: 0 };
+            self.sealed.push(std::mem::replace(&mut self.own, segment));
+        }
         self.own.bytes.extend_from_slice(&self.staged);
+        self.own.keys += self.staged_keys;
         self.staged.clear();
+        self.staged_keys = 0;
     }
 
-    /// Folds the log being appended to; one whose keys hardly repeat gets a higher limit.
+    /// Folds the log being appended to (all its segments) into one; a log whose keys hardly
+    /// repeat gets a higher limit.
     fn fold_own(&mut self, hasher: &FixedState, table: &mut HashTable<u32>) -> Result<(), String> {
         self.unstage();
-        let before = self.own.keys;
-        self.own = fold(std::iter::once(&self.own), hasher, table)?;
+        let before = self.keys;
+        self.own = fold(self.sealed.iter().chain(std::iter::once(&self.own)), hasher, table)?;
+        self.sealed.clear();
+        self.keys = self.own.keys;
         if self.own.keys * 2 > before {
             self.limit = self.limit.saturating_mul(GROWTH);
         }
@@ -197,7 +226,7 @@ impl Part {
     /// Counts every log of the partition: its repeated keys, with up to `samples` of them.
     /// The table holds (log, record) of each distinct key and its count; keys are not copied.
     fn repeats(self, hasher: &FixedState, table: &mut HashTable<(u32, u32, u32)>, samples: usize) -> Repeats {
-        let logs: Vec<&Log> = std::iter::once(&self.own).chain(&self.merged).collect();
+        let logs: Vec<&Log> = std::iter::once(&self.own).chain(&self.sealed).chain(&self.merged).collect();
         let key = |&(log, at, _): &(u32, u32, u32)| key_at(&logs[log as usize].bytes, at as usize);
         table.clear();
         table.reserve(logs.iter().map(|l| l.keys).sum(), |_| 0);
@@ -241,7 +270,7 @@ impl KeyCounts {
         // Partitioned by bits the fold's table uses neither for its buckets (low) nor its tags (high).
         let part = &mut self.parts[(hash >> 32) as usize % PARTS];
         part.add(key, times)?;
-        if part.own.keys >= part.limit {
+        if part.keys >= part.limit {
             part.fold_own(&self.hasher, &mut self.table)?;
         }
         Ok(())
@@ -251,7 +280,7 @@ impl KeyCounts {
     pub fn absorb(&mut self, other: KeyCounts) {
         for (mine, mut theirs) in self.parts.iter_mut().zip(other.parts) {
             theirs.unstage();
-            for log in std::iter::once(theirs.own).chain(theirs.merged).filter(|l| l.keys > 0) {
+            for log in std::iter::once(theirs.own).chain(theirs.sealed).chain(theirs.merged).filter(|l| l.keys > 0) {
                 mine.merged.push(log);
             }
         }
@@ -299,7 +328,7 @@ impl KeyCounts {
     /// How many key records the logs hold (each distinct key at least once).
     #[cfg(test)]
     fn held(&self) -> usize {
-        self.parts.iter().map(|p| p.own.keys + p.merged.iter().map(|l| l.keys).sum::<usize>()).sum()
+        self.parts.iter().map(|p| p.keys + p.merged.iter().map(|l| l.keys).sum::<usize>()).sum()
     }
 }
 
@@ -335,7 +364,7 @@ mod tests {
     }
 
     /// Keys that never repeat raise their log's limit instead of being folded again and
-    /// again, and every one is kept.
+    /// again (their logs grow by segments), and every one is kept.
     #[test]
     fn unique_keys_raise_the_limit_and_stay_exact() {
         let mut counts = KeyCounts::default();
@@ -344,6 +373,7 @@ mod tests {
         }
         counts.add(&7u64.to_be_bytes(), 2).unwrap();
         assert!(counts.parts.iter().any(|p| p.limit > FIRST_LIMIT), "some log outgrew its first limit");
+        assert!(counts.parts.iter().any(|p| !p.sealed.is_empty()), "some log outgrew its first segments");
         assert_eq!(counts.finish(1), Repeats { keys: 1, rows: 3, samples: vec![7u64.to_be_bytes().to_vec()] });
     }
 
