@@ -661,8 +661,8 @@ fn dedupe_keys(plan: &mut Plan) {
 
 /// Per measure, the duplicate count of its first column alone that a composite key's
 /// measurement also answers (a table's unique id and a composite key led by it): composite
-/// duplicates can only be among the rows whose lead repeats, so the executors count both with
-/// one walk of the lead. Each such count is answered by one composite key; only `wanted`
+/// duplicates can only be among the rows whose lead repeats, so the executors count both from
+/// one pass over the lead. Each such count is answered by one composite key; only `wanted`
 /// measures pair.
 pub fn lead_partners(measures: &[Measure], wanted: &[bool]) -> Vec<Option<usize>> {
     let mut answered = vec![false; measures.len()];

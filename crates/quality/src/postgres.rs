@@ -15,7 +15,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use serde_json::Value as Any;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Row};
 
 use crate::kernel::Measured;
 use crate::plan::{Measure, Validity, lead_partners};
@@ -164,30 +164,21 @@ impl PgSource {
         }
     }
 
-    fn duplicates(&self, table: &str, columns: &[String]) -> String {
-        let cols: Vec<String> = columns.iter().map(|c| ident(c)).collect();
-        let not_null: Vec<String> = cols.iter().map(|c| format!("{c} IS NOT NULL")).collect();
-        format!(
-            "SELECT {} FROM {} WHERE {} GROUP BY {} HAVING count(*) > 1",
-            cols.join(", "),
-            self.relation(table),
-            not_null.join(" AND "),
-            cols.join(", ")
-        )
-    }
-
-    /// The duplicated keys among the rows whose lead (the key's first column) is one of the
-    /// repeated leads that `leads` (a query naming that column) lists: only those rows can
-    /// repeat the whole key, and joining them is far cheaper than grouping every row again.
-    fn duplicates_among(&self, table: &str, columns: &[String], leads: &str) -> String {
+    /// The duplicated keys of `columns` (rows with a null in the key hold no key). With
+    /// `repeated_leads` (a query naming the key's first column), only among the rows whose
+    /// lead it lists: only those rows can repeat a composite key whose lead repeats, and
+    /// grouping them is far cheaper than grouping every row again.
+    fn duplicates(&self, table: &str, columns: &[String], repeated_leads: Option<&str>) -> String {
         let cols: Vec<String> = columns.iter().map(|c| format!("t.{}", ident(c))).collect();
-        let not_null: Vec<String> = cols.iter().skip(1).map(|c| format!("{c} IS NOT NULL")).collect();
-        let lead = ident(&columns[0]);
+        let mut filters: Vec<String> = cols.iter().map(|c| format!("{c} IS NOT NULL")).collect();
+        if let Some(leads) = repeated_leads {
+            filters.push(format!("{} IN (SELECT {} FROM {leads})", cols[0], ident(&columns[0])));
+        }
         format!(
-            "SELECT {} FROM {} AS t WHERE t.{lead} IN (SELECT {lead} FROM {leads}) AND {} GROUP BY {} HAVING count(*) > 1",
+            "SELECT {} FROM {} AS t WHERE {} GROUP BY {} HAVING count(*) > 1",
             cols.join(", "),
             self.relation(table),
-            not_null.join(" AND "),
+            filters.join(" AND "),
             cols.join(", ")
         )
     }
@@ -199,7 +190,7 @@ impl PgSource {
                 Ok(format!("count(*) FILTER (WHERE {})::float8", self.predicate(table, m)?))
             }
             Measure::Duplicates { columns } => {
-                Ok(format!("(SELECT count(*) FROM ({}) AS d)::float8", self.duplicates(table, columns)))
+                Ok(format!("(SELECT count(*) FROM ({}) AS d)::float8", self.duplicates(table, columns, None)))
             }
             Measure::NewestAge { column } | Measure::OldestAge { column } => {
                 let t = self.column_type(table, column);
@@ -226,7 +217,7 @@ impl PgSource {
                 format!(
                     "SELECT concat_ws(', ', {}) FROM ({}) AS d LIMIT {n}",
                     key.join(", "),
-                    self.duplicates(table, columns)
+                    self.duplicates(table, columns, None)
                 )
             }
             _ => return vec![],
@@ -257,6 +248,16 @@ impl PgSource {
             .map_err(|e| format!("cannot create the role SQL rules run as (it needs CREATEROLE): {e}"))?;
         self.sandbox = Some(role.clone());
         Ok(role)
+    }
+
+    /// Runs one query in a read-only transaction after `settings` (`SET LOCAL` statements),
+    /// and rolls the transaction back.
+    async fn read_only(&mut self, settings: &str, query: &str) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let tx = self.client.transaction().await?;
+        tx.batch_execute(&format!("SET TRANSACTION READ ONLY; {settings}")).await?;
+        let rows = tx.query(query, &[]).await;
+        let _ = tx.rollback().await;
+        rows
     }
 
     /// Drops the sandbox role, if one was made.
@@ -305,15 +306,12 @@ impl Source for PgSource {
         for (i, j) in leads.iter().enumerate().filter_map(|(i, j)| Some((i, (*j)?))) {
             let Measure::Duplicates { columns } = &measures[i] else { continue };
             let cte = ident(&format!("repeated_leads_{j}"));
-            with.push(format!("{cte} AS ({})", self.duplicates(table, &columns[..1])));
+            with.push(format!("{cte} AS ({})", self.duplicates(table, &columns[..1], None)));
             exprs[j] = Ok(format!("(SELECT count(*) FROM {cte})::float8"));
             exprs[i] =
-                Ok(format!("(SELECT count(*) FROM ({}) AS d)::float8", self.duplicates_among(table, columns, &cte)));
+                Ok(format!("(SELECT count(*) FROM ({}) AS d)::float8", self.duplicates(table, columns, Some(&cte))));
         }
-        let mut select = match with.is_empty() {
-            true => String::new(),
-            false => format!("WITH {} ", with.join(", ")),
-        };
+        let mut select = if with.is_empty() { String::new() } else { format!("WITH {} ", with.join(", ")) };
         select.push_str("SELECT count(*)::float8");
         for e in exprs.iter().flatten() {
             let _ = write!(select, ", {e}");
@@ -324,17 +322,9 @@ impl Source for PgSource {
         // rows) costs more than it saves: 0.7 s of 3.8 s at a million rows, measured. Larger
         // tables keep the server's setting.
         let small = self.estimates.get(table).is_some_and(|&rows| (0.0..JIT_PAYS_FROM_ROWS).contains(&rows));
-        let tx = self.client.transaction().await.map_err(|e| e.to_string())?;
-        tx.batch_execute(if small {
-            "SET TRANSACTION READ ONLY; SET LOCAL jit = off"
-        } else {
-            "SET TRANSACTION READ ONLY"
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        let row = tx.query_one(&select, &[]).await.map_err(|e| format!("{e}"));
-        let _ = tx.rollback().await;
-        let row = row?;
+        let settings = if small { "SET LOCAL jit = off;" } else { "" };
+        let found = self.read_only(settings, &select).await.map_err(|e| e.to_string())?;
+        let row = found.first().ok_or("the metrics statement returned no row")?;
         let rows = row.get::<_, f64>(0) as u64;
         let mut column = 1;
         let mut results = Vec::new();
@@ -384,21 +374,13 @@ impl Source for PgSource {
         let role = self.sandbox().await?;
         let body = query.trim().trim_end_matches(';').trim_end();
         let timeout_ms = self.sql_timeout.as_millis();
-        let tx = self.client.transaction().await.map_err(|e| e.to_string())?;
-        tx.batch_execute(&format!(
-            "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL ROLE {};",
-            ident(&role)
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
+        let settings = format!("SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL ROLE {};", ident(&role));
         // The extended protocol takes exactly one statement, and the subquery only a query.
         let wrapped = format!("SELECT to_jsonb(q.*)::text FROM ({body}\n) AS q LIMIT 1");
-        let rows = tx.query(&wrapped, &[]).await.map_err(|e| match e.as_db_error() {
+        let rows = self.read_only(&settings, &wrapped).await.map_err(|e| match e.as_db_error() {
             Some(db) => db.message().to_string(),
             None => e.to_string(),
-        });
-        let _ = tx.rollback().await;
-        let rows = rows?;
+        })?;
         let row = rows.first().ok_or("the query returned no rows")?;
         let json: Any = serde_json::from_str(&row.get::<_, String>(0)).map_err(|e| e.to_string())?;
         let first = json.as_object().and_then(|o| o.values().next().cloned()).unwrap_or(Any::Null);

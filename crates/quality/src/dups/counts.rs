@@ -3,8 +3,9 @@
 //! A table of ten million distinct keys fits no cache: inserting into it costs a cache miss
 //! (often two) per key, and that was most of the time of a duplicate count over shuffled ids.
 //! Here a key is hashed once and *appended* to one of [`PARTS`] logs, chosen by its hash, as
-//! one record: its length, how often it was seen, its bytes. Appending is sequential, whatever the number of distinct keys, and goes through a
-//! small stage per log that stays in cache (copied to the log when full). A log is *folded*
+//! one record: its length, how often it was seen, its bytes. Appending is sequential, whatever
+//! the number of distinct keys, and goes through a small stage per log that stays in cache
+//! (copied to the log when full). A log is *folded*
 //! into one record per distinct key, with a hash table the size of that one log, small
 //! enough for a core's cache:
 //!
