@@ -5,11 +5,24 @@
 //! (of the domains their identity lists); owners of a resource (its team's name, as a group,
 //! and the team's members, recorded in the store when the resource was created — never what
 //! a later document claims); any authenticated principal (a consumer: reads the catalog,
-//! requests access); anonymous (nothing but the liveness probe).
+//! requests access); anonymous (nothing but the probes).
+//!
+//! The ownership rule, one for every route that changes the catalog, is decided from what
+//! the store holds — read by the store in the transaction that writes ([`Caller::manages`],
+//! [`Caller::may_create`]):
+//! - a stored resource is managed by its recorded owners and the admins of its recorded
+//!   domain; a contract also by the owners of a product **of the same domain** whose output
+//!   port provides it;
+//! - a new resource may be created by an admin of its domain; a new contract also by an owner
+//!   of another major of its id (in the same domain), or of a product of its domain whose
+//!   output port names it;
+//! - every id belongs to the domain that first registered it, for good (until a platform
+//!   admin releases it), so no other domain can create any major of it, even after deletion.
 
 use serde_json::Value as Any;
 
 use crate::error::{Error, ErrorCode};
+use crate::resource::{Kind, Resource};
 use crate::store::identity::Principal;
 use crate::store::{ApplyOptions, Record};
 
@@ -58,6 +71,27 @@ impl Caller {
     /// or is one of its recorded owners.
     pub fn owns(&self, record: &Record) -> bool {
         self.administers(&record.domain) || self.is_one_of(&record.owners)
+    }
+
+    /// Whether the caller manages a stored resource: it owns it, or (a contract) it owns a
+    /// product of the contract's domain whose output port provides it. `provided` is what the
+    /// caller's products provide: (contract id, the product's domain).
+    pub fn manages(&self, record: &Record, provided: &[(String, String)]) -> bool {
+        self.owns(record)
+            || (record.kind == Kind::DataContract.as_str()
+                && provided.iter().any(|(id, domain)| *id == record.id && *domain == record.domain))
+    }
+
+    /// Whether the caller may create `resource`, of which nothing is stored: an admin of its
+    /// domain; for a contract also an owner of another of its majors (`majors`, those of its
+    /// domain count) or of a product of its domain whose output port names it (`provided`).
+    pub fn may_create(&self, resource: &Resource, majors: &[Record], provided: &[(String, String)]) -> bool {
+        if self.administers(&resource.domain) {
+            return true;
+        }
+        resource.kind == Kind::DataContract
+            && (majors.iter().any(|m| m.domain == resource.domain && self.owns(m))
+                || provided.iter().any(|(id, domain)| *id == resource.id && *domain == resource.domain))
     }
 
     /// How the caller's changes are recorded.

@@ -18,7 +18,7 @@
 //! }
 //!
 //! let record = Record {
-//!     kind: "DataContract".into(), name: "orders@v2".into(), id: "orders".into(),
+//!     kind: "DataContract".into(), name: "orders@v2".into(), uid: "1".into(), id: "orders".into(),
 //!     version: "2.0.0".into(), status: "active".into(), domain: "sales".into(), team: None,
 //!     tags: vec![], generation: 1, created_at: String::new(), updated_at: String::new(),
 //!     deletion_requested: None, finalizers: vec![], owners: vec![], spec: serde_json::json!({}),

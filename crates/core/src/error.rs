@@ -59,6 +59,14 @@ pub enum ErrorCode {
     Forbidden,
     /// The request cannot be carried out in the state the thing is in (approving a revoked grant).
     WrongState,
+    /// The id is registered to another domain (kept after deletion until a platform admin
+    /// releases it).
+    IdClaimed,
+    /// An output port names a contract of another domain: a product provides only its own
+    /// domain's contracts (it consumes others' through input ports and access requests).
+    CrossDomainPort,
+    /// Too many failed authentications from this address: wait before trying again.
+    TooManyAttempts,
 }
 
 impl ErrorCode {
@@ -79,7 +87,10 @@ impl ErrorCode {
             | ErrorCode::ConcurrentChange
             | ErrorCode::StaleLease
             | ErrorCode::BeingDeleted
-            | ErrorCode::WrongState => 409,
+            | ErrorCode::WrongState
+            | ErrorCode::IdClaimed
+            | ErrorCode::CrossDomainPort => 409,
+            ErrorCode::TooManyAttempts => 429,
             ErrorCode::StoreTooNew | ErrorCode::StoreFailure => 500,
             ErrorCode::DataUnreachable | ErrorCode::BlockFailed => 502,
             ErrorCode::NotReady => 503,

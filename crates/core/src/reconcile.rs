@@ -3,9 +3,9 @@
 //! conditions it all implies.
 //!
 //! - `Valid`: the stored document lints without errors (the store only keeps such documents).
-//! - `LinksResolved` (products): every port's `contractId` names a registered contract; a
-//!   missing link is a condition, not a refusal, so products and contracts can be applied in
-//!   any order.
+//! - `LinksResolved` (products): every port's `contractId` names a registered contract, and
+//!   every output port's is of the product's own domain; a missing link is a condition, not a
+//!   refusal, so products and contracts can be applied in any order.
 //! - `PortsReady` (linked products): the contract of every output port is Ready (provisioned
 //!   by its blocks); while one is not, the product looks again every 2 seconds.
 //! - `Bound` (when the platform checks binding): every part of the resource has its block
@@ -75,6 +75,17 @@ pub async fn reconcile(
             let label = if link.input { "input port" } else { "output port" };
             if names.is_empty() {
                 missing.push(format!("{label} `{}`: contract `{}` is not registered", link.port, link.contract_id));
+            }
+            if !link.input
+                && let Some(name) = names.first()
+                && let Ok(contract) = store.get(Kind::DataContract, name).await
+                && contract.domain != record.domain
+            {
+                missing.push(format!(
+                    "{label} `{}`: contract `{}` belongs to domain `{}`; a product provides only its own domain's contracts",
+                    link.port, link.contract_id, contract.domain
+                ));
+                continue;
             }
             for name in names.iter().filter(|_| !link.input) {
                 let status = store.status(Kind::DataContract, name).await?;

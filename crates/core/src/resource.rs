@@ -115,6 +115,35 @@ fn team_name(team: &Option<Team>) -> Option<String> {
     }
 }
 
+/// The longest id, domain or version the server keys resources by.
+pub const MAX_KEY: usize = 200;
+
+/// Refuses an id, domain or version the server could not use as a key (in names, paths,
+/// markers in the stores, queue keys): 1 to [`MAX_KEY`] ASCII letters, digits and the
+/// characters `allowed`, not starting with one of those, and never `..`. Says where it is.
+fn check_key(loaded: &Loaded, field: &str, value: &str, allowed: &str) -> Result<(), Error> {
+    let fine = !value.is_empty()
+        && value.len() <= MAX_KEY
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || allowed.contains(c))
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && !value.contains("..");
+    if fine {
+        return Ok(());
+    }
+    let at = loaded.node.get(field).map(|n| n.span.start);
+    let shown: String = value.chars().take(60).flat_map(char::escape_debug).collect();
+    let message = format!(
+        "`{field}` `{shown}` cannot be a key on the server: use 1 to {MAX_KEY} letters, digits and `{}`, \
+         starting with a letter or digit, without `..`",
+        allowed.chars().map(String::from).collect::<Vec<_>>().join("`, `")
+    );
+    let details = serde_json::json!([{
+        "field": field, "message": message,
+        "line": at.map(|p| p.line), "column": at.map(|p| p.col),
+    }]);
+    Err(Error::Invalid { code: ErrorCode::InvalidDocument, message, details })
+}
+
 impl Resource {
     /// The resource of a loaded document, or why the server will not store it: lint errors
     /// (with their positions), an unknown kind, or no `domain`.
@@ -159,6 +188,11 @@ impl Resource {
                 format!("{} `{id}` names no `domain`; the server needs one to record who owns it", kind.as_str()),
             )
         })?;
+        check_key(loaded, "id", &id, "-_.:")?;
+        check_key(loaded, "domain", &domain, "-_.")?;
+        if !version.is_empty() {
+            check_key(loaded, "version", &version, "-_.+")?;
+        }
         let name = if kind == Kind::DataContract { contract_name(&id, &version) } else { id.clone() };
         Ok(Resource {
             kind,

@@ -1,6 +1,8 @@
 //! Access requests over HTTP: ask for an output port, approve or reject at each approver
-//! level, revoke, list. Who may do what is decided from the store's records — the product's
-//! recorded owners and domain, the request's recorded approvers — never from the body.
+//! level, revoke, list. Who may do what is decided from the store's records — the contract's
+//! recorded owners and domain (the data's owners), the request's recorded approvers — never
+//! from the body. A request is recorded under its contract's domain; its approvers are the
+//! contract's owners (or the approvers its ODCS role names), never the one who asked.
 
 use std::collections::BTreeMap;
 
@@ -96,6 +98,16 @@ pub async fn request(
         })?,
     };
     let contract = state.store.get(Kind::DataContract, &chosen).await?;
+    if contract.domain != product.domain {
+        return Err(ApiError(Error::conflict(
+            ErrorCode::CrossDomainPort,
+            format!(
+                "output port `{}` of product `{}` (domain `{}`) names contract {} of domain `{}`: it is not the product's \
+                 to offer; ask through a product of domain `{}`",
+                ask.output_port, product.name, product.domain, contract.name, contract.domain, contract.domain
+            ),
+        )));
+    }
     let consumer = ask.consumer.clone().unwrap_or_else(|| caller.name().to_string());
     match &ask.input_port {
         Some(input) => consuming_product(&state, &caller, &consumer, input, contract_id).await?,
@@ -113,7 +125,7 @@ pub async fn request(
         contract: chosen,
         product: product.name.clone(),
         port: ask.output_port,
-        domain: product.domain.clone(),
+        domain: contract.domain.clone(),
         consumer,
         input_port: ask.input_port,
         role: ask.role,
@@ -156,14 +168,15 @@ async fn consuming_product(
 }
 
 /// What the asked role gives (write or read) and who approves it: the role's approvers at
-/// each level that resolve to known principals, else the owning team.
+/// each level that resolve to known principals, else the contract's owning team (or, for a
+/// contract with no team, the owners of the product offering it, which is of its domain).
 async fn role_terms(
     state: &AppState,
     contract: &Record,
     product: &Record,
     role: Option<&str>,
 ) -> Result<(bool, Approvers), ApiError> {
-    let team = if product.owners.is_empty() { contract.owners.clone() } else { product.owners.clone() };
+    let team = if contract.owners.is_empty() { product.owners.clone() } else { contract.owners.clone() };
     let Some(asked) = role else { return Ok((false, Approvers { first: team, second: Vec::new() })) };
     let roles = contract.spec.get("roles").and_then(Any::as_array).cloned().unwrap_or_default();
     let name = |r: &Any| r.get("role").and_then(Any::as_str).unwrap_or_default().to_string();
@@ -190,23 +203,47 @@ async fn role_terms(
     Ok((write, Approvers { first, second: level("secondLevelApprovers").unwrap_or_default() }))
 }
 
+/// The records a request is about, as far as they are still stored: its contract, and the
+/// product it came through (when that is of the contract's domain).
+#[derive(Default)]
+struct About {
+    contract: Option<Record>,
+    product: Option<Record>,
+}
+
+impl About {
+    async fn of(state: &AppState, r: &AccessRequest) -> Result<About, ApiError> {
+        let contract = Self::of_domain(state, Kind::DataContract, &r.contract, &r.domain).await?;
+        let product = Self::of_domain(state, Kind::DataProduct, &r.product, &r.domain).await?;
+        Ok(About { contract, product })
+    }
+
+    /// The stored record `kind/name` when it is of `domain`.
+    async fn of_domain(state: &AppState, kind: Kind, name: &str, domain: &str) -> Result<Option<Record>, ApiError> {
+        match state.store.get(kind, name).await {
+            Ok(record) if record.domain == domain => Ok(Some(record)),
+            Ok(_) | Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(ApiError(e)),
+        }
+    }
+
+    /// Whether the caller owns the data the request is for: an admin of its domain, an owner
+    /// of its contract, or an owner of the product (of the same domain) it came through.
+    fn owned_by(&self, caller: &Caller, r: &AccessRequest) -> bool {
+        caller.administers(&r.domain)
+            || self.contract.as_ref().is_some_and(|c| caller.owns(c))
+            || self.product.as_ref().is_some_and(|p| caller.owns(p))
+    }
+}
+
 /// Whether the caller may see a request: it is theirs (or their group's), they decide on it,
-/// they own the product, or they administer its domain.
-fn may_see(caller: &Caller, r: &AccessRequest, product: Option<&Record>) -> bool {
-    caller.administers(&r.domain)
-        || caller.is_one_of(std::slice::from_ref(&r.consumer))
+/// or they own the data it is for.
+fn may_see(caller: &Caller, r: &AccessRequest, about: &About) -> bool {
+    caller.is_one_of(std::slice::from_ref(&r.consumer))
         || r.requested_by == caller.name()
         || caller.is_one_of(&r.approvers.first)
         || caller.is_one_of(&r.approvers.second)
-        || product.is_some_and(|p| caller.owns(p))
-}
-
-async fn product_of(state: &AppState, r: &AccessRequest) -> Result<Option<Record>, ApiError> {
-    match state.store.get(Kind::DataProduct, &r.product).await {
-        Ok(p) => Ok(Some(p)),
-        Err(Error::NotFound(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+        || about.owned_by(caller, r)
 }
 
 #[derive(Deserialize)]
@@ -231,13 +268,14 @@ pub async fn list(
         })?),
     };
     let q = AccessQuery { contract: p.contract, product: p.product, consumer: p.consumer, state: wanted };
-    let mut products: BTreeMap<String, Option<Record>> = BTreeMap::new();
+    let mut seen: BTreeMap<(String, String), About> = BTreeMap::new();
     let mut out = Vec::new();
     for r in state.store.access_requests(&q).await? {
-        if !products.contains_key(&r.product) {
-            products.insert(r.product.clone(), product_of(&state, &r).await?);
+        let key = (r.contract.clone(), r.product.clone());
+        if !seen.contains_key(&key) {
+            seen.insert(key.clone(), About::of(&state, &r).await?);
         }
-        if may_see(&caller, &r, products[&r.product].as_ref()) {
+        if may_see(&caller, &r, &seen[&key]) {
             out.push(r.to_json());
         }
     }
@@ -246,14 +284,14 @@ pub async fn list(
 
 /// The request `id` when the caller may see it; not found otherwise (its existence is not
 /// disclosed).
-async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<(AccessRequest, Option<Record>), ApiError> {
+async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<(AccessRequest, About), ApiError> {
     let id: i64 = id.parse().map_err(|_| malformed(format!("`{id}` is not an access request id (a number)")))?;
     let r = state.store.access_request(id).await?;
-    let product = product_of(state, &r).await?;
-    if !may_see(caller, &r, product.as_ref()) {
+    let about = About::of(state, &r).await?;
+    if !may_see(caller, &r, &about) {
         return Err(ApiError(Error::NotFound(format!("access request {id}"))));
     }
-    Ok((r, product))
+    Ok((r, about))
 }
 
 pub async fn get_one(
@@ -278,8 +316,9 @@ fn wrong_state(r: &AccessRequest, what: &str) -> Error {
     )
 }
 
-/// A decision at the awaited level, by one of its approvers (or an admin of the domain). At
-/// the second level, whoever approved the first may not approve again.
+/// A decision at the awaited level, by one of its approvers (or an admin of the data's
+/// domain). Nobody approves a request they made or that gives them access (they may reject
+/// it: a withdrawal); at the second level, whoever approved the first may not approve again.
 fn decide(caller: &Caller, r: &mut AccessRequest, approve: bool, comment: String) -> Result<&'static str, Error> {
     if r.state != AccessState::Pending {
         return Err(wrong_state(r, if approve { "approved" } else { "rejected" }));
@@ -287,8 +326,21 @@ fn decide(caller: &Caller, r: &mut AccessRequest, approve: bool, comment: String
     let level = r.awaited_level();
     let approvers = if level == 1 { &r.approvers.first } else { &r.approvers.second };
     let approved_first = r.decisions.iter().any(|d| d.level == 1 && d.approved && d.by == caller.name());
+    let own = r.requested_by == caller.name() || caller.is_one_of(std::slice::from_ref(&r.consumer));
+    if approve && own {
+        return Err(Error::denied(
+            ErrorCode::Forbidden,
+            format!(
+                "`{}` may not approve access request {}: it is their own; another approver decides",
+                caller.name(),
+                r.id
+            ),
+        ));
+    }
+    let withdrawal = !approve && own;
     caller.require(
-        (caller.is_one_of(approvers) || caller.administers(&r.domain)) && !(approve && level == 2 && approved_first),
+        withdrawal
+            || (caller.is_one_of(approvers) || caller.administers(&r.domain)) && !(approve && level == 2 && approved_first),
         &format!(
             "decide on access request {} at level {level} (its approvers: {}; whoever approved level 1 cannot approve level 2)",
             r.id,
@@ -343,7 +395,8 @@ pub async fn reject(
     decision(state, caller, id, raw, false).await
 }
 
-/// Ends an active grant: its product's owners, admins of its domain, or the consumer itself.
+/// Ends an active grant: the data's owners (its contract's, the offering product's, admins of
+/// its domain), or the consumer itself.
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -351,13 +404,10 @@ pub async fn revoke(
     raw: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let Comment { comment } = body(raw)?;
-    let (r, product) = visible(&state, &caller, &id).await?;
-    let allowed =
-        caller.administers(&r.domain) || product.is_some_and(|p| caller.owns(&p)) || r.consumer == caller.name();
-    caller.require(
-        allowed,
-        &format!("revoke grant {} (its product's owners, its domain's admins or its consumer)", r.id),
-    )?;
+    let (r, about) = visible(&state, &caller, &id).await?;
+    let allowed = about.owned_by(&caller, &r) || r.consumer == caller.name();
+    caller
+        .require(allowed, &format!("revoke grant {} (the data's owners, its domain's admins or its consumer)", r.id))?;
     let by = caller.name().to_string();
     let revoked = state
         .store

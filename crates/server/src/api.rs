@@ -124,6 +124,34 @@ pub async fn purge(
     to_json(out)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsParams {
+    domain: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn claims(State(state): State<AppState>, params: Result<Query<ClaimsParams>, QueryRejection>) -> Answer {
+    let p = query(params)?;
+    let after = match &p.after {
+        Some(a) => Some(a.split_once('/').ok_or_else(|| {
+            Error::invalid(ErrorCode::MalformedRequest, "`after` is the `next` of a previous page (Kind/id)")
+        })?),
+        None => None,
+    };
+    to_json(state.store.claims(p.domain.as_deref(), after, p.limit.unwrap_or(100)).await?)
+}
+
+/// Releases a claim (platform admins): the id may be registered again by any domain.
+pub async fn release_claim(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((k, id)): Path<(String, String)>,
+) -> Answer {
+    to_json(state.store.release_claim(kind(&k)?, &id, &caller.who()).await?)
+}
+
 pub async fn openapi() -> Json<Any> {
     Json(document::document())
 }
@@ -145,6 +173,9 @@ pub async fn apply(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let params = query(params)?;
+    // Reading a large body costs; a caller who may change nothing is refused first.
+    caller
+        .require(state.store.may_apply_anything(&caller).await?, "apply anything (no domain or resource is theirs)")?;
     let body = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|e| Error::invalid(ErrorCode::MalformedRequest, format!("the body is not UTF-8 text: {e}")))?;
@@ -191,8 +222,7 @@ pub async fn apply(
         prune: params.prune.unwrap_or(false),
         ..caller.who()
     };
-    crate::ownership::authorize_apply(&state, &caller, &resources, options.prune).await?;
-    let applied = state.store.apply(&resources, &[params.expect_generation], &options).await?;
+    let applied = state.store.apply_as(&caller, &resources, &[params.expect_generation], &options).await?;
     to_json(json!({ "dryRun": options.dry_run, "applied": applied }))
 }
 
@@ -211,11 +241,8 @@ pub async fn delete(
 ) -> Answer {
     let p = query(params)?;
     let kind = kind(&k)?;
-    let record = state.store.get(kind, &name).await?;
-    let allowed = crate::ownership::manages(&state, &caller, &record).await?;
-    caller.require(allowed, &format!("delete {} `{name}`", kind.as_str()))?;
     let options = store::ApplyOptions { dry_run: p.dry_run.unwrap_or(false), ..caller.who() };
-    to_json(state.store.delete(kind, &name, &options).await?)
+    to_json(state.store.delete_as(&caller, kind, &name, &options).await?)
 }
 
 #[derive(Deserialize)]
@@ -273,6 +300,10 @@ async fn latest_tests(state: &AppState, product: &Record) -> Result<Any, ApiErro
     let mut out = Vec::new();
     for id in provided {
         for name in state.store.contract_names(&id).await? {
+            // A product provides only its own domain's contracts.
+            if state.store.get(Kind::DataContract, &name).await?.domain != product.domain {
+                continue;
+            }
             let run = state.store.test_runs(Kind::DataContract, &name, 1).await?.into_iter().next();
             out.push(json!({
                 "contract": name,

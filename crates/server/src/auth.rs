@@ -35,11 +35,13 @@ pub fn rule(endpoint: Endpoint) -> Rule {
     match endpoint {
         // Probes (a load balancer's, Kubernetes') carry no credentials.
         Health | Ready => Rule::Anyone,
-        OpenApi | List | Get | History | Lineage | TestRuns | Events | WhoAmI => Rule::Authenticated,
+        OpenApi | List | Get | History | Lineage | TestRuns | Events | WhoAmI | Claims => Rule::Authenticated,
         Apply | Delete | RunTests => Rule::Authenticated,
         AccessRequest | AccessList | AccessGet | AccessApprove | AccessReject | AccessRevoke => Rule::Authenticated,
         TokenCreate | TokenList | TokenRevoke => Rule::Authenticated,
-        Blocks | Orphans | Purge | Principals | PrincipalPut | PrincipalLogin | Audit => Rule::PlatformAdmin,
+        Blocks | Orphans | Purge | ClaimRelease | Principals | PrincipalPut | PrincipalLogin | Audit => {
+            Rule::PlatformAdmin
+        }
     }
 }
 

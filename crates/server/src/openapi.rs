@@ -29,10 +29,18 @@ fn schemas() -> Any {
             "config": { "type": "object", "description": "as platform.yaml gives it; a secret shows only as env:NAME, file:PATH or ***" },
             "health": { "type": "string", "description": "ok, unknown (the block does not report it), or why it is unhealthy" } } } },
         "OpenApi": { "type": "object", "description": "an OpenAPI 3.1 document" },
+        "Claim": { "type": "object", "properties": {
+            "kind": string, "id": string, "domain": { "type": "string", "description": "the domain the id belongs to" },
+            "claimedAt": string } },
+        "Claims": { "type": "object", "properties": {
+            "items": { "type": "array", "items": { "$ref": "#/components/schemas/Claim" } },
+            "next": { "type": ["string", "null"], "description": "pass as `after` for the next page" } } },
         "Record": {
             "type": "object",
             "properties": {
-                "kind": string, "name": string, "id": string, "version": string, "status": string,
+                "kind": string, "name": string,
+                "uid": { "type": "string", "description": "this incarnation of the resource, made at creation and never reused" },
+                "id": string, "version": string, "status": string,
                 "domain": { "type": "string", "description": "the owning domain, recorded at creation" },
                 "team": { "type": ["string", "null"] }, "tags": { "type": "array", "items": string },
                 "generation": { "type": "integer" }, "createdAt": string, "updatedAt": string,

@@ -18,6 +18,7 @@ pub fn record(text: &str) -> Record {
     Record {
         kind: r.kind.as_str().into(),
         name: r.name,
+        uid: "u1".into(),
         id: r.id,
         version: r.version,
         status: r.status,

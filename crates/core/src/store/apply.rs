@@ -9,9 +9,14 @@
 //! - new version: must not be lower; a contract's changes must not be breaking without a
 //!   new major version (which is a different resource), and the refusal names the products
 //!   that depend on the contract;
-//! - a different domain: refused; ownership changes are a separate, privileged operation.
+//! - a different domain: refused; ownership changes are a separate, privileged operation;
+//! - an id that another domain registered (even if all its resources were deleted since):
+//!   refused; a new id is registered to the resource's domain in the same transaction;
+//! - a product whose output port names another domain's contract: refused.
 //!
-//! A caller may state the generation it expects; a stale one is refused.
+//! A caller may state the generation it expects; a stale one is refused. An apply on behalf
+//! of a caller ([`Store::apply_as`]) is authorized by the ownership rule
+//! ([`crate::authz`]) inside the transaction that writes, from what it reads there.
 
 use serde::Serialize;
 use serde_json::{Value as Any, json};
@@ -21,7 +26,9 @@ use meshplane_spec::diff::diff;
 use meshplane_spec::version::{SemVer, canonical};
 use meshplane_spec::{Document, load};
 
-use super::{Store, now};
+use super::claims::domain_of;
+use super::{RECORD_COLUMNS, Record, Store, now, record};
+use crate::authz::Caller;
 use crate::error::{Error, ErrorCode};
 use crate::resource::{Kind, Resource, port_links};
 
@@ -58,16 +65,6 @@ pub struct Applied {
     pub outcome: Outcome,
 }
 
-/// The stored state of a resource, as apply needs it.
-struct Stored {
-    generation: i64,
-    version: String,
-    status: String,
-    domain: String,
-    spec: String,
-    deleting: Option<String>,
-}
-
 /// What a change record is about.
 pub(super) struct Subject<'a> {
     pub kind: &'a str,
@@ -86,23 +83,93 @@ fn document(spec: &str) -> Option<Document> {
     load(spec).documents.pop()?.document
 }
 
+/// What the caller's products provide, read once per transaction when first needed.
+#[derive(Default)]
+struct Provided(Option<Vec<(String, String)>>);
+
+impl Provided {
+    async fn of(&mut self, tx: &mut AnyConnection, caller: &Caller) -> Result<&[(String, String)], Error> {
+        if self.0.is_none() {
+            self.0 = Some(provided_in(tx, caller).await?);
+        }
+        Ok(self.0.as_deref().unwrap_or_default())
+    }
+}
+
+/// The contracts the caller's products provide, as (contract id, the product's domain): the
+/// output ports of every product the caller is a recorded owner of.
+pub(super) async fn provided_in(tx: &mut AnyConnection, caller: &Caller) -> Result<Vec<(String, String)>, Error> {
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM resources WHERE kind = $1");
+    let rows = sqlx::query(&sql).bind(Kind::DataProduct.as_str()).fetch_all(&mut *tx).await?;
+    let mut out = Vec::new();
+    for row in &rows {
+        let product = record(row)?;
+        if caller.is_one_of(&product.owners) {
+            let links = port_links(&product.spec).into_iter().filter(|l| !l.input);
+            out.extend(links.map(|l| (l.contract_id, product.domain.clone())));
+        }
+    }
+    Ok(out)
+}
+
+fn claimed(kind: Kind, id: &str, owner: &str, wanted: &str) -> Error {
+    let what = if kind == Kind::DataContract { "contract id" } else { "product id" };
+    Error::conflict(
+        ErrorCode::IdClaimed,
+        format!(
+            "{what} `{id}` belongs to domain `{owner}`, which registered it; domain `{wanted}` cannot use it \
+             (an id stays with its domain after deletion, until a platform admin releases it)"
+        ),
+    )
+}
+
 impl Store {
     /// Applies every resource in one transaction: either all are stored, or none is and the
     /// first refusal is returned. `expected[i]` is the generation the caller expects for
-    /// `resources[i]` (0: it must not exist yet).
+    /// `resources[i]` (0: it must not exist yet). No authorization: for direct access to the
+    /// store (bootstrap, tests); the API applies with [`Store::apply_as`].
     pub async fn apply(
         &self,
         resources: &[Resource],
         expected: &[Option<i64>],
         options: &ApplyOptions,
     ) -> Result<Vec<Applied>, Error> {
+        self.apply_checked(resources, expected, options, None).await
+    }
+
+    /// Applies on behalf of `caller`, as [`Store::apply`] does, refusing (before anything is
+    /// written) unless the ownership rule lets the caller create or change every resource,
+    /// and, when pruning, administer every domain the resources belong to.
+    pub async fn apply_as(
+        &self,
+        caller: &Caller,
+        resources: &[Resource],
+        expected: &[Option<i64>],
+        options: &ApplyOptions,
+    ) -> Result<Vec<Applied>, Error> {
+        self.apply_checked(resources, expected, options, Some(caller)).await
+    }
+
+    async fn apply_checked(
+        &self,
+        resources: &[Resource],
+        expected: &[Option<i64>],
+        options: &ApplyOptions,
+        caller: Option<&Caller>,
+    ) -> Result<Vec<Applied>, Error> {
+        if let Some(caller) = caller.filter(|_| options.prune) {
+            for r in resources {
+                caller.require(caller.administers(&r.domain), &format!("prune domain `{}`", r.domain))?;
+            }
+        }
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
         self.lock_writes(&mut tx).await?;
         let mut applied = Vec::new();
+        let mut provided = Provided::default();
         for (i, resource) in resources.iter().enumerate() {
             let expect = expected.get(i).copied().flatten();
-            applied.push(self.apply_one(&mut tx, resource, expect, options).await?);
+            applied.push(self.apply_one(&mut tx, resource, expect, options, caller, &mut provided).await?);
         }
         if options.prune {
             applied.extend(self.prune(&mut tx, resources, options).await?);
@@ -115,32 +182,59 @@ impl Store {
         Ok(applied)
     }
 
+    /// Refuses a product whose output port names a contract another domain registered.
+    async fn check_output_ports(&self, tx: &mut AnyConnection, r: &Resource) -> Result<(), Error> {
+        if r.kind != Kind::DataProduct {
+            return Ok(());
+        }
+        for link in port_links(&r.spec).into_iter().filter(|l| !l.input) {
+            if let Some(owner) = domain_of(tx, Kind::DataContract, &link.contract_id).await?.filter(|d| *d != r.domain)
+            {
+                return Err(Error::conflict(
+                    ErrorCode::CrossDomainPort,
+                    format!(
+                        "product `{}` (domain `{}`): output port `{}` names contract `{}` of domain `{owner}`; a product \
+                         provides only its own domain's contracts (read another domain's through an input port and an \
+                         access request)",
+                        r.id, r.domain, link.port, link.contract_id
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn apply_one(
         &self,
         tx: &mut AnyConnection,
         r: &Resource,
         expected: Option<i64>,
         options: &ApplyOptions,
+        caller: Option<&Caller>,
+        provided: &mut Provided,
     ) -> Result<Applied, Error> {
-        let row = sqlx::query(
-            "SELECT generation, version, status, domain, spec, deleting FROM resources WHERE kind = $1 AND name = $2",
-        )
-        .bind(r.kind.as_str())
-        .bind(&r.name)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let stored = row
-            .map(|row| -> Result<Stored, Error> {
-                Ok(Stored {
-                    generation: row.try_get(0)?,
-                    version: row.try_get(1)?,
-                    status: row.try_get(2)?,
-                    domain: row.try_get(3)?,
-                    spec: row.try_get(4)?,
-                    deleting: row.try_get(5)?,
-                })
-            })
-            .transpose()?;
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM resources WHERE kind = $1 AND name = $2");
+        let row = sqlx::query(&sql).bind(r.kind.as_str()).bind(&r.name).fetch_optional(&mut *tx).await?;
+        let stored = row.as_ref().map(record).transpose()?;
+        let what = || format!("apply {} `{}` (domain `{}`)", r.kind.as_str(), r.name, r.domain);
+        match (&stored, caller) {
+            (Some(stored), Some(caller)) => {
+                let allowed = caller.owns(stored) || caller.manages(stored, provided.of(tx, caller).await?);
+                caller.require(allowed, &what())?;
+            }
+            (None, caller) => {
+                if let Some(owner) = domain_of(tx, r.kind, &r.id).await?.filter(|d| *d != r.domain) {
+                    return Err(claimed(r.kind, &r.id, &owner, &r.domain));
+                }
+                if let Some(caller) = caller {
+                    let majors = if r.kind == Kind::DataContract { self.majors(tx, &r.id).await? } else { Vec::new() };
+                    let allowed =
+                        caller.administers(&r.domain) || caller.may_create(r, &majors, provided.of(tx, caller).await?);
+                    caller.require(allowed, &what())?;
+                }
+            }
+            (Some(_), None) => {}
+        }
         let current = stored.as_ref().map_or(0, |s| s.generation);
         if let Some(want) = expected
             && want != current
@@ -157,12 +251,14 @@ impl Store {
         let spec = r.spec.to_string();
         let at = now();
         let Some(stored) = stored else {
+            self.check_output_ports(tx, r).await?;
             sqlx::query(
-                "INSERT INTO resources (kind, name, id, version, status, domain, team, tags, generation, spec, created_at, updated_at, owners) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $10, $11)",
+                "INSERT INTO resources (kind, name, uid, id, version, status, domain, team, tags, generation, spec, created_at, updated_at, owners) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $11, $12)",
             )
             .bind(r.kind.as_str())
             .bind(&r.name)
+            .bind(super::identity::random_hex(16))
             .bind(&r.id)
             .bind(&r.version)
             .bind(&r.status)
@@ -174,6 +270,15 @@ impl Store {
             .bind(serde_json::to_string(&crate::resource::owners(&r.spec)).unwrap_or_default())
             .execute(&mut *tx)
             .await?;
+            sqlx::query(
+                "INSERT INTO claims (kind, id, domain, claimed_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, id) DO NOTHING",
+            )
+            .bind(r.kind.as_str())
+            .bind(&r.id)
+            .bind(&r.domain)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
             self.record_change(tx, &r.into(), "created", 1, None, Some(&spec), options, &at, None).await?;
             return Ok(Applied {
                 kind: r.kind,
@@ -183,7 +288,7 @@ impl Store {
                 outcome: Outcome::Created,
             });
         };
-        if let Some(since) = &stored.deleting {
+        if let Some(since) = &stored.deletion_requested {
             return Err(Error::conflict(
                 ErrorCode::BeingDeleted,
                 format!(
@@ -207,8 +312,7 @@ impl Store {
         }
         let same_version = canonical(&stored.version) == canonical(&r.version);
         if same_version {
-            let old: Any = serde_json::from_str(&stored.spec).unwrap_or(Any::Null);
-            if old == r.spec {
+            if stored.spec == r.spec {
                 return Ok(Applied {
                     kind: r.kind,
                     name: r.name.clone(),
@@ -232,6 +336,8 @@ impl Store {
         } else {
             self.check_new_version(tx, r, &stored).await?;
         }
+        self.check_output_ports(tx, r).await?;
+        let before = stored.spec.to_string();
         let generation = stored.generation + 1;
         let updated = sqlx::query(
             "UPDATE resources SET version = $1, status = $2, tags = $3, generation = $4, spec = $5, updated_at = $6 \
@@ -254,7 +360,7 @@ impl Store {
                 "another change to the same resource was applied first; retry",
             ));
         }
-        self.record_change(tx, &r.into(), "updated", generation, Some(&stored.spec), Some(&spec), options, &at, None)
+        self.record_change(tx, &r.into(), "updated", generation, Some(&before), Some(&spec), options, &at, None)
             .await?;
         Ok(Applied {
             kind: r.kind,
@@ -265,9 +371,16 @@ impl Store {
         })
     }
 
+    /// The stored majors of a contract id.
+    async fn majors(&self, tx: &mut AnyConnection, id: &str) -> Result<Vec<Record>, Error> {
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM resources WHERE kind = $1 AND id = $2");
+        let rows = sqlx::query(&sql).bind(Kind::DataContract.as_str()).bind(id).fetch_all(&mut *tx).await?;
+        rows.iter().map(record).collect()
+    }
+
     /// A new version must not go back, and a contract's must not break its consumers
     /// without a new major version.
-    async fn check_new_version(&self, tx: &mut AnyConnection, r: &Resource, stored: &Stored) -> Result<(), Error> {
+    async fn check_new_version(&self, tx: &mut AnyConnection, r: &Resource, stored: &Record) -> Result<(), Error> {
         if let (Some(old), Some(new)) = (SemVer::parse(&stored.version), SemVer::parse(&r.version))
             && new < old
         {
@@ -276,7 +389,9 @@ impl Store {
                 format!("{} `{}` is at version {}; {} is older", r.kind.as_str(), r.name, stored.version, r.version),
             ));
         }
-        let (Some(Document::Contract(old)), Document::Contract(new)) = (document(&stored.spec), &r.document) else {
+        let (Some(Document::Contract(old)), Document::Contract(new)) =
+            (document(&stored.spec.to_string()), &r.document)
+        else {
             return Ok(());
         };
         let report = diff(&old, new);

@@ -13,20 +13,48 @@ use std::collections::BTreeSet;
 
 use sqlx::{AnyConnection, Connection};
 
-use super::apply::Subject;
+use super::apply::{Subject, provided_in};
 use super::{Applied, ApplyOptions, Backend, Outcome, Record, Store, now};
+use crate::authz::Caller;
 use crate::block::Leftover;
 use crate::error::Error;
 use crate::resource::{Kind, Resource};
 
 impl Store {
     /// Asks for the deletion of a resource, and returns it as it is now. Asking again changes
-    /// nothing; the record goes once its blocks have cleaned up.
+    /// nothing; the record goes once its blocks have cleaned up. No authorization: for direct
+    /// access to the store; the API deletes with [`Store::delete_as`].
     pub async fn delete(&self, kind: Kind, name: &str, options: &ApplyOptions) -> Result<Record, Error> {
+        self.delete_checked(kind, name, options, None).await
+    }
+
+    /// Asks for the deletion of a resource on behalf of `caller`, who must manage it (decided
+    /// in the transaction that marks it).
+    pub async fn delete_as(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        name: &str,
+        options: &ApplyOptions,
+    ) -> Result<Record, Error> {
+        self.delete_checked(kind, name, options, Some(caller)).await
+    }
+
+    async fn delete_checked(
+        &self,
+        kind: Kind,
+        name: &str,
+        options: &ApplyOptions,
+        caller: Option<&Caller>,
+    ) -> Result<Record, Error> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
         self.lock_writes(&mut tx).await?;
         let record = self.get_in(&mut tx, kind, name).await?;
+        if let Some(caller) = caller {
+            let allowed = caller.owns(&record) || caller.manages(&record, &provided_in(&mut tx, caller).await?);
+            caller.require(allowed, &format!("delete {} `{name}`", kind.as_str()))?;
+        }
         if record.deletion_requested.is_none() {
             self.mark_deleting(&mut tx, &record, options).await?;
         }

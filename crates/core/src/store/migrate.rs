@@ -97,10 +97,24 @@ const MIGRATIONS: &[Migration] = &[
             updated_at TEXT NOT NULL, enforcement TEXT);
           CREATE INDEX access_contract ON access (contract, state);",
     },
+    // The domain boundary: each resource's incarnation (`uid`); the domain each id belongs
+    // to, kept after its resources are deleted (`claims`); the OIDC identity a principal
+    // signs in with. Backfilled: uids, claims from the earliest record of each id, access
+    // requests' domain from their contract, and change times in the fixed-width format.
+    Migration {
+        version: 9,
+        sql: "ALTER TABLE resources ADD COLUMN uid TEXT NOT NULL DEFAULT '';
+          CREATE TABLE claims (
+            kind TEXT NOT NULL, id TEXT NOT NULL, domain TEXT NOT NULL, claimed_at TEXT NOT NULL,
+            PRIMARY KEY (kind, id));
+          ALTER TABLE principals ADD COLUMN oidc_issuer TEXT;
+          ALTER TABLE principals ADD COLUMN oidc_subject TEXT;
+          CREATE UNIQUE INDEX principals_oidc ON principals (oidc_issuer, oidc_subject);",
+    },
 ];
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 8;
+pub const LATEST: i64 = 9;
 
 async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
     conn.execute("CREATE TABLE IF NOT EXISTS meshplane_schema (version BIGINT NOT NULL)").await?;
@@ -108,8 +122,24 @@ async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
     Ok(row.and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten()).unwrap_or(0))
 }
 
+/// The PostgreSQL advisory lock that replicas opening one store at once migrate under.
+const MIGRATING: i64 = 7_074_612;
+
 /// Brings the store up to `target` (at most [`LATEST`]); refuses a store newer than this binary.
+/// On PostgreSQL, replicas that start at once migrate one after the other: the second finds
+/// the schema the first made.
 pub async fn migrate(conn: &mut AnyConnection, backend: Backend, target: i64) -> Result<i64, Error> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATING).execute(&mut *conn).await?;
+    }
+    let migrated = migrate_locked(conn, backend, target).await;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATING).execute(&mut *conn).await?;
+    }
+    migrated
+}
+
+async fn migrate_locked(conn: &mut AnyConnection, backend: Backend, target: i64) -> Result<i64, Error> {
     let mut version = current(conn).await?;
     if version > LATEST {
         return Err(Error::Conflict {
@@ -132,6 +162,9 @@ pub async fn migrate(conn: &mut AnyConnection, backend: Backend, target: i64) ->
         if m.version == 2 {
             backfill_tags(&mut tx).await?;
         }
+        if m.version == 9 {
+            backfill_boundary(&mut tx).await?;
+        }
         if m.version == 8 {
             backfill_owners(&mut tx).await?;
             let installation = super::identity::random_hex(4);
@@ -145,6 +178,47 @@ pub async fn migrate(conn: &mut AnyConnection, backend: Backend, target: i64) ->
         version = m.version;
     }
     Ok(version)
+}
+
+/// Version 9: a uid for every resource, a claim for every id (its earliest record's domain),
+/// access requests under their contract's domain, and change times in the fixed-width format.
+async fn backfill_boundary(tx: &mut AnyConnection) -> Result<(), Error> {
+    let rows = sqlx::query("SELECT kind, name, id, domain, created_at FROM resources ORDER BY created_at, kind, name")
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in rows {
+        let (kind, name, id, domain, created): (String, String, String, String, String) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?);
+        sqlx::query("UPDATE resources SET uid = $1 WHERE kind = $2 AND name = $3")
+            .bind(super::identity::random_hex(16))
+            .bind(&kind)
+            .bind(&name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO claims (kind, id, domain, claimed_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, id) DO NOTHING",
+        )
+        .bind(&kind)
+        .bind(&id)
+        .bind(&domain)
+        .bind(&created)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE access SET domain = (SELECT r.domain FROM resources r WHERE r.kind = 'DataContract' AND r.name = access.contract) \
+         WHERE EXISTS (SELECT 1 FROM resources r WHERE r.kind = 'DataContract' AND r.name = access.contract)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let rows = sqlx::query("SELECT seq, at FROM changes").fetch_all(&mut *tx).await?;
+    for row in rows {
+        let (seq, at): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+        if let Some(fixed) = super::canonical_time(&at).filter(|fixed| *fixed != at) {
+            sqlx::query("UPDATE changes SET at = $1 WHERE seq = $2").bind(fixed).bind(seq).execute(&mut *tx).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Version 8 records the owners of every stored resource from its team, as creation does.

@@ -8,6 +8,7 @@
 //! feed never see a later number before an earlier one.
 
 mod apply;
+pub mod claims;
 mod coordinate;
 pub mod grants;
 pub mod identity;
@@ -46,6 +47,9 @@ pub struct Store {
 pub struct Record {
     pub kind: String,
     pub name: String,
+    /// This incarnation of the resource: made when it is created, never reused, so what a
+    /// block made for an earlier resource of the same name is told apart from its own.
+    pub uid: String,
     pub id: String,
     pub version: String,
     pub status: String,
@@ -162,7 +166,7 @@ fn json(text: Option<String>) -> Result<Option<Any>, Error> {
     text.map(|t| serde_json::from_str(&t).map_err(|e| Error::Store(format!("stored JSON is corrupt: {e}")))).transpose()
 }
 
-const RECORD_COLUMNS: &str = "kind, name, id, version, status, domain, team, tags, generation, created_at, updated_at, deleting, finalizers, owners, spec";
+const RECORD_COLUMNS: &str = "kind, name, uid, id, version, status, domain, team, tags, generation, created_at, updated_at, deleting, finalizers, owners, spec";
 
 fn record(row: &AnyRow) -> Result<Record, Error> {
     let tags: String = row.try_get("tags")?;
@@ -171,6 +175,7 @@ fn record(row: &AnyRow) -> Result<Record, Error> {
     Ok(Record {
         kind: row.try_get("kind")?,
         name: row.try_get("name")?,
+        uid: row.try_get("uid")?,
         id: row.try_get("id")?,
         version: row.try_get("version")?,
         status: row.try_get("status")?,
@@ -204,10 +209,24 @@ fn change(row: &AnyRow) -> Result<Change, Error> {
     })
 }
 
-/// RFC 3339 in UTC, to the microsecond.
+/// How the store writes times: RFC 3339 in UTC to the microsecond, always 27 characters, so
+/// that two times compare as their texts do (the audit log's `since` and `until` rely on it).
+const STAMP: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+/// Now, as the store writes times.
 pub fn now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    stamp(time::OffsetDateTime::now_utc())
+}
+
+fn stamp(at: time::OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC).format(STAMP).unwrap_or_default()
+}
+
+/// An RFC 3339 time (any offset, any precision) as the store writes times, or `None` when
+/// it is not one.
+pub fn canonical_time(rfc3339: &str) -> Option<String> {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).ok().map(stamp)
 }
 
 /// Milliseconds since the Unix epoch of an RFC 3339 time (as the store writes them).
@@ -450,21 +469,19 @@ impl Store {
         let mut sql = String::from("SELECT * FROM changes WHERE seq > $1");
         let mut binds: Vec<String> = Vec::new();
         let time = |t: &String| {
-            let at = epoch_ms(t).ok_or_else(|| {
+            canonical_time(t).ok_or_else(|| {
                 Error::invalid(
                     ErrorCode::MalformedRequest,
                     format!("`{t}` is not an RFC 3339 time (2027-01-31T00:00:00Z)"),
                 )
-            })?;
-            let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000)
-                .map_err(|e| Error::invalid(ErrorCode::MalformedRequest, e.to_string()))?;
-            Ok::<_, Error>(at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default())
+            })
         };
         let filters = [
             ("actor = ", q.actor.clone()),
             ("kind = ", q.kind.clone()),
             ("name = ", q.name.clone()),
             ("action = ", q.action.clone()),
+            // Times compare as texts: both are in the store's fixed-width format.
             ("at >= ", q.since.as_ref().map(time).transpose()?),
             ("at < ", q.until.as_ref().map(time).transpose()?),
         ];
@@ -503,5 +520,32 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(change).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_time;
+
+    #[test]
+    fn times_of_any_offset_and_precision_compare_as_their_canonical_texts() {
+        let times = [
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:00:00.5Z",
+            "2026-01-01T01:00:00.75+01:00",
+            "2026-01-01T00:00:01.000001Z",
+            "2026-01-01T00:30:00.2+00:30",
+        ];
+        let canonical: Vec<String> = times.iter().map(|t| canonical_time(t).unwrap()).collect();
+        assert_eq!(canonical[0], "2026-01-01T00:00:00.000000Z");
+        assert_eq!(canonical[2], "2026-01-01T00:00:00.750000Z");
+        assert!(canonical.iter().all(|c| c.len() == 27));
+        // The texts sort as the instants do; the raw texts do not ("00Z" > "00.5Z").
+        let mut by_text = canonical.clone();
+        by_text.sort();
+        let expected = [0, 4, 1, 2, 3].map(|i| canonical[i].clone());
+        assert_eq!(by_text, expected);
+        assert!(times[0] > times[1], "the raw texts would compare the wrong way");
+        assert_eq!(canonical_time("yesterday"), None);
     }
 }

@@ -44,3 +44,61 @@ on_both!(a_store_newer_than_the_binary_is_refused, |place: Place| async move {
     assert_eq!(err.code(), ErrorCode::StoreTooNew);
     assert!(err.to_string().contains("schema version 99"), "{err}");
 });
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_opening_an_empty_postgresql_store_at_once_both_start() {
+    for _ in 0..4 {
+        let place = crate::backends::postgres().await;
+        let opens: Vec<_> = (0..3)
+            .map(|_| {
+                let url = place.url.clone();
+                tokio::spawn(async move { Store::open(&url).await.map(|_| ()) })
+            })
+            .collect();
+        for open in opens {
+            open.await.unwrap().expect("every replica starts on the store the first one migrated");
+        }
+        let store = Store::open(&place.url).await.unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), migrate::LATEST);
+    }
+}
+
+on_both!(an_upgrade_registers_every_id_to_its_first_domain, |place: Place| async move {
+    let old = Store::open_at(&place.url, 8).await.unwrap();
+    drop(old);
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(&place.url).await.unwrap();
+    // Two majors of one id in two domains (a squat an older release allowed): the id goes to
+    // the domain that registered it first.
+    for (name, domain, at) in
+        [("orders@v2", "squatters", "2026-03-01T00:00:00Z"), ("orders@v1", "sales", "2026-01-01T00:00:00Z")]
+    {
+        sqlx::query(
+            "INSERT INTO resources (kind, name, id, version, status, domain, team, generation, spec, created_at, updated_at) \
+             VALUES ('DataContract', $1, 'orders', '1.0.0', 'active', $2, NULL, 1, '{}', $3, $3)",
+        )
+        .bind(name)
+        .bind(domain)
+        .bind(at)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO changes (at, actor, origin, kind, name, action, generation, version, event) \
+         VALUES ('2026-01-01T00:00:00.5+01:00', 'a', 'o', 'DataContract', 'orders@v1', 'created', 1, '1.0.0', '{}')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let store = Store::open(&place.url).await.unwrap();
+    let claims = store.claims(None, None, 10).await.unwrap().items;
+    assert_eq!(claims.len(), 1);
+    assert_eq!((claims[0].id.as_str(), claims[0].domain.as_str()), ("orders", "sales"));
+    let v1 = store.get(Kind::DataContract, "orders@v1").await.unwrap();
+    let v2 = store.get(Kind::DataContract, "orders@v2").await.unwrap();
+    assert!(v1.uid.len() == 32 && v1.uid != v2.uid, "each resource gets a uid of its own");
+    let history = store.history(Kind::DataContract, "orders@v1").await.unwrap();
+    assert_eq!(history[0].at, "2025-12-31T23:00:00.500000Z", "change times are rewritten in the fixed-width format");
+});

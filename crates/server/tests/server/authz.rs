@@ -7,42 +7,55 @@ use meshplane_core::store::{ApplyOptions, Store};
 
 use crate::*;
 
-/// The callers, in the order of a row's letters.
-const CALLERS: [&str; 6] = ["anonymous", "consumer", "other-owner", "owner", "domain-admin", "platform-admin"];
+/// The callers, in the order of a row's letters. olga owns the shop and its contract (sales);
+/// sam owns another sales product; dana administers sales; otto owns a finance product and
+/// fred administers finance (a foreign domain).
+const CALLERS: [&str; 8] = [
+    "anonymous",
+    "consumer",
+    "other-owner",
+    "owner",
+    "domain-admin",
+    "foreign-member",
+    "foreign-admin",
+    "platform-admin",
+];
 
 /// Per caller: `A` allowed (2xx), `R` allowed but refused for what the request asks (a 4xx
-/// other than 401, 403 and 404: the contract here has no server to test), `U` 401, `F` 403,
-/// `H` 404 (the thing is not disclosed to this caller).
+/// other than 401, 403 and 404: the contract here has no server to test, the claim is in
+/// use), `U` 401, `F` 403, `H` 404 (the thing is not disclosed to this caller).
 const MATRIX: &[(&str, &str, &str)] = &[
-    ("get", "/healthz", "AAAAAA"),
-    ("get", "/readyz", "AAAAAA"),
-    ("get", "/api/v1/openapi.json", "UAAAAA"),
-    ("post", "/api/v1/apply", "UFFAAA"),
-    ("get", "/api/v1/events", "UAAAAA"),
-    ("get", "/api/v1/lineage/{name}", "UAAAAA"),
-    ("get", "/api/v1/{kind}", "UAAAAA"),
-    ("get", "/api/v1/{kind}/{name}", "UAAAAA"),
-    ("delete", "/api/v1/{kind}/{name}", "UFFAAA"),
-    ("get", "/api/v1/{kind}/{name}/history", "UAAAAA"),
-    ("post", "/api/v1/{kind}/{name}/tests", "UFFRRR"),
-    ("get", "/api/v1/{kind}/{name}/tests", "UAAAAA"),
-    ("get", "/api/v1/blocks", "UFFFFA"),
-    ("get", "/api/v1/orphans", "UFFFFA"),
-    ("post", "/api/v1/orphans/purge", "UFFFFA"),
-    ("get", "/api/v1/whoami", "UAAAAA"),
-    ("post", "/api/v1/access", "UAAAAA"),
-    ("get", "/api/v1/access", "UAAAAA"),
-    ("get", "/api/v1/access/{id}", "UAHAAA"),
-    ("post", "/api/v1/access/{id}/approve", "UFHAAA"),
-    ("post", "/api/v1/access/{id}/reject", "UFHAAA"),
-    ("post", "/api/v1/access/{id}/revoke", "UAHAAA"),
-    ("post", "/api/v1/tokens", "UAAAAA"),
-    ("get", "/api/v1/tokens", "UAAAAA"),
-    ("delete", "/api/v1/tokens/{id}", "UAFFFA"),
-    ("get", "/api/v1/principals", "UFFFFA"),
-    ("put", "/api/v1/principals/{name}", "UFFFFA"),
-    ("post", "/api/v1/principals/{name}/login", "UFFFFR"),
-    ("get", "/api/v1/audit", "UFFFFA"),
+    ("get", "/healthz", "AAAAAAAA"),
+    ("get", "/readyz", "AAAAAAAA"),
+    ("get", "/api/v1/openapi.json", "UAAAAAAA"),
+    ("post", "/api/v1/apply", "UFFAAFFA"),
+    ("get", "/api/v1/events", "UAAAAAAA"),
+    ("get", "/api/v1/lineage/{name}", "UAAAAAAA"),
+    ("get", "/api/v1/{kind}", "UAAAAAAA"),
+    ("get", "/api/v1/{kind}/{name}", "UAAAAAAA"),
+    ("delete", "/api/v1/{kind}/{name}", "UFFAAFFA"),
+    ("get", "/api/v1/{kind}/{name}/history", "UAAAAAAA"),
+    ("post", "/api/v1/{kind}/{name}/tests", "UFFRRFFR"),
+    ("get", "/api/v1/{kind}/{name}/tests", "UAAAAAAA"),
+    ("get", "/api/v1/blocks", "UFFFFFFA"),
+    ("get", "/api/v1/orphans", "UFFFFFFA"),
+    ("post", "/api/v1/orphans/purge", "UFFFFFFA"),
+    ("get", "/api/v1/claims", "UAAAAAAA"),
+    ("delete", "/api/v1/claims/{kind}/{id}", "UFFFFFFR"),
+    ("get", "/api/v1/whoami", "UAAAAAAA"),
+    ("post", "/api/v1/access", "UAAAAAAA"),
+    ("get", "/api/v1/access", "UAAAAAAA"),
+    ("get", "/api/v1/access/{id}", "UAHAAHHA"),
+    ("post", "/api/v1/access/{id}/approve", "UFHAAHHA"),
+    ("post", "/api/v1/access/{id}/reject", "UAHAAHHA"),
+    ("post", "/api/v1/access/{id}/revoke", "UAHAAHHA"),
+    ("post", "/api/v1/tokens", "UAAAAAAA"),
+    ("get", "/api/v1/tokens", "UAAAAAAA"),
+    ("delete", "/api/v1/tokens/{id}", "UAFFFFFA"),
+    ("get", "/api/v1/principals", "UFFFFFFA"),
+    ("put", "/api/v1/principals/{name}", "UFFFFFFA"),
+    ("post", "/api/v1/principals/{name}/login", "UFFFFFFR"),
+    ("get", "/api/v1/audit", "UFFFFFFA"),
 ];
 
 fn who() -> ApplyOptions {
@@ -112,19 +125,23 @@ pub(crate) fn owned(document: String, owner: &str) -> String {
 async fn every_route_answers_each_caller_as_its_row_says() {
     let place = sqlite().await;
     let s = start(&place).await;
-    // olga owns the shop and its contract; otto owns billing, which consumes it.
+    // olga owns the shop and its contract; sam owns the outlet, another sales product; otto
+    // owns billing, a finance product which consumes the shop's orders.
     let shop = shop();
+    let outlet = owned(product("outlet", "sales", &[], &[]), "sam");
     let billing = owned(product("billing", "finance", &["orders"], &[]), "otto");
-    for doc in [&shop, &billing] {
+    for doc in [&shop, &outlet, &billing] {
         let (status, body) = s.apply(doc.clone(), "").await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let tokens = [
         None,
         Some(principal(&s.store, "carol", &[]).await),
-        Some(principal(&s.store, "otto", &[]).await),
+        Some(principal(&s.store, "sam", &[]).await),
         Some(principal(&s.store, "olga", &[]).await),
         Some(principal(&s.store, "dana", &["sales"]).await),
+        Some(principal(&s.store, "otto", &[]).await),
+        Some(principal(&s.store, "fred", &["finance"]).await),
         Some(admin_token(&s.store).await),
     ];
     for route in routes::all() {
@@ -135,6 +152,8 @@ async fn every_route_answers_each_caller_as_its_row_says() {
         for (i, want) in expected.chars().enumerate() {
             let path = route.path.replace("{kind}", "products").replace("{name}", "shop");
             let path = match route.endpoint {
+                // The id is in use: allowed callers are told so (409).
+                routes::Endpoint::ClaimRelease => route.path.replace("{kind}", "contracts").replace("{id}", "orders"),
                 routes::Endpoint::RunTests | routes::Endpoint::TestRuns => {
                     path.replace("products/shop", "contracts/orders@v1")
                 }

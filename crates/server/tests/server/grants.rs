@@ -259,7 +259,9 @@ async fn a_product_reads_through_its_service_accounts_own_login() {
     let (status, request) = post(&olga, format!("{}/api/v1/access", s.base), ask).await;
     assert_eq!(status, 200, "{request}");
     let id = request["id"].as_i64().unwrap();
-    assert_eq!(post(&olga, format!("{}/api/v1/access/{id}/approve", s.base), "").await.0, 200);
+    let (status, refused) = post(&olga, format!("{}/api/v1/access/{id}/approve", s.base), "").await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("forbidden")), "her own request: another approves it");
+    assert_eq!(post(&s.http, format!("{}/api/v1/access/{id}/approve", s.base), "").await.0, 200);
     let login = format!("{role}:{password}");
     until_read(&data, &login, "ledger_v1.ledger", true).await;
     assert!(read(&data, &login, "payroll_v1.payroll").await.is_err());

@@ -14,6 +14,7 @@ use meshplane_server::{Config, app, routes};
 use reqwest::StatusCode;
 use serde_json::Value as Any;
 
+mod attacks;
 mod authz;
 mod grants;
 mod oidc;
