@@ -10,7 +10,8 @@ Validate asks every server for a `location`; provision answers as a long-running
 that part of the protocol; cleanup keeps the file (it is the block's data) and returns it as
 a leftover; purge deletes it; update-access keeps the grants in force next to the entry (a folder
 cannot refuse a reader, so it answers `advisory`). Every request must carry
-`Authorization: Bearer <credential>`.
+`Authorization: Bearer <credential>`. Calls made under a reconcile's lease carry its fencing token:
+the block remembers the largest token it has seen per contract and refuses (409) a smaller one.
 """
 import argparse
 import json
@@ -36,6 +37,8 @@ def main():
     root.mkdir(parents=True, exist_ok=True)
     operations = {}
     lock = threading.Lock()
+    # The largest fencing token seen per contract: a smaller one is a replica whose lease passed on.
+    fences = {}
 
     def entry(name):
         # Keys are id@vMAJOR: keep the file name to safe characters.
@@ -80,11 +83,23 @@ def main():
                 return self.answer(200, op)
             self.answer(404, {"message": f"no route {self.path}"})
 
+        def stale(self, request):
+            token = (request.get("fence") or {}).get("token")
+            if token is None:
+                return False
+            with lock:
+                seen = fences.get(request.get("name"), 0)
+                if token < seen:
+                    self.answer(409, {"message": f"lease token {token} is older than {seen}, already seen"})
+                    return True
+                fences[request.get("name")] = token
+            return False
+
         def do_POST(self):
             if not self.authorized():
                 return
             request = self.body()
-            if request is None:
+            if request is None or self.stale(request):
                 return
             if self.path == "/v1/validate":
                 problems = [f"server `{s.get('server')}` has no location (the folder entry's address)"

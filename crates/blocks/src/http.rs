@@ -1,7 +1,8 @@
 //! The remote block (`type: http`): a block that runs as its own service, in any language,
 //! reached over the protocol published in `docs/block-protocol.openapi.json`. meshplane sends
-//! each contract with its servers bound to the block, validated before it is provisioned;
-//! every call carries the configured
+//! each contract with its servers bound to the block, validated before it is provisioned,
+//! with the installation's id and the reconcile's fencing token (`fence`: a block refuses a
+//! token smaller than one it has seen for the resource); every call carries the configured
 //! credential as a bearer token; a call answered with 202 is a long-running operation, polled
 //! until it is done (the platform's limit on one block call bounds the wait).
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
-use meshplane_core::block::{BlockFuture, Leftover, Provisioned, Provisioner};
+use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::store::Record;
 use serde_json::{Value as Any, json};
 
@@ -88,13 +89,15 @@ impl HttpBlock {
         }
     }
 
-    /// The request about one contract: its key, generation, document and bound servers.
-    fn request(&self, record: &Record) -> Option<Any> {
+    /// The request about one contract: its key, uid, generation, document and bound servers,
+    /// and the call's installation and fencing token.
+    fn request(&self, record: &Record, call: &Call) -> Option<Any> {
         let contract = contract_of(&record.spec)?;
         let servers = bound(&self.platform, &self.name, &contract);
-        Some(
-            json!({ "name": record.name, "generation": record.generation, "contract": record.spec, "servers": servers }),
-        )
+        Some(json!({
+            "name": record.name, "uid": record.uid, "domain": record.domain, "generation": record.generation,
+            "contract": record.spec, "servers": servers, "installation": call.installation, "fence": call.fence,
+        }))
     }
 }
 
@@ -112,9 +115,9 @@ impl Provisioner for HttpBlock {
         Box::pin(async { Some(self.call("/v1/health", None).await.map(|_| ())) })
     }
 
-    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
+    fn provision<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>> {
         Box::pin(async move {
-            let request = self.request(record).ok_or("the record holds no contract")?;
+            let request = self.request(record, call).ok_or("the record holds no contract")?;
             let checked = self.call("/v1/validate", Some(request.clone())).await?;
             let problems: Vec<&str> =
                 checked["problems"].as_array().into_iter().flatten().filter_map(Any::as_str).collect();
@@ -128,9 +131,9 @@ impl Provisioner for HttpBlock {
         })
     }
 
-    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+    fn cleanup<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         Box::pin(async move {
-            let Some(request) = self.request(record) else { return Ok(Vec::new()) };
+            let Some(request) = self.request(record, call) else { return Ok(Vec::new()) };
             let answer = self.call("/v1/cleanup", Some(request)).await?;
             let leftovers = answer["leftovers"].as_array().into_iter().flatten().map(|l| Leftover {
                 place: l["place"].as_str().unwrap_or_default().to_string(),
@@ -146,9 +149,10 @@ impl Provisioner for HttpBlock {
         &'a self,
         record: &'a Record,
         access: &'a AccessSync,
+        call: &'a Call,
     ) -> BlockFuture<'a, Result<AccessReport, String>> {
         Box::pin(async move {
-            let Some(mut request) = self.request(record) else { return Ok(AccessReport::default()) };
+            let Some(mut request) = self.request(record, call) else { return Ok(AccessReport::default()) };
             request["access"] = serde_json::to_value(access).map_err(|e| e.to_string())?;
             match self.call("/v1/access", Some(request)).await {
                 Ok(answer) => serde_json::from_value(answer)
@@ -159,7 +163,10 @@ impl Provisioner for HttpBlock {
         })
     }
 
-    fn purge<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>> {
-        Box::pin(async move { self.call("/v1/purge", Some(json!({ "place": place }))).await.map(|_| ()) })
+    fn purge<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let request = json!({ "place": place, "installation": call.installation });
+            self.call("/v1/purge", Some(request)).await.map(|_| ())
+        })
     }
 }

@@ -2,40 +2,50 @@
 //! each contract server bound to it is a prefix holding the port's Parquet, CSV or NDJSON
 //! files.
 //!
-//! - The server's `path` (local) or `location` (S3) must lie under the block's root; the
-//!   port's prefix is its directory part (before any glob or `{object}` template).
-//! - Provisioning creates the prefix and records the expected schema in it
-//!   (`.meshplane-port`, JSON without an extension, so no data format reads it); it is
-//!   idempotent.
+//! - Paths are confined: the port's prefix (the server's `path` or `location` before any glob
+//!   or `{object}` template, without a file name) must lie under the block's root, and every
+//!   object's path, once templated, under the prefix — lexically (`..` resolved) and, for a
+//!   local root, on disk too (symbolic links resolved). Nothing else is ever read or listed.
+//! - Prefixes are exclusive: each carries the block's mark (`.meshplane-port`, JSON without
+//!   an extension, so no data format reads it: installation, domain, contract, uid, fencing
+//!   token, and the declared schema). A prefix that is another port's, lies inside another
+//!   port's, holds another port's, or holds files that are no port's is refused with a
+//!   condition before anything is written. A resource of the same domain and name made again
+//!   takes its retained prefix back.
+//! - Provisioning creates the prefix and writes the mark (claiming a new prefix atomically);
+//!   it is idempotent, and refused when the mark holds a larger fencing token than the call.
 //! - Observing reads the schema the files actually have (Parquet metadata; inference for CSV
 //!   and NDJSON, through the contract-test engine) and reports as drift every declared column
 //!   that is missing or of a type that does not fit, and every column not declared. A port
 //!   with no file yet has no drift.
 //! - Cleanup follows the deletion policy: `retain` keeps the prefix and reports it; `delete`
-//!   removes the schema record, and the prefix if no file is left in it. Data files are never
-//!   removed by a cleanup: they are reported as left in place.
+//!   removes the mark and the prefix if no file is left in it, and otherwise keeps the mark
+//!   and reports the files. Data files are never removed by a cleanup; a purge removes them
+//!   only while the prefix is still the one that resource left.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
-use meshplane_core::block::{BlockFuture, Leftover, Provisioned};
+use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned};
 use meshplane_core::store::Record;
-use meshplane_quality::files::{S3Config, s3_store};
-use meshplane_quality::target::file_columns;
+use meshplane_quality::files::{Location, S3Config, s3_store};
+use meshplane_quality::plan::compile;
+use meshplane_quality::target::{delimiter, file_columns, file_locations};
 use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::model::server::Server;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::platform::{DeletionPolicy, LakeConfig, Platform};
 use crate::storage::ServerStorage;
 
-/// The name of the schema record in a port's prefix.
-const RECORD: &str = ".meshplane-port";
+/// The name of the mark in a port's prefix.
+const MARK: &str = ".meshplane-port";
 
 /// The block, with its object store.
 pub struct LakeBlock {
@@ -56,21 +66,68 @@ struct Prefix {
     local: Option<PathBuf>,
 }
 
+/// The mark of a port's prefix.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Mark {
+    installation: String,
+    domain: String,
+    contract: String,
+    uid: String,
+    fence: i64,
+    /// What the port declares (version, server, format, schema), for people and tools.
+    #[serde(default)]
+    declared: serde_json::Value,
+}
+
+impl Mark {
+    fn is_for(&self, record: &Record, call: &Call) -> bool {
+        self.installation == call.installation && self.domain == record.domain && self.contract == record.name
+    }
+}
+
+/// What a prefix's mark says of it, for one resource.
+enum Standing {
+    /// No mark.
+    Absent,
+    /// The resource's own port; `None` for one an earlier release marked for a contract of
+    /// the same name (it is marked anew).
+    Ours(Option<Mark>),
+    /// Another port: whose.
+    Foreign(String),
+}
+
+/// What a mark's text says: a mark, the contract of an earlier release's mark, or nothing.
+fn read_mark(bytes: &[u8]) -> (Option<Mark>, Option<String>) {
+    if let Ok(mark) = serde_json::from_slice::<Mark>(bytes) {
+        return (Some(mark), None);
+    }
+    let legacy = serde_json::from_slice::<serde_json::Value>(bytes).ok();
+    (None, legacy.and_then(|v| v.get("contract")?.as_str().map(str::to_string)))
+}
+
 impl Prefix {
-    /// How a cleanup names the prefix, for a purge to find it again.
-    fn place(&self) -> String {
-        json!({ "key": self.key.as_ref(), "shown": self.shown, "dir": self.local }).to_string()
+    /// How a cleanup names the prefix, for a purge to find it again and check it is still
+    /// what `record` left.
+    fn place(&self, record: &Record) -> String {
+        json!({ "key": self.key.as_ref(), "shown": self.shown, "dir": self.local,
+                "domain": record.domain, "contract": record.name, "uid": record.uid })
+        .to_string()
     }
 
-    fn from_place(place: &str) -> Result<Prefix, String> {
+    fn from_place(place: &str) -> Result<(Prefix, serde_json::Value), String> {
         let at: serde_json::Value =
             serde_json::from_str(place).map_err(|e| format!("`{place}` is not a place of this block: {e}"))?;
         let key = at["key"].as_str().ok_or_else(|| format!("`{place}` names no prefix"))?;
-        Ok(Prefix {
+        let prefix = Prefix {
             key: Key::from(key),
             shown: at["shown"].as_str().unwrap_or(key).to_string(),
             local: at["dir"].as_str().map(PathBuf::from),
-        })
+        };
+        Ok((prefix, at))
+    }
+
+    fn mark(&self) -> Key {
+        self.key.clone().join(MARK)
     }
 }
 
@@ -87,6 +144,30 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// `path` with every symbolic link of its longest existing part resolved (the rest kept as
+/// written), so that a link inside the root cannot lead out of it.
+fn resolved(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name().map(ToOwned::to_owned), existing.parent().map(Path::to_path_buf)) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+    let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
+    out.extend(rest.iter().rev());
+    out
+}
+
+/// The part of a path before any glob.
+fn before_glob(path: &str) -> &str {
+    &path[..path.find(['*', '?', '[']).unwrap_or(path.len())]
 }
 
 /// The directory part of a server's path: before any glob or template, and without a file
@@ -126,6 +207,13 @@ impl LakeBlock {
         normalize(&self.base.join(path))
     }
 
+    /// The local root, as written and with its links resolved.
+    fn local_root(&self) -> (PathBuf, PathBuf) {
+        let root = self.absolute(&self.config.local().unwrap_or_default().to_string_lossy());
+        let real = resolved(&root);
+        (root, real)
+    }
+
     /// The port's prefix, which must lie under the block's root.
     fn prefix(&self, server: &Server) -> Result<Prefix, String> {
         let path = server.path.as_deref().or(server.location.as_deref()).unwrap_or_default();
@@ -136,15 +224,17 @@ impl LakeBlock {
         match self.config.s3() {
             Some((bucket, root)) => {
                 let key = dir.strip_prefix(&format!("s3://{bucket}/")).ok_or_else(outside)?;
-                if !key.starts_with(root.trim_end_matches('/')) {
+                if key.split('/').any(|part| part == ".." || part == ".")
+                    || !key.starts_with(root.trim_end_matches('/'))
+                {
                     return Err(outside());
                 }
                 Ok(Prefix { key: Key::from(key), shown: format!("s3://{bucket}/{key}"), local: None })
             }
             None => {
-                let root = self.absolute(&self.config.local().unwrap_or_default().to_string_lossy());
+                let (root, real_root) = self.local_root();
                 let dir = self.absolute(dir);
-                if path.contains("://") || !dir.starts_with(&root) {
+                if path.contains("://") || !dir.starts_with(&root) || !resolved(&dir).starts_with(&real_root) {
                     return Err(outside());
                 }
                 let key = Key::from_absolute_path(&dir).map_err(|e| e.to_string())?;
@@ -153,48 +243,180 @@ impl LakeBlock {
         }
     }
 
+    /// Where each of the contract's objects is read on `server`, each path confined to the
+    /// port's prefix (so a `..` in a template or a physical name cannot lead out of it).
+    fn locations(&self, contract: &DataContract, server: &Server) -> Result<(Prefix, Vec<(String, Location)>), String> {
+        let prefix = self.prefix(server)?;
+        let plan = compile(contract, None);
+        let located = file_locations(server, &plan, &self.base).map_err(|e| e.to_string())?;
+        for (table, location) in &located {
+            let outside = || {
+                format!(
+                    "server `{}`: object `{table}` is read from {}, which is not under the port's prefix {}",
+                    server.server, location.path, prefix.shown
+                )
+            };
+            match &prefix.local {
+                Some(dir) => {
+                    let path = normalize(Path::new(before_glob(&location.path)));
+                    let real_dir = resolved(dir);
+                    if !path.starts_with(dir) || !resolved(&path).starts_with(&real_dir) {
+                        return Err(outside());
+                    }
+                }
+                None => {
+                    let key = before_glob(&location.path).split_once("://").map_or("", |(_, rest)| rest);
+                    let key = key.split_once('/').map_or("", |(_, key)| key);
+                    if key.split('/').any(|part| part == ".." || part == ".") || !key.starts_with(prefix.key.as_ref()) {
+                        return Err(outside());
+                    }
+                }
+            }
+        }
+        Ok((prefix, located))
+    }
+
+    /// What the prefix's own mark says of it.
+    async fn standing(&self, prefix: &Prefix, record: &Record, call: &Call) -> Result<Standing, String> {
+        let Some(bytes) = self.read(&prefix.mark(), prefix).await? else { return Ok(Standing::Absent) };
+        Ok(match read_mark(&bytes) {
+            (Some(mark), _) if mark.is_for(record, call) => Standing::Ours(Some(mark)),
+            (Some(mark), _) if mark.installation != call.installation => {
+                Standing::Foreign(format!("prefix {} is the port of another meshplane installation", prefix.shown))
+            }
+            (Some(mark), _) => Standing::Foreign(format!(
+                "prefix {} is the port of DataContract {} of domain `{}`",
+                prefix.shown, mark.contract, mark.domain
+            )),
+            (None, Some(contract)) if contract == record.name => Standing::Ours(None),
+            (None, contract) => Standing::Foreign(format!(
+                "prefix {} is the port of DataContract {}",
+                prefix.shown,
+                contract.as_deref().unwrap_or("(unreadable mark)")
+            )),
+        })
+    }
+
+    /// An object's bytes, or `None` when it does not exist.
+    async fn read(&self, key: &Key, prefix: &Prefix) -> Result<Option<Vec<u8>>, String> {
+        match self.store.get(key).await {
+            Ok(found) => Ok(Some(found.bytes().await.map_err(|e| e.to_string())?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(format!("cannot reach {}: {e}", prefix.shown)),
+        }
+    }
+
+    /// Refuses a prefix that lies inside another port's, or holds another port or files that
+    /// are no port's.
+    async fn exclusive(&self, prefix: &Prefix, files: &[Key], own: bool) -> Result<(), String> {
+        let root = match self.config.s3() {
+            Some((_, root)) => Key::from(root),
+            None => Key::from_absolute_path(&self.local_root().0).map_err(|e| e.to_string())?,
+        };
+        let parts: Vec<_> = prefix.key.parts().collect();
+        let depth = root.parts().count();
+        for end in depth..parts.len() {
+            let ancestor = Key::from_iter(parts[..end].iter().cloned());
+            if let Some(bytes) = self.read(&ancestor.clone().join(MARK), prefix).await? {
+                let whose = match read_mark(&bytes) {
+                    (Some(mark), _) => format!("DataContract {} of domain `{}`", mark.contract, mark.domain),
+                    (None, contract) => format!("DataContract {}", contract.unwrap_or_default()),
+                };
+                return Err(format!("prefix {} lies inside the port of {whose} ({ancestor})", prefix.shown));
+            }
+        }
+        let own_mark = prefix.mark();
+        if let Some(key) = files.iter().find(|k| **k != own_mark && k.filename() == Some(MARK)) {
+            let whose = match self.read(key, prefix).await?.as_deref().map(read_mark) {
+                Some((Some(mark), _)) => format!("DataContract {} of domain `{}`", mark.contract, mark.domain),
+                _ => "another port".to_string(),
+            };
+            return Err(format!("prefix {} holds the port of {whose} (at {key})", prefix.shown));
+        }
+        if !own && !files.is_empty() {
+            return Err(format!(
+                "prefix {} holds {} file(s) that are no port's: a port's prefix starts empty (choose another path, \
+                 or move the files in once the port is provisioned)",
+                prefix.shown,
+                files.len()
+            ));
+        }
+        Ok(())
+    }
+
     async fn provision_one(
         &self,
         record: &Record,
         contract: &DataContract,
         server: &Server,
+        call: &Call,
     ) -> Result<Provisioned, String> {
-        let prefix = self.prefix(server)?;
-        let marker = prefix.key.clone().join(RECORD);
-        let declared = json!({
-            "contract": record.name, "version": record.version, "server": server.server,
-            "format": server.format.clone().unwrap_or_else(|| "parquet".into()),
-            "schema": contract.objects().iter().map(|o| json!({
-                "name": o.name, "physicalName": o.physical_name,
-                "properties": o.properties().iter().map(|p| json!({
-                    "name": p.physical_name.as_deref().unwrap_or(&p.name), "logicalType": p.logical_type,
-                    "physicalType": p.physical_type, "required": p.required })).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        });
-        let body = serde_json::to_vec_pretty(&declared).map_err(|e| e.to_string())?;
-        let current = match self.store.get(&marker).await {
-            Ok(found) => Some(found.bytes().await.map_err(|e| e.to_string())?),
-            Err(object_store::Error::NotFound { .. }) => None,
-            Err(e) => return Err(format!("cannot reach {}: {e}", prefix.shown)),
+        let (prefix, locations) = self.locations(contract, server)?;
+        let found = match self.standing(&prefix, record, call).await? {
+            Standing::Foreign(why) => return Err(why),
+            Standing::Absent => None,
+            Standing::Ours(found) => Some(found),
+        };
+        let files = self.files(&prefix).await?;
+        self.exclusive(&prefix, &files, found.is_some()).await?;
+        let previous = found.flatten();
+        if let Some(mark) = previous.as_ref().filter(|m| m.fence > call.token()) {
+            return Err(format!(
+                "prefix {}: a newer reconcile (lease token {}) has written into it since this one's lease (token {}) \
+                 was taken; nothing was changed",
+                prefix.shown,
+                mark.fence,
+                call.token()
+            ));
+        }
+        let mark = Mark {
+            installation: call.installation.clone(),
+            domain: record.domain.clone(),
+            contract: record.name.clone(),
+            uid: record.uid.clone(),
+            fence: call.token().max(previous.as_ref().map_or(0, |m| m.fence)),
+            declared: declared(record, contract, server),
         };
         let mut summary = format!("prefix {} is as declared", prefix.shown);
-        if current.as_deref() != Some(body.as_slice()) {
+        if previous.as_ref() != Some(&mark) {
             if let Some(dir) = &prefix.local {
                 std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             }
-            self.store.put(&marker, body.into()).await.map_err(|e| format!("cannot write to {}: {e}", prefix.shown))?;
+            let body = serde_json::to_vec_pretty(&mark).map_err(|e| e.to_string())?;
+            // A new prefix is claimed atomically: of two ports racing for it, one gets it.
+            let mode = if previous.is_none() && !files.contains(&prefix.mark()) {
+                PutMode::Create
+            } else {
+                PutMode::Overwrite
+            };
+            let key = prefix.mark();
+            match self.store.put_opts(&key, body.into(), PutOptions { mode, ..PutOptions::default() }).await {
+                Ok(_) => {}
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    return Err(format!("prefix {} was claimed by another port at the same time", prefix.shown));
+                }
+                Err(e) => return Err(format!("cannot write to {}: {e}", prefix.shown)),
+            }
             summary = format!("recorded the schema in {}", prefix.shown);
         }
-        let has_data = self.files(&prefix).await?.iter().any(|k| *k != marker);
-        let drift = if has_data { self.observe(contract, server).await? } else { Vec::new() };
+        let has_data = files.iter().any(|k| *k != prefix.mark());
+        let drift = if has_data { self.observe(contract, server, locations).await? } else { Vec::new() };
         Ok(Provisioned { summary, drift })
     }
 
     /// Where the files differ from the declared schema.
-    async fn observe(&self, contract: &DataContract, server: &Server) -> Result<Vec<String>, String> {
-        let found = file_columns(contract, server, &self.base, &self.s3).await.map_err(|e| e.to_string())?;
+    async fn observe(
+        &self,
+        contract: &DataContract,
+        server: &Server,
+        locations: Vec<(String, Location)>,
+    ) -> Result<Vec<String>, String> {
+        let plan = compile(contract, None);
+        let delimiter = delimiter(server).map_err(|e| e.to_string())?;
+        let found = file_columns(locations, delimiter, &self.s3).await.map_err(|e| e.to_string())?;
         let mut drift = Vec::new();
-        for (object, columns) in found {
+        for (table, columns) in found {
+            let object = plan.objects.iter().find(|o| o.table == table).map(|o| o.name.clone()).unwrap_or(table);
             let (Some(columns), Some(declared)) = (columns, contract.object(&object)) else { continue };
             for p in declared.properties() {
                 let name = p.physical_name.as_deref().unwrap_or(&p.name);
@@ -229,22 +451,28 @@ impl LakeBlock {
         }
     }
 
-    async fn cleanup_one(&self, server: &Server) -> Result<Vec<Leftover>, String> {
-        let prefix = self.prefix(server)?;
+    async fn cleanup_one(&self, record: &Record, server: &Server, call: &Call) -> Result<Vec<Leftover>, String> {
+        // What never was this resource's port (outside the root, another's) was never touched.
+        let Ok(prefix) = self.prefix(server) else { return Ok(Vec::new()) };
+        let Standing::Ours(found) = self.standing(&prefix, record, call).await? else { return Ok(Vec::new()) };
+        if let Some(mark) = found.as_ref().filter(|m| m.fence > call.token()) {
+            return Err(format!("prefix {}: a newer reconcile (lease token {}) owns it now", prefix.shown, mark.fence));
+        }
         let files = self.files(&prefix).await?;
-        let left = |note: String| Leftover { place: prefix.place(), note, purgeable: true };
+        let left = |note: String| Leftover { place: prefix.place(record), note, purgeable: true };
         if self.config.deletion_policy == DeletionPolicy::Retain {
             let kept = left(format!("prefix {} (the retain policy keeps it)", prefix.shown));
             return Ok(if files.is_empty() { Vec::new() } else { vec![kept] });
         }
-        let marker = prefix.key.clone().join(RECORD);
-        let data: Vec<&Key> = files.iter().filter(|k| **k != marker).collect();
-        if files.contains(&marker) {
-            self.store.delete(&marker).await.map_err(|e| e.to_string())?;
-        }
+        let mark = prefix.mark();
+        let data: Vec<&Key> = files.iter().filter(|k| **k != mark).collect();
         if !data.is_empty() {
+            // The mark stays: it tells a purge that the files are still what this port left.
             let note = format!("prefix {} ({} file(s) of data: purge them to drop them)", prefix.shown, data.len());
             return Ok(vec![left(note)]);
+        }
+        if files.contains(&mark) {
+            self.store.delete(&mark).await.map_err(|e| e.to_string())?;
         }
         if let Some(dir) = &prefix.local {
             // Only an empty directory goes; anything else in it stays.
@@ -252,6 +480,57 @@ impl LakeBlock {
         }
         Ok(Vec::new())
     }
+
+    async fn purge_one(&self, place: &str, call: &Call) -> Result<(), String> {
+        let (prefix, left_by) = Prefix::from_place(place)?;
+        let files = self.files(&prefix).await?;
+        let refused = || {
+            Err(format!(
+                "prefix {} is not what was left there (a newer port uses it, or it holds another port); it is not purged",
+                prefix.shown
+            ))
+        };
+        let still_left = match self.read(&prefix.mark(), &prefix).await? {
+            None => files.is_empty(),
+            Some(bytes) => match read_mark(&bytes) {
+                (Some(mark), _) => {
+                    let field = |key: &str| left_by[key].as_str().unwrap_or_default().to_string();
+                    mark.installation == call.installation
+                        && mark.domain == field("domain")
+                        && mark.contract == field("contract")
+                        && mark.uid == field("uid")
+                }
+                // A place an earlier release left, whose mark no newer port has replaced.
+                (None, _) => left_by.get("uid").is_none(),
+            },
+        };
+        let nested = files.iter().any(|k| *k != prefix.mark() && k.filename() == Some(MARK));
+        if !still_left || nested {
+            return refused();
+        }
+        for key in files {
+            self.store.delete(&key).await.map_err(|e| format!("cannot remove {key}: {e}"))?;
+        }
+        // The files are gone; what is left of the directory is empty folders.
+        if let Some(dir) = prefix.local.as_ref().filter(|d| d.exists()) {
+            std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a port declares, as its mark records it.
+fn declared(record: &Record, contract: &DataContract, server: &Server) -> serde_json::Value {
+    json!({
+        "version": record.version, "server": server.server,
+        "format": server.format.clone().unwrap_or_else(|| "parquet".into()),
+        "schema": contract.objects().iter().map(|o| json!({
+            "name": o.name, "physicalName": o.physical_name,
+            "properties": o.properties().iter().map(|p| json!({
+                "name": p.physical_name.as_deref().unwrap_or(&p.name), "logicalType": p.logical_type,
+                "physicalType": p.physical_type, "required": p.required })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 impl ServerStorage for LakeBlock {
@@ -268,31 +547,23 @@ impl ServerStorage for LakeBlock {
         record: &'a Record,
         contract: &'a DataContract,
         server: &'a Server,
+        call: &'a Call,
     ) -> BlockFuture<'a, Result<Provisioned, String>> {
-        Box::pin(self.provision_one(record, contract, server))
+        Box::pin(self.provision_one(record, contract, server, call))
     }
 
     fn cleanup_server<'a>(
         &'a self,
-        _: &'a Record,
+        record: &'a Record,
         _: &'a DataContract,
         server: &'a Server,
+        call: &'a Call,
     ) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
-        Box::pin(self.cleanup_one(server))
+        Box::pin(self.cleanup_one(record, server, call))
     }
 
-    fn purge_place<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let prefix = Prefix::from_place(place)?;
-            for key in self.files(&prefix).await? {
-                self.store.delete(&key).await.map_err(|e| format!("cannot remove {key}: {e}"))?;
-            }
-            // The files are gone; what is left of the directory is empty folders.
-            if let Some(dir) = prefix.local.as_ref().filter(|d| d.exists()) {
-                std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
-            }
-            Ok(())
-        })
+    fn purge_place<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
+        Box::pin(self.purge_one(place, call))
     }
 
     /// Anyone who can read the folder or bucket can read a port: grants are recorded in the
@@ -303,6 +574,7 @@ impl ServerStorage for LakeBlock {
         _contract: &'a DataContract,
         _server: &'a Server,
         _access: &'a AccessSync,
+        _call: &'a Call,
     ) -> BlockFuture<'a, Result<AccessReport, String>> {
         Box::pin(async { Ok(AccessReport::of(Enforcement::Advisory)) })
     }
@@ -315,7 +587,7 @@ impl ServerStorage for LakeBlock {
                     self.store.list(Some(&root)).try_next().await.map(|_| ()).map_err(|e| e.to_string())
                 }
                 None => {
-                    let root = self.absolute(&self.config.local().unwrap_or_default().to_string_lossy());
+                    let root = self.local_root().0;
                     let usable = root.is_dir() || !root.exists();
                     if usable { Ok(()) } else { Err(format!("{} is not a directory", root.display())) }
                 }
@@ -338,5 +610,18 @@ mod tests {
         ] {
             assert_eq!(super::directory(path), dir, "{path}");
         }
+    }
+
+    #[test]
+    fn links_are_resolved_along_the_existing_part_of_a_path() {
+        let dir = std::env::temp_dir().join(format!("mplinks-{}", std::process::id()));
+        let (inside, outside) = (dir.join("root"), dir.join("elsewhere"));
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, inside.join("link")).unwrap();
+        let real = std::fs::canonicalize(&outside).unwrap();
+        assert_eq!(super::resolved(&inside.join("link/not/yet")), real.join("not/yet"));
+        assert!(!super::resolved(&inside.join("link")).starts_with(std::fs::canonicalize(&inside).unwrap()));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -3,7 +3,7 @@
 //! handle one server ([`ServerStorage`]); [`Storage`] makes it a [`Provisioner`].
 
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement, Login};
-use meshplane_core::block::{BlockFuture, Leftover, Provisioned, Provisioner};
+use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::model::server::Server;
@@ -23,6 +23,7 @@ pub trait ServerStorage: Send + Sync {
         record: &'a Record,
         contract: &'a DataContract,
         server: &'a Server,
+        call: &'a Call,
     ) -> BlockFuture<'a, Result<Provisioned, String>>;
 
     /// Undoes one server's provisioning by the deletion policy; returns what it left in place.
@@ -31,10 +32,11 @@ pub trait ServerStorage: Send + Sync {
         record: &'a Record,
         contract: &'a DataContract,
         server: &'a Server,
+        call: &'a Call,
     ) -> BlockFuture<'a, Result<Vec<Leftover>, String>>;
 
-    /// Removes, data and all, a place a cleanup left.
-    fn purge_place<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>>;
+    /// Removes, data and all, a place a cleanup left, unless a newer resource uses it.
+    fn purge_place<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, Result<(), String>>;
 
     /// Makes the grants on one server's port exactly `access.grants` (by default the block
     /// cannot enforce grants).
@@ -44,6 +46,7 @@ pub trait ServerStorage: Send + Sync {
         _contract: &'a DataContract,
         _server: &'a Server,
         _access: &'a AccessSync,
+        _call: &'a Call,
     ) -> BlockFuture<'a, Result<AccessReport, String>> {
         Box::pin(async { Ok(AccessReport::of(Enforcement::Unsupported)) })
     }
@@ -84,13 +87,13 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
         Box::pin(async { Some(self.0.health_check().await) })
     }
 
-    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
+    fn provision<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>> {
         Box::pin(async move {
             let contract = contract_of(&record.spec).ok_or("the record holds no contract")?;
             let mut all = Provisioned::default();
             let mut summaries = Vec::new();
             for server in self.0.servers(&contract) {
-                let one = self.0.provision_server(record, &contract, server).await?;
+                let one = self.0.provision_server(record, &contract, server, call).await?;
                 summaries.push(one.summary);
                 all.drift.extend(one.drift);
             }
@@ -99,20 +102,21 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
         })
     }
 
-    fn purge<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>> {
-        self.0.purge_place(place)
+    fn purge<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
+        self.0.purge_place(place, call)
     }
 
     fn sync_access<'a>(
         &'a self,
         record: &'a Record,
         access: &'a AccessSync,
+        call: &'a Call,
     ) -> BlockFuture<'a, Result<AccessReport, String>> {
         Box::pin(async move {
             let Some(contract) = contract_of(&record.spec) else { return Ok(AccessReport::default()) };
             let mut report = AccessReport::default();
             for server in self.0.servers(&contract) {
-                report = report.merge(self.0.sync_server_access(record, &contract, server, access).await?);
+                report = report.merge(self.0.sync_server_access(record, &contract, server, access, call).await?);
             }
             Ok(report)
         })
@@ -122,12 +126,12 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
         self.0.create_login(installation, account)
     }
 
-    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+    fn cleanup<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         Box::pin(async move {
             let Some(contract) = contract_of(&record.spec) else { return Ok(Vec::new()) };
             let mut kept = Vec::new();
             for server in self.0.servers(&contract) {
-                kept.extend(self.0.cleanup_server(record, &contract, server).await?);
+                kept.extend(self.0.cleanup_server(record, &contract, server, call).await?);
             }
             Ok(kept)
         })

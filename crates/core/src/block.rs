@@ -7,7 +7,7 @@
 //! correct when provisioning never ran or ran halfway.
 //!
 //! ```
-//! use meshplane_core::block::{BlockFuture, Leftover, Provisioned, Provisioner};
+//! use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned, Provisioner};
 //! use meshplane_core::store::Record;
 //!
 //! /// A block that keeps nothing anywhere: every resource is provisioned at once.
@@ -20,10 +20,10 @@
 //!     fn concerns(&self, record: &Record) -> bool {
 //!         record.kind == "DataProduct"
 //!     }
-//!     fn provision<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
+//!     fn provision<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>> {
 //!         Box::pin(async { Ok(Provisioned::done("nothing to provision")) })
 //!     }
-//!     fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+//!     fn cleanup<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
 //!         Box::pin(async { Ok(Vec::new()) })
 //!     }
 //! }
@@ -57,6 +57,37 @@ impl Provisioned {
     }
 }
 
+/// What every block call carries besides the resource: this installation's id (a block marks
+/// what it makes with it, and never touches what another installation made) and, for a call
+/// made under a reconcile's lease, that lease's fencing token, so that a block can refuse the
+/// late call of a replica whose lease another has taken since (the token only grows).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    pub installation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<Fence>,
+}
+
+/// A lease's owner and fencing token.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fence {
+    pub owner: String,
+    pub token: i64,
+}
+
+impl Call {
+    /// A call outside any lease (an explicit purge, a test run, a login).
+    pub fn unfenced(installation: impl Into<String>) -> Call {
+        Call { installation: installation.into(), fence: None }
+    }
+
+    /// The token of the call's lease; 0 outside a lease (which no later reconcile's is below).
+    pub fn token(&self) -> i64 {
+        self.fence.as_ref().map_or(0, |f| f.token)
+    }
+}
+
 /// Something a cleanup left in place (it holds data, or the deletion policy keeps it): an
 /// orphan until it is purged.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -79,15 +110,16 @@ pub trait Provisioner: Send + Sync {
 
     /// Brings the store in line with the resource, idempotently; says what it did and what
     /// drifted, or why it could not.
-    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>>;
+    fn provision<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>>;
 
     /// Undoes `provision` for a resource that goes, as the block's deletion policy says;
     /// idempotent. Returns what it left in place (data, or what the policy keeps).
-    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>>;
+    fn cleanup<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>>;
 
     /// Removes, data and all, a place a cleanup left (an optional ability: explicit only,
-    /// through `meshplane purge`).
-    fn purge<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>> {
+    /// through `meshplane purge`); a block refuses when the place is no longer the one it left
+    /// (a newer resource uses it).
+    fn purge<'a>(&'a self, place: &'a str, _call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
         Box::pin(async move { Err(format!("block `{}` cannot purge (asked for {place})", self.name())) })
     }
 
@@ -97,6 +129,7 @@ pub trait Provisioner: Send + Sync {
         &'a self,
         _record: &'a Record,
         _access: &'a AccessSync,
+        _call: &'a Call,
     ) -> BlockFuture<'a, Result<AccessReport, String>> {
         Box::pin(async { Ok(AccessReport::of(Enforcement::Unsupported)) })
     }

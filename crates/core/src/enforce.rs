@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::access::{AccessReport, AccessSync, Grant};
 use crate::authz::approver_names;
-use crate::block::{Blocks, Provisioner};
+use crate::block::{Blocks, Call, Provisioner};
 use crate::error::Error;
 use crate::reconcile::Wanted;
 use crate::store::grants::{AccessQuery, AccessRequest, AccessState, Decision};
@@ -34,6 +34,7 @@ pub(crate) async fn sync(
     blocks: &Blocks,
     record: &Record,
     provisioned: &[Arc<dyn Provisioner>],
+    call: &Call,
 ) -> Result<Enforced, Error> {
     let now_ms = epoch_ms(&now()).unwrap_or(0);
     let (in_force, ended) = active(store, record, now_ms).await?;
@@ -47,7 +48,7 @@ pub(crate) async fn sync(
     let access = access(store, &in_force, false).await?;
     let mut report = AccessReport::default();
     for block in provisioned {
-        match blocks.call(block.as_ref(), block.sync_access(record, &access)).await {
+        match blocks.call(block.as_ref(), block.sync_access(record, &access, call)).await {
             Ok(found) => report = report.merge(found),
             Err(message) => {
                 let condition = ("AccessInSync", false, "AccessFailed", format!("{}: {message}", block.name()));
@@ -100,11 +101,12 @@ pub(crate) async fn release(
     blocks: &Blocks,
     block: &dyn Provisioner,
     old: &Record,
+    call: &Call,
 ) -> Result<(), String> {
     let now_ms = epoch_ms(&now()).unwrap_or(0);
     let prepared = async { access(store, &active(store, old, now_ms).await?.0, true).await };
     let access = prepared.await.map_err(|e| e.to_string())?;
-    blocks.call(block, block.sync_access(old, &access)).await.map(|_| ())
+    blocks.call(block, block.sync_access(old, &access, call)).await.map(|_| ())
 }
 
 /// The active grants on `record`'s ports: (those in force at `now_ms`, those whose end passed).

@@ -33,7 +33,7 @@
 
 use serde_json::Value as Any;
 
-use crate::block::{Blocks, Leftover, Provisioner};
+use crate::block::{Blocks, Call, Fence, Leftover, Provisioner};
 use crate::enforce;
 use crate::error::Error;
 use crate::resource::{Kind, port_links};
@@ -62,8 +62,12 @@ pub async fn reconcile(
         Err(Error::NotFound(_)) => return Ok(Action::AwaitChange),
         other => other?,
     };
+    let call = Call {
+        installation: store.installation().await?,
+        fence: Some(Fence { owner: fence.0.to_string(), token: fence.1 }),
+    };
     if record.deletion_requested.is_some() {
-        return finalize(store, blocks, kind, &record, fence).await;
+        return finalize(store, blocks, kind, &record, fence, &call).await;
     }
     let mut wanted: Vec<Wanted> = vec![("Valid", true, "Stored", "the document lints without errors".into())];
     let mut linked = true;
@@ -119,8 +123,8 @@ pub async fn reconcile(
     // What the last reconcile wrote: the generation it saw, and the conditions to carry over.
     let previous = store.status(kind, name).await?;
     let seen = previous.as_ref().map_or(0, |s| s.observed_generation);
-    let released = release(store, blocks, kind, &record, seen, fence).await?;
-    let (provisioned, drift, failure) = provision(store, blocks, kind, &record, linked, fence).await?;
+    let released = release(store, blocks, kind, &record, seen, fence, &call).await?;
+    let (provisioned, drift, failure) = provision(store, blocks, kind, &record, linked, fence, &call).await?;
     let in_place = provisioned.1 || provisioned.2 == NO_BLOCK;
     wanted.push(provisioned);
     let mut next_end_ms = None;
@@ -129,7 +133,7 @@ pub async fn reconcile(
         wanted.extend(enforce::approvers(store, &record).await?);
         if failure.is_none() {
             let holders: Vec<_> = blocks.concerned(&record).cloned().collect();
-            let enforced = enforce::sync(store, blocks, &record, &holders).await?;
+            let enforced = enforce::sync(store, blocks, &record, &holders, &call).await?;
             wanted.push(enforced.condition);
             (next_end_ms, access_failure) = (enforced.next_end_ms, enforced.failure);
         }
@@ -174,6 +178,7 @@ async fn provision(
     record: &Record,
     linked: bool,
     fence: (&str, i64),
+    call: &Call,
 ) -> Result<(Wanted, Option<Vec<String>>, Option<Error>), Error> {
     let concerned: Vec<_> = blocks.concerned(record).collect();
     if concerned.is_empty() {
@@ -187,7 +192,7 @@ async fn provision(
     let (mut done, mut drift) = (Vec::new(), Vec::new());
     for block in concerned {
         store.add_finalizer(kind, &record.name, &block.finalizer(), fence).await?;
-        match blocks.call(block.as_ref(), block.provision(record)).await {
+        match blocks.call(block.as_ref(), block.provision(record, call)).await {
             Ok(found) => {
                 done.push(format!("{}: {}", block.name(), found.summary));
                 drift.extend(found.drift.into_iter().map(|d| format!("{}: {d}", block.name())));
@@ -213,6 +218,7 @@ async fn release(
     record: &Record,
     seen: i64,
     fence: (&str, i64),
+    call: &Call,
 ) -> Result<Option<Error>, Error> {
     if record.finalizers.is_empty() {
         return Ok(None);
@@ -235,7 +241,7 @@ async fn release(
             None => None,
         };
         if let Some(old) = old {
-            match cleanup(store, blocks, block.as_ref(), &old).await {
+            match cleanup(store, blocks, block.as_ref(), &old, call).await {
                 Ok(kept) => {
                     let moved: Vec<(String, Leftover)> = kept
                         .into_iter()
@@ -303,6 +309,7 @@ async fn finalize(
     kind: Kind,
     record: &Record,
     fence: (&str, i64),
+    call: &Call,
 ) -> Result<Action, Error> {
     let mut left = Vec::new();
     if kind == Kind::DataContract {
@@ -315,7 +322,7 @@ async fn finalize(
             }
             Some(block) => match held_by(store, kind, record, block.as_ref()).await? {
                 None => None,
-                Some(held) => match cleanup(store, blocks, block.as_ref(), &held).await {
+                Some(held) => match cleanup(store, blocks, block.as_ref(), &held, call).await {
                     Ok(kept) => {
                         left.extend(kept.into_iter().map(|k| (block.name().to_string(), k)));
                         None
@@ -342,9 +349,10 @@ async fn cleanup(
     blocks: &Blocks,
     block: &dyn Provisioner,
     held: &Record,
+    call: &Call,
 ) -> Result<Vec<Leftover>, String> {
-    enforce::release(store, blocks, block, held).await?;
-    blocks.call(block, block.cleanup(held)).await
+    enforce::release(store, blocks, block, held, call).await?;
+    blocks.call(block, block.cleanup(held, call)).await
 }
 
 /// Writes the wanted conditions over the `previous` status's: a condition type not wanted now

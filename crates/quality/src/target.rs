@@ -81,7 +81,10 @@ pub fn pick_server<'c>(contract: &'c DataContract, name: Option<&str>) -> Result
     }
 }
 
-fn file_locations(server: &Server, plan: &Plan, base: &Path) -> Result<Vec<(String, Location)>, TestError> {
+/// Where each object of `plan` is read from on a file server: (its table, its location).
+/// Paths are as the contract gives them (templated, relative ones joined to `base`): whoever
+/// reads them for someone else confines them first (the lake block does).
+pub fn file_locations(server: &Server, plan: &Plan, base: &Path) -> Result<Vec<(String, Location)>, TestError> {
     let path = server.path.as_deref().or(server.location.as_deref()).ok_or_else(|| {
         TestError::Server(format!("server `{}` has no `path` or `location` for its files", server.server))
     })?;
@@ -134,25 +137,25 @@ fn file_locations(server: &Server, plan: &Plan, base: &Path) -> Result<Vec<(Stri
     Ok(out)
 }
 
-/// The columns of every schema object of a file server, as the files have them (`None`: no
-/// file yet); how a storage block observes what a port holds.
+/// The columns of each located table as its files have them (`None`: no file yet); how a
+/// storage block observes what a port holds.
 pub async fn file_columns(
-    contract: &DataContract,
-    server: &Server,
-    base: &Path,
+    locations: Vec<(String, Location)>,
+    delimiter: u8,
     s3: &S3Config,
 ) -> Result<Vec<(String, Option<Vec<(String, ColumnKind)>>)>, TestError> {
-    let plan = compile(contract, None);
-    let locations = file_locations(server, &plan, base)?;
-    let mut source = FileSource::new(locations, delimiter(server)?, Some(s3)).map_err(TestError::Connect)?;
+    let tables: Vec<String> = locations.iter().map(|(t, _)| t.clone()).collect();
+    let mut source = FileSource::new(locations, delimiter, Some(s3)).map_err(TestError::Connect)?;
     let mut out = Vec::new();
-    for object in &plan.objects {
-        out.push((object.name.clone(), source.columns(&object.table).await.map_err(TestError::Connect)?));
+    for table in tables {
+        let columns = source.columns(&table).await.map_err(TestError::Connect)?;
+        out.push((table, columns));
     }
     Ok(out)
 }
 
-fn delimiter(server: &Server) -> Result<u8, TestError> {
+/// The field delimiter of a CSV server.
+pub fn delimiter(server: &Server) -> Result<u8, TestError> {
     match server.delimiter.as_deref() {
         None | Some(",") => Ok(b','),
         Some("\\t" | "tab" | "\t") => Ok(b'\t'),

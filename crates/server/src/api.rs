@@ -102,6 +102,7 @@ pub async fn purge(
             return Err(ApiError(Error::NotFound(format!("orphan {id} (or it is purged already)"))));
         }
     }
+    let call = meshplane_core::block::Call::unfenced(state.store.installation().await?);
     let mut out = Vec::new();
     for orphan in orphans {
         let block = state.blocks.provisioners.iter().find(|b| b.name() == orphan.block);
@@ -111,7 +112,7 @@ pub async fn purge(
             }
             None => ("refused", Some(format!("block `{}` is not configured", orphan.block))),
             Some(_) if p.dry_run.unwrap_or(false) => ("wouldPurge", None),
-            Some(block) => match state.blocks.call(block.as_ref(), block.purge(&orphan.place)).await {
+            Some(block) => match state.blocks.call(block.as_ref(), block.purge(&orphan.place, &call)).await {
                 Ok(()) => {
                     state.store.mark_purged(&orphan, &caller.who()).await?;
                     ("purged", None)

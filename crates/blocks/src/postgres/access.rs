@@ -9,15 +9,15 @@
 //! added, extra ones of meshplane's roles taken away, and the roles of grants no longer in
 //! force lose their privileges here and are dropped. A privilege of any other role (PUBLIC
 //! included) is drift: reported, and revoked when the block is configured to
-//! (`revokeUnexplained`), but only on a schema meshplane created. Roles meshplane did not
-//! create are never altered or dropped.
+//! (`revokeUnexplained`). The block syncs only schemas it made for the contract (see
+//! [`super::mark`]). Roles meshplane did not create are never altered or dropped.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement, Grant};
 use sqlx::{PgConnection, Row};
 
-use super::sql::{run, schema_comment, schema_exists};
+use super::sql::{run, schema_exists};
 
 /// The privileges the catalog may report, the only words ever pasted into a REVOKE.
 const PRIVILEGES: &[&str] =
@@ -34,8 +34,6 @@ pub(super) struct Port<'a> {
     pub objects: Vec<String>,
     /// The contract's key, written in each role's comment.
     pub contract: &'a str,
-    /// The schema carries meshplane's marker: its privileges may be revoked.
-    pub marker: &'a str,
     pub revoke_unexplained: bool,
 }
 
@@ -100,10 +98,9 @@ pub(super) async fn sync(
         }
     }
 
-    let ours = schema_comment(conn, port.schema).await?.as_deref() == Some(port.marker);
     for other in found.iter().filter(|p| !p.1.starts_with(&prefix)) {
         let what = describe(port.schema, other);
-        if port.revoke_unexplained && ours {
+        if port.revoke_unexplained {
             change(conn, "REVOKE", port.schema, other).await?;
             report.removed.push(what);
         } else {

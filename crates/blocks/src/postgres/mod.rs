@@ -12,17 +12,22 @@
 //!   the live catalog: a declared optional column that is missing is added (a compatible
 //!   evolution); anything else that differs (a required column missing, another type, a
 //!   column not declared, a nullable required column) is drift, reported and never altered.
-//! - A schema meshplane creates carries a comment naming the contract. Cleanup follows the
-//!   deletion policy: `retain` leaves everything and reports it; `delete` drops, in a schema
-//!   meshplane created, the declared views and the declared tables that hold no rows, then the
-//!   schema if nothing else is in it. A table that holds data is never dropped by a cleanup:
-//!   it is reported as left in place.
+//! - The block works only in schemas it made for the resource at hand: each carries a mark
+//!   (its comment: installation, domain, contract, uid, fencing token, see [`mark`]). A
+//!   server naming any other schema — someone's own, another contract's — is refused with a
+//!   condition before anything is read or changed in it; a view is made only over the
+//!   contract's own tables, in its own schema.
+//! - Cleanup follows the deletion policy: `retain` leaves everything and reports it; `delete`
+//!   drops the declared views and the declared tables that hold no rows, then the schema if
+//!   nothing else is in it. A table that holds data is never dropped by a cleanup: it is
+//!   reported as left in place, and a purge drops it only while the schema is still the one
+//!   that resource left.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use meshplane_core::access::{AccessReport, AccessSync, Login};
-use meshplane_core::block::{BlockFuture, Leftover, Provisioned};
+use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::model::server::Server;
@@ -31,10 +36,12 @@ use sqlx::{Executor, Row};
 
 use crate::platform::{DeletionPolicy, Platform, PostgresConfig};
 use crate::storage::ServerStorage;
+use mark::{Mark, Standing};
 use model::Object;
-use sql::{columns, create_table, create_view, evolve, has_rows, is_table, run, schema_comment, schema_exists};
+use sql::{columns, create_table, create_view, evolve, has_rows, is_table, run, schema_exists};
 
 mod access;
+mod mark;
 mod model;
 mod sql;
 
@@ -91,24 +98,51 @@ impl PostgresBlock {
         Ok(schema)
     }
 
+    /// The declared objects, tables first; a view only over a table the contract declares
+    /// in the same schema.
+    fn objects(contract: &DataContract, schema: &str) -> Result<Vec<Object>, String> {
+        let mut objects: Vec<Object> = contract.objects().iter().map(Object::of).collect::<Result<_, _>>()?;
+        for view in objects.iter().filter(|o| o.source.is_some()) {
+            let (from_schema, from_table) =
+                view.source.as_ref().map(|(s, t)| (s.as_str(), t.as_str())).unwrap_or_default();
+            let own_table = from_schema == schema && objects.iter().any(|o| o.source.is_none() && o.name == from_table);
+            if !own_table {
+                return Err(format!(
+                    "{}: physicalName `{from_schema}.{from_table}` is not a table of this contract (a view is made only \
+                     over a table the contract declares, in its own schema {schema})",
+                    view.name
+                ));
+            }
+        }
+        objects.sort_by_key(|o| o.source.is_some());
+        Ok(objects)
+    }
+
     fn provision_one<'a>(
         &'a self,
         record: &'a Record,
         contract: &'a DataContract,
         server: &'a Server,
+        call: &'a Call,
     ) -> BlockFuture<'a, Result<Provisioned, String>> {
         Box::pin(async move {
             let schema = self.schema_of(server, record)?;
-            let objects: Vec<Object> = contract.objects().iter().map(Object::of).collect::<Result<_, _>>()?;
+            let objects = Self::objects(contract, &schema)?;
             let mut tx = self.begin().await?;
+            mark::lock(&mut tx, &call.installation, &schema).await?;
             let mut done = Vec::new();
             let mut drift = Vec::new();
-            if !schema_exists(&mut tx, &schema).await? {
-                run(&mut tx, "SELECT format('CREATE SCHEMA %I', $1)", &[&schema]).await?;
-                run(&mut tx, "SELECT format('COMMENT ON SCHEMA %I IS %L', $1, $2)", &[&schema, &marker(record)])
-                    .await?;
-                done.push(format!("created schema {schema}"));
-            }
+            let found = match mark::standing(&mut tx, &schema, record, call).await? {
+                Standing::Foreign(why) => return Err(why),
+                Standing::Absent => {
+                    run(&mut tx, "SELECT format('CREATE SCHEMA %I', $1)", &[&schema]).await?;
+                    done.push(format!("created schema {schema}"));
+                    None
+                }
+                Standing::Ours(found) => found,
+            };
+            mark::fenced(found.as_ref(), &schema, call)?;
+            mark::write(&mut tx, &schema, record, call, found.as_ref()).await?;
             for object in &objects {
                 let found = columns(&mut tx, &schema, &object.name).await?;
                 match (&object.source, found.is_empty()) {
@@ -138,20 +172,27 @@ impl PostgresBlock {
         record: &'a Record,
         contract: &'a DataContract,
         server: &'a Server,
+        call: &'a Call,
     ) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         Box::pin(async move {
             let schema = self.schema_of(server, record)?;
-            let mut conn = self.pool.acquire().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
-            if !schema_exists(&mut conn, &schema).await? {
+            let mut tx = self.begin().await?;
+            mark::lock(&mut tx, &call.installation, &schema).await?;
+            // What is not this resource's port was never touched: nothing of it is left.
+            let Standing::Ours(found) = mark::standing(&mut tx, &schema, record, call).await? else {
                 return Ok(Vec::new());
+            };
+            mark::fenced(found.as_ref(), &schema, call)?;
+            mark::write(&mut tx, &schema, record, call, found.as_ref()).await?;
+            let place = |table: Option<&str>| place(&schema, table, record, call);
+            if self.config.deletion_policy == DeletionPolicy::Retain {
+                tx.commit().await.map_err(|e| e.to_string())?;
+                let note = format!(
+                    "schema {schema} on {}/{} (the retain policy keeps it)",
+                    self.config.host, self.config.database
+                );
+                return Ok(vec![Leftover { place: place(None), note, purgeable: true }]);
             }
-            let ours = schema_comment(&mut conn, &schema).await?.as_deref() == Some(marker(record).as_str());
-            if self.config.deletion_policy == DeletionPolicy::Retain || !ours {
-                let why = if ours { "the retain policy keeps it" } else { "meshplane did not create it" };
-                let note = format!("schema {schema} on {}/{} ({why})", self.config.host, self.config.database);
-                return Ok(vec![Leftover { place: place(&schema, None), note, purgeable: ours }]);
-            }
-            let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
             let mut kept = Vec::new();
             for object in contract.objects() {
                 let name =
@@ -159,34 +200,41 @@ impl PostgresBlock {
                 let view = "SELECT format('DROP VIEW %I.%I', $1, $2) \
                             WHERE EXISTS (SELECT 1 FROM pg_views WHERE schemaname = $1 AND viewname = $2)";
                 run(&mut tx, view, &[&schema, &name]).await?;
+            }
+            for object in contract.objects() {
+                let name =
+                    object.physical_name.clone().filter(|p| !p.contains('.')).unwrap_or_else(|| object.name.clone());
                 if !is_table(&mut tx, &schema, &name).await? {
                     continue;
                 }
                 if has_rows(&mut tx, &schema, &name).await? {
                     let note = format!("table {schema}.{name} (it holds data: purge it to drop it)");
-                    kept.push(Leftover { place: place(&schema, Some(&name)), note, purgeable: true });
+                    kept.push(Leftover { place: place(Some(&name)), note, purgeable: true });
                 } else {
                     run(&mut tx, "SELECT format('DROP TABLE %I.%I', $1, $2)", &[&schema, &name]).await?;
                 }
             }
-            let left: i64 = sqlx::query(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
-            )
-            .bind(schema.clone())
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(|e| e.to_string())?;
+            let left = relations_in(&mut tx, &schema).await?;
             if left == 0 {
                 run(&mut tx, "SELECT format('DROP SCHEMA %I', $1)", &[&schema]).await?;
             } else if kept.is_empty() {
                 let note = format!("schema {schema} (it holds {left} object(s) the contract does not declare)");
-                kept.push(Leftover { place: place(&schema, None), note, purgeable: true });
+                kept.push(Leftover { place: place(None), note, purgeable: true });
             }
             tx.commit().await.map_err(|e| e.to_string())?;
             Ok(kept)
         })
     }
+}
+
+/// How many relations `schema` holds.
+async fn relations_in(conn: &mut sqlx::PgConnection, schema: &str) -> Result<i64, String> {
+    sqlx::query("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1")
+        .bind(schema.to_string())
+        .fetch_one(&mut *conn)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| e.to_string())
 }
 
 impl ServerStorage for PostgresBlock {
@@ -203,8 +251,9 @@ impl ServerStorage for PostgresBlock {
         record: &'a Record,
         contract: &'a DataContract,
         server: &'a Server,
+        call: &'a Call,
     ) -> BlockFuture<'a, Result<Provisioned, String>> {
-        self.provision_one(record, contract, server)
+        self.provision_one(record, contract, server, call)
     }
 
     fn cleanup_server<'a>(
@@ -212,8 +261,9 @@ impl ServerStorage for PostgresBlock {
         record: &'a Record,
         contract: &'a DataContract,
         server: &'a Server,
+        call: &'a Call,
     ) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
-        self.cleanup_one(record, contract, server)
+        self.cleanup_one(record, contract, server, call)
     }
 
     fn sync_server_access<'a>(
@@ -222,19 +272,27 @@ impl ServerStorage for PostgresBlock {
         contract: &'a DataContract,
         server: &'a Server,
         access: &'a AccessSync,
+        call: &'a Call,
     ) -> BlockFuture<'a, Result<AccessReport, String>> {
         Box::pin(async move {
             let schema = self.schema_of(server, record)?;
             let objects: Vec<Object> = contract.objects().iter().map(Object::of).collect::<Result<_, _>>()?;
-            let marker = marker(record);
             let port = access::Port {
                 schema: &schema,
                 objects: objects.into_iter().map(|o| o.name).collect(),
                 contract: &record.name,
-                marker: &marker,
                 revoke_unexplained: self.config.revoke_unexplained,
             };
             let mut tx = self.begin().await?;
+            mark::lock(&mut tx, &call.installation, &schema).await?;
+            let found = match mark::standing(&mut tx, &schema, record, call).await? {
+                // Not provisioned (yet): no privilege of this port can exist.
+                Standing::Absent => return Ok(AccessReport::of(meshplane_core::access::Enforcement::Enforced)),
+                Standing::Foreign(why) => return Err(why),
+                Standing::Ours(found) => found,
+            };
+            mark::fenced(found.as_ref(), &schema, call)?;
+            mark::write(&mut tx, &schema, record, call, found.as_ref()).await?;
             let report = access::sync(&mut tx, &port, access).await?;
             tx.commit().await.map_err(|e| e.to_string())?;
             Ok(report)
@@ -254,25 +312,40 @@ impl ServerStorage for PostgresBlock {
         Box::pin(async { self.pool.execute("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string()) })
     }
 
-    fn purge_place<'a>(&'a self, place: &'a str) -> BlockFuture<'a, Result<(), String>> {
+    fn purge_place<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let at: serde_json::Value =
                 serde_json::from_str(place).map_err(|e| format!("`{place}` is not a place of this block: {e}"))?;
             let schema = at["schema"].as_str().ok_or_else(|| format!("`{place}` names no schema"))?.to_string();
             let mut tx = self.begin().await?;
+            mark::lock(&mut tx, &call.installation, &schema).await?;
             if !schema_exists(&mut tx, &schema).await? {
                 return Ok(());
             }
-            let comment = schema_comment(&mut tx, &schema).await?.unwrap_or_default();
-            if !comment.starts_with(MARKER) {
-                return Err(format!("schema {schema} was not created by meshplane; it is not purged"));
+            let comment = sql::schema_comment(&mut tx, &schema).await?.unwrap_or_default();
+            let left_by = |key: &str| at[key].as_str().unwrap_or_default().to_string();
+            let still_left = match Mark::parse(&comment) {
+                Some(mark) => {
+                    mark.installation == call.installation
+                        && mark.domain == left_by("domain")
+                        && mark.contract == left_by("contract")
+                        && mark.uid == left_by("uid")
+                }
+                // A place an earlier release left: purged while the schema still has that release's mark.
+                None => at.get("uid").is_none() && comment.starts_with("meshplane: output port of contract "),
+            };
+            if !still_left {
+                return Err(format!(
+                    "schema {schema} is not what was left there (meshplane did not create it, or a newer resource \
+                     uses it now); it is not purged"
+                ));
             }
             match at["table"].as_str() {
                 Some(table) => {
                     run(&mut tx, "SELECT format('DROP TABLE IF EXISTS %I.%I', $1, $2)", &[&schema, table]).await?;
-                    let empty = "SELECT format('DROP SCHEMA %I', $1) WHERE NOT EXISTS (SELECT 1 FROM pg_class c \
-                                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1)";
-                    run(&mut tx, empty, &[&schema]).await?;
+                    if relations_in(&mut tx, &schema).await? == 0 {
+                        run(&mut tx, "SELECT format('DROP SCHEMA %I', $1)", &[&schema]).await?;
+                    }
                 }
                 None => run(&mut tx, "SELECT format('DROP SCHEMA %I CASCADE', $1)", &[&schema]).await?,
             }
@@ -281,9 +354,12 @@ impl ServerStorage for PostgresBlock {
     }
 }
 
-/// How a cleanup names what it left, for a purge to find it again.
-fn place(schema: &str, table: Option<&str>) -> String {
-    serde_json::json!({ "schema": schema, "table": table }).to_string()
+/// How a cleanup names what it left, for a purge to find it again and make sure it is still
+/// what this resource left.
+fn place(schema: &str, table: Option<&str>, record: &Record, call: &Call) -> String {
+    let mark = Mark::of(record, call);
+    serde_json::json!({ "schema": schema, "table": table, "domain": mark.domain, "contract": mark.contract, "uid": mark.uid })
+        .to_string()
 }
 
 /// `orders@v2` → `orders_v2`: lower case letters, digits and `_`, at most 63 bytes.
@@ -291,13 +367,6 @@ pub fn default_schema(name: &str) -> String {
     let cleaned: String =
         name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     cleaned.chars().take(MAX_IDENTIFIER).collect()
-}
-
-/// How the comment of a schema meshplane created begins.
-const MARKER: &str = "meshplane: output port of contract ";
-
-fn marker(record: &Record) -> String {
-    format!("{MARKER}{}", record.name)
 }
 
 fn identifier(name: &str) -> Result<(), String> {

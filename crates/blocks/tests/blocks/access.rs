@@ -10,7 +10,7 @@ use meshplane_blocks::platform::{BlockKind, Platform};
 use meshplane_blocks::postgres::{PostgresBlock, role_name};
 use meshplane_blocks::storage::Storage;
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement, Grant};
-use meshplane_core::block::Provisioner;
+use meshplane_core::block::{Call, Provisioner};
 use meshplane_core::store::Record;
 use meshplane_core::testing::{Logins, Place, postgres};
 use sqlx::{Connection, Executor, PgConnection, Row};
@@ -48,6 +48,11 @@ fn contract(place: &Place, id: &str, schema: &str, tables: &[&str]) -> Record {
 
 fn sync(installation: &str, grants: Vec<Grant>, releasing: bool) -> AccessSync {
     AccessSync { installation: installation.into(), grants, releasing }
+}
+
+/// The grants of `access` made real on `record`'s port, by a call of its installation.
+async fn enforce(block: &Storage<PostgresBlock>, record: &Record, access: AccessSync) -> Result<AccessReport, String> {
+    block.sync_access(record, &access, &Call::unfenced(access.installation.clone())).await
 }
 
 fn grant(id: i64, consumer: &str, write: bool) -> Grant {
@@ -95,9 +100,9 @@ async fn grants_are_enforced_by_postgres_itself() {
     let warehouse = block(&place, false);
     let ledger = contract(&place, "ledger", "ledger_v1", &["entries", "accounts"]);
     let neighbour = contract(&place, "payroll", "payroll_v1", &["salaries"]);
-    for c in [&ledger, &neighbour] {
-        warehouse.provision(c).await.unwrap();
-    }
+    warehouse.provision(&ledger, &Call::unfenced(ours.clone())).await.unwrap();
+    // The neighbouring port is another installation's.
+    warehouse.provision(&neighbour, &Call::unfenced(theirs.clone())).await.unwrap();
     admin
         .execute("INSERT INTO ledger_v1.entries VALUES (1), (2); INSERT INTO ledger_v1.accounts VALUES (1); INSERT INTO payroll_v1.salaries VALUES (1)")
         .await
@@ -106,7 +111,7 @@ async fn grants_are_enforced_by_postgres_itself() {
     // Before any grant: the schema itself is closed to the consumer.
     assert!(denied(read(&place, &alice, "ledger_v1.entries").await));
 
-    let report = warehouse.sync_access(&ledger, &sync(&ours, vec![grant(1, &alice, false)], false)).await.unwrap();
+    let report = enforce(&warehouse, &ledger, sync(&ours, vec![grant(1, &alice, false)], false)).await.unwrap();
     assert_eq!(report, AccessReport::of(Enforcement::Enforced));
     assert_eq!(read(&place, &alice, "ledger_v1.entries").await, Ok(2));
     assert_eq!(read(&place, &alice, "ledger_v1.accounts").await, Ok(1));
@@ -114,17 +119,15 @@ async fn grants_are_enforced_by_postgres_itself() {
     assert!(denied(read(&place, &alice, "payroll_v1.salaries").await), "the neighbouring port stays closed");
     assert!(denied(read(&place, &bob, "ledger_v1.entries").await), "nobody else gains anything");
     // The same grants again change nothing.
-    let again = warehouse.sync_access(&ledger, &sync(&ours, vec![grant(1, &alice, false)], false)).await.unwrap();
+    let again = enforce(&warehouse, &ledger, sync(&ours, vec![grant(1, &alice, false)], false)).await.unwrap();
     assert_eq!(again, report);
 
     // A write grant writes; taking write away leaves read.
-    warehouse
-        .sync_access(&ledger, &sync(&ours, vec![grant(1, &alice, false), grant(2, &bob, true)], false))
+    enforce(&warehouse, &ledger, sync(&ours, vec![grant(1, &alice, false), grant(2, &bob, true)], false))
         .await
         .unwrap();
     assert_eq!(write(&place, &bob, "ledger_v1.entries").await, Ok(()));
-    warehouse
-        .sync_access(&ledger, &sync(&ours, vec![grant(1, &alice, false), grant(2, &bob, false)], false))
+    enforce(&warehouse, &ledger, sync(&ours, vec![grant(1, &alice, false), grant(2, &bob, false)], false))
         .await
         .unwrap();
     assert!(denied(write(&place, &bob, "ledger_v1.entries").await));
@@ -132,8 +135,8 @@ async fn grants_are_enforced_by_postgres_itself() {
 
     // Another installation's grant on another port: never touched by ours.
     let payroll_role = role_name(&theirs, 1);
-    warehouse.sync_access(&neighbour, &sync(&theirs, vec![grant(1, &bob, false)], false)).await.unwrap();
-    warehouse.sync_access(&ledger, &sync(&ours, vec![grant(1, &alice, false)], false)).await.unwrap();
+    enforce(&warehouse, &neighbour, sync(&theirs, vec![grant(1, &bob, false)], false)).await.unwrap();
+    enforce(&warehouse, &ledger, sync(&ours, vec![grant(1, &alice, false)], false)).await.unwrap();
     assert!(role_exists(&place, &payroll_role).await);
     assert_eq!(read(&place, &bob, "payroll_v1.salaries").await, Ok(1));
 
@@ -142,12 +145,12 @@ async fn grants_are_enforced_by_postgres_itself() {
     assert!(!role_exists(&place, &role_name(&ours, 2)).await);
 
     // A port that moves away keeps the role of a grant still in force, with nothing here.
-    warehouse.sync_access(&ledger, &sync(&ours, vec![grant(1, &alice, false)], true)).await.unwrap();
+    enforce(&warehouse, &ledger, sync(&ours, vec![grant(1, &alice, false)], true)).await.unwrap();
     assert!(denied(read(&place, &alice, "ledger_v1.entries").await));
     assert!(role_exists(&place, &role_name(&ours, 1)).await);
 
     // Revoked: nothing left, and the role is dropped.
-    warehouse.sync_access(&ledger, &sync(&ours, vec![], false)).await.unwrap();
+    enforce(&warehouse, &ledger, sync(&ours, vec![], false)).await.unwrap();
     assert!(denied(read(&place, &alice, "ledger_v1.entries").await));
     assert!(!role_exists(&place, &role_name(&ours, 1)).await);
 }
@@ -161,9 +164,9 @@ async fn privileges_made_by_hand_are_drift_and_removed_only_when_configured() {
     let mut admin = PgConnection::connect(&place.url).await.unwrap();
     let reporting = block(&place, false);
     let ledger = contract(&place, "ledger", "ledger_v1", &["entries"]);
-    reporting.provision(&ledger).await.unwrap();
+    reporting.provision(&ledger, &Call::unfenced(ours.clone())).await.unwrap();
     let grants = || sync(&ours, vec![grant(1, &alice, false)], false);
-    reporting.sync_access(&ledger, &grants()).await.unwrap();
+    enforce(&reporting, &ledger, grants()).await.unwrap();
     admin
         .execute(
             format!("GRANT USAGE ON SCHEMA ledger_v1 TO \"{bob}\"; GRANT SELECT ON ledger_v1.entries TO \"{bob}\"")
@@ -171,7 +174,7 @@ async fn privileges_made_by_hand_are_drift_and_removed_only_when_configured() {
         )
         .await
         .unwrap();
-    let found = reporting.sync_access(&ledger, &grants()).await.unwrap();
+    let found = enforce(&reporting, &ledger, grants()).await.unwrap();
     assert_eq!(
         found.drift,
         [
@@ -182,19 +185,19 @@ async fn privileges_made_by_hand_are_drift_and_removed_only_when_configured() {
     assert_eq!(read(&place, &bob, "ledger_v1.entries").await, Ok(0), "only reported");
 
     let enforcing = block(&place, true);
-    let fixed = enforcing.sync_access(&ledger, &grants()).await.unwrap();
+    let fixed = enforce(&enforcing, &ledger, grants()).await.unwrap();
     assert!(fixed.drift.is_empty(), "{fixed:?}");
     assert_eq!(fixed.removed.len(), 2);
     assert!(denied(read(&place, &bob, "ledger_v1.entries").await));
     assert_eq!(read(&place, &alice, "ledger_v1.entries").await, Ok(0), "the grant stays");
     assert!(role_exists(&place, &bob).await, "a role meshplane did not create is never dropped");
-    assert!(enforcing.sync_access(&ledger, &grants()).await.unwrap().removed.is_empty());
+    assert!(enforce(&enforcing, &ledger, grants()).await.unwrap().removed.is_empty());
 
     // A consumer whose identity names no database role, or one that does not exist: the grant
     // is ready, and the problem is said.
     let lost = Grant { id: 3, consumer: "carol".into(), database_role: None, write: false };
     let ghost = Grant { id: 4, consumer: "dave".into(), database_role: Some("nobody_here".into()), write: false };
-    let report = enforcing.sync_access(&ledger, &sync(&ours, vec![lost, ghost], false)).await.unwrap();
+    let report = enforce(&enforcing, &ledger, sync(&ours, vec![lost, ghost], false)).await.unwrap();
     assert_eq!(
         report.problems,
         [

@@ -11,7 +11,7 @@ use meshplane_blocks::platform::{BlockKind, Platform};
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement, Grant};
 use meshplane_core::block::Provisioner;
 
-use crate::postgres::{notes, record};
+use crate::postgres::{call, notes, record};
 
 /// The Python block, killed and its folder removed when dropped.
 struct Remote {
@@ -69,36 +69,53 @@ async fn a_block_written_in_python_provisions_cleans_up_and_purges() {
     let orders = record(CONTRACT);
     assert!(folder.concerns(&orders));
     assert_eq!(folder.health().await, Some(Ok(())));
-    assert_eq!(folder.provision(&orders).await.unwrap().summary, "wrote orders@v1.json");
+    assert_eq!(folder.provision(&orders, &call()).await.unwrap().summary, "wrote orders@v1.json");
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(remote.root.join("orders@v1.json")).unwrap()).unwrap();
     assert_eq!(written["servers"][0]["location"], "topic-orders");
-    assert_eq!(folder.provision(&orders).await.unwrap().summary, "orders@v1.json is as declared");
+    assert_eq!(folder.provision(&orders, &call()).await.unwrap().summary, "orders@v1.json is as declared");
 
     // update-access: the grants in force reach the block, which records them (advisory).
     let grant = Grant { id: 7, consumer: "carol".into(), database_role: Some("carol_db".into()), write: false };
     let access = AccessSync { installation: "inst1".into(), grants: vec![grant], releasing: false };
-    let report = folder.sync_access(&orders, &access).await.unwrap();
+    let report = folder.sync_access(&orders, &access, &call()).await.unwrap();
     assert_eq!(report, AccessReport::of(Enforcement::Advisory));
     let kept: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(remote.root.join("orders@v1.grants.json")).unwrap()).unwrap();
     assert_eq!(kept, serde_json::json!([{ "id": 7, "consumer": "carol", "databaseRole": "carol_db", "write": false }]));
     let releasing = AccessSync { releasing: true, ..access };
-    folder.sync_access(&orders, &releasing).await.unwrap();
+    folder.sync_access(&orders, &releasing, &call()).await.unwrap();
     assert!(!remote.root.join("orders@v1.grants.json").exists());
 
-    let left = folder.cleanup(&orders).await.unwrap();
+    let left = folder.cleanup(&orders, &call()).await.unwrap();
     assert_eq!(notes(left.clone()), ["entry orders@v1.json (kept until purged)"]);
-    folder.purge(&left[0].place).await.unwrap();
+    folder.purge(&left[0].place, &call()).await.unwrap();
     assert!(!remote.root.join("orders@v1.json").exists());
 
     let nowhere = record(&CONTRACT.replace(", location: topic-orders", ""));
-    let invalid = folder.provision(&nowhere).await.unwrap_err();
+    let invalid = folder.provision(&nowhere, &call()).await.unwrap_err();
     assert_eq!(invalid, "the block cannot take it: server `folder` has no location (the folder entry's address)");
     assert!(!remote.root.join("orders@v1.json").exists(), "nothing was provisioned");
 
-    let refused = block(remote.port, "a-wrong-token").provision(&orders).await.unwrap_err();
+    let refused = block(remote.port, "a-wrong-token").provision(&orders, &call()).await.unwrap_err();
     assert!(refused.starts_with("the block refused meshplane's credential (401"), "{refused}");
+}
+
+/// Calls carry the installation and the lease's fencing token; the block refuses a call
+/// under an older lease than one it has seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_block_refuses_a_call_under_a_stale_lease() {
+    let remote = start();
+    let folder = block(remote.port, "the-right-token");
+    let orders = record(CONTRACT);
+    let lease = |token| meshplane_core::block::Call {
+        installation: "t1".into(),
+        fence: Some(meshplane_core::block::Fence { owner: "replica".into(), token }),
+    };
+    folder.provision(&orders, &lease(5)).await.unwrap();
+    let refused = folder.provision(&orders, &lease(4)).await.unwrap_err();
+    assert_eq!(refused, "the block answered 409 Conflict: lease token 4 is older than 5, already seen");
+    folder.provision(&orders, &lease(6)).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +124,7 @@ async fn a_killed_block_is_a_clear_failure() {
     let folder = block(remote.port, "the-right-token");
     remote.child.kill().unwrap();
     remote.child.wait().unwrap();
-    let err = folder.provision(&record(CONTRACT)).await.unwrap_err();
+    let err = folder.provision(&record(CONTRACT), &call()).await.unwrap_err();
     assert!(err.starts_with(&format!("cannot reach http://127.0.0.1:{}", remote.port)), "{err}");
     assert!(matches!(folder.health().await, Some(Err(_))));
 }

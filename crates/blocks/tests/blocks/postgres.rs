@@ -6,6 +6,7 @@ use std::sync::Arc;
 use meshplane_blocks::platform::Platform;
 use meshplane_blocks::postgres::PostgresBlock;
 use meshplane_blocks::storage::Storage;
+use meshplane_core::block::{Call, Fence};
 use meshplane_core::block::{Leftover, Provisioner};
 use meshplane_core::resource::Resource;
 use meshplane_core::store::Record;
@@ -33,6 +34,16 @@ pub fn record(text: &str) -> Record {
         owners: Vec::new(),
         spec: r.spec,
     }
+}
+
+/// A call of the tests' installation, outside any lease.
+pub fn call() -> Call {
+    Call::unfenced("t1")
+}
+
+/// A call under a lease with fencing token `token`.
+fn fenced(token: i64) -> Call {
+    Call { installation: "t1".into(), fence: Some(Fence { owner: "replica".into(), token }) }
 }
 
 /// What the leftovers say, for people.
@@ -100,7 +111,7 @@ async fn provisioning_creates_the_port_and_a_second_run_changes_nothing() {
     let block = block(&place, "retain");
     let orders = record(&contract(&place, "1.0.0", "orders_v1", ORDERS));
     assert!(block.concerns(&orders));
-    let first = block.provision(&orders).await.unwrap();
+    let first = block.provision(&orders, &call()).await.unwrap();
     assert_eq!(first.summary, "created schema orders_v1, created table orders_v1.orders");
     assert!(first.drift.is_empty(), "{:?}", first.drift);
     let mut conn = connect(&place).await;
@@ -126,25 +137,28 @@ async fn provisioning_creates_the_port_and_a_second_run_changes_nothing() {
     let comment: String =
         sqlx::query("SELECT obj_description('orders_v1.orders'::regclass)").fetch_one(&mut conn).await.unwrap().get(0);
     assert_eq!(comment, "One row per order; it's the book of record");
-    let again = block.provision(&orders).await.unwrap();
+    let again = block.provision(&orders, &call()).await.unwrap();
     assert_eq!((again.summary.as_str(), again.drift.len()), ("schema orders_v1 is as declared", 0));
     // Another major version is its own schema, beside the first.
     let v2 = record(&contract(&place, "2.0.0", "orders_v2", ORDERS));
-    assert_eq!(block.provision(&v2).await.unwrap().summary, "created schema orders_v2, created table orders_v2.orders");
+    assert_eq!(
+        block.provision(&v2, &call()).await.unwrap().summary,
+        "created schema orders_v2, created table orders_v2.orders"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_is_reported_never_altered_and_optional_columns_are_added() {
     let place = postgres().await;
     let block = block(&place, "retain");
-    block.provision(&record(&contract(&place, "1.0.0", "orders_v1", ORDERS))).await.unwrap();
+    block.provision(&record(&contract(&place, "1.0.0", "orders_v1", ORDERS)), &call()).await.unwrap();
     let mut conn = connect(&place).await;
     conn.execute("INSERT INTO orders_v1.orders VALUES (1, 'a@example.com', 10.50, now())").await.unwrap();
     conn.execute("ALTER TABLE orders_v1.orders ADD COLUMN note text, ALTER COLUMN placed_at TYPE date").await.unwrap();
     let with_more = format!(
         "{ORDERS}      - {{ name: channel, logicalType: string }}\n      - {{ name: region, logicalType: string, required: true }}\n"
     );
-    let evolved = block.provision(&record(&contract(&place, "1.1.0", "orders_v1", &with_more))).await.unwrap();
+    let evolved = block.provision(&record(&contract(&place, "1.1.0", "orders_v1", &with_more)), &call()).await.unwrap();
     assert_eq!(evolved.summary, "added column orders_v1.orders.channel");
     assert_eq!(
         evolved.drift,
@@ -169,7 +183,7 @@ async fn hostile_names_are_quoted_and_bad_types_refused_before_anything_is_made(
     let hostile = "      - { name: \"a\\\"; DROP TABLE public.victim; --\", logicalType: string }\n\
                    \x20     - { name: \"O'Brien col\", logicalType: integer, description: \"it's '; DROP TABLE public.victim; --\" }\n";
     let text = contract(&place, "1.0.0", "\"we\\\"ird; drop\"", hostile);
-    block.provision(&record(&text)).await.unwrap();
+    block.provision(&record(&text), &call()).await.unwrap();
     let columns: Vec<String> = table(&mut conn, "we\"ird; drop", "orders").await.into_iter().map(|c| c.0).collect();
     assert_eq!(columns, ["a\"; DROP TABLE public.victim; --", "O'Brien col"]);
     assert_eq!(table(&mut conn, "public", "victim").await.len(), 1, "the victim table is still there");
@@ -180,10 +194,10 @@ async fn hostile_names_are_quoted_and_bad_types_refused_before_anything_is_made(
         "never_made",
         "      - { name: x, physicalType: \"text); DROP TABLE public.victim; --\" }\n",
     );
-    let err = block.provision(&record(&bad)).await.unwrap_err();
+    let err = block.provision(&record(&bad), &call()).await.unwrap_err();
     assert!(err.contains("is not one meshplane creates in PostgreSQL"), "{err}");
     let exotic = contract(&place, "1.0.0", "never_made", "      - { name: x, physicalType: money }\n");
-    assert!(block.provision(&record(&exotic)).await.unwrap_err().contains("`money`"));
+    assert!(block.provision(&record(&exotic), &call()).await.unwrap_err().contains("`money`"));
     let made: Option<i32> = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = 'never_made'")
         .fetch_optional(&mut conn)
         .await
@@ -193,47 +207,133 @@ async fn hostile_names_are_quoted_and_bad_types_refused_before_anything_is_made(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_physical_name_of_an_existing_table_becomes_a_view() {
+async fn a_view_is_made_only_over_a_table_the_contract_declares() {
     let place = postgres().await;
     let block = block(&place, "retain");
     let mut conn = connect(&place).await;
-    conn.execute("CREATE TABLE public.raw_orders (id bigint, email text, secret text); INSERT INTO public.raw_orders VALUES (1, 'a@b', 'x')")
-        .await
-        .unwrap();
-    let text = contract(
-        &place,
-        "1.0.0",
-        "orders_v1",
-        "      - { name: id, logicalType: integer }\n      - { name: email, logicalType: string }\n",
-    )
-    .replace("  - name: orders\n", "  - name: orders\n    physicalName: public.raw_orders\n");
-    let done = block.provision(&record(&text)).await.unwrap();
-    assert_eq!(done.summary, "created schema orders_v1, created view orders_v1.orders");
-    let row = sqlx::query("SELECT * FROM orders_v1.orders").fetch_one(&mut conn).await.unwrap();
+    conn.execute("CREATE TABLE public.raw_orders (id bigint, email text, secret text)").await.unwrap();
+    // A view of the contract's own table, in its own schema, exposing two of its columns.
+    let text = contract(&place, "1.0.0", "orders_v1", ORDERS).replace(
+        "schema:\n  - name: orders\n",
+        "schema:\n  - name: public_orders\n    physicalName: orders_v1.orders\n    properties:\n\
+         \x20     - { name: id, logicalType: integer }\n      - { name: email, logicalType: string }\n  - name: orders\n",
+    );
+    let done = block.provision(&record(&text), &call()).await.unwrap();
+    assert_eq!(
+        done.summary,
+        "created schema orders_v1, created table orders_v1.orders, created view orders_v1.public_orders"
+    );
+    conn.execute("INSERT INTO orders_v1.orders (id, email, amount) VALUES (1, 'a@b', 3)").await.unwrap();
+    let row = sqlx::query("SELECT * FROM orders_v1.public_orders").fetch_one(&mut conn).await.unwrap();
     assert_eq!(row.columns().len(), 2, "only the declared columns are exposed");
-    let missing = text.replace("public.raw_orders", "public.nothing").replace("schema: orders_v1", "schema: other_v1");
-    assert!(block.provision(&record(&missing)).await.unwrap_err().contains("names no existing table"));
+    // Over anything else — another schema's table, a catalog — nothing is made.
+    for source in ["public.raw_orders", "pg_catalog.pg_authid", "orders_v1.nothing", "other_v1.orders"] {
+        let elsewhere = text.replace("physicalName: orders_v1.orders", &format!("physicalName: {source}"));
+        let elsewhere = elsewhere.replace("schema: orders_v1", "schema: views_v1");
+        let err = block.provision(&record(&elsewhere), &call()).await.unwrap_err();
+        assert!(err.contains(&format!("physicalName `{source}` is not a table of this contract")), "{err}");
+    }
+    let made: Option<i32> = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = 'views_v1'")
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap()
+        .map(|r| r.get(0));
+    assert_eq!(made, None);
+}
+
+/// A schema the block did not make for this contract — someone's own, another contract's,
+/// another installation's — is refused before anything is read or changed in it; cleaning up
+/// leaves nothing, and no purge reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_schemas_made_for_the_contract_are_touched() {
+    let place = postgres().await;
+    let block = block(&place, "delete");
+    let mut conn = connect(&place).await;
+    conn.execute("CREATE SCHEMA theirs; CREATE TABLE theirs.orders (id bigint)").await.unwrap();
+    let ledger = record(&contract(&place, "1.0.0", "ledger_v1", ORDERS).replace("id: orders", "id: ledger"));
+    block.provision(&ledger, &call()).await.unwrap();
+    let other_installation = Call::unfenced("t2");
+    for (schema, by, why) in [
+        ("theirs", &call(), "meshplane did not make it"),
+        ("ledger_v1", &call(), "it is the port of DataContract ledger@v1 of domain `sales`"),
+        ("ledger_v1", &other_installation, "another meshplane installation made it"),
+    ] {
+        let grab = record(&contract(&place, "1.0.0", schema, ORDERS).replace("id: orders", "id: grab"));
+        let err = block.provision(&grab, by).await.unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "schema {schema} exists and was not created by meshplane for DataContract grab@v1 ({why}); choose another schema"
+            )
+        );
+        assert_eq!(block.cleanup(&grab, by).await.unwrap(), [], "nothing of it is left");
+        let access = meshplane_core::access::AccessSync {
+            installation: by.installation.clone(),
+            grants: vec![],
+            releasing: false,
+        };
+        assert!(block.sync_access(&grab, &access, by).await.is_err(), "no grant is made or taken back there");
+        let forged = serde_json::json!({ "schema": schema, "table": null, "domain": "sales", "contract": "grab@v1", "uid": "u1" });
+        let refused = block.purge(&forged.to_string(), by).await.unwrap_err();
+        assert!(refused.contains("it is not purged"), "{refused}");
+    }
+    assert_eq!(table(&mut conn, "theirs", "orders").await.len(), 1, "their table is untouched");
+    assert_eq!(table(&mut conn, "ledger_v1", "orders").await.len(), 4, "the ledger's table is untouched");
+}
+
+/// The same contract made again (a new uid, same domain) takes its retained schema back; a
+/// purge of what the earlier one left is then refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_contract_takes_its_schema_back_and_the_old_orphan_is_not_purged() {
+    let place = postgres().await;
+    let block = block(&place, "retain");
+    let first = record(&contract(&place, "1.0.0", "orders_v1", ORDERS));
+    block.provision(&first, &call()).await.unwrap();
+    let left = block.cleanup(&first, &call()).await.unwrap();
+    let again = Record { uid: "u2".into(), ..first.clone() };
+    assert_eq!(block.provision(&again, &call()).await.unwrap().summary, "schema orders_v1 is as declared");
+    let refused = block.purge(&left[0].place, &call()).await.unwrap_err();
+    assert!(refused.contains("a newer resource uses it now"), "{refused}");
+    let mut conn = connect(&place).await;
+    assert_eq!(table(&mut conn, "orders_v1", "orders").await.len(), 4);
+}
+
+/// A call under an older lease than the last one that wrote into the schema changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_under_a_stale_lease_is_refused() {
+    let place = postgres().await;
+    let block = block(&place, "retain");
+    let orders = record(&contract(&place, "1.0.0", "orders_v1", ORDERS));
+    block.provision(&orders, &fenced(5)).await.unwrap();
+    let more = format!("{ORDERS}      - {{ name: channel, logicalType: string }}\n");
+    let evolved = record(&contract(&place, "1.1.0", "orders_v1", &more));
+    let err = block.provision(&evolved, &fenced(4)).await.unwrap_err();
+    assert!(err.contains("a newer reconcile (lease token 5)"), "{err}");
+    assert!(block.cleanup(&orders, &fenced(4)).await.is_err());
+    let mut conn = connect(&place).await;
+    assert_eq!(table(&mut conn, "orders_v1", "orders").await.len(), 4, "the stale call added nothing");
+    assert_eq!(block.provision(&evolved, &fenced(6)).await.unwrap().summary, "added column orders_v1.orders.channel");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_keeps_data_under_retain_and_drops_only_its_own_under_delete() {
     let place = postgres().await;
     let orders = record(&contract(&place, "1.0.0", "orders_v1", ORDERS));
-    assert_eq!(block(&place, "retain").cleanup(&orders).await.unwrap(), [], "never provisioned");
+    assert_eq!(block(&place, "retain").cleanup(&orders, &call()).await.unwrap(), [], "never provisioned");
     let retain = block(&place, "retain");
-    retain.provision(&orders).await.unwrap();
-    let kept = notes(retain.cleanup(&orders).await.unwrap());
+    retain.provision(&orders, &call()).await.unwrap();
+    let kept = notes(retain.cleanup(&orders, &call()).await.unwrap());
     assert_eq!(kept, [format!("schema orders_v1 on 127.0.0.1/{} (the retain policy keeps it)", database(&place))]);
     let mut conn = connect(&place).await;
     assert_eq!(table(&mut conn, "orders_v1", "orders").await.len(), 4, "retained");
 
     let delete = block(&place, "delete");
     conn.execute("INSERT INTO orders_v1.orders (id, email) VALUES (1, 'a@example.com')").await.unwrap();
-    let with_data = delete.cleanup(&orders).await.unwrap();
+    let with_data = delete.cleanup(&orders, &call()).await.unwrap();
     assert_eq!(notes(with_data.clone()), ["table orders_v1.orders (it holds data: purge it to drop it)"]);
     assert_eq!(table(&mut conn, "orders_v1", "orders").await.len(), 4, "data is never dropped by a cleanup");
     // A purge is what drops data: the table, then the schema meshplane made, now empty.
-    delete.purge(&with_data[0].place).await.unwrap();
+    delete.purge(&with_data[0].place, &call()).await.unwrap();
     assert!(table(&mut conn, "orders_v1", "orders").await.is_empty(), "purged");
     let schema: Option<i32> = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = 'orders_v1'")
         .fetch_optional(&mut conn)
@@ -241,26 +341,12 @@ async fn cleanup_keeps_data_under_retain_and_drops_only_its_own_under_delete() {
         .unwrap()
         .map(|r| r.get(0));
     assert_eq!(schema, None);
-    delete.purge(&with_data[0].place).await.unwrap();
+    delete.purge(&with_data[0].place, &call()).await.unwrap();
     // An empty table is dropped by the cleanup itself.
-    delete.provision(&orders).await.unwrap();
-    assert_eq!(delete.cleanup(&orders).await.unwrap(), []);
+    delete.provision(&orders, &call()).await.unwrap();
+    assert_eq!(delete.cleanup(&orders, &call()).await.unwrap(), []);
     assert!(table(&mut conn, "orders_v1", "orders").await.is_empty(), "an empty table is dropped");
-    assert_eq!(delete.cleanup(&orders).await.unwrap(), [], "idempotent");
-
-    // A schema meshplane did not create is never dropped.
-    conn.execute("CREATE SCHEMA theirs").await.unwrap();
-    let theirs = record(&contract(&place, "1.0.0", "theirs", ORDERS));
-    delete.provision(&theirs).await.unwrap();
-    let left = delete.cleanup(&theirs).await.unwrap();
-    assert_eq!(
-        notes(left.clone()),
-        [format!("schema theirs on 127.0.0.1/{} (meshplane did not create it)", database(&place))]
-    );
-    assert!(!left[0].purgeable);
-    let refused = delete.purge(&left[0].place).await.unwrap_err();
-    assert_eq!(refused, "schema theirs was not created by meshplane; it is not purged");
-    assert_eq!(table(&mut conn, "theirs", "orders").await.len(), 4);
+    assert_eq!(delete.cleanup(&orders, &call()).await.unwrap(), [], "idempotent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,11 +362,11 @@ async fn a_server_whose_endpoint_is_not_the_blocks_is_refused_with_the_field() {
         ),
         ("port: 5432", "port: 6543", "server `warehouse`: port 6543 is not block `warehouse`'s (5432)"),
     ] {
-        let err = block.provision(&record(&text.replace(from, to))).await.unwrap_err();
+        let err = block.provision(&record(&text.replace(from, to)), &call()).await.unwrap_err();
         assert_eq!(err, message);
     }
     let other = text.replace(&format!("database: {}", database(&place)), "database: elsewhere");
-    let err = block.provision(&record(&other)).await.unwrap_err();
+    let err = block.provision(&record(&other), &call()).await.unwrap_err();
     assert!(err.starts_with("server `warehouse`: database elsewhere is not block `warehouse`'s"), "{err}");
 }
 

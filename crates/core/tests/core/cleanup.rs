@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use meshplane_core::block::{BlockFuture, Blocks, Leftover, Provisioned, Provisioner};
+use meshplane_core::block::{BlockFuture, Blocks, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::reconcile::reconcile;
 use meshplane_core::resource::Kind;
 use meshplane_core::store::{ApplyOptions, AuditQuery, Outcome, Record, Store};
@@ -30,7 +30,7 @@ impl Provisioner for Ledger {
     fn concerns(&self, record: &Record) -> bool {
         record.kind == "DataProduct"
     }
-    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
+    fn provision<'a>(&'a self, record: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>> {
         Box::pin(async move {
             self.calls.lock().unwrap().push(format!("provision {}", record.name));
             if *self.failing.lock().unwrap() {
@@ -43,7 +43,7 @@ impl Provisioner for Ledger {
             Ok(Provisioned { summary: "provisioned".into(), drift: self.drift.lock().unwrap().clone() })
         })
     }
-    fn cleanup<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+    fn cleanup<'a>(&'a self, record: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         Box::pin(async move {
             self.calls.lock().unwrap().push(format!("cleanup {}", record.name));
             if *self.failing.lock().unwrap() {

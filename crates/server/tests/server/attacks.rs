@@ -186,7 +186,6 @@ async fn a_product_cannot_provide_another_domains_contract() {
 /// Item 2: a contract whose server names another contract's schema. Old releases adopted it:
 /// they added columns to finance's table, granted on it and revoked finance's grant roles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the fix of item 2 lands next"]
 async fn a_contract_cannot_provision_into_a_schema_it_did_not_create() {
     let mesh = Mesh::new().await;
     let (sam, sam_login) = mesh.user("sam", &["sales"]).await;
@@ -220,7 +219,6 @@ async fn a_contract_cannot_provision_into_a_schema_it_did_not_create() {
 /// Item 3: a view over any relation of the database (here the catalog of passwords), owned by
 /// the block's user and granted to whoever asks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the fix of item 3 lands next"]
 async fn views_are_made_only_over_the_contracts_own_tables() {
     let mesh = Mesh::new().await;
     let (sam, sam_login) = mesh.user("sam", &["sales"]).await;
@@ -468,7 +466,6 @@ async fn a_contract_never_chooses_where_the_server_connects() {
 /// Item 11: lake prefixes are exclusive per port. Old releases let another domain claim a
 /// port's folder; the purge of the resulting orphan then deleted the live data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the fix of item 11 lands next"]
 async fn a_lake_prefix_belongs_to_one_port() {
     let mesh = Mesh::new().await;
     let (sam, _) = mesh.user("sam", &["sales"]).await;

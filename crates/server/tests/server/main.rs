@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use std::sync::Arc;
 
-use meshplane_core::block::{BlockFuture, Blocks, Leftover, Provisioned, Provisioner};
+use meshplane_core::block::{BlockFuture, Blocks, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::store::identity::{Principal, PrincipalKind};
 use meshplane_core::store::{Record, Store};
 use meshplane_core::testing::{Place, postgres, sqlite};
@@ -425,7 +425,7 @@ impl Provisioner for Watched {
     fn concerns(&self, record: &Record) -> bool {
         record.kind == "DataProduct"
     }
-    fn provision<'a>(&'a self, record: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
+    fn provision<'a>(&'a self, record: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>> {
         Box::pin(async move {
             if !self.0.in_flight.lock().unwrap().insert(record.name.clone()) {
                 self.0.overlaps.lock().unwrap().push(record.name.clone());
@@ -436,7 +436,7 @@ impl Provisioner for Watched {
             Ok(Provisioned::done("seen"))
         })
     }
-    fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+    fn cleanup<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 }
@@ -608,10 +608,10 @@ impl Provisioner for Hangs {
     fn concerns(&self, record: &Record) -> bool {
         record.name.starts_with("slow")
     }
-    fn provision<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Provisioned, String>> {
+    fn provision<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>> {
         Box::pin(std::future::pending())
     }
-    fn cleanup<'a>(&'a self, _: &'a Record) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+    fn cleanup<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
         Box::pin(std::future::pending())
     }
 }
