@@ -3,8 +3,10 @@
 //! Only the servers of the platform's environment are bound. A server is bound to the block
 //! it is named after (`server: warehouse` → the block `warehouse`), or else to the one block
 //! whose type takes servers of its type (`postgres` takes `postgres`; `lake` takes `local` and
-//! `s3`; an `http` block the types its `serverTypes` lists). A server that no block takes, or that several could take, is a binding problem: a
-//! condition on the contract, never a guess.
+//! `s3`; an `http` block the types its `serverTypes` lists). A server that no block takes, or
+//! that several could take, or whose endpoint fields (PostgreSQL host, port, database; an S3
+//! `endpointUrl`) are not its block's, is a binding problem: a condition on the contract,
+//! never a guess, and never a connection to where the contract says.
 
 use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::model::server::Server;
@@ -31,7 +33,47 @@ pub fn bind<'c>(platform: &Platform, contract: &'c DataContract) -> Vec<Binding<
     servers.map(|server| (server, block_for(platform, server))).collect()
 }
 
+/// The server's endpoint fields must be its block's: a contract never chooses where the
+/// server connects.
+fn endpoint_matches(kind: &BlockKind, server: &Server, label: &str, block: &str) -> Result<(), String> {
+    let differs = |field: &str, theirs: String, ours: String| {
+        Err(format!("{label}: {field} {theirs} is not block `{block}`'s ({ours})"))
+    };
+    match kind {
+        BlockKind::Postgres(pg) => {
+            if let Some(host) = server.host.as_ref().filter(|h| **h != pg.host) {
+                return differs("host", host.clone(), pg.host.clone());
+            }
+            if let Some(port) = server.port.filter(|p| *p != i64::from(pg.port)) {
+                return differs("port", port.to_string(), pg.port.to_string());
+            }
+            if let Some(db) = server.database.as_ref().filter(|d| **d != pg.database) {
+                return differs("database", db.clone(), pg.database.clone());
+            }
+        }
+        BlockKind::Lake(lake) => {
+            if let Some(endpoint) = server.endpoint_url.as_ref().filter(|e| Some(*e) != lake.endpoint.as_ref()) {
+                return differs(
+                    "endpointUrl",
+                    endpoint.clone(),
+                    lake.endpoint.clone().unwrap_or_else(|| "none".into()),
+                );
+            }
+        }
+        BlockKind::Http(_) => {}
+    }
+    Ok(())
+}
+
 fn block_for(platform: &Platform, server: &Server) -> Result<String, String> {
+    let bound = choose(platform, server)?;
+    let label = format!("server `{}` (type {})", server.server, server.kind);
+    let block = platform.blocks.iter().find(|b| b.name == bound).ok_or_else(|| format!("{label}: no block {bound}"))?;
+    endpoint_matches(&block.kind, server, &label, &bound)?;
+    Ok(bound)
+}
+
+fn choose(platform: &Platform, server: &Server) -> Result<String, String> {
     let label = format!("server `{}` (type {})", server.server, server.kind);
     if let Some(named) = platform.blocks.iter().find(|b| b.name == server.server) {
         return if takes(&named.kind, &server.kind) {

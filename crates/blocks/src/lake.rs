@@ -29,6 +29,7 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
 use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned};
+use meshplane_core::checking::{FileTarget, S3Access, TestTarget};
 use meshplane_core::store::Record;
 use meshplane_quality::files::{Location, S3Config, s3_store};
 use meshplane_quality::plan::compile;
@@ -248,8 +249,8 @@ impl LakeBlock {
     fn locations(&self, contract: &DataContract, server: &Server) -> Result<(Prefix, Vec<(String, Location)>), String> {
         let prefix = self.prefix(server)?;
         let plan = compile(contract, None);
-        let located = file_locations(server, &plan, &self.base).map_err(|e| e.to_string())?;
-        for (table, location) in &located {
+        let mut located = file_locations(server, &plan, &self.base).map_err(|e| e.to_string())?;
+        for (table, location) in &mut located {
             let outside = || {
                 format!(
                     "server `{}`: object `{table}` is read from {}, which is not under the port's prefix {}",
@@ -258,11 +259,16 @@ impl LakeBlock {
             };
             match &prefix.local {
                 Some(dir) => {
-                    let path = normalize(Path::new(before_glob(&location.path)));
+                    let fixed = before_glob(&location.path);
+                    let path = normalize(Path::new(fixed));
                     let real_dir = resolved(dir);
                     if !path.starts_with(dir) || !resolved(&path).starts_with(&real_dir) {
                         return Err(outside());
                     }
+                    // Read exactly what was checked: `..` resolved, the glob kept.
+                    let glob = &location.path[fixed.len()..];
+                    let separator = if fixed.ends_with('/') && !glob.is_empty() { "/" } else { "" };
+                    location.path = format!("{}{separator}{glob}", path.display());
                 }
                 None => {
                     let key = before_glob(&location.path).split_once("://").map_or("", |(_, rest)| rest);
@@ -577,6 +583,36 @@ impl ServerStorage for LakeBlock {
         _call: &'a Call,
     ) -> BlockFuture<'a, Result<AccessReport, String>> {
         Box::pin(async { Ok(AccessReport::of(Enforcement::Advisory)) })
+    }
+
+    /// The port's files, confined, with the block's S3 settings (never a contract's).
+    fn test_server<'a>(
+        &'a self,
+        record: &'a Record,
+        contract: &'a DataContract,
+        server: &'a Server,
+        _valid_for: std::time::Duration,
+        call: &'a Call,
+    ) -> BlockFuture<'a, Result<TestTarget, String>> {
+        Box::pin(async move {
+            let (prefix, locations) = self.locations(contract, server)?;
+            match self.standing(&prefix, record, call).await? {
+                Standing::Ours(_) => {}
+                Standing::Foreign(why) => return Err(why),
+                Standing::Absent => return Err(format!("prefix {} is not provisioned yet", prefix.shown)),
+            }
+            let files = locations
+                .into_iter()
+                .map(|(table, l)| FileTarget { table, path: l.path, format: l.format.name().to_string() })
+                .collect();
+            let s3 = self.config.s3().map(|_| S3Access {
+                endpoint: self.s3.endpoint.clone(),
+                region: self.s3.region.clone(),
+                access_key_id: self.s3.access_key_id.clone(),
+                secret_access_key: self.s3.secret_access_key.clone(),
+            });
+            Ok(TestTarget::Files { files, delimiter: delimiter(server).map_err(|e| e.to_string())?, s3 })
+        })
     }
 
     fn health_check(&self) -> BlockFuture<'_, Result<(), String>> {

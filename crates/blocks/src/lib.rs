@@ -27,6 +27,18 @@ impl Binder for PlatformBinder {
         }
         binding::problems(&self.0, &record.spec)
     }
+
+    fn block_of(&self, record: &Record, server: &str) -> Result<String, String> {
+        let contract = binding::contract_of(&record.spec).ok_or("the record holds no contract")?;
+        let bound = binding::bind(&self.0, &contract).into_iter().find(|(s, _)| s.server == server);
+        bound.map(|(_, block)| block).unwrap_or_else(|| {
+            Err(format!(
+                "server `{server}` is not of this platform's environment `{}`: only servers bound to the platform's \
+                 blocks are tested by the server",
+                self.0.environment
+            ))
+        })
+    }
 }
 
 /// Builds every block of the platform (resolving secrets; connecting lazily), or says which

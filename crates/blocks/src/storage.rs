@@ -4,6 +4,7 @@
 
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement, Login};
 use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned, Provisioner};
+use meshplane_core::checking::TestTarget;
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::model::server::Server;
@@ -49,6 +50,24 @@ pub trait ServerStorage: Send + Sync {
         _call: &'a Call,
     ) -> BlockFuture<'a, Result<AccessReport, String>> {
         Box::pin(async { Ok(AccessReport::of(Enforcement::Unsupported)) })
+    }
+
+    /// Where a test run reads one server's port, for `valid_for` (by default the block
+    /// cannot say).
+    fn test_server<'a>(
+        &'a self,
+        _record: &'a Record,
+        _contract: &'a DataContract,
+        server: &'a Server,
+        _valid_for: std::time::Duration,
+        _call: &'a Call,
+    ) -> BlockFuture<'a, Result<TestTarget, String>> {
+        Box::pin(async move { Err(format!("block `{}` cannot test server `{}`", self.name(), server.server)) })
+    }
+
+    /// A test run on `target` is over.
+    fn end_test_server<'a>(&'a self, _target: &'a TestTarget, _call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
     }
 
     /// Creates the login role of a service account (by default the block cannot).
@@ -124,6 +143,26 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
 
     fn create_login<'a>(&'a self, installation: &'a str, account: &'a str) -> BlockFuture<'a, Result<Login, String>> {
         self.0.create_login(installation, account)
+    }
+
+    fn test_target<'a>(
+        &'a self,
+        record: &'a Record,
+        server: &'a str,
+        valid_for: std::time::Duration,
+        call: &'a Call,
+    ) -> BlockFuture<'a, Result<TestTarget, String>> {
+        Box::pin(async move {
+            let contract = contract_of(&record.spec).ok_or("the record holds no contract")?;
+            let Some(held) = self.0.servers(&contract).into_iter().find(|s| s.server == server) else {
+                return Err(format!("server `{server}` is not held by block `{}`", self.0.name()));
+            };
+            self.0.test_server(record, &contract, held, valid_for, call).await
+        })
+    }
+
+    fn end_test<'a>(&'a self, target: &'a TestTarget, call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
+        self.0.end_test_server(target, call)
     }
 
     fn cleanup<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {

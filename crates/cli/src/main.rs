@@ -73,6 +73,9 @@ enum Command {
     Whoami(access::WhoAmIArgs),
     /// Create the first platform admin and its token, directly in the store.
     Bootstrap(bootstrap::Args),
+    /// Run one contract test sandboxed, as `serve` starts it (a job on standard input).
+    #[command(hide = true)]
+    TestWorker,
 }
 
 /// Scans allocate and free large buffers (decompressed Parquet pages) all the time, which the
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => access::audit(&args),
         Command::Whoami(args) => access::whoami(&args),
         Command::Bootstrap(args) => bootstrap::run(&args),
+        Command::TestWorker => return meshplane_server::checks::worker_main(),
     };
     match result {
         Ok(code) => code,

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow};
 use meshplane_blocks::platform::{Jwks, OidcConfig, Platform};
 use meshplane_core::store::Store;
 use meshplane_server::Config;
+use meshplane_server::checks::Sandbox;
 use meshplane_server::oidc::Oidc;
 use meshplane_server::reconciler::Settings;
 
@@ -36,6 +37,19 @@ pub struct Args {
     /// else the embedded platform (environment dev, a lake block on ./data).
     #[arg(long)]
     platform: Option<PathBuf>,
+    /// The memory (address space) one contract test run may use, in MiB; a run that needs
+    /// more is stopped and reported.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(64..))]
+    test_memory_mib: u64,
+    /// The CPU time one contract test run may use, in seconds (all its threads together).
+    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u64).range(1..))]
+    test_cpu_seconds: u64,
+    /// When a contract test run is stopped however far it got, in seconds.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    test_deadline_seconds: u64,
+    /// Contract test runs at once (scheduled and on demand); the others wait.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    test_runs: u16,
 }
 
 /// The platform to serve with, or every problem of its file.
@@ -78,10 +92,19 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             redact(&args.database_url)
         );
         let lease_ms = i64::from(args.lease_seconds) * 1000;
+        let tests = Sandbox {
+            program: std::env::current_exe().context("cannot find this program, which runs the contract tests")?,
+            args: vec!["test-worker".into()],
+            memory_bytes: args.test_memory_mib << 20,
+            cpu_seconds: args.test_cpu_seconds,
+            deadline: std::time::Duration::from_secs(args.test_deadline_seconds),
+            runs: std::sync::Arc::new(tokio::sync::Semaphore::new(usize::from(args.test_runs))),
+        };
         let reconciler = Settings {
             workers: usize::from(args.workers),
             lease_ms,
             membership_ms: lease_ms / 3,
+            tests: std::sync::Arc::new(tests),
             ..Settings::default()
         };
         let config = Config {

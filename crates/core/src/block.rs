@@ -35,6 +35,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::access::{AccessReport, AccessSync, Enforcement, Login};
+use crate::checking::TestTarget;
 use crate::store::Record;
 
 /// What a block's asynchronous operations return.
@@ -141,6 +142,26 @@ pub trait Provisioner: Send + Sync {
         Box::pin(async move { Err(format!("block `{}` cannot create logins (asked for `{account}`)", self.name())) })
     }
 
+    /// Where a contract test reads the resource's server `server` (bound to this block), with
+    /// the block's credentials for it, valid for `valid_for` (an optional ability). A block
+    /// answers only for its own port of this resource — provisioned, every path confined to
+    /// it — never for a place a contract merely names; [`Provisioner::end_test`] is called
+    /// when the run is over.
+    fn test_target<'a>(
+        &'a self,
+        _record: &'a Record,
+        server: &'a str,
+        _valid_for: std::time::Duration,
+        _call: &'a Call,
+    ) -> BlockFuture<'a, Result<TestTarget, String>> {
+        Box::pin(async move { Err(format!("block `{}` cannot run contract tests on server `{server}`", self.name())) })
+    }
+
+    /// A test run on `target` is over: take back what was made for it (a login).
+    fn end_test<'a>(&'a self, _target: &'a TestTarget, _call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Whether the block's store answers; `None` when the block does not report its health
     /// (an optional ability).
     fn health(&self) -> BlockFuture<'_, Option<Result<(), String>>> {
@@ -157,6 +178,9 @@ pub trait Provisioner: Send + Sync {
 /// block (a contract's servers, each to its block); problems make `Bound` False.
 pub trait Binder: Send + Sync {
     fn problems(&self, record: &Record) -> Vec<String>;
+
+    /// The block that holds a contract's server `server`, or why none does.
+    fn block_of(&self, record: &Record, server: &str) -> Result<String, String>;
 }
 
 /// The blocks the reconcilers hand provisioning to, and the platform's binding check.
@@ -209,5 +233,12 @@ impl Blocks {
     /// Why parts of the resource cannot be handed to a block (empty when all can).
     pub fn binding_problems(&self, record: &Record) -> Vec<String> {
         self.binder.as_ref().map(|b| b.problems(record)).unwrap_or_default()
+    }
+
+    /// The block that holds a contract's server, or why none does.
+    pub fn holding(&self, record: &Record, server: &str) -> Result<&Arc<dyn Provisioner>, String> {
+        let binder = self.binder.as_ref().ok_or("this platform binds no server to a block")?;
+        let name = binder.block_of(record, server)?;
+        self.provisioners.iter().find(|b| b.name() == name).ok_or_else(|| format!("block `{name}` is not configured"))
     }
 }

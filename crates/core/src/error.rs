@@ -67,6 +67,13 @@ pub enum ErrorCode {
     CrossDomainPort,
     /// Too many failed authentications from this address: wait before trying again.
     TooManyAttempts,
+    /// The contract's server cannot be tested by the server: no block holds it, or its block
+    /// says why not (not provisioned, not the contract's port).
+    ServerNotTestable,
+    /// A test run needed more memory or CPU time than its sandbox allows, and was stopped.
+    TestLimit,
+    /// A test run did not finish by its deadline, and was stopped.
+    TestDeadline,
 }
 
 impl ErrorCode {
@@ -75,7 +82,12 @@ impl ErrorCode {
         match self {
             ErrorCode::MalformedRequest => 400,
             ErrorCode::BodyTooLarge => 413,
-            ErrorCode::InvalidDocument | ErrorCode::MissingDomain | ErrorCode::UnsupportedKind => 422,
+            ErrorCode::InvalidDocument
+            | ErrorCode::MissingDomain
+            | ErrorCode::UnsupportedKind
+            | ErrorCode::ServerNotTestable
+            | ErrorCode::TestLimit => 422,
+            ErrorCode::TestDeadline => 504,
             ErrorCode::NotFound => 404,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,

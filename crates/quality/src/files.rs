@@ -68,6 +68,11 @@ impl Format {
         }
     }
 
+    /// The format's name, as [`Format::parse`] reads it.
+    pub fn name(self) -> &'static str {
+        &self.extension()[1..]
+    }
+
     fn listing(self, delimiter: u8) -> ListingOptions {
         let format: Arc<dyn FileFormat> = match self {
             Format::Parquet => Arc::new(ParquetFormat::default()),

@@ -18,6 +18,7 @@ mod counted;
 mod dictionary;
 mod dups;
 pub mod files;
+pub mod guard;
 pub mod kernel;
 mod matcher;
 pub mod plan;

@@ -31,6 +31,9 @@ pub struct ObjectPlan {
     /// Where the data lives: `physicalName`, or the name.
     pub table: String,
     pub checks: Vec<Check>,
+    /// The columns whose values are not to be shown (samples), with why: their
+    /// classification (anything but `public` or `internal`), or a `pii` tag.
+    pub classified: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -182,6 +185,7 @@ pub fn compile(contract: &DataContract, only: Option<&str>) -> Plan {
             name: object.name.clone(),
             table: object.physical_name.clone().unwrap_or_else(|| object.name.clone()),
             checks: object_checks(object),
+            classified: object.properties().iter().filter_map(|p| Some((column(p), classified(p)?))).collect(),
         });
     }
     for sla in contract.sla_properties.as_deref().unwrap_or_default() {
@@ -223,6 +227,31 @@ impl Plan {
         }
         self.objects.retain(|o| !o.checks.is_empty());
         self.unbound.retain(ours);
+    }
+}
+
+/// Why a property's values are not to be shown, if they are not: its classification, when it
+/// is anything but `public` or `internal` (ODCS leaves the field free text, so any other word
+/// counts), or a `pii` tag.
+pub fn classified(p: &Property) -> Option<String> {
+    let class = p.classification.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    match class {
+        Some(c) if !c.eq_ignore_ascii_case("public") && !c.eq_ignore_ascii_case("internal") => {
+            Some(format!("classified {c}"))
+        }
+        _ => p.tags.iter().flatten().any(|t| t.eq_ignore_ascii_case("pii")).then(|| "tagged pii".to_string()),
+    }
+}
+
+impl Plan {
+    /// Why the samples of check `key` are not to be shown, if they are not (a column it reads
+    /// is classified).
+    pub fn withheld(&self, key: &str) -> Option<&str> {
+        self.objects.iter().find_map(|o| {
+            let check = o.checks.iter().find(|c| c.key == key)?;
+            let columns = check.measure.columns();
+            o.classified.iter().find(|(c, _)| columns.contains(&c.as_str())).map(|(_, why)| why.as_str())
+        })
     }
 }
 

@@ -5,10 +5,14 @@
 //! patterns translated to PostgreSQL's dialect. Duplicates are scalar subqueries of the same
 //! statement, so the database answers everything about an object in one round trip.
 //!
-//! A contract's SQL runs in a read-only transaction with a statement timeout, as a role made
-//! for the run that may read the contract's own tables and nothing else, through the extended
-//! protocol (one statement only), wrapped as a subquery (a SELECT, nothing else). The role is
-//! dropped when the source is closed.
+//! A contract's SQL is first read by [`crate::guard`] (one query over the contract's own
+//! tables, allowed functions only), then runs in a read-only transaction with a statement
+//! timeout, through the extended protocol (one statement only), wrapped as a subquery. In
+//! the server the whole connection logs in as a role the PostgreSQL block made for the run,
+//! which may read the port and nothing else (`sandboxed`); the standalone `meshplane test`,
+//! connected with the user's own credentials, runs the SQL as a role made for the run that
+//! may read the contract's own tables and nothing else, dropped when the source is closed.
+//! Sample queries run read-only under the same timeout.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -31,6 +35,8 @@ pub struct Connection {
     pub user: String,
     pub password: Option<String>,
     pub schema: String,
+    /// The login itself is the run's sandbox (made by the PostgreSQL block): SQL runs as it.
+    pub sandboxed: bool,
 }
 
 pub struct PgSource {
@@ -43,7 +49,9 @@ pub struct PgSource {
     estimates: HashMap<String, f64>,
     /// The tables SQL rules may read.
     tables: Vec<String>,
+    /// The role SQL rules run as: made for the run (`Some` once made), or the login itself.
     sandbox: Option<String>,
+    sandboxed: bool,
     pub sql_timeout: Duration,
 }
 
@@ -85,6 +93,7 @@ impl PgSource {
             estimates: HashMap::new(),
             tables,
             sandbox: None,
+            sandboxed: c.sandboxed,
             sql_timeout: Duration::from_secs(30),
         })
     }
@@ -206,7 +215,7 @@ impl PgSource {
         }
     }
 
-    async fn samples(&self, table: &str, m: &Measure, n: usize) -> Vec<String> {
+    async fn samples(&mut self, table: &str, m: &Measure, n: usize) -> Vec<String> {
         let sql = match m {
             Measure::Missing { column, .. } | Measure::Invalid { column, .. } => match self.predicate(table, m) {
                 Ok(p) => format!("SELECT {}::text FROM {} WHERE {p} LIMIT {n}", ident(column), self.relation(table)),
@@ -222,7 +231,8 @@ impl PgSource {
             }
             _ => return vec![],
         };
-        match self.client.query(&sql, &[]).await {
+        let settings = format!("SET LOCAL statement_timeout = {};", self.sql_timeout.as_millis());
+        match self.read_only(&settings, &sql).await {
             Ok(rows) => rows.iter().map(|r| r.get::<_, Option<String>>(0).unwrap_or_else(|| "null".into())).collect(),
             Err(_) => vec![],
         }
@@ -371,10 +381,15 @@ impl Source for PgSource {
     }
 
     async fn sql(&mut self, query: &str) -> Result<f64, String> {
-        let role = self.sandbox().await?;
         let body = query.trim().trim_end_matches(';').trim_end();
+        crate::guard::check(body, &self.tables, &self.schema)?;
         let timeout_ms = self.sql_timeout.as_millis();
-        let settings = format!("SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL ROLE {};", ident(&role));
+        let settings = if self.sandboxed {
+            format!("SET LOCAL statement_timeout = {timeout_ms};")
+        } else {
+            let role = self.sandbox().await?;
+            format!("SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL ROLE {};", ident(&role))
+        };
         // The extended protocol takes exactly one statement, and the subquery only a query.
         let wrapped = format!("SELECT to_jsonb(q.*)::text FROM ({body}\n) AS q LIMIT 1");
         let rows = self.read_only(&settings, &wrapped).await.map_err(|e| match e.as_db_error() {

@@ -81,7 +81,13 @@ pub struct Options {
     pub env: Env,
     /// Run only the checks of this schedule (a scheduled run); all checks when `None`.
     pub schedule: Option<String>,
+    /// Keep no samples of columns the contract classifies (the server, whose reports many
+    /// read); the standalone `meshplane test`, run with the user's own access, shows them.
+    pub withhold_classified: bool,
 }
+
+/// The longest sample kept, in characters (longer values are cut, with `…`).
+pub const SAMPLE_CHARS: usize = 200;
 
 /// A lookup of environment variables.
 pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -97,6 +103,7 @@ impl Options {
             sql_timeout: Duration::from_secs(30),
             env: Arc::new(|name| std::env::var(name).ok()),
             schedule: None,
+            withhold_classified: false,
         }
     }
 }
@@ -141,11 +148,32 @@ fn verdict(check: &Check, measured: Measured, rows: u64) -> CheckResult {
     r
 }
 
+/// Keeps a sample short, and none of a classified column when `options` says so.
+fn bound_samples(plan: &Plan, options: &Options, r: &mut CheckResult) {
+    if r.samples.is_empty() {
+        return;
+    }
+    if let Some(why) = plan.withheld(&r.key).filter(|_| options.withhold_classified) {
+        r.samples.clear();
+        let note = format!("samples withheld: the column is {why}");
+        r.detail = Some(r.detail.take().map_or(note.clone(), |d| format!("{d}; {note}")));
+        return;
+    }
+    for sample in &mut r.samples {
+        if sample.chars().count() > SAMPLE_CHARS {
+            *sample = sample.chars().take(SAMPLE_CHARS).chain(['…']).collect();
+        }
+    }
+}
+
 /// Runs every check of the plan on `source`.
 pub async fn run<S: Source>(source: &mut S, plan: &Plan, options: &Options) -> Vec<CheckResult> {
     let mut results = Vec::new();
     for object in &plan.objects {
         run_object(source, object, options, &mut results).await;
+    }
+    for r in &mut results {
+        bound_samples(plan, options, r);
     }
     for check in &plan.unbound {
         results.push(unrun(check).unwrap_or_else(|| result(check, Outcome::Error, None, Some("no object".into()))));

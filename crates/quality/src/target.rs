@@ -164,32 +164,56 @@ pub fn delimiter(server: &Server) -> Result<u8, TestError> {
     }
 }
 
-/// PostgreSQL credentials come from the environment: `MESHPLANE_POSTGRES_USER` and
-/// `MESHPLANE_POSTGRES_PASSWORD` (or libpq's `PGUSER` and `PGPASSWORD`); never the contract.
-fn pg_connection(server: &Server, options: &Options) -> Result<Connection, TestError> {
-    let env = |a: &str, b: &str| (options.env)(a).or_else(|| (options.env)(b));
-    let port = server.port.unwrap_or(5432);
-    Ok(Connection {
-        host: server
-            .host
-            .clone()
-            .ok_or_else(|| TestError::Server(format!("server `{}` has no host", server.server)))?,
-        port: u16::try_from(port).map_err(|_| TestError::Server(format!("port {port} is out of range")))?,
-        database: server.database.clone().unwrap_or_else(|| "postgres".into()),
-        user: env("MESHPLANE_POSTGRES_USER", "PGUSER").unwrap_or_else(|| "postgres".into()),
-        password: env("MESHPLANE_POSTGRES_PASSWORD", "PGPASSWORD"),
-        schema: server.schema.clone().unwrap_or_else(|| "public".into()),
-    })
+/// Where a test reads a server's data.
+pub enum Target {
+    /// Files: each table's location, the CSV delimiter, and how to reach S3.
+    Files { locations: Vec<(String, Location)>, delimiter: u8, s3: S3Config },
+    /// A PostgreSQL connection.
+    Postgres(Connection),
 }
 
-/// Runs the contract's checks on `server` (or one object of it).
-pub async fn test(
-    contract: &DataContract,
-    server: &Server,
-    object: Option<&str>,
-    base: &Path,
-    options: &Options,
-) -> Result<Report, TestError> {
+/// The target a contract's own server names, with the user's own credentials, for the
+/// standalone `meshplane test`. PostgreSQL credentials come from the environment:
+/// `MESHPLANE_POSTGRES_USER` and `MESHPLANE_POSTGRES_PASSWORD` (or libpq's `PGUSER` and
+/// `PGPASSWORD`); S3 credentials and region from the usual `AWS_*` variables; never from the
+/// contract.
+pub fn server_target(server: &Server, plan: &Plan, base: &Path, options: &Options) -> Result<Target, TestError> {
+    let env = |a: &str, b: &str| (options.env)(a).or_else(|| (options.env)(b));
+    match server.kind.as_str() {
+        "local" | "s3" => Ok(Target::Files {
+            locations: file_locations(server, plan, base)?,
+            delimiter: delimiter(server)?,
+            s3: S3Config {
+                endpoint: server.endpoint_url.clone(),
+                region: env("AWS_REGION", "AWS_DEFAULT_REGION"),
+                access_key_id: (options.env)("AWS_ACCESS_KEY_ID"),
+                secret_access_key: (options.env)("AWS_SECRET_ACCESS_KEY"),
+            },
+        }),
+        "postgres" | "postgresql" => {
+            let port = server.port.unwrap_or(5432);
+            Ok(Target::Postgres(Connection {
+                host: server
+                    .host
+                    .clone()
+                    .ok_or_else(|| TestError::Server(format!("server `{}` has no host", server.server)))?,
+                port: u16::try_from(port).map_err(|_| TestError::Server(format!("port {port} is out of range")))?,
+                database: server.database.clone().unwrap_or_else(|| "postgres".into()),
+                user: env("MESHPLANE_POSTGRES_USER", "PGUSER").unwrap_or_else(|| "postgres".into()),
+                password: env("MESHPLANE_POSTGRES_PASSWORD", "PGPASSWORD"),
+                schema: server.schema.clone().unwrap_or_else(|| "public".into()),
+                sandboxed: false,
+            }))
+        }
+        other => Err(TestError::Server(format!(
+            "server `{}` is of type {other}; meshplane test reads local files and postgres",
+            server.server
+        ))),
+    }
+}
+
+/// The plan of a run: the contract's checks (of one object, of one schedule).
+pub fn plan_of(contract: &DataContract, object: Option<&str>, options: &Options) -> Result<Plan, TestError> {
     if let Some(name) = object
         && contract.object(name).is_none()
     {
@@ -199,33 +223,43 @@ pub async fn test(
     if let Some(schedule) = &options.schedule {
         plan.retain_schedule(schedule);
     }
-    let results = match server.kind.as_str() {
-        "local" | "s3" => {
-            let s3 = S3Config {
-                endpoint: server.endpoint_url.clone(),
-                region: (options.env)("AWS_REGION").or_else(|| (options.env)("AWS_DEFAULT_REGION")),
-                access_key_id: (options.env)("AWS_ACCESS_KEY_ID"),
-                secret_access_key: (options.env)("AWS_SECRET_ACCESS_KEY"),
-            };
-            let locations = file_locations(server, &plan, base)?;
-            let mut source = FileSource::new(locations, delimiter(server)?, Some(&s3)).map_err(TestError::Connect)?;
+    Ok(plan)
+}
+
+/// Runs the contract's checks on `server` (or one object of it), where the server says.
+pub async fn test(
+    contract: &DataContract,
+    server: &Server,
+    object: Option<&str>,
+    base: &Path,
+    options: &Options,
+) -> Result<Report, TestError> {
+    let plan = plan_of(contract, object, options)?;
+    let target = server_target(server, &plan, base, options)?;
+    test_on(contract, (&server.server, &server.kind), &plan, target, options).await
+}
+
+/// Runs `plan` (of `contract`) on `target`; `server` is the (name, type) the report names.
+pub async fn test_on(
+    contract: &DataContract,
+    server: (&str, &str),
+    plan: &Plan,
+    target: Target,
+    options: &Options,
+) -> Result<Report, TestError> {
+    let results = match target {
+        Target::Files { locations, delimiter, s3 } => {
+            let mut source = FileSource::new(locations, delimiter, Some(&s3)).map_err(TestError::Connect)?;
             source.sql_timeout = options.sql_timeout;
-            run(&mut source, &plan, options).await
+            run(&mut source, plan, options).await
         }
-        "postgres" | "postgresql" => {
+        Target::Postgres(connection) => {
             let tables = plan.objects.iter().map(|o| o.table.clone()).collect();
-            let mut source =
-                PgSource::connect(&pg_connection(server, options)?, tables).await.map_err(TestError::Connect)?;
+            let mut source = PgSource::connect(&connection, tables).await.map_err(TestError::Connect)?;
             source.sql_timeout = options.sql_timeout;
-            let results = run(&mut source, &plan, options).await;
+            let results = run(&mut source, plan, options).await;
             source.close().await.map_err(TestError::Connect)?;
             results
-        }
-        other => {
-            return Err(TestError::Server(format!(
-                "server `{}` is of type {other}; meshplane test reads local files and postgres",
-                server.server
-            )));
         }
     };
     let mut summary = Summary::default();
@@ -241,8 +275,8 @@ pub async fn test(
     Ok(Report {
         contract: contract.id.clone(),
         version: contract.version.clone(),
-        server: server.server.clone(),
-        server_type: server.kind.clone(),
+        server: server.0.to_string(),
+        server_type: server.1.to_string(),
         summary,
         results,
     })

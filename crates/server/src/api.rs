@@ -365,9 +365,14 @@ pub async fn run_tests(
     let record = state.store.get(kind, &name).await?;
     let allowed = crate::ownership::manages(&state, &caller, &record).await?;
     caller.require(allowed, &format!("run the tests of contract `{name}` (its owners may)"))?;
-    let options = meshplane_quality::run::Options::now(p.samples.unwrap_or(0));
-    let trigger = json!({ "by": "api", "actor": caller.name() });
-    let run = crate::checks::run(&state.store, &name, p.server.as_deref(), p.object.as_deref(), &options, trigger);
+    let ask = crate::checks::Ask {
+        server: p.server.as_deref(),
+        object: p.object.as_deref(),
+        samples: p.samples.unwrap_or(0),
+        schedule: None,
+        trigger: json!({ "by": "api", "actor": caller.name() }),
+    };
+    let run = crate::checks::run(&state.store, &state.blocks, &state.config.reconciler.tests, &name, ask);
     to_json(run.await?)
 }
 
@@ -377,8 +382,9 @@ pub struct RunsParams {
     limit: Option<i64>,
 }
 
-/// The kept reports; failed-row samples are data, so only those who manage the contract see
-/// them (everyone else reads the verdicts and measured values).
+/// The kept reports; failed-row samples and the checks' detail texts (which may quote values,
+/// in a SQL error say) are data, so only those who manage the contract see them; everyone
+/// else reads the verdicts and measured values.
 pub async fn test_runs(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -394,6 +400,7 @@ pub async fn test_runs(
             let results = run.report.get_mut("results").and_then(Any::as_array_mut);
             for result in results.into_iter().flatten().filter_map(Any::as_object_mut) {
                 result.remove("samples");
+                result.remove("detail");
             }
         }
     }

@@ -1,21 +1,176 @@
 //! Running a stored contract's checks and keeping the report: on demand (the API) and on the
-//! contract's schedules (the scheduler), the same way.
+//! contract's schedules (the scheduler), the same way — and never inside the server.
+//!
+//! - **Where** the data is read comes from the block that holds the server, never from the
+//!   contract: its endpoint and credentials, its paths confined to the port, and for
+//!   PostgreSQL a login it makes for the run alone ([`Provisioner::test_target`]). A server no
+//!   block of the platform holds is not tested.
+//! - **How**: each run is a child process (`meshplane test-worker`, [`worker_main`]) given the
+//!   job on its standard input, with a clean environment, an address-space limit
+//!   (`RLIMIT_AS`) and a CPU-time limit (`RLIMIT_CPU`) set before it reads the job, killed at
+//!   its deadline. meshplane's own kernels allocate outside DataFusion's memory pool, so the
+//!   limit is the process's, not the pool's. A run that goes past a limit is stopped and
+//!   reported as such; the server goes on. At most [`Sandbox::runs`] run at once.
+//!
+//! [`Provisioner::test_target`]: meshplane_core::block::Provisioner::test_target
 
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshplane_core::block::{Blocks, Call};
+use meshplane_core::checking::TestTarget;
 use meshplane_core::resource::Kind;
-use meshplane_core::store::{Store, TestRun};
+use meshplane_core::store::{Record, Store, TestRun};
 use meshplane_core::{Error, ErrorCode};
+use meshplane_quality::files::{Format, Location, S3Config};
+use meshplane_quality::postgres::Connection;
 use meshplane_quality::run::Options;
-use meshplane_quality::target::{TestError, pick_server, test};
+use meshplane_quality::target::{Target, TestError, pick_server, plan_of, test_on};
 use meshplane_spec::model::odcs::DataContract;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Any, json};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
 
-/// The stored contract `name` and its generation.
-pub async fn stored_contract(store: &Store, name: &str) -> Result<(DataContract, i64), Error> {
-    let record = store.get(Kind::DataContract, name).await?;
-    match meshplane_spec::load(&record.spec.to_string()).documents.pop().and_then(|d| d.document) {
-        Some(meshplane_spec::Document::Contract(contract)) => Ok((*contract, record.generation)),
-        _ => Err(Error::Store(format!("the stored document of {name} is not a contract"))),
+/// How test runs are sandboxed.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    /// The program that runs one test (`meshplane`), and its arguments (`test-worker`).
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// The address space a run may use, in bytes.
+    pub memory_bytes: u64,
+    /// The CPU time a run may use, in seconds (all its threads together).
+    pub cpu_seconds: u64,
+    /// When a run is killed, however far it got.
+    pub deadline: Duration,
+    /// How many runs go at once (the others wait for a slot).
+    pub runs: Arc<Semaphore>,
+}
+
+impl Default for Sandbox {
+    /// This program as `test-worker`: 4 GiB, 20 CPU minutes, 10 minutes, 4 at once.
+    fn default() -> Sandbox {
+        Sandbox {
+            program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("meshplane")),
+            args: vec!["test-worker".into()],
+            memory_bytes: 4 << 30,
+            cpu_seconds: 1_200,
+            deadline: Duration::from_secs(600),
+            runs: Arc::new(Semaphore::new(4)),
+        }
     }
+}
+
+/// What a run is to do: the job a worker reads on its standard input.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Job {
+    /// The stored contract, as JSON.
+    contract: Any,
+    server: String,
+    server_type: String,
+    object: Option<String>,
+    samples: usize,
+    schedule: Option<String>,
+    now_micros: i64,
+    sql_timeout_ms: u64,
+    target: TestTarget,
+}
+
+/// What a worker answers on its standard output.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum Answer {
+    Report(Any),
+    /// The data could not be reached.
+    Unreachable(String),
+    /// The run cannot happen as asked (an object the contract does not have, ...).
+    Refused(String),
+}
+
+/// At most this many samples are kept per failed check.
+pub const MAX_SAMPLES: usize = 100;
+
+/// The stored contract `name` and its record.
+pub async fn stored_contract(store: &Store, name: &str) -> Result<(DataContract, Record), Error> {
+    let record = store.get(Kind::DataContract, name).await?;
+    match contract_of(&record.spec) {
+        Some(contract) => Ok((contract, record)),
+        None => Err(Error::Store(format!("the stored document of {name} is not a contract"))),
+    }
+}
+
+fn contract_of(spec: &Any) -> Option<DataContract> {
+    match meshplane_spec::load(&spec.to_string()).documents.pop()?.document? {
+        meshplane_spec::Document::Contract(contract) => Some(*contract),
+        meshplane_spec::Document::Product(_) => None,
+    }
+}
+
+fn untestable(message: String) -> Error {
+    Error::invalid(ErrorCode::ServerNotTestable, message)
+}
+
+/// What a run asks for besides the contract.
+pub struct Ask<'a> {
+    pub server: Option<&'a str>,
+    pub object: Option<&'a str>,
+    pub samples: usize,
+    /// Only the checks of this schedule (a scheduled run).
+    pub schedule: Option<String>,
+    /// What started the run, kept with its report.
+    pub trigger: Any,
+}
+
+/// Runs the checks of contract `name` on one of its servers (the only one when none is
+/// named), where the block holding it says, in a sandboxed child process; keeps the report,
+/// marked with what started the run.
+pub async fn run(
+    store: &Store,
+    blocks: &Blocks,
+    sandbox: &Sandbox,
+    name: &str,
+    ask: Ask<'_>,
+) -> Result<TestRun, Error> {
+    let (contract, record) = stored_contract(store, name).await?;
+    let server = pick_server(&contract, ask.server).map_err(refusal)?;
+    let block = blocks.holding(&record, &server.server).map_err(untestable)?;
+    let call = Call::unfenced(store.installation().await?);
+    let _slot = sandbox.runs.acquire().await.map_err(|e| Error::Store(e.to_string()))?;
+    // The deadline covers the whole run: the block's preparing it, then the child process.
+    let started = std::time::Instant::now();
+    let preparing = block.test_target(&record, &server.server, sandbox.deadline, &call);
+    let target = match tokio::time::timeout(sandbox.deadline, blocks.call(block.as_ref(), preparing)).await {
+        Ok(target) => target.map_err(untestable)?,
+        Err(_) => return Err(past_deadline(name, sandbox)),
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let job = Job {
+        contract: record.spec.clone(),
+        server: server.server.clone(),
+        server_type: server.kind.clone(),
+        object: ask.object.map(str::to_string),
+        samples: ask.samples.min(MAX_SAMPLES),
+        schedule: ask.schedule,
+        now_micros: now.as_micros() as i64,
+        sql_timeout_ms: 30_000.min(sandbox.deadline.as_millis() as u64),
+        target,
+    };
+    let answer = sandboxed(sandbox, &job, name, sandbox.deadline.saturating_sub(started.elapsed())).await;
+    let _ = blocks.call(block.as_ref(), block.end_test(&job.target, &call)).await;
+    let mut report = match answer? {
+        Answer::Report(report) => report,
+        Answer::Unreachable(why) => return Err(Error::invalid(ErrorCode::DataUnreachable, why)),
+        Answer::Refused(why) => return Err(Error::invalid(ErrorCode::MalformedRequest, why)),
+    };
+    let failed =
+        report["summary"]["fail"].as_u64().unwrap_or(0) > 0 || report["summary"]["error"].as_u64().unwrap_or(0) > 0;
+    report["trigger"] = ask.trigger;
+    store.record_test(Kind::DataContract, name, record.generation, &server.server, failed, report).await
 }
 
 fn refusal(e: TestError) -> Error {
@@ -25,27 +180,72 @@ fn refusal(e: TestError) -> Error {
     }
 }
 
-/// Runs the checks of contract `name` on one of its servers (the only one when `server` is
-/// not given) and keeps the report, marked with what started the run. Local paths are read
-/// relative to the server's working directory, with its permissions.
-pub async fn run(
-    store: &Store,
-    name: &str,
-    server: Option<&str>,
-    object: Option<&str>,
-    options: &Options,
-    trigger: Any,
-) -> Result<TestRun, Error> {
-    let (contract, generation) = stored_contract(store, name).await?;
-    let server = pick_server(&contract, server).map_err(refusal)?;
-    let report = test(&contract, server, object, std::path::Path::new("."), options).await.map_err(refusal)?;
-    let mut json = serde_json::to_value(&report).map_err(|e| Error::Store(e.to_string()))?;
-    json["trigger"] = trigger;
-    store.record_test(Kind::DataContract, name, generation, &report.server, report.failed(), json).await
+fn past_deadline(name: &str, sandbox: &Sandbox) -> Error {
+    Error::invalid(
+        ErrorCode::TestDeadline,
+        format!(
+            "the test run of {name} did not finish within its deadline of {} s and was stopped",
+            sandbox.deadline.as_secs()
+        ),
+    )
 }
 
-/// Keeps a run that could not happen (the data was unreachable, the server unsupported), so
-/// the history shows it.
+/// Runs `job` in a child process under the sandbox's limits, killed after `left`, and reads
+/// its answer.
+async fn sandboxed(sandbox: &Sandbox, job: &Job, name: &str, left: Duration) -> Result<Answer, Error> {
+    let mut child = tokio::process::Command::new(&sandbox.program)
+        .args(&sandbox.args)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Error::Store(format!("cannot start the test run ({}): {e}", sandbox.program.display())))?;
+    limit(&child, sandbox)?;
+    let body = serde_json::to_vec(job).map_err(|e| Error::Store(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&body).await.map_err(|e| Error::Store(format!("cannot hand the test run its job: {e}")))?;
+    }
+    let finished = tokio::time::timeout(left, child.wait_with_output()).await;
+    // Past the deadline the child is killed, as its handle is dropped.
+    let Ok(finished) = finished else { return Err(past_deadline(name, sandbox)) };
+    let output = finished.map_err(|e| Error::Store(format!("the test run could not be followed: {e}")))?;
+    if output.status.success() {
+        return serde_json::from_slice(&output.stdout)
+            .map_err(|e| Error::Store(format!("the test run answered something that is not a report: {e}")));
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mib = sandbox.memory_bytes >> 20;
+    use std::os::unix::process::ExitStatusExt;
+    let message = match output.status.signal() {
+        Some(24) => format!("the test run of {name} used its {} s of CPU time and was stopped", sandbox.cpu_seconds),
+        Some(9) if !stderr.contains("memory allocation") => {
+            format!("the test run of {name} used its {} s of CPU time and was stopped", sandbox.cpu_seconds)
+        }
+        _ if stderr.contains("memory allocation") || output.status.signal() == Some(6) => {
+            format!("the test run of {name} needed more than its {mib} MiB of memory and was stopped")
+        }
+        _ => format!("the test run of {name} failed ({}): {}", output.status, stderr.lines().last().unwrap_or("")),
+    };
+    Err(Error::invalid(ErrorCode::TestLimit, message))
+}
+
+/// Sets the child's address-space and CPU limits (before it reads its job).
+fn limit(child: &tokio::process::Child, sandbox: &Sandbox) -> Result<(), Error> {
+    let pid = child.id().ok_or_else(|| Error::Store("the test run ended before it started".into()))?;
+    let pid = i32::try_from(pid).map_err(|e| Error::Store(e.to_string()))?;
+    let set = |resource, soft: u64, hard: u64| {
+        rlimit::prlimit(pid, resource, Some((soft, hard)), None)
+            .map_err(|e| Error::Store(format!("cannot limit the test run: {e}")))
+    };
+    set(rlimit::Resource::AS, sandbox.memory_bytes, sandbox.memory_bytes)?;
+    set(rlimit::Resource::CPU, sandbox.cpu_seconds, sandbox.cpu_seconds + 1)?;
+    Ok(())
+}
+
+/// Keeps a run that could not happen (the data was unreachable, the server not testable,
+/// a limit reached), so the history shows it.
 pub async fn record_failure(
     store: &Store,
     name: &str,
@@ -56,4 +256,92 @@ pub async fn record_failure(
     let generation = store.get(Kind::DataContract, name).await?.generation;
     let report = json!({ "error": { "code": error.code(), "message": error.to_string() }, "trigger": trigger });
     store.record_test(Kind::DataContract, name, generation, server, true, report).await
+}
+
+/// The quality engine's view of a block's target.
+fn engine_target(target: TestTarget) -> Result<Target, String> {
+    Ok(match target {
+        TestTarget::Files { files, delimiter, s3 } => {
+            let locations = files
+                .into_iter()
+                .map(|f| {
+                    let format =
+                        Format::parse(&f.format).ok_or_else(|| format!("`{}` is not a file format", f.format))?;
+                    Ok((f.table, Location { path: f.path, format }))
+                })
+                .collect::<Result<_, String>>()?;
+            let s3 = s3.map(|s| S3Config {
+                endpoint: s.endpoint,
+                region: s.region,
+                access_key_id: s.access_key_id,
+                secret_access_key: s.secret_access_key,
+            });
+            Target::Files { locations, delimiter, s3: s3.unwrap_or_default() }
+        }
+        TestTarget::Postgres { host, port, database, schema, user, password, tls: _ } => Target::Postgres(Connection {
+            host,
+            port,
+            database,
+            user,
+            password: Some(password),
+            schema,
+            sandboxed: true,
+        }),
+    })
+}
+
+/// The test worker: reads one job on standard input, runs it, writes the answer on standard
+/// output. What `meshplane test-worker` runs, in the child process [`run`] starts.
+pub fn worker_main() -> ExitCode {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().take(256 << 20).read_to_end(&mut input) {
+        eprintln!("test-worker: cannot read the job: {e}");
+        return ExitCode::from(2);
+    }
+    let job: Job = match serde_json::from_slice(&input) {
+        Ok(job) => job,
+        Err(e) => {
+            eprintln!("test-worker: the job is not one: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("test-worker: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let answer = runtime.block_on(work(job));
+    let text = serde_json::to_string(&answer).unwrap_or_else(|e| format!("{{\"refused\":\"{e}\"}}"));
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(2),
+    }
+}
+
+async fn work(job: Job) -> Answer {
+    let Some(contract) = contract_of(&job.contract) else { return Answer::Refused("the job holds no contract".into()) };
+    let options = Options {
+        schedule: job.schedule,
+        now_micros: job.now_micros,
+        sql_timeout: Duration::from_millis(job.sql_timeout_ms),
+        withhold_classified: true,
+        // A test run reads nothing from its environment: the block gave it all it needs.
+        env: Arc::new(|_| None),
+        ..Options::now(job.samples)
+    };
+    let plan = match plan_of(&contract, job.object.as_deref(), &options) {
+        Ok(plan) => plan,
+        Err(e) => return Answer::Refused(e.to_string()),
+    };
+    let target = match engine_target(job.target) {
+        Ok(target) => target,
+        Err(e) => return Answer::Refused(e),
+    };
+    match test_on(&contract, (&job.server, &job.server_type), &plan, target, &options).await {
+        Ok(report) => Answer::Report(serde_json::to_value(&report).unwrap_or(Any::Null)),
+        Err(TestError::Connect(why)) => Answer::Unreachable(why),
+        Err(e) => Answer::Refused(e.to_string()),
+    }
 }

@@ -37,7 +37,7 @@ const POLL_MS: u64 = 200;
 const BUSY_RETRY_MS: u64 = 1_000;
 
 /// How the reconcile loop runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     pub timing: Timing,
     /// Reconciles in flight at once.
@@ -51,6 +51,8 @@ pub struct Settings {
     pub test_workers: usize,
     /// The wall clock, in milliseconds since the Unix epoch (leases, membership, schedules).
     pub clock: fn() -> i64,
+    /// How contract test runs are sandboxed (scheduled and on demand alike).
+    pub tests: Arc<crate::checks::Sandbox>,
 }
 
 impl Default for Settings {
@@ -62,6 +64,7 @@ impl Default for Settings {
             membership_ms: 10_000,
             test_workers: 2,
             clock: || epoch_ms() as i64,
+            tests: Arc::default(),
         }
     }
 }
@@ -255,7 +258,7 @@ impl Loop {
                 continue;
             }
             let (store, blocks, owner, settings) =
-                (self.store.clone(), self.blocks.clone(), Arc::clone(&self.owner), self.settings);
+                (self.store.clone(), self.blocks.clone(), Arc::clone(&self.owner), self.settings.clone());
             let task = self
                 .running
                 .spawn(async move { reconcile_under_lease(&store, &blocks, kind, &name, &owner, settings).await });
@@ -265,11 +268,12 @@ impl Loop {
         let share = self.share;
         let due = self.jobs.take_due((self.settings.clock)(), free, |c| share.holds(&format!("DataContract/{c}")));
         for job in due {
-            let (store, owner, settings) = (self.store.clone(), Arc::clone(&self.owner), self.settings);
-            let environment = self.blocks.environment.clone();
+            let (store, owner, settings) = (self.store.clone(), Arc::clone(&self.owner), self.settings.clone());
+            let blocks = self.blocks.clone();
             let run = job.clone();
             let task = self.tests.spawn(async move {
-                schedules::run(&store, &run, environment.as_deref(), &owner, settings.lease_ms, settings.clock).await
+                let sandbox = &settings.tests;
+                schedules::run(&store, &blocks, sandbox, &run, &owner, settings.lease_ms, settings.clock).await
             });
             self.test_jobs.insert(task.id(), job);
         }
@@ -325,10 +329,11 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::clone(&stop);
     let task = tokio::spawn(async move {
+        let renew_every = (settings.membership_ms / 3).max(1) as u64;
         let mut state = Loop {
             store: store.clone(),
             blocks,
-            settings,
+            settings: settings.clone(),
             owner: owner.into(),
             queue: Queue::new(settings.timing),
             links: Links::default(),
@@ -363,7 +368,6 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
             }
         }
         let (mut renewed_at, mut followed_at) = (None, None);
-        let renew_every = (settings.membership_ms / 3).max(1) as u64;
         while !stopping.load(Ordering::Relaxed) {
             beat.store(epoch_ms(), Ordering::Relaxed);
             let now = state.ms();

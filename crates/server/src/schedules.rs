@@ -14,13 +14,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use meshplane_core::block::Blocks;
 use meshplane_core::cron::Cron;
 use meshplane_core::store::{SCHEDULE, Store, epoch_ms};
 use meshplane_quality::plan::schedules;
-use meshplane_quality::run::Options;
 use serde_json::{Value as Any, json};
 
-use crate::checks;
+use crate::checks::{self, Ask, Sandbox};
 
 /// When a job's lease is held by another replica, or the store failed, look again after this.
 const RETRY_MS: i64 = 5_000;
@@ -100,11 +100,13 @@ pub fn applied_ms(updated_at: &str) -> i64 {
 }
 
 /// Runs `job` if a firing is due and no other replica has run it; returns when it is next due.
-/// `environment` limits the run to the contract's servers of the platform's environment.
+/// Only the contract's servers of the platform's environment are tested, where their blocks
+/// say, in `sandbox`.
 pub async fn run(
     store: &Store,
+    blocks: &Blocks,
+    sandbox: &Sandbox,
     job: &Job,
-    environment: Option<&str>,
     owner: &str,
     lease_ms: i64,
     clock: fn() -> i64,
@@ -122,9 +124,15 @@ pub async fn run(
                 // Another replica ran this firing already.
                 None => job.cron.next_after(from.max(now)),
                 Some(due) => {
-                    let completed =
-                        renewing(store, job, owner, lease_ms, clock, test_every_server(store, job, environment, due))
-                            .await;
+                    let completed = renewing(
+                        store,
+                        job,
+                        owner,
+                        lease_ms,
+                        clock,
+                        test_every_server(store, blocks, sandbox, job, due),
+                    )
+                    .await;
                     match completed {
                         Some(()) if store.complete_schedule(&job.name, due, (owner, token)).await.is_ok() => {
                             job.cron.next_after(due)
@@ -162,17 +170,24 @@ async fn renewing(
     }
 }
 
-/// Tests the job's checks on every server of its contract in the platform's environment, keeping one report per server.
-async fn test_every_server(store: &Store, job: &Job, environment: Option<&str>, due: i64) {
+/// Tests the job's checks on every server of its contract in the platform's environment,
+/// keeping one report per server (a run that could not happen is kept as a failed one).
+async fn test_every_server(store: &Store, blocks: &Blocks, sandbox: &Sandbox, job: &Job, due: i64) {
     let Ok((contract, _)) = checks::stored_contract(store, &job.contract).await else { return };
     let trigger = json!({ "by": "schedule", "schedule": job.schedule, "due": due });
-    let options = Options { schedule: Some(job.schedule.clone()), ..Options::now(0) };
+    let environment = blocks.environment.as_deref();
     let ours = |s: &&meshplane_spec::model::server::Server| {
         environment.is_none_or(|env| s.environment.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(env)))
     };
     for server in contract.servers.as_deref().unwrap_or_default().iter().filter(ours) {
-        let name = Some(server.server.as_str());
-        if let Err(e) = checks::run(store, &job.contract, name, None, &options, trigger.clone()).await {
+        let ask = Ask {
+            server: Some(server.server.as_str()),
+            object: None,
+            samples: 0,
+            schedule: Some(job.schedule.clone()),
+            trigger: trigger.clone(),
+        };
+        if let Err(e) = checks::run(store, blocks, sandbox, &job.contract, ask).await {
             let _ = checks::record_failure(store, &job.contract, &server.server, &e, trigger.clone()).await;
         }
     }

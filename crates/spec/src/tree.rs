@@ -7,8 +7,11 @@
 //! is a subset of YAML 1.2; this keeps one code path and one notion of position.
 //!
 //! Invariants: keys of a mapping are strings (a scalar key is kept as its text; a collection
-//! used as a key is a syntax error); aliases are expanded, with a bound on the number of nodes
-//! a document may expand to, so a hostile document cannot exhaust memory.
+//! used as a key is a syntax error); aliases are expanded, within a budget of nodes and of
+//! bytes of text that grows with the text's own length ([`Budget`]), and every expansion is
+//! counted — an alias by the size of what it stands for, an anchor by the copy kept of it —
+//! *before* it is made, so a hostile document (an "anchor bomb") is refused having allocated
+//! no more than a few times its own size.
 
 use std::fmt;
 
@@ -159,14 +162,64 @@ pub struct Parsed {
     pub duplicate_keys: Vec<DuplicateKey>,
 }
 
-/// How many nodes one text may expand to (aliases included) before it is refused.
+/// How many nodes one text may expand to (aliases included) before it is refused, at most.
 pub const MAX_NODES: usize = 1_000_000;
 /// How deep collections may nest before the text is refused.
 pub const MAX_DEPTH: usize = 256;
 
+/// What one text may expand to, aliases included: nodes and bytes of scalar text (keys and
+/// values). A text without aliases never comes near it; with aliases, it may grow to about
+/// four times its length in text and twice its length in nodes (and at least 1 MiB and
+/// 10,000 nodes, for small documents that reuse anchors a lot).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Budget {
+    pub nodes: usize,
+    pub bytes: usize,
+}
+
+impl Budget {
+    /// The budget of a text of `len` bytes.
+    pub fn of(len: usize) -> Budget {
+        Budget { nodes: len.saturating_mul(2).clamp(10_000, MAX_NODES), bytes: len.saturating_mul(4).max(1 << 20) }
+    }
+}
+
+/// The size of a node and everything under it, as the budget counts it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Size {
+    fn of(node: &Node) -> Size {
+        let own = match &node.value {
+            Value::Str(s) => s.len(),
+            _ => 0,
+        };
+        let mut size = Size { nodes: 1, bytes: own };
+        match &node.value {
+            Value::Seq(items) => items.iter().for_each(|n| size.add(Size::of(n))),
+            Value::Map(entries) => {
+                for e in entries {
+                    size.add(Size { nodes: 1, bytes: e.key.len() });
+                    size.add(Size::of(&e.value));
+                }
+            }
+            _ => {}
+        }
+        size
+    }
+
+    fn add(&mut self, other: Size) {
+        self.nodes = self.nodes.saturating_add(other.nodes);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
+}
+
 /// Reads every document of a YAML (or JSON) text.
 pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
-    let mut builder = Builder::default();
+    let mut builder = Builder { budget: Budget::of(text.len()), ..Builder::default() };
     let mut parser = Parser::new_from_str(text);
     loop {
         let (event, span) = match parser.next_event() {
@@ -198,10 +251,12 @@ enum Open {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    anchors: Vec<(usize, Node)>,
+    /// Each anchor's node and its size (counted once when the anchor is kept).
+    anchors: Vec<(usize, Node, Size)>,
     documents: Vec<Node>,
     duplicate_keys: Vec<DuplicateKey>,
-    nodes: usize,
+    budget: Budget,
+    spent: Size,
 }
 
 impl Builder {
@@ -211,29 +266,35 @@ impl Builder {
             Event::StreamEnd => return Ok(false),
             Event::Nothing | Event::StreamStart | Event::DocumentStart(_) | Event::DocumentEnd => {}
             Event::Alias(id) => {
-                let node = self
+                let size = self
                     .anchors
                     .iter()
                     .rev()
-                    .find(|(anchor, _)| *anchor == id)
-                    .map(|(_, node)| node.clone())
+                    .find(|(anchor, ..)| *anchor == id)
+                    .map(|(.., size)| *size)
                     .ok_or_else(|| SyntaxError { message: "alias refers to an unknown anchor".into(), span })?;
-                self.count(count_nodes(&node), span)?;
+                // Counted before the copy is made.
+                self.count(size, span)?;
+                let node =
+                    self.anchors.iter().rev().find(|(anchor, ..)| *anchor == id).map(|(_, node, _)| node.clone());
+                let Some(node) = node else {
+                    return Err(SyntaxError { message: "alias refers to an unknown anchor".into(), span });
+                };
                 self.push(Node { value: node.value, span }, 0)?;
             }
             Event::Scalar(text, style, anchor, tag) => {
-                self.count(1, span)?;
+                self.count(Size { nodes: 1, bytes: text.len() }, span)?;
                 let core_tag = tag.as_ref().filter(|t| t.is_yaml_core_schema()).map(|t| t.suffix.clone());
                 let value = resolve_scalar(&text, style, core_tag.as_deref(), span)?;
                 self.push(Node { value, span }, anchor)?;
             }
             Event::SequenceStart(anchor, _) => {
-                self.count(1, span)?;
+                self.count(Size { nodes: 1, bytes: 0 }, span)?;
                 self.check_depth(span)?;
                 self.stack.push(Open::Seq(Vec::new(), span, anchor));
             }
             Event::MappingStart(anchor, _) => {
-                self.count(1, span)?;
+                self.count(Size { nodes: 1, bytes: 0 }, span)?;
                 self.check_depth(span)?;
                 self.stack.push(Open::Map(Vec::new(), None, span, anchor));
             }
@@ -252,11 +313,17 @@ impl Builder {
         Ok(true)
     }
 
-    fn count(&mut self, n: usize, span: Span) -> Result<(), SyntaxError> {
-        self.nodes = self.nodes.saturating_add(n);
-        if self.nodes > MAX_NODES {
+    /// Spends `size` of the budget, or refuses the text when it would go past it.
+    fn count(&mut self, size: Size, span: Span) -> Result<(), SyntaxError> {
+        self.spent.add(size);
+        let Budget { nodes, bytes } = self.budget;
+        if self.spent.nodes > nodes || self.spent.bytes > bytes {
             return Err(SyntaxError {
-                message: format!("document expands to more than {MAX_NODES} nodes (alias bomb?)"),
+                message: format!(
+                    "the text expands to more than {nodes} nodes or {} KiB of text (its aliases repeat too much: \
+                     an alias bomb?)",
+                    bytes / 1024
+                ),
                 span,
             });
         }
@@ -272,7 +339,10 @@ impl Builder {
 
     fn push(&mut self, node: Node, anchor: usize) -> Result<(), SyntaxError> {
         if anchor != 0 {
-            self.anchors.push((anchor, node.clone()));
+            // The copy kept for later aliases is counted like any other.
+            let size = Size::of(&node);
+            self.count(size, node.span)?;
+            self.anchors.push((anchor, node.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.documents.push(node),
@@ -304,14 +374,6 @@ impl Builder {
             },
         }
         Ok(())
-    }
-}
-
-fn count_nodes(node: &Node) -> usize {
-    1 + match &node.value {
-        Value::Seq(items) => items.iter().map(count_nodes).sum(),
-        Value::Map(entries) => entries.iter().map(|e| 1 + count_nodes(&e.value)).sum(),
-        _ => 0,
     }
 }
 
@@ -459,6 +521,28 @@ mod tests {
         }
         let err = parse(&text).unwrap_err();
         assert!(err.message.contains("more than"), "{}", err.message);
+    }
+
+    #[test]
+    fn long_texts_repeated_by_aliases_are_refused_before_they_are_copied() {
+        // One anchor of 1 KiB, repeated by 600,000 aliases of 4 bytes each: 2.3 MiB of text
+        // that would expand to 600 MB.
+        let mut text = format!("a: &a \"{}\"\nb: [", "x".repeat(1024));
+        text.push_str(&"*a, ".repeat(600_000));
+        text.push_str("*a]\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("alias bomb"), "{}", err.message);
+        assert!(err.span.start.line == 2, "it points at the alias that went past: {:?}", err.span);
+    }
+
+    #[test]
+    fn anchors_within_the_budget_expand() {
+        let text = "base: &base { type: string, required: true }\na: *base\nb: *base\n";
+        let doc = one(text);
+        assert_eq!(doc.get("a").unwrap().to_json(), doc.get("base").unwrap().to_json());
+        let budget = Budget::of(text.len());
+        assert_eq!(budget, Budget { nodes: 10_000, bytes: 1 << 20 });
+        assert_eq!(Budget::of(10 << 20), Budget { nodes: MAX_NODES, bytes: 40 << 20 });
     }
 
     #[test]

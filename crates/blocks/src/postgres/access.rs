@@ -133,18 +133,9 @@ async fn privileges(conn: &mut PgConnection, schema: &str) -> Result<BTreeSet<Pr
         .map_err(|e| e.to_string())
 }
 
-/// Which of the declared objects exist in the schema (tables, views, materialized views).
+/// Which of the declared objects exist in the schema.
 async fn relations(conn: &mut PgConnection, schema: &str, declared: &BTreeSet<&str>) -> Result<Vec<String>, String> {
-    let rows = sqlx::query(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY 1",
-    )
-    .bind(schema.to_string())
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| e.to_string())?;
-    let names =
-        rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let names = super::sql::relations(conn, schema).await?;
     Ok(names.into_iter().filter(|n| declared.contains(n.as_str())).collect())
 }
 
@@ -251,10 +242,12 @@ pub(super) async fn create_login(
             .map_err(|e| e.to_string())?
             .map(|r| r.get(0));
     let password = meshplane_core::store::identity::random_hex(32);
+    // PostgreSQL is sent the SCRAM-SHA-256 verifier of the password, never the password.
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     match existing {
-        None => run(conn, "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1, $2)", &[&role, &password]).await?,
+        None => run(conn, "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1, $2)", &[&role, &verifier]).await?,
         Some(Some(c)) if c == comment => {
-            run(conn, "SELECT format('ALTER ROLE %I PASSWORD %L', $1, $2)", &[&role, &password]).await?
+            run(conn, "SELECT format('ALTER ROLE %I PASSWORD %L', $1, $2)", &[&role, &verifier]).await?
         }
         Some(_) => return Err(format!("role `{role}` exists and meshplane did not create it; it is left alone")),
     }

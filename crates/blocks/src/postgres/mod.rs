@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use meshplane_core::access::{AccessReport, AccessSync, Login};
 use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned};
+use meshplane_core::checking::{TestTarget, Tls};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::model::server::Server;
@@ -43,6 +44,7 @@ use sql::{columns, create_table, create_view, evolve, has_rows, is_table, run, s
 mod access;
 mod mark;
 mod model;
+mod sandbox;
 mod sql;
 
 pub use access::{login_name, role_name};
@@ -79,20 +81,9 @@ impl PostgresBlock {
         self.pool.begin().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))
     }
 
-    /// The server's endpoint must be this block's; the schema is the server's or meshplane's.
+    /// The schema of a server bound to this block (binding already checked that its endpoint
+    /// fields are the block's): the server's, or meshplane's default.
     fn schema_of(&self, server: &Server, record: &Record) -> Result<String, String> {
-        let differs = |field: &str, theirs: String, ours: String| {
-            format!("server `{}`: {field} {theirs} is not block `{}`'s ({ours})", server.server, self.name)
-        };
-        if let Some(host) = server.host.as_ref().filter(|h| **h != self.config.host) {
-            return Err(differs("host", host.clone(), self.config.host.clone()));
-        }
-        if let Some(port) = server.port.filter(|p| *p != i64::from(self.config.port)) {
-            return Err(differs("port", port.to_string(), self.config.port.to_string()));
-        }
-        if let Some(db) = server.database.as_ref().filter(|d| **d != self.config.database) {
-            return Err(differs("database", db.clone(), self.config.database.clone()));
-        }
         let schema = server.schema.clone().unwrap_or_else(|| default_schema(&record.name));
         identifier(&schema)?;
         Ok(schema)
@@ -296,6 +287,53 @@ impl ServerStorage for PostgresBlock {
             let report = access::sync(&mut tx, &port, access).await?;
             tx.commit().await.map_err(|e| e.to_string())?;
             Ok(report)
+        })
+    }
+
+    fn test_server<'a>(
+        &'a self,
+        record: &'a Record,
+        contract: &'a DataContract,
+        server: &'a Server,
+        valid_for: Duration,
+        call: &'a Call,
+    ) -> BlockFuture<'a, Result<TestTarget, String>> {
+        Box::pin(async move {
+            let schema = self.schema_of(server, record)?;
+            let objects = Self::objects(contract, &schema)?;
+            let mut tx = self.begin().await?;
+            mark::lock(&mut tx, &call.installation, &schema).await?;
+            match mark::standing(&mut tx, &schema, record, call).await? {
+                Standing::Ours(_) => {}
+                Standing::Foreign(why) => return Err(why),
+                Standing::Absent => {
+                    return Err(format!("schema {schema} does not exist yet: the port is not provisioned"));
+                }
+            }
+            let existing = sql::relations(&mut tx, &schema).await?;
+            let relations: Vec<String> = objects.into_iter().map(|o| o.name).filter(|n| existing.contains(n)).collect();
+            let (user, password) = sandbox::create(&mut tx, &call.installation, &schema, &relations, valid_for).await?;
+            tx.commit().await.map_err(|e| e.to_string())?;
+            Ok(TestTarget::Postgres {
+                host: self.config.host.clone(),
+                port: self.config.port,
+                database: self.config.database.clone(),
+                schema,
+                user,
+                password,
+                tls: Tls::default(),
+            })
+        })
+    }
+
+    fn end_test_server<'a>(&'a self, target: &'a TestTarget, call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let TestTarget::Postgres { user, .. } = target else { return Ok(()) };
+            if !user.starts_with(&sandbox::prefix(&call.installation)) {
+                return Err(format!("`{user}` is not a test login of this installation; it is left alone"));
+            }
+            let mut conn = self.pool.acquire().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
+            sandbox::drop(&mut conn, user).await
         })
     }
 

@@ -196,3 +196,17 @@ pub(super) async fn evolve(
     }
     Ok((added, drift))
 }
+
+/// The relations (tables, views, materialized views, partitioned and foreign tables) of
+/// `schema`, by name.
+pub(super) async fn relations(conn: &mut PgConnection, schema: &str) -> Result<Vec<String>, String> {
+    let rows = sqlx::query(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY 1",
+    )
+    .bind(schema.to_string())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>().map_err(|e| e.to_string())
+}

@@ -206,3 +206,93 @@ async fn privileges_made_by_hand_are_drift_and_removed_only_when_configured() {
         ]
     );
 }
+
+/// The login a contract test reads a port as: the port's relations and nothing else, even
+/// for SQL that never went through meshplane's reader (the sandbox holds if the attacker
+/// knows the code); read-only; gone when the run ends. Its password reaches PostgreSQL only
+/// as a SCRAM verifier, as does a service account's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_login_reads_its_port_and_nothing_else() {
+    let roles = Logins::new();
+    let place = postgres().await;
+    let ours = roles.installation("a");
+    roles.own(&format!("mp_{ours}_"));
+    let mut admin = PgConnection::connect(&place.url).await.unwrap();
+    // Had meshplane sent a password as text, PostgreSQL would now keep an MD5 hash of it.
+    admin
+        .execute(format!("ALTER DATABASE \"{}\" SET password_encryption = 'md5'", database(&place)).as_str())
+        .await
+        .unwrap();
+    let warehouse = block(&place, false);
+    let call = Call::unfenced(ours.clone());
+    let ledger = contract(&place, "ledger", "ledger_v1", &["entries"]);
+    let payroll = contract(&place, "payroll", "payroll_v1", &["salaries"]);
+    for c in [&ledger, &payroll] {
+        warehouse.provision(c, &call).await.unwrap();
+    }
+    admin
+        .execute("INSERT INTO ledger_v1.entries VALUES (1); INSERT INTO payroll_v1.salaries VALUES (7)")
+        .await
+        .unwrap();
+    let target = warehouse.test_target(&ledger, "warehouse", std::time::Duration::from_secs(60), &call).await.unwrap();
+    let meshplane_core::checking::TestTarget::Postgres { user, password, schema, .. } = &target else {
+        panic!("{target:?}")
+    };
+    assert_eq!(schema, "ledger_v1");
+    let url = format!("postgres://{user}:{password}@127.0.0.1:5432/{}", database(&place));
+    let mut login = PgConnection::connect(&url).await.unwrap();
+    let count: i64 = login.fetch_one("SELECT count(*) FROM ledger_v1.entries").await.unwrap().get(0);
+    assert_eq!(count, 1);
+    for attack in [
+        "SELECT count(*) FROM payroll_v1.salaries",
+        "SELECT set_config('role', 'postgres', false)",
+        "SET ROLE postgres",
+        "SET SESSION AUTHORIZATION postgres",
+        "SELECT query_to_xml('SELECT * FROM payroll_v1.salaries', true, false, '')",
+        "SELECT pg_read_file('/etc/hostname')",
+        "SELECT pg_ls_dir('.')",
+        "SELECT count(*) FROM pg_authid",
+        "INSERT INTO ledger_v1.entries VALUES (2)",
+        "CREATE TABLE ledger_v1.planted (x int)",
+        "CREATE ROLE planted",
+        "COPY ledger_v1.entries TO PROGRAM 'id'",
+    ] {
+        let refused = login.execute(attack).await;
+        assert!(refused.is_err(), "{attack} was let through");
+    }
+    let facts = sqlx::query(
+        "SELECT a.rolsuper, a.rolcreaterole, a.rolcreatedb, a.rolinherit, a.rolbypassrls, a.rolconnlimit, \
+         (SELECT count(*) FROM pg_auth_members WHERE member = a.oid), left(a.rolpassword, 14) \
+         FROM pg_authid a WHERE a.rolname = $1",
+    )
+    .bind(user)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    let (sup, create_role, create_db, inherit, bypass): (bool, bool, bool, bool, bool) =
+        (facts.get(0), facts.get(1), facts.get(2), facts.get(3), facts.get(4));
+    assert!(!(sup || create_role || create_db || inherit || bypass));
+    assert_eq!((facts.get::<i32, _>(5), facts.get::<i64, _>(6)), (1, 0), "one connection, member of no role");
+    assert_eq!(facts.get::<String, _>(7), "SCRAM-SHA-256$", "only a verifier was sent");
+    drop(login);
+    warehouse.end_test(&target, &call).await.unwrap();
+    assert!(!role_exists(&place, user).await, "the login is gone with the run");
+    assert!(PgConnection::connect(&url).await.is_err());
+    // A port another contract owns is not handed out, nor one not provisioned.
+    let elsewhere = contract(&place, "grab", "payroll_v1", &["salaries"]);
+    let refused = warehouse.test_target(&elsewhere, "warehouse", std::time::Duration::from_secs(60), &call).await;
+    assert!(refused.unwrap_err().contains("was not created by meshplane for DataContract grab@v1"));
+    let fresh = contract(&place, "fresh", "fresh_v1", &["t"]);
+    let refused = warehouse.test_target(&fresh, "warehouse", std::time::Duration::from_secs(60), &call).await;
+    assert!(refused.unwrap_err().contains("the port is not provisioned"));
+
+    // A service account's login: the same, only the verifier is sent.
+    let service = warehouse.create_login(&ours, "reporting").await.unwrap();
+    let stored: String = sqlx::query("SELECT left(rolpassword, 14) FROM pg_authid WHERE rolname = $1")
+        .bind(&service.role)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, "SCRAM-SHA-256$");
+}

@@ -350,24 +350,34 @@ async fn cleanup_keeps_data_under_retain_and_drops_only_its_own_under_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_whose_endpoint_is_not_the_blocks_is_refused_with_the_field() {
+async fn a_server_whose_endpoint_is_not_the_blocks_is_not_bound_and_never_reached() {
     let place = postgres().await;
     let block = block(&place, "retain");
+    let platform = platform(&place, "retain");
     let text = contract(&place, "1.0.0", "orders_v1", ORDERS);
-    for (from, to, message) in [
-        (
-            "host: 127.0.0.1",
-            "host: db.example.com",
-            "server `warehouse`: host db.example.com is not block `warehouse`'s (127.0.0.1)",
-        ),
-        ("port: 5432", "port: 6543", "server `warehouse`: port 6543 is not block `warehouse`'s (5432)"),
-    ] {
-        let err = block.provision(&record(&text.replace(from, to)), &call()).await.unwrap_err();
-        assert_eq!(err, message);
-    }
     let other = text.replace(&format!("database: {}", database(&place)), "database: elsewhere");
-    let err = block.provision(&record(&other), &call()).await.unwrap_err();
-    assert!(err.starts_with("server `warehouse`: database elsewhere is not block `warehouse`'s"), "{err}");
+    for (changed, message) in [
+        (
+            text.replace("host: 127.0.0.1", "host: db.example.com"),
+            "server `warehouse` (type postgres): host db.example.com is not block `warehouse`'s (127.0.0.1)"
+                .to_string(),
+        ),
+        (
+            text.replace("port: 5432", "port: 6543"),
+            "server `warehouse` (type postgres): port 6543 is not block `warehouse`'s (5432)".to_string(),
+        ),
+        (
+            other,
+            format!(
+                "server `warehouse` (type postgres): database elsewhere is not block `warehouse`'s ({})",
+                database(&place)
+            ),
+        ),
+    ] {
+        let orders = record(&changed);
+        assert_eq!(meshplane_blocks::binding::problems(&platform, &orders.spec), [message]);
+        assert!(!block.concerns(&orders), "the block is not handed a server it does not hold");
+    }
 }
 
 #[test]

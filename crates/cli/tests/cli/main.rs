@@ -3,6 +3,7 @@
 
 mod access;
 mod replicas;
+mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

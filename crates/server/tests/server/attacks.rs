@@ -44,7 +44,7 @@ impl Mesh {
         let blocks = meshplane_blocks::build(Platform::from_yaml(&platform).unwrap(), &lake).unwrap();
         let store = Store::open(&store_place.url).await.unwrap();
         logins.own(&format!("mp_{}_", store.installation().await.unwrap()));
-        let settings = Settings { workers: 4, ..Settings::default() };
+        let settings = Settings { workers: 4, ..settings() };
         let reconcilers = reconciler::spawn(store.clone(), blocks.clone(), settings, "one".into());
         let s = serve_with_blocks(store, Some(reconcilers.heartbeat), blocks).await;
         let mesh = Mesh { s, data, lake, logins, _store: store_place };
@@ -244,7 +244,6 @@ async fn views_are_made_only_over_the_contracts_own_tables() {
 /// run's role when the session user is a superuser), reads finance's table, the catalogs and
 /// the server's files, and carries what it read back in its error text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the fix of item 4 lands next"]
 async fn contract_sql_cannot_leave_its_sandbox() {
     let mesh = Mesh::new().await;
     let (sam, _) = mesh.user("sam", &["sales"]).await;
@@ -340,7 +339,6 @@ async fn the_datas_owners_see_approve_and_revoke_requests_for_it() {
 /// Item 15: a test report's texts are data too; readers who do not manage the contract get
 /// the verdicts, and nobody gets samples of columns classified as restricted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the fix of item 15 lands next"]
 async fn reports_show_data_only_to_its_managers_and_never_classified_columns() {
     let mesh = Mesh::new().await;
     let (fiona, _) = mesh.user("fiona", &[]).await;
@@ -380,7 +378,6 @@ fn lake_contract(id: &str, path: &str, schema: &str) -> String {
 /// smuggled in through `{object}`), on demand and on schedule, and showed what it read in
 /// samples and drift messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the fix of item 5 lands next"]
 async fn the_server_reads_no_file_outside_the_ports_prefix() {
     let mesh = Mesh::new().await;
     let (sam, _) = mesh.user("sam", &["sales"]).await;
@@ -434,7 +431,6 @@ async fn trap() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
 /// Item 6: a contract's PostgreSQL host and port, or its S3 `endpointUrl`, were contacted
 /// with the server's credentials. The server only ever connects where its blocks say.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the fix of item 6 lands next"]
 async fn a_contract_never_chooses_where_the_server_connects() {
     let mesh = Mesh::new().await;
     let (sam, _) = mesh.user("sam", &["sales"]).await;

@@ -33,7 +33,7 @@ async fn warehouse(store_place: &Place, data: &Place, logins: &Logins) -> Server
     let blocks = meshplane_blocks::build(Platform::from_yaml(&platform).unwrap(), &std::env::temp_dir()).unwrap();
     let store = Store::open(&store_place.url).await.unwrap();
     logins.own(&format!("mp_{}_", store.installation().await.unwrap()));
-    let settings = Settings { workers: 4, ..Settings::default() };
+    let settings = Settings { workers: 4, ..settings() };
     let reconcilers = reconciler::spawn(store.clone(), blocks.clone(), settings, "one".into());
     let s = serve_with_blocks(store, Some(reconcilers.heartbeat), blocks).await;
     let team = "team:\n  name: ledger-team\n  members:\n    - { username: olga }\n";

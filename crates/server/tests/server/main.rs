@@ -9,6 +9,7 @@ use meshplane_core::block::{BlockFuture, Blocks, Call, Leftover, Provisioned, Pr
 use meshplane_core::store::identity::{Principal, PrincipalKind};
 use meshplane_core::store::{Record, Store};
 use meshplane_core::testing::{Place, postgres, sqlite};
+use meshplane_server::checks::Sandbox;
 use meshplane_server::reconciler::{self, Settings};
 use meshplane_server::{Config, app, routes};
 use reqwest::StatusCode;
@@ -54,11 +55,21 @@ async fn admin_token(store: &Store) -> String {
     store.create_token("admin", "tests", None, &who).await.unwrap().token
 }
 
+/// Contract tests run in the test worker built for these tests.
+fn sandbox() -> Sandbox {
+    Sandbox { program: env!("CARGO_BIN_EXE_test-worker").into(), args: vec![], ..Sandbox::default() }
+}
+
+/// The reconcile loop's settings for tests: default, with contract tests in [`sandbox`].
+fn settings() -> Settings {
+    Settings { tests: Arc::new(sandbox()), ..Settings::default() }
+}
+
 /// A server on `place`'s store, with its reconcilers; the caller keeps `place` (and so the
 /// store) alive.
 async fn start(place: &Place) -> Server {
     let store = Store::open(&place.url).await.unwrap();
-    let reconcilers = reconciler::spawn(store.clone(), Blocks::default(), Settings::default(), "one".into());
+    let reconcilers = reconciler::spawn(store.clone(), Blocks::default(), settings(), "one".into());
     serve_api(store, Some(reconcilers.heartbeat)).await
 }
 
@@ -75,7 +86,7 @@ async fn serve_with_blocks(
 ) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
-    let config = Config { body_limit: 64 * 1024, ..Config::default() };
+    let config = Config { body_limit: 64 * 1024, reconciler: settings(), ..Config::default() };
     let token = admin_token(&store).await;
     let served = store.clone();
     tokio::spawn(async move { axum::serve(listener, app(served, config, heartbeat, blocks)).await });
@@ -286,19 +297,39 @@ async fn the_openapi_document_covers_every_route() {
     }
 }
 
-on_both!(contract_tests_run_on_demand_and_are_kept_with_their_history, |s: Server| async move {
-    let dir =
-        std::env::temp_dir().join(format!("mpserver-{}-{}", std::process::id(), s.base.replace([':', '/', '.'], "")));
+/// A server with reconcilers and the platform's blocks built from `platform` (YAML).
+async fn start_on(place: &Place, platform: &str) -> Server {
+    let platform = meshplane_blocks::platform::Platform::from_yaml(platform).unwrap();
+    let blocks = meshplane_blocks::build(platform, std::path::Path::new("/")).unwrap();
+    let store = Store::open(&place.url).await.unwrap();
+    let reconcilers = reconciler::spawn(store.clone(), blocks.clone(), settings(), "one".into());
+    serve_with_blocks(store, Some(reconcilers.heartbeat), blocks).await
+}
+
+/// A platform of one lake block on `root`.
+fn lake(root: &std::path::Path) -> String {
+    format!(
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n  - {{ name: lake, type: lake, root: {} }}\n",
+        root.display()
+    )
+}
+
+/// Contract tests on demand, on a lake port: the report is kept with the contract generation
+/// it tested; samples of failed rows only for those who manage the contract.
+async fn contract_tests_run_on_demand_and_are_kept_with_their_history(place: Place) {
+    let dir = std::env::temp_dir().join(format!("mpserver-{}-{}", std::process::id(), place.url.len()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("orders.csv"), "id,amount\n1,10\n2,-5\n2,7\n").unwrap();
+    let s = start_on(&place, &lake(&dir)).await;
     let text = format!(
         "apiVersion: v3.1.0\nkind: DataContract\nid: orders\nversion: 1.0.0\nstatus: active\ndomain: sales\n\
-         servers:\n  - {{ server: local, type: local, path: \"{}/orders.csv\", format: csv }}\n\
+         servers:\n  - {{ server: lake, type: local, environment: dev, path: \"{}/orders/orders.csv\", format: csv }}\n\
          schema:\n  - name: orders\n    properties:\n      - {{ name: id, logicalType: integer, unique: true }}\n\
          \x20     - {{ name: amount, logicalType: number, logicalTypeOptions: {{ minimum: 0 }} }}\n",
         dir.display()
     );
     assert_eq!(s.apply(text, "").await.0, StatusCode::OK);
+    eventually(&s, "/api/v1/contracts/orders@v1", |b| condition(b, "Ready")["status"] == "True").await;
+    std::fs::write(dir.join("orders/orders.csv"), "id,amount\n1,10\n2,-5\n2,7\n").unwrap();
     let run = s.http.post(format!("{}/api/v1/contracts/orders@v1/tests?samples=1", s.base)).send().await.unwrap();
     assert_eq!(run.status(), StatusCode::OK);
     let run: Any = run.json().await.unwrap();
@@ -312,7 +343,7 @@ on_both!(contract_tests_run_on_demand_and_are_kept_with_their_history, |s: Serve
     let minimum = results.iter().find(|r| r["key"] == "orders.amount.minimum").unwrap();
     assert_eq!(minimum["value"].as_f64(), Some(1.0));
 
-    std::fs::write(dir.join("orders.csv"), "id,amount\n1,10\n2,5\n").unwrap();
+    std::fs::write(dir.join("orders/orders.csv"), "id,amount\n1,10\n2,5\n").unwrap();
     let again: Any =
         s.http.post(format!("{}/api/v1/contracts/orders@v1/tests", s.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(again["failed"], false, "{again}");
@@ -342,9 +373,19 @@ on_both!(contract_tests_run_on_demand_and_are_kept_with_their_history, |s: Serve
     let (status, _) = s.get("/api/v1/contracts/nothing@v1/tests").await;
     assert_eq!(status.as_u16(), 404);
     std::fs::remove_dir_all(dir).unwrap();
-});
+}
 
-/// Polls a resource until `check` holds on its answer (the reconcilers run in the background).
+mod contract_tests_on_demand {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::contract_tests_run_on_demand_and_are_kept_with_their_history(super::sqlite().await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::contract_tests_run_on_demand_and_are_kept_with_their_history(super::postgres().await).await;
+    }
+}
+
 async fn eventually(s: &Server, path: &str, check: impl Fn(&Any) -> bool) -> Any {
     let mut last = Any::Null;
     for _ in 0..100 {
@@ -448,12 +489,12 @@ async fn two_replicas_on_one_postgres_split_the_work_and_never_overlap() {
     let place = postgres().await;
     let s = serve_api(Store::open(&place.url).await.unwrap(), None).await;
     let witness = Arc::new(Witness::default());
-    let settings = Settings { membership_ms: 1_500, ..Settings::default() };
+    let settings = Settings { membership_ms: 1_500, ..settings() };
     let mut replicas = Vec::new();
     for name in ["r1", "r2"] {
         let store = Store::open(&place.url).await.unwrap();
         let blocks = Blocks::of(vec![Arc::new(Watched(Arc::clone(&witness), name.into()))]);
-        replicas.push(reconciler::spawn(store, blocks, settings, name.into()));
+        replicas.push(reconciler::spawn(store, blocks, settings.clone(), name.into()));
     }
     let mut docs = vec![contract("orders", "1.0.0", "sales", "")];
     for i in 0..60 {
@@ -539,20 +580,20 @@ async fn runs(s: &Server, n: usize) -> Vec<Any> {
 async fn scheduled_tests_run_once_per_firing_across_replicas() {
     let place = postgres().await;
     let s = serve_api(Store::open(&place.url).await.unwrap(), None).await;
-    let settings = Settings { membership_ms: 1_500, clock: clock_ahead, ..Settings::default() };
+    let settings = Settings { membership_ms: 1_500, clock: clock_ahead, ..settings() };
+    let dir = std::env::temp_dir().join(format!("mpschedule-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let mut replicas = Vec::new();
     for name in ["r1", "r2"] {
         let store = Store::open(&place.url).await.unwrap();
-        let platform = Blocks { environment: Some("dev".into()), ..Blocks::default() };
-        replicas.push(reconciler::spawn(store, platform, settings, name.into()));
+        let platform = meshplane_blocks::platform::Platform::from_yaml(&lake(&dir)).unwrap();
+        let blocks = meshplane_blocks::build(platform, std::path::Path::new("/")).unwrap();
+        replicas.push(reconciler::spawn(store, blocks, settings.clone(), name.into()));
     }
-    let dir = std::env::temp_dir().join(format!("mpschedule-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("orders.csv"), "id,amount\n1,10\n2,\n2,7\n").unwrap();
     let hourly = "scheduler: cron, schedule: '0 * * * *'";
     let text = format!(
         "apiVersion: v3.1.0\nkind: DataContract\nid: orders\nversion: 1.0.0\nstatus: active\ndomain: sales\n\
-         servers:\n  - {{ server: local, type: local, environment: dev, path: \"{}/orders.csv\", format: csv }}\n\
+         servers:\n  - {{ server: local, type: local, environment: dev, path: \"{}/orders/orders.csv\", format: csv }}\n\
          \x20 - {{ server: prod, type: local, environment: prod, path: /nonexistent/orders.csv, format: csv }}\n\
          schema:\n  - name: orders\n    properties:\n      - name: id\n        logicalType: integer\n        unique: true\n\
          \x20       quality:\n          - {{ metric: duplicateValues, mustBe: 0, {hourly} }}\n\
@@ -563,6 +604,7 @@ async fn scheduled_tests_run_once_per_firing_across_replicas() {
     );
     assert_eq!(s.apply(text, "").await.0, StatusCode::OK);
     eventually(&s, "/api/v1/contracts/orders@v1", |b| condition(b, "Ready")["status"] == "True").await;
+    std::fs::write(dir.join("orders/orders.csv"), "id,amount\n1,10\n2,\n2,7\n").unwrap();
     let (_, none) = s.get("/api/v1/contracts/orders@v1/tests").await;
     assert_eq!(none, Any::Array(vec![]), "nothing is due yet");
 
@@ -633,7 +675,7 @@ async fn a_failing_or_hanging_block_is_a_condition_and_everything_else_goes_on()
     let store = Store::open(&place.url).await.unwrap();
     let settings = Settings {
         timing: meshplane_core::runtime::Timing { backoff_base: 200, backoff_max: 1_000, resync: 600_000 },
-        ..Settings::default()
+        ..settings()
     };
     let reconcilers = reconciler::spawn(store.clone(), blocks, settings, "one".into());
     let s = serve_api(store, Some(reconcilers.heartbeat)).await;
