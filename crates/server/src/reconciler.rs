@@ -9,8 +9,10 @@
 //!   replica takes its own share, and when a replica dies (its row expires) or leaves, the
 //!   others requeue the share that became theirs;
 //! - whatever the membership says, a reconcile runs only under the resource's lease (owner,
-//!   expiry, fencing token): never two reconciles of one resource at once, and a replica that
-//!   stalled past its lease cannot write over its successor.
+//!   expiry on the database's clock, fencing token), renewed while it runs (however long a
+//!   block takes): never two reconciles of one resource at once; a replica that stalled past
+//!   its lease stops, and cannot write over its successor — neither in the store nor in a
+//!   block, which is handed the token.
 //!
 //! The same loop starts the scheduled contract tests ([`crate::schedules`]) of the contracts
 //! in its share, each under its job's lease.
@@ -228,8 +230,7 @@ impl Loop {
 
     /// Renews the membership; when this replica's share changed, requeues all it now holds.
     async fn renew(&mut self) {
-        let now_ms = (self.settings.clock)();
-        let Ok(members) = self.store.heartbeat(&self.owner, now_ms, self.settings.membership_ms).await else {
+        let Ok(members) = self.store.heartbeat(&self.owner, self.settings.membership_ms).await else {
             return;
         };
         let share = Share::of(&members, &self.owner);
@@ -301,7 +302,33 @@ impl Loop {
     }
 }
 
-/// One reconcile, under the resource's lease.
+/// Runs `work` while renewing the lease on `scope/name` every third of its time; when the
+/// lease is lost (another replica took it: this one stalled), gives up with `None`, dropping
+/// `work` and whatever it had in flight (a block's transaction rolls back; a late write is
+/// refused by its fencing token anyway).
+pub(crate) async fn renewing<T>(
+    store: &Store,
+    scope: &str,
+    name: &str,
+    owner: &str,
+    lease_ms: i64,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    let mut work = std::pin::pin!(work);
+    let every = Duration::from_millis((lease_ms / 3).max(1) as u64);
+    loop {
+        tokio::select! {
+            done = &mut work => return Some(done),
+            () = tokio::time::sleep(every) => {
+                if !matches!(store.acquire_lease(scope, name, owner, lease_ms).await, Ok(Some(_))) {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// One reconcile, under the resource's lease, renewed while it runs.
 async fn reconcile_under_lease(
     store: &Store,
     blocks: &Blocks,
@@ -310,9 +337,13 @@ async fn reconcile_under_lease(
     owner: &str,
     settings: Settings,
 ) -> Result<Action, ()> {
-    match store.acquire_lease(kind.as_str(), name, owner, (settings.clock)(), settings.lease_ms).await {
+    match store.acquire_lease(kind.as_str(), name, owner, settings.lease_ms).await {
         Ok(Some(token)) => {
-            let result = reconcile(store, blocks, kind, name, (owner, token)).await.map_err(|_| ());
+            let work = reconcile(store, blocks, kind, name, (owner, token));
+            let result = match renewing(store, kind.as_str(), name, owner, settings.lease_ms, work).await {
+                Some(done) => done.map_err(|_| ()),
+                None => Err(()),
+            };
             let _ = store.release_lease(kind.as_str(), name, owner, token).await;
             result
         }

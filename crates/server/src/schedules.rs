@@ -12,7 +12,6 @@
 //! run with the reason.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use meshplane_core::block::Blocks;
 use meshplane_core::cron::Cron;
@@ -21,6 +20,7 @@ use meshplane_quality::plan::schedules;
 use serde_json::{Value as Any, json};
 
 use crate::checks::{self, Ask, Sandbox};
+use crate::reconciler::renewing;
 
 /// When a job's lease is held by another replica, or the store failed, look again after this.
 const RETRY_MS: i64 = 5_000;
@@ -112,7 +112,7 @@ pub async fn run(
     clock: fn() -> i64,
 ) -> Option<i64> {
     let now = clock();
-    let token = match store.acquire_lease(SCHEDULE, &job.name, owner, now, lease_ms).await {
+    let token = match store.acquire_lease(SCHEDULE, &job.name, owner, lease_ms).await {
         Ok(Some(token)) => token,
         _ => return Some(now + RETRY_MS),
     };
@@ -124,15 +124,8 @@ pub async fn run(
                 // Another replica ran this firing already.
                 None => job.cron.next_after(from.max(now)),
                 Some(due) => {
-                    let completed = renewing(
-                        store,
-                        job,
-                        owner,
-                        lease_ms,
-                        clock,
-                        test_every_server(store, blocks, sandbox, job, due),
-                    )
-                    .await;
+                    let work = test_every_server(store, blocks, sandbox, job, due);
+                    let completed = renewing(store, SCHEDULE, &job.name, owner, lease_ms, work).await;
                     match completed {
                         Some(()) if store.complete_schedule(&job.name, due, (owner, token)).await.is_ok() => {
                             job.cron.next_after(due)
@@ -145,29 +138,6 @@ pub async fn run(
     };
     let _ = store.release_lease(SCHEDULE, &job.name, owner, token).await;
     next
-}
-
-/// Runs `work` while renewing the job's lease; gives up (`None`) when the lease is lost.
-async fn renewing(
-    store: &Store,
-    job: &Job,
-    owner: &str,
-    lease_ms: i64,
-    clock: fn() -> i64,
-    work: impl Future<Output = ()>,
-) -> Option<()> {
-    let mut work = std::pin::pin!(work);
-    let every = Duration::from_millis((lease_ms / 3).max(1) as u64);
-    loop {
-        tokio::select! {
-            () = &mut work => return Some(()),
-            () = tokio::time::sleep(every) => {
-                if !matches!(store.acquire_lease(SCHEDULE, &job.name, owner, clock(), lease_ms).await, Ok(Some(_))) {
-                    return None;
-                }
-            }
-        }
-    }
 }
 
 /// Tests the job's checks on every server of its contract in the platform's environment,

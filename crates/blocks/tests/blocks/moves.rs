@@ -24,7 +24,7 @@ async fn apply(store: &Store, text: &str) {
 }
 
 async fn run(store: &Store, blocks: &meshplane_core::block::Blocks) {
-    let token = store.acquire_lease("DataContract", "orders@v0", "test", 1, 60_000).await.unwrap().unwrap();
+    let token = store.acquire_lease("DataContract", "orders@v0", "test", 60_000).await.unwrap().unwrap();
     reconcile(store, blocks, Kind::DataContract, "orders@v0", ("test", token)).await.unwrap();
     store.release_lease("DataContract", "orders@v0", "test", token).await.unwrap();
 }

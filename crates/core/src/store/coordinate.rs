@@ -8,7 +8,10 @@
 //! - schedules: the last due time each scheduled job completed, so a run missed by a replica
 //!   that died is run by another one.
 //!
-//! Times are milliseconds since the Unix epoch, given by the caller (tests control the clock).
+//! Lease and membership expiry is measured on the database's clock (milliseconds since the
+//! Unix epoch), never a replica's own: replicas whose clocks disagree still agree on who
+//! holds what. Tests move that clock forward with `Store::advance_clock` (the `testing`
+//! feature). Schedules' due times are the caller's (they are when to work, not who may).
 
 use sqlx::{AnyConnection, Row};
 
@@ -22,28 +25,49 @@ pub type Scope<'a> = &'a str;
 pub const SCHEDULE: Scope<'static> = "Schedule";
 
 impl Store {
-    /// Takes (or renews) the lease on `scope/name` for `owner` until `now_ms + ttl_ms`, when
-    /// it is free, expired or already `owner`'s. Returns the fencing token; `None` while
-    /// another owner holds it.
+    /// The database's clock, in milliseconds since the Unix epoch, as an SQL expression (with
+    /// the tests' advance added, an integer).
+    fn db_now(&self) -> String {
+        let clock = match self.backend {
+            Backend::Postgres => "(floor(extract(epoch FROM clock_timestamp()) * 1000))::bigint",
+            Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        };
+        format!("({clock} + {})", self.advanced.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// The database's clock now, in milliseconds since the Unix epoch.
+    pub async fn clock_ms(&self) -> Result<i64, Error> {
+        let row = sqlx::query(&format!("SELECT {}", self.db_now())).fetch_one(&self.pool).await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Moves the clock leases and memberships expire by `ms` forward (tests).
+    #[cfg(feature = "testing")]
+    pub fn advance_clock(&self, ms: i64) {
+        self.advanced.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Takes (or renews) the lease on `scope/name` for `owner` for `ttl_ms` on the database's
+    /// clock, when it is free, expired or already `owner`'s. Returns the fencing token;
+    /// `None` while another owner holds it.
     pub async fn acquire_lease(
         &self,
         scope: Scope<'_>,
         name: &str,
         owner: &str,
-        now_ms: i64,
         ttl_ms: i64,
     ) -> Result<Option<i64>, Error> {
-        let row = sqlx::query(
-            "INSERT INTO leases (kind, name, owner, expires_at, token) VALUES ($1, $2, $3, $4, 1) \
+        let now = self.db_now();
+        let row = sqlx::query(&format!(
+            "INSERT INTO leases (kind, name, owner, expires_at, token) VALUES ($1, $2, $3, {now} + $4, 1) \
              ON CONFLICT (kind, name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at, \
              token = CASE WHEN leases.owner = excluded.owner THEN leases.token ELSE leases.token + 1 END \
-             WHERE leases.owner = excluded.owner OR leases.expires_at < $5 RETURNING token",
-        )
+             WHERE leases.owner = excluded.owner OR leases.expires_at < {now} RETURNING token"
+        ))
         .bind(scope)
         .bind(name)
         .bind(owner)
-        .bind(now_ms + ttl_ms)
-        .bind(now_ms)
+        .bind(ttl_ms)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| Ok(r.try_get(0)?)).transpose()
@@ -90,20 +114,23 @@ impl Store {
         ))
     }
 
-    /// Renews `owner`'s membership until `now_ms + ttl_ms` and returns the live replicas,
-    /// sorted, `owner` among them.
-    pub async fn heartbeat(&self, owner: &str, now_ms: i64, ttl_ms: i64) -> Result<Vec<String>, Error> {
-        sqlx::query(
-            "INSERT INTO replicas (owner, expires_at) VALUES ($1, $2) \
-             ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at",
-        )
+    /// Renews `owner`'s membership for `ttl_ms` on the database's clock and returns the live
+    /// replicas, sorted, `owner` among them.
+    pub async fn heartbeat(&self, owner: &str, ttl_ms: i64) -> Result<Vec<String>, Error> {
+        let now = self.db_now();
+        sqlx::query(&format!(
+            "INSERT INTO replicas (owner, expires_at) VALUES ($1, {now} + $2) \
+             ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at"
+        ))
         .bind(owner)
-        .bind(now_ms + ttl_ms)
+        .bind(ttl_ms)
         .execute(&self.pool)
         .await?;
-        sqlx::query("DELETE FROM replicas WHERE expires_at < $1").bind(now_ms - ttl_ms).execute(&self.pool).await?;
-        let rows = sqlx::query("SELECT owner FROM replicas WHERE expires_at >= $1 ORDER BY owner")
-            .bind(now_ms)
+        sqlx::query(&format!("DELETE FROM replicas WHERE expires_at < {now} - $1"))
+            .bind(ttl_ms)
+            .execute(&self.pool)
+            .await?;
+        let rows = sqlx::query(&format!("SELECT owner FROM replicas WHERE expires_at >= {now} ORDER BY owner"))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()

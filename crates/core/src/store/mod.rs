@@ -39,6 +39,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// How far tests moved the lease clock forward, in milliseconds (0 otherwise).
+    advanced: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// A stored resource as it is now.
@@ -258,7 +260,7 @@ impl Store {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(&url)
             .await?;
-        let store = Store { pool, backend };
+        let store = Store { pool, backend, advanced: Default::default() };
         let mut conn = store.pool.acquire().await?;
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;

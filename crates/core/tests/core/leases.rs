@@ -1,5 +1,6 @@
-//! Leases: one owner at a time, takeover after expiry with a larger fencing token, and no
-//! status written under a lease that changed hands.
+//! Leases: one owner at a time, takeover after expiry (on the database's clock, moved
+//! forward by the test) with a larger fencing token, and no status written under a lease that
+//! changed hands.
 
 use meshplane_core::ErrorCode;
 use meshplane_core::resource::Kind;
@@ -21,20 +22,18 @@ fn ready() -> Vec<Condition> {
 on_both!(one_owner_at_a_time_and_fenced_writes, |place: Place| async move {
     let store = open(&place).await;
     let k = Kind::DataProduct;
-    assert_eq!(store.acquire_lease(k.as_str(), "shop", "a", 1_000, 500).await.unwrap(), Some(1));
-    assert_eq!(store.acquire_lease(k.as_str(), "shop", "b", 1_200, 500).await.unwrap(), None, "a holds it");
+    assert_eq!(store.acquire_lease(k.as_str(), "shop", "a", 60_000).await.unwrap(), Some(1));
+    store.advance_clock(20_000);
+    assert_eq!(store.acquire_lease(k.as_str(), "shop", "b", 60_000).await.unwrap(), None, "a holds it");
+    assert_eq!(store.acquire_lease(k.as_str(), "shop", "a", 60_000).await.unwrap(), Some(1), "a renews: same token");
     assert_eq!(
-        store.acquire_lease(k.as_str(), "shop", "a", 1_400, 500).await.unwrap(),
-        Some(1),
-        "a renews: same token"
-    );
-    assert_eq!(
-        store.acquire_lease(k.as_str(), "other", "b", 1_400, 500).await.unwrap(),
+        store.acquire_lease(k.as_str(), "other", "b", 60_000).await.unwrap(),
         Some(1),
         "leases are per resource"
     );
     // a stalls past its lease; b takes over with a larger token.
-    assert_eq!(store.acquire_lease(k.as_str(), "shop", "b", 2_000, 500).await.unwrap(), Some(2));
+    store.advance_clock(61_000);
+    assert_eq!(store.acquire_lease(k.as_str(), "shop", "b", 60_000).await.unwrap(), Some(2));
     let stale = store.set_status(k, "shop", 1, &ready(), ("a", 1)).await.unwrap_err();
     assert_eq!(stale.code(), ErrorCode::StaleLease, "{stale}");
     assert!(store.status(k, "shop").await.unwrap().is_none(), "the stale write left nothing");
@@ -42,28 +41,31 @@ on_both!(one_owner_at_a_time_and_fenced_writes, |place: Place| async move {
     assert_eq!(store.status(k, "shop").await.unwrap().unwrap().conditions, ready());
     // Released, the lease is free at once, and tokens keep growing.
     store.release_lease(k.as_str(), "shop", "b", 2).await.unwrap();
-    assert_eq!(store.acquire_lease(k.as_str(), "shop", "c", 2_100, 500).await.unwrap(), Some(3));
+    assert_eq!(store.acquire_lease(k.as_str(), "shop", "c", 60_000).await.unwrap(), Some(3));
 });
 
 on_both!(replicas_see_each_other_until_their_membership_expires, |place: Place| async move {
     let store = open(&place).await;
-    assert_eq!(store.heartbeat("r1", 1_000, 500).await.unwrap(), ["r1"]);
-    assert_eq!(store.heartbeat("r2", 1_100, 500).await.unwrap(), ["r1", "r2"]);
+    assert_eq!(store.heartbeat("r1", 60_000).await.unwrap(), ["r1"]);
+    store.advance_clock(10_000);
+    assert_eq!(store.heartbeat("r2", 60_000).await.unwrap(), ["r1", "r2"]);
     // r1 stops renewing (killed): past its expiry it is no longer counted.
-    assert_eq!(store.heartbeat("r2", 1_501, 500).await.unwrap(), ["r2"]);
-    assert_eq!(store.heartbeat("r1", 1_600, 500).await.unwrap(), ["r1", "r2"], "it can come back");
+    store.advance_clock(55_000);
+    assert_eq!(store.heartbeat("r2", 60_000).await.unwrap(), ["r2"]);
+    assert_eq!(store.heartbeat("r1", 60_000).await.unwrap(), ["r1", "r2"], "it can come back");
     store.leave("r1").await.unwrap();
-    assert_eq!(store.heartbeat("r2", 1_700, 500).await.unwrap(), ["r2"], "a clean leave counts at once");
+    assert_eq!(store.heartbeat("r2", 60_000).await.unwrap(), ["r2"], "a clean leave counts at once");
 });
 
 on_both!(a_scheduled_run_completes_once_and_only_under_its_lease, |place: Place| async move {
     let store = open(&place).await;
     let job = "test/orders@v1/0 20 * * *";
     assert_eq!(store.schedule_done(job).await.unwrap(), 0, "never ran");
-    let token = store.acquire_lease(SCHEDULE, job, "a", 1_000, 500).await.unwrap().unwrap();
-    assert_eq!(store.acquire_lease(SCHEDULE, job, "b", 1_100, 500).await.unwrap(), None, "one runner at a time");
+    let token = store.acquire_lease(SCHEDULE, job, "a", 60_000).await.unwrap().unwrap();
+    assert_eq!(store.acquire_lease(SCHEDULE, job, "b", 60_000).await.unwrap(), None, "one runner at a time");
     // a stalls past its lease: b takes the job over, and a's late completion is refused.
-    let b = store.acquire_lease(SCHEDULE, job, "b", 1_600, 500).await.unwrap().unwrap();
+    store.advance_clock(61_000);
+    let b = store.acquire_lease(SCHEDULE, job, "b", 60_000).await.unwrap().unwrap();
     let stale = store.complete_schedule(job, 72_000, ("a", token)).await.unwrap_err();
     assert_eq!(stale.code(), ErrorCode::StaleLease);
     assert_eq!(store.schedule_done(job).await.unwrap(), 0);

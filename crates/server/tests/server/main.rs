@@ -454,6 +454,8 @@ struct Witness {
     in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
     by: std::sync::Mutex<Vec<(String, String)>>,
     overlaps: std::sync::Mutex<Vec<String>>,
+    /// How long a provisioning takes, in milliseconds (5 when 0).
+    slow_ms: u64,
 }
 
 /// One replica's view of the witness, as its provisioning block.
@@ -471,7 +473,7 @@ impl Provisioner for Watched {
             if !self.0.in_flight.lock().unwrap().insert(record.name.clone()) {
                 self.0.overlaps.lock().unwrap().push(record.name.clone());
             }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(self.0.slow_ms.max(5))).await;
             self.0.in_flight.lock().unwrap().remove(&record.name);
             self.0.by.lock().unwrap().push((self.1.clone(), record.name.clone()));
             Ok(Provisioned::done("seen"))
@@ -514,6 +516,46 @@ async fn two_replicas_on_one_postgres_split_the_work_and_never_overlap() {
     for replica in replicas {
         replica.stop().await;
     }
+}
+
+/// Item 13: a block call that takes longer than the lease does not let another replica
+/// reconcile the same resource meanwhile — the lease is renewed while the call runs, and
+/// expiry is measured on the database's clock, so a replica whose own clock runs an hour
+/// ahead takes nothing early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_call_longer_than_the_lease_is_never_overlapped() {
+    let place = postgres().await;
+    let s = serve_api(Store::open(&place.url).await.unwrap(), None).await;
+    let witness = Arc::new(Witness { slow_ms: 2_500, ..Witness::default() });
+    let blocks = |name: &str| Blocks::of(vec![Arc::new(Watched(Arc::clone(&witness), name.into()))]);
+    let settings = Settings { lease_ms: 600, membership_ms: 600, workers: 8, ..settings() };
+    let mut docs = vec![contract("orders", "1.0.0", "sales", "")];
+    for i in 0..8 {
+        docs.push(product(&format!("p{i}"), "sales", &["orders"], &[]));
+    }
+    assert_eq!(s.apply(docs.join("---\n"), "").await.0, StatusCode::OK);
+    let first = reconciler::spawn(Store::open(&place.url).await.unwrap(), blocks("r1"), settings.clone(), "r1".into());
+    // The second replica joins while the first is in its slow calls; its own clock is ahead.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let ahead = Settings { clock: clock_ahead, ..settings.clone() };
+    AHEAD.store(3_600_000, std::sync::atomic::Ordering::SeqCst);
+    let second = reconciler::spawn(Store::open(&place.url).await.unwrap(), blocks("r2"), ahead, "r2".into());
+    for i in 0..8 {
+        let path = format!("/api/v1/products/p{i}");
+        for _ in 0..200 {
+            if condition(&s.get(&path).await.1, "Provisioned")["reason"] == "Provisioned" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(*witness.overlaps.lock().unwrap(), Vec::<String>::new(), "no product provisioned by two at once");
+    let provisioned: std::collections::BTreeSet<String> =
+        witness.by.lock().unwrap().iter().map(|(_, p)| p.clone()).collect();
+    assert_eq!(provisioned.len(), 8, "every product was provisioned: {provisioned:?}");
+    first.stop().await;
+    second.stop().await;
+    AHEAD.store(0, std::sync::atomic::Ordering::SeqCst);
 }
 
 on_both!(delete_and_prune_go_through_the_reconciler, |s: Server| async move {
