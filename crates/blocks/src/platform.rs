@@ -55,15 +55,21 @@ pub struct OidcConfig {
     pub issuer: String,
     /// The `aud` the tokens must carry.
     pub audience: String,
-    /// The claim whose value is the principal's name.
-    #[serde(default = "default_claim")]
-    pub claim: String,
+    /// The claim whose value is the principal's name. By default a token stands for the
+    /// principal recorded with its account (`iss` and `sub`); name a claim only when the
+    /// provider does not let users change it (many let users edit `preferred_username` and
+    /// `email`).
+    #[serde(default)]
+    pub claim: Option<String>,
     /// Where the provider's signing keys (a JWKS document) are read from, at start.
     pub jwks: Jwks,
+    /// The longest an API token made by a caller signed in with a JWT lasts, in days.
+    #[serde(default = "default_token_days")]
+    pub max_token_days: u32,
 }
 
-fn default_claim() -> String {
-    "preferred_username".into()
+fn default_token_days() -> u32 {
+    30
 }
 
 /// A JWKS document in a file, or at a URL.
@@ -362,7 +368,8 @@ impl Reader<'_> {
         }
         let oidc: OidcConfig = self.config(node, node.to_json())?;
         let at = |key: &str| node.get(key).map_or(node.span.start, |n| n.span.start);
-        for (key, value) in [("issuer", &oidc.issuer), ("audience", &oidc.audience), ("claim", &oidc.claim)] {
+        let claim = oidc.claim.clone().unwrap_or_else(|| "sub".into());
+        for (key, value) in [("issuer", &oidc.issuer), ("audience", &oidc.audience), ("claim", &claim)] {
             if value.trim().is_empty() {
                 self.problem(at(key), format!("`oidc.{key}` must not be empty"));
             }

@@ -9,7 +9,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde_json::{Value as Any, json};
 
-use crate::remote::{Server, answer, call, text};
+use crate::remote::{Server, answer, call, call_all, text};
 
 #[derive(clap::Args)]
 pub struct AccessArgs {
@@ -133,11 +133,11 @@ pub fn access(args: &AccessArgs) -> Result<ExitCode> {
         AccessCommand::Reject { id, comment } => decide(*id, "reject", comment)?,
         AccessCommand::Revoke { id, comment } => decide(*id, "revoke", comment)?,
         AccessCommand::List { state, product, consumer } => {
-            let query: Vec<(&str, &String)> = [("state", state), ("product", product), ("consumer", consumer)]
+            let query: Vec<(&str, String)> = [("state", state), ("product", product), ("consumer", consumer)]
                 .into_iter()
-                .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+                .filter_map(|(k, v)| Some((k, v.clone()?)))
                 .collect();
-            call(s, |c, base| c.get(format!("{base}/api/v1/access")).query(&query))?
+            call_all(s, "/api/v1/access", &query, "id")?
         }
     };
     answer(a, s.output, requests_table)
@@ -208,8 +208,8 @@ pub fn token(args: &TokenArgs) -> Result<ExitCode> {
             call(s, |c, base| c.post(format!("{base}/api/v1/tokens")).json(&body))?
         }
         TokenCommand::List { principal } => {
-            let query: Vec<(&str, &String)> = principal.iter().map(|p| ("principal", p)).collect();
-            call(s, |c, base| c.get(format!("{base}/api/v1/tokens")).query(&query))?
+            let query: Vec<(&str, String)> = principal.iter().map(|p| ("principal", p.clone())).collect();
+            call_all(s, "/api/v1/tokens", &query, "id")?
         }
         TokenCommand::Revoke { id } => call(s, |c, base| c.delete(format!("{base}/api/v1/tokens/{id}")))?,
     };
@@ -243,6 +243,12 @@ enum PrincipalCommand {
         /// A domain it administers (repeat for several).
         #[arg(long = "domain-admin")]
         domains: Vec<String>,
+        /// The identity provider's account it signs in as with a JWT: the tokens' `sub`.
+        #[arg(long)]
+        oidc_subject: Option<String>,
+        /// The provider of that account (a token's `iss`); the platform's provider by default.
+        #[arg(long, requires = "oidc_subject")]
+        oidc_issuer: Option<String>,
     },
     /// Every principal.
     List,
@@ -281,15 +287,27 @@ fn principals_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {
 pub fn principal(args: &PrincipalArgs) -> Result<ExitCode> {
     let s = &args.server;
     let a = match &args.command {
-        PrincipalCommand::Put { name, kind, groups, database_role, platform_admin, domains } => {
+        PrincipalCommand::Put {
+            name,
+            kind,
+            groups,
+            database_role,
+            platform_admin,
+            domains,
+            oidc_subject,
+            oidc_issuer,
+        } => {
             let mut body =
                 json!({ "kind": kind, "groups": groups, "platformAdmin": platform_admin, "domains": domains });
             if let Some(role) = database_role {
                 body["databaseRole"] = json!(role);
             }
+            if let Some(subject) = oidc_subject {
+                body["oidc"] = json!({ "subject": subject, "issuer": oidc_issuer });
+            }
             call(s, |c, base| c.put(format!("{base}/api/v1/principals/{name}")).json(&body))?
         }
-        PrincipalCommand::List => call(s, |c, base| c.get(format!("{base}/api/v1/principals")))?,
+        PrincipalCommand::List => call_all(s, "/api/v1/principals", &[], "name")?,
         PrincipalCommand::Login { name, block } => {
             let a =
                 call(s, |c, base| c.post(format!("{base}/api/v1/principals/{name}/login")).query(&[("block", block)]))?;

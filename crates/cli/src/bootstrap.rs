@@ -37,6 +37,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 groups: Vec::new(),
                 platform_admin: true,
                 domains: Vec::new(),
+                oidc: None,
             },
         };
         store.put_principal(&admin, &who).await?;

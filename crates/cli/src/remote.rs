@@ -170,6 +170,33 @@ pub(crate) fn call(
     })
 }
 
+/// Every item of a list the server answers a page at a time (`after` and `limit`): pages are
+/// read until one is not full; `cursor` is the field of an item that the next page starts
+/// after.
+pub(crate) fn call_all(server: &Server, path: &str, query: &[(&str, String)], cursor: &str) -> Result<Answer> {
+    const PAGE: usize = 1000;
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut q: Vec<(&str, String)> = query.to_vec();
+        q.push(("limit", PAGE.to_string()));
+        if let Some(after) = &after {
+            q.push(("after", after.clone()));
+        }
+        let items = match call(server, |c, base| c.get(format!("{base}{path}")).query(&q))? {
+            Answer::Ok(Any::Array(items)) => items,
+            Answer::Ok(other) => return Ok(Answer::Ok(other)),
+            refused => return Ok(refused),
+        };
+        let full = items.len() >= PAGE;
+        after = items.last().map(|item| text(&item[cursor]));
+        all.extend(items);
+        if !full {
+            return Ok(Answer::Ok(Any::Array(all)));
+        }
+    }
+}
+
 pub(crate) fn refused(body: &Any) -> Result<ExitCode> {
     let mut err = std::io::stderr().lock();
     writeln!(
@@ -350,7 +377,7 @@ pub(crate) fn changes_table(changes: &Any, out: &mut dyn Write) -> std::io::Resu
 
 pub fn history(args: &HistoryArgs) -> Result<ExitCode> {
     let (kind, name) = (&args.kind, &args.name);
-    let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}/{name}/history")))?;
+    let a = call_all(&args.server, &format!("/api/v1/{kind}/{name}/history"), &[], "seq")?;
     answer(a, args.server.output, changes_table)
 }
 
@@ -361,7 +388,7 @@ pub fn describe(args: &HistoryArgs) -> Result<ExitCode> {
         Answer::Ok(r) => r,
         Answer::Refused(body) => return refused(&body),
     };
-    let changes = match call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}/{name}/history")))? {
+    let changes = match call_all(&args.server, &format!("/api/v1/{kind}/{name}/history"), &[], "seq")? {
         Answer::Ok(c) => c,
         Answer::Refused(body) => return refused(&body),
     };
@@ -401,7 +428,7 @@ pub fn blocks(args: &BlocksArgs) -> Result<ExitCode> {
 
 /// What blocks left in place when resources went.
 pub fn orphans(args: &OrphansArgs) -> Result<ExitCode> {
-    let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/orphans")).query(&[("all", args.all)]))?;
+    let a = call_all(&args.server, "/api/v1/orphans", &[("all", args.all.to_string())], "id")?;
     answer(a, args.server.output, |orphans, out| {
         writeln!(out, "{:<5} {:<12} {:<28} NOTE", "ID", "BLOCK", "FROM")?;
         for o in orphans.as_array().into_iter().flatten() {

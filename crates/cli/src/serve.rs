@@ -107,11 +107,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             tests: std::sync::Arc::new(tests),
             ..Settings::default()
         };
+        let token_days = oidc_config.as_ref().map_or(30, |o| u64::from(o.max_token_days));
         let config = Config {
             body_limit: args.body_limit,
             reconciler,
             platform: serde_json::Value::Object(described.clone()),
             oidc,
+            jwt_token_lifetime: std::time::Duration::from_secs(token_days * 24 * 3600),
+            ..Config::default()
         };
         meshplane_server::serve(args.listen, store, config, blocks)
             .await
@@ -122,7 +125,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 
 /// The identity provider of the platform, with its keys read now; any problem refuses to start.
 async fn oidc(config: &OidcConfig) -> Result<Oidc> {
-    let (issuer, audience, claim) = (&config.issuer, &config.audience, &config.claim);
+    let (issuer, audience, claim) = (&config.issuer, &config.audience, config.claim.as_deref());
     let provider = match &config.jwks {
         Jwks::File(path) => {
             let text = std::fs::read_to_string(path)
@@ -134,18 +137,33 @@ async fn oidc(config: &OidcConfig) -> Result<Oidc> {
     provider.map_err(|e| anyhow!("oidc: {e}; nothing was started"))
 }
 
-/// The URL without its password, for messages.
+/// The URL without its password (in its user part or as a `password`/`sslpassword` query
+/// parameter), for messages.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
+            let credentials = &base[scheme + 3..at];
             match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
+                None => base.to_string(),
             }
         }
-        _ => url.to_string(),
+        _ => base.to_string(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword") => {
+                    format!("{key}=***")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        out = format!("{out}?{}", pairs.join("&"));
     }
+    out
 }
 
 #[cfg(test)]
@@ -155,5 +173,10 @@ mod tests {
         assert_eq!(super::redact("postgres://me:secret@db:5432/x"), "postgres://me:***@db:5432/x");
         assert_eq!(super::redact("postgres://me@db/x"), "postgres://me@db/x");
         assert_eq!(super::redact("sqlite://meshplane.db"), "sqlite://meshplane.db");
+        assert_eq!(
+            super::redact("postgres://me@db/x?sslmode=require&password=secret&PASSWORD=s2"),
+            "postgres://me@db/x?sslmode=require&password=***&PASSWORD=***"
+        );
+        assert_eq!(super::redact("postgres://me:p@ss@db/x?sslpassword=k"), "postgres://me:***@db/x?sslpassword=***");
     }
 }

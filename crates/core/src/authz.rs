@@ -32,15 +32,18 @@ pub struct Caller {
     pub principal: Option<Principal>,
     /// Where the request came from, for the audit log (`api 127.0.0.1:50312`).
     pub origin: String,
+    /// When the credential of the request stops being good (RFC 3339; `None`: never): a token
+    /// the caller makes with it expires no later.
+    pub good_until: Option<String>,
 }
 
 impl Caller {
     pub fn anonymous(origin: impl Into<String>) -> Caller {
-        Caller { principal: None, origin: origin.into() }
+        Caller { principal: None, origin: origin.into(), good_until: None }
     }
 
     pub fn of(principal: Principal, origin: impl Into<String>) -> Caller {
-        Caller { principal: Some(principal), origin: origin.into() }
+        Caller { principal: Some(principal), origin: origin.into(), good_until: None }
     }
 
     /// The principal's name, or `anonymous`.

@@ -253,6 +253,8 @@ pub struct ListParams {
     product: Option<String>,
     contract: Option<String>,
     consumer: Option<String>,
+    after: Option<i64>,
+    limit: Option<i64>,
 }
 
 pub async fn list(
@@ -267,17 +269,34 @@ pub async fn list(
             malformed(format!("`state={s}`: the states are pending, active, rejected, revoked and expired"))
         })?),
     };
-    let q = AccessQuery { contract: p.contract, product: p.product, consumer: p.consumer, state: wanted };
+    let limit = crate::api::page_size(p.limit);
+    let mut q = AccessQuery {
+        contract: p.contract,
+        product: p.product,
+        consumer: p.consumer,
+        state: wanted,
+        after: p.after.unwrap_or(0),
+        limit: Some(limit),
+    };
     let mut seen: BTreeMap<(String, String), About> = BTreeMap::new();
     let mut out = Vec::new();
-    for r in state.store.access_requests(&q).await? {
-        let key = (r.contract.clone(), r.product.clone());
-        if !seen.contains_key(&key) {
-            seen.insert(key.clone(), About::of(&state, &r).await?);
+    // Pages of the store are read until a page of what the caller may see is full, or none is left.
+    loop {
+        let page = state.store.access_requests(&q).await?;
+        let Some(last) = page.last().map(|r| r.id) else { break };
+        for r in &page {
+            let key = (r.contract.clone(), r.product.clone());
+            if !seen.contains_key(&key) {
+                seen.insert(key.clone(), About::of(&state, r).await?);
+            }
+            if may_see(&caller, r, &seen[&key]) && (out.len() as i64) < limit {
+                out.push(r.to_json());
+            }
         }
-        if may_see(&caller, &r, &seen[&key]) {
-            out.push(r.to_json());
+        if out.len() as i64 >= limit || (page.len() as i64) < limit {
+            break;
         }
+        q.after = last;
     }
     Ok(Json(Any::Array(out)))
 }

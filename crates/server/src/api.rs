@@ -27,6 +27,11 @@ fn kind(name: &str) -> Result<Kind, ApiError> {
         .ok_or_else(|| ApiError(Error::NotFound(format!("kind `{name}` (the kinds are contracts and products)"))))
 }
 
+/// A page size asked for: 100 by default, at most 1000.
+pub(crate) fn page_size(limit: Option<i64>) -> i64 {
+    limit.unwrap_or(100).clamp(1, 1000)
+}
+
 pub(crate) fn to_json(value: impl serde::Serialize) -> Answer {
     serde_json::to_value(value).map(Json).map_err(|e| ApiError(Error::Store(e.to_string())))
 }
@@ -74,11 +79,13 @@ pub async fn blocks(State(state): State<AppState>) -> Answer {
 #[serde(deny_unknown_fields)]
 pub struct OrphansParams {
     all: Option<bool>,
+    after: Option<i64>,
+    limit: Option<i64>,
 }
 
 pub async fn orphans(State(state): State<AppState>, params: Result<Query<OrphansParams>, QueryRejection>) -> Answer {
     let p = query(params)?;
-    to_json(state.store.orphans(p.all.unwrap_or(false)).await?)
+    to_json(state.store.orphans_page(p.all.unwrap_or(false), p.after.unwrap_or(0), page_size(p.limit)).await?)
 }
 
 #[derive(Deserialize)]
@@ -316,8 +323,20 @@ async fn latest_tests(state: &AppState, product: &Record) -> Result<Any, ApiErro
     Ok(Any::Array(out))
 }
 
-pub async fn history(State(state): State<AppState>, Path((k, name)): Path<(String, String)>) -> Answer {
-    to_json(state.store.history(kind(&k)?, &name).await?)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub async fn history(
+    State(state): State<AppState>,
+    Path((k, name)): Path<(String, String)>,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> Answer {
+    let p = query(params)?;
+    to_json(state.store.history_page(kind(&k)?, &name, p.after.unwrap_or(0), page_size(p.limit)).await?)
 }
 
 #[derive(Deserialize)]

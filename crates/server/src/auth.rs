@@ -1,19 +1,29 @@
 //! Authentication and the first gate of authorization, for every route.
 //!
 //! Each request's caller is found from its `Authorization: Bearer` header — an API token of
-//! the store, or (when the platform configures OIDC) a JWT — and checked against the route's
-//! [`Rule`]: deny by default, so a route is open to anonymous callers only when its rule says
-//! so. Decisions that depend on what a request touches (who owns a product, who approves a
-//! request) are the handlers', through [`meshplane_core::authz::Caller`].
+//! the store, or (when the platform configures OIDC) a JWT, which signs in as a user or a
+//! service account, never a group — and checked against the route's [`Rule`]: deny by
+//! default, so a route is open to anonymous callers only when its rule says so. Decisions
+//! that depend on what a request touches (who owns a product, who approves a request) are the
+//! handlers', through [`meshplane_core::authz::Caller`].
+//!
+//! An address that fails to authenticate too often ([`Failures`]) is answered 429 without its
+//! credentials being looked at, until its window ends.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{AUTHORIZATION, ToStrError};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use meshplane_core::authz::Caller;
+use meshplane_core::store::identity::PrincipalKind;
 use meshplane_core::{Error, ErrorCode};
+
+use crate::oidc::Identity;
 
 use crate::routes::Endpoint;
 use crate::{ApiError, AppState};
@@ -45,15 +55,72 @@ pub fn rule(endpoint: Endpoint) -> Rule {
     }
 }
 
+/// Failed authentications by address, within a window: at `limit` failures, the address is
+/// refused until its window ends. Memory is bounded: at most [`Failures::ADDRESSES`] are
+/// remembered, the oldest windows forgotten first.
+pub struct Failures {
+    limit: u32,
+    window: Duration,
+    by_address: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl Failures {
+    const ADDRESSES: usize = 10_000;
+
+    pub fn new(limit: u32, window: Duration) -> Failures {
+        Failures { limit, window, by_address: Mutex::new(HashMap::new()) }
+    }
+
+    /// How long `address` must wait before it is listened to again, when it must.
+    fn waiting(&self, address: IpAddr) -> Option<Duration> {
+        let seen = self.by_address.lock().ok()?;
+        let (since, count) = seen.get(&address)?;
+        let left = self.window.checked_sub(since.elapsed())?;
+        (*count >= self.limit).then_some(left)
+    }
+
+    fn failed(&self, address: IpAddr) {
+        let Ok(mut seen) = self.by_address.lock() else { return };
+        if seen.len() >= Self::ADDRESSES {
+            let window = self.window;
+            seen.retain(|_, (since, _)| since.elapsed() < window);
+            if seen.len() >= Self::ADDRESSES {
+                seen.clear();
+            }
+        }
+        let entry = seen.entry(address).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= self.window {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+}
+
 /// Finds the caller, applies the route's rule, and hands the caller to the handler.
 pub async fn gate(State((state, endpoint)): State<(AppState, Endpoint)>, mut request: Request, next: Next) -> Response {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string());
-    let origin = format!("api {}", peer.as_deref().unwrap_or("local"));
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let origin = format!("api {}", peer.map_or("local".to_string(), |p| p.to_string()));
+    let address = peer.map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
     // Only the header is kept: the request's body may not be held across an await.
     let header = request.headers().get(AUTHORIZATION).map(|h| h.to_str().map(str::to_string));
+    if header.is_some()
+        && let Some(wait) = state.failures.waiting(address)
+    {
+        let message = format!("too many failed authentications from {address}: try again in {} s", wait.as_secs() + 1);
+        let mut refused = ApiError(Error::denied(ErrorCode::TooManyAttempts, message)).into_response();
+        if let Ok(value) = (wait.as_secs() + 1).to_string().parse() {
+            refused.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+        }
+        return refused;
+    }
     let caller = match authenticate(&state, header, origin).await {
         Ok(caller) => caller,
-        Err(e) => return ApiError(e).into_response(),
+        Err(e) => {
+            if e.code() == ErrorCode::Unauthenticated {
+                state.failures.failed(address);
+            }
+            return ApiError(e).into_response();
+        }
     };
     let allowed = match rule(endpoint) {
         Rule::Anyone => true,
@@ -82,18 +149,33 @@ async fn authenticate(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer TOKEN`"))?;
-    if let Some(principal) = state.store.authenticate(token).await? {
-        return Ok(Caller::of(principal, origin));
+    if let Some(found) = state.store.authenticate(token).await? {
+        return Ok(Caller { good_until: found.expires_at, ..Caller::of(found.principal, origin) });
     }
     if let Some(oidc) = &state.config.oidc {
-        let name =
+        let identity =
             oidc.verify(token).await.map_err(|why| unauthenticated(&format!("the token is not accepted: {why}")))?;
-        let principal = state
-            .store
-            .principal(&name)
-            .await
-            .map_err(|_| unauthenticated(&format!("the token names `{name}`, who is not a known principal")))?;
-        return Ok(Caller::of(principal, origin));
+        let principal = match &identity {
+            Identity::Account { issuer, subject } => {
+                state.store.principal_by_oidc(issuer, subject).await.map_err(|_| {
+                    unauthenticated(&format!("the token's account `{subject}` of {issuer} is no known principal's"))
+                })?
+            }
+            Identity::Named(name) => state
+                .store
+                .principal(name)
+                .await
+                .map_err(|_| unauthenticated(&format!("the token names `{name}`, who is not a known principal")))?,
+        };
+        if principal.kind == PrincipalKind::Group {
+            return Err(unauthenticated(&format!("`{}` is a group: nobody signs in as a group", principal.name)));
+        }
+        // Tokens made with a JWT last no longer than the platform allows.
+        let horizon = time::OffsetDateTime::now_utc() + state.config.jwt_token_lifetime;
+        let good_until = meshplane_core::store::canonical_time(
+            &horizon.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        );
+        return Ok(Caller { good_until, ..Caller::of(principal, origin) });
     }
     Err(unauthenticated("the token is unknown, revoked or expired"))
 }

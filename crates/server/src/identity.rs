@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::access::body;
-use crate::api::{Answer, query, to_json};
+use crate::api::{Answer, page_size, query, to_json};
 use crate::{ApiError, AppState};
 
 pub async fn whoami(Extension(caller): Extension<Caller>) -> Answer {
@@ -29,6 +29,25 @@ pub struct NewToken {
     expires_at: Option<String>,
 }
 
+/// When a token the caller asks for expires: no later than the caller's own credential (a
+/// token made with a token that expires, or with a JWT, whose tokens last at most the
+/// platform's limit); when the caller names no end, that end.
+fn lasting(caller: &Caller, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(until) = caller.good_until.as_deref().and_then(meshplane_core::store::canonical_time) else {
+        return Ok(asked);
+    };
+    let Some(asked) = asked else { return Ok(Some(until)) };
+    match meshplane_core::store::canonical_time(&asked) {
+        Some(wanted) if wanted <= until => Ok(Some(wanted)),
+        Some(_) => Err(ApiError(Error::invalid(
+            ErrorCode::MalformedRequest,
+            format!("a token made with this credential expires no later than {until} (asked: {asked})"),
+        ))),
+        // The store says what is wrong with it.
+        None => Ok(Some(asked)),
+    }
+}
+
 /// A token for the caller, or (platform admins) for anyone.
 pub async fn create_token(
     State(state): State<AppState>,
@@ -38,8 +57,8 @@ pub async fn create_token(
     let asked: NewToken = body(raw)?;
     let principal = asked.principal.unwrap_or_else(|| caller.name().to_string());
     caller.require(principal == caller.name() || caller.is_platform_admin(), "create tokens for others")?;
-    let created =
-        state.store.create_token(&principal, &asked.description, asked.expires_at.as_deref(), &caller.who()).await?;
+    let expires = lasting(&caller, asked.expires_at)?;
+    let created = state.store.create_token(&principal, &asked.description, expires.as_deref(), &caller.who()).await?;
     to_json(json!({ "token": created.token, "info": created.info }))
 }
 
@@ -47,6 +66,8 @@ pub async fn create_token(
 #[serde(deny_unknown_fields)]
 pub struct TokenParams {
     principal: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
 }
 
 pub async fn tokens(
@@ -63,7 +84,7 @@ pub async fn tokens(
         None if caller.is_platform_admin() => None,
         None => Some(caller.name().to_string()),
     };
-    to_json(state.store.tokens(whose.as_deref()).await?)
+    to_json(state.store.tokens(whose.as_deref(), p.after.as_deref().unwrap_or_default(), page_size(p.limit)).await?)
 }
 
 pub async fn revoke_token(
@@ -76,8 +97,19 @@ pub async fn revoke_token(
     to_json(state.store.revoke_token(&id, &caller.who()).await?)
 }
 
-pub async fn principals(State(state): State<AppState>) -> Answer {
-    to_json(state.store.principals().await?)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalsParams {
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn principals(
+    State(state): State<AppState>,
+    params: Result<Query<PrincipalsParams>, QueryRejection>,
+) -> Answer {
+    let p = query(params)?;
+    to_json(state.store.principals_page(p.after.as_deref().unwrap_or_default(), page_size(p.limit)).await?)
 }
 
 #[derive(Deserialize)]
@@ -91,6 +123,16 @@ pub struct PrincipalBody {
     platform_admin: bool,
     #[serde(default)]
     domains: Vec<String>,
+    oidc: Option<OidcBody>,
+}
+
+/// The account a principal signs in as: `subject` at `issuer` (the platform's provider when
+/// not given).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcBody {
+    issuer: Option<String>,
+    subject: String,
 }
 
 pub async fn put_principal(
@@ -100,6 +142,22 @@ pub async fn put_principal(
     raw: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let b: PrincipalBody = body(raw)?;
+    let oidc = match b.oidc {
+        None => None,
+        Some(OidcBody { issuer, subject }) => {
+            let issuer =
+                issuer.or_else(|| state.config.oidc.as_ref().map(|o| o.issuer().to_string())).ok_or_else(|| {
+                    ApiError(Error::invalid(
+                        ErrorCode::MalformedRequest,
+                        "`oidc.issuer` is needed: this platform configures no identity provider",
+                    ))
+                })?;
+            if b.kind == PrincipalKind::Group {
+                return Err(ApiError(Error::invalid(ErrorCode::MalformedRequest, "nobody signs in as a group")));
+            }
+            Some(meshplane_core::store::identity::OidcIdentity { issuer, subject })
+        }
+    };
     let principal = Principal {
         name,
         kind: b.kind,
@@ -107,6 +165,7 @@ pub async fn put_principal(
         groups: b.groups,
         platform_admin: b.platform_admin,
         domains: b.domains,
+        oidc,
     };
     to_json(state.store.put_principal(&principal, &caller.who()).await?)
 }

@@ -45,6 +45,12 @@ pub struct Config {
     /// The platform's blocks as configured, secrets shown only as references
     /// (`GET /api/v1/blocks`): one JSON object per block, by name.
     pub platform: serde_json::Value,
+    /// The longest an API token made by a caller signed in with a JWT may last.
+    pub jwt_token_lifetime: std::time::Duration,
+    /// Failed authentications an address may make within `failed_auth_window` before it is
+    /// refused (429) until the window ends.
+    pub failed_auth_limit: u32,
+    pub failed_auth_window: std::time::Duration,
 }
 
 impl Default for Config {
@@ -54,6 +60,9 @@ impl Default for Config {
             oidc: None,
             reconciler: reconciler::Settings::default(),
             platform: serde_json::Value::Null,
+            jwt_token_lifetime: std::time::Duration::from_secs(30 * 24 * 3600),
+            failed_auth_limit: 20,
+            failed_auth_window: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -67,12 +76,15 @@ pub struct AppState {
     pub heartbeat: Option<Arc<AtomicU64>>,
     /// The platform's blocks (`GET /api/v1/blocks` asks each for its health).
     pub blocks: Blocks,
+    /// Failed authentications by address.
+    pub failures: Arc<auth::Failures>,
 }
 
 /// The whole HTTP application; `heartbeat` is the reconcile loop's, when one runs.
 pub fn app(store: Store, config: Config, heartbeat: Option<Arc<AtomicU64>>, blocks: Blocks) -> Router {
     let limit = config.body_limit;
-    routes::router(AppState { store, config, heartbeat, blocks }).layer(DefaultBodyLimit::max(limit))
+    let failures = Arc::new(auth::Failures::new(config.failed_auth_limit, config.failed_auth_window));
+    routes::router(AppState { store, config, heartbeat, blocks, failures }).layer(DefaultBodyLimit::max(limit))
 }
 
 /// Serves, with the reconcilers running (provisioning through `blocks`), until Ctrl-C or

@@ -68,6 +68,8 @@ pub struct Route {
 }
 
 const KIND: Param = Param { name: "kind", path: true, description: "`contracts` or `products`", kind: "string" };
+const LIMIT: Param =
+    Param { name: "limit", path: false, description: "at most this many (1 to 1000, default 100)", kind: "integer" };
 const NAME: Param = Param {
     name: "name",
     path: true,
@@ -81,7 +83,11 @@ pub const ROUTES: &[Route] = &[
         method: "get",
         path: "/api/v1/orphans",
         summary: "What blocks left in place when resources went (data, or what a deletion policy keeps)",
-        params: &[Param { name: "all", path: false, description: "also those already purged", kind: "boolean" }],
+        params: &[
+            Param { name: "all", path: false, description: "also those already purged", kind: "boolean" },
+            Param { name: "after", path: false, description: "the last orphan id already read", kind: "integer" },
+            LIMIT,
+        ],
         body: None,
         answer: "Orphans",
         errors: &[400],
@@ -268,8 +274,13 @@ pub const ROUTES: &[Route] = &[
         endpoint: Endpoint::History,
         method: "get",
         path: "/api/v1/{kind}/{name}/history",
-        summary: "Every change of one resource, oldest first",
-        params: &[KIND, NAME],
+        summary: "The changes of one resource, oldest first, a page at a time",
+        params: &[
+            KIND,
+            NAME,
+            Param { name: "after", path: false, description: "the last sequence number already read", kind: "integer" },
+            LIMIT,
+        ],
         body: None,
         answer: "Changes",
         errors: &[404],
@@ -355,6 +366,8 @@ const ACCESS_ROUTES: &[Route] = &[
             Param { name: "product", path: false, description: "only this product's ports", kind: "string" },
             Param { name: "contract", path: false, description: "only this contract (`id@vMAJOR`)", kind: "string" },
             Param { name: "consumer", path: false, description: "only this consumer", kind: "string" },
+            Param { name: "after", path: false, description: "the last request id already read", kind: "integer" },
+            LIMIT,
         ],
         body: None,
         answer: "AccessRequests",
@@ -415,7 +428,11 @@ const ACCESS_ROUTES: &[Route] = &[
         method: "get",
         path: "/api/v1/tokens",
         summary: "Your tokens (everyone's, for platform admins), never their secrets",
-        params: &[Param { name: "principal", path: false, description: "only this principal's", kind: "string" }],
+        params: &[
+            Param { name: "principal", path: false, description: "only this principal's", kind: "string" },
+            Param { name: "after", path: false, description: "the last token id already read", kind: "string" },
+            LIMIT,
+        ],
         body: None,
         answer: "Tokens",
         errors: &[400],
@@ -434,8 +451,11 @@ const ACCESS_ROUTES: &[Route] = &[
         endpoint: Endpoint::Principals,
         method: "get",
         path: "/api/v1/principals",
-        summary: "Every user, group and service account",
-        params: &[],
+        summary: "Users, groups and service accounts, by name, a page at a time",
+        params: &[
+            Param { name: "after", path: false, description: "the last name already read", kind: "string" },
+            LIMIT,
+        ],
         body: None,
         answer: "Principals",
         errors: &[],

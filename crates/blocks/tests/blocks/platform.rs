@@ -38,7 +38,7 @@ fn a_good_platform_is_read_with_its_blocks() {
     let with_oidc =
         format!("{GOOD}oidc:\n  issuer: https://idp\n  audience: meshplane\n  jwks: {{ file: keys.json }}\n");
     let oidc = Platform::from_yaml(&with_oidc).unwrap().oidc.unwrap();
-    assert_eq!((oidc.claim.as_str(), oidc.audience.as_str()), ("preferred_username", "meshplane"));
+    assert_eq!((oidc.claim, oidc.audience.as_str(), oidc.max_token_days), (None, "meshplane", 30), "by iss and sub");
 }
 
 #[test]

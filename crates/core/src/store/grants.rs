@@ -149,6 +149,10 @@ pub struct AccessQuery {
     pub product: Option<String>,
     pub consumer: Option<String>,
     pub state: Option<AccessState>,
+    /// Only requests whose id is larger.
+    pub after: i64,
+    /// At most this many (all when `None`).
+    pub limit: Option<i64>,
 }
 
 const COLUMNS: &str = "id, contract, product, port, domain, consumer, input_port, role, write, purpose, until, state, \
@@ -255,7 +259,10 @@ impl Store {
                 sql.push_str(&format!(" AND {column} = ${}", binds.len()));
             }
         }
-        sql.push_str(" ORDER BY id");
+        sql.push_str(&format!(" AND id > {} ORDER BY id", q.after));
+        if let Some(limit) = q.limit {
+            sql.push_str(&format!(" LIMIT {}", limit.max(1)));
+        }
         let mut query = sqlx::query(&sql);
         for b in &binds {
             query = query.bind(b);

@@ -61,6 +61,26 @@ pub struct Principal {
     /// The domains it administers.
     #[serde(default)]
     pub domains: Vec<String>,
+    /// The identity provider's account it signs in as with a JWT: the token's `iss` and
+    /// `sub` (which a user cannot change, unlike a username or an email in many providers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcIdentity>,
+}
+
+/// An account at an OIDC identity provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcIdentity {
+    /// The provider (a token's `iss`).
+    pub issuer: String,
+    /// The account (a token's `sub`).
+    pub subject: String,
+}
+
+/// A principal an API token stands for, and when that token expires.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    pub principal: Principal,
+    pub expires_at: Option<String>,
 }
 
 /// What the store keeps of a token: everything but the secret.
@@ -105,6 +125,13 @@ fn principal(row: &AnyRow) -> Result<Principal, Error> {
         groups: serde_json::from_str(&groups).unwrap_or_default(),
         platform_admin: row.try_get::<i64, _>("platform_admin")? != 0,
         domains: serde_json::from_str(&domains).unwrap_or_default(),
+        oidc: match (
+            row.try_get::<Option<String>, _>("oidc_issuer")?,
+            row.try_get::<Option<String>, _>("oidc_subject")?,
+        ) {
+            (Some(issuer), Some(subject)) => Some(OidcIdentity { issuer, subject }),
+            _ => None,
+        },
     })
 }
 
@@ -161,11 +188,29 @@ impl Store {
             .await?
             .map(|row| principal(&row))
             .transpose()?;
+        if let Some(oidc) = &p.oidc {
+            let taken =
+                sqlx::query("SELECT name FROM principals WHERE oidc_issuer = $1 AND oidc_subject = $2 AND name <> $3")
+                    .bind(&oidc.issuer)
+                    .bind(&oidc.subject)
+                    .bind(&p.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(row) = taken {
+                let other: String = row.try_get(0)?;
+                return Err(Error::conflict(
+                    ErrorCode::WrongState,
+                    format!("the account `{}` of {} already signs in as `{other}`", oidc.subject, oidc.issuer),
+                ));
+            }
+        }
+        let (issuer, subject) = p.oidc.as_ref().map(|o| (o.issuer.clone(), o.subject.clone())).unzip();
         sqlx::query(
-            "INSERT INTO principals (name, kind, database_role, groups, platform_admin, domains, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, \
+            "INSERT INTO principals (name, kind, database_role, groups, platform_admin, domains, created_at, oidc_issuer, oidc_subject) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, \
              database_role = excluded.database_role, groups = excluded.groups, \
-             platform_admin = excluded.platform_admin, domains = excluded.domains",
+             platform_admin = excluded.platform_admin, domains = excluded.domains, \
+             oidc_issuer = excluded.oidc_issuer, oidc_subject = excluded.oidc_subject",
         )
         .bind(&p.name)
         .bind(p.kind.as_str())
@@ -174,6 +219,8 @@ impl Store {
         .bind(i64::from(p.platform_admin))
         .bind(to_json(&p.domains))
         .bind(now())
+        .bind(issuer)
+        .bind(subject)
         .execute(&mut *tx)
         .await?;
         let action = if before.is_some() { "updated" } else { "created" };
@@ -190,8 +237,30 @@ impl Store {
         row.as_ref().map(principal).transpose()?.ok_or_else(|| Error::NotFound(format!("principal `{name}`")))
     }
 
+    /// The principal that signs in as `subject` at `issuer`.
+    pub async fn principal_by_oidc(&self, issuer: &str, subject: &str) -> Result<Principal, Error> {
+        let row = sqlx::query("SELECT * FROM principals WHERE oidc_issuer = $1 AND oidc_subject = $2")
+            .bind(issuer)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref()
+            .map(principal)
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("principal for the account `{subject}` of {issuer}")))
+    }
+
     pub async fn principals(&self) -> Result<Vec<Principal>, Error> {
-        let rows = sqlx::query("SELECT * FROM principals ORDER BY name").fetch_all(&self.pool).await?;
+        self.principals_page("", i64::MAX).await
+    }
+
+    /// The principals named after `after`, by name, at most `limit`.
+    pub async fn principals_page(&self, after: &str, limit: i64) -> Result<Vec<Principal>, Error> {
+        let rows = sqlx::query("SELECT * FROM principals WHERE name > $1 ORDER BY name LIMIT $2")
+            .bind(after)
+            .bind(limit.max(1))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(principal).collect()
     }
 
@@ -242,19 +311,16 @@ impl Store {
         Ok(NewToken { info, token: format!("mp_{id}_{secret}") })
     }
 
-    /// The tokens (of one principal, or all), without their secrets.
-    pub async fn tokens(&self, principal: Option<&str>) -> Result<Vec<TokenInfo>, Error> {
-        let rows = match principal {
-            Some(p) => {
-                sqlx::query("SELECT * FROM tokens WHERE principal = $1 ORDER BY created_at, id")
-                    .bind(p)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM tokens ORDER BY principal, created_at, id").fetch_all(&self.pool).await?
-            }
-        };
+    /// The tokens (of one principal, or all) whose id is after `after`, by id, at most `limit`,
+    /// without their secrets.
+    pub async fn tokens(&self, principal: Option<&str>, after: &str, limit: i64) -> Result<Vec<TokenInfo>, Error> {
+        let rows =
+            sqlx::query("SELECT * FROM tokens WHERE ($1 = '' OR principal = $1) AND id > $2 ORDER BY id LIMIT $3")
+                .bind(principal.unwrap_or_default())
+                .bind(after)
+                .bind(limit.max(1))
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(token_info).collect()
     }
 
@@ -282,8 +348,9 @@ impl Store {
         Ok(after)
     }
 
-    /// The principal a token stands for, when the token is known, not revoked and not expired.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, Error> {
+    /// The principal a token stands for, when the token is known, not revoked and not
+    /// expired, with when the token expires. The secret's hash is compared in constant time.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Authenticated>, Error> {
         let Some((id, secret)) = token.strip_prefix("mp_").and_then(|t| t.split_once('_')) else { return Ok(None) };
         let row = sqlx::query("SELECT hash, expires_at, revoked_at, principal FROM tokens WHERE id = $1")
             .bind(id)
@@ -293,14 +360,35 @@ impl Store {
         let (hash, expires, revoked, name): (String, Option<String>, Option<String>, String) =
             (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
         let expired =
-            expires.and_then(|e| super::epoch_ms(&e)).is_some_and(|e| e <= super::epoch_ms(&now()).unwrap_or(0));
-        if revoked.is_some() || expired || hash != digest(secret) {
+            expires.as_deref().and_then(super::epoch_ms).is_some_and(|e| e <= super::epoch_ms(&now()).unwrap_or(0));
+        if revoked.is_some() || expired || !same(hash.as_bytes(), digest(secret).as_bytes()) {
             return Ok(None);
         }
         match self.principal(&name).await {
-            Ok(p) => Ok(Some(p)),
+            Ok(principal) => Ok(Some(Authenticated { principal, expires_at: expires })),
             Err(Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Whether two byte strings are equal, in a time that depends on their lengths only (a token
+/// check must not tell how much of a guess was right).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hashes_compare_by_every_byte() {
+        let a = super::digest("secret");
+        assert!(super::same(a.as_bytes(), super::digest("secret").as_bytes()));
+        assert!(!super::same(a.as_bytes(), super::digest("secreT").as_bytes()));
+        let mut last = a.clone().into_bytes();
+        *last.last_mut().unwrap() ^= 1;
+        assert!(!super::same(a.as_bytes(), &last), "a difference in the last byte counts");
+        assert!(!super::same(a.as_bytes(), &a.as_bytes()[..10]), "a prefix is not equal");
+        assert!(super::same(b"", b""));
     }
 }

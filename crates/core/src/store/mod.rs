@@ -345,13 +345,29 @@ impl Store {
 
     /// Every change of one resource, oldest first: its whole history.
     pub async fn history(&self, kind: Kind, name: &str) -> Result<Vec<Change>, Error> {
-        let rows = sqlx::query("SELECT * FROM changes WHERE kind = $1 AND name = $2 ORDER BY seq")
-            .bind(kind.as_str())
-            .bind(name)
-            .fetch_all(&self.pool)
-            .await?;
+        self.history_page(kind, name, 0, i64::MAX).await
+    }
+
+    /// The changes of one resource after sequence number `after`, oldest first, at most
+    /// `limit`; not found when the resource never had any.
+    pub async fn history_page(&self, kind: Kind, name: &str, after: i64, limit: i64) -> Result<Vec<Change>, Error> {
+        let rows =
+            sqlx::query("SELECT * FROM changes WHERE kind = $1 AND name = $2 AND seq > $3 ORDER BY seq LIMIT $4")
+                .bind(kind.as_str())
+                .bind(name)
+                .bind(after)
+                .bind(limit.max(1))
+                .fetch_all(&self.pool)
+                .await?;
         if rows.is_empty() {
-            return Err(Error::NotFound(format!("{} `{name}`", kind.as_str())));
+            let any = sqlx::query("SELECT 1 FROM changes WHERE kind = $1 AND name = $2 LIMIT 1")
+                .bind(kind.as_str())
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+            if any.is_none() {
+                return Err(Error::NotFound(format!("{} `{name}`", kind.as_str())));
+            }
         }
         rows.iter().map(change).collect()
     }

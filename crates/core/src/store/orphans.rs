@@ -73,8 +73,17 @@ impl Store {
 
     /// The orphans not purged yet (with `purged`, also those purged), oldest first.
     pub async fn orphans(&self, purged: bool) -> Result<Vec<Orphan>, Error> {
-        let filter = if purged { "" } else { " WHERE purged_at IS NULL" };
-        let rows = sqlx::query(&format!("SELECT * FROM orphans{filter} ORDER BY id")).fetch_all(&self.pool).await?;
+        self.orphans_page(purged, 0, i64::MAX).await
+    }
+
+    /// The orphans after id `after`, oldest first, at most `limit`.
+    pub async fn orphans_page(&self, purged: bool, after: i64, limit: i64) -> Result<Vec<Orphan>, Error> {
+        let filter = if purged { "" } else { " AND purged_at IS NULL" };
+        let rows = sqlx::query(&format!("SELECT * FROM orphans WHERE id > $1{filter} ORDER BY id LIMIT $2"))
+            .bind(after)
+            .bind(limit.max(1))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(Orphan {

@@ -85,6 +85,7 @@ impl Mesh {
             groups: vec![],
             platform_admin: false,
             domains: admin_of.iter().map(|d| d.to_string()).collect(),
+            oidc: None,
         };
         self.s.store.put_principal(&p, &who()).await.unwrap();
         (client(&self.s.store.create_token(name, "attack", None, &who()).await.unwrap().token), login)

@@ -70,6 +70,7 @@ pub(crate) async fn principal(store: &Store, name: &str, domains: &[&str]) -> St
         groups: vec![],
         platform_admin: false,
         domains: domains.iter().map(|d| d.to_string()).collect(),
+        oidc: None,
     };
     store.put_principal(&p, &who()).await.unwrap();
     store.create_token(name, "matrix", None, &who()).await.unwrap().token
@@ -429,4 +430,45 @@ async fn a_products_owners_manage_the_contracts_its_output_ports_provide() {
         409,
         "it stays in its domain"
     );
+}
+
+/// Item 16: every list is answered a page at a time (`limit`, at most 1000, and `after`),
+/// and reading page after page gives each item once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_are_answered_a_page_at_a_time() {
+    let place = sqlite().await;
+    let s = start(&place).await;
+    assert_eq!(s.apply(shop(), "").await.0, StatusCode::OK);
+    for name in ["p1", "p2", "p3", "p4"] {
+        principal(&s.store, name, &[]).await;
+    }
+    for _ in 0..3 {
+        request(&s.store, false).await;
+    }
+    let pages = |path: &'static str, cursor: &'static str| {
+        let s = &s;
+        async move {
+            let mut seen = Vec::new();
+            let mut after = String::new();
+            loop {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                let (status, page) = s.get(&format!("{path}{sep}limit=2{after}")).await;
+                assert_eq!(status, StatusCode::OK, "{path}: {page}");
+                let items = page.as_array().unwrap().clone();
+                assert!(items.len() <= 2, "{path}: a page holds at most `limit`");
+                let Some(last) = items.last() else { return seen };
+                after = format!("&after={}", last[cursor].as_str().map_or(last[cursor].to_string(), str::to_string));
+                seen.extend(items.iter().map(|i| i[cursor].to_string()));
+            }
+        }
+    };
+    let names = pages("/api/v1/principals", "name").await;
+    assert_eq!(names.len(), 5, "the admin and four users: {names:?}");
+    let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len());
+    assert_eq!(pages("/api/v1/access", "id").await.len(), 3);
+    assert_eq!(pages("/api/v1/tokens", "id").await.len(), 5);
+    assert_eq!(pages("/api/v1/contracts/orders@v1/history", "seq").await.len(), 1);
+    let (status, body) = s.get("/api/v1/principals?limit=5000").await;
+    assert_eq!((status, body.as_array().map(Vec::len)), (StatusCode::OK, Some(5)), "the limit is capped, not refused");
 }

@@ -61,6 +61,7 @@ async fn user(s: &Server, name: &str, database_role: Option<&str>) -> reqwest::C
         groups: vec![],
         platform_admin: false,
         domains: vec![],
+        oidc: None,
     };
     s.store.put_principal(&p, &who()).await.unwrap();
     client(&s.store.create_token(name, "grants", None, &who()).await.unwrap().token)

@@ -50,6 +50,7 @@ async fn admin_token(store: &Store) -> String {
         groups: vec![],
         platform_admin: true,
         domains: vec![],
+        oidc: None,
     };
     store.put_principal(&admin, &who).await.unwrap();
     store.create_token("admin", "tests", None, &who).await.unwrap().token
