@@ -137,6 +137,30 @@ pub struct PostgresConfig {
     /// they are only reported as drift).
     #[serde(default)]
     pub revoke_unexplained: bool,
+    /// How connections to the server are protected (the block's and every test run's).
+    #[serde(default)]
+    pub tls: PgTls,
+}
+
+/// TLS to a PostgreSQL server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PgTls {
+    pub mode: TlsMode,
+    /// The CA certificate (PEM) that verifies the server; the system's roots when absent.
+    #[serde(default)]
+    pub root_cert: Option<PathBuf>,
+}
+
+/// Whether connections are encrypted and the server verified.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Not encrypted (a server on the same host, or a test).
+    #[default]
+    Disable,
+    /// Encrypted, the server's certificate verified and its name checked against `host`.
+    VerifyFull,
 }
 
 fn default_pg_port() -> u16 {

@@ -26,6 +26,40 @@ use crate::plan::{Measure, Validity, lead_partners};
 use crate::regex::{Dialect, translate};
 use crate::source::{Ask, ColumnKind, Scan, Source};
 
+/// How a PostgreSQL connection is protected.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Tls {
+    /// Not encrypted.
+    #[default]
+    Disable,
+    /// Encrypted; the server's certificate is verified against `root_cert` (a PEM file; the
+    /// system's roots when none is given) and its name against the host.
+    VerifyFull { root_cert: Option<std::path::PathBuf> },
+}
+
+/// The client TLS configuration that verifies a server fully.
+fn verifying(root_cert: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certificates: Vec<CertificateDer<'static>> = match root_cert {
+        Some(path) => CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read the root certificate {}: {e}", path.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("cannot read the root certificate {}: {e}", path.display()))?,
+        None => rustls_native_certs::load_native_certs().certs,
+    };
+    for certificate in certificates {
+        roots.add(certificate).map_err(|e| format!("a root certificate is not usable: {e}"))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Connection settings of a `postgres` server.
 #[derive(Clone, Debug)]
 pub struct Connection {
@@ -37,6 +71,7 @@ pub struct Connection {
     pub schema: String,
     /// The login itself is the run's sandbox (made by the PostgreSQL block): SQL runs as it.
     pub sandboxed: bool,
+    pub tls: Tls,
 }
 
 pub struct PgSource {
@@ -81,11 +116,36 @@ impl PgSource {
             config.password(p);
         }
         config.connect_timeout(Duration::from_secs(10));
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| format!("cannot connect to postgres://{}:{}/{}: {e}", c.host, c.port, c.database))?;
-        tokio::spawn(connection);
+        let failed = |e: tokio_postgres::Error| {
+            // The server's own message, or the error with its causes (a TLS handshake's).
+            let why = match e.as_db_error() {
+                Some(db) => db.message().to_string(),
+                None => {
+                    let mut why = e.to_string();
+                    let mut cause = std::error::Error::source(&e);
+                    while let Some(inner) = cause {
+                        why.push_str(&format!(": {inner}"));
+                        cause = inner.source();
+                    }
+                    why
+                }
+            };
+            format!("cannot connect to postgres://{}:{}/{}: {why}", c.host, c.port, c.database)
+        };
+        let client = match &c.tls {
+            Tls::Disable => {
+                let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+                tokio::spawn(connection);
+                client
+            }
+            Tls::VerifyFull { root_cert } => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(verifying(root_cert.as_deref())?);
+                let (client, connection) = config.connect(tls).await.map_err(failed)?;
+                tokio::spawn(connection);
+                client
+            }
+        };
         Ok(PgSource {
             client,
             schema: c.schema.clone(),

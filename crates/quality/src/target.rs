@@ -17,7 +17,7 @@ use meshplane_spec::model::server::Server;
 
 use crate::files::{FileSource, Format, Location, S3Config};
 use crate::plan::{Plan, compile};
-use crate::postgres::{Connection, PgSource};
+use crate::postgres::{Connection, PgSource, Tls};
 use crate::run::{CheckResult, Options, Outcome, run};
 use crate::source::{ColumnKind, Source};
 
@@ -175,8 +175,9 @@ pub enum Target {
 /// The target a contract's own server names, with the user's own credentials, for the
 /// standalone `meshplane test`. PostgreSQL credentials come from the environment:
 /// `MESHPLANE_POSTGRES_USER` and `MESHPLANE_POSTGRES_PASSWORD` (or libpq's `PGUSER` and
-/// `PGPASSWORD`); S3 credentials and region from the usual `AWS_*` variables; never from the
-/// contract.
+/// `PGPASSWORD`), TLS from `MESHPLANE_POSTGRES_SSLMODE` and `..._SSLROOTCERT` (or `PGSSLMODE`
+/// and `PGSSLROOTCERT`); S3 credentials and region from the usual `AWS_*` variables; never from
+/// the contract.
 pub fn server_target(server: &Server, plan: &Plan, base: &Path, options: &Options) -> Result<Target, TestError> {
     let env = |a: &str, b: &str| (options.env)(a).or_else(|| (options.env)(b));
     match server.kind.as_str() {
@@ -203,6 +204,17 @@ pub fn server_target(server: &Server, plan: &Plan, base: &Path, options: &Option
                 password: env("MESHPLANE_POSTGRES_PASSWORD", "PGPASSWORD"),
                 schema: server.schema.clone().unwrap_or_else(|| "public".into()),
                 sandboxed: false,
+                tls: match env("MESHPLANE_POSTGRES_SSLMODE", "PGSSLMODE").as_deref() {
+                    None | Some("disable" | "allow" | "prefer") => Tls::Disable,
+                    Some("verify-full") => Tls::VerifyFull {
+                        root_cert: env("MESHPLANE_POSTGRES_SSLROOTCERT", "PGSSLROOTCERT").map(Into::into),
+                    },
+                    Some(other) => {
+                        return Err(TestError::Server(format!(
+                            "sslmode `{other}`: meshplane connects with disable or verify-full"
+                        )));
+                    }
+                },
             }))
         }
         other => Err(TestError::Server(format!(

@@ -26,7 +26,7 @@ use meshplane_core::resource::Kind;
 use meshplane_core::store::{Record, Store, TestRun};
 use meshplane_core::{Error, ErrorCode};
 use meshplane_quality::files::{Format, Location, S3Config};
-use meshplane_quality::postgres::Connection;
+use meshplane_quality::postgres::{Connection, Tls};
 use meshplane_quality::run::Options;
 use meshplane_quality::target::{Target, TestError, pick_server, plan_of, test_on};
 use meshplane_spec::model::odcs::DataContract;
@@ -278,7 +278,7 @@ fn engine_target(target: TestTarget) -> Result<Target, String> {
             });
             Target::Files { locations, delimiter, s3: s3.unwrap_or_default() }
         }
-        TestTarget::Postgres { host, port, database, schema, user, password, tls: _ } => Target::Postgres(Connection {
+        TestTarget::Postgres { host, port, database, schema, user, password, tls } => Target::Postgres(Connection {
             host,
             port,
             database,
@@ -286,6 +286,11 @@ fn engine_target(target: TestTarget) -> Result<Target, String> {
             password: Some(password),
             schema,
             sandboxed: true,
+            tls: match tls.mode.as_str() {
+                "disable" | "" => Tls::Disable,
+                "verify-full" => Tls::VerifyFull { root_cert: tls.root_cert.map(Into::into) },
+                other => return Err(format!("TLS mode `{other}` is not one meshplane connects with")),
+            },
         }),
     })
 }

@@ -32,10 +32,10 @@ use meshplane_core::checking::{TestTarget, Tls};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::model::server::Server;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{Executor, Row};
 
-use crate::platform::{DeletionPolicy, Platform, PostgresConfig};
+use crate::platform::{DeletionPolicy, Platform, PostgresConfig, TlsMode};
 use crate::storage::ServerStorage;
 use mark::{Mark, Standing};
 use model::Object;
@@ -68,6 +68,16 @@ impl PostgresBlock {
             .port(config.port)
             .database(&config.database)
             .username(&config.user);
+        options = match config.tls.mode {
+            TlsMode::Disable => options.ssl_mode(PgSslMode::Disable),
+            TlsMode::VerifyFull => {
+                let options = options.ssl_mode(PgSslMode::VerifyFull);
+                match &config.tls.root_cert {
+                    Some(path) => options.ssl_root_cert(path),
+                    None => options,
+                }
+            }
+        };
         if let Some(secret) = &config.password {
             options = options.password(&secret.resolve().map_err(|e| format!("block `{name}`: password: {e}"))?);
         }
@@ -321,7 +331,13 @@ impl ServerStorage for PostgresBlock {
                 schema,
                 user,
                 password,
-                tls: Tls::default(),
+                tls: Tls {
+                    mode: match self.config.tls.mode {
+                        TlsMode::Disable => "disable".into(),
+                        TlsMode::VerifyFull => "verify-full".into(),
+                    },
+                    root_cert: self.config.tls.root_cert.as_ref().map(|p| p.display().to_string()),
+                },
             })
         })
     }

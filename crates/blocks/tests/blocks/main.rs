@@ -7,3 +7,4 @@ mod lake;
 mod moves;
 mod platform;
 mod postgres;
+mod tls;
