@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite on this machine, by itself: starts the local PostgreSQL the tests use
+# (127.0.0.1:5432, user postgres, trust), installs the few programs the tests run when they
+# are missing (psql, PostgreSQL's initdb for a private TLS cluster, openssl for its
+# certificates, python3 for the example remote block), then runs every test.
+# Arguments are passed to `cargo test` (e.g. `./test.sh -p meshplane-server`).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/meshplane-target}"
+
+missing=()
+command -v psql > /dev/null || missing+=(postgresql-client)
+command -v openssl > /dev/null || missing+=(openssl)
+command -v python3 > /dev/null || missing+=(python3)
+command -v runuser > /dev/null || missing+=(util-linux)
+ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing what the tests need: ${missing[*]}" >&2
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" > /dev/null
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq "${missing[@]}" > /dev/null
+  fi
+fi
+
+# The tests use the local PostgreSQL: start it if it is down, then wait until it answers.
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  (service postgresql start || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start) > /dev/null 2>&1 || true
+fi
+for _ in $(seq 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+pg_isready -h 127.0.0.1 -p 5432
+
+cargo test --workspace --locked "$@"
