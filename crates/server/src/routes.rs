@@ -128,7 +128,7 @@ pub const ROUTES: &[Route] = &[
         params: &[
             Param { name: "domain", path: false, description: "only this domain's ids", kind: "string" },
             Param { name: "after", path: false, description: "the `next` of the previous page", kind: "string" },
-            Param { name: "limit", path: false, description: "page size (1 to 1000, default 100)", kind: "integer" },
+            LIMIT,
         ],
         body: None,
         answer: "Claims",

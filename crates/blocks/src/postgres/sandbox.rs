@@ -42,19 +42,15 @@ pub(super) async fn create(
     let role = format!("{}{}", prefix(installation), meshplane_core::store::identity::random_hex(8));
     let password = meshplane_core::store::identity::random_hex(32);
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
-    let seconds = valid_for.as_secs().max(1).to_string();
-    let until: String = sqlx::query("SELECT (now() + make_interval(secs => $1::float8))::text")
-        .bind(&seconds)
-        .fetch_one(&mut *conn)
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(|e| e.to_string())?;
-    let until_ms: i64 = sqlx::query("SELECT (extract(epoch FROM $1::timestamptz) * 1000)::bigint")
-        .bind(&until)
-        .fetch_one(&mut *conn)
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(|e| e.to_string())?;
+    // The deadline on the database's clock: as text for VALID UNTIL, in ms for the comment.
+    let deadline = sqlx::query(
+        "SELECT d::text, (extract(epoch FROM d) * 1000)::bigint FROM (SELECT now() + make_interval(secs => $1) AS d) t",
+    )
+    .bind(valid_for.as_secs().max(1) as f64)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    let (until, until_ms): (String, i64) = (deadline.get(0), deadline.get(1));
     run(
         conn,
         "SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS \
