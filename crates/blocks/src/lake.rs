@@ -4,8 +4,10 @@
 //!
 //! - Paths are confined: the port's prefix (the server's `path` or `location` before any glob
 //!   or `{object}` template, without a file name) must lie under the block's root, and every
-//!   object's path, once templated, under the prefix — lexically (`..` resolved) and, for a
-//!   local root, on disk too (symbolic links resolved). Nothing else is ever read or listed.
+//!   object's path, once templated, under the prefix — segment by segment, with no `..`
+//!   anywhere, the glob's partial segment not counted, and for a local root on disk too
+//!   (symbolic links resolved, and a prefix holding a link refused). Nothing else is ever
+//!   read, listed or removed.
 //! - Prefixes are exclusive: each carries the block's mark (`.meshplane-port`, JSON without
 //!   an extension, so no data format reads it: installation, domain, contract, uid, fencing
 //!   token, and the declared schema). A prefix that is another port's, lies inside another
@@ -171,6 +173,71 @@ fn before_glob(path: &str) -> &str {
     &path[..path.find(['*', '?', '[']).unwrap_or(path.len())]
 }
 
+/// A located path with its `.` and empty segments dropped, or `None` when it has a `..`
+/// segment (which a glob would match literally, or a listing walk out of the prefix by).
+fn cleaned(path: &str) -> Option<String> {
+    let (scheme, rest) = path.strip_prefix("s3://").map_or(("", path), |rest| ("s3://", rest));
+    let mut parts = Vec::new();
+    for part in rest.split('/') {
+        match part {
+            ".." => return None,
+            "." | "" => {}
+            part => parts.push(part),
+        }
+    }
+    let lead = if scheme.is_empty() && rest.starts_with('/') { "/" } else { "" };
+    let trail = if rest.ends_with('/') && !parts.is_empty() { "/" } else { "" };
+    Some(format!("{scheme}{lead}{}{trail}", parts.join("/")))
+}
+
+/// What every file a path names lies under: the part before any glob without the glob's
+/// partial segment (`orders*` also matches `orders-old`), or the whole path without one.
+fn anchor(path: &str) -> &str {
+    let literal = before_glob(path);
+    if literal.len() < path.len() {
+        literal.rsplit_once('/').map_or("", |(dir, _)| dir)
+    } else {
+        literal.trim_end_matches('/')
+    }
+}
+
+/// Whether object key `key` is `root` or under it, segment by segment (`ports-old` is not
+/// under `ports`).
+fn within(key: &str, root: &str) -> bool {
+    let root = root.trim_end_matches('/');
+    root.is_empty() || key == root || key.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Every file under a local directory, walked without following links: a link is refused,
+/// since what it points to is not the port's to read or remove. Names the object store would
+/// skip (`part#1`) are listed too.
+fn local_files(dir: &Path, key: &Key, shown: &str) -> Result<Vec<Key>, String> {
+    let mut files = Vec::new();
+    let mut pending = vec![(dir.to_path_buf(), key.clone())];
+    while let Some((at, key)) = pending.pop() {
+        let entries = match std::fs::read_dir(&at) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && at == dir => return Ok(files),
+            other => other.map_err(|e| format!("cannot list {}: {e}", at.display()))?,
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot list {}: {e}", at.display()))?;
+            let kind = entry.file_type().map_err(|e| format!("cannot list {}: {e}", entry.path().display()))?;
+            let child = key.clone().join(entry.file_name().to_string_lossy().as_ref());
+            if kind.is_symlink() {
+                return Err(format!(
+                    "prefix {shown} holds a symbolic link ({}): links are not followed; put the files themselves there",
+                    entry.path().display()
+                ));
+            } else if kind.is_dir() {
+                pending.push((entry.path(), child));
+            } else {
+                files.push(child);
+            }
+        }
+    }
+    Ok(files)
+}
+
 /// The directory part of a server's path: before any glob or template, and without a file
 /// name (a last segment with an extension).
 fn directory(path: &str) -> &str {
@@ -225,9 +292,7 @@ impl LakeBlock {
         match self.config.s3() {
             Some((bucket, root)) => {
                 let key = dir.strip_prefix(&format!("s3://{bucket}/")).ok_or_else(outside)?;
-                if key.split('/').any(|part| part == ".." || part == ".")
-                    || !key.starts_with(root.trim_end_matches('/'))
-                {
+                if key.split('/').any(|part| part == ".." || part == ".") || !within(key, root) {
                     return Err(outside());
                 }
                 Ok(Prefix { key: Key::from(key), shown: format!("s3://{bucket}/{key}"), local: None })
@@ -245,39 +310,37 @@ impl LakeBlock {
     }
 
     /// Where each of the contract's objects is read on `server`, each path confined to the
-    /// port's prefix (so a `..` in a template or a physical name cannot lead out of it).
+    /// port's prefix: no `..` anywhere (so neither a template, a physical name nor a glob can
+    /// lead out of it), the part before any glob and its partial segment under the prefix
+    /// segment by segment, and, for a local root, on disk too (links resolved).
     fn locations(&self, contract: &DataContract, server: &Server) -> Result<(Prefix, Vec<(String, Location)>), String> {
         let prefix = self.prefix(server)?;
         let plan = compile(contract, None);
         let mut located = file_locations(server, &plan, &self.base).map_err(|e| e.to_string())?;
         for (table, location) in &mut located {
-            let outside = || {
+            let outside = |why: &str| {
                 format!(
-                    "server `{}`: object `{table}` is read from {}, which is not under the port's prefix {}",
+                    "server `{}`: object `{table}` is read from {}, which is not under the port's prefix {}{why}",
                     server.server, location.path, prefix.shown
                 )
             };
-            match &prefix.local {
-                Some(dir) => {
-                    let fixed = before_glob(&location.path);
-                    let path = normalize(Path::new(fixed));
-                    let real_dir = resolved(dir);
-                    if !path.starts_with(dir) || !resolved(&path).starts_with(&real_dir) {
-                        return Err(outside());
-                    }
-                    // Read exactly what was checked: `..` resolved, the glob kept.
-                    let glob = &location.path[fixed.len()..];
-                    let separator = if fixed.ends_with('/') && !glob.is_empty() { "/" } else { "" };
-                    location.path = format!("{}{separator}{glob}", path.display());
+            let path = cleaned(&location.path).ok_or_else(|| outside(" (a path may not contain `..`)"))?;
+            let anchor = anchor(&path);
+            let inside = match (&prefix.local, self.config.s3()) {
+                (Some(dir), _) => {
+                    Path::new(anchor).starts_with(dir) && resolved(Path::new(anchor)).starts_with(resolved(dir))
                 }
-                None => {
-                    let key = before_glob(&location.path).split_once("://").map_or("", |(_, rest)| rest);
-                    let key = key.split_once('/').map_or("", |(_, key)| key);
-                    if key.split('/').any(|part| part == ".." || part == ".") || !key.starts_with(prefix.key.as_ref()) {
-                        return Err(outside());
-                    }
-                }
+                (None, Some((bucket, _))) => anchor
+                    .strip_prefix("s3://")
+                    .and_then(|rest| rest.split_once('/').or(Some((rest, ""))))
+                    .is_some_and(|(named, key)| named == bucket && within(key, prefix.key.as_ref())),
+                (None, None) => false,
+            };
+            if !inside {
+                return Err(outside(""));
             }
+            // Read exactly what was checked.
+            location.path = path;
         }
         Ok((prefix, located))
     }
@@ -448,8 +511,12 @@ impl LakeBlock {
         Ok(drift)
     }
 
-    /// Every object under the prefix (none when it does not exist).
+    /// Every object under the prefix (none when it does not exist); a local prefix holding a
+    /// link is refused.
     async fn files(&self, prefix: &Prefix) -> Result<Vec<Key>, String> {
+        if let Some(dir) = &prefix.local {
+            return local_files(dir, &prefix.key, &prefix.shown);
+        }
         let listed = self.store.list(Some(&prefix.key)).map_ok(|meta| meta.location).try_collect().await;
         match listed {
             Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
@@ -514,14 +581,19 @@ impl LakeBlock {
         if !still_left || nested {
             return refused();
         }
-        for key in files {
-            self.store.delete(&key).await.map_err(|e| format!("cannot remove {key}: {e}"))?;
+        match prefix.local.as_ref() {
+            // The walk found no link, so this removes the port's files and nothing else.
+            Some(dir) if dir.exists() => {
+                std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))
+            }
+            Some(_) => Ok(()),
+            None => {
+                for key in files {
+                    self.store.delete(&key).await.map_err(|e| format!("cannot remove {key}: {e}"))?;
+                }
+                Ok(())
+            }
         }
-        // The files are gone; what is left of the directory is empty folders.
-        if let Some(dir) = prefix.local.as_ref().filter(|d| d.exists()) {
-            std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
-        }
-        Ok(())
     }
 }
 
@@ -601,6 +673,8 @@ impl ServerStorage for LakeBlock {
                 Standing::Foreign(why) => return Err(why),
                 Standing::Absent => return Err(format!("prefix {} is not provisioned yet", prefix.shown)),
             }
+            // A link in the prefix would lead the run's reads out of it.
+            self.files(&prefix).await?;
             let files = locations
                 .into_iter()
                 .map(|(table, l)| FileTarget { table, path: l.path, format: l.format.name().to_string() })
@@ -646,6 +720,32 @@ mod tests {
         ] {
             assert_eq!(super::directory(path), dir, "{path}");
         }
+    }
+
+    #[test]
+    fn a_located_path_is_cleaned_and_anchored_before_its_glob() {
+        for (path, cleaned, anchor) in [
+            ("/r/./ports//orders/*.csv", Some("/r/ports/orders/*.csv"), "/r/ports/orders"),
+            ("/r/ports/orders*", Some("/r/ports/orders*"), "/r/ports"),
+            ("/r/ports/orders/", Some("/r/ports/orders/"), "/r/ports/orders"),
+            ("s3://b/ports/o/part-?.csv", Some("s3://b/ports/o/part-?.csv"), "s3://b/ports/o"),
+            ("/r/ports/orders/*/../../x/*.csv", None, ""),
+            ("s3://b/ports/../x/", None, ""),
+        ] {
+            assert_eq!(super::cleaned(path).as_deref(), cleaned, "{path}");
+            if let Some(cleaned) = cleaned {
+                assert_eq!(super::anchor(cleaned), anchor, "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_is_within_a_root_segment_by_segment() {
+        assert!(super::within("ports/orders", "ports"));
+        assert!(super::within("ports", "ports/"));
+        assert!(super::within("anything", ""));
+        assert!(!super::within("ports-old/orders", "ports"));
+        assert!(!super::within("port", "ports"));
     }
 
     #[test]

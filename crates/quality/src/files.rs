@@ -73,18 +73,18 @@ impl Format {
         &self.extension()[1..]
     }
 
-    fn listing(self, delimiter: u8) -> ListingOptions {
+    /// How DataFusion lists and reads the format; CSV and NDJSON types are inferred from the
+    /// first `infer_records` records.
+    fn listing(self, delimiter: u8, infer_records: usize) -> ListingOptions {
         let format: Arc<dyn FileFormat> = match self {
             Format::Parquet => Arc::new(ParquetFormat::default()),
-            // Inference reads every record: a wrong value after the first thousand rows must
-            // make the column text (and the type check fail), not break the scan.
             Format::Csv => Arc::new(
                 CsvFormat::default()
                     .with_has_header(true)
                     .with_delimiter(delimiter)
-                    .with_schema_infer_max_rec(usize::MAX),
+                    .with_schema_infer_max_rec(infer_records),
             ),
-            Format::NdJson => Arc::new(JsonFormat::default().with_schema_infer_max_rec(usize::MAX)),
+            Format::NdJson => Arc::new(JsonFormat::default().with_schema_infer_max_rec(infer_records)),
         };
         ListingOptions::new(format).with_file_extension(self.extension())
     }
@@ -126,6 +126,10 @@ pub struct FileSource {
     /// The cores a scan runs on.
     cores: usize,
     pub sql_timeout: Duration,
+    /// How many CSV or NDJSON records type inference reads. A test reads them all: a wrong
+    /// value after the first thousand rows must make the column text (and the type check
+    /// fail), not break the scan.
+    pub infer_records: usize,
 }
 
 impl FileSource {
@@ -156,6 +160,7 @@ impl FileSource {
             dictionaries: HashMap::new(),
             cores,
             sql_timeout: Duration::from_secs(30),
+            infer_records: usize::MAX,
         })
     }
 
@@ -197,7 +202,7 @@ impl FileSource {
             return Ok(false);
         }
         let url = table_url(&location.path).map_err(|e| format!("cannot read {}: {e}", location.path))?;
-        let options = location.format.listing(self.delimiter);
+        let options = location.format.listing(self.delimiter, self.infer_records);
         let state = self.ctx.state();
         let read = async {
             let mut schema = options.infer_schema(&state, &url).await?;

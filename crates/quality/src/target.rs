@@ -137,8 +137,13 @@ pub fn file_locations(server: &Server, plan: &Plan, base: &Path) -> Result<Vec<(
     Ok(out)
 }
 
-/// The columns of each located table as its files have them (`None`: no file yet); how a
-/// storage block observes what a port holds.
+/// How many CSV or NDJSON records an observation reads to infer the files' columns (a test
+/// reads them all, in its limited process).
+pub const OBSERVED_RECORDS: usize = 10_000;
+
+/// The columns of each located table as its files have them (`None`: no file yet), their
+/// types inferred from the first [`OBSERVED_RECORDS`] records; how a storage block observes
+/// what a port holds.
 pub async fn file_columns(
     locations: Vec<(String, Location)>,
     delimiter: u8,
@@ -146,6 +151,7 @@ pub async fn file_columns(
 ) -> Result<Vec<(String, Option<Vec<(String, ColumnKind)>>)>, TestError> {
     let tables: Vec<String> = locations.iter().map(|(t, _)| t.clone()).collect();
     let mut source = FileSource::new(locations, delimiter, Some(s3)).map_err(TestError::Connect)?;
+    source.infer_records = OBSERVED_RECORDS;
     let mut out = Vec::new();
     for table in tables {
         let columns = source.columns(&table).await.map_err(TestError::Connect)?;

@@ -160,6 +160,13 @@ async fn a_lake_on_s3_provisions_observes_and_purges_the_same_way() {
     assert_eq!(notes(kept.clone()), ["prefix s3://lake/ports/orders (the retain policy keeps it)"]);
     block.purge(&kept[0].place, &call()).await.unwrap();
     assert!(!bucket.join("ports/orders/part-0.csv").exists(), "purged");
+    // A key that only starts like the root is outside it; so is another bucket.
+    for location in ["s3://lake/ports-old/orders/", "s3://other/ports/orders/"] {
+        let elsewhere = record(&text.replace("s3://lake/ports/orders/", location));
+        let err = block.provision(&elsewhere, &call()).await.unwrap_err();
+        assert!(err.contains("is not under block `lake`'s root"), "{location}: {err}");
+    }
+    assert!(!bucket.join("ports-old").exists());
 }
 
 /// A contract of `id` in `domain` at `path`.
@@ -231,6 +238,75 @@ async fn reads_never_leave_the_ports_prefix() {
     assert!(err.contains("is not under block `lake`'s root"), "{err}");
     assert!(!outside.join(".meshplane-port").exists());
     std::fs::remove_dir_all(outside).unwrap();
+}
+
+/// A `..` after a glob cannot widen a port's reads to a neighbour, and a glob's partial
+/// segment (`orders*` also matches `orders-old`) makes the folder around it the prefix, which
+/// must then be the port's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_glob_cannot_widen_the_prefix() {
+    let root = root("globs");
+    let block = block(&root.0, "retain");
+    std::fs::create_dir_all(root.0.join("sales/orders-old")).unwrap();
+    std::fs::write(root.0.join("sales/orders-old/dump.csv"), "id\n1\n").unwrap();
+    let path = format!("{}/sales/orders/*/../../orders-old/*.csv", root.0.display());
+    let err = block.provision(&record(&contract(&path)), &call()).await.unwrap_err();
+    assert!(err.contains("which is not under the port's prefix") && err.contains("may not contain `..`"), "{err}");
+    let path = format!("{}/sales/orders*", root.0.display());
+    let err = block.provision(&record(&contract(&path)), &call()).await.unwrap_err();
+    assert!(err.contains(&format!("prefix {}/sales holds 1 file(s) that are no port's", root.0.display())), "{err}");
+    assert!(!root.0.join("sales/.meshplane-port").exists() && !root.0.join("sales/orders").exists());
+}
+
+/// A link inside a port's prefix (to a file or a folder) is refused by provisioning, by a
+/// test run and by a purge: none of them reads, lists or removes what it points to. Files
+/// whose names the object store would skip still count as files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_inside_a_prefix_are_refused_and_never_followed() {
+    let root = root("inner-links");
+    let block = block(&root.0, "delete");
+    let ledger = root.0.join("finance/ledger");
+    std::fs::create_dir_all(&ledger).unwrap();
+    std::fs::write(
+        ledger.join("part-0.csv"),
+        "id,amount
+1,100
+",
+    )
+    .unwrap();
+    let dir = root.0.join("sales/orders");
+    let orders = record(&contract(&format!("{}/*.csv", dir.display())));
+    block.provision(&orders, &call()).await.unwrap();
+    for (link, target) in [("part-9.csv", ledger.join("part-0.csv")), ("year=2024", ledger.clone())] {
+        std::os::unix::fs::symlink(&target, dir.join(link)).unwrap();
+        let err = block.provision(&orders, &call()).await.unwrap_err();
+        assert!(err.contains("holds a symbolic link") && err.contains(link), "{link}: {err}");
+        let err = block.test_target(&orders, "lake", std::time::Duration::from_secs(60), &call()).await.unwrap_err();
+        assert!(err.contains("holds a symbolic link"), "{link}: {err}");
+        std::fs::remove_file(dir.join(link)).unwrap();
+    }
+    std::fs::write(
+        dir.join("part-0.csv"),
+        "id,email
+1,a@b
+",
+    )
+    .unwrap();
+    let left = block.cleanup(&orders, &call()).await.unwrap();
+    std::fs::create_dir_all(dir.join("nested")).unwrap();
+    std::os::unix::fs::symlink(&ledger, dir.join("nested/ledger")).unwrap();
+    let err = block.purge(&left[0].place, &call()).await.unwrap_err();
+    assert!(err.contains("holds a symbolic link"), "{err}");
+    assert!(ledger.join("part-0.csv").exists() && dir.join("part-0.csv").exists());
+    std::fs::remove_file(dir.join("nested/ledger")).unwrap();
+    block.purge(&left[0].place, &call()).await.unwrap();
+    assert!(!dir.exists() && ledger.join("part-0.csv").exists());
+    // A name the object store skips (`#` and a number) is still a file that is no port's.
+    std::fs::create_dir_all(root.0.join("raw")).unwrap();
+    std::fs::write(root.0.join("raw/dump#1"), "x").unwrap();
+    let raw = record(&contract(&format!("{}/", root.0.join("raw").display())));
+    let err = block.provision(&raw, &call()).await.unwrap_err();
+    assert!(err.contains("holds 1 file(s) that are no port's"), "{err}");
 }
 
 /// The same contract made again takes its retained prefix back; the purge of what the earlier
