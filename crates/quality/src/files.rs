@@ -563,14 +563,18 @@ impl Source for FileSource {
             if value.is_null(0) {
                 return Err("the query returned null".into());
             }
-            let number = match value.data_type() {
-                DataType::Boolean => f64::from(u8::from(value.as_boolean().value(0))),
-                _ => compute::cast(value, &DataType::Float64)
-                    .map_err(|_| format!("the query returned {}, not a number", value.data_type()))?
-                    .as_primitive::<Float64Type>()
-                    .value(0),
-            };
-            Ok(number)
+            if value.data_type() == &DataType::Boolean {
+                return Ok(f64::from(u8::from(value.as_boolean().value(0))));
+            }
+            let number = compute::cast(value, &DataType::Float64)
+                .map_err(|_| format!("the query returned {}, not a number", value.data_type()))?;
+            // A text that does not read as a number casts to null, not to an error.
+            if number.is_null(0) {
+                let text = datafusion::arrow::util::display::array_value_to_string(value, 0)
+                    .unwrap_or_else(|_| value.data_type().to_string());
+                return Err(format!("the query returned `{text}`, not a number"));
+            }
+            Ok(number.as_primitive::<Float64Type>().value(0))
         };
         tokio::time::timeout(self.sql_timeout, run)
             .await

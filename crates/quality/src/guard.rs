@@ -238,10 +238,28 @@ impl Reader<'_> {
 
     fn relation_allowed(&self, name: &ObjectName) -> bool {
         match parts(name).as_deref() {
-            Some([table]) => self.tables.contains(table) || self.ctes.contains(table),
+            Some([cte]) if self.ctes.contains(cte) => true,
+            // Unqualified, a `pg_` name is the catalog's (it is searched first).
+            Some([table]) => self.tables.contains(table) && !table.starts_with("pg_"),
             Some([schema, table]) => schema == self.schema && self.tables.contains(table),
             _ => false,
         }
+    }
+}
+
+/// `name` in `schema`.
+fn qualified(schema: &str, name: &ObjectName) -> ObjectName {
+    let mut parts = vec![sqlparser::ast::ObjectNamePart::Identifier(Ident::with_quote('"', schema))];
+    parts.extend(name.0.iter().cloned());
+    ObjectName(parts)
+}
+
+/// Whether a query's body is, or combines, `TABLE name` (whose name no visitor sees).
+fn names_a_table(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::Table(_) => true,
+        SetExpr::SetOperation { left, right, .. } => names_a_table(left) || names_a_table(right),
+        _ => false,
     }
 }
 
@@ -257,12 +275,23 @@ impl Visitor for Reader<'_> {
         {
             return ControlFlow::Break("a contract's SQL reads: SELECT ... INTO writes a table".into());
         }
+        if names_a_table(&query.body) {
+            return ControlFlow::Break("write `SELECT * FROM name` rather than `TABLE name`".into());
+        }
         ControlFlow::Continue(())
     }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<String> {
         match factor {
             TableFactor::Table { name, args: None, .. } if self.relation_allowed(name) => ControlFlow::Continue(()),
+            TableFactor::Table { name, args: None, .. }
+                if name.0.len() == 1 && self.relation_allowed(&qualified(self.schema, name)) =>
+            {
+                ControlFlow::Break(format!(
+                    "write `{}.{name}`: unqualified, a `pg_` name is the catalog's, not the contract's table",
+                    self.schema
+                ))
+            }
             TableFactor::Table { name, .. } => ControlFlow::Break(format!(
                 "`{name}` is not one of the contract's own tables ({}); a contract's SQL reads those only",
                 self.tables.join(", ")
@@ -300,7 +329,7 @@ mod tests {
     use super::check;
 
     fn tables() -> Vec<String> {
-        vec!["orders".into(), "Line Items".into()]
+        vec!["orders".into(), "Line Items".into(), "pg_roles".into()]
     }
 
     #[test]
@@ -309,6 +338,7 @@ mod tests {
             "SELECT count(*) FROM orders WHERE amount < 0",
             "SELECT COUNT(DISTINCT customer_id) FROM \"orders\"",
             "SELECT count(*) FROM \"sales_v1\".\"orders\" o JOIN \"Line Items\" l ON l.order_id = o.id",
+            "SELECT count(*) FROM sales_v1.pg_roles",
             "WITH late AS (SELECT * FROM orders WHERE placed_at < now() - interval '2 days') SELECT count(*) FROM late",
             "SELECT max(extract(epoch FROM placed_at)) FROM orders",
             "SELECT count(*) FROM orders WHERE lower(trim(email)) NOT LIKE '%@%' AND amount::numeric(10,2) > 0",
@@ -326,6 +356,9 @@ mod tests {
             ("SELECT count(*) FROM finance.ledger", "`finance.ledger` is not one of the contract's own tables"),
             ("SELECT count(*) FROM pg_authid", "`pg_authid` is not one of the contract's own tables"),
             ("SELECT count(*) FROM pg_catalog.pg_roles", "is not one of the contract's own tables"),
+            ("SELECT count(*) FROM (TABLE pg_catalog.pg_roles) r", "rather than `TABLE name`"),
+            ("SELECT 1 FROM orders UNION ALL TABLE finance.ledger", "rather than `TABLE name`"),
+            ("SELECT count(*) FROM pg_roles", "write `sales_v1.pg_roles`: unqualified, a `pg_` name is the catalog's"),
             ("SELECT count(*) FROM ORDERS2", "`ORDERS2` is not one of"),
             ("SELECT count(*) FROM \"Orders\"", "is not one of the contract's own tables"),
             ("SELECT set_config('role', 'postgres', true)", "function `set_config`"),

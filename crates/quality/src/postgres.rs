@@ -444,11 +444,14 @@ impl Source for PgSource {
         let body = query.trim().trim_end_matches(';').trim_end();
         crate::guard::check(body, &self.tables, &self.schema)?;
         let timeout_ms = self.sql_timeout.as_millis();
+        // The contract's tables are named as the contract names them: in the server's schema
+        // (after the catalog, and never in `public`).
+        let path = format!("SET LOCAL search_path = pg_catalog, {}, pg_temp;", ident(&self.schema));
         let settings = if self.sandboxed {
-            format!("SET LOCAL statement_timeout = {timeout_ms};")
+            format!("SET LOCAL statement_timeout = {timeout_ms}; {path}")
         } else {
             let role = self.sandbox().await?;
-            format!("SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL ROLE {};", ident(&role))
+            format!("SET LOCAL statement_timeout = {timeout_ms}; {path} SET LOCAL ROLE {};", ident(&role))
         };
         // The extended protocol takes exactly one statement, and the subquery only a query.
         let wrapped = format!("SELECT to_jsonb(q.*)::text FROM ({body}\n) AS q LIMIT 1");

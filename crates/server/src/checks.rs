@@ -20,7 +20,7 @@ use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshplane_core::block::{Blocks, Call};
+use meshplane_core::block::{Blocks, Call, Provisioner};
 use meshplane_core::checking::TestTarget;
 use meshplane_core::resource::Kind;
 use meshplane_core::store::{Record, Store, TestRun};
@@ -32,7 +32,7 @@ use meshplane_quality::target::{Target, TestError, pick_server, plan_of, test_on
 use meshplane_spec::model::odcs::DataContract;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Any, json};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 /// How test runs are sandboxed.
@@ -129,6 +129,10 @@ pub struct Ask<'a> {
 /// Runs the checks of contract `name` on one of its servers (the only one when none is
 /// named), where the block holding it says, in a sandboxed child process; keeps the report,
 /// marked with what started the run.
+///
+/// The run goes on in a task of its own to its end even when whoever asked goes away (a
+/// client that disconnects): its slot is held, its test login ended and its report kept all
+/// the same, so dropped requests cannot pile up logins or runs past [`Sandbox::runs`].
 pub async fn run(
     store: &Store,
     blocks: &Blocks,
@@ -138,39 +142,77 @@ pub async fn run(
 ) -> Result<TestRun, Error> {
     let (contract, record) = stored_contract(store, name).await?;
     let server = pick_server(&contract, ask.server).map_err(refusal)?;
-    let block = blocks.holding(&record, &server.server).map_err(untestable)?;
-    let call = Call::unfenced(store.installation().await?);
-    let _slot = sandbox.runs.acquire().await.map_err(|e| Error::Store(e.to_string()))?;
-    // The deadline covers the whole run: the block's preparing it, then the child process.
-    let started = std::time::Instant::now();
-    let preparing = block.test_target(&record, &server.server, sandbox.deadline, &call);
-    let target = match tokio::time::timeout(sandbox.deadline, blocks.call(block.as_ref(), preparing)).await {
-        Ok(target) => target.map_err(untestable)?,
-        Err(_) => return Err(past_deadline(name, sandbox)),
-    };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let job = Job {
-        contract: record.spec.clone(),
+    let block = Arc::clone(blocks.holding(&record, &server.server).map_err(untestable)?);
+    let to_end = Run {
+        store: store.clone(),
+        block,
+        block_timeout: blocks.timeout,
+        sandbox: sandbox.clone(),
+        name: name.to_string(),
+        record,
         server: server.server.clone(),
         server_type: server.kind.clone(),
         object: ask.object.map(str::to_string),
         samples: ask.samples.min(MAX_SAMPLES),
         schedule: ask.schedule,
-        now_micros: now.as_micros() as i64,
-        sql_timeout_ms: 30_000.min(sandbox.deadline.as_millis() as u64),
-        target,
+        trigger: ask.trigger,
     };
-    let answer = sandboxed(sandbox, &job, name, sandbox.deadline.saturating_sub(started.elapsed())).await;
-    let _ = blocks.call(block.as_ref(), block.end_test(&job.target, &call)).await;
-    let mut report = match answer? {
-        Answer::Report(report) => report,
-        Answer::Unreachable(why) => return Err(Error::invalid(ErrorCode::DataUnreachable, why)),
-        Answer::Refused(why) => return Err(Error::invalid(ErrorCode::MalformedRequest, why)),
-    };
-    let failed =
-        report["summary"]["fail"].as_u64().unwrap_or(0) > 0 || report["summary"]["error"].as_u64().unwrap_or(0) > 0;
-    report["trigger"] = ask.trigger;
-    store.record_test(Kind::DataContract, name, record.generation, &server.server, failed, report).await
+    tokio::spawn(to_end.go()).await.map_err(|e| Error::Store(format!("the test run of {name} failed: {e}")))?
+}
+
+/// A run, owned by the task that takes it to its end.
+struct Run {
+    store: Store,
+    block: Arc<dyn Provisioner>,
+    block_timeout: Duration,
+    sandbox: Sandbox,
+    name: String,
+    record: Record,
+    server: String,
+    server_type: String,
+    object: Option<String>,
+    samples: usize,
+    schedule: Option<String>,
+    trigger: Any,
+}
+
+impl Run {
+    async fn go(self) -> Result<TestRun, Error> {
+        let Run { store, block, sandbox, name, record, .. } = &self;
+        let call = Call::unfenced(store.installation().await?);
+        let _slot = Arc::clone(&sandbox.runs).acquire_owned().await.map_err(|e| Error::Store(e.to_string()))?;
+        // The deadline covers the whole run: the block's preparing it, then the child process.
+        let deadline = tokio::time::Instant::now() + sandbox.deadline;
+        let preparing = block.test_target(record, &self.server, sandbox.deadline, &call);
+        let target = match tokio::time::timeout_at(deadline, preparing).await {
+            Ok(target) => target.map_err(not_prepared)?,
+            Err(_) => return Err(past_deadline(name, sandbox)),
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let job = Job {
+            contract: record.spec.clone(),
+            server: self.server.clone(),
+            server_type: self.server_type.clone(),
+            object: self.object.clone(),
+            samples: self.samples,
+            schedule: self.schedule.clone(),
+            now_micros: now.as_micros() as i64,
+            sql_timeout_ms: 30_000.min(sandbox.deadline.as_millis() as u64),
+            target,
+        };
+        let answer = sandboxed(sandbox, &job, name, deadline).await;
+        // A login this cannot end is dropped by the block's sweep once its deadline passed.
+        let _ = tokio::time::timeout(self.block_timeout, block.end_test(&job.target, &call)).await;
+        let mut report = match answer? {
+            Answer::Report(report) => report,
+            Answer::Unreachable(why) => return Err(Error::invalid(ErrorCode::DataUnreachable, why)),
+            Answer::Refused(why) => return Err(Error::invalid(ErrorCode::MalformedRequest, why)),
+        };
+        let failed =
+            report["summary"]["fail"].as_u64().unwrap_or(0) > 0 || report["summary"]["error"].as_u64().unwrap_or(0) > 0;
+        report["trigger"] = self.trigger.clone();
+        store.record_test(Kind::DataContract, name, record.generation, &self.server, failed, report).await
+    }
 }
 
 fn refusal(e: TestError) -> Error {
@@ -178,6 +220,12 @@ fn refusal(e: TestError) -> Error {
         TestError::Connect(m) => Error::invalid(ErrorCode::DataUnreachable, m),
         other => Error::invalid(ErrorCode::MalformedRequest, other.to_string()),
     }
+}
+
+/// Why a block could not prepare a run: its store was unreachable (blocks say `cannot reach
+/// ...`), or the server cannot be tested as it stands.
+fn not_prepared(why: String) -> Error {
+    if why.starts_with("cannot reach ") { Error::invalid(ErrorCode::DataUnreachable, why) } else { untestable(why) }
 }
 
 fn past_deadline(name: &str, sandbox: &Sandbox) -> Error {
@@ -190,9 +238,16 @@ fn past_deadline(name: &str, sandbox: &Sandbox) -> Error {
     )
 }
 
-/// Runs `job` in a child process under the sandbox's limits, killed after `left`, and reads
-/// its answer.
-async fn sandboxed(sandbox: &Sandbox, job: &Job, name: &str, left: Duration) -> Result<Answer, Error> {
+/// The most a run may answer on its standard output; past it the run fails (its texts are
+/// already cut short by the worker, so only a run with very many checks comes near it).
+const MAX_ANSWER: u64 = 16 << 20;
+
+/// How much of a run's standard error is kept, to say why it failed.
+const MAX_STDERR: u64 = 64 << 10;
+
+/// Runs `job` in a child process under the sandbox's limits, killed at
+/// `deadline`, and reads its answer.
+async fn sandboxed(sandbox: &Sandbox, job: &Job, name: &str, deadline: tokio::time::Instant) -> Result<Answer, Error> {
     let mut child = tokio::process::Command::new(&sandbox.program)
         .args(&sandbox.args)
         .env_clear()
@@ -204,31 +259,72 @@ async fn sandboxed(sandbox: &Sandbox, job: &Job, name: &str, left: Duration) -> 
         .map_err(|e| Error::Store(format!("cannot start the test run ({}): {e}", sandbox.program.display())))?;
     limit(&child, sandbox)?;
     let body = serde_json::to_vec(job).map_err(|e| Error::Store(e.to_string()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(&body).await.map_err(|e| Error::Store(format!("cannot hand the test run its job: {e}")))?;
+    let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    // Handing over the job and reading the answer are under the deadline too: a child that
+    // reads nothing, or answers without end, is stopped like any other.
+    let talk = async move {
+        let (out, err, _) = tokio::join!(capped(stdout, MAX_ANSWER), capped(stderr, MAX_STDERR), async move {
+            if let Some(mut stdin) = stdin {
+                // A child that stops reading has failed; its exit says why.
+                let _ = stdin.write_all(&body).await;
+            }
+        });
+        let status = child.wait().await;
+        (status, out, err)
+    };
+    let Ok((status, out, err)) = tokio::time::timeout_at(deadline, talk).await else {
+        // Past the deadline the child is killed, as its handle is dropped.
+        return Err(past_deadline(name, sandbox));
+    };
+    let status = status.map_err(|e| Error::Store(format!("the test run could not be followed: {e}")))?;
+    let ((stdout, whole), (stderr, _)) = (out?, err?);
+    if status.success() && !whole {
+        let mib = MAX_ANSWER >> 20;
+        let message = format!("the test run of {name} answered more than {mib} MiB and was stopped");
+        return Err(Error::invalid(ErrorCode::TestLimit, message));
     }
-    let finished = tokio::time::timeout(left, child.wait_with_output()).await;
-    // Past the deadline the child is killed, as its handle is dropped.
-    let Ok(finished) = finished else { return Err(past_deadline(name, sandbox)) };
-    let output = finished.map_err(|e| Error::Store(format!("the test run could not be followed: {e}")))?;
-    if output.status.success() {
-        return serde_json::from_slice(&output.stdout)
+    if status.success() {
+        return serde_json::from_slice(&stdout)
             .map_err(|e| Error::Store(format!("the test run answered something that is not a report: {e}")));
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let mib = sandbox.memory_bytes >> 20;
+    Err(stopped(&status, &String::from_utf8_lossy(&stderr), name, sandbox))
+}
+
+/// Reads a child's stream to its end, keeping at most `cap` bytes (and whether that was all).
+async fn capped<R: tokio::io::AsyncRead + Unpin>(stream: Option<R>, cap: u64) -> Result<(Vec<u8>, bool), Error> {
+    let Some(mut stream) = stream else { return Ok((Vec::new(), true)) };
+    let failed = |e: std::io::Error| Error::Store(format!("the test run could not be followed: {e}"));
+    let mut kept = Vec::new();
+    (&mut stream).take(cap).read_to_end(&mut kept).await.map_err(failed)?;
+    let rest = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await.map_err(failed)?;
+    Ok((kept, rest == 0))
+}
+
+/// The signals the kernel stops a process with at its soft and hard CPU limits (and the
+/// out-of-memory killer with).
+const SIGXCPU: i32 = 24;
+const SIGKILL: i32 = 9;
+
+/// Why a child that did not answer stopped: a limit it reached (a signal from the kernel, or
+/// an allocation that failed), or a failure of the worker itself.
+fn stopped(status: &std::process::ExitStatus, stderr: &str, name: &str, sandbox: &Sandbox) -> Error {
     use std::os::unix::process::ExitStatusExt;
-    let message = match output.status.signal() {
-        Some(24) => format!("the test run of {name} used its {} s of CPU time and was stopped", sandbox.cpu_seconds),
-        Some(9) if !stderr.contains("memory allocation") => {
-            format!("the test run of {name} used its {} s of CPU time and was stopped", sandbox.cpu_seconds)
+    let (mib, cpu) = (sandbox.memory_bytes >> 20, sandbox.cpu_seconds);
+    let limit = |message: String| Error::invalid(ErrorCode::TestLimit, message);
+    let out_of_memory = stderr.contains("memory allocation of");
+    match status.signal() {
+        _ if out_of_memory => {
+            limit(format!("the test run of {name} needed more than its {mib} MiB of memory and was stopped"))
         }
-        _ if stderr.contains("memory allocation") || output.status.signal() == Some(6) => {
-            format!("the test run of {name} needed more than its {mib} MiB of memory and was stopped")
-        }
-        _ => format!("the test run of {name} failed ({}): {}", output.status, stderr.lines().last().unwrap_or("")),
-    };
-    Err(Error::invalid(ErrorCode::TestLimit, message))
+        Some(SIGXCPU) => limit(format!("the test run of {name} used its {cpu} s of CPU time and was stopped")),
+        Some(SIGKILL) => limit(format!(
+            "the test run of {name} was killed: it used its {cpu} s of CPU time, or the machine ran out of memory"
+        )),
+        _ => Error::Store(format!(
+            "the test run of {name} failed ({status}): {}",
+            stderr.lines().last().unwrap_or("it said nothing")
+        )),
+    }
 }
 
 /// Sets the child's address-space and CPU limits (before it reads its job).
@@ -241,6 +337,8 @@ fn limit(child: &tokio::process::Child, sandbox: &Sandbox) -> Result<(), Error> 
     };
     set(rlimit::Resource::AS, sandbox.memory_bytes, sandbox.memory_bytes)?;
     set(rlimit::Resource::CPU, sandbox.cpu_seconds, sandbox.cpu_seconds + 1)?;
+    // A run that aborts leaves no core file (it would hold the data it read).
+    set(rlimit::Resource::CORE, 0, 0)?;
     Ok(())
 }
 
@@ -345,8 +443,35 @@ async fn work(job: Job) -> Answer {
         Err(e) => return Answer::Refused(e),
     };
     match test_on(&contract, (&job.server, &job.server_type), &plan, target, &options).await {
-        Ok(report) => Answer::Report(serde_json::to_value(&report).unwrap_or(Any::Null)),
-        Err(TestError::Connect(why)) => Answer::Unreachable(why),
-        Err(e) => Answer::Refused(e.to_string()),
+        Ok(report) => {
+            let mut report = serde_json::to_value(&report).unwrap_or(Any::Null);
+            cut_texts(&mut report);
+            Answer::Report(report)
+        }
+        Err(TestError::Connect(why)) => Answer::Unreachable(cut(why)),
+        Err(e) => Answer::Refused(cut(e.to_string())),
+    }
+}
+
+/// The longest text a report keeps: an error can quote what the data holds (a value a cast
+/// failed on, a result that is not a number), which can be as long as the data is.
+const MAX_TEXT: usize = 2_000;
+
+fn cut(mut text: String) -> String {
+    if let Some((at, _)) = text.char_indices().nth(MAX_TEXT) {
+        let more = text[at..].chars().count();
+        text.truncate(at);
+        text.push_str(&format!("… ({more} more characters)"));
+    }
+    text
+}
+
+/// Cuts every text of a report to [`MAX_TEXT`] characters.
+fn cut_texts(value: &mut Any) {
+    match value {
+        Any::String(text) => *text = cut(std::mem::take(text)),
+        Any::Array(items) => items.iter_mut().for_each(cut_texts),
+        Any::Object(fields) => fields.values_mut().for_each(cut_texts),
+        _ => {}
     }
 }

@@ -7,6 +7,9 @@
 //!   member of no role, `CONNECTION LIMIT 1`, `VALID UNTIL` the run's deadline, read-only by
 //!   default, its statements bounded a little past the same deadline (the run is stopped at
 //!   its deadline; the bound ends what the database would still be doing for it);
+//! - `search_path` set to `pg_catalog`, the port's schema, `pg_temp`: a name resolves in the
+//!   catalog or the port, never in `public` (where, before PostgreSQL 15, any login could
+//!   plant a function or operator that a run's statement would then call);
 //! - `USAGE` on the port's schema and `SELECT` on the port's declared relations, nothing
 //!   else (what PUBLIC holds in every database aside: the contract's SQL is also checked
 //!   against an allow-list of relations and functions before it is sent);
@@ -69,6 +72,10 @@ pub(super) async fn create(
         let sql = format!("SELECT format('ALTER ROLE %I SET {setting} = %L', $1, $2)");
         run(conn, &sql, &[&role, value]).await?;
     }
+    // Names resolve in the catalog first, then the port: never in `public` or any schema
+    // another login may create functions or operators in.
+    let path = "SELECT format('ALTER ROLE %I SET search_path = pg_catalog, %I, pg_temp', $1, $2)";
+    run(conn, path, &[&role, schema]).await?;
     run(conn, "SELECT format('GRANT USAGE ON SCHEMA %I TO %I', $1, $2)", &[schema, &role]).await?;
     for relation in relations {
         run(conn, "SELECT format('GRANT SELECT ON %I.%I TO %I', $1, $2, $3)", &[schema, relation, &role]).await?;
@@ -90,17 +97,17 @@ pub(super) async fn drop(conn: &mut PgConnection, role: &str) -> Result<(), Stri
 
 /// Drops the logins of this installation whose deadline passed.
 async fn sweep(conn: &mut PgConnection, installation: &str) -> Result<(), String> {
+    // Deadlines are on the database's clock, so "passed" is too.
     let rows = sqlx::query(
-        "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE left(rolname, length($1)) = $1",
+        "SELECT rolname::text, shobj_description(oid, 'pg_authid'), (extract(epoch FROM now()) * 1000)::bigint          FROM pg_roles WHERE left(rolname, length($1)) = $1",
     )
     .bind(prefix(installation))
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| e.to_string())?;
-    let now_ms = meshplane_core::store::epoch_ms(&meshplane_core::store::now()).unwrap_or(0);
     let mine = format!("{COMMENT}{installation} until ");
     for row in rows {
-        let (role, comment): (String, Option<String>) = (row.get(0), row.get(1));
+        let (role, comment, now_ms): (String, Option<String>, i64) = (row.get(0), row.get(1), row.get(2));
         let until = comment.as_deref().and_then(|c| c.strip_prefix(&mine)).and_then(|t| t.parse::<i64>().ok());
         if until.is_some_and(|until| until < now_ms) {
             drop(conn, &role).await?;

@@ -243,6 +243,17 @@ async fn a_test_login_reads_its_port_and_nothing_else() {
     let mut login = PgConnection::connect(&url).await.unwrap();
     let count: i64 = login.fetch_one("SELECT count(*) FROM ledger_v1.entries").await.unwrap().get(0);
     assert_eq!(count, 1);
+    // Unqualified names resolve in the catalog and the port, never in `public`: a function
+    // planted there (as any login could before PostgreSQL 15), a closer match than the
+    // catalog's, is not what a run calls.
+    admin
+        .execute("CREATE FUNCTION public.lower(varchar) RETURNS text LANGUAGE sql AS $$ SELECT 'planted' $$")
+        .await
+        .unwrap();
+    let count: i64 = login.fetch_one("SELECT count(*) FROM entries").await.unwrap().get(0);
+    assert_eq!(count, 1, "the port's tables by their own names");
+    let lowered: String = login.fetch_one("SELECT lower('ABC'::varchar)").await.unwrap().get(0);
+    assert_eq!(lowered, "abc");
     for attack in [
         "SELECT count(*) FROM payroll_v1.salaries",
         "SELECT set_config('role', 'postgres', false)",

@@ -83,6 +83,44 @@ fn while_probed<T>(s: &Served, work: impl FnOnce() -> T) -> (T, Vec<u16>) {
     (out, probe.join().unwrap())
 }
 
+/// A contract of a port in PostgreSQL, on `block`.
+fn pg_contract(id: &str, block: &str, port: u16, database: &str) -> String {
+    format!(
+        "apiVersion: v3.1.0\nkind: DataContract\nid: {id}\nversion: 1.0.0\nstatus: active\ndomain: ops\n\
+         servers:\n  - {{ server: {block}, type: postgres, environment: dev, host: 127.0.0.1, port: {port}, \
+         database: {database}, schema: {id}_v1 }}\n\
+         schema:\n  - name: rows\n    properties:\n      - {{ name: id, logicalType: string }}\n"
+    )
+}
+
+/// One line of `psql` as postgres on `database`.
+fn psql(database: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-XAtc", sql])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Someone holding `table` of `database` locked (for a minute, or until its session is
+/// terminated).
+fn hold(database: &str, table: &str) -> std::process::Child {
+    let holder = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-Xqc"])
+        .arg(format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);"))
+        .spawn()
+        .unwrap();
+    let relation = table.rsplit('.').next().unwrap();
+    let held = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+         WHERE c.relname = '{relation}' AND l.mode = 'AccessExclusiveLock' AND l.granted"
+    );
+    while psql(database, &held) != "1" {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    holder
+}
+
 /// Item 8: a duplicate count and a SQL rule that need more memory than a run may have are
 /// stopped, reported as such, and the server keeps answering its probes meanwhile; a run
 /// within the limits still passes.
@@ -146,17 +184,9 @@ fn contract_tests_that_never_get_an_answer_are_stopped_at_their_deadline() {
         &format!("sqlite://{}", db.display()),
         &["--platform", platform.to_str().unwrap(), "--test-deadline-seconds", "3"],
     );
-    let pg = |id: &str, block: &str, port: u16, database: &str| {
-        format!(
-            "apiVersion: v3.1.0\nkind: DataContract\nid: {id}\nversion: 1.0.0\nstatus: active\ndomain: ops\n\
-             servers:\n  - {{ server: {block}, type: postgres, environment: dev, host: 127.0.0.1, port: {port}, \
-             database: {database}, schema: {id}_v1 }}\n\
-             schema:\n  - name: rows\n    properties:\n      - {{ name: id, logicalType: string }}\n"
-        )
-    };
     let docs = [
-        pg("stuck", "warehouse", 5432, &database),
-        pg("unanswered", "silent", trap_port, "x"),
+        pg_contract("stuck", "warehouse", 5432, &database),
+        pg_contract("unanswered", "silent", trap_port, "x"),
         contract("fine", "data/fine/", ", unique: true"),
     ];
     let (status, body) = call(&s, "post", "/api/v1/apply", &docs.join("---\n"));
@@ -165,22 +195,7 @@ fn contract_tests_that_never_get_an_answer_are_stopped_at_their_deadline() {
     ready(&s, "fine@v1");
     keys(&s.cwd.join("data/fine/rows.parquet"), 100);
     // Someone holds the stuck port's table, and does not let go.
-    let mut holder = std::process::Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &database, "-Xqc"])
-        .arg("BEGIN; LOCK TABLE stuck_v1.rows IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);")
-        .spawn()
-        .unwrap();
-    let locked = || {
-        let out = std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &database, "-XAtc"])
-            .arg("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'rows' AND l.mode = 'AccessExclusiveLock' AND l.granted")
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim() == "1"
-    };
-    while !locked() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut holder = hold(&database, "stuck_v1.rows");
     let url = s.url.clone();
     let fine = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(500));
@@ -241,4 +256,94 @@ fn an_anchor_bomb_is_refused_without_the_servers_memory_growing() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
+}
+
+/// A run whose error quotes a value as long as the data (a 40 MB text that is not a
+/// number) answers with that text cut short: the report stays small, and so does what the
+/// server holds of it.
+#[test]
+fn a_runs_texts_are_cut_short_before_they_reach_the_server() {
+    let db = std::env::temp_dir().join(format!("mplong-{}.db", std::process::id()));
+    let s = serve_with(&format!("sqlite://{}", db.display()), &[]);
+    let long = contract("long", "data/long/", "").replace(
+        "    properties:",
+        "    quality:\n      - { type: sql, query: \"SELECT repeat('y', 40000000) FROM rows\", mustBe: 0 }\n    properties:",
+    );
+    let (status, body) = call(&s, "post", "/api/v1/apply", &long);
+    assert_eq!(status, 200, "{body}");
+    ready(&s, "long@v1");
+    keys(&s.cwd.join("data/long/rows.parquet"), 1);
+    let before = peak(s.child.id());
+    let (status, run) = call(&s, "post", "/api/v1/contracts/long@v1/tests", "");
+    assert_eq!(status, 200, "{run}");
+    let results = run["report"]["results"].as_array().unwrap();
+    let sql = results.iter().find(|r| r["key"] == "rows.sql").unwrap_or_else(|| panic!("{run}"));
+    let detail = sql["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.ends_with("more characters)") && detail.chars().count() < 2_100,
+        "{}",
+        detail.chars().take(200).collect::<String>()
+    );
+    assert!(run.to_string().len() < 64 << 10, "the report is {} bytes", run.to_string().len());
+    let grown = peak(s.child.id()).saturating_sub(before);
+    assert!(grown < 32 << 20, "the server's peak memory grew by {} MiB", grown >> 20);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
+
+/// A run whose client goes away goes on to its end: its report is kept and its test login
+/// dropped, so disconnecting cannot pile up logins, sessions or runs.
+#[test]
+fn a_run_whose_client_goes_away_ends_its_login_and_keeps_its_report() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let warehouse = runtime.block_on(meshplane_core::testing::postgres());
+    let database = warehouse.url.rsplit('/').next().unwrap().to_string();
+    let platform = std::env::temp_dir().join(format!("mpgone-{}.yaml", std::process::id()));
+    std::fs::write(
+        &platform,
+        format!(
+            "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n\
+             \x20 - {{ name: warehouse, type: postgres, host: 127.0.0.1, database: {database}, user: postgres }}\n"
+        ),
+    )
+    .unwrap();
+    let db = std::env::temp_dir().join(format!("mpgone-{}.db", std::process::id()));
+    let s = serve_with(&format!("sqlite://{}", db.display()), &["--platform", platform.to_str().unwrap()]);
+    let (status, body) = call(&s, "post", "/api/v1/apply", &pg_contract("waits", "warehouse", 5432, &database));
+    assert_eq!(status, 200, "{body}");
+    ready(&s, "waits@v1");
+    let mut holder = hold(&database, "waits_v1.rows");
+    let token = token_for(&s.url).unwrap();
+    let impatient = reqwest::blocking::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    let gone = impatient.post(format!("{}/api/v1/contracts/waits@v1/tests", s.url)).bearer_auth(token).send();
+    assert!(gone.is_err(), "the client gave up before the run could end");
+    let waiting = "SELECT usename FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND usename LIKE 'mp\\_%'";
+    let mut login = String::new();
+    for _ in 0..100 {
+        login = psql(&database, waiting);
+        if !login.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!login.is_empty(), "the run waits on the lock as its own login");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    psql(&database, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%'");
+    let mut runs = serde_json::Value::Null;
+    for _ in 0..200 {
+        runs = call(&s, "get", "/api/v1/contracts/waits@v1/tests", "").1;
+        if runs.as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(runs[0]["failed"], false, "the run went on to its end: {runs}");
+    let exists = format!("SELECT count(*) FROM pg_roles WHERE rolname = '{login}'");
+    assert_eq!(psql(&database, &exists), "0", "the run's login {login} is gone");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let _ = std::fs::remove_file(platform);
 }

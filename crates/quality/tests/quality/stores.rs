@@ -157,6 +157,30 @@ async fn every_store_gives_the_same_counts_and_verdicts() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A SQL rule whose answer is a text that reads as no number is an error in every store,
+/// saying what the query returned (never a pass, as if it had answered 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_answer_that_is_no_number_is_an_error_in_every_store() {
+    let rows = data::rows();
+    let dir = temp_dir("textanswer");
+    data::write_parquet(&dir.join("items.parquet"), &rows);
+    data::write_csv(&dir.join("items.csv"), &rows);
+    data::write_ndjson(&dir.join("items.json"), &rows);
+    let db = TestDb::create("textanswer").await;
+    db.client.batch_execute(&data::postgres_sql("items", &rows)).await.unwrap();
+    let text = contract(&dir.to_string_lossy(), &db.name).replace(
+        "SELECT COUNT(*) FROM {object} WHERE amount < 0\", mustBe: 10",
+        "SELECT 'many' FROM {object} LIMIT 1\", mustBe: 0",
+    );
+    for store in ["parquet", "csv", "json", "pg"] {
+        let report = run(&text, store).await;
+        let rule = report.results.iter().find(|r| r.key == "items.sql").unwrap();
+        assert_eq!(rule.outcome, Outcome::Error, "{store}: {rule:?}");
+        assert_eq!(rule.detail.as_deref(), Some("the query returned `many`, not a number"), "{store}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_type_mismatch_in_parquet_is_detected() {
     let rows = data::rows();

@@ -363,6 +363,9 @@ async fn reports_show_data_only_to_its_managers_and_never_classified_columns() {
     assert_eq!(result("journal.id.pattern")["samples"], serde_json::json!(["A"]), "unclassified: sampled: {run}");
     assert_eq!(result("journal.secret.pattern")["outcome"], "fail");
     assert!(result("journal.secret.pattern")["samples"].is_null(), "restricted: never sampled: {run}");
+    // The SQL rule ran on the port (its table named as the contract names it), and its error
+    // quotes the value: that is the detail readers who do not manage the contract never get.
+    assert!(result("journal.sql")["detail"].as_str().is_some_and(|d| d.contains(SECRET)), "{run}");
     let (_, theirs) = send(carol.get(mesh.url("/api/v1/contracts/journal@v1/tests"))).await;
     let text = theirs.to_string();
     assert!(!text.contains(SECRET), "a reader who does not manage it sees the data: {text}");
