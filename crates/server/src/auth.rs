@@ -57,7 +57,8 @@ pub fn rule(endpoint: Endpoint) -> Rule {
 
 /// Failed authentications by address, within a window: at `limit` failures, the address is
 /// refused until its window ends. Memory is bounded: at most [`Failures::ADDRESSES`] are
-/// remembered, the oldest windows forgotten first.
+/// remembered; when full, expired windows go first, then the oldest address not being
+/// refused; an address being refused is never forgotten before its window ends.
 pub struct Failures {
     limit: u32,
     window: Duration,
@@ -81,11 +82,18 @@ impl Failures {
 
     fn failed(&self, address: IpAddr) {
         let Ok(mut seen) = self.by_address.lock() else { return };
-        if seen.len() >= Self::ADDRESSES {
+        if seen.len() >= Self::ADDRESSES && !seen.contains_key(&address) {
             let window = self.window;
             seen.retain(|_, (since, _)| since.elapsed() < window);
             if seen.len() >= Self::ADDRESSES {
-                seen.clear();
+                // Full of live windows: the oldest one not yet refused makes room, so that
+                // flooding from many addresses never frees one that is being refused.
+                let limit = self.limit;
+                let oldest = seen.iter().filter(|(_, (_, count))| *count < limit).min_by_key(|(_, (since, _))| *since);
+                match oldest.map(|(address, _)| *address) {
+                    Some(evicted) => seen.remove(&evicted),
+                    None => return,
+                };
             }
         }
         let entry = seen.entry(address).or_insert((Instant::now(), 0));
@@ -178,4 +186,36 @@ async fn authenticate(
         return Ok(Caller { good_until, ..Caller::of(principal, origin) });
     }
     Err(unauthenticated("the token is unknown, revoked or expired"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv6Addr};
+    use std::time::Duration;
+
+    use super::Failures;
+
+    fn address(n: u128) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::from(n))
+    }
+
+    #[test]
+    fn a_flood_from_many_addresses_never_frees_a_refused_one() {
+        let failures = Failures::new(3, Duration::from_secs(600));
+        let attacker = address(u128::MAX);
+        for _ in 0..3 {
+            failures.failed(attacker);
+        }
+        assert!(failures.waiting(attacker).is_some());
+        for n in 0..(Failures::ADDRESSES as u128 + 1000) {
+            failures.failed(address(n));
+        }
+        assert!(failures.waiting(attacker).is_some(), "still refused after the flood");
+        assert!(failures.by_address.lock().unwrap().len() <= Failures::ADDRESSES, "memory stays bounded");
+        // The newest addresses are the ones remembered.
+        let last = address(Failures::ADDRESSES as u128 + 1000 - 1);
+        failures.failed(last);
+        failures.failed(last);
+        assert!(failures.waiting(last).is_some());
+    }
 }

@@ -169,8 +169,10 @@ fn reason(status: u16) -> &'static str {
         404 => "not found",
         409 => "conflicts with what is stored",
         413 => "body too large",
+        429 => "too many failed sign-ins from this address: try again later",
         502 => "the data could not be reached",
         503 => "not ready",
+        504 => "the run passed its deadline",
         422 => "invalid document",
         _ => "error",
     }
@@ -196,7 +198,7 @@ pub fn document() -> Any {
         );
         let denials: &[u16] = match rule(route.endpoint) {
             Rule::Anyone => &[],
-            Rule::Authenticated | Rule::PlatformAdmin => &[401, 403],
+            Rule::Authenticated | Rule::PlatformAdmin => &[401, 403, 429],
         };
         for status in route.errors.iter().chain(denials) {
             responses.insert(

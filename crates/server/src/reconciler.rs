@@ -302,15 +302,16 @@ impl Loop {
     }
 }
 
-/// Runs `work` while renewing the lease on `scope/name` every third of its time; when the
-/// lease is lost (another replica took it: this one stalled), gives up with `None`, dropping
+/// Runs `work` while renewing the lease `fence` holds on `scope/name` every third of its time;
+/// when the lease is lost (another replica took it: this one stalled; a lease taken back
+/// under a new token counts as lost too), gives up with `None`, dropping
 /// `work` and whatever it had in flight (a block's transaction rolls back; a late write is
 /// refused by its fencing token anyway).
 pub(crate) async fn renewing<T>(
     store: &Store,
     scope: &str,
     name: &str,
-    owner: &str,
+    fence: (&str, i64),
     lease_ms: i64,
     work: impl Future<Output = T>,
 ) -> Option<T> {
@@ -320,7 +321,7 @@ pub(crate) async fn renewing<T>(
         tokio::select! {
             done = &mut work => return Some(done),
             () = tokio::time::sleep(every) => {
-                if !matches!(store.acquire_lease(scope, name, owner, lease_ms).await, Ok(Some(_))) {
+                if !matches!(store.renew_lease(scope, name, fence, lease_ms).await, Ok(true)) {
                     return None;
                 }
             }
@@ -340,7 +341,7 @@ async fn reconcile_under_lease(
     match store.acquire_lease(kind.as_str(), name, owner, settings.lease_ms).await {
         Ok(Some(token)) => {
             let work = reconcile(store, blocks, kind, name, (owner, token));
-            let result = match renewing(store, kind.as_str(), name, owner, settings.lease_ms, work).await {
+            let result = match renewing(store, kind.as_str(), name, (owner, token), settings.lease_ms, work).await {
                 Some(done) => done.map_err(|_| ()),
                 None => Err(()),
             };

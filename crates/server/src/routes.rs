@@ -283,7 +283,7 @@ pub const ROUTES: &[Route] = &[
         ],
         body: None,
         answer: "Changes",
-        errors: &[404],
+        errors: &[400, 404],
     },
     Route {
         endpoint: Endpoint::RunTests,
@@ -309,7 +309,7 @@ pub const ROUTES: &[Route] = &[
         ],
         body: None,
         answer: "TestRun",
-        errors: &[400, 404, 422, 502],
+        errors: &[400, 404, 422, 502, 504],
     },
     Route {
         endpoint: Endpoint::TestRuns,

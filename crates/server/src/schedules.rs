@@ -125,7 +125,7 @@ pub async fn run(
                 None => job.cron.next_after(from.max(now)),
                 Some(due) => {
                     let work = test_every_server(store, blocks, sandbox, job, due);
-                    let completed = renewing(store, SCHEDULE, &job.name, owner, lease_ms, work).await;
+                    let completed = renewing(store, SCHEDULE, &job.name, (owner, token), lease_ms, work).await;
                     match completed {
                         Some(()) if store.complete_schedule(&job.name, due, (owner, token)).await.is_ok() => {
                             job.cron.next_after(due)

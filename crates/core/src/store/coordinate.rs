@@ -73,6 +73,32 @@ impl Store {
         row.map(|r| Ok(r.try_get(0)?)).transpose()
     }
 
+    /// Extends the lease `fence` (owner, token) holds by `ttl_ms` from now; `false` when it is
+    /// no longer that lease (it expired and changed hands, perhaps back to the same owner
+    /// under a new token): the work begun under the old token has lost it, and must stop.
+    /// Like the fence check, an expired lease nobody took yet still counts as held.
+    pub async fn renew_lease(
+        &self,
+        scope: Scope<'_>,
+        name: &str,
+        fence: (&str, i64),
+        ttl_ms: i64,
+    ) -> Result<bool, Error> {
+        let now = self.db_now();
+        let renewed = sqlx::query(&format!(
+            "UPDATE leases SET expires_at = {now} + $1 \
+             WHERE kind = $2 AND name = $3 AND owner = $4 AND token = $5"
+        ))
+        .bind(ttl_ms)
+        .bind(scope)
+        .bind(name)
+        .bind(fence.0)
+        .bind(fence.1)
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
     /// Gives a lease back, if `owner` still holds it with `token`: it expires now, and its
     /// row stays so that the next owner's token is still larger.
     pub async fn release_lease(&self, scope: Scope<'_>, name: &str, owner: &str, token: i64) -> Result<(), Error> {

@@ -180,30 +180,45 @@ async fn migrate_locked(conn: &mut AnyConnection, backend: Backend, target: i64)
     Ok(version)
 }
 
-/// Version 9: a uid for every resource, a claim for every id (its earliest record's domain),
-/// access requests under their contract's domain, and change times in the fixed-width format.
+/// Version 9: a uid for every resource, a claim for every id, access requests under their
+/// contract's domain, and change times in the fixed-width format. An id goes to the domain
+/// that registered it first: the change feed's `created` changes in their order (deleted
+/// resources' ids included), then the resources still stored that the feed does not show,
+/// by creation time (compared as instants, whatever format they were written in).
 async fn backfill_boundary(tx: &mut AnyConnection) -> Result<(), Error> {
-    let rows = sqlx::query("SELECT kind, name, id, domain, created_at FROM resources ORDER BY created_at, kind, name")
+    let created = sqlx::query("SELECT kind, name, at, event, after FROM changes WHERE action = 'created' ORDER BY seq")
         .fetch_all(&mut *tx)
         .await?;
+    for row in created {
+        let (kind, name, at): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let (event, after): (String, Option<String>) = (row.try_get(3)?, row.try_get(4)?);
+        let domain_in = |json: &str| {
+            let value: serde_json::Value = serde_json::from_str(json).ok()?;
+            let domain = value.pointer("/data/domain").or_else(|| value.get("domain"))?.as_str()?;
+            Some(domain.to_string()).filter(|d| !d.is_empty())
+        };
+        let Some(domain) = domain_in(&event).or_else(|| after.as_deref().and_then(domain_in)) else { continue };
+        let at = super::canonical_time(&at).unwrap_or(at);
+        insert_claim(tx, &kind, claimed_id(&kind, &name), &domain, &at).await?;
+    }
+    let rows = sqlx::query("SELECT kind, name, id, domain, created_at FROM resources").fetch_all(&mut *tx).await?;
+    let mut resources = Vec::with_capacity(rows.len());
     for row in rows {
-        let (kind, name, id, domain, created): (String, String, String, String, String) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?);
+        let created: String = row.try_get(4)?;
+        let fields: (String, String, String, String) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+        resources.push((super::epoch_ms(&created).unwrap_or(i64::MAX), created, fields));
+    }
+    resources.sort();
+    for (_, created, (kind, name, id, domain)) in resources {
         sqlx::query("UPDATE resources SET uid = $1 WHERE kind = $2 AND name = $3")
             .bind(super::identity::random_hex(16))
             .bind(&kind)
             .bind(&name)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO claims (kind, id, domain, claimed_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, id) DO NOTHING",
-        )
-        .bind(&kind)
-        .bind(&id)
-        .bind(&domain)
-        .bind(&created)
-        .execute(&mut *tx)
-        .await?;
+        let at = super::canonical_time(&created).unwrap_or(created);
+        insert_claim(tx, &kind, &id, &domain, &at).await?;
     }
     sqlx::query(
         "UPDATE access SET domain = (SELECT r.domain FROM resources r WHERE r.kind = 'DataContract' AND r.name = access.contract) \
@@ -218,6 +233,28 @@ async fn backfill_boundary(tx: &mut AnyConnection) -> Result<(), Error> {
             sqlx::query("UPDATE changes SET at = $1 WHERE seq = $2").bind(fixed).bind(seq).execute(&mut *tx).await?;
         }
     }
+    Ok(())
+}
+
+/// The id a resource's name stands for: a contract's name is `ID@vMAJOR`.
+fn claimed_id<'a>(kind: &str, name: &'a str) -> &'a str {
+    match name.rsplit_once("@v") {
+        Some((id, _)) if kind == "DataContract" => id,
+        _ => name,
+    }
+}
+
+/// Registers `kind/id` to `domain`, unless it is registered already.
+async fn insert_claim(tx: &mut AnyConnection, kind: &str, id: &str, domain: &str, at: &str) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO claims (kind, id, domain, claimed_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, id) DO NOTHING",
+    )
+    .bind(kind)
+    .bind(id)
+    .bind(domain)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 

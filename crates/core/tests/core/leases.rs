@@ -44,6 +44,26 @@ on_both!(one_owner_at_a_time_and_fenced_writes, |place: Place| async move {
     assert_eq!(store.acquire_lease(k.as_str(), "shop", "c", 60_000).await.unwrap(), Some(3));
 });
 
+on_both!(a_renewal_holds_only_the_lease_it_was_given, |place: Place| async move {
+    let store = open(&place).await;
+    let k = Kind::DataContract.as_str();
+    let first = store.acquire_lease(k, "orders@v1", "a", 60_000).await.unwrap().unwrap();
+    store.advance_clock(50_000);
+    assert!(store.renew_lease(k, "orders@v1", ("a", first), 60_000).await.unwrap());
+    store.advance_clock(50_000);
+    assert_eq!(store.acquire_lease(k, "orders@v1", "b", 60_000).await.unwrap(), None, "the renewal counted");
+    assert!(!store.renew_lease(k, "orders@v1", ("b", first), 60_000).await.unwrap(), "not b's lease");
+    // a stalls; b takes over and lets go; a takes it back under a new token. The work a began
+    // under its first token has lost the lease, though a holds it again.
+    store.advance_clock(61_000);
+    let b = store.acquire_lease(k, "orders@v1", "b", 60_000).await.unwrap().unwrap();
+    store.release_lease(k, "orders@v1", "b", b).await.unwrap();
+    let again = store.acquire_lease(k, "orders@v1", "a", 60_000).await.unwrap().unwrap();
+    assert!(again > first);
+    assert!(!store.renew_lease(k, "orders@v1", ("a", first), 60_000).await.unwrap());
+    assert!(store.renew_lease(k, "orders@v1", ("a", again), 60_000).await.unwrap());
+});
+
 on_both!(replicas_see_each_other_until_their_membership_expires, |place: Place| async move {
     let store = open(&place).await;
     assert_eq!(store.heartbeat("r1", 60_000).await.unwrap(), ["r1"]);

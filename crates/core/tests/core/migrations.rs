@@ -84,18 +84,54 @@ on_both!(an_upgrade_registers_every_id_to_its_first_domain, |place: Place| async
         .await
         .unwrap();
     }
-    sqlx::query(
-        "INSERT INTO changes (at, actor, origin, kind, name, action, generation, version, event) \
-         VALUES ('2026-01-01T00:00:00.5+01:00', 'a', 'o', 'DataContract', 'orders@v1', 'created', 1, '1.0.0', '{}')",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    // Two majors the feed does not show, created at times that sort the wrong way as text:
+    // 10:00 at +09:00 is 01:00 UTC, before 05:00 UTC.
+    for (name, domain, at) in
+        [("payments@v2", "squatters", "2026-01-01T05:00:00Z"), ("payments@v1", "finance", "2026-01-01T10:00:00+09:00")]
+    {
+        sqlx::query(
+            "INSERT INTO resources (kind, name, id, version, status, domain, team, generation, spec, created_at, updated_at) \
+             VALUES ('DataContract', $1, 'payments', '1.0.0', 'active', $2, NULL, 1, '{}', $3, $3)",
+        )
+        .bind(name)
+        .bind(domain)
+        .bind(at)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    // The feed: orders@v1 created (sales), and a contract of finance's since deleted, whose id
+    // stays finance's; its domain is in the event of newer releases, in the document of older.
+    for (name, action, event, after) in [
+        ("orders@v1", "created", r#"{"data":{"domain":"sales"}}"#, None),
+        ("invoices@v1", "created", "{}", Some(r#"{"id":"invoices","domain":"finance"}"#)),
+        ("invoices@v1", "deleted", r#"{"data":{"domain":"finance"}}"#, None),
+    ] {
+        sqlx::query(
+            "INSERT INTO changes (at, actor, origin, kind, name, action, generation, version, after, event) \
+             VALUES ('2026-01-01T00:00:00.5+01:00', 'a', 'o', 'DataContract', $1, $2, 1, '1.0.0', $3, $4)",
+        )
+        .bind(name)
+        .bind(action)
+        .bind(after)
+        .bind(event)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
     conn.close().await.unwrap();
     let store = Store::open(&place.url).await.unwrap();
     let claims = store.claims(None, None, 10).await.unwrap().items;
-    assert_eq!(claims.len(), 1);
-    assert_eq!((claims[0].id.as_str(), claims[0].domain.as_str()), ("orders", "sales"));
+    let found: Vec<(&str, &str, &str)> =
+        claims.iter().map(|c| (c.id.as_str(), c.domain.as_str(), c.claimed_at.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            ("invoices", "finance", "2025-12-31T23:00:00.500000Z"),
+            ("orders", "sales", "2025-12-31T23:00:00.500000Z"),
+            ("payments", "finance", "2026-01-01T01:00:00.000000Z"),
+        ]
+    );
     let v1 = store.get(Kind::DataContract, "orders@v1").await.unwrap();
     let v2 = store.get(Kind::DataContract, "orders@v2").await.unwrap();
     assert!(v1.uid.len() == 32 && v1.uid != v2.uid, "each resource gets a uid of its own");
