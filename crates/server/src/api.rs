@@ -185,19 +185,38 @@ pub async fn apply(
     caller
         .require(state.store.may_apply_anything(&caller).await?, "apply anything (no domain or resource is theirs)")?;
     let body = body?;
-    let text = std::str::from_utf8(&body)
+    // Reading YAML is CPU work proportional to the body: off the threads that serve requests.
+    let resources = tokio::task::spawn_blocking(move || resources_of(&body))
+        .await
+        .map_err(|e| Error::Store(format!("reading the body failed: {e}")))??;
+    if params.expect_generation.is_some() && resources.len() != 1 {
+        return Err(ApiError(Error::invalid(
+            ErrorCode::MalformedRequest,
+            "expectGeneration applies to a body of one document",
+        )));
+    }
+    let options = store::ApplyOptions {
+        dry_run: params.dry_run.unwrap_or(false),
+        prune: params.prune.unwrap_or(false),
+        ..caller.who()
+    };
+    let applied = state.store.apply_as(&caller, &resources, &[params.expect_generation], &options).await?;
+    to_json(json!({ "dryRun": options.dry_run, "applied": applied }))
+}
+
+/// The resources a body of YAML or JSON documents describes, or every problem of every
+/// document.
+fn resources_of(body: &[u8]) -> Result<Vec<Resource>, Error> {
+    let text = std::str::from_utf8(body)
         .map_err(|e| Error::invalid(ErrorCode::MalformedRequest, format!("the body is not UTF-8 text: {e}")))?;
     let loaded = load(text);
     if !loaded.diagnostics.is_empty() {
         let details = Any::Array(loaded.diagnostics.iter().map(|d| d.to_json()).collect());
-        return Err(ApiError(Error::Invalid {
-            code: ErrorCode::InvalidDocument,
-            message: "the body cannot be read".into(),
-            details,
-        }));
+        let message = "the body cannot be read".into();
+        return Err(Error::Invalid { code: ErrorCode::InvalidDocument, message, details });
     }
     if loaded.documents.is_empty() {
-        return Err(ApiError(Error::invalid(ErrorCode::InvalidDocument, "the body holds no document")));
+        return Err(Error::invalid(ErrorCode::InvalidDocument, "the body holds no document"));
     }
     let mut resources = Vec::new();
     let mut problems = Vec::new();
@@ -217,21 +236,9 @@ pub async fn apply(
             .iter()
             .map(|(i, e)| json!({ "document": i + 1, "code": e.code(), "message": e.to_string(), "details": e.details() }))
             .collect();
-        return Err(ApiError(Error::Invalid { code, message, details: Any::Array(details) }));
+        return Err(Error::Invalid { code, message, details: Any::Array(details) });
     }
-    if params.expect_generation.is_some() && resources.len() != 1 {
-        return Err(ApiError(Error::invalid(
-            ErrorCode::MalformedRequest,
-            "expectGeneration applies to a body of one document",
-        )));
-    }
-    let options = store::ApplyOptions {
-        dry_run: params.dry_run.unwrap_or(false),
-        prune: params.prune.unwrap_or(false),
-        ..caller.who()
-    };
-    let applied = state.store.apply_as(&caller, &resources, &[params.expect_generation], &options).await?;
-    to_json(json!({ "dryRun": options.dry_run, "applied": applied }))
+    Ok(resources)
 }
 
 #[derive(Deserialize)]

@@ -13,6 +13,7 @@
 //! *before* it is made, so a hostile document (an "anchor bomb") is refused having allocated
 //! no more than a few times its own size.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span as RawSpan};
@@ -245,14 +246,24 @@ fn scan_error(err: &ScanError) -> SyntaxError {
 
 enum Open {
     Seq(Vec<Node>, Span, usize),
-    Map(Vec<Entry>, Option<(String, Span)>, Span, usize),
+    Map(OpenMap, Span, usize),
+}
+
+/// A mapping being read: its entries, where each key is among them (so that a repeated key
+/// is found at once, however many there are), and the key waiting for its value.
+#[derive(Default)]
+struct OpenMap {
+    entries: Vec<Entry>,
+    keys: HashMap<String, usize>,
+    pending: Option<(String, Span)>,
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    /// Each anchor's node and its size (counted once when the anchor is kept).
-    anchors: Vec<(usize, Node, Size)>,
+    /// Each anchor's node and its size (counted once when the anchor is kept), by the
+    /// parser's anchor id.
+    anchors: HashMap<usize, (Node, Size)>,
     documents: Vec<Node>,
     duplicate_keys: Vec<DuplicateKey>,
     budget: Budget,
@@ -268,19 +279,13 @@ impl Builder {
             Event::Alias(id) => {
                 let size = self
                     .anchors
-                    .iter()
-                    .rev()
-                    .find(|(anchor, ..)| *anchor == id)
-                    .map(|(.., size)| *size)
+                    .get(&id)
+                    .map(|(_, size)| *size)
                     .ok_or_else(|| SyntaxError { message: "alias refers to an unknown anchor".into(), span })?;
                 // Counted before the copy is made.
                 self.count(size, span)?;
-                let node =
-                    self.anchors.iter().rev().find(|(anchor, ..)| *anchor == id).map(|(_, node, _)| node.clone());
-                let Some(node) = node else {
-                    return Err(SyntaxError { message: "alias refers to an unknown anchor".into(), span });
-                };
-                self.push(Node { value: node.value, span }, 0)?;
+                let value = self.anchors.get(&id).map(|(node, _)| node.value.clone()).unwrap_or(Value::Null);
+                self.push(Node { value, span }, 0)?;
             }
             Event::Scalar(text, style, anchor, tag) => {
                 self.count(Size { nodes: 1, bytes: text.len() }, span)?;
@@ -296,12 +301,12 @@ impl Builder {
             Event::MappingStart(anchor, _) => {
                 self.count(Size { nodes: 1, bytes: 0 }, span)?;
                 self.check_depth(span)?;
-                self.stack.push(Open::Map(Vec::new(), None, span, anchor));
+                self.stack.push(Open::Map(OpenMap::default(), span, anchor));
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (value, start, anchor) = match self.stack.pop() {
                     Some(Open::Seq(items, start, anchor)) => (Value::Seq(items), start, anchor),
-                    Some(Open::Map(entries, _, start, anchor)) => (Value::Map(entries), start, anchor),
+                    Some(Open::Map(map, start, anchor)) => (Value::Map(map.entries), start, anchor),
                     None => {
                         return Err(SyntaxError { message: "unbalanced collection".into(), span });
                     }
@@ -342,12 +347,12 @@ impl Builder {
             // The copy kept for later aliases is counted like any other.
             let size = Size::of(&node);
             self.count(size, node.span)?;
-            self.anchors.push((anchor, node.clone(), size));
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.documents.push(node),
             Some(Open::Seq(items, ..)) => items.push(node),
-            Some(Open::Map(entries, pending, ..)) => match pending.take() {
+            Some(Open::Map(map, ..)) => match map.pending.take() {
                 None => {
                     let key = match node.value {
                         Value::Str(s) => s,
@@ -362,13 +367,15 @@ impl Builder {
                             });
                         }
                     };
-                    *pending = Some((key, node.span));
+                    map.pending = Some((key, node.span));
                 }
                 Some((key, key_span)) => {
-                    if let Some(first) = entries.iter().find(|e| e.key == key) {
-                        self.duplicate_keys.push(DuplicateKey { key, first: first.key_span, again: key_span });
+                    if let Some(&first) = map.keys.get(&key) {
+                        let first = map.entries[first].key_span;
+                        self.duplicate_keys.push(DuplicateKey { key, first, again: key_span });
                     } else {
-                        entries.push(Entry { key, key_span, value: node });
+                        map.keys.insert(key.clone(), map.entries.len());
+                        map.entries.push(Entry { key, key_span, value: node });
                     }
                 }
             },
@@ -508,6 +515,36 @@ mod tests {
         assert_eq!(parsed.duplicate_keys.len(), 1);
         assert_eq!(parsed.duplicate_keys[0].again.start.line, 3);
         assert_eq!(parsed.documents[0].get("a").unwrap().value, Value::Int(1));
+    }
+
+    #[test]
+    fn many_keys_and_many_anchors_are_read_in_one_pass() {
+        // 100,000 keys in one mapping, each repeated once, and 50,000 anchors each aliased:
+        // compared with every earlier key or anchor, this would take billions of steps.
+        let keys = 100_000;
+        let mut text = String::with_capacity(keys * 40);
+        for i in 0..keys {
+            text.push_str(&format!("k{i}: &a{i} {i}\n"));
+        }
+        for i in 0..keys {
+            text.push_str(&format!("k{i}: *a{}\n", keys - 1 - i));
+        }
+        text.push_str("last: [");
+        for i in 0..keys / 2 {
+            text.push_str(&format!("*a{i}, "));
+        }
+        text.push_str("x]\n");
+        let parsed = parse(&text).unwrap();
+        assert_eq!(parsed.duplicate_keys.len(), keys);
+        let again = &parsed.duplicate_keys[keys - 1];
+        assert_eq!(
+            (again.key.as_str(), again.first.start.line, again.again.start.line),
+            ("k99999", keys as u32, 2 * keys as u32)
+        );
+        let doc = &parsed.documents[0];
+        assert_eq!(doc.get("k7").unwrap().value, Value::Int(7), "the first value stands");
+        let Value::Seq(last) = &doc.get("last").unwrap().value else { panic!("not a list") };
+        assert_eq!(last[12_345].value, Value::Int(12_345), "each alias is its own anchor's value");
     }
 
     #[test]
