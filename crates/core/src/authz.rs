@@ -12,7 +12,8 @@
 //! [`Caller::may_create`]):
 //! - a stored resource is managed by its recorded owners and the admins of its recorded
 //!   domain; a contract also by the owners of a product **of the same domain** whose output
-//!   port provides it;
+//!   port provides it — a port naming a stored contract is only added by one of its managers,
+//!   so a port is never the way to become one;
 //! - a new resource may be created by an admin of its domain; a new contract also by an owner
 //!   of another major of its id (in the same domain), or of a product of its domain whose
 //!   output port names it;

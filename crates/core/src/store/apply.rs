@@ -182,8 +182,18 @@ impl Store {
         Ok(applied)
     }
 
-    /// Refuses a product whose output port names a contract another domain registered.
-    async fn check_output_ports(&self, tx: &mut AnyConnection, r: &Resource) -> Result<(), Error> {
+    /// Refuses a product whose output port names a contract another domain registered, or
+    /// a stored contract of its domain the caller does not manage: through a port, a
+    /// product's owners come to manage the contract, so a port is only added by someone who
+    /// manages it already (its owners, its domain's admins, the owners of a product that
+    /// provides it). A contract nobody stored yet may be named: it is created under the port.
+    async fn check_output_ports(
+        &self,
+        tx: &mut AnyConnection,
+        r: &Resource,
+        caller: Option<&Caller>,
+        provided: &mut Provided,
+    ) -> Result<(), Error> {
         if r.kind != Kind::DataProduct {
             return Ok(());
         }
@@ -197,6 +207,30 @@ impl Store {
                          provides only its own domain's contracts (read another domain's through an input port and an \
                          access request)",
                         r.id, r.domain, link.port, link.contract_id
+                    ),
+                ));
+            }
+            let Some(caller) = caller else { continue };
+            let majors = self.majors(tx, &link.contract_id).await?;
+            if majors.is_empty() || caller.administers(&r.domain) {
+                continue;
+            }
+            let provided = provided.of(tx, caller).await?;
+            if !majors.iter().any(|m| caller.manages(m, provided)) {
+                let mut owners = majors.iter().flat_map(|m| m.owners.iter().map(String::as_str)).collect::<Vec<_>>();
+                owners.sort_unstable();
+                owners.dedup();
+                return Err(Error::denied(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "`{}` may not make product `{}` provide contract `{}` (output port `{}`): the contract is \
+                         managed by its owners ({}) and the admins of domain `{}`; one of them adds the port",
+                        caller.name(),
+                        r.id,
+                        link.contract_id,
+                        link.port,
+                        if owners.is_empty() { "none recorded".to_string() } else { owners.join(", ") },
+                        r.domain
                     ),
                 ));
             }
@@ -251,7 +285,7 @@ impl Store {
         let spec = r.spec.to_string();
         let at = now();
         let Some(stored) = stored else {
-            self.check_output_ports(tx, r).await?;
+            self.check_output_ports(tx, r, caller, provided).await?;
             sqlx::query(
                 "INSERT INTO resources (kind, name, uid, id, version, status, domain, team, tags, generation, spec, created_at, updated_at, owners) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $11, $12)",
@@ -336,7 +370,7 @@ impl Store {
         } else {
             self.check_new_version(tx, r, &stored).await?;
         }
-        self.check_output_ports(tx, r).await?;
+        self.check_output_ports(tx, r, caller, provided).await?;
         let before = stored.spec.to_string();
         let generation = stored.generation + 1;
         let updated = sqlx::query(

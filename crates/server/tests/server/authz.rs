@@ -430,6 +430,20 @@ async fn a_products_owners_manage_the_contracts_its_output_ports_provide() {
         409,
         "it stays in its domain"
     );
+    // olga's contract, in the same domain: pia cannot make her product provide it, and so
+    // cannot come to manage it.
+    assert_eq!(s.apply(owned(draft("orders"), "olga"), "").await.0, StatusCode::OK);
+    let (_, before) = s.get("/api/v1/products/aftersales").await;
+    let grab = owned(product("aftersales", "sales", &[], &["returns", "refunds", "orders"]), "pia")
+        .replace("version: 1.0.0\noutputPorts", "version: 1.1.0\noutputPorts");
+    let res = pia.post(format!("{}/api/v1/apply", s.base)).body(grab).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    let message = res.json::<serde_json::Value>().await.unwrap()["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("contract `orders`") && message.contains("olga"), "{message}");
+    assert_eq!(s.get("/api/v1/products/aftersales").await.1, before, "the product is unchanged");
+    assert_eq!(apply(draft("orders") + "tags: [taken]\n").await, 403, "nor can she edit the contract");
+    // Her products' own ports keep working when she applies the product again.
+    assert_eq!(apply(products.clone()).await, 200);
 }
 
 /// Item 16: every list is answered a page at a time (`limit`, at most 1000, and `after`),
