@@ -12,8 +12,9 @@
 //! [`Caller::may_create`]):
 //! - a stored resource is managed by its recorded owners and the admins of its recorded
 //!   domain; a contract also by the owners of a product **of the same domain** whose output
-//!   port provides it — a port naming a stored contract is only added by one of its managers,
-//!   so a port is never the way to become one;
+//!   port provides it, when the contract has no recorded owners or shares one with the
+//!   product — and a port naming a stored contract is only added by one of its managers, so
+//!   a port is never the way to become one;
 //! - a new resource may be created by an admin of its domain; a new contract also by an owner
 //!   of another major of its id (in the same domain), or of a product of its domain whose
 //!   output port names it;
@@ -26,6 +27,15 @@ use crate::error::{Error, ErrorCode};
 use crate::resource::{Kind, Resource};
 use crate::store::identity::Principal;
 use crate::store::{ApplyOptions, Record};
+
+/// A contract one of the caller's products provides: the output port's contract id, and the
+/// product's domain and recorded owners.
+#[derive(Clone, Debug)]
+pub struct Provision {
+    pub contract_id: String,
+    pub domain: String,
+    pub owners: Vec<String>,
+}
 
 /// Whoever sent a request, and from where.
 #[derive(Clone, Debug)]
@@ -78,24 +88,29 @@ impl Caller {
     }
 
     /// Whether the caller manages a stored resource: it owns it, or (a contract) it owns a
-    /// product of the contract's domain whose output port provides it. `provided` is what the
-    /// caller's products provide: (contract id, the product's domain).
-    pub fn manages(&self, record: &Record, provided: &[(String, String)]) -> bool {
+    /// product of the contract's domain whose output port provides it, and the contract has
+    /// no recorded owners or shares one with that product (a port alone never hands one
+    /// team's contract to another). `provided` is what the caller's products provide.
+    pub fn manages(&self, record: &Record, provided: &[Provision]) -> bool {
         self.owns(record)
             || (record.kind == Kind::DataContract.as_str()
-                && provided.iter().any(|(id, domain)| *id == record.id && *domain == record.domain))
+                && provided.iter().any(|p| {
+                    p.contract_id == record.id
+                        && p.domain == record.domain
+                        && (record.owners.is_empty() || p.owners.iter().any(|o| record.owners.contains(o)))
+                }))
     }
 
     /// Whether the caller may create `resource`, of which nothing is stored: an admin of its
     /// domain; for a contract also an owner of another of its majors (`majors`, those of its
     /// domain count) or of a product of its domain whose output port names it (`provided`).
-    pub fn may_create(&self, resource: &Resource, majors: &[Record], provided: &[(String, String)]) -> bool {
+    pub fn may_create(&self, resource: &Resource, majors: &[Record], provided: &[Provision]) -> bool {
         if self.administers(&resource.domain) {
             return true;
         }
         resource.kind == Kind::DataContract
             && (majors.iter().any(|m| m.domain == resource.domain && self.owns(m))
-                || provided.iter().any(|(id, domain)| *id == resource.id && *domain == resource.domain))
+                || provided.iter().any(|p| p.contract_id == resource.id && p.domain == resource.domain))
     }
 
     /// How the caller's changes are recorded.

@@ -56,48 +56,63 @@ pub fn rule(endpoint: Endpoint) -> Rule {
 }
 
 /// Failed authentications by address, within a window: at `limit` failures, the address is
-/// refused until its window ends. Memory is bounded: at most [`Failures::ADDRESSES`] are
-/// remembered; when full, expired windows go first, then the oldest address not being
-/// refused; an address being refused is never forgotten before its window ends.
+/// refused until its window ends. An IPv6 address counts by its /64 network (one host holds
+/// a whole one). Memory is bounded: at most [`Failures::ADDRESSES`] are remembered one by one;
+/// when that many have live windows, every further address shares one window, so a flood from
+/// many addresses is limited as one and never frees an address already remembered.
 pub struct Failures {
     limit: u32,
     window: Duration,
-    by_address: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    by_address: HashMap<IpAddr, (Instant, u32)>,
+    /// The window the addresses not remembered one by one share.
+    overflow: Option<(Instant, u32)>,
 }
 
 impl Failures {
     const ADDRESSES: usize = 10_000;
 
     pub fn new(limit: u32, window: Duration) -> Failures {
-        Failures { limit, window, by_address: Mutex::new(HashMap::new()) }
+        Failures { limit, window, seen: Mutex::new(Seen::default()) }
+    }
+
+    /// What failures are counted under: the address, or an IPv6 address's /64 network.
+    fn key(address: IpAddr) -> IpAddr {
+        match address {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+            },
+            v4 => v4,
+        }
     }
 
     /// How long `address` must wait before it is listened to again, when it must.
     fn waiting(&self, address: IpAddr) -> Option<Duration> {
-        let seen = self.by_address.lock().ok()?;
-        let (since, count) = seen.get(&address)?;
+        let seen = self.seen.lock().ok()?;
+        let (since, count) = seen.by_address.get(&Self::key(address)).or(seen.overflow.as_ref())?;
         let left = self.window.checked_sub(since.elapsed())?;
         (*count >= self.limit).then_some(left)
     }
 
     fn failed(&self, address: IpAddr) {
-        let Ok(mut seen) = self.by_address.lock() else { return };
-        if seen.len() >= Self::ADDRESSES && !seen.contains_key(&address) {
-            let window = self.window;
-            seen.retain(|_, (since, _)| since.elapsed() < window);
-            if seen.len() >= Self::ADDRESSES {
-                // Full of live windows: the oldest one not yet refused makes room, so that
-                // flooding from many addresses never frees one that is being refused.
-                let limit = self.limit;
-                let oldest = seen.iter().filter(|(_, (_, count))| *count < limit).min_by_key(|(_, (since, _))| *since);
-                match oldest.map(|(address, _)| *address) {
-                    Some(evicted) => seen.remove(&evicted),
-                    None => return,
-                };
-            }
+        let Ok(mut seen) = self.seen.lock() else { return };
+        let key = Self::key(address);
+        let window = self.window;
+        if seen.by_address.len() >= Self::ADDRESSES && !seen.by_address.contains_key(&key) {
+            seen.by_address.retain(|_, (since, _)| since.elapsed() < window);
         }
-        let entry = seen.entry(address).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= self.window {
+        let room = seen.by_address.len() < Self::ADDRESSES || seen.by_address.contains_key(&key);
+        let entry = if room {
+            seen.by_address.entry(key).or_insert((Instant::now(), 0))
+        } else {
+            seen.overflow.get_or_insert((Instant::now(), 0))
+        };
+        if entry.0.elapsed() >= window {
             *entry = (Instant::now(), 0);
         }
         entry.1 = entry.1.saturating_add(1);
@@ -195,27 +210,31 @@ mod tests {
 
     use super::Failures;
 
-    fn address(n: u128) -> IpAddr {
-        IpAddr::V6(Ipv6Addr::from(n))
+    /// Host `host` of the /64 network `net`.
+    fn network(net: u64, host: u64) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::from((u128::from(net) << 64) | u128::from(host)))
     }
 
     #[test]
     fn a_flood_from_many_addresses_never_frees_a_refused_one() {
         let failures = Failures::new(3, Duration::from_secs(600));
-        let attacker = address(u128::MAX);
+        let attacker = network(u64::MAX, 1);
         for _ in 0..3 {
             failures.failed(attacker);
         }
         assert!(failures.waiting(attacker).is_some());
-        for n in 0..(Failures::ADDRESSES as u128 + 1000) {
-            failures.failed(address(n));
+        assert!(failures.waiting(network(u64::MAX, 2)).is_some(), "the whole /64 waits");
+        let remembered = network(0, 1);
+        failures.failed(remembered);
+        for n in 1..(Failures::ADDRESSES as u64 + 1000) {
+            failures.failed(network(n, 1));
         }
         assert!(failures.waiting(attacker).is_some(), "still refused after the flood");
-        assert!(failures.by_address.lock().unwrap().len() <= Failures::ADDRESSES, "memory stays bounded");
-        // The newest addresses are the ones remembered.
-        let last = address(Failures::ADDRESSES as u128 + 1000 - 1);
-        failures.failed(last);
-        failures.failed(last);
-        assert!(failures.waiting(last).is_some());
+        assert!(failures.seen.lock().unwrap().by_address.len() <= Failures::ADDRESSES, "memory stays bounded");
+        // Past the table, the flood is counted as one: a newcomer waits with it, while an
+        // address remembered before keeps its own count.
+        assert!(failures.waiting(network(u64::MAX - 1, 1)).is_some());
+        assert!(failures.waiting(remembered).is_none());
+        assert!(failures.waiting(IpAddr::from([10, 0, 0, 1])).is_some(), "newcomers of any family");
     }
 }

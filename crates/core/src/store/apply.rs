@@ -28,7 +28,7 @@ use meshplane_spec::{Document, load};
 
 use super::claims::domain_of;
 use super::{RECORD_COLUMNS, Record, Store, now, record};
-use crate::authz::Caller;
+use crate::authz::{Caller, Provision};
 use crate::error::{Error, ErrorCode};
 use crate::resource::{Kind, Resource, port_links};
 
@@ -85,10 +85,10 @@ fn document(spec: &str) -> Option<Document> {
 
 /// What the caller's products provide, read once per transaction when first needed.
 #[derive(Default)]
-struct Provided(Option<Vec<(String, String)>>);
+struct Provided(Option<Vec<Provision>>);
 
 impl Provided {
-    async fn of(&mut self, tx: &mut AnyConnection, caller: &Caller) -> Result<&[(String, String)], Error> {
+    async fn of(&mut self, tx: &mut AnyConnection, caller: &Caller) -> Result<&[Provision], Error> {
         if self.0.is_none() {
             self.0 = Some(provided_in(tx, caller).await?);
         }
@@ -96,9 +96,9 @@ impl Provided {
     }
 }
 
-/// The contracts the caller's products provide, as (contract id, the product's domain): the
+/// The contracts the caller's products provide, with each product's domain and owners: the
 /// output ports of every product the caller is a recorded owner of.
-pub(super) async fn provided_in(tx: &mut AnyConnection, caller: &Caller) -> Result<Vec<(String, String)>, Error> {
+pub(super) async fn provided_in(tx: &mut AnyConnection, caller: &Caller) -> Result<Vec<Provision>, Error> {
     let sql = format!("SELECT {RECORD_COLUMNS} FROM resources WHERE kind = $1");
     let rows = sqlx::query(&sql).bind(Kind::DataProduct.as_str()).fetch_all(&mut *tx).await?;
     let mut out = Vec::new();
@@ -106,7 +106,11 @@ pub(super) async fn provided_in(tx: &mut AnyConnection, caller: &Caller) -> Resu
         let product = record(row)?;
         if caller.is_one_of(&product.owners) {
             let links = port_links(&product.spec).into_iter().filter(|l| !l.input);
-            out.extend(links.map(|l| (l.contract_id, product.domain.clone())));
+            out.extend(links.map(|l| Provision {
+                contract_id: l.contract_id,
+                domain: product.domain.clone(),
+                owners: product.owners.clone(),
+            }));
         }
     }
     Ok(out)

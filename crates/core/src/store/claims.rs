@@ -9,7 +9,7 @@ use sqlx::{AnyConnection, Connection, Row};
 
 use super::apply::{Subject, provided_in};
 use super::{ApplyOptions, Store, now};
-use crate::authz::Caller;
+use crate::authz::{Caller, Provision};
 use crate::error::{Error, ErrorCode};
 use crate::resource::Kind;
 
@@ -105,8 +105,8 @@ impl Store {
         Ok(found)
     }
 
-    /// The contracts `caller`'s products provide: (contract id, the product's domain).
-    pub async fn provided_by(&self, caller: &Caller) -> Result<Vec<(String, String)>, Error> {
+    /// The contracts `caller`'s products provide.
+    pub async fn provided_by(&self, caller: &Caller) -> Result<Vec<Provision>, Error> {
         let mut conn = self.pool.acquire().await?;
         provided_in(&mut conn, caller).await
     }

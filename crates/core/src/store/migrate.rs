@@ -181,26 +181,11 @@ async fn migrate_locked(conn: &mut AnyConnection, backend: Backend, target: i64)
 }
 
 /// Version 9: a uid for every resource, a claim for every id, access requests under their
-/// contract's domain, and change times in the fixed-width format. An id goes to the domain
-/// that registered it first: the change feed's `created` changes in their order (deleted
-/// resources' ids included), then the resources still stored that the feed does not show,
-/// by creation time (compared as instants, whatever format they were written in).
+/// contract's domain, and change times in the fixed-width format. An id still stored goes to
+/// the domain of its earliest stored record (creation times compared as instants, whatever
+/// format they were written in), so a live resource always keeps its id; an id of which
+/// nothing is stored any more goes to the domain of the change feed's first `created` change.
 async fn backfill_boundary(tx: &mut AnyConnection) -> Result<(), Error> {
-    let created = sqlx::query("SELECT kind, name, at, event, after FROM changes WHERE action = 'created' ORDER BY seq")
-        .fetch_all(&mut *tx)
-        .await?;
-    for row in created {
-        let (kind, name, at): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-        let (event, after): (String, Option<String>) = (row.try_get(3)?, row.try_get(4)?);
-        let domain_in = |json: &str| {
-            let value: serde_json::Value = serde_json::from_str(json).ok()?;
-            let domain = value.pointer("/data/domain").or_else(|| value.get("domain"))?.as_str()?;
-            Some(domain.to_string()).filter(|d| !d.is_empty())
-        };
-        let Some(domain) = domain_in(&event).or_else(|| after.as_deref().and_then(domain_in)) else { continue };
-        let at = super::canonical_time(&at).unwrap_or(at);
-        insert_claim(tx, &kind, claimed_id(&kind, &name), &domain, &at).await?;
-    }
     let rows = sqlx::query("SELECT kind, name, id, domain, created_at FROM resources").fetch_all(&mut *tx).await?;
     let mut resources = Vec::with_capacity(rows.len());
     for row in rows {
@@ -219,6 +204,21 @@ async fn backfill_boundary(tx: &mut AnyConnection) -> Result<(), Error> {
             .await?;
         let at = super::canonical_time(&created).unwrap_or(created);
         insert_claim(tx, &kind, &id, &domain, &at).await?;
+    }
+    let created = sqlx::query("SELECT kind, name, at, event, after FROM changes WHERE action = 'created' ORDER BY seq")
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in created {
+        let (kind, name, at): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let (event, after): (String, Option<String>) = (row.try_get(3)?, row.try_get(4)?);
+        let domain_in = |json: &str| {
+            let value: serde_json::Value = serde_json::from_str(json).ok()?;
+            let domain = value.pointer("/data/domain").or_else(|| value.get("domain"))?.as_str()?;
+            Some(domain.to_string()).filter(|d| !d.is_empty())
+        };
+        let Some(domain) = domain_in(&event).or_else(|| after.as_deref().and_then(domain_in)) else { continue };
+        let at = super::canonical_time(&at).unwrap_or(at);
+        insert_claim(tx, &kind, claimed_id(&kind, &name), &domain, &at).await?;
     }
     sqlx::query(
         "UPDATE access SET domain = (SELECT r.domain FROM resources r WHERE r.kind = 'DataContract' AND r.name = access.contract) \

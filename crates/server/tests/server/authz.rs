@@ -444,6 +444,13 @@ async fn a_products_owners_manage_the_contracts_its_output_ports_provide() {
     assert_eq!(apply(draft("orders") + "tags: [taken]\n").await, 403, "nor can she edit the contract");
     // Her products' own ports keep working when she applies the product again.
     assert_eq!(apply(products.clone()).await, 200);
+    // A port named before the contract exists gives her nothing over the one another team
+    // then makes (its recorded owners share none with her product).
+    let early = owned(product("aftersales", "sales", &[], &["returns", "refunds", "gifts"]), "pia")
+        .replace("version: 1.0.0\noutputPorts", "version: 1.2.0\noutputPorts");
+    assert_eq!(apply(early).await, 200, "a contract nobody stored yet may be named");
+    assert_eq!(s.apply(owned(draft("gifts"), "olga"), "").await.0, StatusCode::OK);
+    assert_eq!(apply(draft("gifts") + "tags: [taken]\n").await, 403, "olga's gifts stay olga's");
 }
 
 /// Item 16: every list is answered a page at a time (`limit`, at most 1000, and `after`),

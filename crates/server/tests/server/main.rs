@@ -538,8 +538,7 @@ async fn a_block_call_longer_than_the_lease_is_never_overlapped() {
     let first = reconciler::spawn(Store::open(&place.url).await.unwrap(), blocks("r1"), settings.clone(), "r1".into());
     // The second replica joins while the first is in its slow calls; its own clock is ahead.
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let ahead = Settings { clock: clock_ahead, ..settings.clone() };
-    AHEAD.store(3_600_000, std::sync::atomic::Ordering::SeqCst);
+    let ahead = Settings { clock: an_hour_ahead, ..settings.clone() };
     let second = reconciler::spawn(Store::open(&place.url).await.unwrap(), blocks("r2"), ahead, "r2".into());
     for i in 0..8 {
         let path = format!("/api/v1/products/p{i}");
@@ -556,7 +555,11 @@ async fn a_block_call_longer_than_the_lease_is_never_overlapped() {
     assert_eq!(provisioned.len(), 8, "every product was provisioned: {provisioned:?}");
     first.stop().await;
     second.stop().await;
-    AHEAD.store(0, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A replica's own clock, an hour ahead of the machine's.
+fn an_hour_ahead() -> i64 {
+    meshplane_server::reconciler::epoch_ms() as i64 + 3_600_000
 }
 
 on_both!(delete_and_prune_go_through_the_reconciler, |s: Server| async move {
@@ -604,7 +607,8 @@ on_both!(delete_and_prune_go_through_the_reconciler, |s: Server| async move {
     assert_eq!(s.get("/api/v1/contracts/orders@v1").await.0, StatusCode::OK);
 });
 
-/// How far the scheduler test's clock runs ahead of the real one, in milliseconds.
+/// How far the scheduler test's clock runs ahead of the real one, in milliseconds (its own:
+/// tests run at once, so no other test moves it).
 static AHEAD: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
 fn clock_ahead() -> i64 {
