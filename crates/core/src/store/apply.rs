@@ -26,7 +26,7 @@ use meshplane_spec::diff::diff;
 use meshplane_spec::version::{SemVer, canonical};
 use meshplane_spec::{Document, load};
 
-use super::claims::domain_of;
+use super::claims::{domain_of, register};
 use super::{RECORD_COLUMNS, Record, Store, now, record};
 use crate::authz::{Caller, Provision};
 use crate::error::{Error, ErrorCode};
@@ -308,15 +308,7 @@ impl Store {
             .bind(serde_json::to_string(&crate::resource::owners(&r.spec)).unwrap_or_default())
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "INSERT INTO claims (kind, id, domain, claimed_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, id) DO NOTHING",
-            )
-            .bind(r.kind.as_str())
-            .bind(&r.id)
-            .bind(&r.domain)
-            .bind(&at)
-            .execute(&mut *tx)
-            .await?;
+            register(tx, r.kind.as_str(), &r.id, &r.domain, &at).await?;
             self.record_change(tx, &r.into(), "created", 1, None, Some(&spec), options, &at, None).await?;
             return Ok(Applied {
                 kind: r.kind,

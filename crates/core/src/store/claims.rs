@@ -135,6 +135,26 @@ impl Store {
     }
 }
 
+/// Registers `kind/id` to `domain` (at `at`), unless it is registered already.
+pub(super) async fn register(
+    tx: &mut AnyConnection,
+    kind: &str,
+    id: &str,
+    domain: &str,
+    at: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO claims (kind, id, domain, claimed_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, id) DO NOTHING",
+    )
+    .bind(kind)
+    .bind(id)
+    .bind(domain)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Reads one claim in a transaction (used by apply).
 pub(super) async fn domain_of(tx: &mut AnyConnection, kind: Kind, id: &str) -> Result<Option<String>, Error> {
     let row = sqlx::query("SELECT domain FROM claims WHERE kind = $1 AND id = $2")

@@ -203,7 +203,7 @@ async fn backfill_boundary(tx: &mut AnyConnection) -> Result<(), Error> {
             .execute(&mut *tx)
             .await?;
         let at = super::canonical_time(&created).unwrap_or(created);
-        insert_claim(tx, &kind, &id, &domain, &at).await?;
+        super::claims::register(tx, &kind, &id, &domain, &at).await?;
     }
     let created = sqlx::query("SELECT kind, name, at, event, after FROM changes WHERE action = 'created' ORDER BY seq")
         .fetch_all(&mut *tx)
@@ -218,7 +218,7 @@ async fn backfill_boundary(tx: &mut AnyConnection) -> Result<(), Error> {
         };
         let Some(domain) = domain_in(&event).or_else(|| after.as_deref().and_then(domain_in)) else { continue };
         let at = super::canonical_time(&at).unwrap_or(at);
-        insert_claim(tx, &kind, claimed_id(&kind, &name), &domain, &at).await?;
+        super::claims::register(tx, &kind, claimed_id(&kind, &name), &domain, &at).await?;
     }
     sqlx::query(
         "UPDATE access SET domain = (SELECT r.domain FROM resources r WHERE r.kind = 'DataContract' AND r.name = access.contract) \
@@ -242,20 +242,6 @@ fn claimed_id<'a>(kind: &str, name: &'a str) -> &'a str {
         Some((id, _)) if kind == "DataContract" => id,
         _ => name,
     }
-}
-
-/// Registers `kind/id` to `domain`, unless it is registered already.
-async fn insert_claim(tx: &mut AnyConnection, kind: &str, id: &str, domain: &str, at: &str) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO claims (kind, id, domain, claimed_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, id) DO NOTHING",
-    )
-    .bind(kind)
-    .bind(id)
-    .bind(domain)
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 /// Version 8 records the owners of every stored resource from its team, as creation does.

@@ -69,31 +69,21 @@ on_both!(an_upgrade_registers_every_id_to_its_first_domain, |place: Place| async
     sqlx::any::install_default_drivers();
     let mut conn = AnyConnection::connect(&place.url).await.unwrap();
     // Two majors of one id in two domains (a squat an older release allowed): the id goes to
-    // the domain that registered it first.
-    for (name, domain, at) in
-        [("orders@v2", "squatters", "2026-03-01T00:00:00Z"), ("orders@v1", "sales", "2026-01-01T00:00:00Z")]
-    {
+    // the domain that registered it first. Two majors of `payments` the feed does not show,
+    // created at times that sort the wrong way as text: 10:00 at +09:00 is 01:00 UTC, before
+    // 05:00 UTC.
+    for (id, name, domain, at) in [
+        ("orders", "orders@v2", "squatters", "2026-03-01T00:00:00Z"),
+        ("orders", "orders@v1", "sales", "2026-01-01T00:00:00Z"),
+        ("payments", "payments@v2", "squatters", "2026-01-01T05:00:00Z"),
+        ("payments", "payments@v1", "finance", "2026-01-01T10:00:00+09:00"),
+    ] {
         sqlx::query(
             "INSERT INTO resources (kind, name, id, version, status, domain, team, generation, spec, created_at, updated_at) \
-             VALUES ('DataContract', $1, 'orders', '1.0.0', 'active', $2, NULL, 1, '{}', $3, $3)",
+             VALUES ('DataContract', $1, $2, '1.0.0', 'active', $3, NULL, 1, '{}', $4, $4)",
         )
         .bind(name)
-        .bind(domain)
-        .bind(at)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-    // Two majors the feed does not show, created at times that sort the wrong way as text:
-    // 10:00 at +09:00 is 01:00 UTC, before 05:00 UTC.
-    for (name, domain, at) in
-        [("payments@v2", "squatters", "2026-01-01T05:00:00Z"), ("payments@v1", "finance", "2026-01-01T10:00:00+09:00")]
-    {
-        sqlx::query(
-            "INSERT INTO resources (kind, name, id, version, status, domain, team, generation, spec, created_at, updated_at) \
-             VALUES ('DataContract', $1, 'payments', '1.0.0', 'active', $2, NULL, 1, '{}', $3, $3)",
-        )
-        .bind(name)
+        .bind(id)
         .bind(domain)
         .bind(at)
         .execute(&mut conn)
