@@ -13,10 +13,7 @@ const KNOWN_DEFECTS: &[(&str, &str)] = &[
 
 #[test]
 fn official_examples_lint_without_errors() {
-    let Some(specs) = shared_specs() else {
-        eprintln!("../shared/specs not present: skipped");
-        return;
-    };
+    let Some(specs) = shared_specs() else { return };
     let paths = files(&specs, &[".odcs.yaml", ".odps.yaml"]);
     assert!(paths.len() >= 30, "found only {} examples", paths.len());
     for path in paths {

@@ -31,8 +31,14 @@ pub fn files(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
     out
 }
 
-/// The standards' folder next to the repository, when this checkout has one.
+/// The standards' folder next to the repository, when this checkout has one. Where `CI` is
+/// set the folder is always there, so a test can never pass there by skipping: it fails.
 pub fn shared_specs() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/specs");
-    dir.is_dir().then_some(dir)
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI is set but {} is missing", dir.display());
+    eprintln!("../shared/specs not present: skipped");
+    None
 }
