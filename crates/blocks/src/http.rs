@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
-use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned, Provisioner};
+use meshplane_core::block::{BlockError, BlockFuture, BlockResult, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::store::Record;
 use serde_json::{Value as Any, json};
 
@@ -20,6 +20,11 @@ use crate::storage::bound;
 
 /// What `answer` says of a call the block does not implement (404 or 501).
 const UNKNOWN_CALL: &str = "the block does not implement this call";
+
+/// The record holds no contract: nothing a retry changes.
+fn no_contract() -> BlockError {
+    BlockError::Permanent("the record holds no contract".into())
+}
 
 /// How often a long-running operation is polled.
 const POLL: Duration = Duration::from_millis(200);
@@ -46,7 +51,7 @@ impl HttpBlock {
     }
 
     /// One call: `body` is POSTed (GET without one); a 202 is followed to its result.
-    async fn call(&self, path: &str, body: Option<Any>) -> Result<Any, String> {
+    async fn call(&self, path: &str, body: Option<Any>) -> BlockResult<Any> {
         let url = format!("{}{path}", self.url);
         let request = match &body {
             Some(body) => self.client.post(&url).json(body),
@@ -62,7 +67,7 @@ impl HttpBlock {
             let state = self.answer(self.client.get(format!("{}/v1/operations/{operation}", self.url))).await?;
             if state["done"] == true {
                 return match state.get("error").and_then(Any::as_str) {
-                    Some(error) => Err(error.to_string()),
+                    Some(error) => Err(BlockError::Transient(error.to_string())),
                     None => Ok(state.get("result").cloned().unwrap_or(Any::Null)),
                 };
             }
@@ -71,21 +76,27 @@ impl HttpBlock {
     }
 
     /// Sends with the credential; 200 is the answer, 202 an operation to follow, anything
-    /// else a failure with the block's message.
-    async fn answer(&self, request: reqwest::RequestBuilder) -> Result<Any, String> {
+    /// else a failure with the block's message: a refused credential or request is
+    /// permanent (the platform or the resource must change), a call the block does not
+    /// know unsupported, a block out of reach or failing (5xx, 408, 429) transient.
+    async fn answer(&self, request: reqwest::RequestBuilder) -> BlockResult<Any> {
         let response = request
             .bearer_auth(&self.credential)
             .send()
             .await
-            .map_err(|e| format!("cannot reach {}: {e}", self.url))?;
+            .map_err(|e| BlockError::Transient(format!("cannot reach {}: {e}", self.url)))?;
         let status = response.status();
         let body: Any = response.json().await.unwrap_or(Any::Null);
         let message = body.get("message").and_then(Any::as_str).unwrap_or("no message").to_string();
         match status.as_u16() {
             200 | 202 => Ok(body),
-            401 | 403 => Err(format!("the block refused meshplane's credential ({status}): {message}")),
-            404 | 501 => Err(UNKNOWN_CALL.into()),
-            _ => Err(format!("the block answered {status}: {message}")),
+            401 | 403 => {
+                Err(BlockError::Permanent(format!("the block refused meshplane's credential ({status}): {message}")))
+            }
+            404 | 501 => Err(BlockError::Unsupported(UNKNOWN_CALL.into())),
+            408 | 429 => Err(BlockError::Transient(format!("the block answered {status}: {message}"))),
+            400..=499 => Err(BlockError::Permanent(format!("the block answered {status}: {message}"))),
+            _ => Err(BlockError::Transient(format!("the block answered {status}: {message}"))),
         }
     }
 
@@ -112,17 +123,17 @@ impl Provisioner for HttpBlock {
     }
 
     fn health(&self) -> BlockFuture<'_, Option<Result<(), String>>> {
-        Box::pin(async { Some(self.call("/v1/health", None).await.map(|_| ())) })
+        Box::pin(async { Some(self.call("/v1/health", None).await.map(|_| ()).map_err(|e| e.to_string())) })
     }
 
-    fn provision<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>> {
+    fn provision<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>> {
         Box::pin(async move {
-            let request = self.request(record, call).ok_or("the record holds no contract")?;
+            let request = self.request(record, call).ok_or_else(no_contract)?;
             let checked = self.call("/v1/validate", Some(request.clone())).await?;
             let problems: Vec<&str> =
                 checked["problems"].as_array().into_iter().flatten().filter_map(Any::as_str).collect();
             if !problems.is_empty() {
-                return Err(format!("the block cannot take it: {}", problems.join("; ")));
+                return Err(BlockError::Permanent(format!("the block cannot take it: {}", problems.join("; "))));
             }
             let answer = self.call("/v1/provision", Some(request)).await?;
             let summary = answer["summary"].as_str().ok_or("the block's answer has no summary")?.to_string();
@@ -131,7 +142,7 @@ impl Provisioner for HttpBlock {
         })
     }
 
-    fn cleanup<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+    fn cleanup<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, BlockResult<Vec<Leftover>>> {
         Box::pin(async move {
             let Some(request) = self.request(record, call) else { return Ok(Vec::new()) };
             let answer = self.call("/v1/cleanup", Some(request)).await?;
@@ -150,20 +161,21 @@ impl Provisioner for HttpBlock {
         record: &'a Record,
         access: &'a AccessSync,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<AccessReport, String>> {
+    ) -> BlockFuture<'a, BlockResult<AccessReport>> {
         Box::pin(async move {
             let Some(mut request) = self.request(record, call) else { return Ok(AccessReport::default()) };
             request["access"] = serde_json::to_value(access).map_err(|e| e.to_string())?;
             match self.call("/v1/access", Some(request)).await {
-                Ok(answer) => serde_json::from_value(answer)
-                    .map_err(|e| format!("the block's answer to update-access is not an access report: {e}")),
-                Err(e) if e == UNKNOWN_CALL => Ok(AccessReport::of(Enforcement::Unsupported)),
+                Ok(answer) => serde_json::from_value(answer).map_err(|e| {
+                    BlockError::Permanent(format!("the block's answer to update-access is not an access report: {e}"))
+                }),
+                Err(BlockError::Unsupported(_)) => Ok(AccessReport::of(Enforcement::Unsupported)),
                 Err(e) => Err(e),
             }
         })
     }
 
-    fn purge<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
+    fn purge<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, BlockResult<()>> {
         Box::pin(async move {
             let request = json!({ "place": place, "installation": call.installation });
             self.call("/v1/purge", Some(request)).await.map(|_| ())

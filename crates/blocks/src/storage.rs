@@ -3,7 +3,7 @@
 //! handle one server ([`ServerStorage`]); [`Storage`] makes it a [`Provisioner`].
 
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement, Login};
-use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned, Provisioner};
+use meshplane_core::block::{BlockError, BlockFuture, BlockResult, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::checking::TestTarget;
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
@@ -90,8 +90,13 @@ pub fn bound<'c>(platform: &Platform, name: &str, contract: &'c DataContract) ->
     bind(platform, contract).into_iter().filter(ours).map(|(s, _)| s).collect()
 }
 
-/// A storage block as the reconcilers see it.
+/// A storage block as the reconcilers see it. What a server's store answers is taken as
+/// transient (a store out of reach, a lock, a lost connection): the controller retries it.
 pub struct Storage<T>(pub T);
+
+fn no_contract() -> BlockError {
+    BlockError::Permanent("the record holds no contract".into())
+}
 
 impl<T: ServerStorage> Provisioner for Storage<T> {
     fn name(&self) -> &str {
@@ -106,9 +111,9 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
         Box::pin(async { Some(self.0.health_check().await) })
     }
 
-    fn provision<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>> {
+    fn provision<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>> {
         Box::pin(async move {
-            let contract = contract_of(&record.spec).ok_or("the record holds no contract")?;
+            let contract = contract_of(&record.spec).ok_or_else(no_contract)?;
             let mut all = Provisioned::default();
             let mut summaries = Vec::new();
             for server in self.0.servers(&contract) {
@@ -121,8 +126,8 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
         })
     }
 
-    fn purge<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
-        self.0.purge_place(place, call)
+    fn purge<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, BlockResult<()>> {
+        Box::pin(async move { Ok(self.0.purge_place(place, call).await?) })
     }
 
     fn sync_access<'a>(
@@ -130,7 +135,7 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
         record: &'a Record,
         access: &'a AccessSync,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<AccessReport, String>> {
+    ) -> BlockFuture<'a, BlockResult<AccessReport>> {
         Box::pin(async move {
             let Some(contract) = contract_of(&record.spec) else { return Ok(AccessReport::default()) };
             let mut report = AccessReport::default();
@@ -141,8 +146,8 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
         })
     }
 
-    fn create_login<'a>(&'a self, installation: &'a str, account: &'a str) -> BlockFuture<'a, Result<Login, String>> {
-        self.0.create_login(installation, account)
+    fn create_login<'a>(&'a self, installation: &'a str, account: &'a str) -> BlockFuture<'a, BlockResult<Login>> {
+        Box::pin(async move { Ok(self.0.create_login(installation, account).await?) })
     }
 
     fn test_target<'a>(
@@ -151,21 +156,24 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
         server: &'a str,
         valid_for: std::time::Duration,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<TestTarget, String>> {
+    ) -> BlockFuture<'a, BlockResult<TestTarget>> {
         Box::pin(async move {
-            let contract = contract_of(&record.spec).ok_or("the record holds no contract")?;
+            let contract = contract_of(&record.spec).ok_or_else(no_contract)?;
             let Some(held) = self.0.servers(&contract).into_iter().find(|s| s.server == server) else {
-                return Err(format!("server `{server}` is not held by block `{}`", self.0.name()));
+                return Err(BlockError::Permanent(format!(
+                    "server `{server}` is not held by block `{}`",
+                    self.0.name()
+                )));
             };
-            self.0.test_server(record, &contract, held, valid_for, call).await
+            Ok(self.0.test_server(record, &contract, held, valid_for, call).await?)
         })
     }
 
-    fn end_test<'a>(&'a self, target: &'a TestTarget, call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
-        self.0.end_test_server(target, call)
+    fn end_test<'a>(&'a self, target: &'a TestTarget, call: &'a Call) -> BlockFuture<'a, BlockResult<()>> {
+        Box::pin(async move { Ok(self.0.end_test_server(target, call).await?) })
     }
 
-    fn cleanup<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+    fn cleanup<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, BlockResult<Vec<Leftover>>> {
         Box::pin(async move {
             let Some(contract) = contract_of(&record.spec) else { return Ok(Vec::new()) };
             let mut kept = Vec::new();

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
-//! use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned, Provisioner};
+//! use meshplane_core::block::{BlockFuture, BlockResult, Call, Leftover, Provisioned, Provisioner};
 //! use meshplane_core::store::Record;
 //!
 //! /// A block over local folders: anyone who can read the disk can read a port, so grants
@@ -24,10 +24,10 @@
 //!     fn concerns(&self, record: &Record) -> bool {
 //!         record.kind == "DataContract"
 //!     }
-//!     fn provision<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>> {
+//!     fn provision<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>> {
 //!         Box::pin(async { Ok(Provisioned::done("a folder")) })
 //!     }
-//!     fn cleanup<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+//!     fn cleanup<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Vec<Leftover>>> {
 //!         Box::pin(async { Ok(Vec::new()) })
 //!     }
 //!     fn sync_access<'a>(
@@ -35,7 +35,7 @@
 //!         _: &'a Record,
 //!         _: &'a AccessSync,
 //!         _: &'a Call,
-//!     ) -> BlockFuture<'a, Result<AccessReport, String>> {
+//!     ) -> BlockFuture<'a, BlockResult<AccessReport>> {
 //!         Box::pin(async { Ok(AccessReport::of(Enforcement::Advisory)) })
 //!     }
 //! }

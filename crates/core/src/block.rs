@@ -7,7 +7,7 @@
 //! correct when provisioning never ran or ran halfway.
 //!
 //! ```
-//! use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned, Provisioner};
+//! use meshplane_core::block::{BlockFuture, BlockResult, Call, Leftover, Provisioned, Provisioner};
 //! use meshplane_core::store::Record;
 //!
 //! /// A block that keeps nothing anywhere: every resource is provisioned at once.
@@ -20,10 +20,10 @@
 //!     fn concerns(&self, record: &Record) -> bool {
 //!         record.kind == "DataProduct"
 //!     }
-//!     fn provision<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>> {
+//!     fn provision<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>> {
 //!         Box::pin(async { Ok(Provisioned::done("nothing to provision")) })
 //!     }
-//!     fn cleanup<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+//!     fn cleanup<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Vec<Leftover>>> {
 //!         Box::pin(async { Ok(Vec::new()) })
 //!     }
 //! }
@@ -40,6 +40,44 @@ use crate::store::Record;
 
 /// What a block's asynchronous operations return.
 pub type BlockFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a block call failed, split by what the controller does about it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    /// It may pass by itself (the store did not answer, a connection dropped, the call timed
+    /// out): retried with backoff. A plain message is this.
+    #[error("{0}")]
+    Transient(String),
+    /// It will not pass until the resource or the platform changes (the block refuses what
+    /// the resource declares, or its own configuration is wrong): shown in the resource's
+    /// conditions and not retried until something changes.
+    #[error("{0}")]
+    Permanent(String),
+    /// The block does not have this ability.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl BlockError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BlockError::Transient(_))
+    }
+}
+
+impl From<String> for BlockError {
+    fn from(message: String) -> Self {
+        BlockError::Transient(message)
+    }
+}
+
+impl From<&str> for BlockError {
+    fn from(message: &str) -> Self {
+        BlockError::Transient(message.to_string())
+    }
+}
+
+/// What block calls answer.
+pub type BlockResult<T> = Result<T, BlockError>;
 
 /// What a provisioning found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -111,17 +149,19 @@ pub trait Provisioner: Send + Sync {
 
     /// Brings the store in line with the resource, idempotently; says what it did and what
     /// drifted, or why it could not.
-    fn provision<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>>;
+    fn provision<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>>;
 
     /// Undoes `provision` for a resource that goes, as the block's deletion policy says;
     /// idempotent. Returns what it left in place (data, or what the policy keeps).
-    fn cleanup<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>>;
+    fn cleanup<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, BlockResult<Vec<Leftover>>>;
 
     /// Removes, data and all, a place a cleanup left (an optional ability: explicit only,
     /// through `meshplane purge`); a block refuses when the place is no longer the one it left
     /// (a newer resource uses it).
-    fn purge<'a>(&'a self, place: &'a str, _call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
-        Box::pin(async move { Err(format!("block `{}` cannot purge (asked for {place})", self.name())) })
+    fn purge<'a>(&'a self, place: &'a str, _call: &'a Call) -> BlockFuture<'a, BlockResult<()>> {
+        Box::pin(async move {
+            Err(BlockError::Unsupported(format!("block `{}` cannot purge (asked for {place})", self.name())))
+        })
     }
 
     /// Makes the grants on the resource's ports exactly `access.grants` (an optional ability:
@@ -131,15 +171,18 @@ pub trait Provisioner: Send + Sync {
         _record: &'a Record,
         _access: &'a AccessSync,
         _call: &'a Call,
-    ) -> BlockFuture<'a, Result<AccessReport, String>> {
+    ) -> BlockFuture<'a, BlockResult<AccessReport>> {
         Box::pin(async { Ok(AccessReport::of(Enforcement::Unsupported)) })
     }
 
     /// Creates (or, when it exists, gives a new password to) the login role of a service
     /// account in the block's store, named after `installation` and `account` (an optional
     /// ability: by default the block cannot).
-    fn create_login<'a>(&'a self, _installation: &'a str, account: &'a str) -> BlockFuture<'a, Result<Login, String>> {
-        Box::pin(async move { Err(format!("block `{}` cannot create logins (asked for `{account}`)", self.name())) })
+    fn create_login<'a>(&'a self, _installation: &'a str, account: &'a str) -> BlockFuture<'a, BlockResult<Login>> {
+        Box::pin(async move {
+            let message = format!("block `{}` cannot create logins (asked for `{account}`)", self.name());
+            Err(BlockError::Unsupported(message))
+        })
     }
 
     /// Where a contract test reads the resource's server `server` (bound to this block), with
@@ -153,12 +196,15 @@ pub trait Provisioner: Send + Sync {
         server: &'a str,
         _valid_for: std::time::Duration,
         _call: &'a Call,
-    ) -> BlockFuture<'a, Result<TestTarget, String>> {
-        Box::pin(async move { Err(format!("block `{}` cannot run contract tests on server `{server}`", self.name())) })
+    ) -> BlockFuture<'a, BlockResult<TestTarget>> {
+        Box::pin(async move {
+            let message = format!("block `{}` cannot run contract tests on server `{server}`", self.name());
+            Err(BlockError::Unsupported(message))
+        })
     }
 
     /// A test run on `target` is over: take back what was made for it (a login).
-    fn end_test<'a>(&'a self, _target: &'a TestTarget, _call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
+    fn end_test<'a>(&'a self, _target: &'a TestTarget, _call: &'a Call) -> BlockFuture<'a, BlockResult<()>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -208,15 +254,16 @@ impl Blocks {
         Blocks { provisioners, binder: None, timeout: std::time::Duration::from_secs(60), environment: None }
     }
 
-    /// Runs a call to a block, or says that it took too long.
-    pub async fn call<T>(
-        &self,
-        block: &dyn Provisioner,
-        call: BlockFuture<'_, Result<T, String>>,
-    ) -> Result<T, String> {
+    /// Runs a call to a block, or says that it took too long (transient: it may answer next
+    /// time).
+    pub async fn call<T>(&self, block: &dyn Provisioner, call: BlockFuture<'_, BlockResult<T>>) -> BlockResult<T> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(answer) => answer,
-            Err(_) => Err(format!("block `{}` did not answer within {} s", block.name(), self.timeout.as_secs_f64())),
+            Err(_) => Err(BlockError::Transient(format!(
+                "block `{}` did not answer within {} s",
+                block.name(),
+                self.timeout.as_secs_f64()
+            ))),
         }
     }
 

@@ -8,16 +8,11 @@ use std::sync::Arc;
 
 use crate::access::{AccessReport, AccessSync, Grant};
 use crate::authz::approver_names;
-use crate::block::{Blocks, Call, Provisioner};
+use crate::block::{BlockError, BlockResult, Blocks, Call, Provisioner};
 use crate::error::Error;
 use crate::reconcile::Wanted;
 use crate::store::grants::{AccessQuery, AccessRequest, AccessState, Decision};
 use crate::store::{ApplyOptions, Record, Store, epoch_ms, now};
-
-/// Who the reconciler's own access changes are recorded under.
-fn reconciler() -> ApplyOptions {
-    ApplyOptions { actor: "meshplane".into(), origin: "reconciler".into(), dry_run: false, prune: false }
-}
 
 /// What the access part of a reconcile concluded.
 pub(crate) struct Enforced {
@@ -39,7 +34,7 @@ pub(crate) async fn sync(
     let now_ms = epoch_ms(&now()).unwrap_or(0);
     let (in_force, ended) = active(store, record, now_ms).await?;
     for ended in ended {
-        match store.update_access(ended.id, expire, &reconciler()).await {
+        match store.update_access(ended.id, expire, &ApplyOptions::reconciler()).await {
             // Revoked meanwhile: nothing left to expire.
             Ok(_) | Err(Error::Conflict { .. }) => {}
             Err(e) => return Err(e),
@@ -50,9 +45,9 @@ pub(crate) async fn sync(
     for block in provisioned {
         match blocks.call(block.as_ref(), block.sync_access(record, &access, call)).await {
             Ok(found) => report = report.merge(found),
-            Err(message) => {
-                let condition = ("AccessInSync", false, "AccessFailed", format!("{}: {message}", block.name()));
-                let failure = Some(Error::Block { block: block.name().to_string(), message });
+            Err(error) => {
+                let condition = ("AccessInSync", false, "AccessFailed", format!("{}: {error}", block.name()));
+                let failure = Some(Error::Block { block: block.name().to_string(), error });
                 return Ok(Enforced { condition, next_end_ms: None, failure });
             }
         }
@@ -102,10 +97,10 @@ pub(crate) async fn release(
     block: &dyn Provisioner,
     old: &Record,
     call: &Call,
-) -> Result<(), String> {
+) -> BlockResult<()> {
     let now_ms = epoch_ms(&now()).unwrap_or(0);
     let prepared = async { access(store, &active(store, old, now_ms).await?.0, true).await };
-    let access = prepared.await.map_err(|e| e.to_string())?;
+    let access = prepared.await.map_err(|e| BlockError::Transient(e.to_string()))?;
     blocks.call(block, block.sync_access(old, &access, call)).await.map(|_| ())
 }
 
@@ -156,7 +151,7 @@ pub(crate) async fn end_all(store: &Store, record: &Record) -> Result<(), Error>
             });
             Ok(action)
         };
-        match store.update_access(request.id, end, &reconciler()).await {
+        match store.update_access(request.id, end, &ApplyOptions::reconciler()).await {
             Ok(_) | Err(Error::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }

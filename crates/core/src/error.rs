@@ -17,9 +17,10 @@ pub enum Error {
     /// The store failed (connection, disk): not the caller's fault.
     #[error("store: {0}")]
     Store(String),
-    /// A building block failed or could not be reached.
-    #[error("block `{block}`: {message}")]
-    Block { block: String, message: String },
+    /// A building block failed or could not be reached; its error says whether retrying
+    /// can help.
+    #[error("block `{block}`: {error}")]
+    Block { block: String, error: crate::block::BlockError },
     /// The caller is not authenticated, or not allowed.
     #[error("{message}")]
     Denied { code: ErrorCode, message: String },
@@ -117,6 +118,18 @@ impl Error {
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::Store(_) => ErrorCode::StoreFailure,
             Error::Block { .. } => ErrorCode::BlockFailed,
+        }
+    }
+
+    /// Whether the same request may succeed later without any change: the store or a block
+    /// did not answer, or another writer came first. The controller retries these with
+    /// backoff; every other error waits for a change.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Store(_) => true,
+            Error::Block { error, .. } => error.is_transient(),
+            Error::Conflict { code, .. } => matches!(code, ErrorCode::ConcurrentChange | ErrorCode::StaleLease),
+            Error::Invalid { .. } | Error::NotFound(_) | Error::Denied { .. } => false,
         }
     }
 

@@ -16,12 +16,12 @@ pub mod access;
 pub mod authz;
 pub mod block;
 pub mod checking;
+pub mod controller;
 pub mod cron;
 mod enforce;
 pub mod error;
 pub mod reconcile;
 pub mod resource;
-pub mod runtime;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

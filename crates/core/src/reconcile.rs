@@ -7,7 +7,8 @@
 //!   every output port's is of the product's own domain; a missing link is a condition, not a
 //!   refusal, so products and contracts can be applied in any order.
 //! - `PortsReady` (linked products): the contract of every output port is Ready (provisioned
-//!   by its blocks); while one is not, the product looks again every 2 seconds.
+//!   by its blocks); while one is not, the product is reconciled again when that contract's
+//!   status changes (the change feed carries it).
 //! - `Bound` (when the platform checks binding): every part of the resource has its block
 //!   (each of a contract's servers of the platform's environment); False with the reasons.
 //! - `Provisioned`: every block the resource concerns has provisioned it (each block's
@@ -33,15 +34,12 @@
 
 use serde_json::Value as Any;
 
-use crate::block::{Blocks, Call, Fence, Leftover, Provisioner};
+use crate::block::{BlockError, BlockResult, Blocks, Call, Fence, Leftover, Provisioner};
+use crate::controller::Action;
 use crate::enforce;
 use crate::error::Error;
 use crate::resource::{Kind, port_links};
-use crate::runtime::Action;
 use crate::store::{Condition, Record, Status, Store, now};
-
-/// How soon a product whose output ports' contracts are not Ready looks again.
-const PORTS_RETRY_MS: u64 = 2_000;
 
 /// The reason of `Provisioned` when no block is concerned: nothing to wait for.
 const NO_BLOCK: &str = "NoBlockConfigured";
@@ -62,6 +60,7 @@ pub async fn reconcile(
         Err(Error::NotFound(_)) => return Ok(Action::AwaitChange),
         other => other?,
     };
+    tracing::Span::current().record("generation", record.generation);
     let call = Call {
         installation: store.installation().await?,
         fence: Some(Fence { owner: fence.0.to_string(), token: fence.1 }),
@@ -157,15 +156,11 @@ pub async fn reconcile(
         (true, true, false) => ("Ready", true, "Reconciled", "valid, fully linked and provisioned".into()),
     });
     write_status(store, kind, &record, previous, wanted, fence).await?;
-    let ports_retry = (linked && !ports_waiting.is_empty()).then_some(PORTS_RETRY_MS);
     match failure.or(released).or(access_failure) {
         Some(error) => Err(error),
-        // Waiting on another resource's status (which writes no change record), or on a
-        // grant's end date: look again then.
-        None => Ok(match ports_retry.into_iter().chain(next_end_ms).min() {
-            Some(ms) => Action::RequeueAfter(ms),
-            None => Action::AwaitChange,
-        }),
+        // A product waiting on its contracts is requeued by their status changes, which the
+        // change feed carries; only a grant's end date needs a timer.
+        None => Ok(next_end_ms.map_or(Action::AwaitChange, Action::RequeueAfter)),
     }
 }
 
@@ -197,9 +192,11 @@ async fn provision(
                 done.push(format!("{}: {}", block.name(), found.summary));
                 drift.extend(found.drift.into_iter().map(|d| format!("{}: {d}", block.name())));
             }
-            Err(message) => {
-                let condition = ("Provisioned", false, "ProvisioningFailed", format!("{}: {message}", block.name()));
-                return Ok((condition, None, Some(Error::Block { block: block.name().to_string(), message })));
+            Err(error) => {
+                // A failure that may pass is retried; one that cannot waits for a change.
+                let reason = if error.is_transient() { "ProvisioningFailed" } else { "ProvisioningRefused" };
+                let condition = ("Provisioned", false, reason, format!("{}: {error}", block.name()));
+                return Ok((condition, None, Some(Error::Block { block: block.name().to_string(), error })));
             }
         }
     }
@@ -252,7 +249,7 @@ async fn release(
                         .collect();
                     store.add_orphans(kind.as_str(), &record.name, &moved).await?;
                 }
-                Err(message) => return Ok(Some(Error::Block { block: block.name().to_string(), message })),
+                Err(error) => return Ok(Some(Error::Block { block: block.name().to_string(), error })),
             }
         }
         if !concerned {
@@ -318,7 +315,8 @@ async fn finalize(
     for finalizer in &record.finalizers {
         let stuck = match blocks.by_finalizer(finalizer) {
             None => {
-                Some(("BlockMissing", format!("`{finalizer}`: its block is not configured, so it cannot clean up")))
+                let message = format!("`{finalizer}`: its block is not configured, so it cannot clean up");
+                Some(("BlockMissing", BlockError::Permanent(message)))
             }
             Some(block) => match held_by(store, kind, record, block.as_ref()).await? {
                 None => None,
@@ -327,15 +325,15 @@ async fn finalize(
                         left.extend(kept.into_iter().map(|k| (block.name().to_string(), k)));
                         None
                     }
-                    Err(m) => Some(("CleanupFailed", format!("{finalizer}: {m}"))),
+                    Err(e) => Some(("CleanupFailed", e)),
                 },
             },
         };
-        if let Some((reason, message)) = stuck {
-            let error = Error::Block { block: finalizer.clone(), message: message.clone() };
+        if let Some((reason, error)) = stuck {
+            let message = if reason == "BlockMissing" { error.to_string() } else { format!("{finalizer}: {error}") };
             let previous = store.status(kind, &record.name).await?;
             write_status(store, kind, record, previous, vec![("Ready", false, reason, message)], fence).await?;
-            return Err(error);
+            return Err(Error::Block { block: finalizer.clone(), error });
         }
         store.remove_finalizer(kind, &record.name, finalizer, fence).await?;
     }
@@ -350,7 +348,7 @@ async fn cleanup(
     block: &dyn Provisioner,
     held: &Record,
     call: &Call,
-) -> Result<Vec<Leftover>, String> {
+) -> BlockResult<Vec<Leftover>> {
     enforce::release(store, blocks, block, held, call).await?;
     blocks.call(block, block.cleanup(held, call)).await
 }

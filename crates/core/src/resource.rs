@@ -14,7 +14,7 @@ use meshplane_spec::{Diagnostic, Document, Loaded};
 
 use crate::error::{Error, ErrorCode};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Kind {
     DataContract,
     DataProduct,
@@ -35,6 +35,61 @@ impl Kind {
             "dataproduct" | "product" | "products" => Some(Kind::DataProduct),
             _ => None,
         }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which resource: its kind and its key within the kind (for a contract the key carries the
+/// major version, `orders@v2`, since majors are resources of their own). Written
+/// `DataContract/orders@v2` in queue keys, events, audit lines and log spans, and parsed back
+/// from that form.
+///
+/// ```
+/// use meshplane_core::resource::{Kind, ObjectRef};
+///
+/// let at: ObjectRef = "DataContract/orders@v2".parse().unwrap();
+/// assert_eq!(at, ObjectRef::new(Kind::DataContract, "orders@v2"));
+/// assert_eq!(at.to_string(), "DataContract/orders@v2");
+/// assert!("Policy/x".parse::<ObjectRef>().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn new(kind: Kind, name: impl Into<String>) -> ObjectRef {
+        ObjectRef { kind, name: name.into() }
+    }
+
+    /// The contract of a contract key (`orders@v2` → `orders`); a product's key is its id.
+    pub fn id(&self) -> &str {
+        self.name.split('@').next().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+impl std::str::FromStr for ObjectRef {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ObjectRef, String> {
+        let (kind, name) = text.split_once('/').ok_or_else(|| format!("`{text}` is not KIND/NAME"))?;
+        let kind = Kind::parse(kind).ok_or_else(|| format!("`{kind}` is not a kind of resource"))?;
+        if name.is_empty() {
+            return Err(format!("`{text}` names no resource"));
+        }
+        Ok(ObjectRef::new(kind, name))
     }
 }
 

@@ -124,7 +124,7 @@ pub async fn purge(
                     state.store.mark_purged(&orphan, &caller.who()).await?;
                     ("purged", None)
                 }
-                Err(why) => ("failed", Some(why)),
+                Err(why) => ("failed", Some(why.to_string())),
             },
         };
         out.push(json!({ "id": orphan.id, "block": orphan.block, "note": orphan.note, "outcome": outcome, "reason": reason }));

@@ -20,7 +20,7 @@ use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshplane_core::block::{Blocks, Call, Provisioner};
+use meshplane_core::block::{BlockError, Blocks, Call, Provisioner};
 use meshplane_core::checking::TestTarget;
 use meshplane_core::resource::Kind;
 use meshplane_core::store::{Record, Store, TestRun};
@@ -224,7 +224,8 @@ fn refusal(e: TestError) -> Error {
 
 /// Why a block could not prepare a run: its store was unreachable (blocks say `cannot reach
 /// ...`), or the server cannot be tested as it stands.
-fn not_prepared(why: String) -> Error {
+fn not_prepared(why: BlockError) -> Error {
+    let why = why.to_string();
     if why.starts_with("cannot reach ") { Error::invalid(ErrorCode::DataUnreachable, why) } else { untestable(why) }
 }
 

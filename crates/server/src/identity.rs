@@ -202,7 +202,7 @@ pub async fn create_login(
         .blocks
         .call(block.as_ref(), block.create_login(&installation, &name))
         .await
-        .map_err(|message| ApiError(Error::Block { block: p.block.clone(), message }))?;
+        .map_err(|error| ApiError(Error::Block { block: p.block.clone(), error }))?;
     let updated = Principal { database_role: Some(login.role.clone()), ..account };
     state.store.put_principal(&updated, &caller.who()).await?;
     to_json(json!({ "block": p.block, "role": login.role, "password": login.password }))

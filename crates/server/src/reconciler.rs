@@ -1,7 +1,13 @@
 //! Runs the reconcilers inside `meshplane serve`: every stored resource once at start, then
-//! each resource whose change record appears in the change feed, on the runtime queue
-//! (exclusive per resource, backoff on error, periodic resync), several at a time. A
-//! contract's change also requeues the products whose ports name it.
+//! each resource whose change record appears in the change feed, on the controller's queue
+//! (exclusive per resource, backoff on a transient error, periodic resync), several at a
+//! time. A contract's change, and a change of its status, also requeues the products whose
+//! ports name it.
+//!
+//! The loop wakes when this process commits to the store (the store's feed signal), when a
+//! reconcile or test run ends, when the queue's next object is due on the injected clock, and
+//! every `feed_poll_ms` to read what other replicas wrote. Nothing else waits on a timer: with
+//! a clock that stands still, a product still becomes Ready as soon as its contract does.
 //!
 //! Replicas on one PostgreSQL split the work with the store as the only coordinator:
 //! - each replica renews its membership row; a resource belongs to the live replica whose
@@ -23,18 +29,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use meshplane_core::block::Blocks;
+use meshplane_core::controller::{Action, Clock, Failure, Queue, SystemClock, Timing};
 use meshplane_core::reconcile::reconcile;
-use meshplane_core::resource::{Kind, port_links};
-use meshplane_core::runtime::{Action, Queue, Timing};
+use meshplane_core::resource::{Kind, ObjectRef, port_links};
 use meshplane_core::store::grants::{AccessQuery, AccessState};
 use meshplane_core::store::{Change, Store};
 use serde_json::Value as Any;
 
 use crate::schedules::{self, Job, Jobs};
+use tokio::sync::Notify;
 use tokio::task::{Id, JoinError, JoinSet};
+use tracing::Instrument;
 
-/// How often the change feed is read when nothing is due sooner.
-const POLL_MS: u64 = 200;
 /// When another replica holds a resource's lease, look again after this long.
 const BUSY_RETRY_MS: u64 = 1_000;
 
@@ -51,8 +57,12 @@ pub struct Settings {
     pub membership_ms: i64,
     /// Scheduled contract tests run at once by this replica.
     pub test_workers: usize,
-    /// The wall clock, in milliseconds since the Unix epoch (leases, membership, schedules).
-    pub clock: fn() -> i64,
+    /// The controller's clock: when queued objects and scheduled tests are due, and when
+    /// the membership is renewed (leases themselves expire on the database's clock).
+    pub clock: Arc<dyn Clock>,
+    /// How often the change feed is read for what other replicas wrote, in milliseconds
+    /// (this process's own commits wake the loop at once).
+    pub feed_poll_ms: u64,
     /// How contract test runs are sandboxed (scheduled and on demand alike).
     pub tests: Arc<crate::checks::Sandbox>,
 }
@@ -65,7 +75,8 @@ impl Default for Settings {
             lease_ms: 30_000,
             membership_ms: 10_000,
             test_workers: 2,
-            clock: || epoch_ms() as i64,
+            clock: Arc::new(SystemClock),
+            feed_poll_ms: 200,
             tests: Arc::default(),
         }
     }
@@ -75,12 +86,12 @@ impl Default for Settings {
 /// the products that link to it.
 #[derive(Default)]
 struct Links {
-    by_contract: HashMap<String, BTreeSet<String>>,
-    of_product: HashMap<String, Vec<String>>,
+    by_contract: HashMap<String, BTreeSet<ObjectRef>>,
+    of_product: HashMap<ObjectRef, Vec<String>>,
 }
 
 impl Links {
-    fn set(&mut self, product: &str, spec: Option<&Any>) {
+    fn set(&mut self, product: &ObjectRef, spec: Option<&Any>) {
         for id in self.of_product.remove(product).unwrap_or_default() {
             if let Some(products) = self.by_contract.get_mut(&id) {
                 products.remove(product);
@@ -88,17 +99,18 @@ impl Links {
         }
         let ids: Vec<String> = spec.map(port_links).unwrap_or_default().into_iter().map(|l| l.contract_id).collect();
         for id in &ids {
-            self.by_contract.entry(id.clone()).or_default().insert(product.to_string());
+            self.by_contract.entry(id.clone()).or_default().insert(product.clone());
         }
-        self.of_product.insert(product.to_string(), ids);
+        self.of_product.insert(product.clone(), ids);
     }
 
-    fn products(&self, contract_id: &str) -> impl Iterator<Item = &String> {
+    fn products(&self, contract_id: &str) -> impl Iterator<Item = &ObjectRef> {
         self.by_contract.get(contract_id).into_iter().flatten()
     }
 }
 
-/// A stable hash of a resource key (FNV-1a), the same in every replica and release.
+/// A stable hash of a resource key (FNV-1a of `Kind/name`), the same in every replica and
+/// release.
 fn shard(key: &str) -> u64 {
     key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
@@ -113,8 +125,8 @@ impl Share {
         Share(index as u64, members.len().max(1) as u64)
     }
 
-    fn holds(self, key: &str) -> bool {
-        shard(key) % self.1 == self.0
+    fn holds(self, key: &ObjectRef) -> bool {
+        shard(&key.to_string()) % self.1 == self.0
     }
 }
 
@@ -123,7 +135,7 @@ pub struct Reconcilers {
     pub task: tokio::task::JoinHandle<()>,
     /// When the loop last went round, in milliseconds since the Unix epoch (`/readyz`).
     pub heartbeat: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<(AtomicBool, Notify)>,
 }
 
 impl Reconcilers {
@@ -131,7 +143,8 @@ impl Reconcilers {
     /// leaves the membership so the other replicas take this one's share at once, and waits
     /// for the loop to end.
     pub async fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.0.store(true, Ordering::Relaxed);
+        self.stop.1.notify_one();
         let _ = self.task.await;
     }
 }
@@ -152,59 +165,82 @@ struct Loop {
     blocks: Blocks,
     settings: Settings,
     owner: Arc<str>,
-    queue: Queue,
+    queue: Queue<ObjectRef>,
     links: Links,
-    /// Every resource key known (from the start listing and the change feed).
-    known: BTreeSet<String>,
+    /// Every resource known (from the start listing and the change feed).
+    known: BTreeSet<ObjectRef>,
     share: Share,
-    start: tokio::time::Instant,
-    /// The reconciles in flight, and the key of each task.
-    running: JoinSet<Result<Action, ()>>,
-    running_keys: HashMap<tokio::task::Id, String>,
+    /// The reconciles in flight, and the resource of each task.
+    running: JoinSet<Result<Action, Failure>>,
+    running_keys: HashMap<Id, ObjectRef>,
     /// Scheduled contract tests: what is due when, and the runs in flight.
     jobs: Jobs,
     tests: JoinSet<Option<i64>>,
-    test_jobs: HashMap<tokio::task::Id, Job>,
+    test_jobs: HashMap<Id, Job>,
 }
 
 impl Loop {
+    /// Now on the controller's clock, as the queue counts time.
     fn ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+        self.settings.clock.now_ms().max(0) as u64
     }
 
-    /// Reads the changes after `seen` into the queue; returns the last sequence number read.
+    /// Reads every change after `seen` into the queue; returns the last sequence number read.
     async fn follow(&mut self, mut seen: i64) -> i64 {
-        let Ok(changes) = self.store.events(seen, 1000).await else { return seen };
-        let now = self.ms();
-        for change in changes {
-            seen = change.seq;
-            if Kind::parse(&change.kind).is_none() {
-                // Not a resource: an access decision changes what its contract's blocks must
-                // enforce, and so may a principal's database role; tokens need no reconcile.
-                for contract in self.access_contracts(&change).await {
-                    self.queue.changed(&format!("{}/{contract}", Kind::DataContract.as_str()), now);
-                }
-                continue;
+        while let Ok(changes) = self.store.events(seen, 1000).await {
+            let Some(last) = changes.last().map(|c| c.seq) else { break };
+            for change in &changes {
+                self.take(change).await;
             }
-            let key = format!("{}/{}", change.kind, change.name);
-            if change.kind == Kind::DataProduct.as_str() {
-                self.links.set(&key, change.after.as_ref());
-            } else {
-                self.jobs.set(&change.name, change.after.as_ref(), schedules::applied_ms(&change.at));
-                let id = change.name.split('@').next().unwrap_or_default();
-                let linked: Vec<String> = self.links.products(id).cloned().collect();
-                linked.iter().for_each(|p| self.queue.changed(p, now));
-            }
-            if change.action == "deleted" {
-                // Gone and cleaned up: nothing left to reconcile or resync.
-                self.known.remove(&key);
-                self.queue.forget(&key);
-            } else {
-                self.known.insert(key.clone());
-                self.queue.changed(&key, now);
-            }
+            seen = last;
         }
         seen
+    }
+
+    /// What one change record means for the queue.
+    async fn take(&mut self, change: &Change) {
+        let now = self.ms();
+        let Some(kind) = Kind::parse(&change.kind) else {
+            // Not a resource: an access decision changes what its contract's blocks must
+            // enforce, and so may a principal's database role; tokens need no reconcile.
+            for contract in self.access_contracts(change).await {
+                self.queue.changed(&ObjectRef::new(Kind::DataContract, contract), now);
+            }
+            return;
+        };
+        let key = ObjectRef::new(kind, change.name.clone());
+        match change.action.as_str() {
+            // Observations, not changes of the document: a contract's new status may let the
+            // products linking to it become Ready; the resource itself has nothing new to do.
+            "status" => {
+                if kind == Kind::DataContract {
+                    self.requeue_linked(&key, now);
+                }
+                return;
+            }
+            "tested" => return,
+            _ => {}
+        }
+        if kind == Kind::DataProduct {
+            self.links.set(&key, change.after.as_ref());
+        } else {
+            self.jobs.set(&change.name, change.after.as_ref(), schedules::applied_ms(&change.at));
+            self.requeue_linked(&key, now);
+        }
+        if change.action == "deleted" {
+            // Gone and cleaned up: nothing left to reconcile or resync.
+            self.known.remove(&key);
+            self.queue.forget(&key);
+        } else {
+            self.known.insert(key.clone());
+            self.queue.changed(&key, now);
+        }
+    }
+
+    /// Requeues the products whose ports name `contract`'s id.
+    fn requeue_linked(&mut self, contract: &ObjectRef, now: u64) {
+        let linked: Vec<ObjectRef> = self.links.products(contract.id()).cloned().collect();
+        linked.iter().for_each(|p| self.queue.changed(p, now));
     }
 
     /// The contracts whose grants a change of access touches: an access request's, or those a
@@ -248,11 +284,6 @@ impl Loop {
         while self.running.len() < self.settings.workers
             && let Some(key) = self.queue.take(self.ms())
         {
-            let Some((kind, name)) = key.split_once('/').and_then(|(k, n)| Some((Kind::parse(k)?, n.to_string())))
-            else {
-                self.queue.forget(&key);
-                continue;
-            };
             if !self.share.holds(&key) {
                 // Another replica's: it resyncs it; this one looks again at its own resync.
                 self.queue.done(&key, self.ms(), Ok(Action::AwaitChange));
@@ -260,30 +291,32 @@ impl Loop {
             }
             let (store, blocks, owner, settings) =
                 (self.store.clone(), self.blocks.clone(), Arc::clone(&self.owner), self.settings.clone());
+            let object = key.clone();
             let task = self
                 .running
-                .spawn(async move { reconcile_under_lease(&store, &blocks, kind, &name, &owner, settings).await });
+                .spawn(async move { reconcile_under_lease(&store, &blocks, &object, &owner, settings).await });
             self.running_keys.insert(task.id(), key);
         }
         let free = self.settings.test_workers.saturating_sub(self.tests.len());
         let share = self.share;
-        let due = self.jobs.take_due((self.settings.clock)(), free, |c| share.holds(&format!("DataContract/{c}")));
+        let mine = |contract: &str| share.holds(&ObjectRef::new(Kind::DataContract, contract));
+        let due = self.jobs.take_due(self.settings.clock.now_ms(), free, mine);
         for job in due {
             let (store, owner, settings) = (self.store.clone(), Arc::clone(&self.owner), self.settings.clone());
             let blocks = self.blocks.clone();
             let run = job.clone();
             let task = self.tests.spawn(async move {
-                let sandbox = &settings.tests;
-                schedules::run(&store, &blocks, sandbox, &run, &owner, settings.lease_ms, settings.clock).await
+                let (sandbox, clock) = (&settings.tests, &*settings.clock);
+                schedules::run(&store, &blocks, sandbox, &run, &owner, settings.lease_ms, clock).await
             });
             self.test_jobs.insert(task.id(), job);
         }
     }
 
     /// A reconcile ended: schedules what comes after it (a task that panicked still frees
-    /// its key, with the error's backoff).
-    fn reconciled(&mut self, joined: Result<(Id, Result<Action, ()>), JoinError>) {
-        let (id, outcome) = joined.unwrap_or_else(|panicked| (panicked.id(), Err(())));
+    /// its key, with a transient error's backoff).
+    fn reconciled(&mut self, joined: Result<(Id, Result<Action, Failure>), JoinError>) {
+        let (id, outcome) = joined.unwrap_or_else(|panicked| (panicked.id(), Err(Failure::Transient)));
         if let Some(key) = self.running_keys.remove(&id) {
             self.queue.done(&key, self.ms(), outcome);
             if !self.known.contains(&key) {
@@ -294,7 +327,7 @@ impl Loop {
 
     /// A scheduled test run ended: its job is next due when the run says.
     fn tested(&mut self, joined: Result<(Id, Option<i64>), JoinError>) {
-        let retry = Some((self.settings.clock)() + 60_000);
+        let retry = Some(self.settings.clock.now_ms() + 60_000);
         let (id, next) = joined.unwrap_or_else(|panicked| (panicked.id(), retry));
         if let Some(job) = self.test_jobs.remove(&id) {
             self.jobs.done(&job, next);
@@ -329,39 +362,57 @@ pub(crate) async fn renewing<T>(
     }
 }
 
-/// One reconcile, under the resource's lease, renewed while it runs.
+/// One reconcile, under the resource's lease, renewed while it runs, in a span naming the
+/// resource (and its generation, once read). The error policy classes its error.
 async fn reconcile_under_lease(
     store: &Store,
     blocks: &Blocks,
-    kind: Kind,
-    name: &str,
+    object: &ObjectRef,
     owner: &str,
     settings: Settings,
-) -> Result<Action, ()> {
-    match store.acquire_lease(kind.as_str(), name, owner, settings.lease_ms).await {
-        Ok(Some(token)) => {
-            let work = reconcile(store, blocks, kind, name, (owner, token));
-            let result = match renewing(store, kind.as_str(), name, (owner, token), settings.lease_ms, work).await {
-                Some(done) => done.map_err(|_| ()),
-                None => Err(()),
-            };
-            let _ = store.release_lease(kind.as_str(), name, owner, token).await;
-            result
+) -> Result<Action, Failure> {
+    let (kind, name) = (object.kind, object.name.as_str());
+    let span = tracing::info_span!("reconcile", object = %object, generation = tracing::field::Empty);
+    let outcome = async {
+        match store.acquire_lease(kind.as_str(), name, owner, settings.lease_ms).await {
+            Ok(Some(token)) => {
+                let work = reconcile(store, blocks, kind, name, (owner, token));
+                let done = renewing(store, kind.as_str(), name, (owner, token), settings.lease_ms, work).await;
+                let _ = store.release_lease(kind.as_str(), name, owner, token).await;
+                match done {
+                    Some(Ok(action)) => Ok(action),
+                    Some(Err(error)) => {
+                        let failure = Failure::of(&error);
+                        tracing::warn!(%error, ?failure, "reconcile failed");
+                        Err(failure)
+                    }
+                    None => {
+                        tracing::warn!("lease lost while reconciling: another replica took over");
+                        Err(Failure::Transient)
+                    }
+                }
+            }
+            // Another replica is on it: look again shortly, level-triggered.
+            Ok(None) => Ok(Action::RequeueAfter(BUSY_RETRY_MS)),
+            Err(error) => {
+                tracing::warn!(%error, "the lease could not be taken");
+                Err(Failure::Transient)
+            }
         }
-        // Another replica is on it: look again shortly, level-triggered.
-        Ok(None) => Ok(Action::RequeueAfter(BUSY_RETRY_MS)),
-        Err(_) => Err(()),
-    }
+    };
+    outcome.instrument(span).await
 }
 
 /// Starts the reconcile loop under the replica name `owner`; it runs until stopped.
 pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) -> Reconcilers {
     let heartbeat = Arc::new(AtomicU64::new(0));
     let beat = Arc::clone(&heartbeat);
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new((AtomicBool::new(false), Notify::new()));
     let stopping = Arc::clone(&stop);
     let task = tokio::spawn(async move {
         let renew_every = (settings.membership_ms / 3).max(1) as u64;
+        let clock = Arc::clone(&settings.clock);
+        let mut feed = store.watch_feed();
         let mut state = Loop {
             store: store.clone(),
             blocks,
@@ -371,7 +422,6 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
             links: Links::default(),
             known: BTreeSet::new(),
             share: Share(0, 1),
-            start: tokio::time::Instant::now(),
             running: JoinSet::new(),
             running_keys: HashMap::new(),
             jobs: Jobs::default(),
@@ -387,36 +437,42 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
             }
         }
         // Contracts first: products wait for their output ports' contracts to be Ready.
+        let now = state.ms();
         for kind in [Kind::DataContract, Kind::DataProduct] {
             for record in store.list_all(kind).await.unwrap_or_default() {
-                let key = format!("{}/{}", record.kind, record.name);
+                let key = ObjectRef::new(kind, record.name.clone());
                 if kind == Kind::DataProduct {
                     state.links.set(&key, Some(&record.spec));
                 } else {
                     state.jobs.set(&record.name, Some(&record.spec), schedules::applied_ms(&record.updated_at));
                 }
-                state.queue.changed(&key, 0);
+                state.queue.changed(&key, now);
                 state.known.insert(key);
             }
         }
-        let (mut renewed_at, mut followed_at) = (None, None);
-        while !stopping.load(Ordering::Relaxed) {
+        let (mut renew_at, mut poll_at) = (0, 0);
+        let mut moved = false;
+        while !stopping.0.load(Ordering::Relaxed) {
             beat.store(epoch_ms(), Ordering::Relaxed);
             let now = state.ms();
-            if renewed_at.is_none_or(|at| now >= at + renew_every) {
-                renewed_at = Some(now);
+            if now >= renew_at {
+                renew_at = now + renew_every;
                 state.renew().await;
             }
-            if followed_at.is_none_or(|at| now >= at + POLL_MS) {
-                followed_at = Some(now);
+            if moved || now >= poll_at {
+                poll_at = now + settings.feed_poll_ms;
+                feed.mark_unchanged();
                 seen = state.follow(seen).await;
             }
             state.dispatch();
-            let wait = state.queue.next_due().map_or(POLL_MS, |due| due.saturating_sub(state.ms()).min(POLL_MS));
+            let wake = state.queue.next_due().unwrap_or(u64::MAX).min(renew_at).min(poll_at);
+            moved = false;
             tokio::select! {
                 Some(joined) = state.running.join_next_with_id(), if !state.running.is_empty() => state.reconciled(joined),
                 Some(joined) = state.tests.join_next_with_id(), if !state.tests.is_empty() => state.tested(joined),
-                () = tokio::time::sleep(Duration::from_millis(wait.max(10))) => {}
+                Ok(()) = feed.changed() => moved = true,
+                () = clock.sleep_until(wake.min(i64::MAX as u64) as i64) => {}
+                () = stopping.1.notified() => {}
             }
         }
         // Test runs in flight are handed back: their firings stay due, and their leases

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 
 use meshplane_core::block::Blocks;
+use meshplane_core::controller::Clock;
 use meshplane_core::cron::Cron;
 use meshplane_core::store::{SCHEDULE, Store, epoch_ms};
 use meshplane_quality::plan::schedules;
@@ -109,9 +110,9 @@ pub async fn run(
     job: &Job,
     owner: &str,
     lease_ms: i64,
-    clock: fn() -> i64,
+    clock: &dyn Clock,
 ) -> Option<i64> {
-    let now = clock();
+    let now = clock.now_ms();
     let token = match store.acquire_lease(SCHEDULE, &job.name, owner, lease_ms).await {
         Ok(Some(token)) => token,
         _ => return Some(now + RETRY_MS),
@@ -130,7 +131,7 @@ pub async fn run(
                         Some(()) if store.complete_schedule(&job.name, due, (owner, token)).await.is_ok() => {
                             job.cron.next_after(due)
                         }
-                        _ => Some(clock() + RETRY_MS),
+                        _ => Some(clock.now_ms() + RETRY_MS),
                     }
                 }
             }

@@ -93,11 +93,11 @@ async fn a_block_written_in_python_provisions_cleans_up_and_purges() {
     assert!(!remote.root.join("orders@v1.json").exists());
 
     let nowhere = record(&CONTRACT.replace(", location: topic-orders", ""));
-    let invalid = folder.provision(&nowhere, &call()).await.unwrap_err();
+    let invalid = folder.provision(&nowhere, &call()).await.unwrap_err().to_string();
     assert_eq!(invalid, "the block cannot take it: server `folder` has no location (the folder entry's address)");
     assert!(!remote.root.join("orders@v1.json").exists(), "nothing was provisioned");
 
-    let refused = block(remote.port, "a-wrong-token").provision(&orders, &call()).await.unwrap_err();
+    let refused = block(remote.port, "a-wrong-token").provision(&orders, &call()).await.unwrap_err().to_string();
     assert!(refused.starts_with("the block refused meshplane's credential (401"), "{refused}");
 }
 
@@ -113,7 +113,7 @@ async fn a_remote_block_refuses_a_call_under_a_stale_lease() {
         fence: Some(meshplane_core::block::Fence { owner: "replica".into(), token }),
     };
     folder.provision(&orders, &lease(5)).await.unwrap();
-    let refused = folder.provision(&orders, &lease(4)).await.unwrap_err();
+    let refused = folder.provision(&orders, &lease(4)).await.unwrap_err().to_string();
     assert_eq!(refused, "the block answered 409 Conflict: lease token 4 is older than 5, already seen");
     folder.provision(&orders, &lease(6)).await.unwrap();
 }
@@ -124,7 +124,7 @@ async fn a_killed_block_is_a_clear_failure() {
     let folder = block(remote.port, "the-right-token");
     remote.child.kill().unwrap();
     remote.child.wait().unwrap();
-    let err = folder.provision(&record(CONTRACT), &call()).await.unwrap_err();
+    let err = folder.provision(&record(CONTRACT), &call()).await.unwrap_err().to_string();
     assert!(err.starts_with(&format!("cannot reach http://127.0.0.1:{}", remote.port)), "{err}");
     assert!(matches!(folder.health().await, Some(Err(_))));
 }

@@ -87,7 +87,7 @@ async fn a_path_outside_the_root_is_refused() {
     let root = root("outside");
     let block = block(&root.0, "retain");
     for path in ["/etc/orders/", &format!("{}/../elsewhere/", root.0.display())] {
-        let err = block.provision(&record(&contract(path)), &call()).await.unwrap_err();
+        let err = block.provision(&record(&contract(path)), &call()).await.unwrap_err().to_string();
         assert!(err.contains("is not under block `lake`'s root"), "{path}: {err}");
     }
     assert!(!root.0.join("../elsewhere").exists());
@@ -154,7 +154,7 @@ async fn a_lake_on_s3_provisions_observes_and_purges_the_same_way() {
     std::fs::write(bucket.join("ports/orders/part-0.csv"), "id,mail\n1,a@example.com\n").unwrap();
     let drift = block.provision(&orders, &call()).await.unwrap().drift;
     assert_eq!(drift, ["orders: column `email` is missing from the files", "orders: column `mail` is not declared"]);
-    let denied = lake("wrong").provision(&orders, &call()).await.unwrap_err();
+    let denied = lake("wrong").provision(&orders, &call()).await.unwrap_err().to_string();
     assert!(denied.starts_with("cannot reach s3://lake/ports/orders"), "{denied}");
     let kept = block.cleanup(&orders, &call()).await.unwrap();
     assert_eq!(notes(kept.clone()), ["prefix s3://lake/ports/orders (the retain policy keeps it)"]);
@@ -163,7 +163,7 @@ async fn a_lake_on_s3_provisions_observes_and_purges_the_same_way() {
     // A key that only starts like the root is outside it; so is another bucket.
     for location in ["s3://lake/ports-old/orders/", "s3://other/ports/orders/"] {
         let elsewhere = record(&text.replace("s3://lake/ports/orders/", location));
-        let err = block.provision(&elsewhere, &call()).await.unwrap_err();
+        let err = block.provision(&elsewhere, &call()).await.unwrap_err().to_string();
         assert!(err.contains("is not under block `lake`'s root"), "{location}: {err}");
     }
     assert!(!bucket.join("ports-old").exists());
@@ -201,17 +201,17 @@ async fn a_prefix_belongs_to_one_port() {
         (format!("{}/", root.0.join("raw").display()), "holds 1 file(s) that are no port's".into()),
     ] {
         let grab = port("grab", "sales", &path);
-        let err = block.provision(&grab, &call()).await.unwrap_err();
+        let err = block.provision(&grab, &call()).await.unwrap_err().to_string();
         assert!(err.contains(&why), "{path}: {err}");
         assert_eq!(block.cleanup(&grab, &call()).await.unwrap(), [], "{path}: nothing of it is left");
     }
     assert!(!journal.join("inner").exists());
     // Another installation cannot take it either, and a forged place is not purged.
-    let err = block.provision(&theirs, &Call::unfenced("t2")).await.unwrap_err();
+    let err = block.provision(&theirs, &Call::unfenced("t2")).await.unwrap_err().to_string();
     assert!(err.contains("is the port of another meshplane installation"), "{err}");
     let forged = serde_json::json!({ "key": journal.strip_prefix("/").unwrap().display().to_string(), "dir": journal,
                                      "domain": "sales", "contract": "grab@v1", "uid": "u1" });
-    assert!(block.purge(&forged.to_string(), &call()).await.unwrap_err().contains("it is not purged"));
+    assert!(block.purge(&forged.to_string(), &call()).await.unwrap_err().to_string().contains("it is not purged"));
     assert_eq!(std::fs::read_to_string(journal.join("part-0.csv")).unwrap(), "id,email\n1,a@b\n");
 }
 
@@ -229,12 +229,12 @@ async fn reads_never_leave_the_ports_prefix() {
         &contract(&format!("{}/sales/{{object}}.csv", root.0.display()))
             .replace("  - name: orders\n", &format!("  - name: orders\n    physicalName: ../../{dir}/secret\n")),
     );
-    let err = block.provision(&templated, &call()).await.unwrap_err();
+    let err = block.provision(&templated, &call()).await.unwrap_err().to_string();
     assert!(err.contains("which is not under the port's prefix"), "{err}");
     std::fs::create_dir_all(root.0.join("sales")).unwrap();
     std::os::unix::fs::symlink(&outside, root.0.join("sales/link")).unwrap();
     let linked = record(&contract(&format!("{}/sales/link/", root.0.display())));
-    let err = block.provision(&linked, &call()).await.unwrap_err();
+    let err = block.provision(&linked, &call()).await.unwrap_err().to_string();
     assert!(err.contains("is not under block `lake`'s root"), "{err}");
     assert!(!outside.join(".meshplane-port").exists());
     std::fs::remove_dir_all(outside).unwrap();
@@ -250,10 +250,10 @@ async fn a_glob_cannot_widen_the_prefix() {
     std::fs::create_dir_all(root.0.join("sales/orders-old")).unwrap();
     std::fs::write(root.0.join("sales/orders-old/dump.csv"), "id\n1\n").unwrap();
     let path = format!("{}/sales/orders/*/../../orders-old/*.csv", root.0.display());
-    let err = block.provision(&record(&contract(&path)), &call()).await.unwrap_err();
+    let err = block.provision(&record(&contract(&path)), &call()).await.unwrap_err().to_string();
     assert!(err.contains("which is not under the port's prefix") && err.contains("may not contain `..`"), "{err}");
     let path = format!("{}/sales/orders*", root.0.display());
-    let err = block.provision(&record(&contract(&path)), &call()).await.unwrap_err();
+    let err = block.provision(&record(&contract(&path)), &call()).await.unwrap_err().to_string();
     assert!(err.contains(&format!("prefix {}/sales holds 1 file(s) that are no port's", root.0.display())), "{err}");
     assert!(!root.0.join("sales/.meshplane-port").exists() && !root.0.join("sales/orders").exists());
 }
@@ -279,9 +279,13 @@ async fn links_inside_a_prefix_are_refused_and_never_followed() {
     block.provision(&orders, &call()).await.unwrap();
     for (link, target) in [("part-9.csv", ledger.join("part-0.csv")), ("year=2024", ledger.clone())] {
         std::os::unix::fs::symlink(&target, dir.join(link)).unwrap();
-        let err = block.provision(&orders, &call()).await.unwrap_err();
+        let err = block.provision(&orders, &call()).await.unwrap_err().to_string();
         assert!(err.contains("holds a symbolic link") && err.contains(link), "{link}: {err}");
-        let err = block.test_target(&orders, "lake", std::time::Duration::from_secs(60), &call()).await.unwrap_err();
+        let err = block
+            .test_target(&orders, "lake", std::time::Duration::from_secs(60), &call())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("holds a symbolic link"), "{link}: {err}");
         std::fs::remove_file(dir.join(link)).unwrap();
     }
@@ -295,7 +299,7 @@ async fn links_inside_a_prefix_are_refused_and_never_followed() {
     let left = block.cleanup(&orders, &call()).await.unwrap();
     std::fs::create_dir_all(dir.join("nested")).unwrap();
     std::os::unix::fs::symlink(&ledger, dir.join("nested/ledger")).unwrap();
-    let err = block.purge(&left[0].place, &call()).await.unwrap_err();
+    let err = block.purge(&left[0].place, &call()).await.unwrap_err().to_string();
     assert!(err.contains("holds a symbolic link"), "{err}");
     assert!(ledger.join("part-0.csv").exists() && dir.join("part-0.csv").exists());
     std::fs::remove_file(dir.join("nested/ledger")).unwrap();
@@ -305,7 +309,7 @@ async fn links_inside_a_prefix_are_refused_and_never_followed() {
     std::fs::create_dir_all(root.0.join("raw")).unwrap();
     std::fs::write(root.0.join("raw/dump#1"), "x").unwrap();
     let raw = record(&contract(&format!("{}/", root.0.join("raw").display())));
-    let err = block.provision(&raw, &call()).await.unwrap_err();
+    let err = block.provision(&raw, &call()).await.unwrap_err().to_string();
     assert!(err.contains("holds 1 file(s) that are no port's"), "{err}");
 }
 
@@ -326,8 +330,8 @@ async fn a_recreated_port_takes_its_prefix_back_and_stale_calls_are_refused() {
         fence: Some(meshplane_core::block::Fence { owner: "r".into(), token }),
     };
     block.provision(&again, &lease(3)).await.unwrap();
-    assert!(block.purge(&left[0].place, &call()).await.unwrap_err().contains("it is not purged"));
+    assert!(block.purge(&left[0].place, &call()).await.unwrap_err().to_string().contains("it is not purged"));
     assert!(dir.join("part-0.csv").exists());
-    let err = block.provision(&again, &lease(2)).await.unwrap_err();
+    let err = block.provision(&again, &lease(2)).await.unwrap_err().to_string();
     assert!(err.contains("a newer reconcile (lease token 3)"), "{err}");
 }

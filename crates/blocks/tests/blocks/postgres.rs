@@ -194,10 +194,10 @@ async fn hostile_names_are_quoted_and_bad_types_refused_before_anything_is_made(
         "never_made",
         "      - { name: x, physicalType: \"text); DROP TABLE public.victim; --\" }\n",
     );
-    let err = block.provision(&record(&bad), &call()).await.unwrap_err();
+    let err = block.provision(&record(&bad), &call()).await.unwrap_err().to_string();
     assert!(err.contains("is not one meshplane creates in PostgreSQL"), "{err}");
     let exotic = contract(&place, "1.0.0", "never_made", "      - { name: x, physicalType: money }\n");
-    assert!(block.provision(&record(&exotic), &call()).await.unwrap_err().contains("`money`"));
+    assert!(block.provision(&record(&exotic), &call()).await.unwrap_err().to_string().contains("`money`"));
     let made: Option<i32> = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = 'never_made'")
         .fetch_optional(&mut conn)
         .await
@@ -230,7 +230,7 @@ async fn a_view_is_made_only_over_a_table_the_contract_declares() {
     for source in ["public.raw_orders", "pg_catalog.pg_authid", "orders_v1.nothing", "other_v1.orders"] {
         let elsewhere = text.replace("physicalName: orders_v1.orders", &format!("physicalName: {source}"));
         let elsewhere = elsewhere.replace("schema: orders_v1", "schema: views_v1");
-        let err = block.provision(&record(&elsewhere), &call()).await.unwrap_err();
+        let err = block.provision(&record(&elsewhere), &call()).await.unwrap_err().to_string();
         assert!(err.contains(&format!("physicalName `{source}` is not a table of this contract")), "{err}");
     }
     let made: Option<i32> = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = 'views_v1'")
@@ -259,7 +259,7 @@ async fn only_schemas_made_for_the_contract_are_touched() {
         ("ledger_v1", &other_installation, "another meshplane installation made it"),
     ] {
         let grab = record(&contract(&place, "1.0.0", schema, ORDERS).replace("id: orders", "id: grab"));
-        let err = block.provision(&grab, by).await.unwrap_err();
+        let err = block.provision(&grab, by).await.unwrap_err().to_string();
         assert_eq!(
             err,
             format!(
@@ -274,7 +274,7 @@ async fn only_schemas_made_for_the_contract_are_touched() {
         };
         assert!(block.sync_access(&grab, &access, by).await.is_err(), "no grant is made or taken back there");
         let forged = serde_json::json!({ "schema": schema, "table": null, "domain": "sales", "contract": "grab@v1", "uid": "u1" });
-        let refused = block.purge(&forged.to_string(), by).await.unwrap_err();
+        let refused = block.purge(&forged.to_string(), by).await.unwrap_err().to_string();
         assert!(refused.contains("it is not purged"), "{refused}");
     }
     assert_eq!(table(&mut conn, "theirs", "orders").await.len(), 1, "their table is untouched");
@@ -292,7 +292,7 @@ async fn a_recreated_contract_takes_its_schema_back_and_the_old_orphan_is_not_pu
     let left = block.cleanup(&first, &call()).await.unwrap();
     let again = Record { uid: "u2".into(), ..first.clone() };
     assert_eq!(block.provision(&again, &call()).await.unwrap().summary, "schema orders_v1 is as declared");
-    let refused = block.purge(&left[0].place, &call()).await.unwrap_err();
+    let refused = block.purge(&left[0].place, &call()).await.unwrap_err().to_string();
     assert!(refused.contains("a newer resource uses it now"), "{refused}");
     let mut conn = connect(&place).await;
     assert_eq!(table(&mut conn, "orders_v1", "orders").await.len(), 4);
@@ -307,7 +307,7 @@ async fn a_call_under_a_stale_lease_is_refused() {
     block.provision(&orders, &fenced(5)).await.unwrap();
     let more = format!("{ORDERS}      - {{ name: channel, logicalType: string }}\n");
     let evolved = record(&contract(&place, "1.1.0", "orders_v1", &more));
-    let err = block.provision(&evolved, &fenced(4)).await.unwrap_err();
+    let err = block.provision(&evolved, &fenced(4)).await.unwrap_err().to_string();
     assert!(err.contains("a newer reconcile (lease token 5)"), "{err}");
     assert!(block.cleanup(&orders, &fenced(4)).await.is_err());
     let mut conn = connect(&place).await;

@@ -279,7 +279,7 @@ async fn the_block_and_test_logins_speak_tls_and_scram_to_a_cluster_that_demands
         ),
         (verified.clone(), "wrong".to_string(), "password authentication failed"),
     ] {
-        let refused = block(&cluster, &tls, &password).provision(&ledger, &call).await.unwrap_err();
+        let refused = block(&cluster, &tls, &password).provision(&ledger, &call).await.unwrap_err().to_string();
         assert!(refused.contains(why), "{tls}: {refused}");
     }
 }

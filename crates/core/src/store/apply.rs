@@ -45,6 +45,13 @@ pub struct ApplyOptions {
     pub prune: bool,
 }
 
+impl ApplyOptions {
+    /// The reconcilers' own changes: status transitions, grants that expired.
+    pub fn reconciler() -> ApplyOptions {
+        ApplyOptions { actor: "meshplane".into(), origin: "reconciler".into(), dry_run: false, prune: false }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -181,7 +188,7 @@ impl Store {
         if options.dry_run {
             tx.rollback().await?;
         } else {
-            tx.commit().await?;
+            self.commit(tx).await?;
         }
         Ok(applied)
     }

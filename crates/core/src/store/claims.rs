@@ -101,7 +101,7 @@ impl Store {
         let before = serde_json::to_string(&found).unwrap_or_default();
         let subject = Subject { kind: "Claim", name: &name, version: "", domain: &found.domain };
         self.record_change(&mut tx, &subject, "released", 0, Some(&before), None, who, &now(), None).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(found)
     }
 

@@ -228,7 +228,7 @@ impl Store {
         let key = id.to_string();
         self.record_change(&mut tx, &subject(&created, &key), "requested", 0, None, Some(&after), who, &at, None)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(created)
     }
 
@@ -305,7 +305,7 @@ impl Store {
             None,
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(after)
     }
 

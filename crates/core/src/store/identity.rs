@@ -228,7 +228,7 @@ impl Store {
         let before = before.map(|b| to_json(&b));
         self.record_change(&mut tx, &subject, action, 0, before.as_deref(), Some(&to_json(p)), who, &now(), None)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(p.clone())
     }
 
@@ -307,7 +307,7 @@ impl Store {
         let subject = Subject { kind: "Token", name: &id, version: "", domain: "" };
         self.record_change(&mut tx, &subject, "created", 0, None, Some(&to_json(&info)), who, &info.created_at, None)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(NewToken { info, token: format!("mp_{id}_{secret}") })
     }
 
@@ -344,7 +344,7 @@ impl Store {
         let subject = Subject { kind: "Token", name: id, version: "", domain: "" };
         let (b, a) = (to_json(&before), to_json(&after));
         self.record_change(&mut tx, &subject, "revoked", 0, Some(&b), Some(&a), who, &at, None).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(after)
     }
 

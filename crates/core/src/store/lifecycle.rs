@@ -62,7 +62,7 @@ impl Store {
         if options.dry_run {
             tx.rollback().await?;
         } else {
-            tx.commit().await?;
+            self.commit(tx).await?;
         }
         Ok(record)
     }
@@ -174,7 +174,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -215,7 +215,7 @@ impl Store {
         let subject = subject(&record);
         self.record_change(&mut tx, &subject, "deleted", record.generation, Some(&spec), None, &by, &now(), note)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 

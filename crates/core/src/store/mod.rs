@@ -19,7 +19,7 @@ mod orphans;
 use serde::Serialize;
 use serde_json::Value as Any;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 pub use apply::{Applied, ApplyOptions, Outcome};
 pub use coordinate::{SCHEDULE, Scope};
@@ -41,7 +41,14 @@ pub struct Store {
     backend: Backend,
     /// How far tests moved the lease clock forward, in milliseconds (0 otherwise).
     advanced: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// Counts the commits that wrote change records through this handle (and its clones):
+    /// watchers of the change feed in this process wake on it instead of polling.
+    feed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
+
+/// The actions of change records that are not a document's change (its history is the
+/// document's versions): a status transition and a test run.
+pub(crate) const OBSERVATIONS: &str = "'status', 'tested'";
 
 /// A stored resource as it is now.
 #[derive(Clone, Debug, Serialize)]
@@ -260,13 +267,27 @@ impl Store {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(&url)
             .await?;
-        let store = Store { pool, backend, advanced: Default::default() };
+        let feed = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
+        let store = Store { pool, backend, advanced: Default::default(), feed };
         let mut conn = store.pool.acquire().await?;
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
         }
         migrate::migrate(&mut conn, backend, version).await?;
         Ok(store)
+    }
+
+    /// Wakes when a change record was committed through this store (in this process; other
+    /// replicas' changes are found by reading the feed).
+    pub fn watch_feed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.feed.subscribe()
+    }
+
+    /// Commits a transaction that wrote change records, and wakes the feed's watchers.
+    pub(crate) async fn commit(&self, tx: sqlx::Transaction<'_, sqlx::Any>) -> Result<(), Error> {
+        tx.commit().await?;
+        self.feed.send_modify(|commits| *commits += 1);
+        Ok(())
     }
 
     /// The schema version the store is at.
@@ -348,17 +369,20 @@ impl Store {
         self.history_page(kind, name, 0, i64::MAX).await
     }
 
-    /// The changes of one resource after sequence number `after`, oldest first, at most
-    /// `limit`; not found when the resource never had any.
+    /// The changes of one resource's document after sequence number `after`, oldest first,
+    /// at most `limit` (its status transitions and test runs are in the change feed, not
+    /// here); not found when the resource never had any.
     pub async fn history_page(&self, kind: Kind, name: &str, after: i64, limit: i64) -> Result<Vec<Change>, Error> {
-        let rows =
-            sqlx::query("SELECT * FROM changes WHERE kind = $1 AND name = $2 AND seq > $3 ORDER BY seq LIMIT $4")
-                .bind(kind.as_str())
-                .bind(name)
-                .bind(after)
-                .bind(limit.max(1))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM changes WHERE kind = $1 AND name = $2 AND seq > $3 AND action NOT IN ({OBSERVATIONS}) \
+                 ORDER BY seq LIMIT $4"
+        ))
+        .bind(kind.as_str())
+        .bind(name)
+        .bind(after)
+        .bind(limit.max(1))
+        .fetch_all(&self.pool)
+        .await?;
         if rows.is_empty() {
             let any = sqlx::query("SELECT 1 FROM changes WHERE kind = $1 AND name = $2 LIMIT 1")
                 .bind(kind.as_str())
@@ -394,6 +418,8 @@ impl Store {
 
     /// Replaces a resource's status, only while `fence.0` holds its lease with token
     /// `fence.1`: a replica that stalled past its lease cannot write over its successor.
+    /// When a condition appears or changes its status, the change feed gets a `status`
+    /// record (before and after: the conditions), in the same transaction.
     pub async fn set_status(
         &self,
         kind: Kind,
@@ -402,10 +428,17 @@ impl Store {
         conditions: &[Condition],
         fence: (&str, i64),
     ) -> Result<(), Error> {
-        let conditions = serde_json::to_string(conditions).map_err(|e| Error::Store(e.to_string()))?;
+        let after = serde_json::to_string(conditions).map_err(|e| Error::Store(e.to_string()))?;
         let mut conn = self.pool.acquire().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         self.check_fence(&mut tx, kind.as_str(), name, fence).await?;
+        let before: Option<String> = sqlx::query("SELECT conditions FROM statuses WHERE kind = $1 AND name = $2")
+            .bind(kind.as_str())
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
         sqlx::query(
             "INSERT INTO statuses (kind, name, observed_generation, conditions, updated_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (kind, name) DO UPDATE SET observed_generation = excluded.observed_generation, \
@@ -414,12 +447,39 @@ impl Store {
         .bind(kind.as_str())
         .bind(name)
         .bind(observed_generation)
-        .bind(conditions)
+        .bind(&after)
         .bind(now())
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        Ok(())
+        let previous: Vec<Condition> = before.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+        let moved = conditions.iter().any(|c| !previous.iter().any(|p| p.kind == c.kind && p.status == c.status));
+        if !moved {
+            tx.commit().await?;
+            return Ok(());
+        }
+        let at = now();
+        let (version, domain) = self.subject_of(&mut tx, kind, name).await?;
+        let subject = apply::Subject { kind: kind.as_str(), name, version: &version, domain: &domain };
+        let by = ApplyOptions::reconciler();
+        let ready = conditions.iter().find(|c| c.kind == "Ready").map(|c| Any::String(c.status.clone()));
+        let note = ready.map(|r| ("ready", r));
+        let (before, after) = (before.as_deref(), Some(after.as_str()));
+        self.record_change(&mut tx, &subject, "status", observed_generation, before, after, &by, &at, note).await?;
+        self.commit(tx).await
+    }
+
+    /// The version and domain of a stored resource, for a change record about it (empty
+    /// when it is gone).
+    async fn subject_of(&self, tx: &mut AnyConnection, kind: Kind, name: &str) -> Result<(String, String), Error> {
+        let row = sqlx::query("SELECT version, domain FROM resources WHERE kind = $1 AND name = $2")
+            .bind(kind.as_str())
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        Ok(match row {
+            Some(row) => (row.try_get(0)?, row.try_get(1)?),
+            None => (String::new(), String::new()),
+        })
     }
 
     /// The keys of the contracts with this `id` (one per major version).
@@ -433,6 +493,8 @@ impl Store {
     }
 
     /// Keeps the report of a test run of a resource at `generation`, and returns it as stored.
+    /// The change feed gets a `tested` record in the same transaction (after: the server, the
+    /// verdict and the run's number; the report's details stay behind the test-runs API).
     pub async fn record_test(
         &self,
         kind: Kind,
@@ -443,6 +505,8 @@ impl Store {
         report: Any,
     ) -> Result<TestRun, Error> {
         let at = now();
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let row = sqlx::query(
             "INSERT INTO test_runs (kind, name, generation, server, at, failed, report) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
         )
@@ -453,9 +517,16 @@ impl Store {
         .bind(&at)
         .bind(i64::from(failed))
         .bind(report.to_string())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
         let seq = row.try_get(0)?;
+        let (version, domain) = self.subject_of(&mut tx, kind, name).await?;
+        let subject = apply::Subject { kind: kind.as_str(), name, version: &version, domain: &domain };
+        let after = serde_json::json!({ "server": server, "failed": failed, "run": seq }).to_string();
+        let by = ApplyOptions::reconciler();
+        let note = Some(("failed", Any::Bool(failed)));
+        self.record_change(&mut tx, &subject, "tested", generation, None, Some(&after), &by, &at, note).await?;
+        self.commit(tx).await?;
         Ok(TestRun { seq, name: name.to_string(), generation, server: server.to_string(), at, failed, report })
     }
 

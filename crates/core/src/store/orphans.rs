@@ -67,7 +67,7 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         self.record_orphans(&mut tx, kind, name, left).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -120,7 +120,7 @@ impl Store {
             let subject = Subject { kind: "Orphan", name: &id, version: "", domain: "" };
             self.record_change(&mut tx, &subject, "purged", 0, Some(&before), None, who, &at, None).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use meshplane_core::block::{BlockFuture, Blocks, Call, Leftover, Provisioned, Provisioner};
+use meshplane_core::block::{BlockError, BlockFuture, BlockResult, Blocks, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::reconcile::reconcile;
 use meshplane_core::resource::Kind;
 use meshplane_core::store::{ApplyOptions, AuditQuery, Outcome, Record, Store};
@@ -30,11 +30,11 @@ impl Provisioner for Ledger {
     fn concerns(&self, record: &Record) -> bool {
         record.kind == "DataProduct"
     }
-    fn provision<'a>(&'a self, record: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>> {
+    fn provision<'a>(&'a self, record: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>> {
         Box::pin(async move {
             self.calls.lock().unwrap().push(format!("provision {}", record.name));
             if *self.failing.lock().unwrap() {
-                return Err("the store does not answer".into());
+                return Err(BlockError::Transient("the store does not answer".into()));
             }
             let mut provisioned = self.provisioned.lock().unwrap();
             if !provisioned.contains(&record.name) {
@@ -43,11 +43,11 @@ impl Provisioner for Ledger {
             Ok(Provisioned { summary: "provisioned".into(), drift: self.drift.lock().unwrap().clone() })
         })
     }
-    fn cleanup<'a>(&'a self, record: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+    fn cleanup<'a>(&'a self, record: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Vec<Leftover>>> {
         Box::pin(async move {
             self.calls.lock().unwrap().push(format!("cleanup {}", record.name));
             if *self.failing.lock().unwrap() {
-                return Err("the store does not answer".into());
+                return Err(BlockError::Transient("the store does not answer".into()));
             }
             self.provisioned.lock().unwrap().retain(|n| n != &record.name);
             Ok(vec![Leftover { place: record.name.clone(), note: format!("{}'s data", record.name), purgeable: true }])

@@ -405,7 +405,7 @@ async fn malformed_access_and_identity_requests_get_clear_answers_and_change_not
         assert!(message.contains(needle), "{method} {path} {body}: {message}");
     }
     let (_, after) = s.get("/api/v1/audit?limit=1000").await;
-    assert_eq!(before, after, "no refused request changed anything");
+    assert_eq!(requested(&before), requested(&after), "no refused request changed anything");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,7 +440,9 @@ async fn a_products_owners_manage_the_contracts_its_output_ports_provide() {
     assert_eq!(res.status().as_u16(), 403);
     let message = res.json::<serde_json::Value>().await.unwrap()["message"].as_str().unwrap_or_default().to_string();
     assert!(message.contains("contract `orders`") && message.contains("olga"), "{message}");
-    assert_eq!(s.get("/api/v1/products/aftersales").await.1, before, "the product is unchanged");
+    let document = |record: &Any| (record["generation"].clone(), record["spec"].clone());
+    let now = s.get("/api/v1/products/aftersales").await.1;
+    assert_eq!(document(&now), document(&before), "the product is unchanged");
     assert_eq!(apply(draft("orders") + "tags: [taken]\n").await, 403, "nor can she edit the contract");
     // Her products' own ports keep working when she applies the product again.
     assert_eq!(apply(products.clone()).await, 200);
@@ -492,4 +494,10 @@ async fn lists_are_answered_a_page_at_a_time() {
     assert_eq!(pages("/api/v1/contracts/orders@v1/history", "seq").await.len(), 1);
     let (status, body) = s.get("/api/v1/principals?limit=5000").await;
     assert_eq!((status, body.as_array().map(Vec::len)), (StatusCode::OK, Some(5)), "the limit is capped, not refused");
+}
+
+/// The audit records of what callers asked for, without the reconcilers' own (status
+/// transitions arrive whenever the reconcilers get to them).
+fn requested(audit: &Any) -> Vec<&Any> {
+    audit.as_array().unwrap().iter().filter(|c| c["origin"] != "reconciler").collect()
 }

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 
 use std::sync::Arc;
 
-use meshplane_core::block::{BlockFuture, Blocks, Call, Leftover, Provisioned, Provisioner};
+use meshplane_core::block::{BlockFuture, BlockResult, Blocks, Call, Leftover, Provisioned, Provisioner};
+use meshplane_core::controller::{Clock, SystemClock};
 use meshplane_core::store::identity::{Principal, PrincipalKind};
 use meshplane_core::store::{Record, Store};
 use meshplane_core::testing::{Place, postgres, sqlite};
@@ -17,6 +18,7 @@ use serde_json::Value as Any;
 
 mod attacks;
 mod authz;
+mod controller;
 mod grants;
 mod oidc;
 mod requests;
@@ -387,17 +389,21 @@ mod contract_tests_on_demand {
     }
 }
 
+/// Reads `path` until `check` holds, again after each commit to the server's store (its
+/// change feed signal); reconcilers on another connection to the same database commit
+/// unseen, so it also reads every half second. Gives up after 20 s.
 async fn eventually(s: &Server, path: &str, check: impl Fn(&Any) -> bool) -> Any {
-    let mut last = Any::Null;
-    for _ in 0..100 {
+    let mut feed = s.store.watch_feed();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        feed.mark_unchanged();
         let (_, body) = s.get(path).await;
         if check(&body) {
             return body;
         }
-        last = body;
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(tokio::time::Instant::now() < deadline, "{path} never got there: {body}");
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), feed.changed()).await;
     }
-    panic!("{path} never got there: {last}");
 }
 
 fn condition<'a>(body: &'a Any, kind: &str) -> &'a Any {
@@ -469,7 +475,7 @@ impl Provisioner for Watched {
     fn concerns(&self, record: &Record) -> bool {
         record.kind == "DataProduct"
     }
-    fn provision<'a>(&'a self, record: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>> {
+    fn provision<'a>(&'a self, record: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>> {
         Box::pin(async move {
             if !self.0.in_flight.lock().unwrap().insert(record.name.clone()) {
                 self.0.overlaps.lock().unwrap().push(record.name.clone());
@@ -480,7 +486,7 @@ impl Provisioner for Watched {
             Ok(Provisioned::done("seen"))
         })
     }
-    fn cleanup<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+    fn cleanup<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Vec<Leftover>>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 }
@@ -538,7 +544,7 @@ async fn a_block_call_longer_than_the_lease_is_never_overlapped() {
     let first = reconciler::spawn(Store::open(&place.url).await.unwrap(), blocks("r1"), settings.clone(), "r1".into());
     // The second replica joins while the first is in its slow calls; its own clock is ahead.
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let ahead = Settings { clock: an_hour_ahead, ..settings.clone() };
+    let ahead = Settings { clock: Arc::new(Ahead::by(3_600_000)), ..settings.clone() };
     let second = reconciler::spawn(Store::open(&place.url).await.unwrap(), blocks("r2"), ahead, "r2".into());
     for i in 0..8 {
         let path = format!("/api/v1/products/p{i}");
@@ -557,9 +563,29 @@ async fn a_block_call_longer_than_the_lease_is_never_overlapped() {
     second.stop().await;
 }
 
-/// A replica's own clock, an hour ahead of the machine's.
-fn an_hour_ahead() -> i64 {
-    meshplane_server::reconciler::epoch_ms() as i64 + 3_600_000
+/// A replica's own clock, some way ahead of the machine's (and movable further).
+#[derive(Debug)]
+struct Ahead(std::sync::atomic::AtomicI64);
+
+impl Ahead {
+    fn by(ms: i64) -> Ahead {
+        Ahead(std::sync::atomic::AtomicI64::new(ms))
+    }
+
+    fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for Ahead {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms() + self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn sleep_until(&self, at_ms: i64) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let wait = at_ms.saturating_sub(self.now_ms()).max(0) as u64;
+        Box::pin(tokio::time::sleep(std::time::Duration::from_millis(wait)))
+    }
 }
 
 on_both!(delete_and_prune_go_through_the_reconciler, |s: Server| async move {
@@ -590,7 +616,7 @@ on_both!(delete_and_prune_go_through_the_reconciler, |s: Server| async move {
     let actions: Vec<&str> = history.as_array().unwrap().iter().map(|c| c["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["created", "deleting", "deleted"]);
     let (_, events) = s.get("/api/v1/events").await;
-    let last = events.as_array().unwrap().last().unwrap().clone();
+    let last = events.as_array().unwrap().iter().rfind(|e| e["name"] == "shop").unwrap().clone();
     assert_eq!(last["event"]["type"], "io.meshplane.dataproduct.deleted");
 
     // Prune: the body is the whole desired state of the sales domain.
@@ -607,14 +633,6 @@ on_both!(delete_and_prune_go_through_the_reconciler, |s: Server| async move {
     assert_eq!(s.get("/api/v1/contracts/orders@v1").await.0, StatusCode::OK);
 });
 
-/// How far the scheduler test's clock runs ahead of the real one, in milliseconds (its own:
-/// tests run at once, so no other test moves it).
-static AHEAD: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-
-fn clock_ahead() -> i64 {
-    meshplane_server::reconciler::epoch_ms() as i64 + AHEAD.load(std::sync::atomic::Ordering::SeqCst)
-}
-
 /// Polls the contract's test runs until there are `n`.
 async fn runs(s: &Server, n: usize) -> Vec<Any> {
     let path = "/api/v1/contracts/orders@v1/tests";
@@ -627,7 +645,8 @@ async fn runs(s: &Server, n: usize) -> Vec<Any> {
 async fn scheduled_tests_run_once_per_firing_across_replicas() {
     let place = postgres().await;
     let s = serve_api(Store::open(&place.url).await.unwrap(), None).await;
-    let settings = Settings { membership_ms: 1_500, clock: clock_ahead, ..settings() };
+    let clock = Arc::new(Ahead::by(0));
+    let settings = Settings { membership_ms: 1_500, clock: clock.clone(), ..settings() };
     let dir = std::env::temp_dir().join(format!("mpschedule-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut replicas = Vec::new();
@@ -656,7 +675,7 @@ async fn scheduled_tests_run_once_per_firing_across_replicas() {
     assert_eq!(none, Any::Array(vec![]), "nothing is due yet");
 
     // An hour later: the hourly rules run, in one run, and only they.
-    AHEAD.fetch_add(3_600_000, std::sync::atomic::Ordering::SeqCst);
+    clock.advance(3_600_000);
     let first = runs(&s, 1).await;
     let report = &first[0]["report"];
     assert_eq!(
@@ -674,7 +693,7 @@ async fn scheduled_tests_run_once_per_firing_across_replicas() {
     assert_eq!(first[0]["failed"], true);
 
     // Three hours on: one more run (the latest firing), not three, and never one per replica.
-    AHEAD.fetch_add(3 * 3_600_000, std::sync::atomic::Ordering::SeqCst);
+    clock.advance(3 * 3_600_000);
     let second = runs(&s, 2).await;
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
     let (_, all) = s.get("/api/v1/contracts/orders@v1/tests").await;
@@ -697,10 +716,10 @@ impl Provisioner for Hangs {
     fn concerns(&self, record: &Record) -> bool {
         record.name.starts_with("slow")
     }
-    fn provision<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Provisioned, String>> {
+    fn provision<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>> {
         Box::pin(std::future::pending())
     }
-    fn cleanup<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+    fn cleanup<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Vec<Leftover>>> {
         Box::pin(std::future::pending())
     }
 }
@@ -721,7 +740,7 @@ async fn a_failing_or_hanging_block_is_a_condition_and_everything_else_goes_on()
     blocks.timeout = std::time::Duration::from_millis(500);
     let store = Store::open(&place.url).await.unwrap();
     let settings = Settings {
-        timing: meshplane_core::runtime::Timing { backoff_base: 200, backoff_max: 1_000, resync: 600_000 },
+        timing: meshplane_core::controller::Timing { backoff_base: 200, backoff_max: 1_000, resync: 600_000 },
         ..settings()
     };
     let reconcilers = reconciler::spawn(store.clone(), blocks, settings, "one".into());
