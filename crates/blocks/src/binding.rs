@@ -98,16 +98,7 @@ fn choose(platform: &Platform, server: &Server) -> Result<String, String> {
     }
 }
 
-/// The binding problems of a stored contract (JSON), for its `Bound` condition.
-pub fn problems(platform: &Platform, spec: &serde_json::Value) -> Vec<String> {
-    let Some(contract) = contract_of(spec) else { return Vec::new() };
-    bind(platform, &contract).into_iter().filter_map(|(_, bound)| bound.err()).collect()
-}
-
-/// The contract a stored document holds, if it holds one.
-pub fn contract_of(spec: &serde_json::Value) -> Option<DataContract> {
-    match meshplane_spec::load(&spec.to_string()).documents.pop()?.document? {
-        meshplane_spec::Document::Contract(contract) => Some(*contract),
-        meshplane_spec::Document::Product(_) => None,
-    }
+/// The binding problems of a stored contract, for its `Bound` condition.
+pub fn problems(platform: &Platform, contract: &DataContract) -> Vec<String> {
+    bind(platform, contract).into_iter().filter_map(|(_, bound)| bound.err()).collect()
 }

@@ -14,7 +14,6 @@ use meshplane_core::block::{BlockError, BlockFuture, BlockResult, Call, Leftover
 use meshplane_core::store::Record;
 use serde_json::{Value as Any, json};
 
-use crate::binding::contract_of;
 use crate::platform::{HttpConfig, Platform};
 use crate::storage::bound;
 
@@ -103,8 +102,8 @@ impl HttpBlock {
     /// The request about one contract: its key, uid, generation, document and bound servers,
     /// and the call's installation and fencing token.
     fn request(&self, record: &Record, call: &Call) -> Option<Any> {
-        let contract = contract_of(&record.spec)?;
-        let servers = bound(&self.platform, &self.name, &contract);
+        let contract = record.contract()?;
+        let servers = bound(&self.platform, &self.name, contract);
         Some(json!({
             "name": record.name, "uid": record.uid, "domain": record.domain, "generation": record.generation,
             "contract": record.spec, "servers": servers, "installation": call.installation, "fence": call.fence,
@@ -119,7 +118,7 @@ impl Provisioner for HttpBlock {
 
     fn concerns(&self, record: &Record) -> bool {
         record.kind == "DataContract"
-            && contract_of(&record.spec).is_some_and(|c| !bound(&self.platform, &self.name, &c).is_empty())
+            && record.contract().is_some_and(|c| !bound(&self.platform, &self.name, c).is_empty())
     }
 
     fn health(&self) -> BlockFuture<'_, Option<Result<(), String>>> {

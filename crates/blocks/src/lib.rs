@@ -22,15 +22,15 @@ struct PlatformBinder(Arc<Platform>);
 
 impl Binder for PlatformBinder {
     fn problems(&self, record: &Record) -> Vec<String> {
-        if record.kind != "DataContract" {
-            return Vec::new();
+        match record.contract() {
+            Some(contract) => binding::problems(&self.0, contract),
+            None => Vec::new(),
         }
-        binding::problems(&self.0, &record.spec)
     }
 
     fn block_of(&self, record: &Record, server: &str) -> Result<String, String> {
-        let contract = binding::contract_of(&record.spec).ok_or("the record holds no contract")?;
-        let bound = binding::bind(&self.0, &contract).into_iter().find(|(s, _)| s.server == server);
+        let contract = record.contract().ok_or("the record holds no contract")?;
+        let bound = binding::bind(&self.0, contract).into_iter().find(|(s, _)| s.server == server);
         bound.map(|(_, block)| block).unwrap_or_else(|| {
             Err(format!(
                 "server `{server}` is not of this platform's environment `{}`: only servers bound to the platform's \

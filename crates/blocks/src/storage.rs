@@ -9,7 +9,7 @@ use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::model::server::Server;
 
-use crate::binding::{bind, contract_of};
+use crate::binding::bind;
 use crate::platform::Platform;
 
 /// A storage block, one bound server at a time.
@@ -104,7 +104,7 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
     }
 
     fn concerns(&self, record: &Record) -> bool {
-        record.kind == "DataContract" && contract_of(&record.spec).is_some_and(|c| !self.0.servers(&c).is_empty())
+        record.kind == "DataContract" && record.contract().is_some_and(|c| !self.0.servers(c).is_empty())
     }
 
     fn health(&self) -> BlockFuture<'_, Option<Result<(), String>>> {
@@ -113,11 +113,11 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
 
     fn provision<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>> {
         Box::pin(async move {
-            let contract = contract_of(&record.spec).ok_or_else(no_contract)?;
+            let contract = record.contract().ok_or_else(no_contract)?;
             let mut all = Provisioned::default();
             let mut summaries = Vec::new();
-            for server in self.0.servers(&contract) {
-                let one = self.0.provision_server(record, &contract, server, call).await?;
+            for server in self.0.servers(contract) {
+                let one = self.0.provision_server(record, contract, server, call).await?;
                 summaries.push(one.summary);
                 all.drift.extend(one.drift);
             }
@@ -137,10 +137,10 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
         call: &'a Call,
     ) -> BlockFuture<'a, BlockResult<AccessReport>> {
         Box::pin(async move {
-            let Some(contract) = contract_of(&record.spec) else { return Ok(AccessReport::default()) };
+            let Some(contract) = record.contract() else { return Ok(AccessReport::default()) };
             let mut report = AccessReport::default();
-            for server in self.0.servers(&contract) {
-                report = report.merge(self.0.sync_server_access(record, &contract, server, access, call).await?);
+            for server in self.0.servers(contract) {
+                report = report.merge(self.0.sync_server_access(record, contract, server, access, call).await?);
             }
             Ok(report)
         })
@@ -158,14 +158,14 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
         call: &'a Call,
     ) -> BlockFuture<'a, BlockResult<TestTarget>> {
         Box::pin(async move {
-            let contract = contract_of(&record.spec).ok_or_else(no_contract)?;
-            let Some(held) = self.0.servers(&contract).into_iter().find(|s| s.server == server) else {
+            let contract = record.contract().ok_or_else(no_contract)?;
+            let Some(held) = self.0.servers(contract).into_iter().find(|s| s.server == server) else {
                 return Err(BlockError::Permanent(format!(
                     "server `{server}` is not held by block `{}`",
                     self.0.name()
                 )));
             };
-            Ok(self.0.test_server(record, &contract, held, valid_for, call).await?)
+            Ok(self.0.test_server(record, contract, held, valid_for, call).await?)
         })
     }
 
@@ -175,10 +175,10 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
 
     fn cleanup<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, BlockResult<Vec<Leftover>>> {
         Box::pin(async move {
-            let Some(contract) = contract_of(&record.spec) else { return Ok(Vec::new()) };
+            let Some(contract) = record.contract() else { return Ok(Vec::new()) };
             let mut kept = Vec::new();
-            for server in self.0.servers(&contract) {
-                kept.extend(self.0.cleanup_server(record, &contract, server, call).await?);
+            for server in self.0.servers(contract) {
+                kept.extend(self.0.cleanup_server(record, contract, server, call).await?);
             }
             Ok(kept)
         })

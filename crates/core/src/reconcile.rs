@@ -285,7 +285,7 @@ fn gone_servers(record: &Record, earlier: &[Any]) -> Option<Record> {
         return None;
     }
     spec["servers"] = Any::Array(gone);
-    Some(Record { spec, ..record.clone() })
+    Some(record.with_spec(spec))
 }
 
 /// The latest version of the resource that `block` is concerned with: the record itself, or
@@ -296,7 +296,7 @@ async fn held_by(store: &Store, kind: Kind, record: &Record, block: &dyn Provisi
     }
     let history = store.history(kind, &record.name).await?;
     let versions = history.into_iter().rev().filter_map(|change| change.after);
-    Ok(versions.map(|spec| Record { spec, ..record.clone() }).find(|old| block.concerns(old)))
+    Ok(versions.map(|spec| record.with_spec(spec)).find(|old| block.concerns(old)))
 }
 
 /// Cleans up through every finalizer's block, then removes the record.

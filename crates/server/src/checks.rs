@@ -98,14 +98,15 @@ pub const MAX_SAMPLES: usize = 100;
 /// The stored contract `name` and its record.
 pub async fn stored_contract(store: &Store, name: &str) -> Result<(DataContract, Record), Error> {
     let record = store.get(Kind::DataContract, name).await?;
-    match contract_of(&record.spec) {
+    match record.contract().cloned() {
         Some(contract) => Ok((contract, record)),
         None => Err(Error::Store(format!("the stored document of {name} is not a contract"))),
     }
 }
 
+/// The contract a job's document (JSON) holds: decoded once in the worker process.
 fn contract_of(spec: &Any) -> Option<DataContract> {
-    match meshplane_spec::load(&spec.to_string()).documents.pop()?.document? {
+    match meshplane_spec::decode_json(spec)? {
         meshplane_spec::Document::Contract(contract) => Some(*contract),
         meshplane_spec::Document::Product(_) => None,
     }

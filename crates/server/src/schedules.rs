@@ -52,9 +52,7 @@ impl Jobs {
         for job in self.by_contract.remove(name).unwrap_or_default() {
             self.due.remove(&job.name);
         }
-        let Some(Ok(meshplane_spec::Document::Contract(contract))) =
-            spec.map(|s| meshplane_spec::load(&s.to_string()).documents.pop().and_then(|d| d.document).ok_or(()))
-        else {
+        let Some(meshplane_spec::Document::Contract(contract)) = spec.and_then(meshplane_spec::decode_json) else {
             return;
         };
         let jobs: Vec<Job> = schedules(&contract)

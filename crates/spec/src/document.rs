@@ -102,8 +102,23 @@ pub fn read(text: &str) -> Result<tree::Parsed, tree::SyntaxError> {
     tree::parse(text)
 }
 
+/// How many documents this process has decoded into the typed model (for tests that prove a
+/// document is decoded once, not once per use).
+static DECODED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The number of documents decoded so far by this process.
+pub fn decoded() -> u64 {
+    DECODED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The typed document a stored document (its JSON form) holds, if it holds one.
+pub fn decode_json(value: &serde_json::Value) -> Option<Document> {
+    load(&value.to_string()).documents.pop()?.document
+}
+
 /// Recognises and decodes one document node.
 pub fn load_node(node: Node) -> Loaded {
+    DECODED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut early = Vec::new();
     let Some(version) = recognise(&node, &mut early) else {
         return Loaded { document: None, version: None, node, diagnostics: early };

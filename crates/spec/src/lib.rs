@@ -28,4 +28,4 @@ pub mod tree;
 pub mod version;
 
 pub use diag::{Code, Diagnostic, Severity};
-pub use document::{Document, Loaded, Text, load};
+pub use document::{Document, Loaded, Text, decode_json, decoded, load};

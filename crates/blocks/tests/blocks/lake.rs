@@ -324,7 +324,8 @@ async fn a_recreated_port_takes_its_prefix_back_and_stale_calls_are_refused() {
     block.provision(&first, &call()).await.unwrap();
     std::fs::write(dir.join("part-0.csv"), "id,email\n1,a@b\n").unwrap();
     let left = block.cleanup(&first, &call()).await.unwrap();
-    let again = Record { uid: "u2".into(), ..first.clone() };
+    let mut again = first.clone();
+    again.uid = "u2".into();
     let lease = |token| Call {
         installation: "t1".into(),
         fence: Some(meshplane_core::block::Fence { owner: "r".into(), token }),

@@ -15,25 +15,8 @@ use sqlx::{Connection, Executor, PgConnection, Row};
 
 /// A stored-like record of a contract text.
 pub fn record(text: &str) -> Record {
-    let r = Resource::from_loaded(&meshplane_spec::load(text).documents.remove(0)).unwrap();
-    Record {
-        kind: r.kind.as_str().into(),
-        name: r.name,
-        uid: "u1".into(),
-        id: r.id,
-        version: r.version,
-        status: r.status,
-        domain: r.domain,
-        team: r.team,
-        tags: r.tags,
-        generation: 1,
-        created_at: String::new(),
-        updated_at: String::new(),
-        deletion_requested: None,
-        finalizers: Vec::new(),
-        owners: Vec::new(),
-        spec: r.spec,
-    }
+    let resource = Resource::from_loaded(&meshplane_spec::load(text).documents.remove(0)).unwrap();
+    Record::created(resource, "u1")
 }
 
 /// A call of the tests' installation, outside any lease.
@@ -290,7 +273,8 @@ async fn a_recreated_contract_takes_its_schema_back_and_the_old_orphan_is_not_pu
     let first = record(&contract(&place, "1.0.0", "orders_v1", ORDERS));
     block.provision(&first, &call()).await.unwrap();
     let left = block.cleanup(&first, &call()).await.unwrap();
-    let again = Record { uid: "u2".into(), ..first.clone() };
+    let mut again = first.clone();
+    again.uid = "u2".into();
     assert_eq!(block.provision(&again, &call()).await.unwrap().summary, "schema orders_v1 is as declared");
     let refused = block.purge(&left[0].place, &call()).await.unwrap_err().to_string();
     assert!(refused.contains("a newer resource uses it now"), "{refused}");
@@ -375,7 +359,7 @@ async fn a_server_whose_endpoint_is_not_the_blocks_is_not_bound_and_never_reache
         ),
     ] {
         let orders = record(&changed);
-        assert_eq!(meshplane_blocks::binding::problems(&platform, &orders.spec), [message]);
+        assert_eq!(meshplane_blocks::binding::problems(&platform, orders.contract().unwrap()), [message]);
         assert!(!block.concerns(&orders), "the block is not handed a server it does not hold");
     }
 }
@@ -393,7 +377,8 @@ fn servers_bind_by_name_or_type_and_only_in_the_platform_environment() {
             "apiVersion: v3.1.0\nkind: DataContract\nid: c\nversion: 1.0.0\nstatus: active\ndomain: d\nservers:\n{servers}"
         )
     };
-    let problems = |servers: &str| meshplane_blocks::binding::problems(&platform, &record(&text(servers)).spec);
+    let problems =
+        |servers: &str| meshplane_blocks::binding::problems(&platform, record(&text(servers)).contract().unwrap());
     let pg = "type: postgres, host: h, port: 5432, database: d, schema: s";
     assert!(problems(&format!("  - {{ server: a, {pg}, environment: dev }}\n")).is_empty());
     assert!(problems(&format!("  - {{ server: x, {pg}, environment: prod }}\n")).is_empty(), "another environment");

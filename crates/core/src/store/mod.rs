@@ -16,6 +16,10 @@ mod lifecycle;
 pub mod migrate;
 mod orphans;
 
+use std::sync::{Arc, OnceLock};
+
+use meshplane_spec::Document;
+use meshplane_spec::model::odcs::DataContract;
 use serde::Serialize;
 use serde_json::Value as Any;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -26,7 +30,7 @@ pub use coordinate::{SCHEDULE, Scope};
 pub use orphans::Orphan;
 
 use crate::error::{Error, ErrorCode};
-use crate::resource::Kind;
+use crate::resource::{Kind, Resource};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -77,7 +81,58 @@ pub struct Record {
     pub finalizers: Vec<String>,
     /// Who owns it: its team's name and members, recorded when it was created.
     pub owners: Vec<String>,
+    /// The document as stored (JSON).
     pub spec: Any,
+    /// The typed document, decoded from `spec` the first time it is asked for and shared by
+    /// the record's clones: once per load, not once per block call. Private, so that a record
+    /// with another `spec` is made by [`Record::with_spec`] and never keeps a stale decoding.
+    #[serde(skip)]
+    typed: Arc<OnceLock<Option<Document>>>,
+}
+
+impl Record {
+    /// A record as the store keeps a resource that was just created (generation 1, no
+    /// finalizers, no recorded owners), under `uid`.
+    pub fn created(resource: Resource, uid: &str) -> Record {
+        Record {
+            kind: resource.kind.as_str().into(),
+            name: resource.name,
+            uid: uid.into(),
+            id: resource.id,
+            version: resource.version,
+            status: resource.status,
+            domain: resource.domain,
+            team: resource.team,
+            tags: resource.tags,
+            generation: 1,
+            created_at: String::new(),
+            updated_at: String::new(),
+            deletion_requested: None,
+            finalizers: Vec::new(),
+            owners: Vec::new(),
+            spec: resource.spec,
+            typed: Arc::default(),
+        }
+    }
+
+    /// The same record holding another document (an earlier version of it, say).
+    pub fn with_spec(&self, spec: Any) -> Record {
+        Record { spec, typed: Arc::default(), ..self.clone() }
+    }
+
+    /// The typed document (`None` when the stored one does not decode, which the store's
+    /// linting on apply rules out).
+    pub fn document(&self) -> Option<&Document> {
+        self.typed.get_or_init(|| meshplane_spec::decode_json(&self.spec)).as_ref()
+    }
+
+    /// The contract this record holds, if it is one.
+    pub fn contract(&self) -> Option<&DataContract> {
+        match self.document()? {
+            Document::Contract(contract) => Some(contract),
+            Document::Product(_) => None,
+        }
+    }
 }
 
 /// One change record: who changed what, from what, to what; with its CloudEvents envelope.
@@ -198,6 +253,7 @@ fn record(row: &AnyRow) -> Result<Record, Error> {
         finalizers: serde_json::from_str(&finalizers).unwrap_or_default(),
         owners: serde_json::from_str(&owners).unwrap_or_default(),
         spec: json(Some(row.try_get("spec")?))?.unwrap_or(Any::Null),
+        typed: Arc::default(),
     })
 }
 
