@@ -125,7 +125,7 @@ impl Caller {
             (true, _) => Ok(()),
             (false, None) => Err(Error::denied(
                 ErrorCode::Unauthenticated,
-                format!("{what} needs authentication: send `Authorization: Bearer TOKEN`"),
+                format!("authentication is needed to {what}: send `Authorization: Bearer TOKEN`"),
             )),
             (false, Some(p)) => Err(Error::denied(ErrorCode::Forbidden, format!("`{}` may not {what}", p.name))),
         }

@@ -78,6 +78,38 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order of docs/api.md's table (a test holds the two together).
+    pub const ALL: &[ErrorCode] = &[
+        ErrorCode::MalformedRequest,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::ImmutableVersion,
+        ErrorCode::StaleGeneration,
+        ErrorCode::BreakingChange,
+        ErrorCode::VersionDowngrade,
+        ErrorCode::OwnerChange,
+        ErrorCode::ConcurrentChange,
+        ErrorCode::IdClaimed,
+        ErrorCode::CrossDomainPort,
+        ErrorCode::BeingDeleted,
+        ErrorCode::WrongState,
+        ErrorCode::StaleLease,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::InvalidDocument,
+        ErrorCode::MissingDomain,
+        ErrorCode::UnsupportedKind,
+        ErrorCode::ServerNotTestable,
+        ErrorCode::TestLimit,
+        ErrorCode::TooManyAttempts,
+        ErrorCode::TestDeadline,
+        ErrorCode::StoreFailure,
+        ErrorCode::DataUnreachable,
+        ErrorCode::BlockFailed,
+        ErrorCode::NotReady,
+        ErrorCode::StoreTooNew,
+    ];
+
     /// The HTTP status the API answers with.
     pub fn status(self) -> u16 {
         match self {
@@ -104,9 +136,11 @@ impl ErrorCode {
             | ErrorCode::IdClaimed
             | ErrorCode::CrossDomainPort => 409,
             ErrorCode::TooManyAttempts => 429,
-            ErrorCode::StoreTooNew | ErrorCode::StoreFailure => 500,
+            ErrorCode::StoreFailure => 500,
             ErrorCode::DataUnreachable | ErrorCode::BlockFailed => 502,
-            ErrorCode::NotReady => 503,
+            // A store written by a newer release is refused when the server starts; should a
+            // newer replica upgrade the store under a running one, it cannot serve either.
+            ErrorCode::NotReady | ErrorCode::StoreTooNew => 503,
         }
     }
 }

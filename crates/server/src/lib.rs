@@ -13,7 +13,7 @@ mod access;
 mod api;
 pub mod auth;
 pub mod checks;
-mod error;
+pub mod error;
 mod identity;
 pub mod oidc;
 pub mod openapi;

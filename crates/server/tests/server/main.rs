@@ -19,6 +19,7 @@ use serde_json::Value as Any;
 mod attacks;
 mod authz;
 mod controller;
+mod errors;
 mod grants;
 mod oidc;
 mod requests;
