@@ -11,17 +11,7 @@
 use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::model::server::Server;
 
-use crate::platform::{BlockKind, Platform};
-
-/// The server types a block type takes.
-pub fn takes(kind: &BlockKind, server_type: &str) -> bool {
-    let t = server_type.to_ascii_lowercase();
-    match kind {
-        BlockKind::Postgres(_) => matches!(t.as_str(), "postgres" | "postgresql"),
-        BlockKind::Lake(_) => matches!(t.as_str(), "local" | "s3"),
-        BlockKind::Http(http) => http.server_types.iter().any(|s| s.eq_ignore_ascii_case(&t)),
-    }
-}
+use crate::platform::Platform;
 
 /// A server of the platform's environment and the block it is bound to, or why it is not.
 pub type Binding<'c> = (&'c Server, Result<String, String>);
@@ -33,61 +23,33 @@ pub fn bind<'c>(platform: &Platform, contract: &'c DataContract) -> Vec<Binding<
     servers.map(|server| (server, block_for(platform, server))).collect()
 }
 
-/// The server's endpoint fields must be its block's: a contract never chooses where the
-/// server connects.
-fn endpoint_matches(kind: &BlockKind, server: &Server, label: &str, block: &str) -> Result<(), String> {
-    let differs = |field: &str, theirs: String, ours: String| {
-        Err(format!("{label}: {field} {theirs} is not block `{block}`'s ({ours})"))
-    };
-    match kind {
-        BlockKind::Postgres(pg) => {
-            if let Some(host) = server.host.as_ref().filter(|h| **h != pg.host) {
-                return differs("host", host.clone(), pg.host.clone());
-            }
-            if let Some(port) = server.port.filter(|p| *p != i64::from(pg.port)) {
-                return differs("port", port.to_string(), pg.port.to_string());
-            }
-            if let Some(db) = server.database.as_ref().filter(|d| **d != pg.database) {
-                return differs("database", db.clone(), pg.database.clone());
-            }
-        }
-        BlockKind::Lake(lake) => {
-            if let Some(endpoint) = server.endpoint_url.as_ref().filter(|e| Some(*e) != lake.endpoint.as_ref()) {
-                return differs(
-                    "endpointUrl",
-                    endpoint.clone(),
-                    lake.endpoint.clone().unwrap_or_else(|| "none".into()),
-                );
-            }
-        }
-        BlockKind::Http(_) => {}
-    }
-    Ok(())
-}
-
 fn block_for(platform: &Platform, server: &Server) -> Result<String, String> {
     let bound = choose(platform, server)?;
     let label = format!("server `{}` (type {})", server.server, server.kind);
     let block = platform.blocks.iter().find(|b| b.name == bound).ok_or_else(|| format!("{label}: no block {bound}"))?;
-    endpoint_matches(&block.kind, server, &label, &bound)?;
+    // The server's endpoint fields must be its block's: a contract never chooses where the
+    // server connects.
+    if let Some((field, theirs, ours)) = block.config.foreign_endpoint(server) {
+        return Err(format!("{label}: {field} {theirs} is not block `{bound}`'s ({ours})"));
+    }
     Ok(bound)
 }
 
 fn choose(platform: &Platform, server: &Server) -> Result<String, String> {
     let label = format!("server `{}` (type {})", server.server, server.kind);
     if let Some(named) = platform.blocks.iter().find(|b| b.name == server.server) {
-        return if takes(&named.kind, &server.kind) {
+        return if named.config.takes(&server.kind.to_ascii_lowercase()) {
             Ok(named.name.clone())
         } else {
-            Err(format!(
-                "{label}: block `{}` is of type {}, which does not take it",
-                named.name,
-                named.kind.type_name()
-            ))
+            Err(format!("{label}: block `{}` is of type {}, which does not take it", named.name, named.type_name))
         };
     }
-    let candidates: Vec<&str> =
-        platform.blocks.iter().filter(|b| takes(&b.kind, &server.kind)).map(|b| b.name.as_str()).collect();
+    let candidates: Vec<&str> = platform
+        .blocks
+        .iter()
+        .filter(|b| b.config.takes(&server.kind.to_ascii_lowercase()))
+        .map(|b| b.name.as_str())
+        .collect();
     match candidates.as_slice() {
         [one] => Ok(one.to_string()),
         [] => Err(format!("{label}: no block of this platform takes {} servers", server.kind)),

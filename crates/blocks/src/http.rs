@@ -6,6 +6,7 @@
 //! credential as a bearer token; a call answered with 202 is a long-running operation, polled
 //! until it is done (the platform's limit on one block call bounds the wait).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use meshplane_core::store::Record;
 use serde_json::{Value as Any, json};
 
 use crate::platform::{HttpConfig, Platform};
+use crate::registry::{BlockType, describe};
 use crate::storage::bound;
 
 /// What `answer` says of a call the block does not implement (404 or 501).
@@ -108,6 +110,36 @@ impl HttpBlock {
             "name": record.name, "uid": record.uid, "domain": record.domain, "generation": record.generation,
             "contract": record.spec, "servers": servers, "installation": call.installation, "fence": call.fence,
         }))
+    }
+}
+
+/// The `http` block type: a block running as its own service.
+impl BlockType for HttpConfig {
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            problems.push(("url", format!("`url` must be http:// or https://, not `{}`", self.url)));
+        }
+        if self.server_types.is_empty() {
+            problems.push(("serverTypes", "`serverTypes` must name at least one server type".into()));
+        }
+        problems
+    }
+
+    fn takes(&self, server_type: &str) -> bool {
+        self.server_types.iter().any(|s| s.eq_ignore_ascii_case(server_type))
+    }
+
+    fn build(&self, name: &str, platform: &Arc<Platform>, _base: &Path) -> Result<Arc<dyn Provisioner>, String> {
+        Ok(Arc::new(HttpBlock::new(name, self, Arc::clone(platform))?))
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        describe(self)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
-use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned};
+use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::checking::{FileTarget, S3Access, TestTarget};
 use meshplane_core::store::Record;
 use meshplane_quality::files::{Location, S3Config, s3_store};
@@ -45,7 +45,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::platform::{DeletionPolicy, LakeConfig, Platform};
-use crate::storage::ServerStorage;
+use crate::registry::{BlockType, describe};
+use crate::storage::{ServerStorage, Storage};
 
 /// The name of the mark in a port's prefix.
 const MARK: &str = ".meshplane-port";
@@ -609,6 +610,44 @@ fn declared(record: &Record, contract: &DataContract, server: &Server) -> serde_
                 "physicalType": p.physical_type, "required": p.required })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// The `lake` block type.
+impl BlockType for LakeConfig {
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if self.root.trim().is_empty() {
+            problems.push(("root", "`root` must not be empty".to_string()));
+        }
+        if let Some((bucket, _)) = self.s3().filter(|(bucket, _)| bucket.is_empty()) {
+            problems.push(("root", format!("`root` names no bucket: `s3://{bucket}`")));
+        }
+        if self.s3().is_none() && (self.endpoint.is_some() || self.access_key_id.is_some()) {
+            problems.push(("root", "S3 settings are given but `root` is not an s3:// URL".into()));
+        }
+        problems
+    }
+
+    fn takes(&self, server_type: &str) -> bool {
+        matches!(server_type, "local" | "s3")
+    }
+
+    fn foreign_endpoint(&self, server: &Server) -> Option<(&'static str, String, String)> {
+        let endpoint = server.endpoint_url.as_ref().filter(|e| Some(*e) != self.endpoint.as_ref())?;
+        Some(("endpointUrl", endpoint.clone(), self.endpoint.clone().unwrap_or_else(|| "none".into())))
+    }
+
+    fn build(&self, name: &str, platform: &Arc<Platform>, base: &Path) -> Result<Arc<dyn Provisioner>, String> {
+        Ok(Arc::new(Storage(LakeBlock::new(name, self, Arc::clone(platform), base)?)))
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        describe(self)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 impl ServerStorage for LakeBlock {

@@ -1,12 +1,14 @@
-//! meshplane's building blocks: the platform's configuration (`platform.yaml`), how a
-//! contract's servers bind to blocks, and the storage blocks that provision them in real
-//! stores, and the remote block that reaches a block running as its own service.
+//! meshplane's building blocks: the platform's configuration (`platform.yaml`), the registry
+//! of block types it may name, how a contract's servers bind to blocks, the storage blocks
+//! that provision them in real stores, and the remote block that reaches a block running as
+//! its own service.
 
 pub mod binding;
 pub mod http;
 pub mod lake;
 pub mod platform;
 pub mod postgres;
+pub mod registry;
 pub mod storage;
 
 use std::sync::Arc;
@@ -14,8 +16,7 @@ use std::sync::Arc;
 use meshplane_core::block::{Binder, Blocks, Provisioner};
 use meshplane_core::store::Record;
 
-use crate::platform::{BlockKind, Platform};
-use crate::storage::Storage;
+use crate::platform::Platform;
 
 /// The platform's binding check, for the reconcilers.
 struct PlatformBinder(Arc<Platform>);
@@ -48,26 +49,7 @@ pub fn build(platform: Platform, base: &std::path::Path) -> Result<Blocks, Strin
     let platform = Arc::new(platform);
     let mut provisioners: Vec<Arc<dyn Provisioner>> = Vec::new();
     for block in &platform.blocks {
-        match &block.kind {
-            BlockKind::Postgres(config) => {
-                provisioners.push(Arc::new(Storage(postgres::PostgresBlock::new(
-                    &block.name,
-                    config,
-                    Arc::clone(&platform),
-                )?)));
-            }
-            BlockKind::Http(config) => {
-                provisioners.push(Arc::new(http::HttpBlock::new(&block.name, config, Arc::clone(&platform))?));
-            }
-            BlockKind::Lake(config) => {
-                provisioners.push(Arc::new(Storage(lake::LakeBlock::new(
-                    &block.name,
-                    config,
-                    Arc::clone(&platform),
-                    base,
-                )?)));
-            }
-        }
+        provisioners.push(block.config.build(&block.name, &platform, base)?);
     }
     let environment = Some(platform.environment.clone());
     Ok(Blocks { binder: Some(Arc::new(PlatformBinder(platform))), environment, ..Blocks::of(provisioners) })

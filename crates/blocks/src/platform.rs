@@ -31,10 +31,12 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use meshplane_spec::tree::{Node, Pos, Value, parse};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::registry::{BlockType, Registry};
 
 /// A whole platform.
 #[derive(Clone, Debug, Serialize)]
@@ -80,32 +82,31 @@ pub enum Jwks {
     Url(String),
 }
 
-/// One block: its name, where it was declared, and its type's configuration.
-#[derive(Clone, Debug, Serialize)]
+/// One block: its name, where it was declared, its `type:` and that type's configuration.
+#[derive(Clone, Debug)]
 pub struct BlockConfig {
     pub name: String,
-    #[serde(skip)]
     pub at: Pos,
-    #[serde(flatten)]
-    pub kind: BlockKind,
+    pub type_name: String,
+    pub config: Arc<dyn BlockType>,
 }
 
-/// The configuration of each type of block.
-#[derive(Clone, Debug, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum BlockKind {
-    Postgres(PostgresConfig),
-    Lake(LakeConfig),
-    Http(HttpConfig),
+impl BlockConfig {
+    /// The configuration as its own type, when it is of type `T`.
+    pub fn typed<T: 'static>(&self) -> Option<&T> {
+        self.config.as_any().downcast_ref()
+    }
 }
 
-impl BlockKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            BlockKind::Postgres(_) => "postgres",
-            BlockKind::Lake(_) => "lake",
-            BlockKind::Http(_) => "http",
+impl Serialize for BlockConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut described = serde_json::Map::new();
+        described.insert("name".into(), self.name.clone().into());
+        described.insert("type".into(), self.type_name.clone().into());
+        if let serde_json::Value::Object(fields) = self.config.describe() {
+            described.extend(fields);
         }
+        described.serialize(s)
     }
 }
 
@@ -275,8 +276,6 @@ impl fmt::Display for Problems {
     }
 }
 
-const TYPES: &str = "postgres, lake, http";
-
 impl Platform {
     /// The platform with no file: environment `dev`, one lake block on `./data`.
     pub fn embedded() -> Platform {
@@ -290,13 +289,24 @@ impl Platform {
         };
         Platform {
             environment: "dev".into(),
-            blocks: vec![BlockConfig { name: "lake".into(), at: Pos::default(), kind: BlockKind::Lake(lake) }],
+            blocks: vec![BlockConfig {
+                name: "lake".into(),
+                at: Pos::default(),
+                type_name: "lake".into(),
+                config: Arc::new(lake),
+            }],
             oidc: None,
         }
     }
 
-    /// Reads a platform file, or every problem it has.
+    /// Reads a platform file of the built-in block types, or every problem it has.
     pub fn from_yaml(text: &str) -> Result<Platform, Problems> {
+        Platform::read(text, &Registry::builtin())
+    }
+
+    /// Reads a platform file whose blocks are of the types `registry` knows, or every problem
+    /// it has.
+    pub fn read(text: &str, registry: &Registry) -> Result<Platform, Problems> {
         let parsed = parse(text).map_err(|e| Problems(vec![Problem { at: e.span.start, message: e.message }]))?;
         let mut problems = Vec::new();
         let Some(root) = parsed.documents.first().filter(|_| parsed.documents.len() == 1) else {
@@ -306,7 +316,7 @@ impl Platform {
         for dup in &parsed.duplicate_keys {
             problems.push(Problem { at: dup.again.start, message: format!("`{}` is given twice", dup.key) });
         }
-        let mut read = Reader { problems: &mut problems };
+        let mut read = Reader { problems: &mut problems, registry };
         let platform = read.platform(root);
         match platform {
             Some(p) if problems.is_empty() => Ok(p),
@@ -318,6 +328,7 @@ impl Platform {
 /// Walks the tree, collecting problems.
 struct Reader<'p> {
     problems: &'p mut Vec<Problem>,
+    registry: &'p Registry,
 }
 
 impl Reader<'_> {
@@ -390,7 +401,7 @@ impl Reader<'_> {
             self.problem(node.span.start, "`oidc` must be a mapping (issuer, audience, claim, jwks)");
             return None;
         }
-        let oidc: OidcConfig = self.config(node, node.to_json())?;
+        let oidc: OidcConfig = self.config(node, serde_json::from_value(node.to_json()))?;
         let at = |key: &str| node.get(key).map_or(node.span.start, |n| n.span.start);
         let claim = oidc.claim.clone().unwrap_or_else(|| "sub".into());
         for (key, value) in [("issuer", &oidc.issuer), ("audience", &oidc.audience), ("claim", &claim)] {
@@ -428,23 +439,24 @@ impl Reader<'_> {
                 .map(|e| (e.key.clone(), e.value.to_json()))
                 .collect(),
         );
-        let kind = match kind.as_str() {
-            "postgres" => BlockKind::Postgres(self.config(node, rest)?),
-            "lake" => BlockKind::Lake(self.config(node, rest)?),
-            "http" => BlockKind::Http(self.config(node, rest)?),
-            other => {
+        let config = match self.registry.read(&kind, rest) {
+            Some(read) => self.config(node, read)?,
+            None => {
                 let at = node.get("type").map_or(node.span.start, |n| n.span.start);
-                self.problem(at, format!("unknown block type `{other}`; the types are {TYPES}"));
+                let types = self.registry.names();
+                self.problem(at, format!("unknown block type `{kind}`; the types are {types}"));
                 return None;
             }
         };
-        self.check(node, &kind);
-        Some(BlockConfig { name: name?, at: node.span.start, kind })
+        for (key, message) in config.problems() {
+            self.problem(node.get(key).map_or(node.span.start, |n| n.span.start), message);
+        }
+        Some(BlockConfig { name: name?, at: node.span.start, type_name: kind, config })
     }
 
-    /// Decodes a type's configuration; a problem points at the field it names, when it names one.
-    fn config<T: DeserializeOwned>(&mut self, node: &Node, rest: serde_json::Value) -> Option<T> {
-        match serde_json::from_value(rest) {
+    /// A type's configuration as read; a problem points at the field it names, when it names one.
+    fn config<T>(&mut self, node: &Node, read: Result<T, serde_json::Error>) -> Option<T> {
+        match read {
             Ok(config) => Some(config),
             Err(e) => {
                 let message = e.to_string();
@@ -453,42 +465,6 @@ impl Reader<'_> {
                 });
                 self.problem(named.unwrap_or(node.span.start), message);
                 None
-            }
-        }
-    }
-
-    /// What serde cannot check: values that parse but make no sense.
-    fn check(&mut self, node: &Node, kind: &BlockKind) {
-        let at = |key: &str| node.get(key).map_or(node.span.start, |n| n.span.start);
-        match kind {
-            BlockKind::Postgres(pg) => {
-                for (key, value) in [("host", &pg.host), ("database", &pg.database), ("user", &pg.user)] {
-                    if value.trim().is_empty() {
-                        self.problem(at(key), format!("`{key}` must not be empty"));
-                    }
-                }
-                if pg.port == 0 {
-                    self.problem(at("port"), "`port` must be between 1 and 65535");
-                }
-            }
-            BlockKind::Http(http) => {
-                if !(http.url.starts_with("http://") || http.url.starts_with("https://")) {
-                    self.problem(at("url"), format!("`url` must be http:// or https://, not `{}`", http.url));
-                }
-                if http.server_types.is_empty() {
-                    self.problem(at("serverTypes"), "`serverTypes` must name at least one server type");
-                }
-            }
-            BlockKind::Lake(lake) => {
-                if lake.root.trim().is_empty() {
-                    self.problem(at("root"), "`root` must not be empty");
-                }
-                if let Some((bucket, _)) = lake.s3().filter(|(bucket, _)| bucket.is_empty()) {
-                    self.problem(at("root"), format!("`root` names no bucket: `s3://{bucket}`"));
-                }
-                if lake.s3().is_none() && (lake.endpoint.is_some() || lake.access_key_id.is_some()) {
-                    self.problem(at("root"), "S3 settings are given but `root` is not an s3:// URL");
-                }
             }
         }
     }

@@ -23,11 +23,12 @@
 //!   reported as left in place, and a purge drops it only while the schema is still the one
 //!   that resource left.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use meshplane_core::access::{AccessReport, AccessSync, Login};
-use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned};
+use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::checking::{TestTarget, Tls};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
@@ -36,7 +37,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{Executor, Row};
 
 use crate::platform::{DeletionPolicy, Platform, PostgresConfig, TlsMode};
-use crate::storage::ServerStorage;
+use crate::registry::{BlockType, describe};
+use crate::storage::{ServerStorage, Storage};
 use mark::{Mark, Standing};
 use model::Object;
 use sql::{columns, create_table, create_view, evolve, has_rows, is_table, run, schema_exists};
@@ -236,6 +238,49 @@ async fn relations_in(conn: &mut sqlx::PgConnection, schema: &str) -> Result<i64
         .await
         .and_then(|r| r.try_get(0))
         .map_err(|e| e.to_string())
+}
+
+/// The `postgres` block type.
+impl BlockType for PostgresConfig {
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems: Vec<(&'static str, String)> =
+            [("host", &self.host), ("database", &self.database), ("user", &self.user)]
+                .into_iter()
+                .filter(|(_, value)| value.trim().is_empty())
+                .map(|(key, _)| (key, format!("`{key}` must not be empty")))
+                .collect();
+        if self.port == 0 {
+            problems.push(("port", "`port` must be between 1 and 65535".into()));
+        }
+        problems
+    }
+
+    fn takes(&self, server_type: &str) -> bool {
+        matches!(server_type, "postgres" | "postgresql")
+    }
+
+    fn foreign_endpoint(&self, server: &Server) -> Option<(&'static str, String, String)> {
+        if let Some(host) = server.host.as_ref().filter(|h| **h != self.host) {
+            return Some(("host", host.clone(), self.host.clone()));
+        }
+        if let Some(port) = server.port.filter(|p| *p != i64::from(self.port)) {
+            return Some(("port", port.to_string(), self.port.to_string()));
+        }
+        let database = server.database.as_ref().filter(|d| **d != self.database)?;
+        Some(("database", database.clone(), self.database.clone()))
+    }
+
+    fn build(&self, name: &str, platform: &Arc<Platform>, _base: &Path) -> Result<Arc<dyn Provisioner>, String> {
+        Ok(Arc::new(Storage(PostgresBlock::new(name, self, Arc::clone(platform))?)))
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        describe(self)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 impl ServerStorage for PostgresBlock {

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use meshplane_blocks::platform::{BlockKind, Platform};
+use meshplane_blocks::platform::Platform;
 use meshplane_blocks::postgres::{PostgresBlock, role_name};
 use meshplane_blocks::storage::Storage;
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement, Grant};
@@ -28,7 +28,7 @@ fn block(place: &Place, revoke_unexplained: bool) -> Storage<PostgresBlock> {
         database(place)
     );
     let platform = Arc::new(Platform::from_yaml(&text).unwrap());
-    let BlockKind::Postgres(config) = &platform.blocks[0].kind else { unreachable!() };
+    let config = platform.blocks[0].typed::<meshplane_blocks::platform::PostgresConfig>().unwrap();
     Storage(PostgresBlock::new("warehouse", config, Arc::clone(&platform)).unwrap())
 }
 

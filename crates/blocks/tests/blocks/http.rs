@@ -7,7 +7,7 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 
 use meshplane_blocks::http::HttpBlock;
-use meshplane_blocks::platform::{BlockKind, Platform};
+use meshplane_blocks::platform::Platform;
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement, Grant};
 use meshplane_core::block::Provisioner;
 
@@ -54,7 +54,7 @@ fn block(port: u16, token: &str) -> HttpBlock {
          \x20   url: http://127.0.0.1:{port}\n    credential: {token}\n    serverTypes: [custom]\n"
     );
     let platform = Arc::new(Platform::from_yaml(&text).unwrap());
-    let BlockKind::Http(config) = &platform.blocks[0].kind else { unreachable!() };
+    let config = platform.blocks[0].typed::<meshplane_blocks::platform::HttpConfig>().unwrap();
     HttpBlock::new("folder", config, Arc::clone(&platform)).unwrap()
 }
 

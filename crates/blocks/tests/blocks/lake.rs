@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use meshplane_blocks::lake::LakeBlock;
-use meshplane_blocks::platform::{BlockKind, Platform};
+use meshplane_blocks::platform::Platform;
 use meshplane_blocks::storage::Storage;
 use meshplane_core::block::{Call, Provisioner};
 use meshplane_core::store::Record;
@@ -35,7 +35,7 @@ fn block(root: &Path, policy: &str) -> Storage<LakeBlock> {
         root.display()
     );
     let platform = Arc::new(Platform::from_yaml(&text).unwrap());
-    let BlockKind::Lake(config) = &platform.blocks[0].kind else { unreachable!() };
+    let config = platform.blocks[0].typed::<meshplane_blocks::platform::LakeConfig>().unwrap();
     Storage(LakeBlock::new("lake", config, Arc::clone(&platform), Path::new("/")).unwrap())
 }
 
@@ -136,7 +136,7 @@ async fn a_lake_on_s3_provisions_observes_and_purges_the_same_way() {
              \x20   root: s3://lake/ports\n    endpoint: http://{addr}\n    accessKeyId: {KEY}\n    secretAccessKey: {secret}\n"
         );
         let platform = Arc::new(Platform::from_yaml(&text).unwrap());
-        let BlockKind::Lake(config) = &platform.blocks[0].kind else { unreachable!() };
+        let config = platform.blocks[0].typed::<meshplane_blocks::platform::LakeConfig>().unwrap();
         Storage(LakeBlock::new("lake", config, Arc::clone(&platform), Path::new("/")).unwrap())
     };
     let text = contract("unused").replace(

@@ -7,4 +7,5 @@ mod lake;
 mod moves;
 mod platform;
 mod postgres;
+mod registry;
 mod tls;

@@ -1,6 +1,6 @@
 //! Reading platform.yaml: a good file, and every kind of bad one with where and what.
 
-use meshplane_blocks::platform::{BlockKind, DeletionPolicy, Platform, Secret};
+use meshplane_blocks::platform::{DeletionPolicy, LakeConfig, Platform, PostgresConfig, Secret};
 
 const GOOD: &str = "apiVersion: meshplane/v1
 kind: Platform
@@ -25,10 +25,10 @@ blocks:
 fn a_good_platform_is_read_with_its_blocks() {
     let platform = Platform::from_yaml(GOOD).unwrap();
     assert_eq!(platform.environment, "dev");
-    let BlockKind::Postgres(pg) = &platform.blocks[0].kind else { panic!("postgres first") };
+    let pg = platform.blocks[0].typed::<PostgresConfig>().expect("postgres first");
     assert_eq!((pg.port, pg.deletion_policy), (5432, DeletionPolicy::Delete));
     assert_eq!(pg.password, Some(Secret::Env { env: "WAREHOUSE_PASSWORD".into() }));
-    let BlockKind::Lake(lake) = &platform.blocks[1].kind else { panic!("lake second") };
+    let lake = platform.blocks[1].typed::<LakeConfig>().expect("lake second");
     assert_eq!((lake.s3(), lake.deletion_policy), (Some(("bucket", "ports")), DeletionPolicy::Retain));
     // Secrets never show: not in Debug, not in JSON.
     let shown = format!("{platform:?} {}", serde_json::to_string(&platform).unwrap());

@@ -49,7 +49,7 @@ fn platform(place: &Place, policy: &str) -> Arc<Platform> {
 
 fn block(place: &Place, policy: &str) -> Storage<PostgresBlock> {
     let platform = platform(place, policy);
-    let meshplane_blocks::platform::BlockKind::Postgres(config) = &platform.blocks[0].kind else { unreachable!() };
+    let config = platform.blocks[0].typed::<meshplane_blocks::platform::PostgresConfig>().unwrap();
     Storage(PostgresBlock::new("warehouse", config, Arc::clone(&platform)).unwrap())
 }
 

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshplane_blocks::platform::{BlockKind, Platform};
+use meshplane_blocks::platform::Platform;
 use meshplane_blocks::postgres::PostgresBlock;
 use meshplane_blocks::storage::Storage;
 use meshplane_core::block::{Call, Provisioner};
@@ -204,7 +204,7 @@ fn block(cluster: &Cluster, tls: &str, password: &str) -> Storage<PostgresBlock>
         cluster.port
     );
     let platform = Arc::new(Platform::from_yaml(&text).unwrap());
-    let BlockKind::Postgres(config) = &platform.blocks[0].kind else { unreachable!() };
+    let config = platform.blocks[0].typed::<meshplane_blocks::platform::PostgresConfig>().unwrap();
     Storage(PostgresBlock::new("warehouse", config, Arc::clone(&platform)).unwrap())
 }
 
