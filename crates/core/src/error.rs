@@ -66,6 +66,8 @@ pub enum ErrorCode {
     /// An output port names a contract of another domain: a product provides only its own
     /// domain's contracts (it consumes others' through input ports and access requests).
     CrossDomainPort,
+    /// The resource has another source of truth than the API (a git source): it changes there.
+    ManagedElsewhere,
     /// Too many failed authentications from this address: wait before trying again.
     TooManyAttempts,
     /// The contract's server cannot be tested by the server: no block holds it, or its block
@@ -93,6 +95,7 @@ impl ErrorCode {
         ErrorCode::IdClaimed,
         ErrorCode::CrossDomainPort,
         ErrorCode::BeingDeleted,
+        ErrorCode::ManagedElsewhere,
         ErrorCode::WrongState,
         ErrorCode::StaleLease,
         ErrorCode::BodyTooLarge,
@@ -132,6 +135,7 @@ impl ErrorCode {
             | ErrorCode::ConcurrentChange
             | ErrorCode::StaleLease
             | ErrorCode::BeingDeleted
+            | ErrorCode::ManagedElsewhere
             | ErrorCode::WrongState
             | ErrorCode::IdClaimed
             | ErrorCode::CrossDomainPort => 409,

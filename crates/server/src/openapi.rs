@@ -46,6 +46,7 @@ fn schemas() -> Any {
                 "generation": { "type": "integer" }, "createdAt": string, "updatedAt": string,
                 "deletionRequested": { "type": "string", "description": "when deletion was asked for (absent otherwise); the record goes once every finalizer is done" },
                 "finalizers": { "type": "array", "items": string, "description": "the blocks that must clean up before the record goes (absent when none)" },
+                "manager": { "type": "string", "description": "its source of truth, the only one that changes or deletes it: `api`, or `gitsource/NAME`" },
                 "spec": { "type": "object", "description": "the document as JSON" },
                 "latestTests": {
                     "type": "array",

@@ -325,6 +325,7 @@ impl Store {
                 outcome: Outcome::Created,
             });
         };
+        stored.managed_by_api()?;
         if let Some(since) = &stored.deletion_requested {
             return Err(Error::conflict(
                 ErrorCode::BeingDeleted,

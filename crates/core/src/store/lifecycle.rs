@@ -51,6 +51,7 @@ impl Store {
         let mut tx = conn.begin().await?;
         self.lock_writes(&mut tx).await?;
         let record = self.get_in(&mut tx, kind, name).await?;
+        record.managed_by_api()?;
         if let Some(caller) = caller {
             let allowed = caller.owns(&record) || caller.manages(&record, &provided_in(&mut tx, caller).await?);
             caller.require(allowed, &format!("delete {} `{name}`", kind.as_str()))?;
@@ -68,7 +69,8 @@ impl Store {
     }
 
     /// Within an apply: asks for the deletion of every resource of the applied domains that
-    /// the applied set does not contain.
+    /// the applied set does not contain (of those the API manages: another source's are
+    /// that source's to prune).
     pub(super) async fn prune(
         &self,
         tx: &mut AnyConnection,
@@ -80,7 +82,7 @@ impl Store {
         let mut pruned = Vec::new();
         for domain in domains {
             let sql = format!(
-                "SELECT {} FROM resources WHERE domain = $1 AND deleting IS NULL ORDER BY kind, name",
+                "SELECT {} FROM resources WHERE domain = $1 AND deleting IS NULL AND manager = 'api' ORDER BY kind, name",
                 super::RECORD_COLUMNS
             );
             let rows = sqlx::query(&sql).bind(domain).fetch_all(&mut *tx).await?;

@@ -111,10 +111,11 @@ const MIGRATIONS: &[Migration] = &[
           ALTER TABLE principals ADD COLUMN oidc_subject TEXT;
           CREATE UNIQUE INDEX principals_oidc ON principals (oidc_issuer, oidc_subject);",
     },
+    Migration { version: 10, sql: "ALTER TABLE resources ADD COLUMN manager TEXT NOT NULL DEFAULT 'api';" },
 ];
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 9;
+pub const LATEST: i64 = 10;
 
 async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
     conn.execute("CREATE TABLE IF NOT EXISTS meshplane_schema (version BIGINT NOT NULL)").await?;

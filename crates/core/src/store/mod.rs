@@ -81,6 +81,9 @@ pub struct Record {
     pub finalizers: Vec<String>,
     /// Who owns it: its team's name and members, recorded when it was created.
     pub owners: Vec<String>,
+    /// Its source of truth, the only one that may change or delete it: `api` (applied through
+    /// the API or the CLI), later `gitsource/NAME` (a git repository the server follows).
+    pub manager: String,
     /// The document as stored (JSON).
     pub spec: Any,
     /// The typed document, decoded from `spec` the first time it is asked for and shared by
@@ -110,9 +113,25 @@ impl Record {
             deletion_requested: None,
             finalizers: Vec::new(),
             owners: Vec::new(),
+            manager: API_MANAGER.into(),
             spec: resource.spec,
             typed: Arc::default(),
         }
+    }
+
+    /// `Ok` when the API is this resource's source of truth; otherwise the refusal that names
+    /// the one that is (a change made beside it would be overwritten, or fight it).
+    pub fn managed_by_api(&self) -> Result<(), Error> {
+        if self.manager == API_MANAGER {
+            return Ok(());
+        }
+        Err(Error::conflict(
+            ErrorCode::ManagedElsewhere,
+            format!(
+                "{} `{}` is managed by `{}`: change it there, its source of truth, not through the API",
+                self.kind, self.name, self.manager
+            ),
+        ))
     }
 
     /// The same record holding another document (an earlier version of it, say).
@@ -230,7 +249,10 @@ fn json(text: Option<String>) -> Result<Option<Any>, Error> {
     text.map(|t| serde_json::from_str(&t).map_err(|e| Error::Store(format!("stored JSON is corrupt: {e}")))).transpose()
 }
 
-const RECORD_COLUMNS: &str = "kind, name, uid, id, version, status, domain, team, tags, generation, created_at, updated_at, deleting, finalizers, owners, spec";
+const RECORD_COLUMNS: &str = "kind, name, uid, id, version, status, domain, team, tags, generation, created_at, updated_at, deleting, finalizers, owners, manager, spec";
+
+/// The manager of the resources applied through the API (and the CLI's local paths).
+pub const API_MANAGER: &str = "api";
 
 fn record(row: &AnyRow) -> Result<Record, Error> {
     let tags: String = row.try_get("tags")?;
@@ -252,6 +274,7 @@ fn record(row: &AnyRow) -> Result<Record, Error> {
         deletion_requested: row.try_get("deleting")?,
         finalizers: serde_json::from_str(&finalizers).unwrap_or_default(),
         owners: serde_json::from_str(&owners).unwrap_or_default(),
+        manager: row.try_get("manager")?,
         spec: json(Some(row.try_get("spec")?))?.unwrap_or(Any::Null),
         typed: Arc::default(),
     })

@@ -5,5 +5,6 @@
 mod backends;
 mod cleanup;
 mod leases;
+mod managers;
 mod migrations;
 mod registry;

@@ -32,6 +32,7 @@ on_both!(a_store_of_the_first_schema_is_upgraded_with_nothing_lost, |place: Plac
     let record = store.get(Kind::DataContract, "orders@v1").await.unwrap();
     assert_eq!((record.version.as_str(), record.created_at.as_str()), ("1.0.0", "2026-01-01T00:00:00Z"));
     assert_eq!(record.tags, ["gold"], "the upgrade fills the new column from the stored document");
+    assert_eq!(record.manager, "api", "what an older release stored was applied through the API");
 });
 
 on_both!(a_store_newer_than_the_binary_is_refused, |place: Place| async move {
