@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
 use meshplane_core::block::{BlockError, BlockFuture, BlockResult, Call, Leftover, Provisioned, Provisioner};
+use meshplane_core::resource::Kind;
 use meshplane_core::store::Record;
 use serde_json::{Value as Any, json};
 
@@ -149,7 +150,7 @@ impl Provisioner for HttpBlock {
     }
 
     fn concerns(&self, record: &Record) -> bool {
-        record.kind == "DataContract"
+        record.kind == Kind::DataContract
             && record.contract().is_some_and(|c| !bound(&self.platform, &self.name, c).is_empty())
     }
 

@@ -5,6 +5,7 @@
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement, Login};
 use meshplane_core::block::{BlockError, BlockFuture, BlockResult, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::checking::TestTarget;
+use meshplane_core::resource::Kind;
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::model::server::Server;
@@ -104,7 +105,7 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
     }
 
     fn concerns(&self, record: &Record) -> bool {
-        record.kind == "DataContract" && record.contract().is_some_and(|c| !self.0.servers(c).is_empty())
+        record.kind == Kind::DataContract && record.contract().is_some_and(|c| !self.0.servers(c).is_empty())
     }
 
     fn health(&self) -> BlockFuture<'_, Option<Result<(), String>>> {

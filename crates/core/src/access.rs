@@ -11,6 +11,7 @@
 //! ```
 //! use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
 //! use meshplane_core::block::{BlockFuture, BlockResult, Call, Leftover, Provisioned, Provisioner};
+//! use meshplane_core::resource::Kind;
 //! use meshplane_core::store::Record;
 //!
 //! /// A block over local folders: anyone who can read the disk can read a port, so grants
@@ -22,7 +23,7 @@
 //!         "folders"
 //!     }
 //!     fn concerns(&self, record: &Record) -> bool {
-//!         record.kind == "DataContract"
+//!         record.kind == Kind::DataContract
 //!     }
 //!     fn provision<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>> {
 //!         Box::pin(async { Ok(Provisioned::done("a folder")) })

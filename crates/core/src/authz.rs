@@ -20,13 +20,18 @@
 //!   output port names it;
 //! - every id belongs to the domain that first registered it, for good (until a platform
 //!   admin releases it), so no other domain can create any major of it, even after deletion.
+//!
+//! The rules of the access workflow (who sees, decides on or revokes a request) are
+//! [`Caller`] methods over what the [`Authorizer`] read from the store about the request's
+//! data; the domain services ([`crate::service`]) ask them, whatever the entry point.
 
 use serde_json::Value as Any;
 
 use crate::error::{Error, ErrorCode};
 use crate::resource::{Kind, Resource};
+use crate::store::grants::AccessRequest;
 use crate::store::identity::Principal;
-use crate::store::{ApplyOptions, Record};
+use crate::store::{ApplyOptions, Record, Store};
 
 /// A contract one of the caller's products provides: the output port's contract id, and the
 /// product's domain and recorded owners.
@@ -93,7 +98,7 @@ impl Caller {
     /// team's contract to another). `provided` is what the caller's products provide.
     pub fn manages(&self, record: &Record, provided: &[Provision]) -> bool {
         self.owns(record)
-            || (record.kind == Kind::DataContract.as_str()
+            || (record.kind == Kind::DataContract
                 && provided.iter().any(|p| {
                     p.contract_id == record.id
                         && p.domain == record.domain
@@ -132,13 +137,188 @@ impl Caller {
     }
 }
 
-/// The names an ODCS role's approvers field gives: free text, split on commas and semicolons;
-/// `na`, `n/a`, `none` and `-` (the standard's examples write `na`) name nobody.
-pub fn approver_names(field: Option<&Any>) -> Vec<String> {
-    let text = field.and_then(Any::as_str).unwrap_or_default();
-    text.split([',', ';'])
-        .map(str::trim)
-        .filter(|n| !n.is_empty() && !matches!(n.to_ascii_lowercase().as_str(), "na" | "n/a" | "none" | "-"))
-        .map(str::to_string)
-        .collect()
+/// The two approver levels of an ODCS role, as its fields are named.
+pub const APPROVER_LEVELS: [&str; 2] = ["firstLevelApprovers", "secondLevelApprovers"];
+
+/// One approver level of an ODCS role (`firstLevelApprovers` or `secondLevelApprovers`),
+/// resolved against the principals the platform knows. The field is free text: names split
+/// on commas and semicolons; `na`, `n/a`, `none` and `-` (the standard's examples write `na`)
+/// name nobody.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApproverLevel {
+    /// The names that are known users or groups.
+    pub known: Vec<String>,
+    /// The names nobody answers to.
+    pub unknown: Vec<String>,
+}
+
+impl ApproverLevel {
+    /// Level `field` of `role`, against the names of the known principals.
+    pub fn of(role: &Any, field: &str, principals: &[String]) -> ApproverLevel {
+        let text = role.get(field).and_then(Any::as_str).unwrap_or_default();
+        let (known, unknown) = text
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|n| !n.is_empty() && !matches!(n.to_ascii_lowercase().as_str(), "na" | "n/a" | "none" | "-"))
+            .map(str::to_string)
+            .partition(|n| principals.contains(n));
+        ApproverLevel { known, unknown }
+    }
+
+    /// Who decides at this level: its known approvers; the owning `team` when it names only
+    /// unknown ones (a typo never leaves a request without approvers); nobody (`None`) when it
+    /// names nobody.
+    pub fn deciders(self, team: &[String]) -> Option<Vec<String>> {
+        match (self.known.is_empty(), self.unknown.is_empty()) {
+            (true, true) => None,
+            (true, false) => Some(team.to_vec()),
+            (false, _) => Some(self.known),
+        }
+    }
+}
+
+/// The rules that read the store: whether a caller manages a stored resource, and what data
+/// an access request is about. Changes (apply, delete) are also authorized by the store
+/// itself, in the transaction that writes; these rules serve reads with a manager's rights
+/// (running tests, samples in reports) and the access workflow.
+pub struct Authorizer<'a> {
+    store: &'a Store,
+}
+
+impl<'a> Authorizer<'a> {
+    pub fn new(store: &'a Store) -> Authorizer<'a> {
+        Authorizer { store }
+    }
+
+    /// Whether the caller manages a stored resource ([`Caller::manages`], with what the
+    /// caller's products provide as the store recorded it).
+    pub async fn manages(&self, caller: &Caller, record: &Record) -> Result<bool, Error> {
+        if caller.owns(record) {
+            return Ok(true);
+        }
+        Ok(caller.manages(record, &self.store.provided_by(caller).await?))
+    }
+
+    /// Whether the caller may apply anything at all: it administers a domain, or owns or
+    /// provides something (checked before a body is read).
+    pub async fn may_apply_anything(&self, caller: &Caller) -> Result<bool, Error> {
+        self.store.may_apply_anything(caller).await
+    }
+
+    /// The records an access request is about, as far as they are still stored and of the
+    /// request's domain.
+    pub async fn data_of(&self, request: &AccessRequest) -> Result<DataOf, Error> {
+        let contract = self.of_domain(Kind::DataContract, &request.contract, &request.domain).await?;
+        let product = self.of_domain(Kind::DataProduct, &request.product, &request.domain).await?;
+        Ok(DataOf { contract, product })
+    }
+
+    /// The stored record `kind/name` when it is of `domain`.
+    async fn of_domain(&self, kind: Kind, name: &str, domain: &str) -> Result<Option<Record>, Error> {
+        match self.store.get(kind, name).await {
+            Ok(record) if record.domain == domain => Ok(Some(record)),
+            Ok(_) | Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The data an access request is for: its contract, and the product it came through (when
+/// that is of the contract's domain).
+#[derive(Clone, Debug, Default)]
+pub struct DataOf {
+    pub contract: Option<Record>,
+    pub product: Option<Record>,
+}
+
+impl Caller {
+    /// Whether the caller owns the data a request is for: an admin of its domain, an owner of
+    /// its contract, or an owner of the product (of the same domain) it came through.
+    pub fn owns_data(&self, request: &AccessRequest, data: &DataOf) -> bool {
+        self.administers(&request.domain)
+            || data.contract.as_ref().is_some_and(|c| self.owns(c))
+            || data.product.as_ref().is_some_and(|p| self.owns(p))
+    }
+
+    /// Whether the caller may see a request: it is theirs (or their group's), they decide on
+    /// it, or they own the data it is for.
+    pub fn may_see_request(&self, request: &AccessRequest, data: &DataOf) -> bool {
+        self.is_one_of(std::slice::from_ref(&request.consumer))
+            || request.requested_by == self.name()
+            || self.is_one_of(&request.approvers.first)
+            || self.is_one_of(&request.approvers.second)
+            || self.owns_data(request, data)
+    }
+
+    /// Whether the caller may end a grant: the data's owners, or its consumer.
+    pub fn may_revoke(&self, request: &AccessRequest, data: &DataOf) -> bool {
+        self.owns_data(request, data) || request.consumer == self.name()
+    }
+
+    /// Whether the caller may ask for access on behalf of `consumer` (a principal, not a
+    /// product) to data of `domain`: for itself, for a group it belongs to, or as an admin
+    /// of the domain.
+    pub fn may_request_for(&self, consumer: &str, domain: &str) -> bool {
+        consumer == self.name() || self.is_one_of(&[consumer.to_string()]) || self.administers(domain)
+    }
+
+    /// `Ok` when the caller may decide (`approve` or reject) a pending request at its awaited
+    /// level: one of that level's approvers or an admin of the data's domain. Nobody approves
+    /// a request they made or that gives them access (they may reject it: a withdrawal); at
+    /// the second level, whoever approved the first may not approve again.
+    pub fn may_decide(&self, request: &AccessRequest, approve: bool) -> Result<(), Error> {
+        let level = request.awaited_level();
+        let approvers = if level == 1 { &request.approvers.first } else { &request.approvers.second };
+        let approved_first = request.decisions.iter().any(|d| d.level == 1 && d.approved && d.by == self.name());
+        let own = request.requested_by == self.name() || self.is_one_of(std::slice::from_ref(&request.consumer));
+        if approve && own {
+            return Err(Error::denied(
+                ErrorCode::Forbidden,
+                format!(
+                    "`{}` may not approve access request {}: it is their own; another approver decides",
+                    self.name(),
+                    request.id
+                ),
+            ));
+        }
+        let withdrawal = !approve && own;
+        let approver = self.is_one_of(approvers) || self.administers(&request.domain);
+        self.require(
+            withdrawal || (approver && !(approve && level == 2 && approved_first)),
+            &format!(
+                "decide on access request {} at level {level} (its approvers: {}; whoever approved level 1 cannot \
+                 approve level 2)",
+                request.id,
+                approvers.join(", ")
+            ),
+        )
+    }
+
+    /// Whether the caller may create, list or revoke the tokens of `principal`: its own, or
+    /// (platform admins) anyone's.
+    pub fn may_manage_tokens_of(&self, principal: &str) -> bool {
+        principal == self.name() || self.is_platform_admin()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::ApproverLevel;
+
+    #[test]
+    fn an_approver_level_keeps_the_known_names_and_falls_back_to_the_team_only_when_none_is_known() {
+        let principals = vec!["lead".to_string(), "dpo".to_string()];
+        let team = vec!["sales-team".to_string()];
+        let role = json!({ "first": "lead; ghost , dpo", "typo": "ghost", "nobody": " na , - ", "list": ["lead"] });
+        let level = |field: &str| ApproverLevel::of(&role, field, &principals);
+        assert_eq!(level("first").known, ["lead", "dpo"]);
+        assert_eq!(level("first").unknown, ["ghost"]);
+        assert_eq!(level("first").deciders(&team), Some(vec!["lead".to_string(), "dpo".to_string()]));
+        assert_eq!(level("typo").deciders(&team), Some(team.clone()), "a typo never leaves the level to nobody");
+        assert_eq!(level("nobody").deciders(&team), None, "`na` and `-` name nobody");
+        assert_eq!(level("missing").deciders(&team), None);
+        assert_eq!(level("list"), ApproverLevel::default(), "the field is text; anything else names nobody");
+    }
 }

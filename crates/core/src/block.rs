@@ -8,6 +8,7 @@
 //!
 //! ```
 //! use meshplane_core::block::{BlockFuture, BlockResult, Call, Leftover, Provisioned, Provisioner};
+//! use meshplane_core::resource::Kind;
 //! use meshplane_core::store::Record;
 //!
 //! /// A block that keeps nothing anywhere: every resource is provisioned at once.
@@ -18,7 +19,7 @@
 //!         "nothing"
 //!     }
 //!     fn concerns(&self, record: &Record) -> bool {
-//!         record.kind == "DataProduct"
+//!         record.kind == Kind::DataProduct
 //!     }
 //!     fn provision<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>> {
 //!         Box::pin(async { Ok(Provisioned::done("nothing to provision")) })

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::access::{AccessReport, AccessSync, Grant};
-use crate::authz::approver_names;
+use crate::authz::{APPROVER_LEVELS, ApproverLevel};
 use crate::block::{BlockError, BlockResult, Blocks, Call, Provisioner};
 use crate::error::Error;
 use crate::reconcile::Wanted;
@@ -167,8 +167,8 @@ pub(crate) async fn approvers(store: &Store, record: &Record) -> Result<Option<W
     let known: Vec<String> = store.principals().await?.into_iter().map(|p| p.name).collect();
     let mut unresolved = Vec::new();
     for role in roles {
-        for level in ["firstLevelApprovers", "secondLevelApprovers"] {
-            for name in approver_names(role.get(level)).into_iter().filter(|n| !known.contains(n)) {
+        for level in APPROVER_LEVELS {
+            for name in ApproverLevel::of(role, level, &known).unknown {
                 let role = role.get("role").and_then(serde_json::Value::as_str).unwrap_or("?");
                 unresolved.push(format!("role `{role}` {level}: `{name}` is no known user or group"));
             }

@@ -22,6 +22,7 @@ mod enforce;
 pub mod error;
 pub mod reconcile;
 pub mod resource;
+pub mod service;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -39,7 +39,7 @@ use crate::controller::Action;
 use crate::enforce;
 use crate::error::Error;
 use crate::resource::{Kind, port_links};
-use crate::store::{Condition, Record, Status, Store, now};
+use crate::store::{Condition, ConditionStatus, Record, Status, Store, now};
 
 /// The reason of `Provisioned` when no block is concerned: nothing to wait for.
 const NO_BLOCK: &str = "NoBlockConfigured";
@@ -93,7 +93,7 @@ pub async fn reconcile(
             for name in names.iter().filter(|_| !link.input) {
                 let status = store.status(Kind::DataContract, name).await?;
                 let ready = status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.kind == "Ready"));
-                if ready.is_none_or(|c| c.status != "True") {
+                if ready.is_none_or(|c| c.status != ConditionStatus::True) {
                     let why = ready.map_or("not reconciled yet".to_string(), |c| c.reason.clone());
                     ports_waiting.push(format!("{label} `{}`: contract {name} is not Ready ({why})", link.port));
                 }
@@ -368,16 +368,17 @@ async fn write_status(
     let mut conditions: Vec<Condition> =
         previous.iter().filter(|c| !wanted.iter().any(|w| w.0 == c.kind)).cloned().collect();
     for (type_, ok, reason, message) in wanted {
-        let status = if ok { "True" } else { "False" };
+        let status = ConditionStatus::of(ok);
         let since = previous
             .iter()
             .find(|c| c.kind == type_ && c.status == status)
             .map_or_else(|| at.clone(), |c| c.last_transition_time.clone());
         conditions.push(Condition {
             kind: type_.into(),
-            status: status.into(),
+            status,
             reason: reason.into(),
             message,
+            observed_generation: record.generation,
             last_transition_time: since,
         });
     }

@@ -1,4 +1,5 @@
-//! The handlers: thin translations between HTTP and the store.
+//! The handlers: thin translations between HTTP and the domain services
+//! ([`meshplane_core::service`]) or, for reads, the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -6,11 +7,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
-use meshplane_core::authz::Caller;
-use meshplane_core::resource::{Kind, PortLink, Resource, port_links};
+use meshplane_core::authz::{Authorizer, Caller};
+use meshplane_core::resource::{Kind, PortLink, port_links};
+use meshplane_core::service::catalog::{self, ApplyAsk};
 use meshplane_core::store::{self, Record};
 use meshplane_core::{Error, ErrorCode};
-use meshplane_spec::load;
 use serde::Deserialize;
 use serde_json::{Value as Any, json};
 
@@ -172,8 +173,7 @@ pub struct ApplyParams {
     expect_generation: Option<i64>,
 }
 
-/// Every document of the body is checked before anything is written; one bad document
-/// refuses the whole body, listing every problem of every document.
+/// Applies the body's documents, all or nothing ([`catalog::apply`]).
 pub async fn apply(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -181,64 +181,13 @@ pub async fn apply(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let params = query(params)?;
-    // Reading a large body costs; a caller who may change nothing is refused first.
-    caller
-        .require(state.store.may_apply_anything(&caller).await?, "apply anything (no domain or resource is theirs)")?;
-    let body = body?;
-    // Reading YAML is CPU work proportional to the body: off the threads that serve requests.
-    let resources = tokio::task::spawn_blocking(move || resources_of(&body))
-        .await
-        .map_err(|e| Error::Store(format!("reading the body failed: {e}")))??;
-    if params.expect_generation.is_some() && resources.len() != 1 {
-        return Err(ApiError(Error::invalid(
-            ErrorCode::MalformedRequest,
-            "expectGeneration applies to a body of one document",
-        )));
-    }
-    let options = store::ApplyOptions {
+    let ask = ApplyAsk {
         dry_run: params.dry_run.unwrap_or(false),
         prune: params.prune.unwrap_or(false),
-        ..caller.who()
+        expect_generation: params.expect_generation,
     };
-    let applied = state.store.apply_as(&caller, &resources, &[params.expect_generation], &options).await?;
-    to_json(json!({ "dryRun": options.dry_run, "applied": applied }))
-}
-
-/// The resources a body of YAML or JSON documents describes, or every problem of every
-/// document.
-fn resources_of(body: &[u8]) -> Result<Vec<Resource>, Error> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| Error::invalid(ErrorCode::MalformedRequest, format!("the body is not UTF-8 text: {e}")))?;
-    let loaded = load(text);
-    if !loaded.diagnostics.is_empty() {
-        let details = Any::Array(loaded.diagnostics.iter().map(|d| d.to_json()).collect());
-        let message = "the body cannot be read".into();
-        return Err(Error::Invalid { code: ErrorCode::InvalidDocument, message, details });
-    }
-    if loaded.documents.is_empty() {
-        return Err(Error::invalid(ErrorCode::InvalidDocument, "the body holds no document"));
-    }
-    let mut resources = Vec::new();
-    let mut problems = Vec::new();
-    for (i, doc) in loaded.documents.iter().enumerate() {
-        match Resource::from_loaded(doc) {
-            Ok(r) => resources.push(r),
-            Err(e) => problems.push((i, e)),
-        }
-    }
-    if let Some((_, first)) = problems.first() {
-        let code = first.code();
-        let message = match problems.len() {
-            1 => format!("document {}: {first}", problems[0].0 + 1),
-            n => format!("{n} documents are refused; the first, document {}: {first}", problems[0].0 + 1),
-        };
-        let details = problems
-            .iter()
-            .map(|(i, e)| json!({ "document": i + 1, "code": e.code(), "message": e.to_string(), "details": e.details() }))
-            .collect();
-        return Err(Error::Invalid { code, message, details: Any::Array(details) });
-    }
-    Ok(resources)
+    let applied = catalog::apply(&state.store, &caller, body?, ask).await?;
+    to_json(json!({ "dryRun": ask.dry_run, "applied": applied }))
 }
 
 #[derive(Deserialize)]
@@ -255,9 +204,7 @@ pub async fn delete(
     params: Result<Query<DeleteParams>, QueryRejection>,
 ) -> Answer {
     let p = query(params)?;
-    let kind = kind(&k)?;
-    let options = store::ApplyOptions { dry_run: p.dry_run.unwrap_or(false), ..caller.who() };
-    to_json(state.store.delete_as(&caller, kind, &name, &options).await?)
+    to_json(catalog::delete(&state.store, &caller, kind(&k)?, &name, p.dry_run.unwrap_or(false)).await?)
 }
 
 #[derive(Deserialize)]
@@ -389,7 +336,7 @@ pub async fn run_tests(
     let p = query(params)?;
     let kind = contract_kind(&k)?;
     let record = state.store.get(kind, &name).await?;
-    let allowed = crate::ownership::manages(&state, &caller, &record).await?;
+    let allowed = Authorizer::new(&state.store).manages(&caller, &record).await?;
     caller.require(allowed, &format!("run the tests of contract `{name}` (its owners may)"))?;
     let ask = crate::checks::Ask {
         server: p.server.as_deref(),
@@ -421,7 +368,7 @@ pub async fn test_runs(
     let kind = contract_kind(&k)?;
     let record = state.store.get(kind, &name).await?;
     let mut runs = state.store.test_runs(kind, &name, p.limit.unwrap_or(20)).await?;
-    if !crate::ownership::manages(&state, &caller, &record).await? {
+    if !Authorizer::new(&state.store).manages(&caller, &record).await? {
         for run in &mut runs {
             let results = run.report.get_mut("results").and_then(Any::as_array_mut);
             for result in results.into_iter().flatten().filter_map(Any::as_object_mut) {

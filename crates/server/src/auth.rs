@@ -153,6 +153,7 @@ pub async fn gate(State((state, endpoint)): State<(AppState, Endpoint)>, mut req
     if let Err(e) = caller.require(allowed, "use this route") {
         return ApiError(e).into_response();
     }
+    tracing::Span::current().record("principal", caller.name());
     request.extensions_mut().insert(caller);
     next.run(request).await
 }

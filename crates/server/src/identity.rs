@@ -1,11 +1,12 @@
-//! Identities over HTTP: who am I, API tokens, principals (platform admins), and the audit
-//! log. A token's text is in the answer that creates it and nowhere else.
+//! Identities over HTTP: who am I, API tokens (the workflows of
+//! [`meshplane_core::service::identity`]), principals (platform admins), and the audit log.
 
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use meshplane_core::authz::Caller;
+use meshplane_core::service::identity;
 use meshplane_core::store::AuditQuery;
 use meshplane_core::store::identity::{Principal, PrincipalKind};
 use meshplane_core::{Error, ErrorCode};
@@ -29,25 +30,6 @@ pub struct NewToken {
     expires_at: Option<String>,
 }
 
-/// When a token the caller asks for expires: no later than the caller's own credential (a
-/// token made with a token that expires, or with a JWT, whose tokens last at most the
-/// platform's limit); when the caller names no end, that end.
-fn lasting(caller: &Caller, asked: Option<String>) -> Result<Option<String>, ApiError> {
-    let Some(until) = caller.good_until.as_deref().and_then(meshplane_core::store::canonical_time) else {
-        return Ok(asked);
-    };
-    let Some(asked) = asked else { return Ok(Some(until)) };
-    match meshplane_core::store::canonical_time(&asked) {
-        Some(wanted) if wanted <= until => Ok(Some(wanted)),
-        Some(_) => Err(ApiError(Error::invalid(
-            ErrorCode::MalformedRequest,
-            format!("a token made with this credential expires no later than {until} (asked: {asked})"),
-        ))),
-        // The store says what is wrong with it.
-        None => Ok(Some(asked)),
-    }
-}
-
 /// A token for the caller, or (platform admins) for anyone.
 pub async fn create_token(
     State(state): State<AppState>,
@@ -55,10 +37,8 @@ pub async fn create_token(
     raw: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let asked: NewToken = body(raw)?;
-    let principal = asked.principal.unwrap_or_else(|| caller.name().to_string());
-    caller.require(principal == caller.name() || caller.is_platform_admin(), "create tokens for others")?;
-    let expires = lasting(&caller, asked.expires_at)?;
-    let created = state.store.create_token(&principal, &asked.description, expires.as_deref(), &caller.who()).await?;
+    let created =
+        identity::create_token(&state.store, &caller, asked.principal, &asked.description, asked.expires_at).await?;
     to_json(json!({ "token": created.token, "info": created.info }))
 }
 
@@ -76,15 +56,8 @@ pub async fn tokens(
     params: Result<Query<TokenParams>, QueryRejection>,
 ) -> Answer {
     let p = query(params)?;
-    let whose = match p.principal {
-        Some(other) => {
-            caller.require(other == caller.name() || caller.is_platform_admin(), "list others' tokens")?;
-            Some(other)
-        }
-        None if caller.is_platform_admin() => None,
-        None => Some(caller.name().to_string()),
-    };
-    to_json(state.store.tokens(whose.as_deref(), p.after.as_deref().unwrap_or_default(), page_size(p.limit)).await?)
+    let after = p.after.as_deref().unwrap_or_default();
+    to_json(identity::tokens(&state.store, &caller, p.principal, after, page_size(p.limit)).await?)
 }
 
 pub async fn revoke_token(
@@ -92,9 +65,7 @@ pub async fn revoke_token(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Answer {
-    let token = state.store.token(&id).await?;
-    caller.require(token.principal == caller.name() || caller.is_platform_admin(), "revoke others' tokens")?;
-    to_json(state.store.revoke_token(&id, &caller.who()).await?)
+    to_json(identity::revoke_token(&state.store, &caller, &id).await?)
 }
 
 #[derive(Deserialize)]
@@ -152,9 +123,6 @@ pub async fn put_principal(
                         "`oidc.issuer` is needed: this platform configures no identity provider",
                     ))
                 })?;
-            if b.kind == PrincipalKind::Group {
-                return Err(ApiError(Error::invalid(ErrorCode::MalformedRequest, "nobody signs in as a group")));
-            }
             Some(meshplane_core::store::identity::OidcIdentity { issuer, subject })
         }
     };
@@ -167,7 +135,7 @@ pub async fn put_principal(
         domains: b.domains,
         oidc,
     };
-    to_json(state.store.put_principal(&principal, &caller.who()).await?)
+    to_json(identity::put_principal(&state.store, &caller, principal).await?)
 }
 
 #[derive(Deserialize)]

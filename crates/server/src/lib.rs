@@ -17,10 +17,10 @@ pub mod error;
 mod identity;
 pub mod oidc;
 pub mod openapi;
-mod ownership;
 pub mod reconciler;
 pub mod routes;
 pub mod schedules;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -61,7 +61,7 @@ fn schemas() -> Any {
                         "updatedAt": string,
                         "conditions": { "type": "array", "items": { "type": "object", "properties": {
                             "type": string, "status": { "enum": ["True", "False", "Unknown"] }, "reason": string,
-                            "message": string, "lastTransitionTime": string } } }
+                            "message": string, "observedGeneration": { "type": "integer" }, "lastTransitionTime": string } } }
                     }
                 }
             }

@@ -5,7 +5,7 @@ use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{MethodRouter, delete, get, post, put};
 
-use crate::{AppState, access, api, auth, identity};
+use crate::{AppState, access, api, auth, identity, trace};
 
 /// What a route does; the router maps each to its handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -560,12 +560,14 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
     }
 }
 
-/// The router of every route, each behind the authentication gate with its rule.
+/// The router of every route, each in its request span ([`trace`]) and behind the
+/// authentication gate with its rule.
 pub fn router(state: AppState) -> Router {
     all()
         .fold(Router::new(), |r, route| {
             let gate = from_fn_with_state((state.clone(), route.endpoint), auth::gate);
-            r.route(route.path, handler(route.endpoint).layer(gate))
+            let traced = from_fn_with_state(route, trace::request);
+            r.route(route.path, handler(route.endpoint).layer(gate).layer(traced))
         })
         .with_state(state)
 }

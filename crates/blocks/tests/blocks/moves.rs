@@ -6,7 +6,7 @@ use std::path::Path;
 use meshplane_blocks::platform::Platform;
 use meshplane_core::reconcile::reconcile;
 use meshplane_core::resource::{Kind, Resource};
-use meshplane_core::store::{ApplyOptions, Store};
+use meshplane_core::store::{ApplyOptions, ConditionStatus, Store};
 use meshplane_core::testing::{postgres, sqlite};
 
 fn contract(server: &str) -> String {
@@ -67,7 +67,7 @@ async fn a_port_moves_from_the_lake_to_postgres_and_the_old_place_is_an_orphan()
     assert_eq!(record.finalizers, ["block/warehouse"], "the lake let go");
     let status = store.status(Kind::DataContract, "orders@v0").await.unwrap().unwrap();
     let ready = status.conditions.iter().find(|c| c.kind == "Ready").unwrap();
-    assert_eq!(ready.status, "True", "{:?}", status.conditions);
+    assert_eq!(ready.status, ConditionStatus::True, "{:?}", status.conditions);
     let orphans = store.orphans(false).await.unwrap();
     assert_eq!(orphans.len(), 1);
     assert_eq!(orphans[0].block, "lake");

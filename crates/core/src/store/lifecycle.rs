@@ -77,7 +77,7 @@ impl Store {
         applied: &[Resource],
         options: &ApplyOptions,
     ) -> Result<Vec<Applied>, Error> {
-        let keep: BTreeSet<(&str, &str)> = applied.iter().map(|r| (r.kind.as_str(), r.name.as_str())).collect();
+        let keep: BTreeSet<(Kind, &str)> = applied.iter().map(|r| (r.kind, r.name.as_str())).collect();
         let domains: BTreeSet<&str> = applied.iter().map(|r| r.domain.as_str()).collect();
         let mut pruned = Vec::new();
         for domain in domains {
@@ -88,12 +88,12 @@ impl Store {
             let rows = sqlx::query(&sql).bind(domain).fetch_all(&mut *tx).await?;
             for row in &rows {
                 let record = super::record(row)?;
-                if keep.contains(&(record.kind.as_str(), record.name.as_str())) {
+                if keep.contains(&(record.kind, record.name.as_str())) {
                     continue;
                 }
                 self.mark_deleting(tx, &record, options).await?;
                 pruned.push(Applied {
-                    kind: Kind::parse(&record.kind).unwrap_or(Kind::DataProduct),
+                    kind: record.kind,
                     name: record.name,
                     version: record.version,
                     generation: record.generation,
@@ -113,7 +113,7 @@ impl Store {
         let at = now();
         sqlx::query("UPDATE resources SET deleting = $1 WHERE kind = $2 AND name = $3")
             .bind(&at)
-            .bind(&record.kind)
+            .bind(record.kind.as_str())
             .bind(&record.name)
             .execute(&mut *tx)
             .await?;
@@ -238,5 +238,5 @@ impl Store {
 }
 
 fn subject(record: &Record) -> Subject<'_> {
-    Subject { kind: &record.kind, name: &record.name, version: &record.version, domain: &record.domain }
+    Subject { kind: record.kind.as_str(), name: &record.name, version: &record.version, domain: &record.domain }
 }

@@ -58,7 +58,7 @@ pub(crate) const OBSERVATIONS: &str = "'status', 'tested'";
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
-    pub kind: String,
+    pub kind: Kind,
     pub name: String,
     /// This incarnation of the resource: made when it is created, never reused, so what a
     /// block made for an earlier resource of the same name is told apart from its own.
@@ -98,7 +98,7 @@ impl Record {
     /// finalizers, no recorded owners), under `uid`.
     pub fn created(resource: Resource, uid: &str) -> Record {
         Record {
-            kind: resource.kind.as_str().into(),
+            kind: resource.kind,
             name: resource.name,
             uid: uid.into(),
             id: resource.id,
@@ -191,13 +191,42 @@ pub struct TestRun {
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// What the condition is about: `Ready`, `Provisioned`, `AccessInSync`, ...
     #[serde(rename = "type")]
     pub kind: String,
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
+    pub status: ConditionStatus,
+    /// Why, in one CamelCase word (`GrantsApplied`, `ProvisioningRefused`).
     pub reason: String,
     pub message: String,
+    /// The generation of the document this condition was observed on: a condition a later
+    /// reconcile did not write again keeps the generation it is about. (Statuses written
+    /// before it was recorded read as the status's `observedGeneration`.)
+    #[serde(default)]
+    pub observed_generation: i64,
+    /// When `status` last changed.
     pub last_transition_time: String,
+}
+
+/// Whether a condition holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn of(holds: bool) -> ConditionStatus {
+        if holds { ConditionStatus::True } else { ConditionStatus::False }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
 }
 
 /// What the reconcilers last observed of a resource.
@@ -258,8 +287,10 @@ fn record(row: &AnyRow) -> Result<Record, Error> {
     let tags: String = row.try_get("tags")?;
     let finalizers: String = row.try_get("finalizers")?;
     let owners: String = row.try_get("owners")?;
+    let kind: String = row.try_get("kind")?;
     Ok(Record {
-        kind: row.try_get("kind")?,
+        kind: Kind::parse(&kind)
+            .ok_or_else(|| Error::Store(format!("a stored resource has the unknown kind `{kind}`")))?,
         name: row.try_get("name")?,
         uid: row.try_get("uid")?,
         id: row.try_get("id")?,
@@ -436,7 +467,7 @@ impl Store {
         loop {
             let page = self.list(&q).await?;
             all.extend(page.items);
-            q.after = all.last().map(|r| (r.kind.clone(), r.name.clone()));
+            q.after = all.last().map(|r| (r.kind.to_string(), r.name.clone()));
             if page.next.is_none() {
                 return Ok(all);
             }
@@ -486,11 +517,13 @@ impl Store {
         .await?;
         row.map(|row| {
             let conditions: String = row.try_get(1)?;
-            Ok(Status {
-                observed_generation: row.try_get(0)?,
-                conditions: serde_json::from_str(&conditions).map_err(|e| Error::Store(e.to_string()))?,
-                updated_at: row.try_get(2)?,
-            })
+            let observed_generation: i64 = row.try_get(0)?;
+            let mut conditions: Vec<Condition> =
+                serde_json::from_str(&conditions).map_err(|e| Error::Store(e.to_string()))?;
+            for c in conditions.iter_mut().filter(|c| c.observed_generation == 0) {
+                c.observed_generation = observed_generation;
+            }
+            Ok(Status { observed_generation, conditions, updated_at: row.try_get(2)? })
         })
         .transpose()
     }
@@ -540,7 +573,7 @@ impl Store {
         let (version, domain) = self.subject_of(&mut tx, kind, name).await?;
         let subject = apply::Subject { kind: kind.as_str(), name, version: &version, domain: &domain };
         let by = ApplyOptions::reconciler();
-        let ready = conditions.iter().find(|c| c.kind == "Ready").map(|c| Any::String(c.status.clone()));
+        let ready = conditions.iter().find(|c| c.kind == "Ready").map(|c| Any::from(c.status.as_str()));
         let note = ready.map(|r| ("ready", r));
         let (before, after) = (before.as_deref(), Some(after.as_str()));
         self.record_change(&mut tx, &subject, "status", observed_generation, before, after, &by, &at, note).await?;

@@ -28,7 +28,7 @@ impl Provisioner for Ledger {
         "ledger"
     }
     fn concerns(&self, record: &Record) -> bool {
-        record.kind == "DataProduct"
+        record.kind == Kind::DataProduct
     }
     fn provision<'a>(&'a self, record: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>> {
         Box::pin(async move {
@@ -66,7 +66,7 @@ async fn run(store: &Store, blocks: &Blocks, kind: Kind, name: &str) -> Result<(
 async fn ready(store: &Store, kind: Kind, name: &str) -> (String, String) {
     let status = store.status(kind, name).await.unwrap().unwrap();
     let c = status.conditions.iter().find(|c| c.kind == "Ready").unwrap();
-    (c.status.clone(), c.reason.clone())
+    (c.status.as_str().to_string(), c.reason.clone())
 }
 
 fn shop() -> String {
@@ -85,6 +85,8 @@ on_both!(a_record_goes_only_after_its_blocks_cleaned_up, |place: Place| async mo
     run(&store, &blocks, Kind::DataContract, "orders@v1").await.unwrap();
     run(&store, &blocks, Kind::DataProduct, "shop").await.unwrap();
     assert_eq!(ready(&store, Kind::DataProduct, "shop").await, ("True".into(), "Reconciled".into()));
+    let observed = store.status(Kind::DataProduct, "shop").await.unwrap().unwrap().conditions;
+    assert!(observed.iter().all(|c| c.observed_generation == 1), "each condition names its generation: {observed:?}");
     assert_eq!(store.get(Kind::DataProduct, "shop").await.unwrap().finalizers, ["block/ledger"]);
     assert_eq!(*ledger.provisioned.lock().unwrap(), ["shop"]);
     // The store drifts from what is declared: not Ready, and every difference is named.

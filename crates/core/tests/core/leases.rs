@@ -4,7 +4,8 @@
 
 use meshplane_core::ErrorCode;
 use meshplane_core::resource::Kind;
-use meshplane_core::store::{Condition, SCHEDULE};
+use meshplane_core::store::{Condition, ConditionStatus, SCHEDULE};
+use sqlx::Connection;
 
 use crate::backends::{Place, open};
 use crate::on_both;
@@ -12,9 +13,10 @@ use crate::on_both;
 fn ready() -> Vec<Condition> {
     vec![Condition {
         kind: "Ready".into(),
-        status: "True".into(),
+        status: ConditionStatus::True,
         reason: "Reconciled".into(),
         message: String::new(),
+        observed_generation: 1,
         last_transition_time: "2026-01-01T00:00:00Z".into(),
     }]
 }
@@ -39,6 +41,17 @@ on_both!(one_owner_at_a_time_and_fenced_writes, |place: Place| async move {
     assert!(store.status(k, "shop").await.unwrap().is_none(), "the stale write left nothing");
     store.set_status(k, "shop", 1, &ready(), ("b", 2)).await.unwrap();
     assert_eq!(store.status(k, "shop").await.unwrap().unwrap().conditions, ready());
+    // A status an earlier release wrote, without a generation per condition, reads with the
+    // status's own.
+    let mut conn = sqlx::AnyConnection::connect(&place.url).await.unwrap();
+    let old = r#"[{"type":"Ready","status":"True","reason":"Reconciled","message":"","lastTransitionTime":"2026-01-01T00:00:00Z"}]"#;
+    sqlx::query("UPDATE statuses SET conditions = $1, observed_generation = 7 WHERE name = 'shop'")
+        .bind(old)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let read = store.status(k, "shop").await.unwrap().unwrap().conditions;
+    assert_eq!(read, vec![Condition { observed_generation: 7, ..ready().remove(0) }]);
     // Released, the lease is free at once, and tokens keep growing.
     store.release_lease(k.as_str(), "shop", "b", 2).await.unwrap();
     assert_eq!(store.acquire_lease(k.as_str(), "shop", "c", 60_000).await.unwrap(), Some(3));

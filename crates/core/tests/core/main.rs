@@ -1,6 +1,7 @@
 //! The store end to end, on SQLite and on PostgreSQL (each test with its own file or
 //! database): identity, immutability, generations, breaking changes, all-or-nothing
-//! applies, change records, listing, migrations and concurrent writers.
+//! applies, change records, listing, migrations and concurrent writers; the domain services
+//! that every entry point calls.
 
 mod backends;
 mod cleanup;
@@ -8,3 +9,4 @@ mod leases;
 mod managers;
 mod migrations;
 mod registry;
+mod services;

@@ -36,7 +36,7 @@ impl Provisioner for Scripted {
         "scripted"
     }
     fn concerns(&self, record: &Record) -> bool {
-        record.kind == "DataContract" && record.name.starts_with(self.prefix)
+        record.kind == Kind::DataContract && record.name.starts_with(self.prefix)
     }
     fn provision<'a>(&'a self, _: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>> {
         Box::pin(async move {

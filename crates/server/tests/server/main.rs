@@ -1,5 +1,5 @@
 //! The API through real HTTP, on SQLite and on PostgreSQL: applying, reading, lineage, the
-//! change feed, every refusal as a clear 4xx, and the OpenAPI document.
+//! change feed, every refusal as a clear 4xx, the OpenAPI document, request ids.
 
 use std::net::SocketAddr;
 
@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use meshplane_core::block::{BlockFuture, BlockResult, Blocks, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::controller::{Clock, SystemClock};
+use meshplane_core::resource::Kind;
 use meshplane_core::store::identity::{Principal, PrincipalKind};
 use meshplane_core::store::{Record, Store};
 use meshplane_core::testing::{Place, postgres, sqlite};
@@ -22,6 +23,7 @@ mod controller;
 mod errors;
 mod grants;
 mod oidc;
+mod request_ids;
 mod requests;
 
 struct Server {
@@ -474,7 +476,7 @@ impl Provisioner for Watched {
         "witness"
     }
     fn concerns(&self, record: &Record) -> bool {
-        record.kind == "DataProduct"
+        record.kind == Kind::DataProduct
     }
     fn provision<'a>(&'a self, record: &'a Record, _: &'a Call) -> BlockFuture<'a, BlockResult<Provisioned>> {
         Box::pin(async move {

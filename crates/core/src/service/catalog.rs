@@ -1,0 +1,88 @@
+//! The catalog's changes: a body of YAML or JSON documents becomes resources (every problem
+//! of every document, or nothing), is applied on behalf of a caller all or nothing, and a
+//! resource is marked for deletion.
+
+use meshplane_spec::load;
+use serde_json::{Value as Any, json};
+
+use crate::authz::{Authorizer, Caller};
+use crate::error::{Error, ErrorCode};
+use crate::resource::{Kind, Resource};
+use crate::store::{Applied, ApplyOptions, Record, Store};
+
+/// How to apply a body.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ApplyAsk {
+    /// Check and report, write nothing.
+    pub dry_run: bool,
+    /// Delete what the body's domains hold and the body does not name (their admins only).
+    pub prune: bool,
+    /// For a body of one document: the generation it must have now (0: it must not exist).
+    pub expect_generation: Option<i64>,
+}
+
+/// Applies the documents of `body` on behalf of `caller`: every document is checked before
+/// anything is written, and one bad document refuses the whole body, listing every problem of
+/// every document.
+pub async fn apply(
+    store: &Store,
+    caller: &Caller,
+    body: impl AsRef<[u8]> + Send + 'static,
+    ask: ApplyAsk,
+) -> Result<Vec<Applied>, Error> {
+    // Reading a large body costs; a caller who may change nothing is refused first.
+    let may = Authorizer::new(store).may_apply_anything(caller).await?;
+    caller.require(may, "apply anything (no domain or resource is theirs)")?;
+    // Reading YAML is CPU work proportional to the body: off the threads that serve requests.
+    let resources = tokio::task::spawn_blocking(move || resources_of(body.as_ref()))
+        .await
+        .map_err(|e| Error::Store(format!("reading the body failed: {e}")))??;
+    if ask.expect_generation.is_some() && resources.len() != 1 {
+        return Err(Error::invalid(ErrorCode::MalformedRequest, "expectGeneration applies to a body of one document"));
+    }
+    let options = ApplyOptions { dry_run: ask.dry_run, prune: ask.prune, ..caller.who() };
+    store.apply_as(caller, &resources, &[ask.expect_generation], &options).await
+}
+
+/// Marks a resource for deletion on behalf of `caller`, who must manage it; its reconciler
+/// removes it once its blocks cleaned up.
+pub async fn delete(store: &Store, caller: &Caller, kind: Kind, name: &str, dry_run: bool) -> Result<Record, Error> {
+    store.delete_as(caller, kind, name, &ApplyOptions { dry_run, ..caller.who() }).await
+}
+
+/// The resources a body of YAML or JSON documents describes, or every problem of every
+/// document (`details`: one entry per refused document, numbered from 1).
+pub fn resources_of(body: &[u8]) -> Result<Vec<Resource>, Error> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| Error::invalid(ErrorCode::MalformedRequest, format!("the body is not UTF-8 text: {e}")))?;
+    let loaded = load(text);
+    if !loaded.diagnostics.is_empty() {
+        let details = Any::Array(loaded.diagnostics.iter().map(|d| d.to_json()).collect());
+        let message = "the body cannot be read".into();
+        return Err(Error::Invalid { code: ErrorCode::InvalidDocument, message, details });
+    }
+    if loaded.documents.is_empty() {
+        return Err(Error::invalid(ErrorCode::InvalidDocument, "the body holds no document"));
+    }
+    let mut resources = Vec::new();
+    let mut problems = Vec::new();
+    for (i, doc) in loaded.documents.iter().enumerate() {
+        match Resource::from_loaded(doc) {
+            Ok(r) => resources.push(r),
+            Err(e) => problems.push((i, e)),
+        }
+    }
+    if let Some((_, first)) = problems.first() {
+        let code = first.code();
+        let message = match problems.len() {
+            1 => format!("document {}: {first}", problems[0].0 + 1),
+            n => format!("{n} documents are refused; the first, document {}: {first}", problems[0].0 + 1),
+        };
+        let details = problems
+            .iter()
+            .map(|(i, e)| json!({ "document": i + 1, "code": e.code(), "message": e.to_string(), "details": e.details() }))
+            .collect();
+        return Err(Error::Invalid { code, message, details: Any::Array(details) });
+    }
+    Ok(resources)
+}

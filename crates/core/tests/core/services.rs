@@ -1,0 +1,155 @@
+//! The domain services without HTTP, as the CLI and the git sync call them: the same
+//! authorization and the same store writes as the API's, whatever the entry point.
+
+use meshplane_core::ErrorCode;
+use meshplane_core::authz::Caller;
+use meshplane_core::resource::Kind;
+use meshplane_core::service::access::{self, NewAccess};
+use meshplane_core::service::catalog::{self, ApplyAsk};
+use meshplane_core::service::identity;
+use meshplane_core::store::grants::{AccessQuery, AccessState};
+use meshplane_core::store::identity::{OidcIdentity, Principal, PrincipalKind};
+use meshplane_core::store::{AuditQuery, Outcome, Store, canonical_time};
+
+use crate::backends::{Place, contract, open, options, product};
+use crate::on_both;
+
+async fn caller(store: &Store, name: &str, domains: &[&str]) -> Caller {
+    let principal = Principal {
+        name: name.into(),
+        kind: PrincipalKind::User,
+        database_role: None,
+        groups: Vec::new(),
+        platform_admin: false,
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+        oidc: None,
+    };
+    Caller::of(store.put_principal(&principal, &options()).await.unwrap(), "test")
+}
+
+fn ask(role: Option<&str>) -> NewAccess {
+    NewAccess {
+        product: "shop".into(),
+        output_port: "orders".into(),
+        contract: None,
+        consumer: None,
+        input_port: None,
+        role: role.map(str::to_string),
+        purpose: "monthly revenue report".into(),
+        until: None,
+    }
+}
+
+on_both!(the_access_workflow_decides_from_the_store_whoever_calls_it, |place: Place| async move {
+    let store = open(&place).await;
+    let admin = caller(&store, "sally", &["sales"]).await;
+    let carl = caller(&store, "carl", &[]).await;
+    let lead = caller(&store, "lead", &[]).await;
+    let eve = caller(&store, "eve", &[]).await;
+    let roles = "roles:\n  - { role: analyst, access: read, firstLevelApprovers: 'lead, ghost', secondLevelApprovers: ghost }\n\
+                 team:\n  name: sales-team\n  members:\n    - { username: ana }\n";
+    let ports = "outputPorts:\n  - { name: orders, contractId: orders, version: 1.0.0 }\n";
+    let body = format!("{}---\n{}", contract("orders", "1.0.0", "active", roles), product("shop", "sales", ports));
+    let applied = catalog::apply(&store, &admin, body, ApplyAsk::default()).await.unwrap();
+    assert!(applied.iter().all(|a| a.outcome == Outcome::Created), "{applied:?}");
+
+    // Approvers come from the contract's role, resolved against the known principals: the
+    // unknown `ghost` drops out of level 1, and a level naming nobody known falls back to
+    // the contract's owning team.
+    let request = access::request(&store, &carl, ask(Some("analyst"))).await.unwrap();
+    assert_eq!(request.approvers.first, ["lead"]);
+    let orders = store.get(Kind::DataContract, "orders@v1").await.unwrap();
+    assert!(orders.owners.contains(&"ana".to_string()), "{:?}", orders.owners);
+    assert_eq!(request.approvers.second, orders.owners);
+    assert_eq!((request.consumer.as_str(), request.domain.as_str()), ("carl", "sales"));
+
+    // Nobody approves their own request; a stranger does not even see it.
+    let own = access::decide(&store, &carl, request.id, true, String::new()).await.unwrap_err();
+    assert_eq!(own.code(), ErrorCode::Forbidden, "{own}");
+    let hidden = access::decide(&store, &eve, request.id, true, String::new()).await.unwrap_err();
+    assert_eq!(hidden.code(), ErrorCode::NotFound, "{hidden}");
+    assert!(access::list(&store, &eve, AccessQuery::default()).await.unwrap().is_empty());
+    let theirs = access::list(&store, &carl, AccessQuery::default()).await.unwrap();
+    assert_eq!(theirs.iter().map(|r| r.id).collect::<Vec<_>>(), [request.id]);
+
+    // Level 1 by lead, level 2 by an admin of the data's domain (lead may not approve twice).
+    let first = access::decide(&store, &lead, request.id, true, "ok".into()).await.unwrap();
+    assert_eq!((first.state, first.awaited_level()), (AccessState::Pending, 2));
+    let twice = access::decide(&store, &lead, request.id, true, String::new()).await.unwrap_err();
+    assert_eq!(twice.code(), ErrorCode::Forbidden, "{twice}");
+    let granted = access::decide(&store, &admin, request.id, true, String::new()).await.unwrap();
+    assert_eq!(granted.state, AccessState::Active);
+
+    // The consumer may end its own grant; a grant ends once.
+    let revoked = access::revoke(&store, &carl, request.id, "done".into()).await.unwrap();
+    assert_eq!(revoked.state, AccessState::Revoked);
+    let again = access::revoke(&store, &carl, request.id, String::new()).await.unwrap_err();
+    assert_eq!(again.code(), ErrorCode::WrongState, "{again}");
+    let query = AuditQuery { kind: Some("AccessRequest".into()), limit: 100, ..AuditQuery::default() };
+    let audit = store.audit(&query).await.unwrap();
+    let by: Vec<(&str, &str)> = audit.iter().map(|e| (e.action.as_str(), e.actor.as_str())).collect();
+    let expected =
+        [("requested", "carl"), ("approved-first-level", "lead"), ("approved", "sally"), ("revoked", "carl")];
+    assert_eq!(by, expected, "each step recorded with who took it");
+});
+
+on_both!(a_caller_who_may_change_nothing_is_refused_before_the_body_is_read, |place: Place| async move {
+    let store = open(&place).await;
+    let eve = caller(&store, "eve", &[]).await;
+    let refused = catalog::apply(&store, &eve, "not: [yaml", ApplyAsk::default()).await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Forbidden, "{refused}");
+    let admin = caller(&store, "sally", &["sales"]).await;
+    let unreadable = catalog::apply(&store, &admin, "not: [yaml", ApplyAsk::default()).await.unwrap_err();
+    assert_eq!(unreadable.code(), ErrorCode::InvalidDocument, "{unreadable}");
+    // Deleting needs a manager as well, and an admin's delete marks the resource.
+    let body = contract("orders", "1.0.0", "draft", "");
+    catalog::apply(&store, &admin, body, ApplyAsk::default()).await.unwrap();
+    let denied = catalog::delete(&store, &eve, Kind::DataContract, "orders@v1", false).await.unwrap_err();
+    assert_eq!(denied.code(), ErrorCode::Forbidden, "{denied}");
+    let marked = catalog::delete(&store, &admin, Kind::DataContract, "orders@v1", false).await.unwrap();
+    assert!(marked.deletion_requested.is_some());
+});
+
+on_both!(tokens_are_the_callers_own_unless_a_platform_admin_asks, |place: Place| async move {
+    let store = open(&place).await;
+    let carl = caller(&store, "carl", &[]).await;
+    let eve = caller(&store, "eve", &[]).await;
+    let made = identity::create_token(&store, &carl, None, "ci", None).await.unwrap();
+    assert_eq!(made.info.principal, "carl");
+    let for_other = identity::create_token(&store, &eve, Some("carl".into()), "", None).await.unwrap_err();
+    assert_eq!(for_other.code(), ErrorCode::Forbidden, "{for_other}");
+    assert!(identity::tokens(&store, &eve, None, "", 10).await.unwrap().is_empty(), "eve sees only her own");
+    let revoke = identity::revoke_token(&store, &eve, &made.info.id).await.unwrap_err();
+    assert_eq!(revoke.code(), ErrorCode::Forbidden, "{revoke}");
+    // A credential that ends bounds the tokens made with it.
+    let short = Caller { good_until: Some("2030-01-01T00:00:00Z".into()), ..carl.clone() };
+    let longer = identity::create_token(&store, &short, None, "", Some("2031-01-01T00:00:00Z".into())).await;
+    assert_eq!(longer.unwrap_err().code(), ErrorCode::MalformedRequest);
+    let bounded = identity::create_token(&store, &short, None, "", None).await.unwrap();
+    assert_eq!(bounded.info.expires_at, canonical_time("2030-01-01T00:00:00Z"));
+    assert!(identity::revoke_token(&store, &carl, &made.info.id).await.unwrap().revoked_at.is_some());
+});
+
+on_both!(only_platform_admins_declare_principals_through_the_service, |place: Place| async move {
+    let store = open(&place).await;
+    let domain_admin = caller(&store, "sally", &["sales"]).await;
+    let mut root = caller(&store, "root", &[]).await;
+    root.principal.as_mut().unwrap().platform_admin = true;
+    let group = Principal {
+        name: "analysts".into(),
+        kind: PrincipalKind::Group,
+        database_role: None,
+        groups: Vec::new(),
+        platform_admin: false,
+        domains: Vec::new(),
+        oidc: None,
+    };
+    let denied = identity::put_principal(&store, &domain_admin, group.clone()).await.unwrap_err();
+    assert_eq!(denied.code(), ErrorCode::Forbidden, "{denied}");
+    let oidc = OidcIdentity { issuer: "https://id.example".into(), subject: "a".into() };
+    let signing_in = Principal { oidc: Some(oidc), ..group.clone() };
+    let refused = identity::put_principal(&store, &root, signing_in).await.unwrap_err();
+    assert_eq!(refused.to_string(), "nobody signs in as a group");
+    assert_eq!(identity::put_principal(&store, &root, group).await.unwrap().kind, PrincipalKind::Group);
+    assert!(store.principal("analysts").await.is_ok());
+});
