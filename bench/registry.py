@@ -53,7 +53,8 @@ tags: [{'gold' if i % 10 == 0 else 'silver'}]
 
 
 def product(i, contracts):
-    a, b = (i * 5) % contracts, (i * 5 + 1) % contracts
+    # A product offers only its own domain's contracts (the domain of c{n} is n % 20).
+    a, b = (i * 5) % contracts, (i * 5 - (i * 5) % 20 + i % 20) % contracts
     return f"""apiVersion: v1.0.0
 kind: DataProduct
 id: p{i:05d}

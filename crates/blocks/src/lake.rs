@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
-use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned, Provisioner};
+use meshplane_core::block::{BlockError, BlockFuture, BlockResult, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::checking::{FileTarget, S3Access, TestTarget};
 use meshplane_core::store::Record;
 use meshplane_quality::files::{Location, S3Config, s3_store};
@@ -212,7 +212,7 @@ fn within(key: &str, root: &str) -> bool {
 /// Every file under a local directory, walked without following links: a link is refused,
 /// since what it points to is not the port's to read or remove. Names the object store would
 /// skip (`part#1`) are listed too.
-fn local_files(dir: &Path, key: &Key, shown: &str) -> Result<Vec<Key>, String> {
+fn local_files(dir: &Path, key: &Key, shown: &str) -> BlockResult<Vec<Key>> {
     let mut files = Vec::new();
     let mut pending = vec![(dir.to_path_buf(), key.clone())];
     while let Some((at, key)) = pending.pop() {
@@ -225,10 +225,10 @@ fn local_files(dir: &Path, key: &Key, shown: &str) -> Result<Vec<Key>, String> {
             let kind = entry.file_type().map_err(|e| format!("cannot list {}: {e}", entry.path().display()))?;
             let child = key.clone().join(entry.file_name().to_string_lossy().as_ref());
             if kind.is_symlink() {
-                return Err(format!(
+                return Err(BlockError::Permanent(format!(
                     "prefix {shown} holds a symbolic link ({}): links are not followed; put the files themselves there",
                     entry.path().display()
-                ));
+                )));
             } else if kind.is_dir() {
                 pending.push((entry.path(), child));
             } else {
@@ -284,11 +284,14 @@ impl LakeBlock {
     }
 
     /// The port's prefix, which must lie under the block's root.
-    fn prefix(&self, server: &Server) -> Result<Prefix, String> {
+    fn prefix(&self, server: &Server) -> BlockResult<Prefix> {
         let path = server.path.as_deref().or(server.location.as_deref()).unwrap_or_default();
         let dir = directory(path);
         let outside = || {
-            format!("server `{}`: {path} is not under block `{}`'s root {}", server.server, self.name, self.config.root)
+            BlockError::Permanent(format!(
+                "server `{}`: {path} is not under block `{}`'s root {}",
+                server.server, self.name, self.config.root
+            ))
         };
         match self.config.s3() {
             Some((bucket, root)) => {
@@ -304,7 +307,7 @@ impl LakeBlock {
                 if path.contains("://") || !dir.starts_with(&root) || !resolved(&dir).starts_with(&real_root) {
                     return Err(outside());
                 }
-                let key = Key::from_absolute_path(&dir).map_err(|e| e.to_string())?;
+                let key = Key::from_absolute_path(&dir).map_err(|e| BlockError::Permanent(e.to_string()))?;
                 Ok(Prefix { key, shown: dir.display().to_string(), local: Some(dir) })
             }
         }
@@ -314,16 +317,17 @@ impl LakeBlock {
     /// port's prefix: no `..` anywhere (so neither a template, a physical name nor a glob can
     /// lead out of it), the part before any glob and its partial segment under the prefix
     /// segment by segment, and, for a local root, on disk too (links resolved).
-    fn locations(&self, contract: &DataContract, server: &Server) -> Result<(Prefix, Vec<(String, Location)>), String> {
+    fn locations(&self, contract: &DataContract, server: &Server) -> BlockResult<(Prefix, Vec<(String, Location)>)> {
         let prefix = self.prefix(server)?;
         let plan = compile(contract, None);
-        let mut located = file_locations(server, &plan, &self.base).map_err(|e| e.to_string())?;
+        let mut located =
+            file_locations(server, &plan, &self.base).map_err(|e| BlockError::Permanent(e.to_string()))?;
         for (table, location) in &mut located {
             let outside = |why: &str| {
-                format!(
+                BlockError::Permanent(format!(
                     "server `{}`: object `{table}` is read from {}, which is not under the port's prefix {}{why}",
                     server.server, location.path, prefix.shown
-                )
+                ))
             };
             let path = cleaned(&location.path).ok_or_else(|| outside(" (a path may not contain `..`)"))?;
             let anchor = anchor(&path);
@@ -378,7 +382,7 @@ impl LakeBlock {
 
     /// Refuses a prefix that lies inside another port's, or holds another port or files that
     /// are no port's.
-    async fn exclusive(&self, prefix: &Prefix, files: &[Key], own: bool) -> Result<(), String> {
+    async fn exclusive(&self, prefix: &Prefix, files: &[Key], own: bool) -> BlockResult<()> {
         let root = match self.config.s3() {
             Some((_, root)) => Key::from(root),
             None => Key::from_absolute_path(&self.local_root().0).map_err(|e| e.to_string())?,
@@ -392,7 +396,10 @@ impl LakeBlock {
                     (Some(mark), _) => format!("DataContract {} of domain `{}`", mark.contract, mark.domain),
                     (None, contract) => format!("DataContract {}", contract.unwrap_or_default()),
                 };
-                return Err(format!("prefix {} lies inside the port of {whose} ({ancestor})", prefix.shown));
+                return Err(BlockError::Permanent(format!(
+                    "prefix {} lies inside the port of {whose} ({ancestor})",
+                    prefix.shown
+                )));
             }
         }
         let own_mark = prefix.mark();
@@ -401,15 +408,15 @@ impl LakeBlock {
                 Some((Some(mark), _)) => format!("DataContract {} of domain `{}`", mark.contract, mark.domain),
                 _ => "another port".to_string(),
             };
-            return Err(format!("prefix {} holds the port of {whose} (at {key})", prefix.shown));
+            return Err(BlockError::Permanent(format!("prefix {} holds the port of {whose} (at {key})", prefix.shown)));
         }
         if !own && !files.is_empty() {
-            return Err(format!(
+            return Err(BlockError::Permanent(format!(
                 "prefix {} holds {} file(s) that are no port's: a port's prefix starts empty (choose another path, \
                  or move the files in once the port is provisioned)",
                 prefix.shown,
                 files.len()
-            ));
+            )));
         }
         Ok(())
     }
@@ -420,10 +427,10 @@ impl LakeBlock {
         contract: &DataContract,
         server: &Server,
         call: &Call,
-    ) -> Result<Provisioned, String> {
+    ) -> BlockResult<Provisioned> {
         let (prefix, locations) = self.locations(contract, server)?;
         let found = match self.standing(&prefix, record, call).await? {
-            Standing::Foreign(why) => return Err(why),
+            Standing::Foreign(why) => return Err(BlockError::Permanent(why)),
             Standing::Absent => None,
             Standing::Ours(found) => Some(found),
         };
@@ -431,13 +438,13 @@ impl LakeBlock {
         self.exclusive(&prefix, &files, found.is_some()).await?;
         let previous = found.flatten();
         if let Some(mark) = previous.as_ref().filter(|m| m.fence > call.token()) {
-            return Err(format!(
+            return Err(BlockError::Transient(format!(
                 "prefix {}: a newer reconcile (lease token {}) has written into it since this one's lease (token {}) \
                  was taken; nothing was changed",
                 prefix.shown,
                 mark.fence,
                 call.token()
-            ));
+            )));
         }
         let mark = Mark {
             installation: call.installation.clone(),
@@ -463,9 +470,10 @@ impl LakeBlock {
             match self.store.put_opts(&key, body.into(), PutOptions { mode, ..PutOptions::default() }).await {
                 Ok(_) => {}
                 Err(object_store::Error::AlreadyExists { .. }) => {
-                    return Err(format!("prefix {} was claimed by another port at the same time", prefix.shown));
+                    let why = format!("prefix {} was claimed by another port at the same time", prefix.shown);
+                    return Err(BlockError::Permanent(why));
                 }
-                Err(e) => return Err(format!("cannot write to {}: {e}", prefix.shown)),
+                Err(e) => return Err(BlockError::Transient(format!("cannot write to {}: {e}", prefix.shown))),
             }
             summary = format!("recorded the schema in {}", prefix.shown);
         }
@@ -514,23 +522,24 @@ impl LakeBlock {
 
     /// Every object under the prefix (none when it does not exist); a local prefix holding a
     /// link is refused.
-    async fn files(&self, prefix: &Prefix) -> Result<Vec<Key>, String> {
+    async fn files(&self, prefix: &Prefix) -> BlockResult<Vec<Key>> {
         if let Some(dir) = &prefix.local {
             return local_files(dir, &prefix.key, &prefix.shown);
         }
         let listed = self.store.list(Some(&prefix.key)).map_ok(|meta| meta.location).try_collect().await;
         match listed {
             Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
-            other => other.map_err(|e| format!("cannot list {}: {e}", prefix.shown)),
+            other => other.map_err(|e| BlockError::Transient(format!("cannot list {}: {e}", prefix.shown))),
         }
     }
 
-    async fn cleanup_one(&self, record: &Record, server: &Server, call: &Call) -> Result<Vec<Leftover>, String> {
+    async fn cleanup_one(&self, record: &Record, server: &Server, call: &Call) -> BlockResult<Vec<Leftover>> {
         // What never was this resource's port (outside the root, another's) was never touched.
         let Ok(prefix) = self.prefix(server) else { return Ok(Vec::new()) };
         let Standing::Ours(found) = self.standing(&prefix, record, call).await? else { return Ok(Vec::new()) };
         if let Some(mark) = found.as_ref().filter(|m| m.fence > call.token()) {
-            return Err(format!("prefix {}: a newer reconcile (lease token {}) owns it now", prefix.shown, mark.fence));
+            let why = format!("prefix {}: a newer reconcile (lease token {}) owns it now", prefix.shown, mark.fence);
+            return Err(BlockError::Transient(why));
         }
         let files = self.files(&prefix).await?;
         let left = |note: String| Leftover { place: prefix.place(record), note, purgeable: true };
@@ -546,7 +555,7 @@ impl LakeBlock {
             return Ok(vec![left(note)]);
         }
         if files.contains(&mark) {
-            self.store.delete(&mark).await.map_err(|e| e.to_string())?;
+            self.store.delete(&mark).await.map_err(|e| BlockError::Transient(e.to_string()))?;
         }
         if let Some(dir) = &prefix.local {
             // Only an empty directory goes; anything else in it stays.
@@ -555,14 +564,14 @@ impl LakeBlock {
         Ok(Vec::new())
     }
 
-    async fn purge_one(&self, place: &str, call: &Call) -> Result<(), String> {
-        let (prefix, left_by) = Prefix::from_place(place)?;
+    async fn purge_one(&self, place: &str, call: &Call) -> BlockResult<()> {
+        let (prefix, left_by) = Prefix::from_place(place).map_err(BlockError::Permanent)?;
         let files = self.files(&prefix).await?;
         let refused = || {
-            Err(format!(
+            Err(BlockError::Permanent(format!(
                 "prefix {} is not what was left there (a newer port uses it, or it holds another port); it is not purged",
                 prefix.shown
-            ))
+            )))
         };
         let still_left = match self.read(&prefix.mark(), &prefix).await? {
             None => files.is_empty(),
@@ -585,12 +594,15 @@ impl LakeBlock {
         match prefix.local.as_ref() {
             // The walk found no link, so this removes the port's files and nothing else.
             Some(dir) if dir.exists() => {
-                std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))
+                std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()).into())
             }
             Some(_) => Ok(()),
             None => {
                 for key in files {
-                    self.store.delete(&key).await.map_err(|e| format!("cannot remove {key}: {e}"))?;
+                    self.store
+                        .delete(&key)
+                        .await
+                        .map_err(|e| BlockError::Transient(format!("cannot remove {key}: {e}")))?;
                 }
                 Ok(())
             }
@@ -665,7 +677,7 @@ impl ServerStorage for LakeBlock {
         contract: &'a DataContract,
         server: &'a Server,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<Provisioned, String>> {
+    ) -> BlockFuture<'a, BlockResult<Provisioned>> {
         Box::pin(self.provision_one(record, contract, server, call))
     }
 
@@ -675,11 +687,11 @@ impl ServerStorage for LakeBlock {
         _: &'a DataContract,
         server: &'a Server,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+    ) -> BlockFuture<'a, BlockResult<Vec<Leftover>>> {
         Box::pin(self.cleanup_one(record, server, call))
     }
 
-    fn purge_place<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
+    fn purge_place<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, BlockResult<()>> {
         Box::pin(self.purge_one(place, call))
     }
 
@@ -692,7 +704,7 @@ impl ServerStorage for LakeBlock {
         _server: &'a Server,
         _access: &'a AccessSync,
         _call: &'a Call,
-    ) -> BlockFuture<'a, Result<AccessReport, String>> {
+    ) -> BlockFuture<'a, BlockResult<AccessReport>> {
         Box::pin(async { Ok(AccessReport::of(Enforcement::Advisory)) })
     }
 
@@ -704,13 +716,13 @@ impl ServerStorage for LakeBlock {
         server: &'a Server,
         _valid_for: std::time::Duration,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<TestTarget, String>> {
+    ) -> BlockFuture<'a, BlockResult<TestTarget>> {
         Box::pin(async move {
             let (prefix, locations) = self.locations(contract, server)?;
             match self.standing(&prefix, record, call).await? {
                 Standing::Ours(_) => {}
-                Standing::Foreign(why) => return Err(why),
-                Standing::Absent => return Err(format!("prefix {} is not provisioned yet", prefix.shown)),
+                Standing::Foreign(why) => return Err(BlockError::Permanent(why)),
+                Standing::Absent => return Err(format!("prefix {} is not provisioned yet", prefix.shown).into()),
             }
             // A link in the prefix would lead the run's reads out of it.
             self.files(&prefix).await?;
@@ -724,7 +736,8 @@ impl ServerStorage for LakeBlock {
                 access_key_id: self.s3.access_key_id.clone(),
                 secret_access_key: self.s3.secret_access_key.clone(),
             });
-            Ok(TestTarget::Files { files, delimiter: delimiter(server).map_err(|e| e.to_string())?, s3 })
+            let delimiter = delimiter(server).map_err(|e| BlockError::Permanent(e.to_string()))?;
+            Ok(TestTarget::Files { files, delimiter, s3 })
         })
     }
 

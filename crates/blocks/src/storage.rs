@@ -26,7 +26,7 @@ pub trait ServerStorage: Send + Sync {
         contract: &'a DataContract,
         server: &'a Server,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<Provisioned, String>>;
+    ) -> BlockFuture<'a, BlockResult<Provisioned>>;
 
     /// Undoes one server's provisioning by the deletion policy; returns what it left in place.
     fn cleanup_server<'a>(
@@ -35,10 +35,10 @@ pub trait ServerStorage: Send + Sync {
         contract: &'a DataContract,
         server: &'a Server,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<Vec<Leftover>, String>>;
+    ) -> BlockFuture<'a, BlockResult<Vec<Leftover>>>;
 
     /// Removes, data and all, a place a cleanup left, unless a newer resource uses it.
-    fn purge_place<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, Result<(), String>>;
+    fn purge_place<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, BlockResult<()>>;
 
     /// Makes the grants on one server's port exactly `access.grants` (by default the block
     /// cannot enforce grants).
@@ -49,7 +49,7 @@ pub trait ServerStorage: Send + Sync {
         _server: &'a Server,
         _access: &'a AccessSync,
         _call: &'a Call,
-    ) -> BlockFuture<'a, Result<AccessReport, String>> {
+    ) -> BlockFuture<'a, BlockResult<AccessReport>> {
         Box::pin(async { Ok(AccessReport::of(Enforcement::Unsupported)) })
     }
 
@@ -62,18 +62,25 @@ pub trait ServerStorage: Send + Sync {
         server: &'a Server,
         _valid_for: std::time::Duration,
         _call: &'a Call,
-    ) -> BlockFuture<'a, Result<TestTarget, String>> {
-        Box::pin(async move { Err(format!("block `{}` cannot test server `{}`", self.name(), server.server)) })
+    ) -> BlockFuture<'a, BlockResult<TestTarget>> {
+        Box::pin(async move {
+            Err(BlockError::Unsupported(format!("block `{}` cannot test server `{}`", self.name(), server.server)))
+        })
     }
 
     /// A test run on `target` is over.
-    fn end_test_server<'a>(&'a self, _target: &'a TestTarget, _call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
+    fn end_test_server<'a>(&'a self, _target: &'a TestTarget, _call: &'a Call) -> BlockFuture<'a, BlockResult<()>> {
         Box::pin(async { Ok(()) })
     }
 
     /// Creates the login role of a service account (by default the block cannot).
-    fn create_login<'a>(&'a self, _installation: &'a str, account: &'a str) -> BlockFuture<'a, Result<Login, String>> {
-        Box::pin(async move { Err(format!("block `{}` cannot create logins (asked for `{account}`)", self.name())) })
+    fn create_login<'a>(&'a self, _installation: &'a str, account: &'a str) -> BlockFuture<'a, BlockResult<Login>> {
+        Box::pin(async move {
+            Err(BlockError::Unsupported(format!(
+                "block `{}` cannot create logins (asked for `{account}`)",
+                self.name()
+            )))
+        })
     }
 
     /// Whether the block's store answers.
@@ -91,8 +98,10 @@ pub fn bound<'c>(platform: &Platform, name: &str, contract: &'c DataContract) ->
     bind(platform, contract).into_iter().filter(ours).map(|(s, _)| s).collect()
 }
 
-/// A storage block as the reconcilers see it. What a server's store answers is taken as
-/// transient (a store out of reach, a lock, a lost connection): the controller retries it.
+/// A storage block as the reconcilers see it. Each server's answer keeps its class: a
+/// refusal of what the contract declares (a path outside the block's root, a place another
+/// port holds) is permanent; what the store answers otherwise (out of reach, a lock, a lost
+/// connection) is transient, and the controller retries it.
 pub struct Storage<T>(pub T);
 
 fn no_contract() -> BlockError {
@@ -128,7 +137,7 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
     }
 
     fn purge<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, BlockResult<()>> {
-        Box::pin(async move { Ok(self.0.purge_place(place, call).await?) })
+        self.0.purge_place(place, call)
     }
 
     fn sync_access<'a>(
@@ -148,7 +157,7 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
     }
 
     fn create_login<'a>(&'a self, installation: &'a str, account: &'a str) -> BlockFuture<'a, BlockResult<Login>> {
-        Box::pin(async move { Ok(self.0.create_login(installation, account).await?) })
+        self.0.create_login(installation, account)
     }
 
     fn test_target<'a>(
@@ -166,12 +175,12 @@ impl<T: ServerStorage> Provisioner for Storage<T> {
                     self.0.name()
                 )));
             };
-            Ok(self.0.test_server(record, contract, held, valid_for, call).await?)
+            self.0.test_server(record, contract, held, valid_for, call).await
         })
     }
 
     fn end_test<'a>(&'a self, target: &'a TestTarget, call: &'a Call) -> BlockFuture<'a, BlockResult<()>> {
-        Box::pin(async move { Ok(self.0.end_test_server(target, call).await?) })
+        self.0.end_test_server(target, call)
     }
 
     fn cleanup<'a>(&'a self, record: &'a Record, call: &'a Call) -> BlockFuture<'a, BlockResult<Vec<Leftover>>> {

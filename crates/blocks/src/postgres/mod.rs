@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshplane_core::access::{AccessReport, AccessSync, Login};
-use meshplane_core::block::{BlockFuture, Call, Leftover, Provisioned, Provisioner};
+use meshplane_core::block::{BlockError, BlockFuture, BlockResult, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::checking::{TestTarget, Tls};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
@@ -95,26 +95,26 @@ impl PostgresBlock {
 
     /// The schema of a server bound to this block (binding already checked that its endpoint
     /// fields are the block's): the server's, or meshplane's default.
-    fn schema_of(&self, server: &Server, record: &Record) -> Result<String, String> {
+    fn schema_of(&self, server: &Server, record: &Record) -> BlockResult<String> {
         let schema = server.schema.clone().unwrap_or_else(|| default_schema(&record.name));
-        identifier(&schema)?;
+        identifier(&schema).map_err(BlockError::Permanent)?;
         Ok(schema)
     }
 
     /// The declared objects, tables first; a view only over a table the contract declares
-    /// in the same schema.
-    fn objects(contract: &DataContract, schema: &str) -> Result<Vec<Object>, String> {
-        let mut objects: Vec<Object> = contract.objects().iter().map(Object::of).collect::<Result<_, _>>()?;
+    /// in the same schema. What cannot be made is refused for good (until the contract changes).
+    fn objects(contract: &DataContract, schema: &str) -> BlockResult<Vec<Object>> {
+        let mut objects = declared(contract)?;
         for view in objects.iter().filter(|o| o.source.is_some()) {
             let (from_schema, from_table) =
                 view.source.as_ref().map(|(s, t)| (s.as_str(), t.as_str())).unwrap_or_default();
             let own_table = from_schema == schema && objects.iter().any(|o| o.source.is_none() && o.name == from_table);
             if !own_table {
-                return Err(format!(
+                return Err(BlockError::Permanent(format!(
                     "{}: physicalName `{from_schema}.{from_table}` is not a table of this contract (a view is made only \
                      over a table the contract declares, in its own schema {schema})",
                     view.name
-                ));
+                )));
             }
         }
         objects.sort_by_key(|o| o.source.is_some());
@@ -127,7 +127,7 @@ impl PostgresBlock {
         contract: &'a DataContract,
         server: &'a Server,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<Provisioned, String>> {
+    ) -> BlockFuture<'a, BlockResult<Provisioned>> {
         Box::pin(async move {
             let schema = self.schema_of(server, record)?;
             let objects = Self::objects(contract, &schema)?;
@@ -136,7 +136,7 @@ impl PostgresBlock {
             let mut done = Vec::new();
             let mut drift = Vec::new();
             let found = match mark::standing(&mut tx, &schema, record, call).await? {
-                Standing::Foreign(why) => return Err(why),
+                Standing::Foreign(why) => return Err(BlockError::Permanent(why)),
                 Standing::Absent => {
                     run(&mut tx, "SELECT format('CREATE SCHEMA %I', $1)", &[&schema]).await?;
                     done.push(format!("created schema {schema}"));
@@ -176,7 +176,7 @@ impl PostgresBlock {
         contract: &'a DataContract,
         server: &'a Server,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+    ) -> BlockFuture<'a, BlockResult<Vec<Leftover>>> {
         Box::pin(async move {
             let schema = self.schema_of(server, record)?;
             let mut tx = self.begin().await?;
@@ -298,7 +298,7 @@ impl ServerStorage for PostgresBlock {
         contract: &'a DataContract,
         server: &'a Server,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<Provisioned, String>> {
+    ) -> BlockFuture<'a, BlockResult<Provisioned>> {
         self.provision_one(record, contract, server, call)
     }
 
@@ -308,7 +308,7 @@ impl ServerStorage for PostgresBlock {
         contract: &'a DataContract,
         server: &'a Server,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<Vec<Leftover>, String>> {
+    ) -> BlockFuture<'a, BlockResult<Vec<Leftover>>> {
         self.cleanup_one(record, contract, server, call)
     }
 
@@ -319,10 +319,10 @@ impl ServerStorage for PostgresBlock {
         server: &'a Server,
         access: &'a AccessSync,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<AccessReport, String>> {
+    ) -> BlockFuture<'a, BlockResult<AccessReport>> {
         Box::pin(async move {
             let schema = self.schema_of(server, record)?;
-            let objects: Vec<Object> = contract.objects().iter().map(Object::of).collect::<Result<_, _>>()?;
+            let objects = declared(contract)?;
             let port = access::Port {
                 schema: &schema,
                 objects: objects.into_iter().map(|o| o.name).collect(),
@@ -334,7 +334,7 @@ impl ServerStorage for PostgresBlock {
             let found = match mark::standing(&mut tx, &schema, record, call).await? {
                 // Not provisioned (yet): no privilege of this port can exist.
                 Standing::Absent => return Ok(AccessReport::of(meshplane_core::access::Enforcement::Enforced)),
-                Standing::Foreign(why) => return Err(why),
+                Standing::Foreign(why) => return Err(BlockError::Permanent(why)),
                 Standing::Ours(found) => found,
             };
             mark::fenced(found.as_ref(), &schema, call)?;
@@ -352,7 +352,7 @@ impl ServerStorage for PostgresBlock {
         server: &'a Server,
         valid_for: Duration,
         call: &'a Call,
-    ) -> BlockFuture<'a, Result<TestTarget, String>> {
+    ) -> BlockFuture<'a, BlockResult<TestTarget>> {
         Box::pin(async move {
             let schema = self.schema_of(server, record)?;
             let objects = Self::objects(contract, &schema)?;
@@ -360,9 +360,9 @@ impl ServerStorage for PostgresBlock {
             mark::lock(&mut tx, &call.installation, &schema).await?;
             match mark::standing(&mut tx, &schema, record, call).await? {
                 Standing::Ours(_) => {}
-                Standing::Foreign(why) => return Err(why),
+                Standing::Foreign(why) => return Err(BlockError::Permanent(why)),
                 Standing::Absent => {
-                    return Err(format!("schema {schema} does not exist yet: the port is not provisioned"));
+                    return Err(format!("schema {schema} does not exist yet: the port is not provisioned").into());
                 }
             }
             let existing = sql::relations(&mut tx, &schema).await?;
@@ -387,18 +387,19 @@ impl ServerStorage for PostgresBlock {
         })
     }
 
-    fn end_test_server<'a>(&'a self, target: &'a TestTarget, call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
+    fn end_test_server<'a>(&'a self, target: &'a TestTarget, call: &'a Call) -> BlockFuture<'a, BlockResult<()>> {
         Box::pin(async move {
             let TestTarget::Postgres { user, .. } = target else { return Ok(()) };
             if !user.starts_with(&sandbox::prefix(&call.installation)) {
-                return Err(format!("`{user}` is not a test login of this installation; it is left alone"));
+                let why = format!("`{user}` is not a test login of this installation; it is left alone");
+                return Err(BlockError::Permanent(why));
             }
             let mut conn = self.pool.acquire().await.map_err(|e| format!("cannot reach {}: {e}", self.config.host))?;
-            sandbox::drop(&mut conn, user).await
+            Ok(sandbox::drop(&mut conn, user).await?)
         })
     }
 
-    fn create_login<'a>(&'a self, installation: &'a str, account: &'a str) -> BlockFuture<'a, Result<Login, String>> {
+    fn create_login<'a>(&'a self, installation: &'a str, account: &'a str) -> BlockFuture<'a, BlockResult<Login>> {
         Box::pin(async move {
             let mut tx = self.begin().await?;
             let login = access::create_login(&mut tx, installation, account).await?;
@@ -411,10 +412,10 @@ impl ServerStorage for PostgresBlock {
         Box::pin(async { self.pool.execute("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string()) })
     }
 
-    fn purge_place<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, Result<(), String>> {
+    fn purge_place<'a>(&'a self, place: &'a str, call: &'a Call) -> BlockFuture<'a, BlockResult<()>> {
         Box::pin(async move {
-            let at: serde_json::Value =
-                serde_json::from_str(place).map_err(|e| format!("`{place}` is not a place of this block: {e}"))?;
+            let at: serde_json::Value = serde_json::from_str(place)
+                .map_err(|e| BlockError::Permanent(format!("`{place}` is not a place of this block: {e}")))?;
             let schema = at["schema"].as_str().ok_or_else(|| format!("`{place}` names no schema"))?.to_string();
             let mut tx = self.begin().await?;
             mark::lock(&mut tx, &call.installation, &schema).await?;
@@ -434,10 +435,10 @@ impl ServerStorage for PostgresBlock {
                 None => at.get("uid").is_none() && comment.starts_with("meshplane: output port of contract "),
             };
             if !still_left {
-                return Err(format!(
+                return Err(BlockError::Permanent(format!(
                     "schema {schema} is not what was left there (meshplane did not create it, or a newer resource \
                      uses it now); it is not purged"
-                ));
+                )));
             }
             match at["table"].as_str() {
                 Some(table) => {
@@ -448,9 +449,14 @@ impl ServerStorage for PostgresBlock {
                 }
                 None => run(&mut tx, "SELECT format('DROP SCHEMA %I CASCADE', $1)", &[&schema]).await?,
             }
-            tx.commit().await.map_err(|e| e.to_string())
+            tx.commit().await.map_err(|e| BlockError::Transient(e.to_string()))
         })
     }
+}
+
+/// The tables and views a contract declares, or why one of them cannot be made (for good).
+fn declared(contract: &DataContract) -> BlockResult<Vec<Object>> {
+    contract.objects().iter().map(|o| Object::of(o).map_err(BlockError::Permanent)).collect()
 }
 
 /// How a cleanup names what it left, for a purge to find it again and make sure it is still

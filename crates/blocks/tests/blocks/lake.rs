@@ -7,7 +7,7 @@ use std::sync::Arc;
 use meshplane_blocks::lake::LakeBlock;
 use meshplane_blocks::platform::Platform;
 use meshplane_blocks::storage::Storage;
-use meshplane_core::block::{Call, Provisioner};
+use meshplane_core::block::{BlockError, Call, Provisioner};
 use meshplane_core::store::Record;
 
 use crate::postgres::{call, notes, record};
@@ -87,8 +87,9 @@ async fn a_path_outside_the_root_is_refused() {
     let root = root("outside");
     let block = block(&root.0, "retain");
     for path in ["/etc/orders/", &format!("{}/../elsewhere/", root.0.display())] {
-        let err = block.provision(&record(&contract(path)), &call()).await.unwrap_err().to_string();
-        assert!(err.contains("is not under block `lake`'s root"), "{path}: {err}");
+        let err = block.provision(&record(&contract(path)), &call()).await.unwrap_err();
+        assert!(matches!(err, BlockError::Permanent(_)), "a refusal, not retried: {err:?}");
+        assert!(err.to_string().contains("is not under block `lake`'s root"), "{path}: {err}");
     }
     assert!(!root.0.join("../elsewhere").exists());
 }

@@ -394,6 +394,30 @@ fn serve_refuses_a_bad_store_or_address_with_a_clear_error() {
     }
 }
 
+#[test]
+fn serve_refuses_a_store_a_newer_release_wrote() {
+    use sqlx::Connection;
+    let db = std::env::temp_dir().join(format!("mpcli-newer-{}.db", std::process::id()));
+    let url = format!("sqlite://{}", db.display());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        drop(meshplane_core::store::Store::open(&url).await.unwrap());
+        // What a newer release's migration leaves behind.
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("INSERT INTO meshplane_schema (version) VALUES (9999)").execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = meshplane(&["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("schema version 9999, newer than this meshplane knows"), "{err}");
+    assert!(err.contains("upgrade meshplane, do not downgrade the store"), "{err}");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
+
 /// The names of every stored contract, page by page.
 fn all_contracts(url: &str) -> std::collections::HashSet<String> {
     let mut names = std::collections::HashSet::new();

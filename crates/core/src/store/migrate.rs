@@ -112,10 +112,13 @@ const MIGRATIONS: &[Migration] = &[
           CREATE UNIQUE INDEX principals_oidc ON principals (oidc_issuer, oidc_subject);",
     },
     Migration { version: 10, sql: "ALTER TABLE resources ADD COLUMN manager TEXT NOT NULL DEFAULT 'api';" },
+    // The majors of a contract id (every apply of a contract, every product's reconcile):
+    // without it, each was a scan of every resource.
+    Migration { version: 11, sql: "CREATE INDEX resources_id ON resources (kind, id);" },
 ];
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 10;
+pub const LATEST: i64 = 11;
 
 async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
     conn.execute("CREATE TABLE IF NOT EXISTS meshplane_schema (version BIGINT NOT NULL)").await?;

@@ -551,6 +551,12 @@ impl Store {
             .await?
             .map(|row| row.try_get(0))
             .transpose()?;
+        let previous: Vec<Condition> = before.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+        let moved = conditions.iter().any(|c| !previous.iter().any(|p| p.kind == c.kind && p.status == c.status));
+        if moved {
+            // A change record follows: change numbers must commit in order.
+            self.lock_writes(&mut tx).await?;
+        }
         sqlx::query(
             "INSERT INTO statuses (kind, name, observed_generation, conditions, updated_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (kind, name) DO UPDATE SET observed_generation = excluded.observed_generation, \
@@ -563,8 +569,6 @@ impl Store {
         .bind(now())
         .execute(&mut *tx)
         .await?;
-        let previous: Vec<Condition> = before.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
-        let moved = conditions.iter().any(|c| !previous.iter().any(|p| p.kind == c.kind && p.status == c.status));
         if !moved {
             tx.commit().await?;
             return Ok(());
@@ -619,6 +623,7 @@ impl Store {
         let at = now();
         let mut conn = self.pool.acquire().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        self.lock_writes(&mut tx).await?;
         let row = sqlx::query(
             "INSERT INTO test_runs (kind, name, generation, server, at, failed, report) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
         )

@@ -5,6 +5,7 @@
 
 mod backends;
 mod cleanup;
+mod feed;
 mod leases;
 mod managers;
 mod migrations;

@@ -197,7 +197,7 @@ async fn a_contract_cannot_provision_into_a_schema_it_did_not_create() {
     let (status, body) = send(sam.post(mesh.url("/api/v1/apply")).body(format!("{grab}---\n{product}"))).await;
     assert_eq!(status, 200, "{body}");
     let refused = eventually(&mesh.s, "/api/v1/contracts/grab@v1", |b| {
-        condition(b, "Provisioned")["reason"] == "ProvisioningFailed"
+        condition(b, "Provisioned")["reason"] == "ProvisioningRefused"
     })
     .await;
     let message = condition(&refused, "Provisioned")["message"].as_str().unwrap();
@@ -231,7 +231,7 @@ async fn views_are_made_only_over_the_contracts_own_tables() {
     let (status, body) = send(sam.post(mesh.url("/api/v1/apply")).body(format!("{peek}---\n{product}"))).await;
     assert_eq!(status, 200, "{body}");
     let refused = eventually(&mesh.s, "/api/v1/contracts/peek@v1", |b| {
-        condition(b, "Provisioned")["reason"] == "ProvisioningFailed"
+        condition(b, "Provisioned")["reason"] == "ProvisioningRefused"
     })
     .await;
     let message = condition(&refused, "Provisioned")["message"].as_str().unwrap();
@@ -404,7 +404,7 @@ async fn the_server_reads_no_file_outside_the_ports_prefix() {
     assert_eq!(status, 200, "{body}");
     for contract in ["orders@v1", "returns@v1"] {
         let refused = eventually(&mesh.s, &format!("/api/v1/contracts/{contract}"), |b| {
-            condition(b, "Provisioned")["reason"] == "ProvisioningFailed"
+            condition(b, "Provisioned")["reason"] == "ProvisioningRefused"
         })
         .await;
         assert!(!refused.to_string().contains("hidden_column"), "a drift message shows the file: {refused}");
@@ -491,7 +491,7 @@ async fn a_lake_prefix_belongs_to_one_port() {
         ("returns@v1", "holds the port of DataContract journal@v1"),
     ] {
         let refused = eventually(&mesh.s, &format!("/api/v1/contracts/{contract}"), |b| {
-            condition(b, "Provisioned")["reason"] == "ProvisioningFailed"
+            condition(b, "Provisioned")["reason"] == "ProvisioningRefused"
         })
         .await;
         let message = condition(&refused, "Provisioned")["message"].as_str().unwrap();
