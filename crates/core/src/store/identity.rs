@@ -169,8 +169,12 @@ impl Store {
     /// This installation's id: what it names the things it creates in shared stores after
     /// (so two installations on one server never touch each other's).
     pub async fn installation(&self) -> Result<String, Error> {
-        let row = sqlx::query("SELECT value FROM meta WHERE key = 'installation'").fetch_one(&self.pool).await?;
-        Ok(row.try_get(0)?)
+        // Made once with the store and never changed: read once per process.
+        let read = || async {
+            let row = sqlx::query("SELECT value FROM meta WHERE key = 'installation'").fetch_one(&self.pool).await?;
+            Ok::<String, Error>(row.try_get(0)?)
+        };
+        self.installation.get_or_try_init(read).await.cloned()
     }
 
     /// Creates or replaces a principal.

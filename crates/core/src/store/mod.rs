@@ -48,6 +48,8 @@ pub struct Store {
     /// Counts the commits that wrote change records through this handle (and its clones):
     /// watchers of the change feed in this process wake on it instead of polling.
     feed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// The installation's id, once read (every reconcile needs it; it never changes).
+    installation: std::sync::Arc<tokio::sync::OnceCell<String>>,
 }
 
 /// The actions of change records that are not a document's change (its history is the
@@ -378,7 +380,7 @@ impl Store {
             .connect(&url)
             .await?;
         let feed = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
-        let store = Store { pool, backend, advanced: Default::default(), feed };
+        let store = Store { pool, backend, advanced: Default::default(), feed, installation: Default::default() };
         let mut conn = store.pool.acquire().await?;
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
@@ -391,6 +393,18 @@ impl Store {
     /// replicas' changes are found by reading the feed).
     pub fn watch_feed(&self) -> tokio::sync::watch::Receiver<u64> {
         self.feed.subscribe()
+    }
+
+    /// Marks a transaction as writing what a reconcile observed (a status): on PostgreSQL it
+    /// commits without waiting for its WAL to reach the disk, so the write lock it holds is
+    /// not held across a flush. A crash of the database may lose the last such records, never
+    /// a change of a document (whose commits wait for the disk, and take every earlier record
+    /// with them); every resource is reconciled again when the server starts.
+    async fn observation(&self, tx: &mut AnyConnection) -> Result<(), Error> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+        }
+        Ok(())
     }
 
     /// Commits a transaction that wrote change records, and wakes the feed's watchers.
@@ -554,8 +568,10 @@ impl Store {
         let previous: Vec<Condition> = before.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
         let moved = conditions.iter().any(|c| !previous.iter().any(|p| p.kind == c.kind && p.status == c.status));
         if moved {
-            // A change record follows: change numbers must commit in order.
+            // A change record follows: change numbers commit in order (the lock is taken
+            // before any row, as every writer of change records takes it).
             self.lock_writes(&mut tx).await?;
+            self.observation(&mut tx).await?;
         }
         sqlx::query(
             "INSERT INTO statuses (kind, name, observed_generation, conditions, updated_at) VALUES ($1, $2, $3, $4, $5) \
