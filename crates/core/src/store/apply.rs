@@ -20,14 +20,14 @@
 
 use serde::Serialize;
 use serde_json::{Value as Any, json};
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::{AnyConnection, Row};
 
 use meshplane_spec::diff::diff;
 use meshplane_spec::version::{SemVer, canonical};
 use meshplane_spec::{Document, load};
 
 use super::claims::{domain_of, register};
-use super::{RECORD_COLUMNS, Record, Store, now, record};
+use super::{Durability, RECORD_COLUMNS, Record, Store, now, record};
 use crate::authz::{Caller, Provision};
 use crate::error::{Error, ErrorCode};
 use crate::resource::{Kind, Resource, port_links};
@@ -173,8 +173,7 @@ impl Store {
                 caller.require(caller.administers(&r.domain), &format!("prune domain `{}`", r.domain))?;
             }
         }
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.lock_writes(&mut tx).await?;
         let mut applied = Vec::new();
         let mut provided = Provided::default();

@@ -5,10 +5,10 @@
 //! claim, once nothing of the id is stored.
 
 use serde::Serialize;
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::{AnyConnection, Row};
 
 use super::apply::{Subject, provided_in};
-use super::{ApplyOptions, Store, now};
+use super::{ApplyOptions, Durability, Store, now};
 use crate::authz::{Caller, Provision};
 use crate::error::{Error, ErrorCode};
 use crate::resource::Kind;
@@ -53,7 +53,7 @@ impl Store {
         .bind(id)
         .bind(domain.unwrap_or_default())
         .bind(limit + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let mut items = rows.iter().map(claim).collect::<Result<Vec<_>, _>>()?;
         let next = if items.len() as i64 > limit {
@@ -68,8 +68,7 @@ impl Store {
     /// Releases the claim on an id, so any domain may register it again; refused while a
     /// resource of the id is stored (delete them first). Recorded in the audit log.
     pub async fn release_claim(&self, kind: Kind, id: &str, who: &ApplyOptions) -> Result<Claim, Error> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.lock_writes(&mut tx).await?;
         let row = sqlx::query("SELECT kind, id, domain, claimed_at FROM claims WHERE kind = $1 AND id = $2")
             .bind(kind.as_str())
@@ -107,7 +106,7 @@ impl Store {
 
     /// The contracts `caller`'s products provide.
     pub async fn provided_by(&self, caller: &Caller) -> Result<Vec<Provision>, Error> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         provided_in(&mut conn, caller).await
     }
 
@@ -125,7 +124,7 @@ impl Store {
             let pattern = format!("%{}%", quoted.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
             let found = sqlx::query("SELECT 1 FROM resources WHERE owners LIKE $1 ESCAPE '\\' LIMIT 1")
                 .bind(pattern)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?;
             if found.is_some() {
                 return Ok(true);

@@ -15,7 +15,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Backend, Store};
+use super::{Backend, Durability, Store};
 use crate::error::{Error, ErrorCode};
 
 /// What a lease is on: a resource kind's name (`DataProduct`), or `Schedule` for a job.
@@ -37,7 +37,7 @@ impl Store {
 
     /// The database's clock now, in milliseconds since the Unix epoch.
     pub async fn clock_ms(&self) -> Result<i64, Error> {
-        let row = sqlx::query(&format!("SELECT {}", self.db_now())).fetch_one(&self.pool).await?;
+        let row = sqlx::query(&format!("SELECT {}", self.db_now())).fetch_one(&self.reads).await?;
         Ok(row.try_get(0)?)
     }
 
@@ -157,7 +157,7 @@ impl Store {
             .execute(&self.pool)
             .await?;
         let rows = sqlx::query(&format!("SELECT owner FROM replicas WHERE expires_at >= {now} ORDER BY owner"))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
@@ -171,15 +171,14 @@ impl Store {
     /// The due time of the last completed run of a scheduled job (0: never ran).
     pub async fn schedule_done(&self, job: &str) -> Result<i64, Error> {
         let row =
-            sqlx::query("SELECT last_due FROM schedules WHERE name = $1").bind(job).fetch_optional(&self.pool).await?;
+            sqlx::query("SELECT last_due FROM schedules WHERE name = $1").bind(job).fetch_optional(&self.reads).await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
     }
 
     /// Records that the run of `job` due at `due_ms` completed, while `fence` holds the job's
     /// lease; never moves backwards.
     pub async fn complete_schedule(&self, job: &str, due_ms: i64, fence: (&str, i64)) -> Result<(), Error> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.check_fence(&mut tx, SCHEDULE, job, fence).await?;
         sqlx::query(
             "INSERT INTO schedules (name, last_due) VALUES ($1, $2) \

@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::apply::Subject;
-use super::{ApplyOptions, Store, epoch_ms, now};
+use super::{ApplyOptions, Durability, Store, epoch_ms, now};
 use crate::error::{Error, ErrorCode};
 
 /// Where a request is in its life.
@@ -199,8 +199,7 @@ impl Store {
             ));
         }
         let at = now();
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.lock_writes(&mut tx).await?;
         let row = sqlx::query(
             "INSERT INTO access (contract, product, port, domain, consumer, input_port, role, write, purpose, until, \
@@ -239,7 +238,7 @@ impl Store {
     }
 
     pub async fn access_request(&self, id: i64) -> Result<AccessRequest, Error> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         self.access_in(&mut conn, id).await
     }
 
@@ -267,7 +266,7 @@ impl Store {
         for b in &binds {
             query = query.bind(b);
         }
-        query.fetch_all(&self.pool).await?.iter().map(request).collect()
+        query.fetch_all(&self.reads).await?.iter().map(request).collect()
     }
 
     /// Applies `transition` to request `id` under the write lock, and records the change (its
@@ -278,8 +277,7 @@ impl Store {
         transition: impl FnOnce(&mut AccessRequest) -> Result<&'static str, Error> + Send,
         who: &ApplyOptions,
     ) -> Result<AccessRequest, Error> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.lock_writes(&mut tx).await?;
         let before = self.access_in(&mut tx, id).await?;
         let mut after = before.clone();

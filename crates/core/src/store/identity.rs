@@ -13,7 +13,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::apply::Subject;
-use super::{ApplyOptions, Store, now};
+use super::{ApplyOptions, Durability, Store, now};
 use crate::error::{Error, ErrorCode};
 
 /// What a principal is.
@@ -171,7 +171,7 @@ impl Store {
     pub async fn installation(&self) -> Result<String, Error> {
         // Made once with the store and never changed: read once per process.
         let read = || async {
-            let row = sqlx::query("SELECT value FROM meta WHERE key = 'installation'").fetch_one(&self.pool).await?;
+            let row = sqlx::query("SELECT value FROM meta WHERE key = 'installation'").fetch_one(&self.reads).await?;
             Ok::<String, Error>(row.try_get(0)?)
         };
         self.installation.get_or_try_init(read).await.cloned()
@@ -183,8 +183,7 @@ impl Store {
         for group in &p.groups {
             check_name("group", group)?;
         }
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.lock_writes(&mut tx).await?;
         let before = sqlx::query("SELECT * FROM principals WHERE name = $1")
             .bind(&p.name)
@@ -237,7 +236,8 @@ impl Store {
     }
 
     pub async fn principal(&self, name: &str) -> Result<Principal, Error> {
-        let row = sqlx::query("SELECT * FROM principals WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT * FROM principals WHERE name = $1").bind(name).fetch_optional(&self.reads).await?;
         row.as_ref().map(principal).transpose()?.ok_or_else(|| Error::NotFound(format!("principal `{name}`")))
     }
 
@@ -246,7 +246,7 @@ impl Store {
         let row = sqlx::query("SELECT * FROM principals WHERE oidc_issuer = $1 AND oidc_subject = $2")
             .bind(issuer)
             .bind(subject)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.as_ref()
             .map(principal)
@@ -263,7 +263,7 @@ impl Store {
         let rows = sqlx::query("SELECT * FROM principals WHERE name > $1 ORDER BY name LIMIT $2")
             .bind(after)
             .bind(limit.max(1))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter().map(principal).collect()
     }
@@ -294,8 +294,7 @@ impl Store {
             expires_at: expires_at.map(str::to_string),
             revoked_at: None,
         };
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.lock_writes(&mut tx).await?;
         sqlx::query(
             "INSERT INTO tokens (id, principal, hash, description, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -323,13 +322,13 @@ impl Store {
                 .bind(principal.unwrap_or_default())
                 .bind(after)
                 .bind(limit.max(1))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?;
         rows.iter().map(token_info).collect()
     }
 
     pub async fn token(&self, id: &str) -> Result<TokenInfo, Error> {
-        let row = sqlx::query("SELECT * FROM tokens WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM tokens WHERE id = $1").bind(id).fetch_optional(&self.reads).await?;
         row.as_ref().map(token_info).transpose()?.ok_or_else(|| Error::NotFound(format!("token `{id}`")))
     }
 
@@ -340,8 +339,7 @@ impl Store {
             return Ok(before);
         }
         let at = now();
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.lock_writes(&mut tx).await?;
         sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2").bind(&at).bind(id).execute(&mut *tx).await?;
         let after = TokenInfo { revoked_at: Some(at.clone()), ..before.clone() };
@@ -358,7 +356,7 @@ impl Store {
         let Some((id, secret)) = token.strip_prefix("mp_").and_then(|t| t.split_once('_')) else { return Ok(None) };
         let row = sqlx::query("SELECT hash, expires_at, revoked_at, principal FROM tokens WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let (hash, expires, revoked, name): (String, Option<String>, Option<String>, String) =

@@ -11,10 +11,10 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::{AnyConnection, Connection};
+use sqlx::AnyConnection;
 
 use super::apply::{Subject, provided_in};
-use super::{Applied, ApplyOptions, Backend, Outcome, Record, Store, now};
+use super::{Applied, ApplyOptions, Backend, Durability, Outcome, Record, Store, now};
 use crate::authz::Caller;
 use crate::block::Leftover;
 use crate::error::Error;
@@ -47,8 +47,7 @@ impl Store {
         options: &ApplyOptions,
         caller: Option<&Caller>,
     ) -> Result<Record, Error> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.lock_writes(&mut tx).await?;
         let record = self.get_in(&mut tx, kind, name).await?;
         record.managed_by_api()?;
@@ -162,8 +161,7 @@ impl Store {
         fence: (&str, i64),
         edit: impl FnOnce(&mut BTreeSet<String>) -> bool,
     ) -> Result<(), Error> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.check_fence(&mut tx, kind.as_str(), name, fence).await?;
         let record = self.get_in(&mut tx, kind, name).await?;
         let mut set: BTreeSet<String> = record.finalizers.into_iter().collect();
@@ -190,8 +188,7 @@ impl Store {
         fence: (&str, i64),
         left: &[(String, Leftover)],
     ) -> Result<bool, Error> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.lock_writes(&mut tx).await?;
         self.check_fence(&mut tx, kind.as_str(), name, fence).await?;
         let record = match self.get_in(&mut tx, kind, name).await {

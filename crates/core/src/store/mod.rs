@@ -41,7 +41,12 @@ pub enum Backend {
 /// The registry's storage.
 #[derive(Clone)]
 pub struct Store {
+    /// Where every write goes (on SQLite, the one connection that writes).
     pool: AnyPool,
+    /// Where reads outside a write's transaction go: on SQLite, read-only connections that
+    /// read the WAL's last commit while the writer writes, so reads neither wait for writes
+    /// nor for each other; on PostgreSQL, the same pool.
+    reads: AnyPool,
     backend: Backend,
     /// How far tests moved the lease clock forward, in milliseconds (0 otherwise).
     advanced: std::sync::Arc<std::sync::atomic::AtomicI64>,
@@ -55,6 +60,21 @@ pub struct Store {
 /// The actions of change records that are not a document's change (its history is the
 /// document's versions): a status transition and a test run.
 pub(crate) const OBSERVATIONS: &str = "'status', 'tested'";
+
+/// What a committed write must survive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// A change someone asked for (a document, a decision, a token, a finalizer before its
+    /// block acts): on the disk before the commit returns.
+    Durable,
+    /// What a reconcile observed (a status): the commit need not wait for the disk. On
+    /// SQLite (WAL, `synchronous = NORMAL`) it survives the process and is lost only if the
+    /// machine stops; on PostgreSQL a crash of the database may lose the last such commits.
+    /// Never a durable write: the log is written in order, so a durable commit takes every
+    /// earlier one to the disk with it. Every resource is reconciled again when the server
+    /// starts, which observes it all again.
+    Observation,
+}
 
 /// A stored resource as it is now.
 #[derive(Clone, Debug, Serialize)]
@@ -356,6 +376,27 @@ pub fn epoch_ms(rfc3339: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// Read-only connections of a SQLite store beside its writer: reconcilers and requests read
+/// this many at once.
+const SQLITE_READERS: u32 = 4;
+
+/// How a store's connections are made. A SQLite connection keeps up to 64 MiB of pages in
+/// its cache and maps up to 1 GiB of the file, so that a reconcile's reads are not reads of
+/// the file (the default cache holds 2 MiB).
+fn pool_options(backend: Backend, connections: u32) -> AnyPoolOptions {
+    let options =
+        AnyPoolOptions::new().max_connections(connections).acquire_timeout(std::time::Duration::from_secs(10));
+    if backend == Backend::Postgres {
+        return options;
+    }
+    options.after_connect(|conn, _| {
+        Box::pin(async move {
+            sqlx::query("PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824").execute(&mut *conn).await?;
+            Ok(())
+        })
+    })
+}
+
 impl Store {
     /// Opens (creating when needed) the store at `url` — `sqlite://PATH` or
     /// `postgres://...` — and migrates it to the latest schema.
@@ -374,19 +415,21 @@ impl Store {
         } else {
             return Err(Error::Store(format!("`{url}` is neither sqlite://PATH nor postgres://...")));
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(connections)
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect(&url)
-            .await?;
-        let feed = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
-        let store = Store { pool, backend, advanced: Default::default(), feed, installation: Default::default() };
-        let mut conn = store.pool.acquire().await?;
+        let pool = pool_options(backend, connections).connect(&url).await?;
+        let mut conn = pool.acquire().await?;
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
         }
         migrate::migrate(&mut conn, backend, version).await?;
-        Ok(store)
+        drop(conn);
+        let reads = match url.strip_suffix("?mode=rwc") {
+            Some(path) if backend == Backend::Sqlite => {
+                pool_options(backend, SQLITE_READERS).connect(&format!("{path}?mode=ro")).await?
+            }
+            _ => pool.clone(),
+        };
+        let feed = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
+        Ok(Store { pool, reads, backend, advanced: Default::default(), feed, installation: Default::default() })
     }
 
     /// Wakes when a change record was committed through this store (in this process; other
@@ -395,16 +438,19 @@ impl Store {
         self.feed.subscribe()
     }
 
-    /// Marks a transaction as writing what a reconcile observed (a status): on PostgreSQL it
-    /// commits without waiting for its WAL to reach the disk, so the write lock it holds is
-    /// not held across a flush. A crash of the database may lose the last such records, never
-    /// a change of a document (whose commits wait for the disk, and take every earlier record
-    /// with them); every resource is reconciled again when the server starts.
-    async fn observation(&self, tx: &mut AnyConnection) -> Result<(), Error> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-        }
-        Ok(())
+    /// Begins a write transaction that must survive what `durability` says, set with the
+    /// transaction's own begin statement. The writes of one statement outside a transaction
+    /// are the replicas' coordination (leases, heartbeats, how a grant is enforced): on
+    /// PostgreSQL they wait for the disk, on SQLite they commit at the level the last
+    /// transaction set; either is at least what an observation needs.
+    pub(crate) async fn begin(&self, durability: Durability) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
+        let statement = match (self.backend, durability) {
+            (Backend::Sqlite, Durability::Durable) => "PRAGMA synchronous = FULL; BEGIN",
+            (Backend::Sqlite, Durability::Observation) => "PRAGMA synchronous = NORMAL; BEGIN",
+            (Backend::Postgres, Durability::Durable) => "BEGIN",
+            (Backend::Postgres, Durability::Observation) => "BEGIN; SET LOCAL synchronous_commit = off",
+        };
+        Ok(self.pool.begin_with(statement).await?)
     }
 
     /// Commits a transaction that wrote change records, and wakes the feed's watchers.
@@ -416,13 +462,13 @@ impl Store {
 
     /// The schema version the store is at.
     pub async fn schema_version(&self) -> Result<i64, Error> {
-        let row = sqlx::query("SELECT max(version) FROM meshplane_schema").fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT max(version) FROM meshplane_schema").fetch_one(&self.reads).await?;
         Ok(row.try_get::<Option<i64>, _>(0)?.unwrap_or(0))
     }
 
     pub async fn get(&self, kind: Kind, name: &str) -> Result<Record, Error> {
         let sql = format!("SELECT {RECORD_COLUMNS} FROM resources WHERE kind = $1 AND name = $2");
-        let row = sqlx::query(&sql).bind(kind.as_str()).bind(name).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql).bind(kind.as_str()).bind(name).fetch_optional(&self.reads).await?;
         row.as_ref().map(record).transpose()?.ok_or_else(|| Error::NotFound(format!("{} `{name}`", kind.as_str())))
     }
 
@@ -463,7 +509,7 @@ impl Store {
         for b in &binds {
             query = query.bind(b);
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&self.reads).await?;
         let mut items = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
         let next = if items.len() as i64 > limit {
             items.truncate(limit as usize);
@@ -505,13 +551,13 @@ impl Store {
         .bind(name)
         .bind(after)
         .bind(limit.max(1))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         if rows.is_empty() {
             let any = sqlx::query("SELECT 1 FROM changes WHERE kind = $1 AND name = $2 LIMIT 1")
                 .bind(kind.as_str())
                 .bind(name)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?;
             if any.is_none() {
                 return Err(Error::NotFound(format!("{} `{name}`", kind.as_str())));
@@ -527,7 +573,7 @@ impl Store {
         )
         .bind(kind.as_str())
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         row.map(|row| {
             let conditions: String = row.try_get(1)?;
@@ -555,8 +601,7 @@ impl Store {
         fence: (&str, i64),
     ) -> Result<(), Error> {
         let after = serde_json::to_string(conditions).map_err(|e| Error::Store(e.to_string()))?;
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = self.begin(Durability::Observation).await?;
         self.check_fence(&mut tx, kind.as_str(), name, fence).await?;
         let before: Option<String> = sqlx::query("SELECT conditions FROM statuses WHERE kind = $1 AND name = $2")
             .bind(kind.as_str())
@@ -571,7 +616,13 @@ impl Store {
             // A change record follows: change numbers commit in order (the lock is taken
             // before any row, as every writer of change records takes it).
             self.lock_writes(&mut tx).await?;
-            self.observation(&mut tx).await?;
+            // and it must not be lost while the feed's readers live on: PostgreSQL, when it
+            // alone crashed, could hand its change number out again to a later change, which
+            // a reader that saw this one would step over. (On SQLite the readers stop with
+            // the machine that loses it.)
+            if self.backend == Backend::Postgres {
+                sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *tx).await?;
+            }
         }
         sqlx::query(
             "INSERT INTO statuses (kind, name, observed_generation, conditions, updated_at) VALUES ($1, $2, $3, $4, $5) \
@@ -619,7 +670,7 @@ impl Store {
         let rows = sqlx::query("SELECT name FROM resources WHERE kind = $1 AND id = $2 ORDER BY name")
             .bind(Kind::DataContract.as_str())
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
@@ -637,8 +688,7 @@ impl Store {
         report: Any,
     ) -> Result<TestRun, Error> {
         let at = now();
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.lock_writes(&mut tx).await?;
         let row = sqlx::query(
             "INSERT INTO test_runs (kind, name, generation, server, at, failed, report) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
@@ -669,7 +719,7 @@ impl Store {
             .bind(kind.as_str())
             .bind(name)
             .bind(limit.clamp(1, 1000))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter()
             .map(|row| {
@@ -718,7 +768,7 @@ impl Store {
         for b in &binds {
             query = query.bind(b);
         }
-        query.fetch_all(&self.pool).await?.iter().map(change).collect()
+        query.fetch_all(&self.reads).await?.iter().map(change).collect()
     }
 
     /// The catalog's change feed: changes of contracts and products after sequence number
@@ -729,7 +779,7 @@ impl Store {
         )
         .bind(after)
         .bind(limit.clamp(1, 1000))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter().map(change).collect()
     }
@@ -739,7 +789,7 @@ impl Store {
         let rows = sqlx::query("SELECT * FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(after)
             .bind(limit.clamp(1, 1000))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter().map(change).collect()
     }
@@ -748,6 +798,27 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::canonical_time;
+    use sqlx::Row;
+
+    /// On SQLite the level is the connection's (the pool has one): it is what the last write
+    /// transaction set for itself.
+    #[tokio::test]
+    async fn on_sqlite_only_durable_writes_wait_for_the_disk() {
+        let place = crate::testing::sqlite().await;
+        let store = super::Store::open(&place.url).await.unwrap();
+        let level = async |store: &super::Store| -> i64 {
+            let row = sqlx::query("PRAGMA synchronous").fetch_one(&store.pool).await.unwrap();
+            row.try_get(0).unwrap()
+        };
+        let (full, normal) = (2, 1);
+        let token = store.acquire_lease("DataContract", "c", "me", 60_000).await.unwrap().unwrap();
+        store.add_orphans("DataContract", "c", &[]).await.unwrap();
+        assert_eq!(level(&store).await, full, "what a block left in place is kept durably");
+        store.set_status(crate::resource::Kind::DataContract, "c", 1, &[], ("me", token)).await.unwrap();
+        assert_eq!(level(&store).await, normal, "a status is an observation");
+        store.add_orphans("DataContract", "c", &[]).await.unwrap();
+        assert_eq!(level(&store).await, full, "no durable write inherits an observation's level");
+    }
 
     #[test]
     fn times_of_any_offset_and_precision_compare_as_their_canonical_texts() {

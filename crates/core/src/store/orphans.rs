@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::apply::Subject;
-use super::{ApplyOptions, Store, now};
+use super::{ApplyOptions, Durability, Store, now};
 use crate::block::Leftover;
 use crate::error::Error;
 
@@ -64,8 +64,7 @@ impl Store {
     /// Records what `left` in place for `kind/name` while the resource stays (a port moved
     /// to another block).
     pub async fn add_orphans(&self, kind: &str, name: &str, left: &[(String, Leftover)]) -> Result<(), Error> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.record_orphans(&mut tx, kind, name, left).await?;
         self.commit(tx).await?;
         Ok(())
@@ -82,7 +81,7 @@ impl Store {
         let rows = sqlx::query(&format!("SELECT * FROM orphans WHERE id > $1{filter} ORDER BY id LIMIT $2"))
             .bind(after)
             .bind(limit.max(1))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter()
             .map(|r| {
@@ -106,8 +105,7 @@ impl Store {
     /// for the audit log.
     pub async fn mark_purged(&self, orphan: &Orphan, who: &ApplyOptions) -> Result<(), Error> {
         let at = now();
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = self.begin(Durability::Durable).await?;
         self.lock_writes(&mut tx).await?;
         let updated = sqlx::query("UPDATE orphans SET purged_at = $1 WHERE id = $2 AND purged_at IS NULL")
             .bind(&at)
