@@ -36,6 +36,8 @@ pub enum ErrorCode {
     MissingDomain,
     UnsupportedKind,
     NotFound,
+    /// The path exists, but not with this method.
+    MethodNotAllowed,
     ImmutableVersion,
     StaleGeneration,
     BreakingChange,
@@ -86,6 +88,7 @@ impl ErrorCode {
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::ImmutableVersion,
         ErrorCode::StaleGeneration,
         ErrorCode::BreakingChange,
@@ -125,6 +128,7 @@ impl ErrorCode {
             | ErrorCode::TestLimit => 422,
             ErrorCode::TestDeadline => 504,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::ImmutableVersion

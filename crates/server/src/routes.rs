@@ -2,10 +2,13 @@
 //! authorization matrix are all built from [`all`].
 
 use axum::Router;
+use axum::http::{Method, Uri};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{MethodRouter, delete, get, post, put};
 
+use crate::error::ApiError;
 use crate::{AppState, access, api, auth, identity, trace};
+use meshplane_core::{Error, ErrorCode};
 
 /// What a route does; the router maps each to its handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -569,5 +572,27 @@ pub fn router(state: AppState) -> Router {
             let traced = from_fn_with_state(route, trace::request);
             r.route(route.path, handler(route.endpoint).layer(gate).layer(traced))
         })
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(state)
+}
+
+/// How much of a path an error message quotes back.
+const QUOTED_PATH_CHARS: usize = 200;
+
+fn quoted(uri: &Uri) -> String {
+    uri.path().chars().take(QUOTED_PATH_CHARS).collect()
+}
+
+/// A path the API does not have: the documented error body, not an empty answer.
+async fn unknown_route(method: Method, uri: Uri) -> ApiError {
+    let route = format!("route `{method} {}` (the routes are in /api/v1/openapi.json)", quoted(&uri));
+    ApiError(Error::NotFound(route))
+}
+
+/// A path the API has, with a method it does not take there (the answer's `Allow` lists those
+/// it takes).
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    let message = format!("`{}` does not take {method} (the `Allow` header lists what it takes)", quoted(&uri));
+    ApiError(Error::invalid(ErrorCode::MethodNotAllowed, message))
 }

@@ -70,6 +70,30 @@ async fn real_refusals_answer_their_documented_bodies() {
     insta::assert_json_snapshot!(answers);
 }
 
+/// A path the API lacks and a method a path does not take answer the error body too, with
+/// or without credentials, and a 405 says which methods the path takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_wrong_methods_answer_the_error_body() {
+    let place = sqlite().await;
+    let s = start(&place).await;
+    let long = format!("/api/v2/{}", "x".repeat(5000));
+    let mut answers = Vec::new();
+    for res in [
+        s.http.get(format!("{}/nowhere", s.base)).send().await.unwrap(),
+        reqwest::get(format!("{}/api/v2/contracts", s.base)).await.unwrap(),
+        s.http.get(format!("{}{long}", s.base)).send().await.unwrap(),
+        s.http.delete(format!("{}/api/v1/apply", s.base)).send().await.unwrap(),
+        s.http.put(format!("{}/api/v1/contracts", s.base)).send().await.unwrap(),
+        reqwest::Client::new().delete(format!("{}/api/v1/apply", s.base)).send().await.unwrap(),
+    ] {
+        let status = res.status().as_u16();
+        let allow = res.headers().get("allow").map(|v| v.to_str().unwrap().to_string());
+        let body: Any = res.json().await.unwrap();
+        answers.push(serde_json::json!({ "status": status, "allow": allow, "body": body }));
+    }
+    insta::assert_json_snapshot!(answers);
+}
+
 #[tokio::test]
 async fn the_openapi_document_is_the_reviewed_one() {
     let place = sqlite().await;
