@@ -116,9 +116,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             jwt_token_lifetime: std::time::Duration::from_secs(token_days * 24 * 3600),
             ..Config::default()
         };
-        meshplane_server::serve(args.listen, store, config, blocks)
-            .await
-            .with_context(|| format!("cannot serve on {}", args.listen))?;
+        meshplane_server::serve(args.listen, store, config, blocks).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+                "address {} is in use: is another meshplane serve running? use --listen; nothing was started",
+                args.listen
+            ),
+            _ => anyhow::Error::new(e).context(format!("cannot serve on {}", args.listen)),
+        })?;
         Ok(ExitCode::SUCCESS)
     })
 }
