@@ -88,15 +88,18 @@ pub fn app(store: Store, config: Config, heartbeat: Option<Arc<AtomicU64>>, bloc
 }
 
 /// Serves, with the reconcilers running (provisioning through `blocks`), until Ctrl-C or
-/// SIGTERM; then finishes the requests and the reconciles in flight, and returns.
+/// SIGTERM; then stops taking requests and work, finishes the requests and the reconciles in
+/// flight (each gives its lease back), leaves the replicas' membership, hands back the test
+/// runs in flight, closes the store, and returns.
 pub async fn serve(listen: SocketAddr, store: Store, config: Config, blocks: Blocks) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let reconcilers =
         reconciler::spawn(store.clone(), blocks.clone(), config.reconciler.clone(), reconciler::replica_name());
-    let router = app(store, config, Some(Arc::clone(&reconcilers.heartbeat)), blocks);
+    let router = app(store.clone(), config, Some(Arc::clone(&reconcilers.heartbeat)), blocks);
     let router = router.into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown()).await;
     reconcilers.stop().await;
+    store.close().await;
     served
 }
 

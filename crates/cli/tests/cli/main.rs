@@ -347,6 +347,27 @@ fn serve_stops_cleanly_on_sigterm() {
     for _ in 0..100 {
         if let Some(status) = s.child.try_wait().unwrap() {
             assert_eq!(status.code(), Some(0), "SIGTERM is a clean exit");
+            // The store was closed: SQLite's last connection moved the WAL into the file.
+            let db = s.db.clone().unwrap();
+            assert!(db.exists());
+            let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
+            assert!(!wal.exists(), "the store was left open: {} is still there", wal.display());
+            // Every lease on a resource was given back, and the replica left the membership.
+            let (taken, held, members): (i64, i64, i64) =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+                    use sqlx::{Connection, Row};
+                    let mut conn =
+                        sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+                    let count = async |conn: &mut sqlx::SqliteConnection, sql: &str| -> i64 {
+                        sqlx::query(sql).fetch_one(conn).await.unwrap().get(0)
+                    };
+                    let leases = "SELECT count(*) FROM leases WHERE kind IN ('DataContract', 'DataProduct')";
+                    let held = format!("{leases} AND expires_at > 0");
+                    let members = "SELECT count(*) FROM replicas";
+                    (count(&mut conn, leases).await, count(&mut conn, &held).await, count(&mut conn, members).await)
+                });
+            assert!(taken > 0, "the applied resources were reconciled under leases");
+            assert_eq!((held, members), (0, 0), "leases held and replicas left behind");
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));

@@ -43,7 +43,7 @@ pub enum Backend {
 pub struct Store {
     /// Where every write goes (on SQLite, the one connection that writes).
     pool: AnyPool,
-    /// Where reads outside a write's transaction go: on SQLite, read-only connections that
+    /// Where reads outside a write's transaction go: on SQLite, `query_only` connections that
     /// read the WAL's last commit while the writer writes, so reads neither wait for writes
     /// nor for each other; on PostgreSQL, the same pool.
     reads: AnyPool,
@@ -380,18 +380,25 @@ pub fn epoch_ms(rfc3339: &str) -> Option<i64> {
 /// this many at once.
 const SQLITE_READERS: u32 = 4;
 
-/// How a store's connections are made. A SQLite connection keeps up to 64 MiB of pages in
-/// its cache and maps up to 1 GiB of the file, so that a reconcile's reads are not reads of
-/// the file (the default cache holds 2 MiB).
-fn pool_options(backend: Backend, connections: u32) -> AnyPoolOptions {
+/// The statements that set up each SQLite connection: up to 64 MiB of pages in its cache and
+/// up to 1 GiB of the file mapped, so that a reconcile's reads are not reads of the file (the
+/// default cache holds 2 MiB).
+const SQLITE_SETUP: &str = "PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824";
+
+/// How a store's connections are made; `readers` refuse to write. A SQLite reader is opened
+/// for writing and then made `query_only`, not opened read-only: whichever connection closes
+/// last must be able to move the WAL into the file and remove it.
+fn pool_options(backend: Backend, connections: u32, readers: bool) -> AnyPoolOptions {
     let options =
         AnyPoolOptions::new().max_connections(connections).acquire_timeout(std::time::Duration::from_secs(10));
     if backend == Backend::Postgres {
         return options;
     }
-    options.after_connect(|conn, _| {
+    let setup = if readers { format!("{SQLITE_SETUP}; PRAGMA query_only = ON") } else { SQLITE_SETUP.to_string() };
+    options.after_connect(move |conn, _| {
+        let setup = setup.clone();
         Box::pin(async move {
-            sqlx::query("PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824").execute(&mut *conn).await?;
+            sqlx::query(&setup).execute(&mut *conn).await?;
             Ok(())
         })
     })
@@ -415,21 +422,27 @@ impl Store {
         } else {
             return Err(Error::Store(format!("`{url}` is neither sqlite://PATH nor postgres://...")));
         };
-        let pool = pool_options(backend, connections).connect(&url).await?;
+        let pool = pool_options(backend, connections, false).connect(&url).await?;
         let mut conn = pool.acquire().await?;
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
         }
         migrate::migrate(&mut conn, backend, version).await?;
         drop(conn);
-        let reads = match url.strip_suffix("?mode=rwc") {
-            Some(path) if backend == Backend::Sqlite => {
-                pool_options(backend, SQLITE_READERS).connect(&format!("{path}?mode=ro")).await?
-            }
-            _ => pool.clone(),
+        let reads = match backend {
+            Backend::Sqlite => pool_options(backend, SQLITE_READERS, true).connect(&url).await?,
+            Backend::Postgres => pool.clone(),
         };
         let feed = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
         Ok(Store { pool, reads, backend, advanced: Default::default(), feed, installation: Default::default() })
+    }
+
+    /// Closes every connection, once the ones in use are given back: on SQLite the last to
+    /// close moves the WAL into the database file and removes it. Every handle of this store
+    /// (its clones) is closed with it.
+    pub async fn close(&self) {
+        self.reads.close().await;
+        self.pool.close().await;
     }
 
     /// Wakes when a change record was committed through this store (in this process; other
@@ -818,6 +831,15 @@ mod tests {
         assert_eq!(level(&store).await, normal, "a status is an observation");
         store.add_orphans("DataContract", "c", &[]).await.unwrap();
         assert_eq!(level(&store).await, full, "no durable write inherits an observation's level");
+    }
+
+    #[tokio::test]
+    async fn on_sqlite_the_readers_cannot_write() {
+        let place = crate::testing::sqlite().await;
+        let store = super::Store::open(&place.url).await.unwrap();
+        let refused = sqlx::query("DELETE FROM meta").execute(&store.reads).await.unwrap_err();
+        assert!(refused.to_string().contains("readonly"), "{refused}");
+        sqlx::query("SELECT count(*) FROM meta").fetch_one(&store.reads).await.unwrap();
     }
 
     #[test]
