@@ -50,6 +50,31 @@ pub struct Args {
     /// Contract test runs at once (scheduled and on demand); the others wait.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     test_runs: u16,
+    /// How the server's log lines (on standard error) are written: `pretty` for a terminal,
+    /// `json` (one object per line) for a log collector. Which lines: `RUST_LOG` (default
+    /// `info`), e.g. `RUST_LOG=warn,meshplane_server=debug`.
+    #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Writes the server's spans and events to standard error, filtered by `RUST_LOG`.
+fn start_logging(format: LogFormat) -> Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) => tracing_subscriber::EnvFilter::try_new(&spec).with_context(|| format!("RUST_LOG `{spec}`"))?,
+        Err(_) => tracing_subscriber::EnvFilter::new("info"),
+    };
+    let lines = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
+    let installed = match format {
+        LogFormat::Pretty => lines.try_init(),
+        LogFormat::Json => lines.json().with_current_span(true).with_span_list(true).try_init(),
+    };
+    installed.map_err(|e| anyhow!("cannot start the log: {e}"))
 }
 
 /// The platform to serve with, or every problem of its file.
@@ -66,6 +91,7 @@ fn platform(args: &Args) -> Result<Platform> {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
+    start_logging(args.log_format)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     let platform = platform(args)?;
@@ -86,10 +112,12 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot open the store {}", redact(&args.database_url)))?;
         let names: Vec<&String> = described.keys().collect();
-        eprintln!(
-            "meshplane serving http://{} (store {}; environment {environment}; blocks {names:?})",
-            args.listen,
-            redact(&args.database_url)
+        tracing::info!(
+            url = %format!("http://{}", args.listen),
+            store = %redact(&args.database_url),
+            %environment,
+            blocks = ?names,
+            "meshplane serving"
         );
         let lease_ms = i64::from(args.lease_seconds) * 1000;
         let tests = Sandbox {
@@ -123,6 +151,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             ),
             _ => anyhow::Error::new(e).context(format!("cannot serve on {}", args.listen)),
         })?;
+        tracing::info!("stopped: requests and reconciles finished, leases given back, store closed");
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -30,7 +30,7 @@ pub async fn request(State(route): State<&'static Route>, request: Request, next
     let id = sent_id(&request).unwrap_or_else(|| random_hex(8));
     let span = tracing::info_span!(
         "request",
-        method = route.method,
+        method = %request.method(),
         route = route.path,
         id = %id,
         principal = tracing::field::Empty,

@@ -375,6 +375,54 @@ fn serve_stops_cleanly_on_sigterm() {
     panic!("meshplane serve did not stop within 5 s of SIGTERM");
 }
 
+/// `--log-format json`: every line one JSON object; each request's line carries the route
+/// template, the status, the latency and the id echoed in `x-request-id`; no credential is
+/// ever written, whether it was accepted or refused.
+#[test]
+fn serve_logs_every_request_as_json_and_never_a_credential() {
+    let db = std::env::temp_dir().join(format!("mpcli-log-{}.db", std::process::id()));
+    let mut s = serve_with(&format!("sqlite://{}", db.display()), &["--log-format", "json"]);
+    s.db = Some(db);
+    let token = token_for(&s.url).unwrap();
+    let http = reqwest::blocking::Client::new();
+    let listed = http
+        .get(format!("{}/api/v1/contracts", s.url))
+        .bearer_auth(&token)
+        .header("x-request-id", "ci-job-7")
+        .send()
+        .unwrap();
+    assert_eq!(listed.headers()["x-request-id"], "ci-job-7");
+    let forged = "mp_0123456789abcdef_notarealsecretvalue";
+    let refused = http.get(format!("{}/api/v1/contracts/orders@v1", s.url)).bearer_auth(forged).send().unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    let pid = s.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(s.child.wait().unwrap().success());
+
+    let log = std::fs::read_to_string(s.cwd.join("serve.log")).unwrap();
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))).collect();
+    let answered =
+        |id: &str| lines.iter().find(|l| l["fields"]["message"] == "answered" && l["span"]["id"] == id).cloned();
+    let line = answered("ci-job-7").unwrap_or_else(|| panic!("no line for the request: {log}"));
+    assert_eq!(line["span"]["route"], "/api/v1/{kind}", "{line}");
+    assert_eq!(line["span"]["method"], "GET", "{line}");
+    assert_eq!(line["fields"]["status"], 200, "{line}");
+    assert!(line["fields"]["latency_ms"].as_f64().is_some(), "{line}");
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"] == "answered" && l["fields"]["status"] == 401),
+        "the refused request has its line: {log}"
+    );
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "meshplane serving"), "{log}");
+    assert!(
+        lines.last().is_some_and(|l| l["fields"]["message"].as_str().unwrap_or("").starts_with("stopped")),
+        "{log}"
+    );
+    for secret in [token.rsplit('_').next().unwrap(), forged.rsplit('_').next().unwrap()] {
+        assert!(!log.contains(secret), "a credential is in the log");
+    }
+}
+
 #[test]
 fn the_cli_reports_refusals_and_unreachable_servers() {
     let s = serve();
