@@ -158,14 +158,20 @@ pub(crate) fn call(
     runtime.block_on(async {
         let client = reqwest::Client::new();
         let mut builder = request(&client, base);
-        if let Some(token) = &server.token {
+        // An empty MESHPLANE_TOKEN is no token.
+        let token = server.token.as_deref().filter(|t| !t.is_empty());
+        if let Some(token) = token {
             builder = builder.bearer_auth(token);
         }
         let res = builder.send().await.with_context(|| format!("cannot reach the meshplane server at {base}"))?;
         let ok = res.status().is_success();
         let status = res.status();
-        let body: Any =
+        let mut body: Any =
             res.json().await.with_context(|| format!("the server at {base} answered {status} without JSON"))?;
+        if status == reqwest::StatusCode::UNAUTHORIZED && token.is_none() {
+            // What to do is the client's to say: the server only knows nothing was sent.
+            body["message"] = NO_TOKEN.into();
+        }
         Ok(if ok { Answer::Ok(body) } else { Answer::Refused(body) })
     })
 }
@@ -196,6 +202,10 @@ pub(crate) fn call_all(server: &Server, path: &str, query: &[(&str, String)], cu
         }
     }
 }
+
+/// The message of a refusal for want of a token, when none was sent.
+const NO_TOKEN: &str =
+    "no token: set MESHPLANE_TOKEN or pass --token (the first admin token comes from meshplane bootstrap)";
 
 pub(crate) fn refused(body: &Any) -> Result<ExitCode> {
     let mut err = std::io::stderr().lock();

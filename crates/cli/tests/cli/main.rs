@@ -424,6 +424,29 @@ fn serve_logs_every_request_as_json_and_never_a_credential() {
 }
 
 #[test]
+fn a_call_without_a_token_says_where_one_comes_from() {
+    let s = serve();
+    let out = Command::new(env!("CARGO_BIN_EXE_meshplane"))
+        .args(["get", "contracts", "--server", &s.url])
+        .env_remove("MESHPLANE_TOKEN")
+        .output()
+        .unwrap();
+    let empty = Command::new(env!("CARGO_BIN_EXE_meshplane"))
+        .args(["get", "contracts", "--server", &s.url])
+        .env("MESHPLANE_TOKEN", "")
+        .output()
+        .unwrap();
+    for out in [out, empty] {
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "error[unauthenticated]: no token: set MESHPLANE_TOKEN or pass --token (the first admin token comes \
+             from meshplane bootstrap)\n"
+        );
+    }
+}
+
+#[test]
 fn the_cli_reports_refusals_and_unreachable_servers() {
     let s = serve();
     let missing = meshplane(&["get", "contracts", "nothing@v1", "--server", &s.url]);
