@@ -2,6 +2,7 @@
 //! to the store — never through an unauthenticated network call. Whoever can open the store
 //! already holds everything in it; this command only makes that usable through the API.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -42,7 +43,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         };
         store.put_principal(&admin, &who).await?;
         let created = store.create_token(&admin.name, "created by meshplane bootstrap", None, &who).await?;
-        println!("{}", created.token);
+        writeln!(crate::output::stdout(), "{}", created.token)?;
         eprintln!(
             "platform admin `{}` can now use the API: export MESHPLANE_TOKEN=<the token above> (shown only now; meshplane keeps only its hash)",
             admin.name

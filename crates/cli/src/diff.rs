@@ -37,7 +37,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         );
     }
     let report = diff::diff(&old, &new);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match args.format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
         Format::Human => {

@@ -36,7 +36,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     let errors: usize = linted.iter().map(|f| f.count(Severity::Error)).sum();
     let warnings: usize = linted.iter().map(|f| f.count(Severity::Warning)).sum();
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match args.format {
         Format::Human => {
             for file in &linted {

@@ -6,6 +6,7 @@ mod bootstrap;
 mod diff;
 mod files;
 mod lint;
+mod output;
 mod remote;
 mod serve;
 mod test;
@@ -112,12 +113,6 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        // A closed pipe (`meshplane lint . | head`) is the reader's choice, not an error.
-        Err(err)
-            if err.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            ExitCode::SUCCESS
-        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(2)

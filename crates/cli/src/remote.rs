@@ -226,7 +226,7 @@ pub(crate) fn print(
     value: &Any,
     table: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match output {
         Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(value)?)?,
         Output::Yaml => write!(out, "{}", to_yaml(value))?,

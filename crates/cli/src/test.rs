@@ -86,7 +86,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     match args.output {
         Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
         Output::Table => table(&mut out, &report)?,

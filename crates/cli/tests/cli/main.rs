@@ -192,6 +192,28 @@ fn test_json_and_junit_are_for_machines() {
     insta::assert_snapshot!(stdout(&out));
 }
 
+/// `meshplane test failing.yaml | head -0` under `pipefail`: the reader has gone before
+/// anything is printed, and the command still exits with its verdict (1), not 0.
+#[test]
+fn a_closed_pipe_keeps_the_commands_own_exit_status() {
+    for (args, verdict) in [
+        (&["test", "test/customers.odcs.yaml"][..], 1),
+        (&["test", "test/passing.odcs.yaml", "--object", "customers"][..], 0),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_meshplane"))
+            .args(args)
+            .current_dir(fixtures())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(verdict), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 #[test]
 fn test_exits_zero_when_every_check_passes() {
     let out = meshplane(&["test", "test/passing.odcs.yaml", "--object", "customers"]);
