@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::ValueEnum;
 use meshplane_spec::{lint, render};
 use serde_json::Value as Any;
@@ -37,7 +37,13 @@ pub struct Server {
     /// The API token to authenticate with (`meshplane bootstrap` prints the first one).
     #[arg(long = "token", env = "MESHPLANE_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// How long to wait for the server to answer a call, in seconds (connecting: at most 5).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    request_timeout: u64,
 }
+
+/// How long a connection to the server may take to open.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(clap::Args)]
 pub struct ApplyArgs {
@@ -156,14 +162,26 @@ pub(crate) fn call(
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let base = server.url.trim_end_matches('/');
     runtime.block_on(async {
-        let client = reqwest::Client::new();
+        let timeout = std::time::Duration::from_secs(server.request_timeout);
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .timeout(timeout)
+            .build()
+            .context("cannot make the HTTP client")?;
         let mut builder = request(&client, base);
         // An empty MESHPLANE_TOKEN is no token.
         let token = server.token.as_deref().filter(|t| !t.is_empty());
         if let Some(token) = token {
             builder = builder.bearer_auth(token);
         }
-        let res = builder.send().await.with_context(|| format!("cannot reach the meshplane server at {base}"))?;
+        let res = builder.send().await.map_err(|e| {
+            if e.is_timeout() {
+                let waited = if e.is_connect() { CONNECT_TIMEOUT.min(timeout).as_secs() } else { timeout.as_secs() };
+                anyhow!("the meshplane server at {base} did not answer within {waited} s (--request-timeout)")
+            } else {
+                anyhow::Error::new(e).context(format!("cannot reach the meshplane server at {base}"))
+            }
+        })?;
         let ok = res.status().is_success();
         let status = res.status();
         let mut body: Any =

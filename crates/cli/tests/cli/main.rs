@@ -469,6 +469,18 @@ fn a_call_without_a_token_says_where_one_comes_from() {
 }
 
 #[test]
+fn a_server_that_never_answers_is_given_up_on_with_the_time_waited() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let out = meshplane(&["get", "contracts", "--server", &url, "--request-timeout", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let expected = format!("error: the meshplane server at {url} did not answer within 1 s (--request-timeout)\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), expected);
+    drop(silent);
+}
+
+#[test]
 fn the_cli_reports_refusals_and_unreachable_servers() {
     let s = serve();
     let missing = meshplane(&["get", "contracts", "nothing@v1", "--server", &s.url]);
