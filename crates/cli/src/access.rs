@@ -175,8 +175,9 @@ enum TokenCommand {
 
 fn tokens_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {
     if let Some(token) = value["token"].as_str() {
+        // Only the token on standard output, so that `TOKEN=$(meshplane token create ...)` works.
         writeln!(out, "{token}")?;
-        return writeln!(out, "(shown only now: keep it somewhere safe; meshplane stores only its hash)");
+        return writeln!(std::io::stderr(), "(shown only now: keep it somewhere safe; meshplane stores only its hash)");
     }
     let list = rows(value);
     writeln!(out, "{:<14} {:<16} {:<30} {:<30} DESCRIPTION", "ID", "PRINCIPAL", "EXPIRES", "REVOKED")?;

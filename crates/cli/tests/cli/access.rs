@@ -53,7 +53,10 @@ fn a_consumer_asks_the_roles_approver_and_every_step_is_audited() {
     let token = |who: &str| {
         let out = as_(admin, &["token", "create", "--principal", who, "--description", "cli test", "--server", url]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        stdout(&out).lines().next().unwrap().to_string()
+        assert!(stderr(&out).contains("shown only now"), "{}", stderr(&out));
+        let printed = stdout(&out);
+        assert!(printed.starts_with("mp_") && printed.lines().count() == 1, "only the token on stdout: {printed}");
+        printed.trim_end().to_string()
     };
     let (sam, carol) = (token("sam"), token("carol"));
 
