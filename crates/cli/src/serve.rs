@@ -145,7 +145,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             ..Config::default()
         };
         meshplane_server::serve(args.listen, store, config, blocks).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            std::io::ErrorKind::AddrInUse => anyhow!(
                 "address {} is in use: is another meshplane serve running? use --listen; nothing was started",
                 args.listen
             ),

@@ -376,8 +376,8 @@ pub fn epoch_ms(rfc3339: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
-/// Read-only connections of a SQLite store beside its writer: reconcilers and requests read
-/// this many at once.
+/// Connections of a SQLite store that only read, beside its writer: reconcilers and requests
+/// read this many at once.
 const SQLITE_READERS: u32 = 4;
 
 /// The statements that set up each SQLite connection: up to 64 MiB of pages in its cache and
