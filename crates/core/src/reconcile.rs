@@ -155,7 +155,7 @@ pub async fn reconcile(
         (true, true, true) => ("Ready", false, "Drift", "a store differs from what is declared (see InSync)".into()),
         (true, true, false) => ("Ready", true, "Reconciled", "valid, fully linked and provisioned".into()),
     });
-    write_status(store, kind, &record, previous, wanted, fence).await?;
+    write_status(store, &record, previous, wanted, fence).await?;
     match failure.or(released).or(access_failure) {
         Some(error) => Err(error),
         // A product waiting on its contracts is requeued by their status changes, which the
@@ -332,7 +332,7 @@ async fn finalize(
         if let Some((reason, error)) = stuck {
             let message = if reason == "BlockMissing" { error.to_string() } else { format!("{finalizer}: {error}") };
             let previous = store.status(kind, &record.name).await?;
-            write_status(store, kind, record, previous, vec![("Ready", false, reason, message)], fence).await?;
+            write_status(store, record, previous, vec![("Ready", false, reason, message)], fence).await?;
             return Err(Error::Block { block: finalizer.clone(), error });
         }
         store.remove_finalizer(kind, &record.name, finalizer, fence).await?;
@@ -357,7 +357,6 @@ async fn cleanup(
 /// is kept as it was, and a condition whose status did not change keeps its transition time.
 async fn write_status(
     store: &Store,
-    kind: Kind,
     record: &Record,
     previous: Option<Status>,
     wanted: Vec<Wanted>,
@@ -382,5 +381,5 @@ async fn write_status(
             last_transition_time: since,
         });
     }
-    store.set_status(kind, &record.name, record.generation, &conditions, fence).await
+    store.set_status(record, &previous, &conditions, fence).await
 }

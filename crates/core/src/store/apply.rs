@@ -482,9 +482,25 @@ impl Store {
         at: &str,
         note: Option<(&str, Any)>,
     ) -> Result<i64, Error> {
+        // The envelope's `id` and `data.seq` are the change number, which the row gets on
+        // insert: they are added where change records are read (one statement per record).
+        let mut event = json!({
+            "specversion": "1.0",
+            "source": "/meshplane/registry",
+            "type": format!("io.meshplane.{}.{action}", r.kind.to_ascii_lowercase()),
+            "subject": format!("{}/{}", r.kind, r.name),
+            "time": at,
+            "datacontenttype": "application/json",
+            "data": { "kind": r.kind, "name": r.name, "version": r.version, "generation": generation,
+                      "domain": r.domain, "actor": options.actor, "origin": options.origin },
+        });
+        if let Some((key, value)) = note {
+            event["data"][key] = value;
+        }
+        self.mark_writing(tx).await?;
         let row = sqlx::query(
             "INSERT INTO changes (at, actor, origin, kind, name, action, generation, version, before, after, event) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '{}') RETURNING seq",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq",
         )
         .bind(at)
         .bind(&options.actor)
@@ -496,28 +512,10 @@ impl Store {
         .bind(r.version)
         .bind(before)
         .bind(after)
+        .bind(event.to_string())
         .fetch_one(&mut *tx)
         .await?;
         let seq: i64 = row.try_get(0)?;
-        let mut event = json!({
-            "specversion": "1.0",
-            "id": format!("meshplane-change-{seq}"),
-            "source": "/meshplane/registry",
-            "type": format!("io.meshplane.{}.{action}", r.kind.to_ascii_lowercase()),
-            "subject": format!("{}/{}", r.kind, r.name),
-            "time": at,
-            "datacontenttype": "application/json",
-            "data": { "kind": r.kind, "name": r.name, "version": r.version, "generation": generation,
-                      "domain": r.domain, "actor": options.actor, "origin": options.origin, "seq": seq },
-        });
-        if let Some((key, value)) = note {
-            event["data"][key] = value;
-        }
-        sqlx::query("UPDATE changes SET event = $1 WHERE seq = $2")
-            .bind(event.to_string())
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
         Ok(seq)
     }
 }

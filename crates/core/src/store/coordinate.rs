@@ -131,13 +131,7 @@ impl Store {
         let holds = holder.is_some_and(|r| {
             r.try_get::<String, _>(0).is_ok_and(|o| o == fence.0) && r.try_get::<i64, _>(1).is_ok_and(|t| t == fence.1)
         });
-        if holds {
-            return Ok(());
-        }
-        Err(Error::conflict(
-            ErrorCode::StaleLease,
-            format!("the lease on {scope} `{name}` is no longer {}'s with token {}", fence.0, fence.1),
-        ))
+        if holds { Ok(()) } else { Err(stale_lease(scope, name, fence)) }
     }
 
     /// Renews `owner`'s membership for `ttl_ms` on the database's clock and returns the live
@@ -191,4 +185,12 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The refusal of a write under a lease `fence` (owner, token) no longer holds.
+pub(super) fn stale_lease(scope: Scope<'_>, name: &str, fence: (&str, i64)) -> Error {
+    Error::conflict(
+        ErrorCode::StaleLease,
+        format!("the lease on {scope} `{name}` is no longer {}'s with token {}", fence.0, fence.1),
+    )
 }

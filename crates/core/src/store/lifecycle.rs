@@ -218,7 +218,10 @@ impl Store {
         Ok(true)
     }
 
-    /// One writer of change records at a time on PostgreSQL, so change numbers commit in order.
+    /// One writer of documents, claims, grants, principals, tokens and orphans at a time on
+    /// PostgreSQL: what such a write reads and checks in its transaction (a claim, a state, a
+    /// generation) does not change under it before it commits. (Change numbers need no lock
+    /// to be read in order: see the feed's horizon; status writes do not take this one.)
     pub(super) async fn lock_writes(&self, tx: &mut AnyConnection) -> Result<(), Error> {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(7074611)").execute(&mut *tx).await?;

@@ -10,6 +10,7 @@
 mod apply;
 pub mod claims;
 mod coordinate;
+mod feed;
 pub mod grants;
 pub mod identity;
 mod lifecycle;
@@ -55,6 +56,8 @@ pub struct Store {
     feed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     /// The installation's id, once read (every reconcile needs it; it never changes).
     installation: std::sync::Arc<tokio::sync::OnceCell<String>>,
+    /// How far the change feed is settled, as far as this handle (and its clones) know.
+    horizon: std::sync::Arc<tokio::sync::Mutex<feed::Horizon>>,
 }
 
 /// The actions of change records that are not a document's change (its history is the
@@ -334,8 +337,15 @@ fn record(row: &AnyRow) -> Result<Record, Error> {
 }
 
 fn change(row: &AnyRow) -> Result<Change, Error> {
+    let seq: i64 = row.try_get("seq")?;
+    let mut event = json(Some(row.try_get("event")?))?.unwrap_or(Any::Null);
+    if event.is_object() {
+        // The change number, which the envelope is written without (see `record_change`).
+        event["id"] = Any::from(format!("meshplane-change-{seq}"));
+        event["data"]["seq"] = Any::from(seq);
+    }
     Ok(Change {
-        seq: row.try_get("seq")?,
+        seq,
         at: row.try_get("at")?,
         actor: row.try_get("actor")?,
         origin: row.try_get("origin")?,
@@ -346,7 +356,7 @@ fn change(row: &AnyRow) -> Result<Change, Error> {
         version: row.try_get("version")?,
         before: json(row.try_get("before")?)?,
         after: json(row.try_get("after")?)?,
-        event: json(Some(row.try_get("event")?))?.unwrap_or(Any::Null),
+        event,
     })
 }
 
@@ -434,7 +444,8 @@ impl Store {
             Backend::Postgres => pool.clone(),
         };
         let feed = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
-        Ok(Store { pool, reads, backend, advanced: Default::default(), feed, installation: Default::default() })
+        let (advanced, installation, horizon) = Default::default();
+        Ok(Store { pool, reads, backend, advanced, feed, installation, horizon })
     }
 
     /// Closes every connection, once the ones in use are given back: on SQLite the last to
@@ -601,66 +612,66 @@ impl Store {
         .transpose()
     }
 
-    /// Replaces a resource's status, only while `fence.0` holds its lease with token
-    /// `fence.1`: a replica that stalled past its lease cannot write over its successor.
-    /// When a condition appears or changes its status, the change feed gets a `status`
-    /// record (before and after: the conditions), in the same transaction.
+    /// Replaces the status of `record` with `conditions` observed at its generation, only while
+    /// `fence.0` holds its lease with token `fence.1`: a replica that stalled past its lease
+    /// cannot write over its successor. `before` is the status the caller read while holding
+    /// that lease (only a lease's holder writes a status, so it is still the stored one). When
+    /// a condition appears or changes its status, the change feed gets a `status` record
+    /// (before and after: the conditions; the version and domain: the record's, of the
+    /// generation observed), in the same transaction.
     pub async fn set_status(
         &self,
-        kind: Kind,
-        name: &str,
-        observed_generation: i64,
+        record: &Record,
+        before: &[Condition],
         conditions: &[Condition],
         fence: (&str, i64),
     ) -> Result<(), Error> {
-        let after = serde_json::to_string(conditions).map_err(|e| Error::Store(e.to_string()))?;
+        let (kind, name) = (record.kind.as_str(), record.name.as_str());
+        let to_text = |c: &[Condition]| serde_json::to_string(c).map_err(|e| Error::Store(e.to_string()));
+        let after = to_text(conditions)?;
+        let moved = conditions.iter().any(|c| !before.iter().any(|p| p.kind == c.kind && p.status == c.status));
         let mut tx = self.begin(Durability::Observation).await?;
-        self.check_fence(&mut tx, kind.as_str(), name, fence).await?;
-        let before: Option<String> = sqlx::query("SELECT conditions FROM statuses WHERE kind = $1 AND name = $2")
-            .bind(kind.as_str())
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get(0))
-            .transpose()?;
-        let previous: Vec<Condition> = before.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
-        let moved = conditions.iter().any(|c| !previous.iter().any(|p| p.kind == c.kind && p.status == c.status));
-        if moved {
-            // A change record follows: change numbers commit in order (the lock is taken
-            // before any row, as every writer of change records takes it).
-            self.lock_writes(&mut tx).await?;
-            // and it must not be lost while the feed's readers live on: PostgreSQL, when it
-            // alone crashed, could hand its change number out again to a later change, which
-            // a reader that saw this one would step over. (On SQLite the readers stop with
-            // the machine that loses it.)
-            if self.backend == Backend::Postgres {
-                sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *tx).await?;
-            }
+        if moved && self.backend == Backend::Postgres {
+            // A change record follows, which must not be lost while the feed's readers live
+            // on: PostgreSQL, when it alone crashed, could hand its change number out again to
+            // a later change, which a reader that saw this one would step over. (On SQLite the
+            // readers stop with the machine that loses it.)
+            sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *tx).await?;
         }
-        sqlx::query(
-            "INSERT INTO statuses (kind, name, observed_generation, conditions, updated_at) VALUES ($1, $2, $3, $4, $5) \
+        // The fence and the write in one statement; on PostgreSQL the lease row stays locked
+        // until the transaction ends, so it cannot change hands halfway.
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let written = sqlx::query(&format!(
+            "INSERT INTO statuses (kind, name, observed_generation, conditions, updated_at) \
+             SELECT $1, $2, $3, $4, $5 WHERE EXISTS \
+             (SELECT 1 FROM leases WHERE kind = $1 AND name = $2 AND owner = $6 AND token = $7{lock}) \
              ON CONFLICT (kind, name) DO UPDATE SET observed_generation = excluded.observed_generation, \
-             conditions = excluded.conditions, updated_at = excluded.updated_at",
-        )
-        .bind(kind.as_str())
+             conditions = excluded.conditions, updated_at = excluded.updated_at"
+        ))
+        .bind(kind)
         .bind(name)
-        .bind(observed_generation)
+        .bind(record.generation)
         .bind(&after)
         .bind(now())
+        .bind(fence.0)
+        .bind(fence.1)
         .execute(&mut *tx)
         .await?;
+        if written.rows_affected() == 0 {
+            return Err(coordinate::stale_lease(kind, name, fence));
+        }
         if !moved {
             tx.commit().await?;
             return Ok(());
         }
-        let at = now();
-        let (version, domain) = self.subject_of(&mut tx, kind, name).await?;
-        let subject = apply::Subject { kind: kind.as_str(), name, version: &version, domain: &domain };
+        let subject = apply::Subject { kind, name, version: &record.version, domain: &record.domain };
         let by = ApplyOptions::reconciler();
         let ready = conditions.iter().find(|c| c.kind == "Ready").map(|c| Any::from(c.status.as_str()));
         let note = ready.map(|r| ("ready", r));
-        let (before, after) = (before.as_deref(), Some(after.as_str()));
-        self.record_change(&mut tx, &subject, "status", observed_generation, before, after, &by, &at, note).await?;
+        let before = if before.is_empty() { None } else { Some(to_text(before)?) };
+        let (at, after) = (now(), Some(after.as_str()));
+        let generation = record.generation;
+        self.record_change(&mut tx, &subject, "status", generation, before.as_deref(), after, &by, &at, note).await?;
         self.commit(tx).await
     }
 
@@ -749,7 +760,8 @@ impl Store {
             .collect()
     }
 
-    /// The audit log: the change records the query matches, in order.
+    /// The audit log: the change records the query matches, in order, as far as the feed is
+    /// settled.
     pub async fn audit(&self, q: &AuditQuery) -> Result<Vec<Change>, Error> {
         let mut sql = String::from("SELECT * FROM changes WHERE seq > $1");
         let mut binds: Vec<String> = Vec::new();
@@ -781,12 +793,15 @@ impl Store {
         for b in &binds {
             query = query.bind(b);
         }
-        query.fetch_all(&self.reads).await?.iter().map(change).collect()
+        let horizon = self.readable().await?;
+        let rows = query.fetch_all(&self.reads).await?.iter().map(change).collect::<Result<_, _>>()?;
+        Ok(feed::settled(q.after, horizon, rows))
     }
 
     /// The catalog's change feed: changes of contracts and products after sequence number
-    /// `after`, in order.
+    /// `after`, in order, as far as the feed is settled.
     pub async fn catalog_events(&self, after: i64, limit: i64) -> Result<Vec<Change>, Error> {
+        let horizon = self.readable().await?;
         let rows = sqlx::query(
             "SELECT * FROM changes WHERE seq > $1 AND kind IN ('DataContract', 'DataProduct') ORDER BY seq LIMIT $2",
         )
@@ -794,17 +809,19 @@ impl Store {
         .bind(limit.clamp(1, 1000))
         .fetch_all(&self.reads)
         .await?;
-        rows.iter().map(change).collect()
+        Ok(feed::settled(after, horizon, rows.iter().map(change).collect::<Result<_, _>>()?))
     }
 
-    /// The change feed: changes after sequence number `after`, in order.
+    /// The change feed: changes after sequence number `after`, in order, up to the first one
+    /// that a change still in flight precedes (see [`feed`]).
     pub async fn events(&self, after: i64, limit: i64) -> Result<Vec<Change>, Error> {
+        let horizon = self.readable().await?;
         let rows = sqlx::query("SELECT * FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(after)
             .bind(limit.clamp(1, 1000))
             .fetch_all(&self.reads)
             .await?;
-        rows.iter().map(change).collect()
+        Ok(feed::settled(after, horizon, rows.iter().map(change).collect::<Result<_, _>>()?))
     }
 }
 
@@ -824,10 +841,13 @@ mod tests {
             row.try_get(0).unwrap()
         };
         let (full, normal) = (2, 1);
-        let token = store.acquire_lease("DataContract", "c", "me", 60_000).await.unwrap().unwrap();
+        let text = "apiVersion: v3.1.0\nkind: DataContract\nid: c\nversion: 1.0.0\nstatus: draft\ndomain: d\n";
+        let loaded = meshplane_spec::load(text).documents.remove(0);
+        let record = super::Record::created(crate::resource::Resource::from_loaded(&loaded).unwrap(), "u");
+        let token = store.acquire_lease("DataContract", &record.name, "me", 60_000).await.unwrap().unwrap();
         store.add_orphans("DataContract", "c", &[]).await.unwrap();
         assert_eq!(level(&store).await, full, "what a block left in place is kept durably");
-        store.set_status(crate::resource::Kind::DataContract, "c", 1, &[], ("me", token)).await.unwrap();
+        store.set_status(&record, &[], &[], ("me", token)).await.unwrap();
         assert_eq!(level(&store).await, normal, "a status is an observation");
         store.add_orphans("DataContract", "c", &[]).await.unwrap();
         assert_eq!(level(&store).await, full, "no durable write inherits an observation's level");

@@ -1,7 +1,7 @@
-//! The change feed is read by number (`seq > last`): every writer of change records commits
-//! in number order, so a reader polling while applies, status transitions and test runs
-//! commit together misses none of them (on PostgreSQL, with a pool of connections, a record
-//! numbered lower that committed later would be skipped for good).
+//! The change feed is read by number (`seq > last`): a reader polling while applies, status
+//! transitions and test runs commit together misses none of them. On PostgreSQL writers commit
+//! side by side, so a record numbered lower may commit later; the feed's readers stop before a
+//! number still in flight instead of stepping over it for good.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,10 +61,11 @@ on_both!(a_reader_misses_no_change_while_writers_commit_together, |place: Place|
             let name = format!("c{w}@v1");
             let token =
                 store.acquire_lease(Kind::DataContract.as_str(), &name, "test", 600_000).await.unwrap().unwrap();
+            let record = store.get(Kind::DataContract, &name).await.unwrap();
             for round in 0..40 {
                 // Every write flips Ready: each is a status transition with its change record.
-                let fence = ("test", token);
-                store.set_status(Kind::DataContract, &name, 1, &ready(round % 2 == 0), fence).await.unwrap();
+                let (fence, before) = (("test", token), if round == 0 { Vec::new() } else { ready(round % 2 == 1) });
+                store.set_status(&record, &before, &ready(round % 2 == 0), fence).await.unwrap();
             }
         });
     }
@@ -89,3 +90,48 @@ on_both!(a_reader_misses_no_change_while_writers_commit_together, |place: Place|
     let missed: Vec<&i64> = committed.iter().filter(|s| !seen.contains(s)).collect();
     assert!(missed.is_empty(), "the reader stepped over {} change(s): {missed:?}", missed.len());
 });
+
+/// A change record written by a transaction that is still open, as a writer of change records
+/// writes it (the mark first, then the number); returns the open transaction and the number.
+async fn in_flight(url: &str) -> (sqlx::AnyConnection, i64) {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(7074612)").execute(&mut conn).await.unwrap();
+    let row = sqlx::query(
+        "INSERT INTO changes (at, actor, origin, kind, name, action, generation, version, event) \
+         VALUES ('2026-01-01T00:00:00.000000Z', 'test', 'test', 'DataContract', 'c0@v1', 'status', 1, '1.0.0', '{}') \
+         RETURNING seq",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    (conn, row.try_get(0).unwrap())
+}
+
+/// On PostgreSQL a change may commit after one numbered higher: the feed's readers stop before
+/// a number still in flight, and go on once it committed or rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_waits_for_a_number_still_in_flight() {
+    let place = crate::backends::postgres().await;
+    let store = open(&place).await;
+    store.apply(&[resource(&contract("c0", "1.0.0", "draft", ""))], &[], &options()).await.unwrap();
+    let start = all_after(&store, 0).await.last().copied().unwrap();
+    use sqlx::{Connection, Row};
+    for ends in ["COMMIT", "ROLLBACK"] {
+        let (mut open_tx, held) = in_flight(&place.url).await;
+        let shop = product(&format!("after-{ends}"), "sales", "");
+        store.apply(&[resource(&shop)], &[], &options()).await.unwrap();
+        let mut conn = sqlx::AnyConnection::connect(&place.url).await.unwrap();
+        let later: i64 = sqlx::query("SELECT max(seq) FROM changes").fetch_one(&mut conn).await.unwrap().get(0);
+        assert!(later > held, "the apply committed under a higher number ({later}) than the open one ({held})");
+        for _ in 0..3 {
+            let read: Vec<i64> = store.events(start, 1000).await.unwrap().iter().map(|c| c.seq).collect();
+            assert!(!read.contains(&later), "{later} was read while {held} was in flight: {read:?}");
+        }
+        sqlx::query(ends).execute(&mut open_tx).await.unwrap();
+        let read = all_after(&store, start).await;
+        assert!(read.contains(&later), "{later} is read once {held} ended ({ends}): {read:?}");
+        assert_eq!(read.contains(&held), ends == "COMMIT", "{held} is read only if it committed: {read:?}");
+    }
+}

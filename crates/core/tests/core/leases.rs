@@ -7,7 +7,7 @@ use meshplane_core::resource::Kind;
 use meshplane_core::store::{Condition, ConditionStatus, SCHEDULE};
 use sqlx::Connection;
 
-use crate::backends::{Place, open};
+use crate::backends::{Place, open, options, product, resource};
 use crate::on_both;
 
 fn ready() -> Vec<Condition> {
@@ -24,6 +24,8 @@ fn ready() -> Vec<Condition> {
 on_both!(one_owner_at_a_time_and_fenced_writes, |place: Place| async move {
     let store = open(&place).await;
     let k = Kind::DataProduct;
+    store.apply(&[resource(&product("shop", "sales", ""))], &[], &options()).await.unwrap();
+    let shop = store.get(k, "shop").await.unwrap();
     assert_eq!(store.acquire_lease(k.as_str(), "shop", "a", 60_000).await.unwrap(), Some(1));
     store.advance_clock(20_000);
     assert_eq!(store.acquire_lease(k.as_str(), "shop", "b", 60_000).await.unwrap(), None, "a holds it");
@@ -36,10 +38,10 @@ on_both!(one_owner_at_a_time_and_fenced_writes, |place: Place| async move {
     // a stalls past its lease; b takes over with a larger token.
     store.advance_clock(61_000);
     assert_eq!(store.acquire_lease(k.as_str(), "shop", "b", 60_000).await.unwrap(), Some(2));
-    let stale = store.set_status(k, "shop", 1, &ready(), ("a", 1)).await.unwrap_err();
+    let stale = store.set_status(&shop, &[], &ready(), ("a", 1)).await.unwrap_err();
     assert_eq!(stale.code(), ErrorCode::StaleLease, "{stale}");
     assert!(store.status(k, "shop").await.unwrap().is_none(), "the stale write left nothing");
-    store.set_status(k, "shop", 1, &ready(), ("b", 2)).await.unwrap();
+    store.set_status(&shop, &[], &ready(), ("b", 2)).await.unwrap();
     assert_eq!(store.status(k, "shop").await.unwrap().unwrap().conditions, ready());
     // A status an earlier release wrote, without a generation per condition, reads with the
     // status's own.
