@@ -28,10 +28,10 @@ use super::{Backend, Change, Store};
 use crate::error::Error;
 
 /// The key of the shared advisory lock every writer of change records holds on PostgreSQL.
-pub(super) const WRITING: i64 = 7_074_612;
+pub(super) const WRITING: i64 = 7_074_613;
 
 /// What the advisory lock [`WRITING`] is in `pg_locks`, for this database.
-const HOLDERS: &str = "FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = 7074612 \
+const HOLDERS: &str = "FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = 7074613 \
      AND objsubid = 1 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
 /// The feed's horizon as far as this store handle knows it.

@@ -97,7 +97,7 @@ async fn in_flight(url: &str) -> (sqlx::AnyConnection, i64) {
     use sqlx::{Connection, Row};
     let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
     sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock_shared(7074612)").execute(&mut conn).await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(7074613)").execute(&mut conn).await.unwrap();
     let row = sqlx::query(
         "INSERT INTO changes (at, actor, origin, kind, name, action, generation, version, event) \
          VALUES ('2026-01-01T00:00:00.000000Z', 'test', 'test', 'DataContract', 'c0@v1', 'status', 1, '1.0.0', '{}') \
