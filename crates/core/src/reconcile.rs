@@ -56,7 +56,7 @@ pub async fn reconcile(
     name: &str,
     fence: (&str, i64),
 ) -> Result<Action, Error> {
-    let record = match store.get(kind, name).await {
+    let (record, previous) = match store.get_observed(kind, name).await {
         Err(Error::NotFound(_)) => return Ok(Action::AwaitChange),
         other => other?,
     };
@@ -119,8 +119,8 @@ pub async fn reconcile(
     } else if blocks.binder.is_some() {
         wanted.push(("Bound", true, "Bound", "every part has its block".into()));
     }
-    // What the last reconcile wrote: the generation it saw, and the conditions to carry over.
-    let previous = store.status(kind, name).await?;
+    // What the last reconcile wrote (read with the record, under the lease, so still what is
+    // stored): the generation it saw, and the conditions to carry over.
     let seen = previous.as_ref().map_or(0, |s| s.observed_generation);
     let released = release(store, blocks, kind, &record, seen, fence, &call).await?;
     let (provisioned, drift, failure) = provision(store, blocks, kind, &record, linked, fence, &call).await?;

@@ -6,15 +6,15 @@
 //! while 40 is still in flight (or never will be: its transaction rolled back); a reader that
 //! went on from 41 would miss 40 for good. So every transaction that writes a change record
 //! first takes a shared advisory lock, [`WRITING`], and holds it until it ends (commit or
-//! rollback); the mark costs the writers nothing among themselves. A reader reads the last
-//! number handed out (L), then the transactions that hold the mark (W): a number up to L was
-//! taken by a transaction that has ended or is in W (it took the mark before its number, and
-//! its number before L was read). Once none of W holds the mark, every number up to L is
-//! settled: committed, or never to be.
+//! rollback); writers do not wait for each other on it. A reader reads the last number handed
+//! out (L), then tries to take the lock exclusively, without waiting: when that succeeds, no
+//! transaction holds the mark, so every number up to L is settled (a writer took the mark
+//! before its number, and its number before L was read), committed or never to be. The try
+//! costs no scan of the lock table, and holds the lock only for its own statement.
 //!
-//! Readers never wait for that: the store keeps the last capture (L, W) and settles it at the
-//! next read, which may read up to the highest settled L — and further along numbers that
-//! follow the reader's position without a gap, since no number in flight hides in such a run.
+//! When writers are busy the try fails; a reader then reads up to the highest L settled before,
+//! and further along numbers that follow its position without a gap, since no number in flight
+//! hides in such a run.
 //!
 //! A status transition commits only once it is on disk, so a reader never sees a record that a
 //! crash could take back (and whose number the database could then hand out again).
@@ -30,19 +30,9 @@ use crate::error::Error;
 /// The key of the shared advisory lock every writer of change records holds on PostgreSQL.
 pub(super) const WRITING: i64 = 7_074_613;
 
-/// What the advisory lock [`WRITING`] is in `pg_locks`, for this database.
-const HOLDERS: &str = "FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = 7074613 \
-     AND objsubid = 1 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
-
-/// The feed's horizon as far as this store handle knows it.
+/// The highest change number known to be settled, shared by a store handle's clones.
 #[derive(Debug, Default)]
-pub(super) struct Horizon {
-    /// Every change number up to this one is settled.
-    settled: i64,
-    /// The last number handed out when the capture was taken, and the transactions (virtual
-    /// ids, comma-separated) that held the mark then.
-    pending: Option<(i64, String)>,
-}
+pub(super) struct Horizon(std::sync::atomic::AtomicI64);
 
 impl Store {
     /// Marks the transaction `tx` as a writer of change records until it ends (PostgreSQL).
@@ -62,39 +52,42 @@ impl Store {
         }
     }
 
-    /// Settles the last capture if its writers have ended, takes a new one, and returns the
-    /// highest number up to which everything is settled.
+    /// Where a watcher of the feed starts, asked before it lists what it watches: every change
+    /// up to this number is settled and was committed before the listing's query.
+    pub async fn feed_position(&self) -> Result<i64, Error> {
+        if self.backend == Backend::Sqlite {
+            let row = sqlx::query("SELECT coalesce(max(seq), 0) FROM changes").fetch_one(&self.reads).await?;
+            return Ok(row.try_get(0)?);
+        }
+        // A handle that has settled nothing yet tries again for a while (its writers'
+        // transactions are short), rather than have the watcher read from 0.
+        for _ in 0..400 {
+            let settled = self.horizon().await?;
+            if settled > 0 {
+                return Ok(settled);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        self.horizon().await
+    }
+
+    /// The highest number up to which the feed is settled, as of now when no writer holds the
+    /// mark, as of the last time none did otherwise.
     async fn horizon(&self) -> Result<i64, Error> {
-        let mut horizon = self.horizon.lock().await;
-        if let Some((last, writers)) = &horizon.pending {
-            let still = sqlx::query(&format!(
-                "SELECT count(*) {HOLDERS} AND virtualtransaction = ANY(string_to_array($1, ','))"
-            ))
-            .bind(writers.as_str())
-            .fetch_one(&self.reads)
-            .await?;
-            if still.try_get::<i64, _>(0)? == 0 {
-                horizon.settled = horizon.settled.max(*last);
-                horizon.pending = None;
-            }
+        use std::sync::atomic::Ordering;
+        // The try is in the row of the subquery that read the last number: after that read.
+        let row = sqlx::query(
+            "SELECT last.value, pg_try_advisory_xact_lock($1) FROM \
+             (SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS value FROM changes_seq_seq) AS last",
+        )
+        .bind(WRITING)
+        .fetch_one(&self.reads)
+        .await?;
+        let (last, quiet): (i64, bool) = (row.try_get(0)?, row.try_get(1)?);
+        if quiet {
+            self.horizon.0.fetch_max(last, Ordering::Relaxed);
         }
-        if horizon.pending.is_none() {
-            // The holders are read in a subquery of the row that holds the last number: after it.
-            let row = sqlx::query(&format!(
-                "SELECT last.value, (SELECT coalesce(string_agg(virtualtransaction, ','), '') {HOLDERS} \
-                 AND last.value IS NOT NULL) FROM (SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS value \
-                 FROM changes_seq_seq) AS last"
-            ))
-            .fetch_one(&self.reads)
-            .await?;
-            let (last, writers): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
-            if writers.is_empty() {
-                horizon.settled = horizon.settled.max(last);
-            } else {
-                horizon.pending = Some((last, writers));
-            }
-        }
-        Ok(horizon.settled)
+        Ok(self.horizon.0.load(Ordering::Relaxed))
     }
 }
 

@@ -17,6 +17,7 @@ mod lifecycle;
 pub mod migrate;
 mod orphans;
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use meshplane_spec::Document;
@@ -57,7 +58,7 @@ pub struct Store {
     /// The installation's id, once read (every reconcile needs it; it never changes).
     installation: std::sync::Arc<tokio::sync::OnceCell<String>>,
     /// How far the change feed is settled, as far as this handle (and its clones) know.
-    horizon: std::sync::Arc<tokio::sync::Mutex<feed::Horizon>>,
+    horizon: std::sync::Arc<feed::Horizon>,
 }
 
 /// The actions of change records that are not a document's change (its history is the
@@ -336,6 +337,19 @@ fn record(row: &AnyRow) -> Result<Record, Error> {
     })
 }
 
+fn status(row: &AnyRow) -> Result<Status, Error> {
+    status_of(row.try_get("observed_generation")?, &row.try_get::<String, _>("conditions")?, row.try_get("updated_at")?)
+}
+
+fn status_of(observed_generation: i64, conditions: &str, updated_at: String) -> Result<Status, Error> {
+    let mut conditions: Vec<Condition> = serde_json::from_str(conditions).map_err(|e| Error::Store(e.to_string()))?;
+    // A status an earlier release wrote has no generation per condition: the status's own.
+    for c in conditions.iter_mut().filter(|c| c.observed_generation == 0) {
+        c.observed_generation = observed_generation;
+    }
+    Ok(Status { observed_generation, conditions, updated_at })
+}
+
 fn change(row: &AnyRow) -> Result<Change, Error> {
     let seq: i64 = row.try_get("seq")?;
     let mut event = json(Some(row.try_get("event")?))?.unwrap_or(Any::Null);
@@ -402,7 +416,17 @@ fn pool_options(backend: Backend, connections: u32, readers: bool) -> AnyPoolOpt
     let options =
         AnyPoolOptions::new().max_connections(connections).acquire_timeout(std::time::Duration::from_secs(10));
     if backend == Backend::Postgres {
-        return options;
+        // Every statement planned for its own values and the tables as they are now. A
+        // connection's prepared statements otherwise keep the generic plan made after their
+        // fifth run, which for a store that started empty looked a resource up by kind alone
+        // (the `(kind, id)` index, every resource of the kind read) until an autovacuum's
+        // ANALYZE came round: the registry bench's applies took twice as long.
+        return options.after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET plan_cache_mode = force_custom_plan").execute(&mut *conn).await?;
+                Ok(())
+            })
+        });
     }
     let setup = if readers { format!("{SQLITE_SETUP}; PRAGMA query_only = ON") } else { SQLITE_SETUP.to_string() };
     options.after_connect(move |conn, _| {
@@ -494,6 +518,26 @@ impl Store {
         let sql = format!("SELECT {RECORD_COLUMNS} FROM resources WHERE kind = $1 AND name = $2");
         let row = sqlx::query(&sql).bind(kind.as_str()).bind(name).fetch_optional(&self.reads).await?;
         row.as_ref().map(record).transpose()?.ok_or_else(|| Error::NotFound(format!("{} `{name}`", kind.as_str())))
+    }
+
+    /// A resource with what the reconcilers last wrote for it, in one query (a reconcile's
+    /// first read).
+    pub async fn get_observed(&self, kind: Kind, name: &str) -> Result<(Record, Option<Status>), Error> {
+        let columns: Vec<String> = RECORD_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
+        let sql = format!(
+            "SELECT {}, s.observed_generation, s.conditions, s.updated_at AS observed_at FROM resources r \
+             LEFT JOIN statuses s ON s.kind = r.kind AND s.name = r.name WHERE r.kind = $1 AND r.name = $2",
+            columns.join(", ")
+        );
+        let row = sqlx::query(&sql).bind(kind.as_str()).bind(name).fetch_optional(&self.reads).await?;
+        let row = row.ok_or_else(|| Error::NotFound(format!("{} `{name}`", kind.as_str())))?;
+        let observed = match row.try_get::<Option<String>, _>("conditions")? {
+            None => None,
+            Some(conditions) => {
+                Some(status_of(row.try_get("observed_generation")?, &conditions, row.try_get("observed_at")?)?)
+            }
+        };
+        Ok((record(&row)?, observed))
     }
 
     /// Resources matching the query, ordered by kind and name, one page at a time.
@@ -593,23 +637,34 @@ impl Store {
     /// What the reconcilers last wrote for a resource, if anything.
     pub async fn status(&self, kind: Kind, name: &str) -> Result<Option<Status>, Error> {
         let row = sqlx::query(
-            "SELECT observed_generation, conditions, updated_at FROM statuses WHERE kind = $1 AND name = $2",
+            "SELECT name, observed_generation, conditions, updated_at FROM statuses WHERE kind = $1 AND name = $2",
         )
         .bind(kind.as_str())
         .bind(name)
         .fetch_optional(&self.reads)
         .await?;
-        row.map(|row| {
-            let conditions: String = row.try_get(1)?;
-            let observed_generation: i64 = row.try_get(0)?;
-            let mut conditions: Vec<Condition> =
-                serde_json::from_str(&conditions).map_err(|e| Error::Store(e.to_string()))?;
-            for c in conditions.iter_mut().filter(|c| c.observed_generation == 0) {
-                c.observed_generation = observed_generation;
+        row.as_ref().map(status).transpose()
+    }
+
+    /// What the reconcilers last wrote for each of `names` (of one kind) that they reconciled,
+    /// by name: in one query, for a page of a listing.
+    pub async fn statuses(&self, kind: Kind, names: &[String]) -> Result<HashMap<String, Status>, Error> {
+        let mut found = HashMap::new();
+        for chunk in names.chunks(500) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT name, observed_generation, conditions, updated_at FROM statuses WHERE kind = $1 AND name IN ({})",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(kind.as_str());
+            for name in chunk {
+                query = query.bind(name);
             }
-            Ok(Status { observed_generation, conditions, updated_at: row.try_get(2)? })
-        })
-        .transpose()
+            for row in query.fetch_all(&self.reads).await? {
+                found.insert(row.try_get("name")?, status(&row)?);
+            }
+        }
+        Ok(found)
     }
 
     /// Replaces the status of `record` with `conditions` observed at its generation, only while
