@@ -7,9 +7,11 @@ mod diff;
 mod files;
 mod lint;
 mod output;
+mod readiness;
 mod remote;
 mod serve;
 mod test;
+mod watch;
 mod yaml;
 
 use std::process::ExitCode;

@@ -57,6 +57,11 @@ pub struct ApplyArgs {
     /// hold: the files are the whole desired state of those domains.
     #[arg(long)]
     prune: bool,
+    /// Then wait until every applied resource is Ready, or failed for good, for at most this
+    /// long (`90s`, `5m`; 5 minutes when no time is given); exit 1 if one is not Ready,
+    /// printing the condition that holds it back.
+    #[arg(long, num_args = 0..=1, default_missing_value = "5m", value_name = "TIMEOUT", value_parser = humantime::parse_duration)]
+    wait: Option<std::time::Duration>,
     #[command(flatten)]
     server: Server,
 }
@@ -77,23 +82,27 @@ pub struct DeleteArgs {
 #[derive(clap::Args)]
 pub struct GetArgs {
     /// contracts or products.
-    kind: String,
+    pub(crate) kind: String,
     /// One resource (`id@vMAJOR` for a contract, `id` for a product); all when left out.
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[arg(long)]
-    domain: Option<String>,
+    pub(crate) domain: Option<String>,
     #[arg(long)]
-    status: Option<String>,
+    pub(crate) status: Option<String>,
     #[arg(long)]
-    tag: Option<String>,
+    pub(crate) tag: Option<String>,
     /// Page size (1 to 1000).
     #[arg(long)]
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// Start after this key (the `next` a previous page printed).
     #[arg(long)]
-    after: Option<String>,
+    pub(crate) after: Option<String>,
+    /// After the listing, print each resource again whenever it changes (its document or
+    /// its readiness), until interrupted; with `-o json`, one JSON object per line.
+    #[arg(short = 'w', long)]
+    pub(crate) watch: bool,
     #[command(flatten)]
-    server: Server,
+    pub(crate) server: Server,
 }
 
 #[derive(clap::Args)]
@@ -289,22 +298,34 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     }
     let body = texts.join("\n---\n");
     let query = [("dryRun", args.dry_run), ("prune", args.prune)];
+    // Where the change feed is before the apply: waiting follows it from there.
+    let from = match args.wait {
+        Some(_) if !args.dry_run => Some(crate::watch::position(&args.server, "contracts")?),
+        _ => None,
+    };
     let a = call(&args.server, |c, base| c.post(format!("{base}/api/v1/apply")).query(&query).body(body))?;
-    answer(a, args.server.output, |body, out| {
-        for item in body["applied"].as_array().into_iter().flatten() {
-            let outcome = item["outcome"].as_str().unwrap_or("?");
-            let outcome = if args.dry_run { format!("{outcome} (dry run)") } else { outcome.to_string() };
-            writeln!(
-                out,
-                "{} {} {} generation {}: {outcome}",
-                item["kind"].as_str().unwrap_or("?"),
-                item["name"].as_str().unwrap_or("?"),
-                item["version"].as_str().unwrap_or(""),
-                item["generation"]
-            )?;
-        }
-        Ok(())
-    })
+    if let (Some(timeout), Some(from), Answer::Ok(applied)) = (args.wait, from, &a) {
+        return crate::watch::applied(&args.server, applied, from, timeout, |out| applied_lines(applied, false, out));
+    }
+    let dry_run = args.dry_run;
+    answer(a, args.server.output, |body, out| applied_lines(body, dry_run, out))
+}
+
+/// What an apply did, one line per document.
+fn applied_lines(body: &Any, dry_run: bool, out: &mut dyn Write) -> std::io::Result<()> {
+    for item in body["applied"].as_array().into_iter().flatten() {
+        let outcome = item["outcome"].as_str().unwrap_or("?");
+        let outcome = if dry_run { format!("{outcome} (dry run)") } else { outcome.to_string() };
+        writeln!(
+            out,
+            "{} {} {} generation {}: {outcome}",
+            item["kind"].as_str().unwrap_or("?"),
+            item["name"].as_str().unwrap_or("?"),
+            item["version"].as_str().unwrap_or(""),
+            item["generation"]
+        )?;
+    }
+    Ok(())
 }
 
 /// Asks for a resource's deletion; the server removes it once its blocks have cleaned up.
@@ -334,45 +355,87 @@ pub(crate) fn text(v: &Any) -> String {
 
 pub fn get(args: &GetArgs) -> Result<ExitCode> {
     let kind = &args.kind;
-    if let Some(name) = &args.name {
-        let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}/{name}")))?;
-        return answer(a, args.server.output, record_table);
-    }
-    let limit = args.limit.map(|l| l.to_string());
-    let filters = [
-        ("domain", &args.domain),
-        ("status", &args.status),
-        ("tag", &args.tag),
-        ("after", &args.after),
-        ("limit", &limit),
-    ];
-    let query: Vec<(&str, &str)> = filters.iter().filter_map(|(k, v)| v.as_deref().map(|v| (*k, v))).collect();
-    let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}")).query(&query))?;
-    answer(a, args.server.output, |page, out| {
-        writeln!(out, "{:<32} {:<10} {:<10} {:<16} GEN", "NAME", "VERSION", "STATUS", "DOMAIN")?;
-        for r in page["items"].as_array().into_iter().flatten() {
-            writeln!(
-                out,
-                "{:<32} {:<10} {:<10} {:<16} {}",
-                text(&r["name"]),
-                text(&r["version"]),
-                text(&r["status"]),
-                text(&r["domain"]),
-                r["generation"]
-            )?;
+    let (a, from) = if let Some(name) = &args.name {
+        // Read before the resource, so that a watch misses none of its changes.
+        let from = if args.watch { Some(crate::watch::position(&args.server, kind)?) } else { None };
+        (call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}/{name}")))?, from)
+    } else {
+        let limit = args.limit.map(|l| l.to_string());
+        let filters = [
+            ("domain", &args.domain),
+            ("status", &args.status),
+            ("tag", &args.tag),
+            ("after", &args.after),
+            ("limit", &limit),
+        ];
+        let query: Vec<(&str, &str)> = filters.iter().filter_map(|(k, v)| v.as_deref().map(|v| (*k, v))).collect();
+        let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}")).query(&query))?;
+        let from = match &a {
+            Answer::Ok(page) if args.watch => page["watchFrom"].as_i64(),
+            _ => None,
+        };
+        (a, from)
+    };
+    let output = args.server.output;
+    let code = match (&a, from) {
+        // Watched: the rows (or JSON lines) that each change prints again.
+        (Answer::Ok(found), Some(from)) => {
+            let found = if args.name.is_some() { vec![found.clone()] } else { items(found).to_vec() };
+            return crate::watch::resources(args, &found, from);
         }
-        if let Some(next) = page["next"].as_str() {
-            writeln!(out, "(more: the next page starts after {next})")?;
-        }
-        Ok(())
-    })
+        _ if args.name.is_some() => answer(a, output, record_table)?,
+        _ => answer(a, output, |page, out| {
+            resources_header(out)?;
+            for r in items(page) {
+                resource_row(r, out)?;
+            }
+            if let Some(next) = page["next"].as_str() {
+                writeln!(out, "(more: the next page starts after {next})")?;
+            }
+            Ok(())
+        })?,
+    };
+    Ok(code)
 }
 
-/// A resource's identity, owner and generation; its deletion when one was asked for.
+fn items(page: &Any) -> &[Any] {
+    page["items"].as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+pub(crate) fn resources_header(out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<32} {:<10} {:<10} {:<16} {:<7} {:<22} GEN",
+        "NAME", "VERSION", "STATUS", "DOMAIN", "READY", "REASON"
+    )
+}
+
+/// One resource's row: what it is and whether it is Ready (and if not, why).
+pub(crate) fn resource_row(r: &Any, out: &mut dyn Write) -> std::io::Result<()> {
+    let readiness = crate::readiness::of(r);
+    let (ready, reason) = readiness.columns();
+    writeln!(
+        out,
+        "{:<32} {:<10} {:<10} {:<16} {ready:<7} {reason:<22} {}",
+        text(&r["name"]),
+        text(&r["version"]),
+        text(&r["status"]),
+        text(&r["domain"]),
+        r["generation"]
+    )
+}
+
+/// A resource's identity, owner, generation and readiness; its deletion when one was asked for.
 fn record_table(r: &Any, out: &mut dyn Write) -> std::io::Result<()> {
     for key in ["kind", "name", "version", "status", "domain", "team", "tags", "generation", "createdAt", "updatedAt"] {
         writeln!(out, "{key:<11} {}", text(&r[key]))?;
     }
+    let ready = match crate::readiness::of(r) {
+        crate::readiness::Readiness::Pending => "Unknown (not reconciled at this generation yet)".to_string(),
+        crate::readiness::Readiness::Ready => "True".to_string(),
+        crate::readiness::Readiness::NotReady(c) => format!("False ({} {}: {})", c.condition, c.reason, c.message),
+    };
+    writeln!(out, "{:<11} {ready}", "ready")?;
     if !r["deletionRequested"].is_null() {
         writeln!(
             out,
@@ -409,7 +472,8 @@ pub fn history(args: &HistoryArgs) -> Result<ExitCode> {
     answer(a, args.server.output, changes_table)
 }
 
-/// One resource with what it holds and every change it went through.
+/// One resource: what it is and holds, its conditions, its latest test results and every
+/// change it went through.
 pub fn describe(args: &HistoryArgs) -> Result<ExitCode> {
     let (kind, name) = (&args.kind, &args.name);
     let record = match call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}/{name}")))? {
@@ -420,7 +484,17 @@ pub fn describe(args: &HistoryArgs) -> Result<ExitCode> {
         Answer::Ok(c) => c,
         Answer::Refused(body) => return refused(&body),
     };
-    let both = serde_json::json!({ "resource": record, "history": changes });
+    // A contract's own latest runs; a product's answer holds those of its contracts.
+    let tests = if record["kind"] == "DataContract" {
+        match call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}/{name}/tests")).query(&[("limit", 5)]))?
+        {
+            Answer::Ok(runs) => runs,
+            Answer::Refused(body) => return refused(&body),
+        }
+    } else {
+        Any::Null
+    };
+    let both = serde_json::json!({ "resource": record, "tests": tests, "history": changes });
     print(args.server.output, &both, |out| {
         record_table(&record, out)?;
         let spec = &record["spec"];
@@ -430,9 +504,77 @@ pub fn describe(args: &HistoryArgs) -> Result<ExitCode> {
                 writeln!(out, "{label:<11} {}", names.join(", "))?;
             }
         }
-        writeln!(out)?;
+        writeln!(out, "\nconditions:")?;
+        conditions_table(&record["reconciled"], out)?;
+        writeln!(out, "\ntests:")?;
+        if record["kind"] == "DataContract" {
+            runs_table(tests.as_array().map(Vec::as_slice).unwrap_or_default(), None, out)?;
+        } else {
+            let latest = record["latestTests"].as_array().map(Vec::as_slice).unwrap_or_default();
+            let runs: Vec<(String, Any)> = latest.iter().map(|t| (text(&t["contract"]), t["run"].clone())).collect();
+            let (contracts, runs): (Vec<String>, Vec<Any>) = runs.into_iter().unzip();
+            runs_table(&runs, Some(&contracts), out)?;
+        }
+        writeln!(out, "\nhistory:")?;
         changes_table(&changes, out)
     })
+}
+
+/// The conditions the reconcilers last wrote, one per line, the message last.
+fn conditions_table(reconciled: &Any, out: &mut dyn Write) -> std::io::Result<()> {
+    let conditions = reconciled["conditions"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if conditions.is_empty() {
+        return writeln!(out, "  (not reconciled yet)");
+    }
+    writeln!(out, "  {:<18} {:<7} {:<22} {:<4} {:<28} MESSAGE", "TYPE", "STATUS", "REASON", "GEN", "SINCE")?;
+    for c in conditions {
+        writeln!(
+            out,
+            "  {:<18} {:<7} {:<22} {:<4} {:<28} {}",
+            text(&c["type"]),
+            text(&c["status"]),
+            text(&c["reason"]),
+            text(&c["observedGeneration"]),
+            text(&c["lastTransitionTime"]),
+            text(&c["message"])
+        )?;
+    }
+    Ok(())
+}
+
+/// Test runs: when, on which server, the verdict and the summary's counts; `contracts` names
+/// the contract of each run (a product's), or the runs are the described contract's.
+fn runs_table(runs: &[Any], contracts: Option<&[String]>, out: &mut dyn Write) -> std::io::Result<()> {
+    if runs.is_empty() {
+        return writeln!(out, "  (none)");
+    }
+    let first = contracts.map_or(String::new(), |_| format!("{:<24} ", "CONTRACT"));
+    writeln!(out, "  {first}{:<28} {:<12} {:<7} SUMMARY", "AT", "SERVER", "VERDICT")?;
+    for (i, run) in runs.iter().enumerate() {
+        let contract = contracts.map_or(String::new(), |c| format!("{:<24} ", c.get(i).map_or("-", String::as_str)));
+        if run.is_null() {
+            writeln!(out, "  {contract}(never tested)")?;
+            continue;
+        }
+        let verdict = if run["failed"] == true { "failed" } else { "passed" };
+        // A product's answer carries the summary; a contract's runs, their whole report.
+        let summary = if run["summary"].is_null() { &run["report"]["summary"] } else { &run["summary"] };
+        let counts: Vec<String> = summary
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| v.is_number())
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        writeln!(
+            out,
+            "  {contract}{:<28} {:<12} {verdict:<7} {}",
+            text(&run["at"]),
+            text(&run["server"]),
+            counts.join(", ")
+        )?;
+    }
+    Ok(())
 }
 
 pub fn events(args: &EventsArgs) -> Result<ExitCode> {

@@ -229,15 +229,34 @@ pub async fn list(
         })?),
         None => None,
     };
+    let kind = kind(&k)?;
     let q = store::Query {
-        kind: Some(kind(&k)?),
+        kind: Some(kind),
         domain: p.domain,
         status: p.status,
         tag: p.tag,
         after,
         limit: p.limit.unwrap_or(100),
     };
-    to_json(state.store.list(&q).await?)
+    // Read before the listing: every change up to it is in what the listing shows.
+    let watch_from = state.store.feed_position().await?;
+    let page = state.store.list(&q).await?;
+    let names: Vec<String> = page.items.iter().map(|r| r.name.clone()).collect();
+    let mut statuses = state.store.statuses(kind, &names).await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for record in page.items {
+        let status = statuses.remove(&record.name);
+        items.push(with_status(record, status)?);
+    }
+    Ok(Json(json!({ "items": items, "next": page.next, "watchFrom": watch_from })))
+}
+
+/// A resource as the API shows it: the record with what the reconcilers last observed
+/// (`reconciled`, null until they ran; `status` is the document's own lifecycle status).
+fn with_status(record: Record, status: Option<store::Status>) -> Result<Any, ApiError> {
+    let mut body = serde_json::to_value(record).map_err(|e| Error::Store(e.to_string()))?;
+    body["reconciled"] = serde_json::to_value(status).map_err(|e| Error::Store(e.to_string()))?;
+    Ok(body)
 }
 
 /// The resource with what the reconcilers last observed (`reconciled`, null until they ran;
@@ -247,8 +266,7 @@ pub async fn get_one(State(state): State<AppState>, Path((k, name)): Path<(Strin
     let record = state.store.get(kind, &name).await?;
     let status = state.store.status(kind, &name).await?;
     let tests = if kind == Kind::DataProduct { latest_tests(&state, &record).await? } else { Any::Null };
-    let mut body = serde_json::to_value(record).map_err(|e| Error::Store(e.to_string()))?;
-    body["reconciled"] = serde_json::to_value(status).map_err(|e| Error::Store(e.to_string()))?;
+    let mut body = with_status(record, status)?;
     if !tests.is_null() {
         body["latestTests"] = tests;
     }

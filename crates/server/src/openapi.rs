@@ -55,7 +55,7 @@ fn schemas() -> Any {
                 },
                 "reconciled": {
                     "type": ["object", "null"],
-                    "description": "what the reconcilers last observed (in a single resource's answer)",
+                    "description": "what the reconcilers last observed (null until they ran)",
                     "properties": {
                         "observedGeneration": { "type": "integer" },
                         "updatedAt": string,
@@ -70,7 +70,8 @@ fn schemas() -> Any {
             "type": "object",
             "properties": {
                 "items": { "type": "array", "items": { "$ref": "#/components/schemas/Record" } },
-                "next": { "type": ["string", "null"], "description": "pass as `after` for the next page" }
+                "next": { "type": ["string", "null"], "description": "pass as `after` for the next page" },
+                "watchFrom": { "type": "integer", "description": "the change number read before the listing: a watcher follows /api/v1/events after it and misses no change the listing does not show" }
             }
         },
         "Change": {

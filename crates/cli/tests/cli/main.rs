@@ -2,6 +2,7 @@
 //! directory search, cross-file checks and usage errors.
 
 mod access;
+mod readiness;
 mod replicas;
 mod sandbox;
 
@@ -16,8 +17,10 @@ fn fixtures() -> PathBuf {
 /// in the server's store before the server started.
 static TOKENS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
 
+/// The token of the latest server on `url`: a port an earlier test's server had may be
+/// handed out again.
 fn token_for(url: &str) -> Option<String> {
-    TOKENS.lock().unwrap().iter().find(|(u, _)| u == url).map(|(_, t)| t.clone())
+    TOKENS.lock().unwrap().iter().rev().find(|(u, _)| u == url).map(|(_, t)| t.clone())
 }
 
 /// Runs meshplane in the fixtures directory, so paths in output are stable; a command sent to
