@@ -417,6 +417,11 @@ fn serve_logs_every_request_as_json_and_never_a_credential() {
         .send()
         .unwrap();
     assert_eq!(listed.headers()["x-request-id"], "ci-job-7");
+    let contract =
+        "apiVersion: v3.1.0\nkind: DataContract\nid: logged\nversion: 1.0.0\nstatus: active\ndomain: sales\n";
+    let applied = http.post(format!("{}/api/v1/apply", s.url)).bearer_auth(&token).body(contract).send().unwrap();
+    assert_eq!(applied.status().as_u16(), 200);
+    wait_ready(&s.url, "contracts", "logged@v1");
     let forged = "mp_0123456789abcdef_notarealsecretvalue";
     let refused = http.get(format!("{}/api/v1/contracts/orders@v1", s.url)).bearer_auth(forged).send().unwrap();
     assert_eq!(refused.status().as_u16(), 401);
@@ -439,6 +444,13 @@ fn serve_logs_every_request_as_json_and_never_a_credential() {
         "the refused request has its line: {log}"
     );
     assert!(lines.iter().any(|l| l["fields"]["message"] == "meshplane serving"), "{log}");
+    // A reconcile that changed a status says what moved, in the span naming the resource.
+    let moved = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "status changed" && l["span"]["object"] == "DataContract/logged@v1")
+        .unwrap_or_else(|| panic!("no line for the status change: {log}"));
+    let transitions = moved["fields"]["transitions"].as_str().unwrap();
+    assert!(transitions.contains("Ready: -→True (Reconciled)"), "{moved}");
     assert!(
         lines.last().is_some_and(|l| l["fields"]["message"].as_str().unwrap_or("").starts_with("stopped")),
         "{log}"
