@@ -316,9 +316,17 @@ fn applied_lines(body: &Any, dry_run: bool, out: &mut dyn Write) -> std::io::Res
     for item in body["applied"].as_array().into_iter().flatten() {
         let outcome = item["outcome"].as_str().unwrap_or("?");
         let outcome = if dry_run { format!("{outcome} (dry run)") } else { outcome.to_string() };
+        // An unchanged resource comes with its status: when it is failing, why (not while it
+        // only waits, for its contracts say).
+        let why = match crate::readiness::of(item) {
+            crate::readiness::Readiness::NotReady(c) if c.for_good || c.reason.ends_with("Failed") => {
+                format!("; not Ready: {} {}: {}", c.condition, c.reason, c.message)
+            }
+            _ => String::new(),
+        };
         writeln!(
             out,
-            "{} {} {} generation {}: {outcome}",
+            "{} {} {} generation {}: {outcome}{why}",
             item["kind"].as_str().unwrap_or("?"),
             item["name"].as_str().unwrap_or("?"),
             item["version"].as_str().unwrap_or(""),

@@ -124,7 +124,8 @@ pub fn applied(
     }
     let items = applied["applied"].as_array().map(Vec::as_slice).unwrap_or_default();
     let mut awaited: BTreeMap<Named, Awaited> = BTreeMap::new();
-    for item in items.iter().filter(|i| i["outcome"] != "deleted") {
+    // What a prune is deleting is not waited for.
+    for item in items.iter().filter(|i| i["outcome"] != "deleting") {
         let (kind, name) = (text(&item["kind"]), text(&item["name"]));
         awaited.insert((kind.clone(), name.clone()), Awaited { kind, name, readiness: Readiness::Pending });
     }

@@ -187,7 +187,19 @@ pub async fn apply(
         expect_generation: params.expect_generation,
     };
     let applied = catalog::apply(&state.store, &caller, body?, ask).await?;
-    to_json(json!({ "dryRun": ask.dry_run, "applied": applied }))
+    // A resource the apply left as it was keeps its status: say it (a failing provisioning
+    // shows in the apply's own answer, not only in the resource's).
+    let mut items = Vec::with_capacity(applied.len());
+    for item in applied {
+        let unchanged = !ask.dry_run && item.outcome == store::Outcome::Unchanged;
+        let status = if unchanged { state.store.status(item.kind, &item.name).await? } else { None };
+        let mut body = serde_json::to_value(item).map_err(|e| Error::Store(e.to_string()))?;
+        if let Some(status) = status {
+            body["reconciled"] = serde_json::to_value(status).map_err(|e| Error::Store(e.to_string()))?;
+        }
+        items.push(body);
+    }
+    to_json(json!({ "dryRun": ask.dry_run, "applied": items }))
 }
 
 #[derive(Deserialize)]

@@ -90,7 +90,8 @@ fn schemas() -> Any {
                 "dryRun": { "type": "boolean" },
                 "applied": { "type": "array", "items": { "type": "object", "properties": {
                     "kind": string, "name": string, "version": string, "generation": { "type": "integer" },
-                    "outcome": { "enum": ["created", "updated", "unchanged", "deleting"] } } } }
+                    "outcome": { "enum": ["created", "updated", "unchanged", "deleting"] },
+                    "reconciled": { "type": "object", "description": "for a resource left unchanged: what the reconcilers last observed (as in a resource's answer)" } } } }
             }
         },
         "TestRun": {

@@ -55,6 +55,14 @@ fn apply_wait_ends_on_ready_or_on_a_failure_for_good_and_get_shows_why() {
     assert!(out.contains("DataProduct astray-product: not Ready (yet): PortsReady ContractsNotReady"), "{out}");
     assert!(!out.contains("after 2m"), "the wait did not run out: {out}");
 
+    // Applied again without waiting, the unchanged contract says why it is not Ready.
+    let plain = stdout(&meshplane(&["apply", "--server", &s.url, "-f", &bad]));
+    let line = plain.lines().find(|l| l.starts_with("DataContract astray@v1")).unwrap_or_default();
+    assert!(
+        line.contains("unchanged; not Ready: Provisioned ProvisioningRefused: lake: server `lake`: /etc/"),
+        "{plain}"
+    );
+
     let again = meshplane(&["apply", "--server", &s.url, "-f", &bad, "--wait", "-o", "json"]);
     assert_eq!(again.status.code(), Some(1));
     let body: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
