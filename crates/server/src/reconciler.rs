@@ -271,6 +271,7 @@ impl Loop {
         };
         let share = Share::of(&members, &self.owner);
         if share != self.share {
+            tracing::info!(place = share.0, replicas = share.1, "this replica's share of the work changed");
             self.share = share;
             let now = self.ms();
             for key in self.known.iter().filter(|k| share.holds(k)) {

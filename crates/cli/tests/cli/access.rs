@@ -116,6 +116,14 @@ fn a_consumer_asks_the_roles_approver_and_every_step_is_audited() {
         .map(|c| (c["action"].as_str().unwrap(), c["actor"].as_str().unwrap()))
         .collect();
     assert_eq!(trail, [("requested", "carol"), ("approved", "sam"), ("revoked", "sam")]);
+    // The server's log has a line for each decision, with who made it.
+    let log = std::fs::read_to_string(s.cwd.join("serve.log")).unwrap();
+    for (action, actor) in trail {
+        let line =
+            log.lines().find(|l| l.contains(&format!("access {action}")) && l.contains(&format!("request={id}")));
+        let line = line.unwrap_or_else(|| panic!("no line for `access {action}`: {log}"));
+        assert!(line.contains(&format!("actor={actor}")), "{line}");
+    }
     let table = stdout(&as_(admin, &["audit", "--actor", "carol", "--server", url]));
     assert!(table.contains("requested") && table.contains("api 127.0.0.1:"), "{table}");
     let consumers = as_(Some(&carol), &["audit", "--server", url]);

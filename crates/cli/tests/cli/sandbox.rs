@@ -154,6 +154,11 @@ fn contract_tests_past_their_memory_limit_are_stopped_and_the_server_goes_on() {
     }
     let (status, run) = call(&s, "post", "/api/v1/contracts/small@v1/tests", "");
     assert_eq!((status, run["failed"].as_bool()), (200, Some(false)), "{run}");
+    let log = std::fs::read_to_string(s.cwd.join("serve.log")).unwrap();
+    let kept = format!("run={}", run["seq"]);
+    let line = log.lines().find(|l| l.contains("test run kept") && l.contains(&kept));
+    let line = line.unwrap_or_else(|| panic!("no line for the run ({kept}): {log}"));
+    assert!(line.contains("contract=small@v1") && line.contains("failed=false"), "{line}");
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }

@@ -183,6 +183,12 @@ fn request(row: &AnyRow) -> Result<AccessRequest, Error> {
     })
 }
 
+/// The server log's line for an access decision (the audit log keeps the whole record).
+fn access_logged(r: &AccessRequest, action: &str, who: &ApplyOptions) {
+    let (request, state) = (r.id, r.state.as_str());
+    tracing::info!(request, contract = %r.contract, consumer = %r.consumer, state, actor = %who.actor, "access {action}");
+}
+
 fn subject<'a>(r: &'a AccessRequest, id: &'a str) -> Subject<'a> {
     Subject { kind: "AccessRequest", name: id, version: "", domain: &r.domain }
 }
@@ -228,6 +234,7 @@ impl Store {
         self.record_change(&mut tx, &subject(&created, &key), "requested", 0, None, Some(&after), who, &at, None)
             .await?;
         self.commit(tx).await?;
+        access_logged(&created, "requested", who);
         Ok(created)
     }
 
@@ -304,6 +311,7 @@ impl Store {
         )
         .await?;
         self.commit(tx).await?;
+        access_logged(&after, action, who);
         Ok(after)
     }
 

@@ -789,6 +789,7 @@ impl Store {
         let note = Some(("failed", Any::Bool(failed)));
         self.record_change(&mut tx, &subject, "tested", generation, None, Some(&after), &by, &at, note).await?;
         self.commit(tx).await?;
+        tracing::info!(contract = %name, server = %server, failed, run = seq, "test run kept");
         Ok(TestRun { seq, name: name.to_string(), generation, server: server.to_string(), at, failed, report })
     }
 
