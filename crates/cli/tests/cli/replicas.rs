@@ -84,5 +84,9 @@ fn a_replica_killed_mid_reconcile_is_taken_over_when_its_leases_expire() {
     eprintln!("{} leases taken over; everything Ready {:?} after the kill", names.len(), killed.elapsed());
     let live = "SELECT count(*) FROM replicas WHERE expires_at >= (extract(epoch FROM now()) * 1000)::bigint";
     assert_eq!(psql(&database, live), ["1"], "the dead replica's membership expired");
+    // The survivor said when its share grew back to the whole.
+    let log = std::fs::read_to_string(second.cwd.join("serve.log")).unwrap();
+    let shares: Vec<&str> = log.lines().filter(|l| l.contains("this replica's share of the work changed")).collect();
+    assert!(shares.last().is_some_and(|l| l.contains("place=0 replicas=1")), "{shares:?}");
     drop(second);
 }
