@@ -2,6 +2,7 @@
 //! authorization matrix are all built from [`all`].
 
 use axum::Router;
+use axum::handler::Handler;
 use axum::http::{Method, Uri};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{MethodRouter, delete, get, post, put};
@@ -569,11 +570,11 @@ pub fn router(state: AppState) -> Router {
     all()
         .fold(Router::new(), |r, route| {
             let gate = from_fn_with_state((state.clone(), route.endpoint), auth::gate);
-            let traced = from_fn_with_state(route, trace::request);
+            let traced = from_fn_with_state(route.path, trace::request);
             r.route(route.path, handler(route.endpoint).layer(gate).layer(traced))
         })
-        .fallback(unknown_route)
-        .method_not_allowed_fallback(wrong_method)
+        .fallback(unknown_route.layer(from_fn_with_state("(no route)", trace::request)))
+        .method_not_allowed_fallback(wrong_method.layer(from_fn_with_state("(wrong method)", trace::request)))
         .with_state(state)
 }
 

@@ -14,8 +14,6 @@ use axum::response::Response;
 use meshplane_core::store::identity::random_hex;
 use tracing::Instrument;
 
-use crate::routes::Route;
-
 /// The header that carries a request's id, both ways.
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -26,12 +24,14 @@ fn sent_id(request: &Request) -> Option<String> {
     (!id.is_empty() && id.len() <= 64 && id.chars().all(plain)).then(|| id.to_string())
 }
 
-pub async fn request(State(route): State<&'static Route>, request: Request, next: Next) -> Response {
+/// Runs `next` in the request's span; `route` is its template, or what stands for one (a path
+/// the API does not have is logged as `(no route)`, never as the path sent).
+pub async fn request(State(route): State<&'static str>, request: Request, next: Next) -> Response {
     let id = sent_id(&request).unwrap_or_else(|| random_hex(8));
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
-        route = route.path,
+        route,
         id = %id,
         principal = tracing::field::Empty,
     );

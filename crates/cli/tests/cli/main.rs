@@ -422,6 +422,8 @@ fn serve_logs_every_request_as_json_and_never_a_credential() {
     let applied = http.post(format!("{}/api/v1/apply", s.url)).bearer_auth(&token).body(contract).send().unwrap();
     assert_eq!(applied.status().as_u16(), 200);
     wait_ready(&s.url, "contracts", "logged@v1");
+    let nowhere = http.get(format!("{}/no/such/path/xyzzy", s.url)).bearer_auth(&token).send().unwrap();
+    assert_eq!(nowhere.status().as_u16(), 404);
     let forged = "mp_0123456789abcdef_notarealsecretvalue";
     let refused = http.get(format!("{}/api/v1/contracts/orders@v1", s.url)).bearer_auth(forged).send().unwrap();
     assert_eq!(refused.status().as_u16(), 401);
@@ -444,6 +446,10 @@ fn serve_logs_every_request_as_json_and_never_a_credential() {
         "the refused request has its line: {log}"
     );
     assert!(lines.iter().any(|l| l["fields"]["message"] == "meshplane serving"), "{log}");
+    // A path the API does not have has its line too, under a stand-in, never the path sent.
+    let unknown = lines.iter().find(|l| l["span"]["route"] == "(no route)").unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(unknown["fields"]["status"], 404, "{unknown}");
+    assert!(!log.contains("xyzzy"), "the path sent is not logged");
     // A reconcile that changed a status says what moved, in the span naming the resource.
     let moved = lines
         .iter()
