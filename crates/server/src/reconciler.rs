@@ -429,14 +429,9 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
             tests: JoinSet::new(),
             test_jobs: HashMap::new(),
         };
-        // Skip the history: the start listing below is the state as it is now.
-        let mut seen = 0;
-        while let Ok(changes) = store.events(seen, 1000).await {
-            match changes.last() {
-                Some(last) => seen = last.seq,
-                None => break,
-            }
-        }
+        // Skip the history: the start listing below is the state as it is now, and every
+        // change up to this position is in it.
+        let mut seen = store.feed_position().await.unwrap_or(0);
         // Contracts first: products wait for their output ports' contracts to be Ready.
         let now = state.ms();
         for kind in [Kind::DataContract, Kind::DataProduct] {

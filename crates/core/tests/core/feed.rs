@@ -135,3 +135,49 @@ async fn a_reader_waits_for_a_number_still_in_flight() {
         assert_eq!(read.contains(&held), ends == "COMMIT", "{held} is read only if it committed: {read:?}");
     }
 }
+
+/// Writers that overlap without end do not hold the feed back: a number that rolled back is
+/// stepped over once the writers that were in flight when it was seen have ended, though new
+/// ones keep coming (the lock is never free all at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_feed_moves_past_a_number_that_rolled_back() {
+    use sqlx::{Connection, Row};
+    let place = crate::backends::postgres().await;
+    let store = open(&place).await;
+    store.apply(&[resource(&contract("c0", "1.0.0", "draft", ""))], &[], &options()).await.unwrap();
+    let start = all_after(&store, 0).await.last().copied().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..4u64 {
+        let (url, stop) = (place.url.clone(), Arc::clone(&stop));
+        writers.spawn(async move {
+            let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(10 * w)).await;
+            while !stop.load(Ordering::Relaxed) {
+                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+                sqlx::query("SELECT pg_advisory_xact_lock_shared(7074613)").execute(&mut conn).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+                sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+            }
+        });
+    }
+    let (mut gap, held) = in_flight(&place.url).await;
+    sqlx::query("ROLLBACK").execute(&mut gap).await.unwrap();
+    store.apply(&[resource(&product("after-the-gap", "sales", ""))], &[], &options()).await.unwrap();
+    let mut conn = sqlx::AnyConnection::connect(&place.url).await.unwrap();
+    let later: i64 = sqlx::query("SELECT max(seq) FROM changes").fetch_one(&mut conn).await.unwrap().get(0);
+    assert!(later > held);
+    let mut read = Vec::new();
+    for _ in 0..200 {
+        read = all_after(&store, start).await;
+        if read.contains(&later) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let busy = writers.len();
+    stop.store(true, Ordering::Relaxed);
+    while writers.join_next().await.is_some() {}
+    assert_eq!(busy, 4, "the writers were still at it");
+    assert!(read.contains(&later), "{later} was never read past the rolled-back {held}: {read:?}");
+}
