@@ -383,14 +383,10 @@ async fn write_status(
     }
     store.set_status(record, &previous, &conditions, fence).await?;
     // Only what changed its status is worth a line; the rest is in the status.
-    let moved: Vec<String> = conditions
-        .iter()
-        .filter_map(|c| {
-            let before = previous.iter().find(|p| p.kind == c.kind).map(|p| p.status);
-            (before != Some(c.status)).then(|| {
-                let from = before.map_or("-", ConditionStatus::as_str);
-                format!("{}: {from}→{} ({})", c.kind, c.status.as_str(), c.reason)
-            })
+    let moved: Vec<String> = Condition::transitions(&previous, &conditions)
+        .map(|(was, c)| {
+            let from = was.map_or("-", ConditionStatus::as_str);
+            format!("{}: {from}→{} ({})", c.kind, c.status.as_str(), c.reason)
         })
         .collect();
     if !moved.is_empty() {

@@ -189,10 +189,19 @@ pub async fn apply(
     let applied = catalog::apply(&state.store, &caller, body?, ask).await?;
     // A resource the apply left as it was keeps its status: say it (a failing provisioning
     // shows in the apply's own answer, not only in the resource's).
+    let unchanged = |kind: Kind| -> Vec<String> {
+        let left = applied.iter().filter(|i| !ask.dry_run && i.kind == kind && i.outcome == store::Outcome::Unchanged);
+        left.map(|i| i.name.clone()).collect()
+    };
+    let mut statuses = BTreeMap::new();
+    for kind in [Kind::DataContract, Kind::DataProduct] {
+        for (name, status) in state.store.statuses(kind, &unchanged(kind)).await? {
+            statuses.insert((kind, name), status);
+        }
+    }
     let mut items = Vec::with_capacity(applied.len());
     for item in applied {
-        let unchanged = !ask.dry_run && item.outcome == store::Outcome::Unchanged;
-        let status = if unchanged { state.store.status(item.kind, &item.name).await? } else { None };
+        let status = statuses.remove(&(item.kind, item.name.clone()));
         let mut body = serde_json::to_value(item).map_err(|e| Error::Store(e.to_string()))?;
         if let Some(status) = status {
             body["reconciled"] = serde_json::to_value(status).map_err(|e| Error::Store(e.to_string()))?;

@@ -233,6 +233,20 @@ pub struct Condition {
     pub last_transition_time: String,
 }
 
+impl Condition {
+    /// The conditions of `after` that appeared or changed their status since `before`, each
+    /// with its status before (`None`: it is new): a status's transitions.
+    pub fn transitions<'a>(
+        before: &'a [Condition],
+        after: &'a [Condition],
+    ) -> impl Iterator<Item = (Option<ConditionStatus>, &'a Condition)> {
+        after.iter().filter_map(move |c| {
+            let was = before.iter().find(|p| p.kind == c.kind).map(|p| p.status);
+            (was != Some(c.status)).then_some((was, c))
+        })
+    }
+}
+
 /// Whether a condition holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum ConditionStatus {
@@ -684,7 +698,7 @@ impl Store {
         let (kind, name) = (record.kind.as_str(), record.name.as_str());
         let to_text = |c: &[Condition]| serde_json::to_string(c).map_err(|e| Error::Store(e.to_string()));
         let after = to_text(conditions)?;
-        let moved = conditions.iter().any(|c| !before.iter().any(|p| p.kind == c.kind && p.status == c.status));
+        let moved = Condition::transitions(before, conditions).next().is_some();
         let mut tx = self.begin(Durability::Observation).await?;
         if moved && self.backend == Backend::Postgres {
             // A change record follows, which must not be lost while the feed's readers live

@@ -109,21 +109,32 @@ async fn in_flight(url: &str) -> (sqlx::AnyConnection, i64) {
     (conn, row.try_get(0).unwrap())
 }
 
-/// On PostgreSQL a change may commit after one numbered higher: the feed's readers stop before
-/// a number still in flight, and go on once it committed or rolled back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reader_waits_for_a_number_still_in_flight() {
+/// A PostgreSQL store with one change, and the feed's position after it.
+async fn with_a_change() -> (Place, Store, i64) {
     let place = crate::backends::postgres().await;
     let store = open(&place).await;
     store.apply(&[resource(&contract("c0", "1.0.0", "draft", ""))], &[], &options()).await.unwrap();
     let start = all_after(&store, 0).await.last().copied().unwrap();
+    (place, store, start)
+}
+
+/// The highest change number committed, as the database has it.
+async fn last_number(url: &str) -> i64 {
     use sqlx::{Connection, Row};
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    sqlx::query("SELECT max(seq) FROM changes").fetch_one(&mut conn).await.unwrap().get(0)
+}
+
+/// On PostgreSQL a change may commit after one numbered higher: the feed's readers stop before
+/// a number still in flight, and go on once it committed or rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_waits_for_a_number_still_in_flight() {
+    let (place, store, start) = with_a_change().await;
     for ends in ["COMMIT", "ROLLBACK"] {
         let (mut open_tx, held) = in_flight(&place.url).await;
         let shop = product(&format!("after-{ends}"), "sales", "");
         store.apply(&[resource(&shop)], &[], &options()).await.unwrap();
-        let mut conn = sqlx::AnyConnection::connect(&place.url).await.unwrap();
-        let later: i64 = sqlx::query("SELECT max(seq) FROM changes").fetch_one(&mut conn).await.unwrap().get(0);
+        let later = last_number(&place.url).await;
         assert!(later > held, "the apply committed under a higher number ({later}) than the open one ({held})");
         for _ in 0..3 {
             let read: Vec<i64> = store.events(start, 1000).await.unwrap().iter().map(|c| c.seq).collect();
@@ -141,11 +152,8 @@ async fn a_reader_waits_for_a_number_still_in_flight() {
 /// ones keep coming (the lock is never free all at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_feed_moves_past_a_number_that_rolled_back() {
-    use sqlx::{Connection, Row};
-    let place = crate::backends::postgres().await;
-    let store = open(&place).await;
-    store.apply(&[resource(&contract("c0", "1.0.0", "draft", ""))], &[], &options()).await.unwrap();
-    let start = all_after(&store, 0).await.last().copied().unwrap();
+    use sqlx::Connection;
+    let (place, store, start) = with_a_change().await;
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = tokio::task::JoinSet::new();
     for w in 0..4u64 {
@@ -164,8 +172,7 @@ async fn a_busy_feed_moves_past_a_number_that_rolled_back() {
     let (mut gap, held) = in_flight(&place.url).await;
     sqlx::query("ROLLBACK").execute(&mut gap).await.unwrap();
     store.apply(&[resource(&product("after-the-gap", "sales", ""))], &[], &options()).await.unwrap();
-    let mut conn = sqlx::AnyConnection::connect(&place.url).await.unwrap();
-    let later: i64 = sqlx::query("SELECT max(seq) FROM changes").fetch_one(&mut conn).await.unwrap().get(0);
+    let later = last_number(&place.url).await;
     assert!(later > held);
     let mut read = Vec::new();
     for _ in 0..200 {
