@@ -11,7 +11,7 @@ With --lake, every contract has a server in environment dev that the embedded pl
 lake block provisions (a prefix with its schema record under the server's ./data), so Ready
 includes provisioning.
 
-Usage: registry.py MESHPLANE_BINARY [CONTRACTS] [PRODUCTS] [--lake]
+Usage: registry.py MESHPLANE_BINARY [CONTRACTS] [PRODUCTS] [--lake] [--only sqlite|postgres|postgres2]
 Needs the local PostgreSQL (127.0.0.1:5432, user postgres, trust auth) and psql."""
 import json
 import socket
@@ -154,13 +154,17 @@ def run(binary, url, label, n_contracts, n_products, replicas=1):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if a != "--lake"]
+    # --only sqlite|postgres|postgres2 runs one backend (how before/after rounds are run).
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+    skip = {"--lake", "--only", only}
+    args = [a for a in sys.argv[1:] if a not in skip]
     binary = args[0]
     n_contracts = int(args[1]) if len(args) > 1 else 10_000
     n_products = int(args[2]) if len(args) > 2 else 2_000
-    with tempfile.TemporaryDirectory() as tmp:
-        run(binary, f"sqlite://{tmp}/bench.db", "SQLite", n_contracts, n_products)
-    for replicas in (1, 2):
+    if only in (None, "sqlite"):
+        with tempfile.TemporaryDirectory() as tmp:
+            run(binary, f"sqlite://{tmp}/bench.db", "SQLite", n_contracts, n_products)
+    for replicas in {None: (1, 2), "postgres": (1,), "postgres2": (2,)}.get(only, ()):
         subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c",
                         "DROP DATABASE IF EXISTS meshplane_registry_bench", "-c",
                         "CREATE DATABASE meshplane_registry_bench"], check=True)
