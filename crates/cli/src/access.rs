@@ -16,14 +16,19 @@ pub struct AccessArgs {
     #[command(subcommand)]
     command: AccessCommand,
     #[command(flatten)]
-    server: Server,
+    pub(crate) server: Server,
 }
 
 #[derive(Subcommand)]
 enum AccessCommand {
     /// Ask for access to a product's output port.
+    #[command(
+        after_help = "Example:\n  meshplane access request sales-orders orders --role analyst --purpose \"weekly report\""
+    )]
     Request {
+        /// The data product (its id).
         product: String,
+        /// The output port of the product to read.
         output_port: String,
         /// Why the access is needed.
         #[arg(long)]
@@ -42,30 +47,42 @@ enum AccessCommand {
         contract: Option<String>,
     },
     /// Approve a request at the level awaited.
+    #[command(after_help = "Example:\n  meshplane access approve 12 --comment ok")]
     Approve {
+        /// The request's id (`meshplane access list`).
         id: i64,
+        /// Why, kept in the request's history and the audit log.
         #[arg(long, default_value = "")]
         comment: String,
     },
     /// Reject a pending request.
+    #[command(after_help = "Example:\n  meshplane access reject 12 --comment \"use the aggregated port\"")]
     Reject {
+        /// The request's id (`meshplane access list`).
         id: i64,
+        /// Why, kept in the request's history and the audit log.
         #[arg(long, default_value = "")]
         comment: String,
     },
     /// Revoke an active grant.
+    #[command(after_help = "Example:\n  meshplane access revoke 12 --comment \"project ended\"")]
     Revoke {
+        /// The grant's id (`meshplane access list`).
         id: i64,
+        /// Why, kept in the request's history and the audit log.
         #[arg(long, default_value = "")]
         comment: String,
     },
     /// Requests and grants you may see.
+    #[command(after_help = "Example:\n  meshplane access list --state pending")]
     List {
         /// pending, active, rejected, revoked or expired.
         #[arg(long)]
         state: Option<String>,
+        /// Only requests for this product's ports.
         #[arg(long)]
         product: Option<String>,
+        /// Only requests of this consumer (a principal).
         #[arg(long)]
         consumer: Option<String>,
     },
@@ -148,16 +165,20 @@ pub struct TokenArgs {
     #[command(subcommand)]
     command: TokenCommand,
     #[command(flatten)]
-    server: Server,
+    pub(crate) server: Server,
 }
 
 #[derive(Subcommand)]
 enum TokenCommand {
     /// Create a token; its text is printed once and never again.
+    #[command(
+        after_help = "Example:\n  CAROL=$(meshplane token create --principal carol --expires 2027-01-01T00:00:00Z)"
+    )]
     Create {
         /// Whose token (platform admins only; default: yours).
         #[arg(long)]
         principal: Option<String>,
+        /// What the token is for, shown in `token list`.
         #[arg(long, default_value = "")]
         description: String,
         /// When it stops working (RFC 3339).
@@ -165,12 +186,18 @@ enum TokenCommand {
         expires: Option<String>,
     },
     /// Your tokens (everyone's, for platform admins), without their secrets.
+    #[command(after_help = "Example:\n  meshplane token list --principal carol")]
     List {
+        /// Only this principal's tokens.
         #[arg(long)]
         principal: Option<String>,
     },
     /// Revoke a token by its id.
-    Revoke { id: String },
+    #[command(after_help = "Example:\n  meshplane token revoke tok_3f2a")]
+    Revoke {
+        /// The token's id (`meshplane token list`), not its text.
+        id: String,
+    },
 }
 
 fn tokens_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {
@@ -222,13 +249,15 @@ pub struct PrincipalArgs {
     #[command(subcommand)]
     command: PrincipalCommand,
     #[command(flatten)]
-    server: Server,
+    pub(crate) server: Server,
 }
 
 #[derive(Subcommand)]
 enum PrincipalCommand {
     /// Create or replace a user, group or service account (platform admins).
+    #[command(after_help = "Example:\n  meshplane principal put carol --database-role carol --group analysts")]
     Put {
+        /// The principal's name (a username, group or service account name).
         name: String,
         /// user, group or service.
         #[arg(long, default_value = "user")]
@@ -239,6 +268,7 @@ enum PrincipalCommand {
         /// The role it logs in as in the databases (what grants are given to).
         #[arg(long)]
         database_role: Option<String>,
+        /// It administers the whole platform (every domain, principals, purge).
         #[arg(long)]
         platform_admin: bool,
         /// A domain it administers (repeat for several).
@@ -252,10 +282,13 @@ enum PrincipalCommand {
         oidc_issuer: Option<String>,
     },
     /// Every principal.
+    #[command(after_help = "Example:\n  meshplane principal list -o yaml")]
     List,
     /// Create (or give a new password to) a service account's login role in a block's store;
     /// the password is printed once.
+    #[command(after_help = "Example:\n  meshplane principal login etl-bot --block warehouse")]
     Login {
+        /// The service account.
         name: String,
         /// The block whose store gets the login (a PostgreSQL block).
         #[arg(long)]
@@ -323,9 +356,10 @@ pub fn principal(args: &PrincipalArgs) -> Result<ExitCode> {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Example:\n  meshplane whoami -o json")]
 pub struct WhoAmIArgs {
     #[command(flatten)]
-    server: Server,
+    pub(crate) server: Server,
 }
 
 /// The principal the token stands for.
@@ -335,6 +369,7 @@ pub fn whoami(args: &WhoAmIArgs) -> Result<ExitCode> {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Example:\n  meshplane audit --kind AccessRequest --since 2026-12-01T00:00:00Z")]
 pub struct AuditArgs {
     /// Only this actor's changes and decisions.
     #[arg(long)]
@@ -357,10 +392,11 @@ pub struct AuditArgs {
     /// After this sequence number.
     #[arg(long, default_value_t = 0)]
     after: i64,
+    /// At most this many entries.
     #[arg(long, default_value_t = 100)]
     limit: i64,
     #[command(flatten)]
-    server: Server,
+    pub(crate) server: Server,
 }
 
 pub fn audit(args: &AuditArgs) -> Result<ExitCode> {

@@ -10,6 +10,9 @@ use meshplane_core::store::identity::{Principal, PrincipalKind};
 use meshplane_core::store::{ApplyOptions, Store};
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  export MESHPLANE_TOKEN=$(meshplane bootstrap)\n  meshplane bootstrap --database-url postgres://meshplane@db/meshplane"
+)]
 pub struct Args {
     /// The store: `sqlite://PATH` or `postgres://USER@HOST:PORT/DATABASE`.
     #[arg(long, env = "MESHPLANE_DATABASE_URL", default_value = "sqlite://meshplane.db")]

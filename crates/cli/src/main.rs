@@ -5,6 +5,7 @@ mod access;
 mod bootstrap;
 mod diff;
 mod files;
+mod init;
 mod lint;
 mod output;
 mod readiness;
@@ -16,30 +17,30 @@ mod yaml;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::output::Format;
 
 #[derive(Parser)]
 #[command(name = "meshplane", version, about = "A composable control plane for a data mesh")]
 struct Cli {
+    /// Output format: table (for people), json, yaml; junit for `test`. Accepted before or
+    /// after the subcommand; with json or yaml, errors are JSON or YAML on standard error.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t, global = true)]
+    output: Format,
     #[command(subcommand)]
     command: Command,
-}
-
-/// How results are printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// For people.
-    Human,
-    /// For machines.
-    Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Check ODCS contracts and ODPS products: every problem at once, each with a code.
     Lint(lint::Args),
-    /// Compare two versions of a contract and classify every change.
+    /// Compare two versions of a contract, or a file with what the registry stores, and
+    /// classify every change.
     Diff(diff::Args),
+    /// Write a valid, commented contract or product to start from.
+    Init(init::Args),
     /// Test the data of a contract's server against the contract.
     Test(test::Args),
     /// Serve the registry's REST API (on ./meshplane.db unless --database-url says otherwise).
@@ -51,7 +52,7 @@ enum Command {
     /// List resources of a kind (contracts, products), or show one.
     Get(remote::GetArgs),
     /// One resource: what it is, what it holds, and every change it went through.
-    Describe(remote::HistoryArgs),
+    Describe(remote::DescribeArgs),
     /// Every change of one resource.
     History(remote::HistoryArgs),
     /// The change feed of the whole registry.
@@ -76,6 +77,14 @@ enum Command {
     Whoami(access::WhoAmIArgs),
     /// Create the first platform admin and its token, directly in the store.
     Bootstrap(bootstrap::Args),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    #[command(
+        after_help = "Example:\n  meshplane completions bash > ~/.local/share/bash-completion/completions/meshplane"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run one contract test sandboxed, as `serve` starts it (a job on standard input).
     #[command(hide = true)]
     TestWorker,
@@ -88,11 +97,48 @@ enum Command {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+impl Command {
+    /// Where the command keeps the output format; `None` for those that print no result
+    /// (`serve` logs, `bootstrap` prints a token).
+    fn output_mut(&mut self) -> Option<&mut Format> {
+        Some(match self {
+            Command::Lint(args) => &mut args.output,
+            Command::Diff(args) => &mut args.output,
+            Command::Test(args) => &mut args.output,
+            Command::Apply(args) => &mut args.server.output,
+            Command::Delete(args) => &mut args.server.output,
+            Command::Get(args) => &mut args.server.output,
+            Command::Describe(args) => &mut args.server.output,
+            Command::History(args) => &mut args.server.output,
+            Command::Events(args) => &mut args.server.output,
+            Command::Lineage(args) => &mut args.server.output,
+            Command::Blocks(args) => &mut args.server.output,
+            Command::Orphans(args) => &mut args.server.output,
+            Command::Purge(args) => &mut args.server.output,
+            Command::Access(args) => &mut args.server.output,
+            Command::Token(args) => &mut args.server.output,
+            Command::Principal(args) => &mut args.server.output,
+            Command::Audit(args) => &mut args.server.output,
+            Command::Whoami(args) => &mut args.server.output,
+            Command::Serve(_)
+            | Command::Init(_)
+            | Command::Bootstrap(_)
+            | Command::Completions { .. }
+            | Command::TestWorker => return None,
+        })
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    let output = cli.output;
+    if let Some(field) = cli.command.output_mut() {
+        *field = output;
+    }
     let result = match cli.command {
         Command::Lint(args) => lint::run(&args),
         Command::Diff(args) => diff::run(&args),
+        Command::Init(args) => init::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Apply(args) => remote::apply(&args),
@@ -111,13 +157,57 @@ fn main() -> ExitCode {
         Command::Audit(args) => access::audit(&args),
         Command::Whoami(args) => access::whoami(&args),
         Command::Bootstrap(args) => bootstrap::run(&args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "meshplane", &mut output::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::TestWorker => return meshplane_server::checks::worker_main(),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            output::error(output, "client-error", &format!("{err:#}"), &serde_json::Value::Null);
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every visible command, with its path (`meshplane access request`).
+    fn commands(command: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        for sub in command.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+            let here = format!("{path} {}", sub.get_name());
+            out.push((here.clone(), sub.clone()));
+            commands(sub, here, out);
+        }
+    }
+
+    #[test]
+    fn every_argument_is_described_and_every_command_has_an_example() {
+        let mut all = Vec::new();
+        commands(&Cli::command(), "meshplane".into(), &mut all);
+        assert!(all.len() > 20, "{}", all.len());
+        let mut missing = Vec::new();
+        for (path, command) in &all {
+            if command.get_about().is_none() {
+                missing.push(format!("{path}: no description"));
+            }
+            for arg in command.get_arguments().filter(|a| !a.is_hide_set() && !a.is_global_set()) {
+                if arg.get_help().is_none() && !["help", "version"].contains(&arg.get_id().as_str()) {
+                    missing.push(format!("{path}: argument `{}` has no description", arg.get_id()));
+                }
+            }
+            let leaf = command.get_subcommands().next().is_none();
+            let example = command.get_after_help().is_some_and(|h| h.to_string().contains("Example"));
+            if leaf && !example {
+                missing.push(format!("{path}: no example"));
+            }
+        }
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

@@ -11,29 +11,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::ValueEnum;
 use meshplane_spec::{lint, render};
 use serde_json::Value as Any;
 
 use crate::files;
+use crate::output::Format;
 use crate::yaml::to_yaml;
-
-/// How answers are printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-    Yaml,
-}
 
 #[derive(clap::Args)]
 pub struct Server {
-    /// The meshplane server.
+    /// The meshplane server (the registry): its base URL, e.g. https://meshplane.example.com
+    /// (a trailing /api/v1 is understood).
     #[arg(long = "server", env = "MESHPLANE_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
     url: String,
-    /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value = "table", global = true)]
-    pub(crate) output: Output,
+    /// The output format (`-o`, given to the whole command).
+    #[arg(skip)]
+    pub(crate) output: Format,
     /// The API token to authenticate with (`meshplane bootstrap` prints the first one).
     #[arg(long = "token", env = "MESHPLANE_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
@@ -42,10 +35,40 @@ pub struct Server {
     request_timeout: u64,
 }
 
+impl Server {
+    /// The server's base URL: `--server` as given, where a trailing `/api/v1` (where the API's
+    /// paths start) or `/` is understood and any other path is kept (a server behind a proxy
+    /// under a prefix); refused with a hint when it has no http(s) scheme, or carries a
+    /// query, a fragment or credentials (never echoed).
+    pub(crate) fn base(&self) -> Result<String> {
+        let given = self.url.trim();
+        let hint = "--server is the registry's base URL, e.g. http://127.0.0.1:8080";
+        if given.contains('@') {
+            bail!("--server carries credentials: pass the token with --token or MESHPLANE_TOKEN instead");
+        }
+        if !given.contains("://") {
+            bail!("--server `{given}` has no scheme: did you mean http://{given}? ({hint})");
+        }
+        let url = reqwest::Url::parse(given).map_err(|e| anyhow!("--server `{given}` is not a URL ({e}); {hint}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            bail!("--server `{given}` is not http or https; {hint}");
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            bail!("--server `{given}` has a query or a fragment; {hint}");
+        }
+        let path = url.path().trim_end_matches('/');
+        let path = path.strip_suffix("/api/v1").unwrap_or(path);
+        Ok(format!("{}{path}", url.origin().ascii_serialization()))
+    }
+}
+
 /// How long a connection to the server may take to open.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  meshplane apply -f examples/mesh --dry-run\n  meshplane apply -f orders.odcs.yaml -f orders.odps.yaml --wait=2m"
+)]
 pub struct ApplyArgs {
     /// Files or directories of contracts and products (directories are searched recursively).
     #[arg(short = 'f', long = "file", required = true)]
@@ -63,10 +86,13 @@ pub struct ApplyArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "5m", value_name = "TIMEOUT", value_parser = humantime::parse_duration)]
     wait: Option<std::time::Duration>,
     #[command(flatten)]
-    server: Server,
+    pub(crate) server: Server,
 }
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  meshplane delete products finance-forecast --dry-run\n  meshplane delete contracts orders@v1"
+)]
 pub struct DeleteArgs {
     /// contracts or products.
     kind: String,
@@ -76,19 +102,25 @@ pub struct DeleteArgs {
     #[arg(long)]
     dry_run: bool,
     #[command(flatten)]
-    server: Server,
+    pub(crate) server: Server,
 }
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  meshplane get contracts --domain sales\n  meshplane get products finance-revenue -o yaml\n  meshplane get contracts -w"
+)]
 pub struct GetArgs {
     /// contracts or products.
     pub(crate) kind: String,
     /// One resource (`id@vMAJOR` for a contract, `id` for a product); all when left out.
     pub(crate) name: Option<String>,
+    /// Only resources of this domain.
     #[arg(long)]
     pub(crate) domain: Option<String>,
+    /// Only resources whose document has this `status` (draft, active, deprecated, ...).
     #[arg(long)]
     pub(crate) status: Option<String>,
+    /// Only resources with this tag.
     #[arg(long)]
     pub(crate) tag: Option<String>,
     /// Page size (1 to 1000).
@@ -106,40 +138,70 @@ pub struct GetArgs {
 }
 
 #[derive(clap::Args)]
-pub struct HistoryArgs {
-    kind: String,
-    name: String,
+#[command(after_help = "Example:\n  meshplane describe contracts orders@v2")]
+pub struct DescribeArgs {
     #[command(flatten)]
-    server: Server,
+    resource: Resource,
+    #[command(flatten)]
+    pub(crate) server: Server,
+}
+
+/// One stored resource, as commands name it.
+#[derive(clap::Args)]
+struct Resource {
+    /// contracts or products.
+    kind: String,
+    /// The resource (`id@vMAJOR` for a contract, `id` for a product).
+    name: String,
 }
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  meshplane history contracts orders@v2\n  meshplane history contracts orders@v2 --show 3 > orders-gen3.odcs.yaml"
+)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    resource: Resource,
+    /// Print the document as it was at this generation (YAML; `-o json` for JSON) instead of
+    /// the list of changes.
+    #[arg(long, value_name = "GENERATION")]
+    show: Option<i64>,
+    #[command(flatten)]
+    pub(crate) server: Server,
+}
+
+#[derive(clap::Args)]
+#[command(after_help = "Example:\n  meshplane events --after 120 --limit 50 -o json")]
 pub struct EventsArgs {
     /// Only changes after this sequence number.
     #[arg(long, default_value_t = 0)]
     after: i64,
+    /// At most this many changes.
     #[arg(long, default_value_t = 100)]
     limit: i64,
     #[command(flatten)]
-    server: Server,
+    pub(crate) server: Server,
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Example:\n  meshplane blocks -o yaml")]
 pub struct BlocksArgs {
     #[command(flatten)]
-    server: Server,
+    pub(crate) server: Server,
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Example:\n  meshplane orphans --all")]
 pub struct OrphansArgs {
     /// Also those already purged.
     #[arg(long)]
     all: bool,
     #[command(flatten)]
-    server: Server,
+    pub(crate) server: Server,
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  meshplane purge --dry-run\n  meshplane purge --id 3")]
 pub struct PurgeArgs {
     /// Only this orphan (its id in `meshplane orphans`); every purgeable one otherwise.
     #[arg(long)]
@@ -148,14 +210,16 @@ pub struct PurgeArgs {
     #[arg(long)]
     dry_run: bool,
     #[command(flatten)]
-    server: Server,
+    pub(crate) server: Server,
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Example:\n  meshplane lineage finance-revenue")]
 pub struct LineageArgs {
+    /// The data product (its id).
     product: String,
     #[command(flatten)]
-    server: Server,
+    pub(crate) server: Server,
 }
 
 /// The server's answer: a body, or its refusal.
@@ -169,7 +233,8 @@ pub(crate) fn call(
     request: impl FnOnce(&reqwest::Client, &str) -> reqwest::RequestBuilder,
 ) -> Result<Answer> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let base = server.url.trim_end_matches('/');
+    let base = server.base()?;
+    let base = base.as_str();
     runtime.block_on(async {
         let timeout = std::time::Duration::from_secs(server.request_timeout);
         let client = reqwest::Client::builder()
@@ -234,7 +299,16 @@ pub(crate) fn call_all(server: &Server, path: &str, query: &[(&str, String)], cu
 const NO_TOKEN: &str =
     "no token: set MESHPLANE_TOKEN or pass --token (the first admin token comes from meshplane bootstrap)";
 
-pub(crate) fn refused(body: &Any) -> Result<ExitCode> {
+pub(crate) fn refused(body: &Any, format: Format) -> Result<ExitCode> {
+    if format != Format::Table {
+        crate::output::error(
+            format,
+            body["code"].as_str().unwrap_or("?"),
+            body["message"].as_str().unwrap_or("refused"),
+            &body["details"],
+        );
+        return Ok(ExitCode::from(1));
+    }
     let mut err = std::io::stderr().lock();
     writeln!(
         err,
@@ -249,32 +323,32 @@ pub(crate) fn refused(body: &Any) -> Result<ExitCode> {
 }
 
 pub(crate) fn print(
-    output: Output,
+    output: Format,
     value: &Any,
     table: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<ExitCode> {
     let mut out = crate::output::stdout();
     match output {
-        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(value)?)?,
-        Output::Yaml => write!(out, "{}", to_yaml(value))?,
-        Output::Table => table(&mut out)?,
+        Format::Table => table(&mut out)?,
+        machine => crate::output::structured(&mut out, machine, value)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn answer(
     a: Answer,
-    output: Output,
+    output: Format,
     table: impl FnOnce(&Any, &mut dyn Write) -> std::io::Result<()>,
 ) -> Result<ExitCode> {
     match a {
         Answer::Ok(body) => print(output, &body, |out| table(&body, out)),
-        Answer::Refused(body) => refused(&body),
+        Answer::Refused(body) => refused(&body, output),
     }
 }
 
 pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     let mut texts = Vec::new();
+    let mut documents = Vec::new();
     let mut broken = false;
     for found in files::collect(&args.files)? {
         let text =
@@ -288,6 +362,7 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
             broken = true;
         }
         texts.push(text);
+        documents.extend(linted.documents.into_iter().filter_map(|d| d.document));
     }
     if broken {
         eprintln!("error: fix the errors above before applying; nothing was sent");
@@ -307,8 +382,21 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     if let (Some(timeout), Some(from), Answer::Ok(applied)) = (args.wait, from, &a) {
         return crate::watch::applied(&args.server, applied, from, timeout, |out| applied_lines(applied, false, out));
     }
+    let changes = match &a {
+        Answer::Ok(body) if args.dry_run && args.server.output == Format::Table => {
+            crate::diff::dry_run_changes(&args.server, body, &documents)?
+        }
+        _ => Vec::new(),
+    };
     let dry_run = args.dry_run;
-    answer(a, args.server.output, |body, out| applied_lines(body, dry_run, out))
+    answer(a, args.server.output, |body, out| {
+        applied_lines(body, dry_run, out)?;
+        // Printed after the lines (kept as they are for scripts), each document's changes.
+        for (name, lines) in &changes {
+            write!(out, "{name}:\n{lines}")?;
+        }
+        Ok(())
+    })
 }
 
 /// What an apply did, one line per document.
@@ -475,29 +563,47 @@ pub(crate) fn changes_table(changes: &Any, out: &mut dyn Write) -> std::io::Resu
 }
 
 pub fn history(args: &HistoryArgs) -> Result<ExitCode> {
-    let (kind, name) = (&args.kind, &args.name);
+    let (kind, name) = (&args.resource.kind, &args.resource.name);
     let a = call_all(&args.server, &format!("/api/v1/{kind}/{name}/history"), &[], "seq")?;
-    answer(a, args.server.output, changes_table)
+    let Some(generation) = args.show else {
+        return answer(a, args.server.output, changes_table);
+    };
+    let changes = match a {
+        Answer::Ok(changes) => changes,
+        Answer::Refused(body) => return refused(&body, args.server.output),
+    };
+    let all = changes.as_array().map(Vec::as_slice).unwrap_or_default();
+    let at = all.iter().rev().find(|c| c["generation"] == generation && !c["after"].is_null());
+    let Some(change) = at else {
+        let known: Vec<String> = all.iter().filter(|c| !c["after"].is_null()).map(|c| text(&c["generation"])).collect();
+        bail!("{kind} {name} has no generation {generation} (it has: {})", known.join(", "));
+    };
+    let mut out = crate::output::stdout();
+    match args.server.output {
+        Format::Json => crate::output::structured(&mut out, Format::Json, &change["after"])?,
+        _ => write!(out, "{}", to_yaml(&change["after"]))?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One resource: what it is and holds, its conditions, its latest test results and every
 /// change it went through.
-pub fn describe(args: &HistoryArgs) -> Result<ExitCode> {
-    let (kind, name) = (&args.kind, &args.name);
+pub fn describe(args: &DescribeArgs) -> Result<ExitCode> {
+    let (kind, name) = (&args.resource.kind, &args.resource.name);
     let record = match call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}/{name}")))? {
         Answer::Ok(r) => r,
-        Answer::Refused(body) => return refused(&body),
+        Answer::Refused(body) => return refused(&body, args.server.output),
     };
     let changes = match call_all(&args.server, &format!("/api/v1/{kind}/{name}/history"), &[], "seq")? {
         Answer::Ok(c) => c,
-        Answer::Refused(body) => return refused(&body),
+        Answer::Refused(body) => return refused(&body, args.server.output),
     };
     // A contract's own latest runs; a product's answer holds those of its contracts.
     let tests = if record["kind"] == "DataContract" {
         match call(&args.server, |c, base| c.get(format!("{base}/api/v1/{kind}/{name}/tests")).query(&[("limit", 5)]))?
         {
             Answer::Ok(runs) => runs,
-            Answer::Refused(body) => return refused(&body),
+            Answer::Refused(body) => return refused(&body, args.server.output),
         }
     } else {
         Any::Null

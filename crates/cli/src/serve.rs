@@ -16,6 +16,9 @@ use meshplane_server::oidc::Oidc;
 use meshplane_server::reconciler::Settings;
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  meshplane serve\n  meshplane serve --listen 0.0.0.0:8080 --database-url postgres://meshplane@db/meshplane --platform platform.yaml"
+)]
 pub struct Args {
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:8080")]

@@ -9,37 +9,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::ValueEnum;
 use meshplane_quality::run::{Options, Outcome};
 use meshplane_quality::target::{self, Report};
 
 use crate::files::read_contract;
-
-/// How results are printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// A table for people.
-    Table,
-    /// The whole report as JSON.
-    Json,
-    /// JUnit XML, for CI systems.
-    Junit,
-}
+use crate::output::Format;
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  meshplane test orders.odcs.yaml\n  meshplane test orders.odcs.yaml --contract-server prod -o junit > results.xml"
+)]
 pub struct Args {
     /// The ODCS contract to test.
     contract: PathBuf,
-    /// The server (from the contract's `servers`) whose data is tested; needed when the
-    /// contract has several.
-    #[arg(long)]
+    /// The contract's server (a `server` of its `servers`) whose data is tested; needed when
+    /// the contract has several.
+    #[arg(long = "contract-server", value_name = "SERVER")]
+    contract_server: Option<String>,
+    /// The old name of --contract-server (`--server` is the registry in every other command).
+    #[arg(long = "server", hide = true, conflicts_with = "contract_server")]
     server: Option<String>,
     /// Test one schema object only.
     #[arg(long)]
     object: Option<String>,
-    /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-    output: Output,
+    /// The output format (`-o`, given to the whole command): table, json, yaml or junit.
+    #[arg(skip)]
+    pub(crate) output: Format,
     /// Keep up to N offending values of each failed check.
     #[arg(long, default_value_t = 0, value_name = "N")]
     samples: usize,
@@ -49,7 +44,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let Some(contract) = read_contract(&args.contract, "testing")? else {
         return Ok(ExitCode::from(2));
     };
-    let server = match target::pick_server(&contract, args.server.as_deref()) {
+    if args.server.is_some() {
+        eprintln!("warning: `meshplane test --server` is now --contract-server (--server names the registry)");
+    }
+    let chosen = args.contract_server.as_deref().or(args.server.as_deref());
+    let server = match target::pick_server(&contract, chosen) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -88,9 +87,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     };
     let mut out = crate::output::stdout();
     match args.output {
-        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
-        Output::Table => table(&mut out, &report)?,
-        Output::Junit => junit(&mut out, &report)?,
+        Format::Table => table(&mut out, &report)?,
+        Format::Junit => junit(&mut out, &report)?,
+        machine => crate::output::structured(&mut out, machine, &report)?,
     }
     Ok(if report.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -12,8 +12,9 @@ use anyhow::{Result, anyhow};
 use meshplane_core::resource::Kind;
 use serde_json::{Value as Any, json};
 
+use crate::output::Format;
 use crate::readiness::{self, Readiness};
-use crate::remote::{Answer, GetArgs, Output, Server, call, refused, resource_row, resources_header, text};
+use crate::remote::{Answer, GetArgs, Server, call, refused, resource_row, resources_header, text};
 
 /// How often the change feed is read while nothing happens.
 const POLL: Duration = Duration::from_millis(250);
@@ -116,7 +117,7 @@ pub fn applied(
     timeout: Duration,
     lines: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<ExitCode> {
-    let table = server.output == Output::Table;
+    let table = server.output == Format::Table;
     let mut out = crate::output::stdout();
     if table {
         lines(&mut out)?;
@@ -149,7 +150,7 @@ pub fn applied(
                     };
                     waiting.readiness = Readiness::NotReady(gone);
                 }
-                Err(body) => return refused(&body),
+                Err(body) => return refused(&body, server.output),
             }
             if table && waiting.settled() {
                 writeln!(out, "{}", waiting.line(None))?;
@@ -182,7 +183,7 @@ pub fn applied(
                 }
                 from = last;
             }
-            Err(body) => return refused(&body),
+            Err(body) => return refused(&body, server.output),
         }
     }
 }
@@ -193,7 +194,7 @@ pub fn applied(
 pub fn resources(args: &GetArgs, found: &[Any], mut from: i64) -> Result<ExitCode> {
     let kind = Kind::parse(&args.kind).ok_or_else(|| anyhow!("`{}` is not a kind (contracts, products)", args.kind))?;
     let mut out = crate::output::stdout();
-    let json = args.server.output != Output::Table;
+    let json = args.server.output != Format::Table;
     let show = |out: &mut dyn Write, resource: &Any| -> std::io::Result<()> {
         if json { writeln!(out, "{resource}") } else { resource_row(resource, out) }
     };
@@ -213,7 +214,7 @@ pub fn resources(args: &GetArgs, found: &[Any], mut from: i64) -> Result<ExitCod
     loop {
         let (named, last) = match changed(&args.server, from)? {
             Ok(found) => found,
-            Err(body) => return refused(&body),
+            Err(body) => return refused(&body, args.server.output),
         };
         let ours = named
             .into_iter()
@@ -226,7 +227,7 @@ pub fn resources(args: &GetArgs, found: &[Any], mut from: i64) -> Result<ExitCod
                     writeln!(out, "{}", json!({ "kind": kind.as_str(), "name": name, "deleted": true }))?
                 }
                 Ok(None) => writeln!(out, "{name:<32} (deleted)")?,
-                Err(body) => return refused(&body),
+                Err(body) => return refused(&body, args.server.output),
             }
         }
         out.flush()?;

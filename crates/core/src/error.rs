@@ -11,6 +11,10 @@ pub enum Error {
     Invalid { code: ErrorCode, message: String, details: Any },
     #[error("{0} not found")]
     NotFound(String),
+    /// Not found, but the caller probably meant one of `meant` (a contract's id given without
+    /// its major version, or with one that is not stored).
+    #[error("{what} not found; did you mean {}?", meant.join(" or "))]
+    NotFoundMeant { what: String, meant: Vec<String> },
     /// The input is fine but conflicts with what is stored.
     #[error("{message}")]
     Conflict { code: ErrorCode, message: String, details: Any },
@@ -157,7 +161,7 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::Invalid { code, .. } | Error::Conflict { code, .. } | Error::Denied { code, .. } => *code,
-            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::NotFound(_) | Error::NotFoundMeant { .. } => ErrorCode::NotFound,
             Error::Store(_) => ErrorCode::StoreFailure,
             Error::Block { .. } => ErrorCode::BlockFailed,
         }
@@ -171,13 +175,14 @@ impl Error {
             Error::Store(_) => true,
             Error::Block { error, .. } => error.is_transient(),
             Error::Conflict { code, .. } => matches!(code, ErrorCode::ConcurrentChange | ErrorCode::StaleLease),
-            Error::Invalid { .. } | Error::NotFound(_) | Error::Denied { .. } => false,
+            Error::Invalid { .. } | Error::NotFound(_) | Error::NotFoundMeant { .. } | Error::Denied { .. } => false,
         }
     }
 
     pub fn details(&self) -> Any {
         match self {
             Error::Invalid { details, .. } | Error::Conflict { details, .. } => details.clone(),
+            Error::NotFoundMeant { meant, .. } => serde_json::json!({ "didYouMean": meant }),
             _ => Any::Null,
         }
     }

@@ -74,7 +74,7 @@ pub fn pick_server<'c>(contract: &'c DataContract, name: Option<&str>) -> Result
             [] => Err(TestError::Server("the contract names no server; add one to `servers`".into())),
             [only] => Ok(only),
             _ => Err(TestError::Server(format!(
-                "the contract has several servers; pick one with --server ({})",
+                "the contract has several servers; pick one with --contract-server ({})",
                 names()
             ))),
         },

@@ -225,7 +225,9 @@ pub async fn delete(
     params: Result<Query<DeleteParams>, QueryRejection>,
 ) -> Answer {
     let p = query(params)?;
-    to_json(catalog::delete(&state.store, &caller, kind(&k)?, &name, p.dry_run.unwrap_or(false)).await?)
+    let kind = kind(&k)?;
+    let deleted = catalog::delete(&state.store, &caller, kind, &name, p.dry_run.unwrap_or(false)).await;
+    to_json(meant(&state, kind, &name, deleted).await?)
 }
 
 #[derive(Deserialize)]
@@ -284,7 +286,7 @@ fn with_status(record: Record, status: Option<store::Status>) -> Result<Any, Api
 /// `status` is the document's own lifecycle status).
 pub async fn get_one(State(state): State<AppState>, Path((k, name)): Path<(String, String)>) -> Answer {
     let kind = kind(&k)?;
-    let record = state.store.get(kind, &name).await?;
+    let record = meant(&state, kind, &name, state.store.get(kind, &name).await).await?;
     let status = state.store.status(kind, &name).await?;
     let tests = if kind == Kind::DataProduct { latest_tests(&state, &record).await? } else { Any::Null };
     let mut body = with_status(record, status)?;
@@ -292,6 +294,25 @@ pub async fn get_one(State(state): State<AppState>, Path((k, name)): Path<(Strin
         body["latestTests"] = tests;
     }
     Ok(Json(body))
+}
+
+/// `result`, where a contract that is not found comes with the names the caller probably
+/// meant: the stored major versions of the id given (`orders` → `orders@v2 or orders@v3`),
+/// which any caller who may read contracts may list anyway.
+pub(crate) async fn meant<T>(
+    state: &AppState,
+    kind: Kind,
+    name: &str,
+    result: Result<T, Error>,
+) -> Result<T, ApiError> {
+    match result {
+        Err(Error::NotFound(what)) if kind == Kind::DataContract => {
+            let id = name.split_once('@').map_or(name, |(id, _)| id);
+            let meant = state.store.contract_names(id).await?;
+            Err(ApiError(if meant.is_empty() { Error::NotFound(what) } else { Error::NotFoundMeant { what, meant } }))
+        }
+        other => Ok(other?),
+    }
 }
 
 /// For each contract a product's output ports provide (every major version stored), the

@@ -187,12 +187,17 @@ impl Loop {
 
     /// Reads every change after `seen` into the queue; returns the last sequence number read.
     async fn follow(&mut self, mut seen: i64) -> i64 {
-        while let Ok(changes) = self.store.events(seen, 1000).await {
+        const PAGE: i64 = 1000;
+        while let Ok(changes) = self.store.events(seen, PAGE).await {
             let Some(last) = changes.last().map(|c| c.seq) else { break };
             for change in &changes {
                 self.take(change).await;
             }
             seen = last;
+            // A page that is not full was the last: no read to learn that nothing follows.
+            if (changes.len() as i64) < PAGE {
+                break;
+            }
         }
         seen
     }

@@ -208,6 +208,8 @@ pub struct Obj<'n, 'c> {
     node: &'n Node,
     what: &'static str,
     used: Vec<bool>,
+    /// Every field asked for, present or not: the names an unknown field is compared with.
+    asked: Vec<&'static str>,
     at: At,
 }
 
@@ -220,7 +222,7 @@ impl<'n, 'c> Obj<'n, 'c> {
             return None;
         };
         let used = vec![false; entries.len()];
-        Some(Obj { cx, node, what, used, at: At { span: node.span, fields: Vec::new() } })
+        Some(Obj { cx, node, what, used, asked: Vec::new(), at: At { span: node.span, fields: Vec::new() } })
     }
 
     pub fn version(&self) -> DocVersion {
@@ -229,6 +231,7 @@ impl<'n, 'c> Obj<'n, 'c> {
 
     /// The raw node of a field, marking it read.
     pub fn node(&mut self, key: &'static str) -> Option<&'n Node> {
+        self.asked.push(key);
         let entries = self.node.entries()?;
         let index = entries.iter().position(|e| e.key == key)?;
         self.used[index] = true;
@@ -276,7 +279,7 @@ impl<'n, 'c> Obj<'n, 'c> {
                 )
                 .hint(format!("set `apiVersion: {}` or later", since.api_version()))
             } else {
-                unknown_field(key, span, self.what).hint(format!("only {} defines `{key}` here", since.standard()))
+                unknown_field(key, span, self.what, &[]).hint(format!("only {} defines `{key}` here", since.standard()))
             };
             self.cx.report(diagnostic);
         }
@@ -343,7 +346,7 @@ impl<'n, 'c> Obj<'n, 'c> {
         if let Some(entries) = self.node.entries() {
             for (entry, used) in entries.iter().zip(&self.used) {
                 if !used {
-                    self.cx.report(unknown_field(&entry.key, entry.key_span, self.what));
+                    self.cx.report(unknown_field(&entry.key, entry.key_span, self.what, &self.asked));
                 }
             }
         }
@@ -356,7 +359,11 @@ impl<'n, 'c> Obj<'n, 'c> {
     }
 }
 
-fn unknown_field(key: &str, span: Span, what: &str) -> Diagnostic {
-    Diagnostic::new(Code::UnknownField, span, format!("unknown field `{key}` in {what}"))
-        .hint("custom fields go in `customProperties` as `- property: name` / `value: ...`")
+fn unknown_field(key: &str, span: Span, what: &str, known: &[&str]) -> Diagnostic {
+    let custom = "custom fields go in `customProperties` as `- property: name` / `value: ...`";
+    let hint = match crate::suggest::closest(key, known.iter().copied()) {
+        Some(near) => format!("did you mean `{near}`? ({custom})"),
+        None => custom.to_string(),
+    };
+    Diagnostic::new(Code::UnknownField, span, format!("unknown field `{key}` in {what}")).hint(hint)
 }

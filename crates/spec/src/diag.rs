@@ -51,6 +51,7 @@ codes! {
     DuplicateKey = "duplicate-key", Error, "a mapping names the same key twice";
     // the document's shape, as the standard's schema says it
     UnknownKind = "unknown-kind", Error, "the document is not a kind meshplane reads";
+    DataContractSpecification = "data-contract-specification", Error, "a Data Contract Specification (datacontract-cli) document, which is not ODCS";
     UnsupportedApiVersion = "unsupported-api-version", Error, "the apiVersion is not one meshplane reads";
     UnknownField = "unknown-field", Error, "a field the standard does not define at this place";
     NotInVersion = "not-in-version", Warning, "a field or value that a later version of the standard defines, used under an earlier apiVersion";
@@ -88,6 +89,7 @@ codes! {
     RelationshipExternal = "relationship-external", Warning, "a relationship names an object this contract does not define";
     RelationshipShape = "relationship-shape", Error, "a relationship whose from and to do not match";
     SlaUnknownElement = "sla-unknown-element", Warning, "an SLA element that names no object or property of the contract";
+    SlaNotMeasurable = "sla-not-measurable", Error, "an SLA that meshplane test measures (latency, retention) without a duration it can read or an element to measure it on";
     PortUnknownContract = "port-unknown-contract", Warning, "a port's contractId names no contract of this run";
 }
 

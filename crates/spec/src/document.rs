@@ -70,7 +70,21 @@ pub struct Text {
 
 /// Parses and decodes every document of a text.
 pub fn load(text: &str) -> Text {
-    let parsed = match read(text) {
+    decode_all(read(text))
+}
+
+/// Parses and decodes every document of the file `path` holds: as [`load`] does, except that
+/// a file named `*.json` is strict JSON (a YAML text there is a syntax error, not YAML).
+pub fn load_file(path: &str, text: &str) -> Text {
+    if path.to_ascii_lowercase().ends_with(".json") {
+        decode_all(crate::json::parse(text.trim_start_matches('\u{feff}')))
+    } else {
+        load(text)
+    }
+}
+
+fn decode_all(read: Result<tree::Parsed, tree::SyntaxError>) -> Text {
+    let parsed = match read {
         Ok(parsed) => parsed,
         Err(err) => {
             return Text {
@@ -148,6 +162,20 @@ fn recognise(node: &Node, diagnostics: &mut Vec<Diagnostic>) -> Option<DocVersio
         return None;
     }
     let field = |key: &str| node.get(key).map(|n| (n.as_str(), n.span));
+    if let Some(dcs) = node.get("dataContractSpecification") {
+        // datacontract-cli's first format: another layout altogether, so nothing else of it
+        // is checked against ODCS.
+        let version = dcs.as_str().map_or(String::new(), |v| format!(" {v}"));
+        diagnostics.push(
+            Diagnostic::new(
+                Code::DataContractSpecification,
+                dcs.span,
+                format!("this is a Data Contract Specification{version} document (datacontract-cli's first format), not ODCS"),
+            )
+            .hint("meshplane reads ODCS v3 (`apiVersion: v3.1.0`, `kind: DataContract`): convert it, e.g. with `datacontract export --format odcs`"),
+        );
+        return None;
+    }
     let api = field("apiVersion");
     let kind = match field("kind") {
         Some((Some(kind), span)) => Some((kind, span)),

@@ -24,6 +24,7 @@ pub mod lint;
 pub mod model;
 pub mod render;
 pub mod sla;
+pub mod suggest;
 pub mod tree;
 pub mod version;
 

@@ -2,6 +2,10 @@
 //! directory search, cross-file checks and usage errors.
 
 mod access;
+mod init;
+mod output;
+mod project;
+mod quickstart;
 mod readiness;
 mod replicas;
 mod sandbox;
@@ -229,11 +233,11 @@ fn test_refuses_bad_input_with_a_clear_error() {
     let cases: &[(&[&str], &str)] = &[
         (&["test", "nothing.odcs.yaml"], "cannot read nothing.odcs.yaml"),
         (&["test", "bad/orders.odcs.yaml"], "has errors; fix them before testing"),
-        (&["test", "test/two-servers.odcs.yaml"], "several servers; pick one with --server (a, b)"),
-        (&["test", "test/two-servers.odcs.yaml", "--server", "c"], "no server `c` (it has: a, b)"),
-        (&["test", "test/two-servers.odcs.yaml", "--server", "b"], "of type snowflake"),
+        (&["test", "test/two-servers.odcs.yaml"], "several servers; pick one with --contract-server (a, b)"),
+        (&["test", "test/two-servers.odcs.yaml", "--contract-server", "c"], "no server `c` (it has: a, b)"),
+        (&["test", "test/two-servers.odcs.yaml", "--contract-server", "b"], "of type snowflake"),
         (&["test", "test/passing.odcs.yaml", "--object", "orders"], "no schema object `orders`"),
-        (&["test", "test/passing.odcs.yaml", "-o", "yaml"], "invalid value 'yaml'"),
+        (&["test", "test/passing.odcs.yaml", "-o", "xml"], "invalid value 'xml'"),
     ];
     for (args, message) in cases {
         let out = meshplane(args);

@@ -495,10 +495,39 @@ fn check_relationship(
     }
 }
 
-/// SLA `element`s name `object.property`, an object, or (with one object) a property.
+/// SLA `element`s name `object.property`, an object, or (with one object) a property; an
+/// SLA that `meshplane test` measures (latency, retention) has a duration it can read and an
+/// element to measure it on.
 fn sla_elements(contract: &DataContract, out: &mut Vec<Diagnostic>) {
     let objects = contract.objects();
     for sla in contract.sla_properties.as_deref().unwrap_or_default() {
+        if matches!(crate::sla::canonical(&sla.property), Some("latency" | "retention")) {
+            let measured = if sla.value.is_null() {
+                Ok(0.0)
+            } else {
+                crate::sla::duration_seconds(&sla.value, sla.unit.as_deref())
+            };
+            if let Err(why) = measured {
+                let field = if sla.unit.is_some()
+                    && crate::sla::unit_seconds(sla.unit.as_deref().unwrap_or_default()).is_none()
+                {
+                    "unit"
+                } else {
+                    "value"
+                };
+                out.push(
+                    Diagnostic::new(Code::SlaNotMeasurable, sla.at.field(field), format!("SLA `{}`: {why}", sla.property))
+                        .hint("give a number with a unit of time (`unit: d`, `h`, `m`, `s`, `y`, ...) or an ISO-8601 duration such as `P1DT12H`"),
+                );
+            }
+            if sla.element.is_none() && contract.sla_default_element.is_none() {
+                out.push(
+                    Diagnostic::new(Code::SlaNotMeasurable, sla.at.span, format!("SLA `{}` names no `element` to measure it on", sla.property))
+                        .hint("add `element: object.property` (the timestamp column it is measured on); until then `meshplane test` skips it")
+                        .severity(Severity::Warning),
+                );
+            }
+        }
         let Some(element) = &sla.element else {
             continue;
         };

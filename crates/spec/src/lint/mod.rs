@@ -30,10 +30,11 @@ impl Linted {
     }
 }
 
-/// Lints one text on its own.
+/// Lints one text on its own; `path` names it in messages, and a `*.json` path makes it
+/// strict JSON.
 pub fn lint_text(path: impl Into<String>, text: impl Into<String>) -> Linted {
-    let text = text.into();
-    let loaded = document::load(&text);
+    let (path, text) = (path.into(), text.into());
+    let loaded = document::load_file(&path, &text);
     let mut diagnostics = loaded.diagnostics;
     for doc in &loaded.documents {
         diagnostics.extend(doc.diagnostics.iter().cloned());
@@ -44,7 +45,7 @@ pub fn lint_text(path: impl Into<String>, text: impl Into<String>) -> Linted {
         }
     }
     diag::sort(&mut diagnostics);
-    Linted { path: path.into(), text, documents: loaded.documents, diagnostics }
+    Linted { path, text, documents: loaded.documents, diagnostics }
 }
 
 /// Adds the problems that only the set of files shows.
