@@ -252,6 +252,14 @@ pub(crate) fn call(
             if e.is_timeout() {
                 let waited = if e.is_connect() { CONNECT_TIMEOUT.min(timeout).as_secs() } else { timeout.as_secs() };
                 anyhow!("the meshplane server at {base} did not answer within {waited} s (--request-timeout)")
+            } else if e.is_connect() {
+                // The innermost cause says it (connection refused, no such host); the layers
+                // above it only repeat the URL.
+                let mut cause: &dyn std::error::Error = &e;
+                while let Some(inner) = cause.source() {
+                    cause = inner;
+                }
+                anyhow!("cannot reach the meshplane server at {base}: {cause}; is `meshplane serve` running there? (--server or MESHPLANE_SERVER)")
             } else {
                 anyhow::Error::new(e).context(format!("cannot reach the meshplane server at {base}"))
             }

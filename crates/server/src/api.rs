@@ -23,9 +23,15 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErro
     q.map(|Query(t)| t).map_err(|r| ApiError(Error::invalid(ErrorCode::MalformedRequest, r.body_text())))
 }
 
+/// The kind a path names; one it does not is answered with the one meant (`contrats` →
+/// `contracts`), or with both kinds.
 fn kind(name: &str) -> Result<Kind, ApiError> {
-    Kind::parse(name)
-        .ok_or_else(|| ApiError(Error::NotFound(format!("kind `{name}` (the kinds are contracts and products)"))))
+    Kind::parse(name).ok_or_else(|| {
+        let kinds = ["contracts", "products"];
+        let meant = meshplane_spec::suggest::closest(name, kinds).map_or(kinds.to_vec(), |k| vec![k]);
+        let meant = meant.into_iter().map(str::to_string).collect();
+        ApiError(Error::NotFoundMeant { what: format!("kind `{name}`"), meant })
+    })
 }
 
 /// A page size asked for: 100 by default, at most 1000.

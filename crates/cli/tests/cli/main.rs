@@ -3,6 +3,7 @@
 
 mod access;
 mod init;
+mod messages;
 mod output;
 mod project;
 mod quickstart;
