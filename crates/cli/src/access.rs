@@ -9,7 +9,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde_json::{Value as Any, json};
 
-use crate::remote::{Server, answer, call, call_all, text};
+use crate::remote::{Server, answer, call, call_all, text, when};
 
 #[derive(clap::Args)]
 pub struct AccessArgs {
@@ -207,15 +207,15 @@ fn tokens_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {
         return writeln!(std::io::stderr(), "(shown only now: keep it somewhere safe; meshplane stores only its hash)");
     }
     let list = rows(value);
-    writeln!(out, "{:<14} {:<16} {:<30} {:<30} DESCRIPTION", "ID", "PRINCIPAL", "EXPIRES", "REVOKED")?;
+    writeln!(out, "{:<14} {:<16} {:<20} {:<20} DESCRIPTION", "ID", "PRINCIPAL", "EXPIRES", "REVOKED")?;
     for t in &list {
         writeln!(
             out,
-            "{:<14} {:<16} {:<30} {:<30} {}",
+            "{:<14} {:<16} {:<20} {:<20} {}",
             text(&t["id"]),
             text(&t["principal"]),
-            text(&t["expiresAt"]),
-            text(&t["revokedAt"]),
+            when(&t["expiresAt"]),
+            when(&t["revokedAt"]),
             text(&t["description"])
         )?;
     }
@@ -412,13 +412,13 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode> {
     query.extend(filters.into_iter().filter_map(|(k, v)| Some((k, v.clone()?))));
     let a = call(&args.server, |c, base| c.get(format!("{base}/api/v1/audit")).query(&query))?;
     answer(a, args.server.output, |changes, out| {
-        writeln!(out, "{:<6} {:<31} {:<14} {:<24} {:<22} WHAT", "SEQ", "AT", "ACTOR", "FROM", "ACTION")?;
+        writeln!(out, "{:<6} {:<20} {:<14} {:<24} {:<22} WHAT", "SEQ", "AT", "ACTOR", "FROM", "ACTION")?;
         for c in changes.as_array().into_iter().flatten() {
             writeln!(
                 out,
-                "{:<6} {:<31} {:<14} {:<24} {:<22} {}/{}",
+                "{:<6} {:<20} {:<14} {:<24} {:<22} {}/{}",
                 text(&c["seq"]),
-                text(&c["at"]),
+                when(&c["at"]),
                 text(&c["actor"]),
                 text(&c["origin"]),
                 text(&c["action"]),

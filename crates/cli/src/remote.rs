@@ -449,6 +449,19 @@ pub fn delete(args: &DeleteArgs) -> Result<ExitCode> {
     })
 }
 
+/// A time for a table: RFC 3339 to the second (`2026-12-07T00:39:09Z`); the API's answers
+/// keep their fractions.
+pub(crate) fn when(v: &Any) -> String {
+    let full = text(v);
+    match (full.find('.'), full.find('T')) {
+        (Some(dot), Some(t)) if dot > t => {
+            let digits = full[dot + 1..].bytes().take_while(u8::is_ascii_digit).count();
+            format!("{}{}", &full[..dot], &full[dot + 1 + digits..])
+        }
+        _ => full,
+    }
+}
+
 pub(crate) fn text(v: &Any) -> String {
     match v {
         Any::String(s) => s.clone(),
@@ -531,8 +544,11 @@ pub(crate) fn resource_row(r: &Any, out: &mut dyn Write) -> std::io::Result<()> 
 
 /// A resource's identity, owner, generation and readiness; its deletion when one was asked for.
 fn record_table(r: &Any, out: &mut dyn Write) -> std::io::Result<()> {
-    for key in ["kind", "name", "version", "status", "domain", "team", "tags", "generation", "createdAt", "updatedAt"] {
+    for key in ["kind", "name", "version", "status", "domain", "team", "tags", "generation"] {
         writeln!(out, "{key:<11} {}", text(&r[key]))?;
+    }
+    for key in ["createdAt", "updatedAt"] {
+        writeln!(out, "{key:<11} {}", when(&r[key]))?;
     }
     let ready = match crate::readiness::of(r) {
         crate::readiness::Readiness::Pending => "Unknown (not reconciled at this generation yet)".to_string(),
@@ -553,14 +569,14 @@ fn record_table(r: &Any, out: &mut dyn Write) -> std::io::Result<()> {
 }
 
 pub(crate) fn changes_table(changes: &Any, out: &mut dyn Write) -> std::io::Result<()> {
-    writeln!(out, "{:<6} {:<30} {:<8} {:<34} {:<10} {:<4} ACTOR", "SEQ", "AT", "ACTION", "RESOURCE", "VERSION", "GEN")?;
+    writeln!(out, "{:<6} {:<20} {:<8} {:<34} {:<10} {:<4} ACTOR", "SEQ", "AT", "ACTION", "RESOURCE", "VERSION", "GEN")?;
     for c in changes.as_array().into_iter().flatten() {
         let resource = format!("{}/{}", text(&c["kind"]), text(&c["name"]));
         writeln!(
             out,
-            "{:<6} {:<30} {:<8} {resource:<34} {:<10} {:<4} {}",
+            "{:<6} {:<20} {:<8} {resource:<34} {:<10} {:<4} {}",
             text(&c["seq"]),
-            text(&c["at"]),
+            when(&c["at"]),
             text(&c["action"]),
             text(&c["version"]),
             text(&c["generation"]),
@@ -648,16 +664,16 @@ fn conditions_table(reconciled: &Any, out: &mut dyn Write) -> std::io::Result<()
     if conditions.is_empty() {
         return writeln!(out, "  (not reconciled yet)");
     }
-    writeln!(out, "  {:<18} {:<7} {:<22} {:<4} {:<28} MESSAGE", "TYPE", "STATUS", "REASON", "GEN", "SINCE")?;
+    writeln!(out, "  {:<18} {:<7} {:<22} {:<4} {:<20} MESSAGE", "TYPE", "STATUS", "REASON", "GEN", "SINCE")?;
     for c in conditions {
         writeln!(
             out,
-            "  {:<18} {:<7} {:<22} {:<4} {:<28} {}",
+            "  {:<18} {:<7} {:<22} {:<4} {:<20} {}",
             text(&c["type"]),
             text(&c["status"]),
             text(&c["reason"]),
             text(&c["observedGeneration"]),
-            text(&c["lastTransitionTime"]),
+            when(&c["lastTransitionTime"]),
             text(&c["message"])
         )?;
     }
@@ -690,8 +706,8 @@ fn runs_table(runs: &[Any], contracts: Option<&[String]>, out: &mut dyn Write) -
             .collect();
         writeln!(
             out,
-            "  {contract}{:<28} {:<12} {verdict:<7} {}",
-            text(&run["at"]),
+            "  {contract}{:<20} {:<12} {verdict:<7} {}",
+            when(&run["at"]),
             text(&run["server"]),
             counts.join(", ")
         )?;
@@ -725,7 +741,8 @@ pub fn orphans(args: &OrphansArgs) -> Result<ExitCode> {
         writeln!(out, "{:<5} {:<12} {:<28} NOTE", "ID", "BLOCK", "FROM")?;
         for o in orphans.as_array().into_iter().flatten() {
             let from = format!("{}/{}", text(&o["kind"]), text(&o["name"]));
-            let purged = o["purgedAt"].as_str().map(|at| format!(" (purged {at})")).unwrap_or_default();
+            let purged =
+                o["purgedAt"].as_str().map(|_| format!(" (purged {})", when(&o["purgedAt"]))).unwrap_or_default();
             writeln!(out, "{:<5} {:<12} {from:<28} {}{purged}", text(&o["id"]), text(&o["block"]), text(&o["note"]))?;
         }
         Ok(())
@@ -767,4 +784,20 @@ pub fn lineage(args: &LineageArgs) -> Result<ExitCode> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::when;
+
+    #[test]
+    fn a_table_shows_times_to_the_second() {
+        assert_eq!(when(&json!("2026-12-07T00:39:09.099337Z")), "2026-12-07T00:39:09Z");
+        assert_eq!(when(&json!("2026-12-07T00:39:09.5+01:00")), "2026-12-07T00:39:09+01:00");
+        assert_eq!(when(&json!("2026-12-07T00:39:09Z")), "2026-12-07T00:39:09Z");
+        assert_eq!(when(&json!(null)), "-");
+        assert_eq!(when(&json!("v1.2")), "v1.2", "not a time: as it is");
+    }
 }
