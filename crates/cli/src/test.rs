@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use meshplane_quality::plan::Unit;
 use meshplane_quality::run::{Options, Outcome};
 use meshplane_quality::target::{self, Report};
 
@@ -100,10 +101,26 @@ fn number(v: f64) -> String {
 
 fn measured(r: &meshplane_quality::run::CheckResult) -> String {
     match (r.value, r.count) {
+        (Some(v), _) if r.unit == Unit::Seconds => duration(v),
         (Some(v), Some(c)) => format!("{}% ({} rows)", number(v), number(c)),
         (Some(v), None) => number(v),
         (None, _) => "-".into(),
     }
+}
+
+/// A number of seconds as people read it, to the second (`1day 2h 5s`).
+fn duration(seconds: f64) -> String {
+    let whole = Duration::from_secs(seconds.max(0.0).round() as u64);
+    if whole.is_zero() { "0s".into() } else { humantime::format_duration(whole).to_string() }
+}
+
+/// The threshold as the table shows it: a duration check's numbers as durations.
+fn expected(r: &meshplane_quality::run::CheckResult) -> String {
+    if r.unit != Unit::Seconds {
+        return r.threshold.clone();
+    }
+    let words = r.threshold.split(' ').map(|w| w.parse::<f64>().map_or_else(|_| w.to_string(), duration));
+    words.collect::<Vec<_>>().join(" ")
 }
 
 fn table(out: &mut impl Write, report: &Report) -> Result<()> {
@@ -121,7 +138,7 @@ fn table(out: &mut impl Write, report: &Report) -> Result<()> {
             Outcome::Error => "ERROR",
             Outcome::Skipped => "skip",
         };
-        let expected = if r.threshold.is_empty() { String::new() } else { format!(" (expected {})", r.threshold) };
+        let expected = if r.threshold.is_empty() { String::new() } else { format!(" (expected {})", expected(r)) };
         let id = r.rule_id.as_deref().map(|id| format!(" [{id}]")).unwrap_or_default();
         writeln!(out, "{label:<5} {:<width$} {}{expected}{id}", r.key, measured(r))?;
         if let Some(d) = &r.detail
@@ -183,4 +200,17 @@ fn junit(out: &mut impl Write, report: &Report) -> Result<()> {
     }
     writeln!(out, "</testsuite>")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(duration(86_400.0), "1day");
+        assert_eq!(duration(5_400.4), "1h 30m");
+        assert_eq!(duration(0.2), "0s");
+        assert_eq!(duration(-3.0), "0s");
+    }
 }

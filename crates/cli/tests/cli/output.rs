@@ -233,3 +233,28 @@ fn diff_against_the_registry_apply_dry_run_and_history_show_say_what_changes_and
     assert!(stderr(&none).contains("has no generation 9 (it has: 1)"), "{}", stderr(&none));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_duration_check_reads_in_durations_in_the_table_and_in_seconds_for_machines() {
+    let dir = std::env::temp_dir().join(format!("mpcli-durations-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("events.csv"), "id,at\n1,2020-01-01T00:00:00Z\n2,2020-06-01T00:00:00Z\n").unwrap();
+    let contract = "apiVersion: v3.2.0\nkind: DataContract\nid: events\nversion: 1.0.0\nstatus: active\n\
+                    servers:\n  - { server: local, type: local, path: events.csv, format: csv }\n\
+                    schema:\n  - name: events\n    properties:\n      - { name: id, logicalType: integer }\n\
+                    \x20     - { name: at, logicalType: timestamp }\n\
+                    slaProperties:\n  - { property: retention, value: 36, unit: h, element: events.at }\n";
+    let path = dir.join("events.odcs.yaml");
+    std::fs::write(&path, contract).unwrap();
+    let path = path.display().to_string();
+    let out = meshplane(&["test", &path]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "the oldest row is years old: {text}{}", stderr(&out));
+    let line = text.lines().find(|l| l.contains("events.at.retention")).expect("the retention check");
+    assert!(line.contains("years") && line.contains("(expected < 1day 12h)"), "{line}");
+    let json = meshplane(&["test", &path, "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let check = report["results"].as_array().unwrap().iter().find(|r| r["key"] == "events.at.retention").unwrap();
+    assert!(check["value"].as_f64().unwrap() > 86_400.0 * 365.0, "{check}");
+    let _ = std::fs::remove_dir_all(dir);
+}
