@@ -14,7 +14,7 @@ use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::{Document, lint};
 use serde_json::{Value as Any, json};
 
-use crate::files::read_contract;
+use crate::files::{read_contract, read_contracts};
 use crate::output::Format;
 use crate::remote::{Answer, Server, call, refused};
 
@@ -39,7 +39,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let format = args.output.only_for("diff", false)?;
+    let format = args.output;
     let (old_path, new_path) = match (&args.file, &args.old, &args.new) {
         (Some(file), ..) => return against_registry(&args.server, file, format),
         (None, Some(old), Some(new)) => (old, new),
@@ -117,24 +117,9 @@ pub(crate) fn stored(server: &Server, contract: &DataContract) -> Result<Result<
 
 /// `diff -f FILE`: each contract of the file against what the registry stores.
 fn against_registry(server: &Server, file: &std::path::Path, format: Format) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let linted = lint::lint_text(file.display().to_string(), text);
-    let errors: Vec<_> = linted.diagnostics.iter().filter(|d| d.is_error()).collect();
-    if !errors.is_empty() {
-        for d in errors {
-            eprint!("{}", meshplane_spec::render::human(&linted.path, &linted.text, d));
-        }
-        eprintln!("error: {} has errors; fix them before comparing", file.display());
+    let Some(contracts) = read_contracts(file, "comparing")? else {
         return Ok(ExitCode::from(2));
-    }
-    let contracts: Vec<DataContract> = linted
-        .documents
-        .into_iter()
-        .filter_map(|d| match d.document {
-            Some(Document::Contract(c)) => Some(*c),
-            _ => None,
-        })
-        .collect();
+    };
     if contracts.is_empty() {
         bail!("{} holds no data contract", file.display());
     }

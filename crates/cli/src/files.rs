@@ -63,8 +63,9 @@ pub fn named_as_document(path: &Path) -> bool {
     name.contains(".odcs.") || name.contains(".odps.")
 }
 
-/// Reads one contract; prints its errors and returns `None` when it cannot be trusted.
-pub fn read_contract(path: &Path, purpose: &str) -> Result<Option<DataContract>> {
+/// Reads the contracts of one file; prints its errors and returns `None` when it cannot be
+/// trusted (lint errors), `purpose` saying what waits for the fix.
+pub fn read_contracts(path: &Path, purpose: &str) -> Result<Option<Vec<DataContract>>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let linted = lint::lint_text(path.display().to_string(), text);
     let errors: Vec<_> = linted.diagnostics.iter().filter(|d| d.is_error()).collect();
@@ -76,10 +77,19 @@ pub fn read_contract(path: &Path, purpose: &str) -> Result<Option<DataContract>>
         writeln!(err, "error: {} has errors; fix them before {purpose}", path.display())?;
         return Ok(None);
     }
-    let mut contracts = linted.documents.into_iter().filter_map(|d| match d.document {
+    let contracts = linted.documents.into_iter().filter_map(|d| match d.document {
         Some(Document::Contract(c)) => Some(*c),
         _ => None,
     });
+    Ok(Some(contracts.collect()))
+}
+
+/// Reads one contract; prints its errors and returns `None` when it cannot be trusted.
+pub fn read_contract(path: &Path, purpose: &str) -> Result<Option<DataContract>> {
+    let Some(contracts) = read_contracts(path, purpose)? else {
+        return Ok(None);
+    };
+    let mut contracts = contracts.into_iter();
     match (contracts.next(), contracts.next()) {
         (Some(c), None) => Ok(Some(c)),
         (None, _) => bail!("{} holds no data contract", path.display()),

@@ -52,7 +52,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let errors: usize = linted.iter().map(|f| f.count(Severity::Error)).sum();
     let warnings: usize = linted.iter().map(|f| f.count(Severity::Warning)).sum();
     let mut out = crate::output::stdout();
-    match args.output.only_for("lint", false)? {
+    match args.output {
         Format::Table | Format::Junit => {
             for file in &linted {
                 for d in &file.diagnostics {

@@ -17,7 +17,7 @@ mod yaml;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::output::Format;
 
@@ -130,8 +130,15 @@ impl Command {
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let output = cli.output;
+    // JUnit is a report of test cases: only `test` has them.
+    if output == Format::Junit && !matches!(cli.command, Command::Test(_)) {
+        let command = matches.subcommand_name().unwrap_or_default();
+        eprintln!("error: `-o junit` is for `meshplane test`; `meshplane {command}` prints table, json or yaml");
+        return ExitCode::from(2);
+    }
     if let Some(field) = cli.command.output_mut() {
         *field = output;
     }

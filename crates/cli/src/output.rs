@@ -23,16 +23,6 @@ pub enum Format {
     Junit,
 }
 
-impl Format {
-    /// This format, when `command` can print it; the error says which it can.
-    pub(crate) fn only_for(self, command: &str, junit: bool) -> anyhow::Result<Format> {
-        if self == Format::Junit && !junit {
-            anyhow::bail!("`-o junit` is for `meshplane test`; `meshplane {command}` prints table, json or yaml");
-        }
-        Ok(self)
-    }
-}
-
 /// `value` in a machine format (`json`, pretty-printed, or `yaml`).
 pub(crate) fn structured(out: &mut dyn Write, format: Format, value: &impl serde::Serialize) -> anyhow::Result<()> {
     match format {

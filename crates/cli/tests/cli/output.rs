@@ -44,6 +44,10 @@ fn junit_is_refused_outside_test_with_what_the_command_prints() {
         stderr(&out)
     );
     assert!(out.stdout.is_empty());
+    // Every command but `test`, the registry's too, before anything is sent.
+    let out = meshplane(&["-o", "junit", "get", "contracts", "--server", "http://127.0.0.1:9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`meshplane get` prints table, json or yaml"), "{}", stderr(&out));
 }
 
 #[test]
