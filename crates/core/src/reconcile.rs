@@ -48,7 +48,8 @@ const NO_BLOCK: &str = "NoBlockConfigured";
 pub(crate) type Wanted = (&'static str, bool, &'static str, String);
 
 /// Reconciles one resource under the lease `fence` (owner, token); a resource that is gone
-/// needs nothing.
+/// needs nothing. A reconcile that ends well has given the lease back (with its status
+/// write, or once the record is gone); after an error the caller gives it back.
 pub async fn reconcile(
     store: &Store,
     blocks: &Blocks,
@@ -57,7 +58,10 @@ pub async fn reconcile(
     fence: (&str, i64),
 ) -> Result<Action, Error> {
     let (record, previous) = match store.get_observed(kind, name).await {
-        Err(Error::NotFound(_)) => return Ok(Action::AwaitChange),
+        Err(Error::NotFound(_)) => {
+            store.release_lease(kind.as_str(), name, fence.0, fence.1).await?;
+            return Ok(Action::AwaitChange);
+        }
         other => other?,
     };
     tracing::Span::current().record("generation", record.generation);
@@ -338,6 +342,7 @@ async fn finalize(
         store.remove_finalizer(kind, &record.name, finalizer, fence).await?;
     }
     store.remove(kind, &record.name, fence, &left).await?;
+    store.release_lease(kind.as_str(), &record.name, fence.0, fence.1).await?;
     Ok(Action::AwaitChange)
 }
 

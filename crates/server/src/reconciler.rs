@@ -4,10 +4,13 @@
 //! time. A contract's change, and a change of its status, also requeues the products whose
 //! ports name it.
 //!
-//! The loop wakes when this process commits to the store (the store's feed signal), when a
-//! reconcile or test run ends, when the queue's next object is due on the injected clock, and
-//! every `feed_poll_ms` to read what other replicas wrote. Nothing else waits on a timer: with
-//! a clock that stands still, a product still becomes Ready as soon as its contract does.
+//! The change feed is read by a task of its own ([`read_feed`]): when this process commits to
+//! the store (the store's feed signal), and every `feed_poll_ms` for what other replicas
+//! wrote; it hands the loop what it read, so that the loop never waits on a read of the feed
+//! while reconciles could be handed out. The loop wakes when changes arrive, when a reconcile
+//! or test run ends, and when the queue's next object is due on the injected clock. Nothing
+//! else waits on a timer: with a clock that stands still, a product still becomes Ready as
+//! soon as its contract does.
 //!
 //! Replicas on one PostgreSQL split the work with the store as the only coordinator:
 //! - each replica renews its membership row; a resource belongs to the live replica whose
@@ -37,7 +40,7 @@ use meshplane_core::store::{Change, Store};
 use serde_json::Value as Any;
 
 use crate::schedules::{self, Job, Jobs};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::{Id, JoinError, JoinSet};
 use tracing::Instrument;
 
@@ -185,21 +188,11 @@ impl Loop {
         self.settings.clock.now_ms().max(0) as u64
     }
 
-    /// Reads every change after `seen` into the queue; returns the last sequence number read.
-    async fn follow(&mut self, mut seen: i64) -> i64 {
-        const PAGE: i64 = 1000;
-        while let Ok(changes) = self.store.events(seen, PAGE).await {
-            let Some(last) = changes.last().map(|c| c.seq) else { break };
-            for change in &changes {
-                self.take(change).await;
-            }
-            seen = last;
-            // A page that is not full was the last: no read to learn that nothing follows.
-            if (changes.len() as i64) < PAGE {
-                break;
-            }
+    /// What a page of change records means for the queue.
+    async fn take_all(&mut self, changes: &[Change]) {
+        for change in changes {
+            self.take(change).await;
         }
-        seen
     }
 
     /// What one change record means for the queue.
@@ -341,6 +334,43 @@ impl Loop {
     }
 }
 
+/// Reads the change feed after `seen` in a task of its own and sends each page read to the
+/// loop: whenever this process committed a change record, and every `poll_ms` on `clock` for
+/// what other replicas wrote. It ends when the loop no longer listens.
+fn read_feed(
+    store: Store,
+    mut seen: i64,
+    clock: Arc<dyn Clock>,
+    poll_ms: u64,
+    pages: mpsc::UnboundedSender<Vec<Change>>,
+) -> tokio::task::JoinHandle<()> {
+    const PAGE: i64 = 1000;
+    tokio::spawn(async move {
+        let mut feed = store.watch_feed();
+        loop {
+            feed.mark_unchanged();
+            while let Ok(changes) = store.events(seen, PAGE).await {
+                let Some(last) = changes.last().map(|c| c.seq) else { break };
+                seen = last;
+                let full = changes.len() as i64 == PAGE;
+                if pages.send(changes).is_err() {
+                    return;
+                }
+                // A page that is not full was the last: no read to learn that nothing follows.
+                if !full {
+                    break;
+                }
+            }
+            let poll_at = clock.now_ms().saturating_add(poll_ms.min(i64::MAX as u64) as i64);
+            tokio::select! {
+                Ok(()) = feed.changed() => {}
+                () = clock.sleep_until(poll_at) => {}
+                () = pages.closed() => return,
+            }
+        }
+    })
+}
+
 /// Runs `work` while renewing the lease `fence` holds on `scope/name` every third of its time;
 /// when the lease is lost (another replica took it: this one stalled; a lease taken back
 /// under a new token counts as lost too), gives up with `None`, dropping
@@ -384,7 +414,10 @@ async fn reconcile_under_lease(
             Ok(Some(token)) => {
                 let work = reconcile(store, blocks, kind, name, (owner, token));
                 let done = renewing(store, kind.as_str(), name, (owner, token), settings.lease_ms, work).await;
-                let _ = store.release_lease(kind.as_str(), name, owner, token).await;
+                // A reconcile that ended well gave the lease back itself.
+                if !matches!(done, Some(Ok(_))) {
+                    let _ = store.release_lease(kind.as_str(), name, owner, token).await;
+                }
                 match done {
                     Some(Ok(action)) => Ok(action),
                     Some(Err(error)) => {
@@ -418,7 +451,6 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
     let task = tokio::spawn(async move {
         let renew_every = (settings.membership_ms / 3).max(1) as u64;
         let clock = Arc::clone(&settings.clock);
-        let mut feed = store.watch_feed();
         let mut state = Loop {
             store: store.clone(),
             blocks,
@@ -436,7 +468,7 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
         };
         // Skip the history: the start listing below is the state as it is now, and every
         // change up to this position is in it.
-        let mut seen = store.feed_position().await.unwrap_or(0);
+        let seen = store.feed_position().await.unwrap_or(0);
         // Contracts first: products wait for their output ports' contracts to be Ready.
         let now = state.ms();
         for kind in [Kind::DataContract, Kind::DataProduct] {
@@ -451,8 +483,9 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
                 state.known.insert(key);
             }
         }
-        let (mut renew_at, mut poll_at) = (0, 0);
-        let mut moved = false;
+        let (pages_in, mut pages) = mpsc::unbounded_channel();
+        let reader = read_feed(store.clone(), seen, Arc::clone(&clock), settings.feed_poll_ms, pages_in);
+        let mut renew_at = 0;
         while !stopping.0.load(Ordering::Relaxed) {
             beat.store(epoch_ms(), Ordering::Relaxed);
             let now = state.ms();
@@ -460,22 +493,21 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
                 renew_at = now + renew_every;
                 state.renew().await;
             }
-            if moved || now >= poll_at {
-                poll_at = now + settings.feed_poll_ms;
-                feed.mark_unchanged();
-                seen = state.follow(seen).await;
+            // Whatever the reader has sent meanwhile, before handing out work.
+            while let Ok(changes) = pages.try_recv() {
+                state.take_all(&changes).await;
             }
             state.dispatch();
-            let wake = state.queue.next_due().unwrap_or(u64::MAX).min(renew_at).min(poll_at);
-            moved = false;
+            let wake = state.queue.next_due().unwrap_or(u64::MAX).min(renew_at);
             tokio::select! {
                 Some(joined) = state.running.join_next_with_id(), if !state.running.is_empty() => state.reconciled(joined),
                 Some(joined) = state.tests.join_next_with_id(), if !state.tests.is_empty() => state.tested(joined),
-                Ok(()) = feed.changed() => moved = true,
+                Some(changes) = pages.recv() => state.take_all(&changes).await,
                 () = clock.sleep_until(wake.min(i64::MAX as u64) as i64) => {}
                 () = stopping.1.notified() => {}
             }
         }
+        reader.abort();
         // Test runs in flight are handed back: their firings stay due, and their leases
         // expire for another replica to run them.
         state.tests.shutdown().await;

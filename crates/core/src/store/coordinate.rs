@@ -18,6 +18,11 @@ use sqlx::{AnyConnection, Row};
 use super::{Backend, Durability, Store};
 use crate::error::{Error, ErrorCode};
 
+/// Gives the lease on `$1/$2` back when `$3` holds it with token `$4`: it expires now, and
+/// its row stays so that the next owner's token is still larger.
+pub(super) const RELEASE_LEASE: &str =
+    "UPDATE leases SET expires_at = 0 WHERE kind = $1 AND name = $2 AND owner = $3 AND token = $4";
+
 /// What a lease is on: a resource kind's name (`DataProduct`), or `Schedule` for a job.
 pub type Scope<'a> = &'a str;
 
@@ -76,7 +81,8 @@ impl Store {
     /// Extends the lease `fence` (owner, token) holds by `ttl_ms` from now; `false` when it is
     /// no longer that lease (it expired and changed hands, perhaps back to the same owner
     /// under a new token): the work begun under the old token has lost it, and must stop.
-    /// Like the fence check, an expired lease nobody took yet still counts as held.
+    /// Like the fence check, an expired lease nobody took yet still counts as held; one given
+    /// back (its work wrote its status while the renewal was on its way) stays given back.
     pub async fn renew_lease(
         &self,
         scope: Scope<'_>,
@@ -86,7 +92,7 @@ impl Store {
     ) -> Result<bool, Error> {
         let now = self.db_now();
         let renewed = sqlx::query(&format!(
-            "UPDATE leases SET expires_at = {now} + $1 \
+            "UPDATE leases SET expires_at = CASE WHEN expires_at = 0 THEN 0 ELSE {now} + $1 END \
              WHERE kind = $2 AND name = $3 AND owner = $4 AND token = $5"
         ))
         .bind(ttl_ms)
@@ -102,13 +108,7 @@ impl Store {
     /// Gives a lease back, if `owner` still holds it with `token`: it expires now, and its
     /// row stays so that the next owner's token is still larger.
     pub async fn release_lease(&self, scope: Scope<'_>, name: &str, owner: &str, token: i64) -> Result<(), Error> {
-        sqlx::query("UPDATE leases SET expires_at = 0 WHERE kind = $1 AND name = $2 AND owner = $3 AND token = $4")
-            .bind(scope)
-            .bind(name)
-            .bind(owner)
-            .bind(token)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(RELEASE_LEASE).bind(scope).bind(name).bind(owner).bind(token).execute(&self.pool).await?;
         Ok(())
     }
 

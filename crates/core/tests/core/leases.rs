@@ -1,6 +1,6 @@
 //! Leases: one owner at a time, takeover after expiry (on the database's clock, moved
-//! forward by the test) with a larger fencing token, and no status written under a lease that
-//! changed hands.
+//! forward by the test) with a larger fencing token, no status written under a lease that
+//! changed hands, and a status write that gives its lease back.
 
 use meshplane_core::ErrorCode;
 use meshplane_core::resource::Kind;
@@ -43,6 +43,13 @@ on_both!(one_owner_at_a_time_and_fenced_writes, |place: Place| async move {
     assert!(store.status(k, "shop").await.unwrap().is_none(), "the stale write left nothing");
     store.set_status(&shop, &[], &ready(), ("b", 2)).await.unwrap();
     assert_eq!(store.status(k, "shop").await.unwrap().unwrap().conditions, ready());
+    // The status write gave the lease back: a renewal on its way does not take it again,
+    // and the next owner gets it at once with a larger token.
+    assert!(store.renew_lease(k.as_str(), "shop", ("b", 2), 60_000).await.unwrap(), "still b's token");
+    assert_eq!(store.acquire_lease(k.as_str(), "shop", "c", 60_000).await.unwrap(), Some(3));
+    assert_eq!(store.acquire_lease(k.as_str(), "shop", "b", 60_000).await.unwrap(), None, "c holds it now");
+    store.advance_clock(61_000);
+    assert_eq!(store.acquire_lease(k.as_str(), "shop", "b", 60_000).await.unwrap(), Some(4));
     // A status an earlier release wrote, without a generation per condition, reads with the
     // status's own.
     let mut conn = sqlx::AnyConnection::connect(&place.url).await.unwrap();
@@ -55,8 +62,8 @@ on_both!(one_owner_at_a_time_and_fenced_writes, |place: Place| async move {
     let read = store.status(k, "shop").await.unwrap().unwrap().conditions;
     assert_eq!(read, vec![Condition { observed_generation: 7, ..ready().remove(0) }]);
     // Released, the lease is free at once, and tokens keep growing.
-    store.release_lease(k.as_str(), "shop", "b", 2).await.unwrap();
-    assert_eq!(store.acquire_lease(k.as_str(), "shop", "c", 60_000).await.unwrap(), Some(3));
+    store.release_lease(k.as_str(), "shop", "b", 4).await.unwrap();
+    assert_eq!(store.acquire_lease(k.as_str(), "shop", "c", 60_000).await.unwrap(), Some(5));
 });
 
 on_both!(a_renewal_holds_only_the_lease_it_was_given, |place: Place| async move {
