@@ -1,5 +1,6 @@
 //! `meshplane init contract|product`: a valid, commented document to start from, on standard
-//! output or in a new file (`--out`, never over an existing one).
+//! output or in a new file (`--out`, never over an existing one); `meshplane init data`:
+//! sample rows a contract accepts, written into its port ([`crate::sample_data`]).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use meshplane_spec::lint;
 
 use crate::files::read_contract;
+use crate::output::Format;
 
 /// What to scaffold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -17,13 +19,16 @@ pub enum What {
     Contract,
     /// An ODPS data product.
     Product,
+    /// Sample rows that the contract given with --from accepts, in its server's files.
+    Data,
 }
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  meshplane init contract --id orders --domain sales --out orders.odcs.yaml\n  \
-                        meshplane init product --from orders.odcs.yaml --out orders.odps.yaml")]
+                        meshplane init product --from orders.odcs.yaml --out orders.odps.yaml\n  \
+                        meshplane init data --from orders.odcs.yaml --rows 1000")]
 pub struct Args {
-    /// contract or product.
+    /// contract, product, or data (sample rows for the contract given with --from).
     what: What,
     /// Its id (default `my-contract` or `my-product`; from --from, `<contract id>-product`).
     #[arg(long)]
@@ -34,29 +39,48 @@ pub struct Args {
     /// The owner's username (default: $USER).
     #[arg(long)]
     owner: Option<String>,
-    /// For a product: the contract its output port provides (its id and domain are taken).
+    /// For a product: the contract its output port provides (its id and domain are taken);
+    /// for data: the contract the rows are for.
     #[arg(long, value_name = "CONTRACT")]
-    from: Option<PathBuf>,
-    /// Write the document to this new file instead of standard output.
+    pub(crate) from: Option<PathBuf>,
+    /// Write the document to this new file instead of standard output; for data, the file
+    /// (one object) or directory (several) instead of the server's path.
     #[arg(long, value_name = "PATH")]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
+    /// For data: how many rows per object (default 100, or the fewest the row count rule
+    /// accepts).
+    #[arg(long, value_name = "N")]
+    pub(crate) rows: Option<usize>,
+    /// For data: only this schema object.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) object: Option<String>,
+    /// For data: the contract's server whose files are written (needed when it has several).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) contract_server: Option<String>,
 }
 
-pub fn run(args: &Args) -> Result<ExitCode> {
-    let from = match (&args.from, args.what) {
-        (Some(_), What::Contract) => {
+pub fn run(args: &Args, format: Format) -> Result<ExitCode> {
+    if args.what == What::Data {
+        return crate::sample_data::run(args, format);
+    }
+    if args.rows.is_some() || args.object.is_some() || args.contract_server.is_some() {
+        bail!("--rows, --object and --contract-server are for `meshplane init data`");
+    }
+    let product = args.what == What::Product;
+    let from = match (&args.from, product) {
+        (Some(_), false) => {
             bail!("--from takes the contract a product provides; a contract cannot be made from another document yet")
         }
-        (Some(path), What::Product) => match read_contract(path, "making a product of it")? {
+        (Some(path), true) => match read_contract(path, "making a product of it")? {
             Some(contract) => Some(contract),
             None => return Ok(ExitCode::from(2)),
         },
         (None, _) => None,
     };
-    let default_id = match (&from, args.what) {
+    let default_id = match (&from, product) {
         (Some(c), _) => format!("{}-product", c.id),
-        (None, What::Contract) => "my-contract".into(),
-        (None, What::Product) => "my-product".into(),
+        (None, false) => "my-contract".into(),
+        (None, true) => "my-product".into(),
     };
     let id = args.id.clone().unwrap_or(default_id);
     let domain = args.domain.clone().or_else(|| from.as_ref().and_then(|c| c.domain.clone()));
@@ -69,9 +93,10 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     let file = args.out.as_ref().map_or("FILE".to_string(), |p| p.display().to_string());
     let contract_id = from.as_ref().map_or("my-contract".to_string(), |c| c.id.clone());
-    let template = match args.what {
-        What::Contract => include_str!("templates/contract.odcs.yaml"),
-        What::Product => include_str!("templates/product.odps.yaml"),
+    let template = if product {
+        include_str!("templates/product.odps.yaml")
+    } else {
+        include_str!("templates/contract.odcs.yaml")
     };
     let text = template
         .replace("{file}", &file)

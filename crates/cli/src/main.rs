@@ -10,6 +10,7 @@ mod lint;
 mod output;
 mod readiness;
 mod remote;
+mod sample_data;
 mod serve;
 mod test;
 mod watch;
@@ -145,7 +146,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lint(args) => lint::run(&args),
         Command::Diff(args) => diff::run(&args),
-        Command::Init(args) => init::run(&args),
+        Command::Init(args) => init::run(&args, output),
         Command::Test(args) => test::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Apply(args) => remote::apply(&args),

@@ -56,7 +56,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let base = args.contract.parent().map(PathBuf::from).unwrap_or_default();
+    // A relative path is read from the working directory, as `meshplane serve` reads it from
+    // its own (docs/test.md, "Relative paths").
+    let base = PathBuf::new();
     let options = Options::now(args.samples);
     let done = Arc::new(AtomicBool::new(false));
     let progress = std::io::stderr().is_terminal().then(|| {

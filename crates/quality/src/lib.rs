@@ -26,6 +26,7 @@ pub mod postgres;
 pub mod regex;
 mod rules;
 pub mod run;
+pub mod samples;
 pub mod source;
 pub mod target;
 #[cfg(feature = "testing")]

@@ -478,8 +478,16 @@ fn rule_check(object: &str, property: Option<&Property>, rule: &Quality) -> Chec
                 if let Some(p) = arg("pattern").and_then(Any::as_str) {
                     rules.push(Validity::Pattern(p.to_string()));
                 }
+                // Without arguments, the property's `enum` (v3.2.0) says what is valid, as lint
+                // reads it.
+                let listed = property.and_then(|p| p.enum_values.as_ref()).filter(|e| !e.is_empty());
+                if let (true, Some(values)) = (rules.is_empty(), listed) {
+                    rules.push(Validity::OneOf(values.iter().map(|v| v.value.clone()).collect()));
+                }
                 if rules.is_empty() {
-                    let reason = "invalidValues needs `validValues` or `pattern` in its arguments".to_string();
+                    let reason =
+                        "invalidValues needs `validValues` or `pattern` in its arguments, or the property's `enum`"
+                            .to_string();
                     ("invalidValues", Measure::Unrunnable { reason })
                 } else {
                     ("invalidValues", Measure::Invalid { column: c.clone(), rules })
@@ -722,11 +730,22 @@ mod tests {
             reasons,
             [
                 "`mustBeBetween` needs a list of two numbers",
-                "invalidValues needs `validValues` or `pattern` in its arguments",
+                "invalidValues needs `validValues` or `pattern` in its arguments, or the property's `enum`",
                 "the sql rule has no query",
                 "nullValues applies to a property",
             ]
         );
+    }
+
+    #[test]
+    fn invalid_values_without_arguments_reads_the_propertys_enum() {
+        let p = plan(
+            "schema:\n  - name: t\n    properties:\n      - name: a\n        enum: [{ value: x }, { value: y }]\n\
+             \x20       quality:\n          - { metric: invalidValues, mustBeLessThan: 1, unit: percent }\n",
+        );
+        let invalid = p.objects[0].checks.iter().find(|c| c.key == "t.a.invalidValues").unwrap();
+        let rules = vec![Validity::OneOf(vec![Any::from("x"), Any::from("y")])];
+        assert_eq!(invalid.measure, Measure::Invalid { column: "a".into(), rules });
     }
 
     #[test]

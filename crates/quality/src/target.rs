@@ -5,7 +5,7 @@
 //! or a glob, and may hold `{object}` (or dcli's `{model}`), replaced by each object's
 //! physical name. Without a placeholder, one object reads the path itself and several read
 //! `<path>/<object>` (a directory) or `<path>/<object>.<format>`. A relative path is read from
-//! `base` (the contract file's directory). S3 credentials and region come from the usual
+//! `base` (the working directory, in the CLI and in the server alike). S3 credentials and region come from the usual
 //! `AWS_*` environment variables, the endpoint from the server's `endpointUrl`.
 
 use std::path::Path;

@@ -5,6 +5,7 @@ mod access;
 mod init;
 mod messages;
 mod output;
+mod paths;
 mod project;
 mod quickstart;
 mod readiness;
@@ -28,15 +29,32 @@ fn token_for(url: &str) -> Option<String> {
     TOKENS.lock().unwrap().iter().rev().find(|(u, _)| u == url).map(|(_, t)| t.clone())
 }
 
-/// Runs meshplane in the fixtures directory, so paths in output are stable; a command sent to
-/// a server the tests started carries that server's admin token (`MESHPLANE_TOKEN`).
+/// The repository's root, where the README runs every command: the contracts under
+/// `fixtures/test` name their data from here (a relative path is read from the working
+/// directory).
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The fixture contracts whose data `meshplane test` reads, as named from [`repo`].
+const FAILING: &str = "crates/cli/tests/fixtures/test/customers.odcs.yaml";
+const PASSING: &str = "crates/cli/tests/fixtures/test/passing.odcs.yaml";
+const TWO_SERVERS: &str = "crates/cli/tests/fixtures/test/two-servers.odcs.yaml";
+
+/// Runs meshplane in the fixtures directory, so paths in output are stable.
 fn meshplane(args: &[&str]) -> Output {
+    meshplane_in(&fixtures(), args)
+}
+
+/// Runs meshplane in `cwd`; a command sent to a server the tests started carries that
+/// server's admin token (`MESHPLANE_TOKEN`).
+fn meshplane_in(cwd: &Path, args: &[&str]) -> Output {
     let server = args.iter().position(|a| *a == "--server").and_then(|i| args.get(i + 1));
     let mut command = Command::new(env!("CARGO_BIN_EXE_meshplane"));
     if let Some(token) = server.and_then(|url| token_for(url)) {
         command.env("MESHPLANE_TOKEN", token);
     }
-    command.args(args).current_dir(fixtures()).output().expect("run meshplane")
+    command.args(args).current_dir(cwd).output().expect("run meshplane")
 }
 
 /// The first admin's token of the store `database_url` (relative to `cwd`), as the README's
@@ -184,18 +202,18 @@ fn a_file_that_is_not_text_is_reported_not_fatal() {
 
 #[test]
 fn test_prints_every_check_with_value_threshold_and_rule_id() {
-    let out = meshplane(&["test", "test/customers.odcs.yaml", "--samples", "2"]);
+    let out = meshplane_in(&repo(), &["test", FAILING, "--samples", "2"]);
     assert_eq!(out.status.code(), Some(1), "a failing check exits 1");
     insta::assert_snapshot!(stdout(&out));
 }
 
 #[test]
 fn test_json_and_junit_are_for_machines() {
-    let out = meshplane(&["test", "test/customers.odcs.yaml", "-o", "json"]);
+    let out = meshplane_in(&repo(), &["test", FAILING, "-o", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     insta::assert_json_snapshot!(report);
-    let out = meshplane(&["test", "test/customers.odcs.yaml", "-o", "junit"]);
+    let out = meshplane_in(&repo(), &["test", FAILING, "-o", "junit"]);
     assert_eq!(out.status.code(), Some(1));
     insta::assert_snapshot!(stdout(&out));
 }
@@ -204,13 +222,10 @@ fn test_json_and_junit_are_for_machines() {
 /// anything is printed, and the command still exits with its verdict (1), not 0.
 #[test]
 fn a_closed_pipe_keeps_the_commands_own_exit_status() {
-    for (args, verdict) in [
-        (&["test", "test/customers.odcs.yaml"][..], 1),
-        (&["test", "test/passing.odcs.yaml", "--object", "customers"][..], 0),
-    ] {
+    for (args, verdict) in [(&["test", FAILING][..], 1), (&["test", PASSING, "--object", "customers"][..], 0)] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_meshplane"))
             .args(args)
-            .current_dir(fixtures())
+            .current_dir(repo())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -224,7 +239,7 @@ fn a_closed_pipe_keeps_the_commands_own_exit_status() {
 
 #[test]
 fn test_exits_zero_when_every_check_passes() {
-    let out = meshplane(&["test", "test/passing.odcs.yaml", "--object", "customers"]);
+    let out = meshplane_in(&repo(), &["test", PASSING, "--object", "customers"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).contains("4 passed, 0 failed"), "{}", stdout(&out));
 }
@@ -233,15 +248,15 @@ fn test_exits_zero_when_every_check_passes() {
 fn test_refuses_bad_input_with_a_clear_error() {
     let cases: &[(&[&str], &str)] = &[
         (&["test", "nothing.odcs.yaml"], "cannot read nothing.odcs.yaml"),
-        (&["test", "bad/orders.odcs.yaml"], "has errors; fix them before testing"),
-        (&["test", "test/two-servers.odcs.yaml"], "several servers; pick one with --contract-server (a, b)"),
-        (&["test", "test/two-servers.odcs.yaml", "--contract-server", "c"], "no server `c` (it has: a, b)"),
-        (&["test", "test/two-servers.odcs.yaml", "--contract-server", "b"], "of type snowflake"),
-        (&["test", "test/passing.odcs.yaml", "--object", "orders"], "no schema object `orders`"),
-        (&["test", "test/passing.odcs.yaml", "-o", "xml"], "invalid value 'xml'"),
+        (&["test", "crates/cli/tests/fixtures/bad/orders.odcs.yaml"], "has errors; fix them before testing"),
+        (&["test", TWO_SERVERS], "several servers; pick one with --contract-server (a, b)"),
+        (&["test", TWO_SERVERS, "--contract-server", "c"], "no server `c` (it has: a, b)"),
+        (&["test", TWO_SERVERS, "--contract-server", "b"], "of type snowflake"),
+        (&["test", PASSING, "--object", "orders"], "no schema object `orders`"),
+        (&["test", PASSING, "-o", "xml"], "invalid value 'xml'"),
     ];
     for (args, message) in cases {
-        let out = meshplane(args);
+        let out = meshplane_in(&repo(), args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(message), "{args:?}: {err}");

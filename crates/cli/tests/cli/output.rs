@@ -2,7 +2,7 @@
 //! after the subcommand), errors in the machine formats on standard error, and what
 //! `--server` (the registry) and `--contract-server` (a contract's server) accept.
 
-use super::{meshplane, serve, stdout};
+use super::{meshplane, meshplane_in, serve, stdout};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -248,15 +248,13 @@ fn a_duration_check_reads_in_durations_in_the_table_and_in_seconds_for_machines(
                     schema:\n  - name: events\n    properties:\n      - { name: id, logicalType: integer }\n\
                     \x20     - { name: at, logicalType: timestamp }\n\
                     slaProperties:\n  - { property: retention, value: 36, unit: h, element: events.at }\n";
-    let path = dir.join("events.odcs.yaml");
-    std::fs::write(&path, contract).unwrap();
-    let path = path.display().to_string();
-    let out = meshplane(&["test", &path]);
+    std::fs::write(dir.join("events.odcs.yaml"), contract).unwrap();
+    let out = meshplane_in(&dir, &["test", "events.odcs.yaml"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "the oldest row is years old: {text}{}", stderr(&out));
     let line = text.lines().find(|l| l.contains("events.at.retention")).expect("the retention check");
     assert!(line.contains("years") && line.contains("(expected < 1day 12h)"), "{line}");
-    let json = meshplane(&["test", &path, "-o", "json"]);
+    let json = meshplane_in(&dir, &["test", "events.odcs.yaml", "-o", "json"]);
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let check = report["results"].as_array().unwrap().iter().find(|r| r["key"] == "events.at.retention").unwrap();
     assert!(check["value"].as_f64().unwrap() > 86_400.0 * 365.0, "{check}");

@@ -7,4 +7,5 @@ mod hostile;
 mod order;
 mod pg;
 mod s3;
+mod samples;
 mod stores;
