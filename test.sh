@@ -2,7 +2,8 @@
 # The whole test suite on this machine, by itself: starts the local PostgreSQL the tests use
 # (127.0.0.1:5432, user postgres, trust), installs the few programs the tests run when they
 # are missing (psql, PostgreSQL's initdb for a private TLS cluster, openssl for its
-# certificates, python3 for the example remote block), then runs every test.
+# certificates, python3 for the example remote block, node and oidc-provider for the sign-in
+# tests), then runs every test.
 # Arguments are passed to `cargo test` (e.g. `./test.sh -p meshplane-server`).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,6 +16,8 @@ command -v openssl > /dev/null || missing+=(openssl)
 command -v python3 > /dev/null || missing+=(python3)
 command -v runuser > /dev/null || missing+=(util-linux)
 ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || missing+=(postgresql)
+command -v node > /dev/null || missing+=(nodejs)
+command -v npm > /dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing what the tests need: ${missing[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then
@@ -23,6 +26,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     sudo apt-get update -qq && sudo apt-get install -y -qq "${missing[@]}" > /dev/null
   fi
 fi
+
+# `meshplane login`'s tests sign in at a real OpenID provider: oidc-provider from npm, kept
+# in a cache of its own.
+npm_cache="$HOME/.cache/meshplane-npm"
+if [ ! -d "$npm_cache/node_modules/oidc-provider" ]; then
+  echo "installing what the tests need: oidc-provider (npm, into $npm_cache)" >&2
+  npm install --silent --no-audit --no-fund --prefix "$npm_cache" oidc-provider@9.13.3 > /dev/null
+fi
+export MESHPLANE_NPM_MODULES="$npm_cache/node_modules"
 
 # The tests use the local PostgreSQL: start it if it is down, then wait until it answers.
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -3,10 +3,12 @@
 
 mod access;
 mod bootstrap;
+mod config;
 mod diff;
 mod files;
 mod init;
 mod lint;
+mod login;
 mod output;
 mod readiness;
 mod remote;
@@ -76,6 +78,13 @@ enum Command {
     Audit(access::AuditArgs),
     /// Who the token stands for: name, kind, database role, groups, what it administers.
     Whoami(access::WhoAmIArgs),
+    /// Sign in with the context's OpenID provider (device authorization: a code to enter in
+    /// any browser); the token is kept for the context.
+    Login(login::LoginArgs),
+    /// Remove the token `meshplane login` kept for a context.
+    Logout(login::LogoutArgs),
+    /// Contexts, like kubectl's: named registries and where their tokens come from.
+    Config(config::ConfigArgs),
     /// Create the first platform admin and its token, directly in the store.
     Bootstrap(bootstrap::Args),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
@@ -121,7 +130,10 @@ impl Command {
             Command::Principal(args) => &mut args.server.output,
             Command::Audit(args) => &mut args.server.output,
             Command::Whoami(args) => &mut args.server.output,
+            Command::Config(args) => &mut args.output,
             Command::Serve(_)
+            | Command::Login(_)
+            | Command::Logout(_)
             | Command::Init(_)
             | Command::Bootstrap(_)
             | Command::Completions { .. }
@@ -164,6 +176,9 @@ fn main() -> ExitCode {
         Command::Principal(args) => access::principal(&args),
         Command::Audit(args) => access::audit(&args),
         Command::Whoami(args) => access::whoami(&args),
+        Command::Login(args) => login::login(&args),
+        Command::Logout(args) => login::logout(&args),
+        Command::Config(args) => config::run(&args),
         Command::Bootstrap(args) => bootstrap::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "meshplane", &mut output::stdout());

@@ -1,7 +1,8 @@
 //! The CLI as a client of `meshplane serve`: apply, delete, get, history, events, lineage,
 //! blocks, orphans, purge.
 //!
-//! The server is `--server URL`, or `MESHPLANE_SERVER`, or http://127.0.0.1:8080. Documents
+//! The server is `--server URL`, or `MESHPLANE_SERVER`, or the context's (see [`crate::config`]),
+//! or http://127.0.0.1:8080; the token `--token`, or `MESHPLANE_TOKEN`, or the context's. Documents
 //! are linted here first, so problems point at the user's files and lines; the server checks
 //! again. Exit codes: 0 done, 1 the server refused (its `{code, message, details}` printed), 2
 //! usage, files or an unreachable server.
@@ -22,14 +23,20 @@ use crate::yaml::to_yaml;
 pub struct Server {
     /// The meshplane server (the registry): its base URL, e.g. https://meshplane.example.com
     /// (a trailing /api/v1 is understood).
-    #[arg(long = "server", env = "MESHPLANE_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
-    url: String,
+    /// Default: the context's server, else http://127.0.0.1:8080.
+    #[arg(long = "server", env = "MESHPLANE_SERVER", global = true)]
+    url: Option<String>,
     /// The output format (`-o`, given to the whole command).
     #[arg(skip)]
     pub(crate) output: Format,
-    /// The API token to authenticate with (`meshplane bootstrap` prints the first one).
+    /// The API token to authenticate with (`meshplane bootstrap` prints the first one);
+    /// default: the context's.
     #[arg(long = "token", env = "MESHPLANE_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// The context (`meshplane config`) whose server and token to use, instead of the
+    /// current one.
+    #[arg(long, env = "MESHPLANE_CONTEXT", global = true)]
+    context: Option<String>,
     /// How long to wait for the server to answer a call, in seconds (connecting: at most 5).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     request_timeout: u64,
@@ -41,7 +48,34 @@ impl Server {
     /// under a prefix); refused with a hint when it has no http(s) scheme, or carries a
     /// query, a fragment or credentials (never echoed).
     pub(crate) fn base(&self) -> Result<String> {
-        let given = self.url.trim();
+        match &self.url {
+            Some(url) => Self::check_url(url),
+            None => match crate::config::load()?.context(self.context.as_deref())? {
+                Some(context) => Self::check_url(&context.server),
+                None => Self::check_url("http://127.0.0.1:8080"),
+            },
+        }
+    }
+
+    /// The token to send: `--token` (or `MESHPLANE_TOKEN`; empty is none), else the
+    /// context's — its environment variable's, or the one `meshplane login` kept (refreshed
+    /// when it is about to expire).
+    fn bearer(&self) -> Result<Option<String>> {
+        if let Some(token) = self.token.as_deref() {
+            return Ok(Some(token.to_string()).filter(|t| !t.is_empty()));
+        }
+        let config = crate::config::load()?;
+        let Some(context) = config.context(self.context.as_deref())? else { return Ok(None) };
+        match (&context.token_env, &context.login) {
+            (Some(var), _) => Ok(std::env::var(var).ok().filter(|t| !t.is_empty())),
+            (None, Some(login)) => crate::login::token(context, login).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// A registry URL as `--server` takes it (see [`Server::base`]).
+    pub(crate) fn check_url(url: &str) -> Result<String> {
+        let given = url.trim();
         let hint = "--server is the registry's base URL, e.g. http://127.0.0.1:8080";
         if given.contains('@') {
             bail!("--server carries credentials: pass the token with --token or MESHPLANE_TOKEN instead");
@@ -235,6 +269,7 @@ pub(crate) fn call(
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let base = server.base()?;
     let base = base.as_str();
+    let token = server.bearer()?;
     runtime.block_on(async {
         let timeout = std::time::Duration::from_secs(server.request_timeout);
         let client = reqwest::Client::builder()
@@ -243,9 +278,7 @@ pub(crate) fn call(
             .build()
             .context("cannot make the HTTP client")?;
         let mut builder = request(&client, base);
-        // An empty MESHPLANE_TOKEN is no token.
-        let token = server.token.as_deref().filter(|t| !t.is_empty());
-        if let Some(token) = token {
+        if let Some(token) = &token {
             builder = builder.bearer_auth(token);
         }
         let res = builder.send().await.map_err(|e| {
@@ -304,8 +337,8 @@ pub(crate) fn call_all(server: &Server, path: &str, query: &[(&str, String)], cu
 }
 
 /// The message of a refusal for want of a token, when none was sent.
-const NO_TOKEN: &str =
-    "no token: set MESHPLANE_TOKEN or pass --token (the first admin token comes from meshplane bootstrap)";
+const NO_TOKEN: &str = "no token: set MESHPLANE_TOKEN or pass --token (the first admin token comes from meshplane \
+                        bootstrap), or sign in with meshplane login";
 
 pub(crate) fn refused(body: &Any, format: Format) -> Result<ExitCode> {
     if format != Format::Table {

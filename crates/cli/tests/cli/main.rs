@@ -3,6 +3,7 @@
 
 mod access;
 mod init;
+mod login;
 mod messages;
 mod output;
 mod paths;
@@ -504,7 +505,7 @@ fn a_call_without_a_token_says_where_one_comes_from() {
         assert_eq!(
             String::from_utf8_lossy(&out.stderr),
             "error[unauthenticated]: no token: set MESHPLANE_TOKEN or pass --token (the first admin token comes \
-             from meshplane bootstrap)\n"
+             from meshplane bootstrap), or sign in with meshplane login\n"
         );
     }
 }
