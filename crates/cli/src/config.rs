@@ -66,8 +66,9 @@ pub fn path() -> Result<PathBuf> {
     Ok(dir.join("meshplane/config.yaml"))
 }
 
-/// Where `meshplane login` keeps the token of `context`.
+/// Where `meshplane login` keeps the token of `context` (whose name is a file name).
 pub fn token_path(context: &str) -> Result<PathBuf> {
+    check_name(context)?;
     let config = path()?;
     Ok(config.parent().unwrap_or(Path::new(".")).join("tokens").join(format!("{context}.json")))
 }
@@ -83,14 +84,20 @@ pub fn load() -> Result<Config> {
     let parsed = meshplane_spec::tree::parse(&text)
         .map_err(|e| anyhow!("{}:{}:{}: {}", file.display(), e.span.start.line, e.span.start.col, e.message))?;
     let Some(root) = parsed.documents.first() else { return Ok(Config::default()) };
-    serde_json::from_value(root.to_json()).map_err(|e| anyhow!("{}: {e}", file.display()))
+    let config: Config = serde_json::from_value(root.to_json()).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    for context in &config.contexts {
+        check_name(&context.name).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    }
+    Ok(config)
 }
 
 /// Writes `contents` to a new file beside `file` and moves it over `file`, readable by the
-/// user alone: a reader never sees half of it.
-pub fn write_private(file: &Path, contents: &[u8]) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-    let dir = file.parent().unwrap_or(Path::new("."));
+/// user alone: a reader never sees half of it; the staged file is new, never a link someone
+/// left there. With `guard_dir` (a directory of secrets), the directory is made 0700 and
+/// must be the user's own: another's could swap the file.
+pub fn write_private(file: &Path, contents: &[u8], guard_dir: bool) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -98,23 +105,35 @@ pub fn write_private(file: &Path, contents: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let staged =
         dir.join(format!(".{}.{}", file.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&staged)
-        .with_context(|| format!("cannot write {}", staged.display()))?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    std::fs::rename(&staged, file).with_context(|| format!("cannot write {}", file.display()))?;
-    Ok(())
+    let _ = std::fs::remove_file(&staged);
+    let write = || -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&staged)
+            .with_context(|| format!("cannot write {}", staged.display()))?;
+        if guard_dir {
+            if std::fs::metadata(dir)?.uid() != f.metadata()?.uid() {
+                bail!("{} is not yours: a file of yours kept there could be swapped", dir.display());
+            }
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot make {} private", dir.display()))?;
+        }
+        f.write_all(contents)?;
+        f.sync_all()?;
+        std::fs::rename(&staged, file).with_context(|| format!("cannot write {}", file.display()))
+    };
+    let written = write();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&staged);
+    }
+    written
 }
 
 fn save(config: &Config) -> Result<()> {
     let text = crate::yaml::to_yaml(&serde_json::to_value(config)?);
-    write_private(&path()?, text.as_bytes())
+    write_private(&path()?, text.as_bytes(), false)
 }
 
 /// A context's name, which is also a file name: letters, digits, `-`, `_` and `.`, not
@@ -230,6 +249,12 @@ pub fn run(args: &ConfigArgs) -> Result<ExitCode> {
             }
             if let (Some(issuer), Some(client_id)) = (issuer, client_id) {
                 crate::login::check_issuer(issuer)?;
+                crate::login::check_issuer(&context.server).map_err(|_| {
+                    anyhow!(
+                        "--server {}: a signed-in token goes over https only (http on a loopback address)",
+                        context.server
+                    )
+                })?;
                 context.login =
                     Some(Login { issuer: issuer.clone(), client_id: client_id.clone(), scopes: scopes.clone() });
                 context.token_env = None;

@@ -85,6 +85,26 @@ fn client() -> Result<reqwest::Client> {
         .context("cannot make the HTTP client")
 }
 
+/// The most of an answer of the provider that is read.
+const MOST: usize = 1 << 20;
+
+/// An answer's body as JSON, read up to [`MOST`] bytes.
+async fn json_of(mut res: reqwest::Response, what: &str) -> Result<Any> {
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.with_context(|| format!("cannot read {what}"))? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MOST {
+            bail!("{what} is larger than {MOST} bytes: refused");
+        }
+    }
+    serde_json::from_slice(&body).with_context(|| format!("{what} is not JSON"))
+}
+
+/// Text of the provider's, without control characters, to print on a terminal.
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).collect()
+}
+
 /// The provider's endpoints, from its discovery document.
 struct Endpoints {
     device: String,
@@ -95,21 +115,22 @@ async fn discover(http: &reqwest::Client, login: &config::Login) -> Result<Endpo
     check_issuer(&login.issuer)?;
     let issuer = login.issuer.trim_end_matches('/');
     let url = format!("{issuer}/.well-known/openid-configuration");
-    let doc: Any = http
+    let doc = http
         .get(&url)
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
-        .with_context(|| format!("cannot read the provider's discovery document {url}"))?
-        .json()
-        .await
-        .with_context(|| format!("{url} is not JSON"))?;
+        .with_context(|| format!("cannot read the provider's discovery document {url}"))?;
+    let doc = json_of(doc, &url).await?;
     if doc["issuer"].as_str().map(|i| i.trim_end_matches('/')) != Some(issuer) {
         bail!("the provider at {issuer} names another issuer ({}): refused", doc["issuer"]);
     }
     let endpoint = |key: &str| -> Result<String> {
         let url = doc[key].as_str().ok_or_else(|| anyhow!("the provider at {issuer} has no {key}"))?;
-        check_issuer(url).map_err(|_| anyhow!("the provider's {key} {url} is not https"))?;
+        // https, or http on a loopback address when the issuer is too.
+        if check_issuer(url).is_err() || (!url.starts_with("https://") && !issuer.starts_with("http://")) {
+            bail!("the provider's {key} {} is not https", printable(url));
+        }
         Ok(url.to_string())
     };
     Ok(Endpoints { device: endpoint("device_authorization_endpoint")?, token: endpoint("token_endpoint")? })
@@ -120,6 +141,12 @@ fn oauth_error(body: &Any) -> (&str, &str) {
     (body["error"].as_str().unwrap_or("unknown"), body["error_description"].as_str().unwrap_or(""))
 }
 
+/// The refusal of the provider, printable.
+fn refusal(body: &Any) -> String {
+    let (error, why) = oauth_error(body);
+    printable(&format!("{error} {why}")).trim().to_string()
+}
+
 pub fn login(args: &LoginArgs) -> Result<ExitCode> {
     let (context, login) = context_for(args.context.as_deref())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -127,22 +154,20 @@ pub fn login(args: &LoginArgs) -> Result<ExitCode> {
         let http = client()?;
         let endpoints = discover(&http, &login).await?;
         let scopes = if login.scopes.is_empty() { "openid offline_access".to_string() } else { login.scopes.join(" ") };
-        let grant: Any = http
+        let grant = http
             .post(&endpoints.device)
             .form(&[("client_id", login.client_id.as_str()), ("scope", scopes.as_str())])
             .send()
             .await
-            .context("cannot reach the provider's device authorization endpoint")?
-            .json()
-            .await
-            .context("the device authorization endpoint answered without JSON")?;
+            .context("cannot reach the provider's device authorization endpoint")?;
+        let grant = json_of(grant, "the device authorization endpoint's answer").await?;
         let (Some(device_code), Some(user_code), Some(page)) =
             (grant["device_code"].as_str(), grant["user_code"].as_str(), grant["verification_uri"].as_str())
         else {
-            let (error, why) = oauth_error(&grant);
-            bail!("the provider refused to start a sign-in: {error} {why}");
+            bail!("the provider refused to start a sign-in: {}", refusal(&grant));
         };
-        let complete = grant["verification_uri_complete"].as_str();
+        let (page, user_code) = (printable(page), printable(user_code));
+        let complete = grant["verification_uri_complete"].as_str().map(printable);
         let mut err = std::io::stderr().lock();
         writeln!(err, "To sign in to {}, open {page} and enter the code {user_code}", context.name)?;
         if let Some(complete) = complete {
@@ -150,8 +175,10 @@ pub fn login(args: &LoginArgs) -> Result<ExitCode> {
         }
         writeln!(err, "waiting for the sign-in; Ctrl-C stops")?;
         drop(err);
-        let mut every = Duration::from_secs(grant["interval"].as_u64().unwrap_or(5).max(1));
-        let deadline = std::time::Instant::now() + Duration::from_secs(grant["expires_in"].as_u64().unwrap_or(600));
+        let mut every = Duration::from_secs(grant["interval"].as_u64().unwrap_or(5).clamp(1, 60));
+        // The code's lifetime as the provider says, within an hour.
+        let lifetime = grant["expires_in"].as_u64().unwrap_or(600).min(3600);
+        let deadline = std::time::Instant::now() + Duration::from_secs(lifetime);
         loop {
             tokio::time::sleep(every).await;
             if std::time::Instant::now() > deadline {
@@ -164,20 +191,20 @@ pub fn login(args: &LoginArgs) -> Result<ExitCode> {
             ];
             let res =
                 http.post(&endpoints.token).form(&form).send().await.context("cannot reach the token endpoint")?;
-            let body: Any = res.json().await.context("the token endpoint answered without JSON")?;
+            let body = json_of(res, "the token endpoint's answer").await?;
             match oauth_error(&body) {
                 ("authorization_pending", _) if body["id_token"].is_null() => continue,
                 ("slow_down", _) if body["id_token"].is_null() => every += Duration::from_secs(5),
                 _ if body["id_token"].is_string() => break kept_of(&login, &body, None),
                 ("access_denied", _) => bail!("the sign-in was refused at the provider"),
                 ("expired_token", _) => bail!("the code expired before anyone signed in: run meshplane login again"),
-                (error, why) => bail!("the provider refused the sign-in: {error} {why}"),
+                _ => bail!("the provider refused the sign-in: {}", refusal(&body)),
             }
         }
     })?;
     let file = config::token_path(&context.name)?;
-    config::write_private(&file, serde_json::to_string(&kept)?.as_bytes())?;
-    let subject = claims(&kept.id_token).map(|c| c["sub"].as_str().unwrap_or("?").to_string()).unwrap_or_default();
+    config::write_private(&file, serde_json::to_string(&kept)?.as_bytes(), true)?;
+    let subject = claims(&kept.id_token).map(|c| printable(c["sub"].as_str().unwrap_or("?"))).unwrap_or_default();
     eprintln!(
         "signed in to {} as {subject} (at {}); the token is kept in {}",
         context.name,
@@ -235,8 +262,8 @@ pub fn token(context: &Context, login: &config::Login) -> Result<String> {
         bail!("the token kept for {} is from another provider: {}", context.name, again());
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-    let expires = claims(&kept.id_token).and_then(|c| c["exp"].as_i64()).unwrap_or(0);
-    if expires - EARLY > now {
+    let expires = claims(&kept.id_token).and_then(|c| c["exp"].as_f64()).map_or(0, |e| e as i64);
+    if expires.saturating_sub(EARLY) > now {
         return Ok(kept.id_token);
     }
     let Some(refresh) = kept.refresh_token.as_deref() else {
@@ -249,14 +276,18 @@ pub fn token(context: &Context, login: &config::Login) -> Result<String> {
         let form =
             [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", login.client_id.as_str())];
         let res = http.post(&endpoints.token).form(&form).send().await.context("cannot reach the token endpoint")?;
-        let body: Any = res.json().await.context("the token endpoint answered without JSON")?;
+        let body = json_of(res, "the token endpoint's answer").await?;
         if body["id_token"].is_string() {
             kept_of(login, &body, Some(refresh))
         } else {
-            let (error, _) = oauth_error(&body);
-            bail!("the sign-in of {} has expired and could not be renewed ({error}): {}", context.name, again())
+            bail!(
+                "the sign-in of {} has expired and could not be renewed ({}): {}",
+                context.name,
+                refusal(&body),
+                again()
+            )
         }
     })?;
-    config::write_private(&file, serde_json::to_string(&renewed)?.as_bytes())?;
+    config::write_private(&file, serde_json::to_string(&renewed)?.as_bytes(), true)?;
     Ok(renewed.id_token)
 }

@@ -59,13 +59,25 @@ impl Server {
 
     /// The token to send: `--token` (or `MESHPLANE_TOKEN`; empty is none), else the
     /// context's — its environment variable's, or the one `meshplane login` kept (refreshed
-    /// when it is about to expire).
+    /// when it is about to expire). A context's token goes only to the context's own server:
+    /// never to another one `--server` names.
     fn bearer(&self) -> Result<Option<String>> {
         if let Some(token) = self.token.as_deref() {
             return Ok(Some(token.to_string()).filter(|t| !t.is_empty()));
         }
         let config = crate::config::load()?;
         let Some(context) = config.context(self.context.as_deref())? else { return Ok(None) };
+        let own = Self::check_url(&context.server)?;
+        if let Some(url) = &self.url
+            && Self::check_url(url)? != own
+        {
+            return Ok(None);
+        }
+        if context.token_env.is_some() || context.login.is_some() {
+            crate::login::check_issuer(&own).map_err(|_| {
+                anyhow!("context {}: its token would travel to {own} in the clear; use https", context.name)
+            })?;
+        }
         match (&context.token_env, &context.login) {
             (Some(var), _) => Ok(std::env::var(var).ok().filter(|t| !t.is_empty())),
             (None, Some(login)) => crate::login::token(context, login).map(Some),

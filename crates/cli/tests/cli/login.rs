@@ -247,6 +247,14 @@ fn login_signs_in_with_the_device_grant_and_the_registry_takes_the_token() {
     assert_ne!(renewed["refreshToken"], first["refreshToken"], "renewed before use");
     assert_eq!(std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777, 0o600);
 
+    // The context's token goes to its own server only, never to another one --server names.
+    let other = s.url.replace("127.0.0.1", "localhost");
+    let elsewhere = user(&home, &["whoami", "--server", &other]);
+    assert_eq!(elsewhere.status.code(), Some(1), "{}", stderr(&elsewhere));
+    assert!(stderr(&elsewhere).contains("no token"), "{}", stderr(&elsewhere));
+    let same = user(&home, &["whoami", "--server", &format!("{}/api/v1", s.url)]);
+    assert_eq!(same.status.code(), Some(0), "the same server, spelled otherwise: {}", stderr(&same));
+
     // A second context takes its token from a variable; --context picks it.
     let admin = token_for(&s.url).unwrap();
     let ci = user(&home, &["config", "set-context", "ci", "--server", &s.url, "--token-env", "CI_MESHPLANE_TOKEN"]);
@@ -264,6 +272,17 @@ fn login_signs_in_with_the_device_grant_and_the_registry_takes_the_token() {
     assert_eq!(stdout(&user(&home, &["config", "current-context"])), "dev\n");
     let unknown = user(&home, &["whoami", "--context", "nope"]);
     assert!(stderr(&unknown).contains("no context `nope` (there are: dev, ci)"), "{}", stderr(&unknown));
+
+    // A context whose name would lead out of the token directory is refused as read.
+    let hostile = dir.join("hostile.yaml");
+    std::fs::write(
+        &hostile,
+        format!("currentContext: ../../x\ncontexts:\n  - {{ name: ../../x, server: '{}' }}\n", s.url),
+    )
+    .unwrap();
+    let refused = command(&home, &["whoami"]).env("MESHPLANE_CONFIG", &hostile).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("context `../../x`: use letters, digits"), "{}", stderr(&refused));
 
     // Signed out, the token is gone.
     let out = user(&home, &["logout"]);
