@@ -253,6 +253,10 @@ async fn sandboxed(sandbox: &Sandbox, job: &Job, name: &str, deadline: tokio::ti
     let mut child = tokio::process::Command::new(&sandbox.program)
         .args(&sandbox.args)
         .env_clear()
+        // The C allocator (which the C libraries in the run call) reserves 64 MiB of address
+        // space for each thread that allocates: with one arena for all, the address space a
+        // run holds stays close to the memory it uses, and the limit means what it says.
+        .env("MALLOC_ARENA_MAX", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -324,9 +328,15 @@ fn stopped(status: &std::process::ExitStatus, stderr: &str, name: &str, sandbox:
         )),
         _ => Error::Store(format!(
             "the test run of {name} failed ({status}): {}",
-            stderr.lines().last().unwrap_or("it said nothing")
+            last_said(stderr).unwrap_or("it said nothing")
         )),
     }
+}
+
+/// The last line a failed child wrote that says something: a panic's message, not the
+/// hint about backtraces that follows it.
+fn last_said(stderr: &str) -> Option<&str> {
+    stderr.lines().rev().map(str::trim).find(|line| !line.is_empty() && !line.starts_with("note: run with"))
 }
 
 /// Sets the child's address-space and CPU limits (before it reads its job).
@@ -475,5 +485,17 @@ fn cut_texts(value: &mut Any) {
         Any::Array(items) => items.iter_mut().for_each(cut_texts),
         Any::Object(fields) => fields.values_mut().for_each(cut_texts),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_said;
+
+    #[test]
+    fn a_panicking_runs_message_is_what_its_failure_says() {
+        let stderr = "\nthread 'tokio-runtime-worker' (7) panicked at src/x.rs:1:2:\nOS can't spawn worker thread: Resource temporarily unavailable\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(last_said(stderr), Some("OS can't spawn worker thread: Resource temporarily unavailable"));
+        assert_eq!(last_said("\n\n"), None);
     }
 }

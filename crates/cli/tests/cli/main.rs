@@ -388,6 +388,8 @@ fn serve_stops_cleanly_on_sigterm() {
     let mesh = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh");
     let applied = meshplane(&["apply", "--server", &s.url, "-f", mesh.to_str().unwrap()]);
     assert_eq!(applied.status.code(), Some(0), "{}", String::from_utf8_lossy(&applied.stderr));
+    // One resource reconciled (under a lease) before the signal; the others may be in flight.
+    wait_ready(&s.url, "contracts", "orders@v2");
     let pid = s.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     for _ in 0..100 {
