@@ -246,26 +246,27 @@ fn claims(jwt: &str) -> Option<Any> {
 
 /// The token `meshplane login` kept for `context`, refreshed first when it is about to
 /// expire; an error saying to sign in again when there is none or it cannot be refreshed.
+///
+/// Renewals of one context take turns, under a lock on a file beside its token: a provider
+/// that turns refresh tokens over takes each only once (and may end the sign-in when one
+/// comes back), so whoever comes second reads what the first kept and renews with that.
 pub fn token(context: &Context, login: &config::Login) -> Result<String> {
     let file = config::token_path(&context.name)?;
-    let again = || format!("run meshplane login --context {}", context.name);
-    let text = match std::fs::read_to_string(&file) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("context {} is not signed in: {}", context.name, again())
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    if let Some(token) = fresh(&read_kept(&file, context, login)?)? {
+        return Ok(token);
+    }
+    let lock_file = file.with_extension("lock");
+    let lock = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&lock_file)
     };
-    let kept: Kept = serde_json::from_str(&text)
-        .map_err(|e| anyhow!("{} is not what meshplane login keeps ({e}): {}", file.display(), again()))?;
-    if kept.issuer != login.issuer || kept.client_id != login.client_id {
-        bail!("the token kept for {} is from another provider: {}", context.name, again());
+    let lock = lock.with_context(|| format!("cannot open {}", lock_file.display()))?;
+    lock.lock().with_context(|| format!("cannot lock {}", lock_file.display()))?;
+    let kept = read_kept(&file, context, login)?;
+    if let Some(token) = fresh(&kept)? {
+        return Ok(token);
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-    let expires = claims(&kept.id_token).and_then(|c| c["exp"].as_f64()).map_or(0, |e| e as i64);
-    if expires.saturating_sub(EARLY) > now {
-        return Ok(kept.id_token);
-    }
+    let again = || format!("run meshplane login --context {}", context.name);
     let Some(refresh) = kept.refresh_token.as_deref() else {
         bail!("the sign-in of {} has expired: {}", context.name, again());
     };
@@ -289,5 +290,31 @@ pub fn token(context: &Context, login: &config::Login) -> Result<String> {
         }
     })?;
     config::write_private(&file, serde_json::to_string(&renewed)?.as_bytes(), true)?;
+    drop(lock);
     Ok(renewed.id_token)
+}
+
+/// What `meshplane login` kept for `context`, checked to be from its provider.
+fn read_kept(file: &std::path::Path, context: &Context, login: &config::Login) -> Result<Kept> {
+    let again = || format!("run meshplane login --context {}", context.name);
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("context {} is not signed in: {}", context.name, again())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
+    let kept: Kept = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("{} is not what meshplane login keeps ({e}): {}", file.display(), again()))?;
+    if kept.issuer != login.issuer || kept.client_id != login.client_id {
+        bail!("the token kept for {} is from another provider: {}", context.name, again());
+    }
+    Ok(kept)
+}
+
+/// The kept token, unless it is about to expire.
+fn fresh(kept: &Kept) -> Result<Option<String>> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let expires = claims(&kept.id_token).and_then(|c| c["exp"].as_f64()).map_or(0, |e| e as i64);
+    Ok((expires.saturating_sub(EARLY) > now).then(|| kept.id_token.clone()))
 }

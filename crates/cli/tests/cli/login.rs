@@ -247,6 +247,19 @@ fn login_signs_in_with_the_device_grant_and_the_registry_takes_the_token() {
     assert_ne!(renewed["refreshToken"], first["refreshToken"], "renewed before use");
     assert_eq!(std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777, 0o600);
 
+    // Commands started at once renew in turn, each with the refresh token the one before
+    // kept: the provider ends a sign-in whose turned-over refresh token comes back, so a
+    // second use of one would fail this command or the next.
+    let at_once: Vec<_> = (0..4)
+        .map(|_| command(&home, &["whoami"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+        .collect();
+    for child in at_once {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let after = user(&home, &["whoami"]);
+    assert_eq!(after.status.code(), Some(0), "still signed in: {}", stderr(&after));
+
     // The context's token goes to its own server only, never to another one --server names.
     let other = s.url.replace("127.0.0.1", "localhost");
     let elsewhere = user(&home, &["whoami", "--server", &other]);
