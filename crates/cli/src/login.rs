@@ -266,7 +266,7 @@ pub fn token(context: &Context, login: &config::Login) -> Result<String> {
     if let Some(token) = fresh(&kept)? {
         return Ok(token);
     }
-    let again = || format!("run meshplane login --context {}", context.name);
+    let again = || sign_in_again(context);
     let Some(refresh) = kept.refresh_token.as_deref() else {
         bail!("the sign-in of {} has expired: {}", context.name, again());
     };
@@ -296,7 +296,7 @@ pub fn token(context: &Context, login: &config::Login) -> Result<String> {
 
 /// What `meshplane login` kept for `context`, checked to be from its provider.
 fn read_kept(file: &std::path::Path, context: &Context, login: &config::Login) -> Result<Kept> {
-    let again = || format!("run meshplane login --context {}", context.name);
+    let again = || sign_in_again(context);
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -310,6 +310,11 @@ fn read_kept(file: &std::path::Path, context: &Context, login: &config::Login) -
         bail!("the token kept for {} is from another provider: {}", context.name, again());
     }
     Ok(kept)
+}
+
+/// What to do when a context's sign-in cannot be used.
+fn sign_in_again(context: &Context) -> String {
+    format!("run meshplane login --context {}", context.name)
 }
 
 /// The kept token, unless it is about to expire.
