@@ -171,6 +171,7 @@ pub(crate) fn dry_run_changes(server: &Server, applied: &Any, documents: &[Docum
         let local = documents.iter().find(|d| match d {
             Document::Contract(c) => contract_name(&c.id, &c.version) == name,
             Document::Product(p) => p.id == name,
+            Document::Policy(p) => p.id == name,
         });
         let mut lines = Vec::new();
         match local {
@@ -179,9 +180,10 @@ pub(crate) fn dry_run_changes(server: &Server, applied: &Any, documents: &[Docum
                     report_lines(&mut lines, &contract.id, &diff::diff(&old, contract))?;
                 }
             }
-            Some(Document::Product(product)) => {
-                if let Answer::Ok(record) = call(server, |c, base| c.get(format!("{base}/api/v1/products/{name}")))? {
-                    for change in field_changes(&record["spec"], &serde_json::to_value(product)?, "") {
+            Some(document @ (Document::Product(_) | Document::Policy(_))) => {
+                let plural = if matches!(document, Document::Policy(_)) { "policies" } else { "products" };
+                if let Answer::Ok(record) = call(server, |c, base| c.get(format!("{base}/api/v1/{plural}/{name}")))? {
+                    for change in field_changes(&record["spec"], &serde_json::to_value(document)?, "") {
                         writeln!(lines, "  {change}")?;
                     }
                 }

@@ -9,6 +9,22 @@ use anyhow::{Context, Result, bail};
 use meshplane_spec::model::odcs::DataContract;
 use meshplane_spec::{Document, lint, render};
 
+/// Lints one text as `meshplane lint` does: the spec layer's rules, and for a policy also
+/// whether its Rego module compiles (each problem at its line in the document).
+pub fn lint_text(path: String, text: String) -> lint::Linted {
+    let mut linted = lint::lint_text(path, text);
+    let policies = linted.documents.iter().filter_map(|d| match &d.document {
+        Some(Document::Policy(policy)) if !d.has_errors() => Some(policy),
+        _ => None,
+    });
+    let problems: Vec<_> = policies.filter_map(|p| meshplane_policy::compile(p).err()).flatten().collect();
+    if !problems.is_empty() {
+        linted.diagnostics.extend(problems);
+        meshplane_spec::diag::sort(&mut linted.diagnostics);
+    }
+    linted
+}
+
 /// A file to read, and whether it was named explicitly (explicit files are always read;
 /// files found in a directory only when they are contracts or products).
 pub struct Found {

@@ -106,7 +106,7 @@ fn lint_one(found: &files::Found) -> Result<Result<Linted, Skipped>> {
         let d = Diagnostic::new(Code::Io, Span::at(1, 1), "the file is not UTF-8 text").hint("save the file as UTF-8");
         return Ok(Ok(Linted { path, text: String::new(), documents: Vec::new(), diagnostics: vec![d] }));
     };
-    let file = lint::lint_text(path, text);
+    let file = files::lint_text(path, text);
     if found.explicit || files::named_as_document(&found.path) {
         return Ok(Ok(file));
     }

@@ -10,6 +10,7 @@ mod init;
 mod lint;
 mod login;
 mod output;
+mod policy;
 mod readiness;
 mod remote;
 mod sample_data;
@@ -52,7 +53,7 @@ enum Command {
     Apply(remote::ApplyArgs),
     /// Delete a contract or product: it goes once every block that provisioned it has cleaned up.
     Delete(remote::DeleteArgs),
-    /// List resources of a kind (contracts, products), or show one.
+    /// List resources of a kind (contracts, products, policies), or show one.
     Get(remote::GetArgs),
     /// One resource: what it is, what it holds, and every change it went through.
     Describe(remote::DescribeArgs),
@@ -87,6 +88,8 @@ enum Command {
     Config(config::ConfigArgs),
     /// Create the first platform admin and its token, directly in the store.
     Bootstrap(bootstrap::Args),
+    /// Rego policies without a server: what one says about a document.
+    Policy(policy::PolicyArgs),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
     #[command(
         after_help = "Example:\n  meshplane completions bash > ~/.local/share/bash-completion/completions/meshplane"
@@ -131,6 +134,7 @@ impl Command {
             Command::Audit(args) => &mut args.server.output,
             Command::Whoami(args) => &mut args.server.output,
             Command::Config(args) => &mut args.output,
+            Command::Policy(args) => &mut args.output,
             Command::Serve(_)
             | Command::Login(_)
             | Command::Logout(_)
@@ -180,6 +184,7 @@ fn main() -> ExitCode {
         Command::Logout(args) => login::logout(&args),
         Command::Config(args) => config::run(&args),
         Command::Bootstrap(args) => bootstrap::run(&args),
+        Command::Policy(args) => policy::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "meshplane", &mut output::stdout());
             Ok(ExitCode::SUCCESS)

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use meshplane_spec::{lint, render};
+use meshplane_spec::render;
 use serde_json::Value as Any;
 
 use crate::files;
@@ -156,7 +156,7 @@ pub struct DeleteArgs {
     after_help = "Examples:\n  meshplane get contracts --domain sales\n  meshplane get products finance-revenue -o yaml\n  meshplane get contracts -w"
 )]
 pub struct GetArgs {
-    /// contracts or products.
+    /// contracts, products or policies.
     pub(crate) kind: String,
     /// One resource (`id@vMAJOR` for a contract, `id` for a product); all when left out.
     pub(crate) name: Option<String>,
@@ -406,7 +406,7 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     for found in files::collect(&args.files)? {
         let text =
             std::fs::read_to_string(&found.path).with_context(|| format!("cannot read {}", found.path.display()))?;
-        let linted = lint::lint_text(found.path.display().to_string(), text.clone());
+        let linted = crate::files::lint_text(found.path.display().to_string(), text.clone());
         if !found.explicit && !linted.documents.iter().any(|d| d.document.is_some()) {
             continue;
         }
@@ -473,6 +473,16 @@ fn applied_lines(body: &Any, dry_run: bool, out: &mut dyn Write) -> std::io::Res
             item["version"].as_str().unwrap_or(""),
             item["generation"]
         )?;
+        for warning in item["warnings"].as_array().into_iter().flatten() {
+            let at = warning["path"].as_str().map_or(String::new(), |p| format!(" at `{p}`"));
+            writeln!(
+                out,
+                "  warning: policy {} (rule {}){at}: {}",
+                text(&warning["policy"]),
+                text(&warning["rule"]),
+                text(&warning["message"])
+            )?;
+        }
     }
     Ok(())
 }

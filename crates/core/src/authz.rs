@@ -106,6 +106,13 @@ impl Caller {
                 }))
     }
 
+    /// Whether the caller may apply `policy` at all (managing it as a resource is decided
+    /// like for every other): a policy whose scope reaches past its own domain governs
+    /// others, so only a platform admin may apply it.
+    pub fn may_govern(&self, policy: &meshplane_spec::model::policy::Policy) -> bool {
+        self.is_platform_admin() || !policy.reaches_beyond_its_domain()
+    }
+
     /// Whether the caller may create `resource`, of which nothing is stored: an admin of its
     /// domain; for a contract also an owner of another of its majors (`majors`, those of its
     /// domain count) or of a product of its domain whose output port names it (`provided`).

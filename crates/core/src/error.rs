@@ -83,6 +83,8 @@ pub enum ErrorCode {
     TestLimit,
     /// A test run did not finish by its deadline, and was stopped.
     TestDeadline,
+    /// A `deny` policy refuses the change (or a policy could not be evaluated).
+    PolicyDenied,
 }
 
 impl ErrorCode {
@@ -91,6 +93,7 @@ impl ErrorCode {
         ErrorCode::MalformedRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
+        ErrorCode::PolicyDenied,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ImmutableVersion,
@@ -134,7 +137,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Unauthenticated => 401,
-            ErrorCode::Forbidden => 403,
+            ErrorCode::Forbidden | ErrorCode::PolicyDenied => 403,
             ErrorCode::ImmutableVersion
             | ErrorCode::StaleGeneration
             | ErrorCode::BreakingChange

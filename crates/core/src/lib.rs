@@ -20,6 +20,7 @@ pub mod controller;
 pub mod cron;
 mod enforce;
 pub mod error;
+pub mod governance;
 pub mod reconcile;
 pub mod resource;
 pub mod service;

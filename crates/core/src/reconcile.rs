@@ -30,6 +30,13 @@
 //! record), its finalizer comes off, and the record goes when none is left. Until then
 //! `Ready` is False with reason `Deleting` (or why the cleanup is stuck).
 //!
+//! - `PolicyCompliant` (when a policy covers it, or did): every `apply` policy in force that
+//!   covers the resource passes on the stored document; False with reason `Violation` (a
+//!   `deny` policy's) or `Warning` (only `warn` policies'), naming each policy and rule. It
+//!   does not change `Ready`: a resource applied before a policy is marked, not stopped.
+//!
+//! A policy itself is Ready (`InForce`) once its module compiles.
+//!
 //! A condition keeps its `lastTransitionTime` while its status does not change.
 
 use serde_json::Value as Any;
@@ -38,6 +45,7 @@ use crate::block::{BlockError, BlockResult, Blocks, Call, Fence, Leftover, Provi
 use crate::controller::Action;
 use crate::enforce;
 use crate::error::Error;
+use crate::governance;
 use crate::resource::{Kind, port_links};
 use crate::store::{Condition, ConditionStatus, Record, Status, Store, now};
 
@@ -73,6 +81,32 @@ pub async fn reconcile(
         return finalize(store, blocks, kind, &record, fence, &call).await;
     }
     let mut wanted: Vec<Wanted> = vec![("Valid", true, "Stored", "the document lints without errors".into())];
+    if kind == Kind::Policy {
+        // Nothing to provision: a policy is in force once its module compiles.
+        let compiled = match record.document() {
+            Some(meshplane_spec::Document::Policy(policy)) => meshplane_policy::compile(policy).map_err(|problems| {
+                problems
+                    .iter()
+                    .map(|p| format!("line {}: {}", p.span.start.line, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }),
+            _ => Err("the stored document is not a policy".to_string()),
+        };
+        wanted.push(match compiled {
+            Ok(_) => (
+                "Ready",
+                true,
+                "InForce",
+                "the module compiles; the policy is asked about every change in its scope".into(),
+            ),
+            Err(why) => ("Ready", false, "CompileFailed", why),
+        });
+        write_status(store, &record, previous, wanted, fence).await?;
+        return Ok(Action::AwaitChange);
+    }
+    let had_compliance = previous.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.kind == "PolicyCompliant"));
+    wanted.extend(governance::compliance(store, &record, had_compliance).await?);
     let mut linked = true;
     let mut ports_waiting = Vec::new();
     if kind == Kind::DataProduct {

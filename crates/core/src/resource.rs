@@ -18,6 +18,8 @@ use crate::error::{Error, ErrorCode};
 pub enum Kind {
     DataContract,
     DataProduct,
+    /// A Rego policy (`apiVersion: meshplane/v1`), keyed by its id.
+    Policy,
 }
 
 impl Kind {
@@ -25,14 +27,19 @@ impl Kind {
         match self {
             Kind::DataContract => "DataContract",
             Kind::DataProduct => "DataProduct",
+            Kind::Policy => "Policy",
         }
     }
 
-    /// A kind by its name or the CLI's plural (`contracts`, `products`).
+    /// Every kind, in the order the reconcilers start them.
+    pub const ALL: [Kind; 3] = [Kind::Policy, Kind::DataContract, Kind::DataProduct];
+
+    /// A kind by its name or the CLI's plural (`contracts`, `products`, `policies`).
     pub fn parse(name: &str) -> Option<Kind> {
         match name.to_ascii_lowercase().as_str() {
             "datacontract" | "contract" | "contracts" => Some(Kind::DataContract),
             "dataproduct" | "product" | "products" => Some(Kind::DataProduct),
+            "policy" | "policies" => Some(Kind::Policy),
             _ => None,
         }
     }
@@ -55,7 +62,7 @@ impl std::fmt::Display for Kind {
 /// let at: ObjectRef = "DataContract/orders@v2".parse().unwrap();
 /// assert_eq!(at, ObjectRef::new(Kind::DataContract, "orders@v2"));
 /// assert_eq!(at.to_string(), "DataContract/orders@v2");
-/// assert!("Policy/x".parse::<ObjectRef>().is_err());
+/// assert!("Dataset/x".parse::<ObjectRef>().is_err());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectRef {
@@ -212,7 +219,7 @@ impl Resource {
         let Some(document) = loaded.document.clone() else {
             return Err(Error::invalid(
                 ErrorCode::UnsupportedKind,
-                "the document is neither a DataContract nor a DataProduct",
+                "the document is neither a DataContract, a DataProduct nor a Policy",
             ));
         };
         let (kind, id, version, status, domain, team, tags, spec) = match &document {
@@ -236,6 +243,23 @@ impl Resource {
                 p.tags.clone().unwrap_or_default(),
                 serde_json::to_value(p),
             ),
+            Document::Policy(p) => {
+                if let Err(problems) = meshplane_policy::compile(p) {
+                    let details = Any::Array(problems.iter().map(|d| d.to_json()).collect());
+                    let message = format!("the policy's Rego module does not compile ({} problem(s))", problems.len());
+                    return Err(Error::Invalid { code: ErrorCode::InvalidDocument, message, details });
+                }
+                (
+                    Kind::Policy,
+                    p.id.clone(),
+                    p.version.clone(),
+                    "active".to_string(),
+                    p.domain.clone(),
+                    team_name(&p.team),
+                    p.tags.clone().unwrap_or_default(),
+                    serde_json::to_value(p),
+                )
+            }
         };
         let domain = domain.filter(|d| !d.trim().is_empty()).ok_or_else(|| {
             Error::invalid(

@@ -27,7 +27,7 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErro
 /// `contracts`), or with both kinds.
 fn kind(name: &str) -> Result<Kind, ApiError> {
     Kind::parse(name).ok_or_else(|| {
-        let kinds = ["contracts", "products"];
+        let kinds = ["contracts", "products", "policies"];
         let meant = meshplane_spec::suggest::closest(name, kinds).map_or(kinds.to_vec(), |k| vec![k]);
         let meant = meant.into_iter().map(str::to_string).collect();
         ApiError(Error::NotFoundMeant { what: format!("kind `{name}`"), meant })

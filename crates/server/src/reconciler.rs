@@ -219,7 +219,11 @@ impl Loop {
             "tested" => return,
             _ => {}
         }
-        if kind == Kind::DataProduct {
+        if kind == Kind::Policy {
+            // A policy's change may change every resource's compliance.
+            let governed: Vec<ObjectRef> = self.known.iter().filter(|k| k.kind != Kind::Policy).cloned().collect();
+            governed.iter().for_each(|k| self.queue.changed(k, now));
+        } else if kind == Kind::DataProduct {
             self.links.set(&key, change.after.as_ref());
         } else {
             self.jobs.set(&change.name, change.after.as_ref(), schedules::applied_ms(&change.at));
@@ -469,14 +473,14 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
         // Skip the history: the start listing below is the state as it is now, and every
         // change up to this position is in it.
         let seen = store.feed_position().await.unwrap_or(0);
-        // Contracts first: products wait for their output ports' contracts to be Ready.
+        // Policies first, then contracts: products wait for their output ports' contracts.
         let now = state.ms();
-        for kind in [Kind::DataContract, Kind::DataProduct] {
+        for kind in Kind::ALL {
             for record in store.list_all(kind).await.unwrap_or_default() {
                 let key = ObjectRef::new(kind, record.name.clone());
                 if kind == Kind::DataProduct {
                     state.links.set(&key, Some(&record.spec));
-                } else {
+                } else if kind == Kind::DataContract {
                     state.jobs.set(&record.name, Some(&record.spec), schedules::applied_ms(&record.updated_at));
                 }
                 state.queue.changed(&key, now);

@@ -21,6 +21,8 @@ pub enum DocVersion {
     Odcs320,
     Odps090,
     Odps100,
+    /// meshplane's own kinds (`apiVersion: meshplane/v1`).
+    Meshplane1,
 }
 
 impl DocVersion {
@@ -37,11 +39,16 @@ impl DocVersion {
             DocVersion::Odcs320 => "v3.2.0",
             DocVersion::Odps090 => "v0.9.0",
             DocVersion::Odps100 => "v1.0.0",
+            DocVersion::Meshplane1 => "meshplane/v1",
         }
     }
 
     fn standard(self) -> &'static str {
-        if self.is_odcs() { "ODCS" } else { "ODPS" }
+        match self {
+            DocVersion::Meshplane1 => "meshplane",
+            v if v.is_odcs() => "ODCS",
+            _ => "ODPS",
+        }
     }
 
     /// True when `self` is `min` or a later version of the same standard.

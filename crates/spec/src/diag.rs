@@ -91,6 +91,8 @@ codes! {
     SlaUnknownElement = "sla-unknown-element", Warning, "an SLA element that names no object or property of the contract";
     SlaNotMeasurable = "sla-not-measurable", Error, "an SLA that meshplane test measures (latency, retention) without a duration it can read or an element to measure it on";
     PortUnknownContract = "port-unknown-contract", Warning, "a port's contractId names no contract of this run";
+    // policies
+    RegoInvalid = "rego-invalid", Error, "a policy's Rego module does not compile";
 }
 
 /// One problem at one place.

@@ -11,6 +11,7 @@ use crate::decode::{Cx, DocVersion};
 use crate::diag::{Code, Diagnostic};
 use crate::model::odcs::{DataContract, decode_contract};
 use crate::model::odps::{DataProduct, decode_product};
+use crate::model::policy::{Policy, decode_policy};
 use crate::tree::{self, Node, Span};
 
 /// A typed document.
@@ -19,6 +20,7 @@ use crate::tree::{self, Node, Span};
 pub enum Document {
     Contract(Box<DataContract>),
     Product(Box<DataProduct>),
+    Policy(Box<Policy>),
 }
 
 impl Document {
@@ -26,6 +28,7 @@ impl Document {
         match self {
             Document::Contract(_) => "DataContract",
             Document::Product(_) => "DataProduct",
+            Document::Policy(_) => "Policy",
         }
     }
 
@@ -33,6 +36,7 @@ impl Document {
         match self {
             Document::Contract(c) => &c.id,
             Document::Product(p) => &p.id,
+            Document::Policy(p) => &p.id,
         }
     }
 
@@ -40,6 +44,7 @@ impl Document {
         match self {
             Document::Contract(c) => Some(&c.version),
             Document::Product(p) => p.version.as_deref(),
+            Document::Policy(p) => Some(&p.version),
         }
     }
 }
@@ -139,10 +144,10 @@ pub fn load_node(node: Node) -> Loaded {
     };
     let mut cx = Cx::new(version);
     cx.diagnostics = early;
-    let document = if version.is_odcs() {
-        decode_contract(&node, &mut cx).map(|c| Document::Contract(Box::new(c)))
-    } else {
-        decode_product(&node, &mut cx).map(|p| Document::Product(Box::new(p)))
+    let document = match version {
+        DocVersion::Meshplane1 => decode_policy(&node, &mut cx).map(|p| Document::Policy(Box::new(p))),
+        v if v.is_odcs() => decode_contract(&node, &mut cx).map(|c| Document::Contract(Box::new(c))),
+        _ => decode_product(&node, &mut cx).map(|p| Document::Product(Box::new(p))),
     };
     Loaded { document, version: Some(version), node, diagnostics: cx.diagnostics }
 }
@@ -150,6 +155,31 @@ pub fn load_node(node: Node) -> Loaded {
 const ODCS_VERSIONS: &[DocVersion] =
     &[DocVersion::Odcs300, DocVersion::Odcs301, DocVersion::Odcs302, DocVersion::Odcs310, DocVersion::Odcs320];
 const ODPS_VERSIONS: &[DocVersion] = &[DocVersion::Odps090, DocVersion::Odps100];
+
+/// The version of a document of meshplane's own kinds: `meshplane/v1`, the only one.
+fn recognise_own(
+    api: Option<(Option<&str>, Span)>,
+    node: &Node,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<DocVersion> {
+    let own = DocVersion::Meshplane1.api_version();
+    match api {
+        Some((Some(text), _)) if text == own => {}
+        Some((_, span)) => diagnostics.push(
+            Diagnostic::new(Code::UnsupportedApiVersion, span, "a Policy's `apiVersion` must be `meshplane/v1`")
+                .hint(format!("write `apiVersion: {own}`")),
+        ),
+        None => diagnostics.push(
+            Diagnostic::new(
+                Code::MissingField,
+                Span::at(node.span.start.line, node.span.start.col),
+                "the document has no `apiVersion`",
+            )
+            .hint(format!("add `apiVersion: {own}`; the document was checked against it")),
+        ),
+    }
+    Some(DocVersion::Meshplane1)
+}
 
 /// Decides which standard and version a document is read against.
 fn recognise(node: &Node, diagnostics: &mut Vec<Diagnostic>) -> Option<DocVersion> {
@@ -188,10 +218,12 @@ fn recognise(node: &Node, diagnostics: &mut Vec<Diagnostic>) -> Option<DocVersio
     let is_contract = match kind {
         Some(("DataContract", _)) => true,
         Some(("DataProduct", _)) => false,
+        Some(("Policy", _)) => return recognise_own(api, node, diagnostics),
         Some((other, span)) => {
             diagnostics.push(
-                Diagnostic::new(Code::UnknownKind, span, format!("`{other}` is not a kind meshplane reads"))
-                    .hint("use `kind: DataContract` (ODCS) or `kind: DataProduct` (ODPS)"),
+                Diagnostic::new(Code::UnknownKind, span, format!("`{other}` is not a kind meshplane reads")).hint(
+                    "use `kind: DataContract` (ODCS), `kind: DataProduct` (ODPS) or `kind: Policy` (meshplane/v1)",
+                ),
             );
             return None;
         }

@@ -2,6 +2,7 @@
 //! directory search, cross-file checks and usage errors.
 
 mod access;
+mod governance;
 mod init;
 mod login;
 mod messages;

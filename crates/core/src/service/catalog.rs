@@ -1,12 +1,14 @@
 //! The catalog's changes: a body of YAML or JSON documents becomes resources (every problem
-//! of every document, or nothing), is applied on behalf of a caller all or nothing, and a
-//! resource is marked for deletion.
+//! of every document, or nothing), is judged by the policies in force ([`governance`]) and
+//! applied on behalf of a caller all or nothing, and a resource is marked for deletion (when
+//! no policy denies it).
 
-use meshplane_spec::load;
+use meshplane_spec::{Document, load};
 use serde_json::{Value as Any, json};
 
 use crate::authz::{Authorizer, Caller};
 use crate::error::{Error, ErrorCode};
+use crate::governance::{self, Change, Finding};
 use crate::resource::{Kind, Resource};
 use crate::store::{Applied, ApplyOptions, Record, Store};
 
@@ -40,13 +42,80 @@ pub async fn apply(
     if ask.expect_generation.is_some() && resources.len() != 1 {
         return Err(Error::invalid(ErrorCode::MalformedRequest, "expectGeneration applies to a body of one document"));
     }
+    for resource in &resources {
+        if let Document::Policy(policy) = &resource.document {
+            let may = caller.may_govern(policy);
+            caller
+                .require(may, &format!("apply policy `{}`, whose scope reaches past its own domain", resource.name))?;
+        }
+    }
+    let warnings = judge_apply(store, caller, &resources).await?;
     let options = ApplyOptions { dry_run: ask.dry_run, prune: ask.prune, ..caller.who() };
-    store.apply_as(caller, &resources, &[ask.expect_generation], &options).await
+    let mut applied = store.apply_as(caller, &resources, &[ask.expect_generation], &options).await?;
+    for (index, finding) in warnings {
+        let resource = &resources[index];
+        if let Some(item) = applied.iter_mut().find(|a| a.kind == resource.kind && a.name == resource.name) {
+            item.warnings.push(finding);
+        }
+    }
+    Ok(applied)
+}
+
+/// Asks the policies in force about each resource of an apply: refuses the whole body when
+/// one denies any of them; otherwise answers the warnings, by the resource's place in it.
+async fn judge_apply(store: &Store, caller: &Caller, resources: &[Resource]) -> Result<Vec<(usize, Finding)>, Error> {
+    let policies = governance::in_force(store).await?;
+    if policies.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (mut denials, mut warnings) = (Vec::new(), Vec::new());
+    for (index, resource) in resources.iter().enumerate() {
+        let stored = match store.get(resource.kind, &resource.name).await {
+            Ok(record) => Some(record),
+            Err(Error::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let owners = stored.as_ref().map_or_else(|| crate::resource::owners(&resource.spec), |s| s.owners.clone());
+        let change = Change {
+            action: "apply",
+            kind: resource.kind,
+            name: &resource.name,
+            domain: stored.as_ref().map_or(&resource.domain, |s| &s.domain),
+            owners: &owners,
+            before: stored.as_ref().map(|s| &s.spec),
+            after: Some(&resource.spec),
+            caller: Some(caller),
+        };
+        for finding in governance::judge(&policies, &change) {
+            if finding.denies() { denials.push((Some(index), finding)) } else { warnings.push((index, finding)) }
+        }
+    }
+    if denials.is_empty() { Ok(warnings) } else { Err(governance::refusal(denials)) }
 }
 
 /// Marks a resource for deletion on behalf of `caller`, who must manage it; its reconciler
 /// removes it once its blocks cleaned up.
 pub async fn delete(store: &Store, caller: &Caller, kind: Kind, name: &str, dry_run: bool) -> Result<Record, Error> {
+    let policies = governance::in_force(store).await?;
+    if !policies.is_empty() {
+        // The caller's right to delete first (a dry run checks it), so that no one else
+        // learns what a policy says about it.
+        let stored = store.delete_as(caller, kind, name, &ApplyOptions { dry_run: true, ..caller.who() }).await?;
+        let change = Change {
+            action: "delete",
+            kind,
+            name,
+            domain: &stored.domain,
+            owners: &stored.owners,
+            before: Some(&stored.spec),
+            after: None,
+            caller: Some(caller),
+        };
+        let denials: Vec<_> = governance::judge(&policies, &change).into_iter().filter(Finding::denies).collect();
+        if !denials.is_empty() {
+            return Err(governance::refusal(denials.into_iter().map(|f| (None, f)).collect()));
+        }
+    }
     store.delete_as(caller, kind, name, &ApplyOptions { dry_run, ..caller.who() }).await
 }
 

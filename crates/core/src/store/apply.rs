@@ -70,6 +70,9 @@ pub struct Applied {
     pub version: String,
     pub generation: i64,
     pub outcome: Outcome,
+    /// What `warn` policies found about the change (it went through).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<crate::governance::Finding>,
 }
 
 /// What a change record is about.
@@ -322,6 +325,7 @@ impl Store {
                 version: r.version.clone(),
                 generation: 1,
                 outcome: Outcome::Created,
+                warnings: Vec::new(),
             });
         };
         stored.managed_by_api()?;
@@ -356,6 +360,7 @@ impl Store {
                     version: r.version.clone(),
                     generation: stored.generation,
                     outcome: Outcome::Unchanged,
+                    warnings: Vec::new(),
                 });
             }
             if !Resource::is_draft(&stored.status) {
@@ -405,6 +410,7 @@ impl Store {
             version: r.version.clone(),
             generation,
             outcome: Outcome::Updated,
+            warnings: Vec::new(),
         })
     }
 

@@ -97,6 +97,7 @@ impl Store {
                     version: record.version,
                     generation: record.generation,
                     outcome: Outcome::Deleting,
+                    warnings: Vec::new(),
                 });
             }
         }

@@ -59,6 +59,8 @@ pub struct Store {
     installation: std::sync::Arc<tokio::sync::OnceCell<String>>,
     /// How far the change feed is settled, as far as this handle (and its clones) know.
     horizon: std::sync::Arc<feed::Horizon>,
+    /// The stored policies, compiled once per generation.
+    policies: std::sync::Arc<crate::governance::Cache>,
 }
 
 /// The actions of change records that are not a document's change (its history is the
@@ -175,7 +177,7 @@ impl Record {
     pub fn contract(&self) -> Option<&DataContract> {
         match self.document()? {
             Document::Contract(contract) => Some(contract),
-            Document::Product(_) => None,
+            Document::Product(_) | Document::Policy(_) => None,
         }
     }
 }
@@ -482,8 +484,8 @@ impl Store {
             Backend::Postgres => pool.clone(),
         };
         let feed = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
-        let (advanced, installation, horizon) = Default::default();
-        Ok(Store { pool, reads, backend, advanced, feed, installation, horizon })
+        let (advanced, installation, horizon, policies) = Default::default();
+        Ok(Store { pool, reads, backend, advanced, feed, installation, horizon, policies })
     }
 
     /// Closes every connection, once the ones in use are given back: on SQLite the last to
@@ -492,6 +494,11 @@ impl Store {
     pub async fn close(&self) {
         self.reads.close().await;
         self.pool.close().await;
+    }
+
+    /// The compiled policies of this store, shared by its clones.
+    pub(crate) fn policy_cache(&self) -> &crate::governance::Cache {
+        &self.policies
     }
 
     /// Wakes when a change record was committed through this store (in this process; other

@@ -41,7 +41,7 @@ pub fn lint_text(path: impl Into<String>, text: impl Into<String>) -> Linted {
         match &doc.document {
             Some(Document::Contract(c)) => contract::check(c, &doc.node, &mut diagnostics),
             Some(Document::Product(p)) => check_product(p, &mut diagnostics),
-            None => {}
+            Some(Document::Policy(_)) | None => {}
         }
     }
     diag::sort(&mut diagnostics);
@@ -63,6 +63,7 @@ pub fn lint_across(files: &mut [Linted]) {
             let span = match doc {
                 Document::Contract(c) => c.at.field("id"),
                 Document::Product(p) => p.at.field("id"),
+                Document::Policy(p) => p.at.field("id"),
             };
             match seen.get(&key) {
                 Some((path, first)) => found.push((

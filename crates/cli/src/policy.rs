@@ -1,0 +1,168 @@
+//! `meshplane policy eval POLICY -f DOCUMENT`: what a policy says about one document, without
+//! a server. The input is the one the server builds for an apply (`action`, `kind`, `name`,
+//! `domain`, `owners`, `before`, `after`, `caller`); what only a server knows (the stored
+//! version, the caller) is defaulted, said so on standard error, and can be given instead.
+//! Exit codes: 0 the server would let the change through (warnings are printed), 1 it would
+//! refuse it, 2 a file is unreadable or invalid.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use meshplane_core::resource::{Resource, owners};
+use meshplane_policy::{DEFAULT_BUDGET, Verdict};
+use meshplane_spec::{Document, render};
+use serde_json::{Value as Any, json};
+
+use crate::output::{self, Format};
+
+#[derive(clap::Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    command: PolicyCommand,
+    /// The output format (`-o`, given to the whole command).
+    #[arg(skip)]
+    pub(crate) output: Format,
+}
+
+#[derive(clap::Subcommand)]
+enum PolicyCommand {
+    /// Evaluate a policy on one document, as the server would on its apply.
+    #[command(
+        after_help = "Examples:\n  meshplane policy eval owner-present.policy.yaml -f orders.odcs.yaml\n  meshplane policy eval bump.policy.yaml -f v2.odcs.yaml --before v1.odcs.yaml\n  meshplane policy eval p.yaml -f orders.odcs.yaml --input '{\"caller\": {\"name\": \"ana\", \"domains\": [\"sales\"]}}'"
+    )]
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// The policy document (`kind: Policy`).
+    policy: PathBuf,
+    /// The document the change is about (a contract, product or policy).
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+    /// The version stored before the change (`input.before`); none: a new resource.
+    #[arg(long)]
+    before: Option<PathBuf>,
+    /// The change: apply or delete (a delete has the document as `before` and no `after`).
+    #[arg(long, default_value = "apply", value_parser = ["apply", "delete"])]
+    action: String,
+    /// Fields of the input to set instead of the defaults: a JSON object, or a file holding one.
+    #[arg(long)]
+    input: Option<String>,
+    /// What the policy reads as `data`: a JSON object, or a file holding one.
+    #[arg(long)]
+    data: Option<String>,
+}
+
+pub fn run(args: &PolicyArgs) -> Result<ExitCode> {
+    match &args.command {
+        PolicyCommand::Eval(eval_args) => eval(eval_args, args.output),
+    }
+}
+
+/// A document read and linted (a policy's module compiled too), or its problems printed.
+fn read_document(path: &Path) -> Result<Option<Document>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let linted = crate::files::lint_text(path.display().to_string(), text);
+    let errors: Vec<_> = linted.diagnostics.iter().filter(|d| d.is_error()).collect();
+    for d in &errors {
+        eprint!("{}", render::human(&linted.path, &linted.text, d));
+    }
+    let mut documents = linted.documents.into_iter().filter_map(|d| d.document);
+    match (errors.is_empty(), documents.next(), documents.next()) {
+        (false, ..) => Ok(None),
+        (true, Some(document), None) => Ok(Some(document)),
+        (true, None, _) => bail!("{} holds no contract, product or policy", path.display()),
+        (true, Some(_), Some(_)) => bail!("{} holds several documents: give one per file", path.display()),
+    }
+}
+
+/// A JSON object given inline or as a file.
+fn json_object(value: &str, what: &str) -> Result<serde_json::Map<String, Any>> {
+    let text = if Path::new(value).is_file() {
+        std::fs::read_to_string(value).with_context(|| format!("cannot read {value}"))?
+    } else {
+        value.to_string()
+    };
+    match serde_json::from_str(&text).with_context(|| format!("{what} is not JSON"))? {
+        Any::Object(map) => Ok(map),
+        _ => bail!("{what} must be a JSON object"),
+    }
+}
+
+fn eval(args: &EvalArgs, format: Format) -> Result<ExitCode> {
+    let Some(Document::Policy(policy)) = read_document(&args.policy)? else {
+        bail!("{} is not a policy (`kind: Policy`)", args.policy.display());
+    };
+    let Some(document) = read_document(&args.file)? else { return Ok(ExitCode::from(2)) };
+    let before = match &args.before {
+        Some(path) => match read_document(path)? {
+            Some(d) => Some(serde_json::to_value(d)?),
+            None => return Ok(ExitCode::from(2)),
+        },
+        None => None,
+    };
+    let compiled = meshplane_policy::compile(&policy).map_err(|_| anyhow::anyhow!("the policy does not compile"))?;
+    let spec = serde_json::to_value(&document)?;
+    // The name and domain the server would key the resource by.
+    let loaded = meshplane_spec::load(&spec.to_string()).documents.remove(0);
+    let (name, domain, kind) = match Resource::from_loaded(&loaded) {
+        Ok(r) => (r.name, r.domain, r.kind.as_str()),
+        Err(e) => bail!("{}: the server would refuse it: {e}", args.file.display()),
+    };
+    let (after, before) =
+        if args.action == "delete" { (None, Some(spec.clone())) } else { (Some(spec.clone()), before) };
+    let mut input = json!({
+        "action": args.action, "kind": kind, "name": name, "domain": domain, "owners": owners(&spec),
+        "before": before, "after": after, "caller": null,
+    });
+    let given = args.input.as_deref().map(|i| json_object(i, "--input")).transpose()?.unwrap_or_default();
+    let defaulted: Vec<&str> =
+        ["before", "caller"].into_iter().filter(|f| !given.contains_key(*f) && input[*f].is_null()).collect();
+    if !defaulted.is_empty() {
+        eprintln!("note: defaulted as null (what only a server knows): {}", defaulted.join(", "));
+    }
+    for (key, value) in given {
+        input[key] = value;
+    }
+    let data = args.data.as_deref().map(|d| json_object(d, "--data")).transpose()?.map(Any::Object);
+    let covered = policy.actions().contains(&args.action.as_str()) && policy.covers(kind, &domain);
+    if !covered {
+        eprintln!(
+            "note: the policy's scope and actions do not cover a {} of {kind} in domain `{domain}`: the server would not ask it",
+            args.action
+        );
+    }
+    let verdict = compiled.evaluate(&input, data.as_ref(), DEFAULT_BUDGET);
+    let denied = covered
+        && (matches!(verdict, Verdict::Failed(_))
+            || (policy.enforcement == "deny" && matches!(verdict, Verdict::Violated(_))));
+    let mut out = output::stdout();
+    let (word, violations, failure) = match &verdict {
+        Verdict::Pass => ("pass", Vec::new(), None),
+        Verdict::Violated(v) => ("violated", v.clone(), None),
+        Verdict::Failed(why) => ("failed", Vec::new(), Some(why.clone())),
+    };
+    match format {
+        Format::Table | Format::Junit => match &failure {
+            Some(why) => writeln!(out, "{}: could not be evaluated, which counts as a denial: {why}", policy.id)?,
+            None if violations.is_empty() => writeln!(out, "{}: pass", policy.id)?,
+            None => {
+                for v in &violations {
+                    let at = v.path.as_deref().map_or(String::new(), |p| format!(" at `{p}`"));
+                    writeln!(out, "{} {} (rule {}){at}: {}", policy.enforcement, policy.id, v.rule, v.message)?;
+                }
+            }
+        },
+        Format::Json | Format::Yaml => {
+            let body = json!({
+                "policy": policy.id, "enforcement": policy.enforcement, "verdict": word,
+                "violations": violations, "failure": failure, "covered": covered, "denied": denied, "input": input,
+            });
+            output::structured(&mut out, format, &body)?;
+        }
+    }
+    Ok(if denied { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,184 @@
+//! Governance as code through the CLI, against a real `meshplane serve`: a `deny` policy
+//! refuses an apply (exit 1, every violation listed, nothing written), a `warn` policy lets it
+//! through with its warnings in the answer and on the resource, a new policy marks the
+//! resources applied before it, a Rego error is refused with its line, a policy that reaches
+//! past its domain needs a platform admin, and `policy eval` answers without a server.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::{serve, stdout, token_for};
+
+fn as_(token: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshplane"))
+        .env("MESHPLANE_TOKEN", token)
+        .args(args)
+        .output()
+        .expect("run meshplane")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn contract(id: &str, team: bool) -> String {
+    let team = if team { "team:\n  name: sales-team\n" } else { "" };
+    format!(
+        "apiVersion: v3.1.0\nkind: DataContract\nid: {id}\nversion: 1.0.0\nstatus: active\ndomain: sales\n{team}\
+         schema:\n  - name: t\n    properties:\n      - {{ name: id, logicalType: string }}\n"
+    )
+}
+
+/// A policy over every domain's contracts: each must name its team.
+fn team_policy(enforcement: &str, domains: &str) -> String {
+    format!(
+        "apiVersion: meshplane/v1\nkind: Policy\nid: team-present\nversion: 1.0.0\ndomain: platform\n\
+         scope:\n  domains: {domains}\n  kinds: [DataContract]\nenforcement: {enforcement}\nrego: |\n\
+         \x20 package meshplane.team\n\
+         \x20 violations contains {{\"msg\": sprintf(\"contract %s names no team\", [input.after.id]), \"path\": \"team\"}} if {{\n\
+         \x20   not input.after.team\n\
+         \x20 }}\n"
+    )
+}
+
+fn conditions(url: &str, token: &str, name: &str) -> Vec<serde_json::Value> {
+    let got = as_(token, &["get", "contracts", name, "--server", url, "-o", "json"]);
+    let body: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap_or_default();
+    body["reconciled"]["conditions"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until `name`'s `PolicyCompliant` condition has `status`, and returns it.
+fn compliance(url: &str, token: &str, name: &str, status: &str) -> serde_json::Value {
+    for _ in 0..300 {
+        let found = conditions(url, token, name).into_iter().find(|c| c["type"] == "PolicyCompliant");
+        if let Some(c) = found.filter(|c| c["status"] == status) {
+            return c;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{name} never had PolicyCompliant={status}: {:?}", conditions(url, token, name));
+}
+
+#[test]
+fn policies_deny_warn_and_mark_what_was_applied_before_them() {
+    let s = serve();
+    let admin = token_for(&s.url).unwrap();
+    let url = s.url.as_str();
+    let dir = s.cwd.join("governance");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Applied before any policy: it names no team.
+    let early = write(&dir, "early.yaml", &contract("early", false));
+    assert_eq!(as_(&admin, &["apply", "--server", url, "-f", &early]).status.code(), Some(0));
+
+    // A Rego error is refused with its line in the document, by the CLI before sending and by
+    // the server.
+    let broken = team_policy("deny", "['*']").replace("not input.after.team", "not input.after.team ==");
+    let broken = write(&dir, "broken.yaml", &broken);
+    let refused = as_(&admin, &["apply", "--server", url, "-f", &broken]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("rego-invalid"), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains(":13:3"), "the module's line 3 is the document's line 13: {}", stderr(&refused));
+
+    // The API refuses it the same way, with the place in `details`.
+    let api = |body: String| {
+        let client = reqwest::blocking::Client::new();
+        let answer = client.post(format!("{url}/api/v1/apply")).bearer_auth(&admin).body(body).send().unwrap();
+        (answer.status().as_u16(), answer.json::<serde_json::Value>().unwrap())
+    };
+    let (status, body) = api(std::fs::read_to_string(&broken).unwrap());
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid-document")), "{body}");
+    let problem = &body["details"][0]["details"][0];
+    assert_eq!((problem["code"].as_str(), problem["line"].as_u64()), (Some("rego-invalid"), Some(13)), "{body}");
+
+    // A domain admin may not apply a policy over every domain.
+    let put = as_(&admin, &["principal", "put", "dana", "--domain-admin", "platform", "--server", url]);
+    assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
+    let dana = stdout(&as_(&admin, &["token", "create", "--principal", "dana", "--server", url])).trim().to_string();
+    let deny = write(&dir, "deny.yaml", &team_policy("deny", "['*']"));
+    let forbidden = as_(&dana, &["apply", "--server", url, "-f", &deny]);
+    assert_eq!(forbidden.status.code(), Some(1));
+    assert!(stderr(&forbidden).contains("whose scope reaches past its own domain"), "{}", stderr(&forbidden));
+
+    let applied = as_(&admin, &["apply", "--server", url, "-f", &deny, "--wait"]);
+    assert_eq!(applied.status.code(), Some(0), "{}{}", stdout(&applied), stderr(&applied));
+    assert!(stdout(&applied).contains("Policy team-present: Ready"), "{}", stdout(&applied));
+
+    // The contract applied before the policy is marked, not changed.
+    let marked = compliance(url, &admin, "early@v1", "False");
+    assert_eq!(marked["reason"], "Violation");
+    assert!(
+        marked["message"]
+            .as_str()
+            .unwrap()
+            .contains("team-present (deny, rule team-present): contract early names no team")
+    );
+
+    // A new contract without a team is refused, with another, all or nothing.
+    let both = write(&dir, "both.yaml", &format!("{}---\n{}", contract("teamed", true), contract("bare", false)));
+    let denied = as_(&admin, &["apply", "--server", url, "-f", &both]);
+    assert_eq!(denied.status.code(), Some(1), "{}", stdout(&denied));
+    let err = stderr(&denied);
+    assert!(err.contains("policy-denied") && err.contains("contract bare names no team"), "{err}");
+    assert!(err.contains("document: 2") && err.contains("path: team"), "{err}");
+    let (status, body) = api(contract("bare", false));
+    assert_eq!((status, body["code"].as_str()), (403, Some("policy-denied")), "{body}");
+    assert_eq!(body["details"][0]["policy"], "team-present");
+    let listed = stdout(&as_(&admin, &["get", "contracts", "--server", url]));
+    assert!(!listed.contains("teamed@v1") && !listed.contains("bare@v1"), "nothing was written: {listed}");
+
+    // Fixing the early contract clears its mark.
+    let fixed = write(&dir, "early.yaml", &contract("early", true).replace("1.0.0", "1.0.1"));
+    assert_eq!(as_(&admin, &["apply", "--server", url, "-f", &fixed]).status.code(), Some(0));
+    assert_eq!(compliance(url, &admin, "early@v1", "True")["reason"], "Compliant");
+
+    // As a warning, the same rule lets the change through and says so.
+    let warn = write(&dir, "warn.yaml", &team_policy("warn", "['*']").replace("1.0.0", "1.1.0"));
+    assert_eq!(as_(&admin, &["apply", "--server", url, "-f", &warn]).status.code(), Some(0));
+    let bare = write(&dir, "bare.yaml", &contract("bare", false));
+    let through = as_(&admin, &["apply", "--server", url, "-f", &bare]);
+    assert_eq!(through.status.code(), Some(0), "{}", stderr(&through));
+    let out = stdout(&through);
+    assert!(out.contains("DataContract bare@v1 1.0.0 generation 1: created"), "{out}");
+    assert!(
+        out.contains("warning: policy team-present (rule team-present) at `team`: contract bare names no team"),
+        "{out}"
+    );
+    assert_eq!(compliance(url, &admin, "bare@v1", "False")["reason"], "Warning");
+    let policies = stdout(&as_(&admin, &["get", "policies", "--server", url]));
+    assert!(policies.lines().any(|l| l.starts_with("team-present") && l.contains("True")), "{policies}");
+}
+
+#[test]
+fn policy_eval_answers_without_a_server() {
+    let dir = std::env::temp_dir().join(format!("mp-policy-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = write(&dir, "p.yaml", &team_policy("deny", "[sales]"));
+    let bare = write(&dir, "bare.yaml", &contract("bare", false));
+    let teamed = write(&dir, "teamed.yaml", &contract("teamed", true));
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_meshplane")).args(args).output().unwrap();
+
+    let denied = run(&["policy", "eval", &policy, "-f", &bare]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert_eq!(stdout(&denied), "deny team-present (rule team-present) at `team`: contract bare names no team\n");
+    assert!(
+        stderr(&denied).contains("defaulted as null (what only a server knows): before, caller"),
+        "{}",
+        stderr(&denied)
+    );
+    let passed = run(&["policy", "eval", &policy, "-f", &teamed]);
+    assert_eq!((passed.status.code(), stdout(&passed)), (Some(0), "team-present: pass\n".to_string()));
+
+    let json =
+        run(&["policy", "eval", &policy, "-f", &bare, "-o", "json", "--input", r#"{"caller": {"name": "ana"}}"#]);
+    let body: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!((body["verdict"].as_str(), body["denied"].as_bool()), (Some("violated"), Some(true)));
+    assert_eq!(body["input"]["caller"]["name"], "ana");
+    assert_eq!(body["input"]["name"], "bare@v1");
+}

@@ -1,0 +1,214 @@
+//! Governance: the stored `Policy` resources asked about every change of the catalog.
+//!
+//! - On **apply** and **delete** ([`judge`]), every policy whose scope covers the resource and
+//!   whose actions name the change is evaluated; a `deny` policy's violation refuses the whole
+//!   change (nothing is written, every violation listed), a `warn` policy's is answered with
+//!   the change. A policy whose evaluation fails or runs past its budget counts as a denial,
+//!   whatever its enforcement: a policy never fails open.
+//! - **Continuous compliance** ([`compliance`]): the reconciler of a contract or product asks
+//!   the `apply` policies about the stored document and writes the `PolicyCompliant`
+//!   condition (nothing else about the resource changes); a change of a policy requeues every
+//!   resource, so a new policy marks the existing violators within one reconcile.
+//!
+//! A policy is compiled once per generation and kept in the store handle's cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use meshplane_policy::{Compiled, DEFAULT_BUDGET, Verdict};
+use meshplane_spec::Document;
+use meshplane_spec::model::policy::Policy;
+use serde::Serialize;
+use serde_json::{Value as Any, json};
+
+use crate::authz::Caller;
+use crate::error::{Error, ErrorCode};
+use crate::resource::Kind;
+use crate::store::{Record, Store};
+
+/// One policy in force: its document and its compiled module.
+pub struct InForce {
+    pub name: String,
+    pub version: String,
+    pub policy: Policy,
+    compiled: Compiled,
+}
+
+/// The compiled policies of a store, by name, each with the generation it was compiled from.
+#[derive(Default)]
+pub struct Cache(Mutex<HashMap<String, (i64, Arc<InForce>)>>);
+
+/// What a policy found about one change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// The policy (its name) and the version that made the finding.
+    pub policy: String,
+    pub version: String,
+    /// `deny` or `warn`; an evaluation that failed is a `deny`.
+    pub enforcement: String,
+    pub rule: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl Finding {
+    pub fn denies(&self) -> bool {
+        self.enforcement == "deny"
+    }
+}
+
+/// What a change is, as the policies see it (`input`).
+pub struct Change<'a> {
+    pub action: &'a str,
+    pub kind: Kind,
+    pub name: &'a str,
+    pub domain: &'a str,
+    pub owners: &'a [String],
+    pub before: Option<&'a Any>,
+    pub after: Option<&'a Any>,
+    /// Who asks (`None` for a re-evaluation by the reconciler).
+    pub caller: Option<&'a Caller>,
+}
+
+impl Change<'_> {
+    fn input(&self) -> Any {
+        let caller = self.caller.and_then(|c| c.principal.as_ref()).map(
+            |p| json!({ "name": p.name, "groups": p.groups, "platformAdmin": p.platform_admin, "domains": p.domains }),
+        );
+        json!({
+            "action": self.action,
+            "kind": self.kind.as_str(),
+            "name": self.name,
+            "domain": self.domain,
+            "owners": self.owners,
+            "before": self.before,
+            "after": self.after,
+            "caller": caller,
+        })
+    }
+}
+
+/// The policies stored now, compiled (from the cache when their generation was seen before).
+pub async fn in_force(store: &Store) -> Result<Vec<Arc<InForce>>, Error> {
+    let records = store.list_all(Kind::Policy).await?;
+    let cache = store.policy_cache();
+    let mut all = Vec::with_capacity(records.len());
+    for record in records.into_iter().filter(|r| r.deletion_requested.is_none()) {
+        let cached = cache.0.lock().ok().and_then(|c| c.get(&record.name).cloned());
+        match cached {
+            Some((generation, entry)) if generation == record.generation => all.push(entry),
+            _ => {
+                let Some(entry) = compile(&record) else { continue };
+                let entry = Arc::new(entry);
+                if let Ok(mut c) = cache.0.lock() {
+                    c.insert(record.name.clone(), (record.generation, Arc::clone(&entry)));
+                }
+                all.push(entry);
+            }
+        }
+    }
+    Ok(all)
+}
+
+fn compile(record: &Record) -> Option<InForce> {
+    let Some(Document::Policy(policy)) = record.document() else { return None };
+    // Stored policies compiled when they were applied; one that no longer does (a newer
+    // release refusing a built-in) is left out of force, and its reconcile says why.
+    let compiled = meshplane_policy::compile(policy).ok()?;
+    Some(InForce { name: record.name.clone(), version: record.version.clone(), policy: (**policy).clone(), compiled })
+}
+
+/// Asks every policy in force that covers the change.
+pub fn judge(policies: &[Arc<InForce>], change: &Change<'_>) -> Vec<Finding> {
+    let covering: Vec<&Arc<InForce>> = policies
+        .iter()
+        .filter(|p| p.policy.actions().contains(&change.action) && p.policy.covers(change.kind.as_str(), change.domain))
+        .collect();
+    if covering.is_empty() {
+        return Vec::new();
+    }
+    let input = change.input();
+    let mut findings = Vec::new();
+    for entry in covering {
+        let finding = |enforcement: &str, rule: String, message: String, path: Option<String>| Finding {
+            policy: entry.name.clone(),
+            version: entry.version.clone(),
+            enforcement: enforcement.to_string(),
+            rule,
+            message,
+            path,
+        };
+        match entry.compiled.evaluate(&input, None, DEFAULT_BUDGET) {
+            Verdict::Pass => {}
+            Verdict::Violated(violations) => findings
+                .extend(violations.into_iter().map(|v| finding(&entry.policy.enforcement, v.rule, v.message, v.path))),
+            Verdict::Failed(why) => {
+                let message = format!("the policy could not be evaluated, which counts as a denial: {why}");
+                findings.push(finding("deny", entry.name.clone(), message, None));
+            }
+        }
+    }
+    findings
+}
+
+/// The error that refuses a change some policy denied: every denial in `details`, each with
+/// the document it is about (numbered from 1 in the body) when there are several.
+pub fn refusal(denials: Vec<(Option<usize>, Finding)>) -> Error {
+    let first = &denials[0].1;
+    let message = match denials.len() {
+        1 => format!("policy `{}` denies the change: {}", first.policy, first.message),
+        n => format!("{n} policy violations deny the change; the first, policy `{}`: {}", first.policy, first.message),
+    };
+    let details = denials
+        .iter()
+        .map(|(document, f)| {
+            let mut item = serde_json::to_value(f).unwrap_or_default();
+            if let Some(document) = document {
+                item["document"] = json!(document + 1);
+            }
+            item
+        })
+        .collect();
+    Error::Invalid { code: ErrorCode::PolicyDenied, message, details: Any::Array(details) }
+}
+
+/// The `PolicyCompliant` condition of a stored contract or product: `None` when no policy
+/// covers it and it never had the condition.
+pub async fn compliance(
+    store: &Store,
+    record: &Record,
+    had_condition: bool,
+) -> Result<Option<(&'static str, bool, &'static str, String)>, Error> {
+    let policies = in_force(store).await?;
+    let change = Change {
+        action: "apply",
+        kind: record.kind,
+        name: &record.name,
+        domain: &record.domain,
+        owners: &record.owners,
+        before: None,
+        after: Some(&record.spec),
+        caller: None,
+    };
+    let covered = policies
+        .iter()
+        .any(|p| p.policy.actions().contains(&"apply") && p.policy.covers(record.kind.as_str(), &record.domain));
+    if !covered && !had_condition {
+        return Ok(None);
+    }
+    let findings = judge(&policies, &change);
+    Ok(Some(if findings.is_empty() {
+        let message = if covered { "every policy that covers it passes" } else { "no policy covers it" };
+        ("PolicyCompliant", true, if covered { "Compliant" } else { "NoPolicy" }, message.to_string())
+    } else {
+        let reason = if findings.iter().any(Finding::denies) { "Violation" } else { "Warning" };
+        let message = findings
+            .iter()
+            .map(|f| format!("{} ({}, rule {}): {}", f.policy, f.enforcement, f.rule, f.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        ("PolicyCompliant", false, reason, message)
+    }))
+}

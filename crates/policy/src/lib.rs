@@ -1,0 +1,356 @@
+//! Rego policies, evaluated in-process by regorus: a policy document's module is compiled
+//! once ([`compile`]: every problem with its line in the document), then asked about a change
+//! ([`Compiled::evaluate`]) within a time budget. A policy answers through one rule,
+//! `violations`: a set of messages, or of objects `{"msg": ..., "path": ..., "rule": ...}`
+//! (`path` points into the document, `rule` names the rule for the report; it defaults to the
+//! policy's id). An evaluation that fails or runs out of time is a verdict of its own,
+//! [`Verdict::Failed`], which callers count as a denial: a policy never fails open.
+//!
+//! The module sees only what the caller puts in `input` and `data`, and calls only the
+//! built-ins of [`BUILTINS`] (and its own functions): the time budget is checked between the
+//! evaluation's steps, not inside one built-in, so a built-in that could make a value of any
+//! size in one call (`numbers.range`, `replace`, `sprintf` with a width) or reach outside the
+//! evaluation (`opa.runtime` reads the environment, `net.*`, `http.send`, `print`) is refused
+//! when the policy is compiled. A `sprintf` format must be a literal without a width or
+//! precision of three digits or more.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use meshplane_spec::model::policy::Policy;
+use meshplane_spec::tree::Span;
+use meshplane_spec::{Code, Diagnostic};
+use serde::Serialize;
+use serde_json::Value as Any;
+
+/// How long one evaluation of one policy may take unless the platform says otherwise.
+pub const DEFAULT_BUDGET: Duration = Duration::from_millis(50);
+
+/// The rule every policy answers through.
+pub const RULE: &str = "violations";
+
+/// The name the module is compiled under; regorus's messages start with it.
+const SOURCE: &str = "rego";
+
+/// The built-ins a policy may call: those whose answer is no larger than their arguments
+/// (or a small multiple of them).
+pub const BUILTINS: &[&str] = &[
+    // aggregates and collections
+    "count",
+    "sum",
+    "product",
+    "max",
+    "min",
+    "sort",
+    "array.concat",
+    "array.slice",
+    "array.reverse",
+    "intersection",
+    "union",
+    "object.get",
+    "object.keys",
+    "object.remove",
+    "object.filter",
+    "object.union",
+    "object.union_n",
+    "json.filter",
+    "json.remove",
+    "walk",
+    "graph.reachable",
+    "graph.reachable_paths",
+    // strings
+    "concat",
+    "contains",
+    "endswith",
+    "startswith",
+    "format_int",
+    "indexof",
+    "indexof_n",
+    "lower",
+    "upper",
+    "split",
+    "sprintf",
+    "substring",
+    "trim",
+    "trim_left",
+    "trim_prefix",
+    "trim_right",
+    "trim_suffix",
+    "trim_space",
+    "strings.any_prefix_match",
+    "strings.any_suffix_match",
+    "strings.count",
+    "regex.match",
+    "regex.is_valid",
+    "regex.split",
+    "regex.find_n",
+    "regex.find_all_string_submatch_n",
+    "glob.match",
+    "glob.quote_meta",
+    "semver.compare",
+    "semver.is_valid",
+    // types and conversions
+    "is_array",
+    "is_boolean",
+    "is_null",
+    "is_number",
+    "is_object",
+    "is_set",
+    "is_string",
+    "type_name",
+    "to_number",
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "units.parse",
+    "units.parse_bytes",
+    // encodings
+    "base64.encode",
+    "base64.decode",
+    "base64.is_valid",
+    "base64url.encode",
+    "base64url.decode",
+    "base64url.encode_no_pad",
+    "hex.encode",
+    "hex.decode",
+    "json.marshal",
+    "json.unmarshal",
+    "json.is_valid",
+    // time
+    "time.now_ns",
+    "time.parse_rfc3339_ns",
+    "time.parse_ns",
+    "time.parse_duration_ns",
+    "time.date",
+    "time.clock",
+    "time.weekday",
+    "time.add_date",
+    "time.diff",
+];
+
+/// A policy's module, compiled and ready to be evaluated (cloning it is cheap).
+#[derive(Clone)]
+pub struct Compiled {
+    engine: regorus::Engine,
+    /// The rule's full path, `data.<package>.violations`.
+    rule: String,
+    /// The policy's id: the rule name of a violation that names none.
+    pub id: String,
+}
+
+/// One violation a policy found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub rule: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// What a policy said about one change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Violated(Vec<Violation>),
+    /// The evaluation failed (an error, or past its budget): counted as a denial.
+    Failed(String),
+}
+
+/// Compiles a policy document's module, or says what is wrong with it, each problem at its
+/// line in the document.
+pub fn compile(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
+    let mut engine = regorus::Engine::new();
+    engine.set_strict_builtin_errors(true);
+    let package = engine
+        .add_policy(SOURCE.to_string(), policy.rego.clone())
+        .map_err(|e| vec![rego_problem(policy, &e.to_string())])?;
+    let calls = called_functions(&engine);
+    let problems: Vec<Diagnostic> = calls.iter().filter_map(|call| refused_call(policy, call)).collect();
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let rule = format!("{package}.{RULE}");
+    let declared = engine.has_declared_rule_rooted_at(SOURCE, RULE).unwrap_or(false);
+    if !declared {
+        let message = format!("the module declares no `{RULE}` rule, which is how a policy answers");
+        let hint = format!("add e.g. `{RULE} contains msg if {{ not input.after.domain; msg := \"no domain\" }}`");
+        return Err(vec![Diagnostic::new(Code::RegoInvalid, policy.at.field("rego"), message).hint(hint)]);
+    }
+    // Preparing the module for evaluation finds what parsing does not: unknown functions,
+    // unsafe variables, recursion.
+    let compiled = Compiled { engine, rule, id: policy.id.clone() };
+    let mut probe = compiled.engine.clone();
+    probe.set_input(regorus::Value::new_object());
+    set_budget(&mut probe, DEFAULT_BUDGET);
+    match probe.eval_rule(compiled.rule.clone()) {
+        Err(e) if !is_limit(&e.to_string()) => Err(vec![rego_problem(policy, &e.to_string())]),
+        _ => Ok(compiled),
+    }
+}
+
+/// A call in the module: the function's dotted name, its first argument when that is a
+/// string literal, and its line in the module.
+struct Call {
+    name: String,
+    literal: Option<String>,
+    line: u32,
+}
+
+/// Every call the module makes, and the functions it defines itself.
+fn called_functions(engine: &regorus::Engine) -> Vec<Call> {
+    let ast: Any = engine.get_ast_as_json().ok().and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
+    let mut calls = Vec::new();
+    let mut own = Vec::new();
+    collect(&ast, &mut calls, &mut own);
+    calls.retain(|c| !own.contains(&c.name) && !c.name.starts_with("data."));
+    calls
+}
+
+fn dotted(expr: &Any) -> Option<String> {
+    if let Some(var) = expr.get("Var") {
+        return var.get("value").and_then(Any::as_str).map(str::to_string);
+    }
+    let dot = expr.get("RefDot")?;
+    let field = dot.get("field")?.get(1)?.as_str()?;
+    Some(format!("{}.{field}", dotted(dot.get("refr")?)?))
+}
+
+fn collect(node: &Any, calls: &mut Vec<Call>, own: &mut Vec<String>) {
+    match node {
+        Any::Object(map) => {
+            if let Some(call) = map.get("Call") {
+                let name = call.get("fcn").and_then(dotted).unwrap_or_else(|| "?".into());
+                let first = call.get("params").and_then(|p| p.get(0));
+                let literal = first.and_then(|p| p.get("String")).and_then(|s| s.get("value")).and_then(Any::as_str);
+                let line = call.pointer("/span/line").and_then(Any::as_u64).unwrap_or(0) as u32;
+                calls.push(Call { name, literal: literal.map(str::to_string), line });
+            }
+            if let Some(function) = map.get("Func")
+                && let Some(name) = function.get("refr").and_then(dotted)
+            {
+                own.push(name);
+            }
+            map.values().for_each(|v| collect(v, calls, own));
+        }
+        Any::Array(items) => items.iter().for_each(|v| collect(v, calls, own)),
+        _ => {}
+    }
+}
+
+/// Why a call is refused, if it is.
+fn refused_call(policy: &Policy, call: &Call) -> Option<Diagnostic> {
+    let span = Span::at(policy.rego_line() + call.line.saturating_sub(1), policy.at.field("rego").start.col);
+    let name = &call.name;
+    if !BUILTINS.contains(&name.as_str()) {
+        let message = format!("Rego line {}: `{name}` is not a built-in a policy may call", call.line);
+        let hint = "a policy calls its own functions and the built-ins listed in docs/policies.md: \
+                    none that reaches outside the evaluation or makes a value of any size in one step";
+        return Some(Diagnostic::new(Code::RegoInvalid, span, message).hint(hint));
+    }
+    if name == "sprintf" {
+        let wide = call.literal.as_deref().is_none_or(|format| {
+            format.split('%').skip(1).any(|directive| {
+                let spec: String = directive.chars().take_while(|c| !c.is_ascii_alphabetic()).collect();
+                spec.split(|c: char| !c.is_ascii_digit()).any(|digits| digits.len() >= 3)
+            })
+        });
+        if wide {
+            let message = format!(
+                "Rego line {}: `sprintf` needs a literal format without a width or precision of three digits or more",
+                call.line
+            );
+            return Some(Diagnostic::new(Code::RegoInvalid, span, message));
+        }
+    }
+    None
+}
+
+fn set_budget(engine: &mut regorus::Engine, budget: Duration) {
+    // The clock is read at every step: a step that doubles a string must not go on for long.
+    let check_interval = NonZeroU32::MIN;
+    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig { limit: budget, check_interval });
+}
+
+fn is_limit(message: &str) -> bool {
+    message.contains("execution exceeded") || message.contains("time limit")
+}
+
+impl Compiled {
+    /// Asks the policy about one change: `input` is what the caller says about it (the
+    /// document before and after, who asks, ...), `data` what every evaluation may read.
+    pub fn evaluate(&self, input: &Any, data: Option<&Any>, budget: Duration) -> Verdict {
+        let mut engine = self.engine.clone();
+        engine.set_input(regorus::Value::from(input.clone()));
+        if let Some(data) = data
+            && let Err(e) = engine.add_data(regorus::Value::from(data.clone()))
+        {
+            return Verdict::Failed(format!("its data could not be loaded: {e}"));
+        }
+        set_budget(&mut engine, budget);
+        let value = match engine.eval_rule(self.rule.clone()) {
+            Ok(value) => value,
+            Err(e) if is_limit(&e.to_string()) => {
+                return Verdict::Failed(format!("it ran past its budget of {} ms", budget.as_millis()));
+            }
+            Err(e) => return Verdict::Failed(error_text(&e.to_string())),
+        };
+        let found = match serde_json::to_value(&value) {
+            Ok(Any::Array(items)) => items,
+            Ok(Any::Null) | Ok(Any::String(_)) if value == regorus::Value::Undefined => Vec::new(),
+            Ok(other) => return Verdict::Failed(format!("`{RULE}` must be a set, found {other}")),
+            Err(e) => return Verdict::Failed(format!("its answer could not be read: {e}")),
+        };
+        if found.is_empty() {
+            return Verdict::Pass;
+        }
+        Verdict::Violated(found.into_iter().map(|item| self.violation(item)).collect())
+    }
+
+    fn violation(&self, item: Any) -> Violation {
+        let text = |key: &str| item.get(key).and_then(Any::as_str).map(str::to_string);
+        match &item {
+            Any::String(message) => Violation { rule: self.id.clone(), message: message.clone(), path: None },
+            Any::Object(_) => Violation {
+                rule: text("rule").unwrap_or_else(|| self.id.clone()),
+                message: text("msg").or_else(|| text("message")).unwrap_or_else(|| item.to_string()),
+                path: text("path"),
+            },
+            other => Violation { rule: self.id.clone(), message: other.to_string(), path: None },
+        }
+    }
+}
+
+/// What went wrong, from a regorus error's text (its `error:` line, else its first line).
+fn error_text(message: &str) -> String {
+    message
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("error:"))
+        .map_or_else(|| first_line(message), |w| w.trim().to_string())
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_string()
+}
+
+/// A regorus error as a problem of the document. Its text points at the module's own line
+/// and column (`--> rego:LINE:COL`, the source line, then `error: ...`); the module's first
+/// line is where the `rego` value starts in the document.
+fn rego_problem(policy: &Policy, message: &str) -> Diagnostic {
+    let at = policy.at.field("rego");
+    let position = message.lines().find_map(|l| l.trim().strip_prefix(&format!("--> {SOURCE}:"))).and_then(|place| {
+        let (line, col) = place.split_once(':')?;
+        Some((line.trim().parse::<u32>().ok()?, col.trim().parse::<u32>().ok()?))
+    });
+    let what = error_text(message);
+    match position {
+        Some((line, col)) => {
+            let span = Span::at(policy.rego_line() + line.saturating_sub(1), at.start.col);
+            Diagnostic::new(Code::RegoInvalid, span, format!("Rego line {line}, column {col}: {what}"))
+        }
+        None => Diagnostic::new(Code::RegoInvalid, at, what),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+use meshplane_spec::{Document, load};
+use serde_json::json;
+
+use super::*;
+
+fn policy(rego: &str) -> Policy {
+    let indented: String = rego.lines().map(|l| format!("  {l}\n")).collect();
+    let text = format!(
+        "apiVersion: meshplane/v1\nkind: Policy\nid: owner-present\nversion: 1.0.0\ndomain: platform\n\
+         enforcement: deny\nrego: |\n{indented}"
+    );
+    let loaded = load(&text).documents.remove(0);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let Some(Document::Policy(policy)) = loaded.document else { panic!("not a policy") };
+    *policy
+}
+
+const OWNER: &str = r#"package meshplane.owner
+
+violations contains {"msg": "the contract names no team", "path": "team"} if {
+  not input.after.team
+}
+"#;
+
+#[test]
+fn a_violation_names_its_rule_message_and_path() {
+    let compiled = compile(&policy(OWNER)).unwrap();
+    let verdict = compiled.evaluate(&json!({"after": {"id": "orders"}}), None, DEFAULT_BUDGET);
+    let expected = Violation {
+        rule: "owner-present".into(),
+        message: "the contract names no team".into(),
+        path: Some("team".into()),
+    };
+    assert_eq!(verdict, Verdict::Violated(vec![expected]));
+    let fine = compiled.evaluate(&json!({"after": {"id": "orders", "team": {"name": "sales"}}}), None, DEFAULT_BUDGET);
+    assert_eq!(fine, Verdict::Pass);
+}
+
+#[test]
+fn a_syntax_error_is_reported_at_its_line_in_the_document() {
+    let problems =
+        compile(&policy("package meshplane.x\n\nviolations contains msg if {\n  msg := \n}\n")).err().unwrap();
+    // The module starts on line 8 of the document (after `rego: |` on line 7).
+    assert_eq!(problems[0].code, Code::RegoInvalid);
+    assert_eq!(problems[0].span.start.line, 11, "{problems:?}");
+    assert!(problems[0].message.starts_with("Rego line 4, column 7: expecting"), "{problems:?}");
+}
+
+#[test]
+fn unsafe_variables_recursion_and_a_missing_rule_are_refused() {
+    let unsafe_var =
+        compile(&policy("package meshplane.x\nviolations contains msg if {\n  msg := y\n}\n")).err().unwrap();
+    assert!(unsafe_var[0].message.contains("var y is unsafe"), "{unsafe_var:?}");
+    assert_eq!(unsafe_var[0].span.start.line, 10);
+    let recursion =
+        compile(&policy("package meshplane.x\na if b\nb if a\nviolations contains 1 if a\n")).err().unwrap();
+    assert!(recursion[0].message.contains("recursion"), "{recursion:?}");
+    let silent = compile(&policy("package meshplane.x\nallow := true\n")).err().unwrap();
+    assert!(silent[0].message.contains("no `violations` rule"), "{silent:?}");
+}
+
+/// A policy's author may be hostile: a built-in that reads the server's environment or makes
+/// a value of any size in one step (past the budget's reach) is refused at compile time.
+#[test]
+fn built_ins_outside_the_allow_list_are_refused_with_their_line() {
+    for (call, refused) in [
+        ("opa.runtime()", "`opa.runtime` is not a built-in"),
+        ("numbers.range(1, 100000000000)", "`numbers.range` is not a built-in"),
+        ("replace(input.a, \"a\", \"aaaaaaaa\")", "`replace` is not a built-in"),
+        ("net.lookup_ip_addr(\"example.com\")", "`net.lookup_ip_addr` is not a built-in"),
+        ("sprintf(\"%0900000000d\", [1])", "`sprintf` needs a literal format"),
+        ("sprintf(input.format, [1])", "`sprintf` needs a literal format"),
+        ("nosuch(1)", "`nosuch` is not a built-in"),
+    ] {
+        let rego = format!("package meshplane.x\n\nviolations contains x if {{\n  x := {call}\n}}\n");
+        let problems = compile(&policy(&rego)).err().unwrap_or_else(|| panic!("{call} was compiled"));
+        assert!(problems[0].message.contains(refused), "{call}: {problems:?}");
+        assert_eq!(problems[0].span.start.line, 11, "{call}: {problems:?}");
+    }
+    let own = "package meshplane.x\nlabel(n) := sprintf(\"%s!\", [n])\nviolations contains label(input.a) if input.a\n";
+    assert!(compile(&policy(own)).is_ok(), "a policy's own functions and a plain sprintf are fine");
+}
+
+#[test]
+fn an_evaluation_past_its_budget_fails_closed() {
+    let rego = "package meshplane.x\nviolations contains x if {\n  some a in input.n\n  some b in input.n\n  some c in input.n\n  x := a + b + c\n  x < 0\n}\n";
+    let compiled = compile(&policy(rego)).unwrap();
+    let input = json!({"n": (0..1000).collect::<Vec<_>>()});
+    let verdict = compiled.evaluate(&input, None, Duration::from_millis(20));
+    assert_eq!(verdict, Verdict::Failed("it ran past its budget of 20 ms".into()));
+    assert_eq!(compiled.evaluate(&json!({"n": [1, 2]}), None, DEFAULT_BUDGET), Verdict::Pass);
+}
+
+#[test]
+fn messages_may_be_plain_strings_and_rules_named_by_the_policy() {
+    let rego = "package meshplane.x\nviolations contains \"plain\" if input.a\nviolations contains {\"rule\": \"named\", \"msg\": \"m\"} if input.a\n";
+    let Verdict::Violated(mut found) =
+        compile(&policy(rego)).unwrap().evaluate(&json!({"a": true}), None, DEFAULT_BUDGET)
+    else {
+        panic!("no violation")
+    };
+    found.sort_by(|a, b| a.rule.cmp(&b.rule));
+    assert_eq!(found[0], Violation { rule: "named".into(), message: "m".into(), path: None });
+    assert_eq!(found[1], Violation { rule: "owner-present".into(), message: "plain".into(), path: None });
+}

@@ -1,0 +1,153 @@
+//! meshplane's own `Policy` kind (`apiVersion: meshplane/v1`): a Rego module, the resources
+//! and actions it is asked about, and what a violation does (`deny` refuses the change,
+//! `warn` lets it through with the warnings kept on the resource).
+//!
+//! This model reads the document's fields; whether the Rego compiles is checked by the policy
+//! engine (`meshplane-policy`), which also maps its errors to the document's lines.
+
+use serde::Serialize;
+use serde_with::skip_serializing_none;
+
+use super::common::Team;
+use crate::decode::{At, Cx, Decode, Obj};
+use crate::diag::{Code, Diagnostic};
+use crate::tree::Node;
+
+/// The actions a policy can be asked about.
+pub const ACTIONS: &[&str] = &["apply", "delete"];
+/// What a violation does.
+pub const ENFORCEMENTS: &[&str] = &["deny", "warn"];
+/// The kinds a policy's scope can name.
+pub const KINDS: &[&str] = &["DataContract", "DataProduct"];
+
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    pub api_version: String,
+    pub kind: String,
+    pub id: String,
+    pub version: String,
+    pub domain: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub team: Option<Team>,
+    pub scope: Option<Scope>,
+    pub actions: Option<Vec<String>>,
+    pub enforcement: String,
+    pub rego: String,
+    #[serde(skip)]
+    pub at: At,
+}
+
+/// Which resources a policy is asked about: those of `domains` (`["*"]`: every domain; when
+/// absent, the policy's own domain) and of `kinds` (when absent, every kind).
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scope {
+    pub domains: Option<Vec<String>>,
+    pub kinds: Option<Vec<String>>,
+    #[serde(skip)]
+    pub at: At,
+}
+
+impl Policy {
+    /// The actions it is asked about (`apply` when the document names none).
+    pub fn actions(&self) -> Vec<&str> {
+        match &self.actions {
+            Some(actions) => actions.iter().map(String::as_str).collect(),
+            None => vec!["apply"],
+        }
+    }
+
+    /// Whether a resource of `kind` in `domain` is in its scope.
+    pub fn covers(&self, kind: &str, domain: &str) -> bool {
+        let scope = self.scope.as_ref();
+        let kinds = scope.and_then(|s| s.kinds.as_ref());
+        let domains = scope.and_then(|s| s.domains.as_ref());
+        let kind_in = kinds.is_none_or(|k| k.iter().any(|k| k == kind));
+        let domain_in = match domains {
+            Some(d) => d.iter().any(|d| d == "*" || d == domain),
+            None => self.domain.as_deref() == Some(domain),
+        };
+        kind_in && domain_in
+    }
+
+    /// Whether its scope reaches past its own domain (every domain, or another one): only a
+    /// platform admin may apply such a policy.
+    pub fn reaches_beyond_its_domain(&self) -> bool {
+        let own = self.domain.as_deref().unwrap_or_default();
+        let domains = self.scope.as_ref().and_then(|s| s.domains.as_ref());
+        domains.is_some_and(|d| d.iter().any(|d| d != own))
+    }
+
+    /// The line of the document where the Rego text's first line is.
+    pub fn rego_line(&self) -> u32 {
+        self.at.field("rego").start.line
+    }
+}
+
+impl Decode for Scope {
+    fn decode(node: &Node, cx: &mut Cx) -> Option<Self> {
+        let mut o = Obj::new(cx, node, "policy scope")?;
+        let scope = Scope { domains: o.opt("domains"), kinds: o.opt("kinds"), at: At::default() };
+        let at = o.finish();
+        for kind in scope.kinds.iter().flatten() {
+            if !KINDS.contains(&kind.as_str()) {
+                cx.report(
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        at.field("kinds"),
+                        format!("`{kind}` is not a kind a policy can cover"),
+                    )
+                    .hint(format!("use one of: {}", KINDS.join(", "))),
+                );
+            }
+        }
+        Some(Scope { at, ..scope })
+    }
+}
+
+pub(crate) fn decode_policy(node: &Node, cx: &mut Cx) -> Option<Policy> {
+    let mut o = Obj::new(cx, node, "policy")?;
+    let policy = Policy {
+        api_version: o.opt("apiVersion").unwrap_or_default(),
+        kind: o.opt("kind").unwrap_or_default(),
+        id: o.req("id"),
+        version: o.req("version"),
+        domain: o.opt("domain"),
+        description: o.opt("description"),
+        tags: o.opt("tags"),
+        team: o.opt("team"),
+        scope: o.opt("scope"),
+        actions: o.opt("actions"),
+        enforcement: o.req("enforcement"),
+        rego: o.req("rego"),
+        at: At::default(),
+    };
+    let at = o.finish();
+    if !policy.enforcement.is_empty() && !ENFORCEMENTS.contains(&policy.enforcement.as_str()) {
+        cx.report(
+            Diagnostic::new(
+                Code::InvalidValue,
+                at.field("enforcement"),
+                format!("`{}` is not an enforcement", policy.enforcement),
+            )
+            .hint(format!("use one of: {}", ENFORCEMENTS.join(", "))),
+        );
+    }
+    for action in policy.actions.iter().flatten() {
+        if !ACTIONS.contains(&action.as_str()) {
+            cx.report(
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    at.field("actions"),
+                    format!("`{action}` is not an action a policy is asked about"),
+                )
+                .hint(format!("use one of: {}", ACTIONS.join(", "))),
+            );
+        }
+    }
+    Some(Policy { at, ..policy })
+}
