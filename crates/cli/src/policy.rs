@@ -1,9 +1,10 @@
-//! `meshplane policy eval POLICY -f DOCUMENT`: what a policy says about one document, without
-//! a server. The input is the one the server builds for an apply (`action`, `kind`, `name`,
-//! `domain`, `owners`, `before`, `after`, `caller`); what only a server knows (the stored
-//! version, the caller) is defaulted, said so on standard error, and can be given instead.
+//! `meshplane policy test PATH...` runs the Rego unit tests of policies; `meshplane policy
+//! eval POLICY -f DOCUMENT` says what a policy says about one document. Neither needs a
+//! server. `eval` builds the input the server builds for an apply (`action`, `kind`, `name`,
+//! `domain`, `owners`, `before`, `after`, `caller`, `diff`); what only a server knows (the
+//! stored version, the caller) is defaulted, said so on standard error, and can be given.
 //! Exit codes: 0 the server would let the change through (warnings are printed), 1 it would
-//! refuse it, 2 a file is unreadable or invalid.
+//! refuse it (for `test`: a test failed), 2 a file is unreadable or invalid.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,19 @@ enum PolicyCommand {
         after_help = "Examples:\n  meshplane policy eval owner-present.policy.yaml -f orders.odcs.yaml\n  meshplane policy eval bump.policy.yaml -f v2.odcs.yaml --before v1.odcs.yaml\n  meshplane policy eval p.yaml -f orders.odcs.yaml --input '{\"caller\": {\"name\": \"ana\", \"domains\": [\"sales\"]}}'"
     )]
     Eval(EvalArgs),
+    /// Run the Rego unit tests (`test_` rules, as `opa test` does) of policy documents and
+    /// `.rego` files: each test passes when it is true.
+    #[command(
+        after_help = "Example:\n  meshplane policy test policies/    # *.yaml policies and *_test.rego files, recursively"
+    )]
+    Test(TestArgs),
+}
+
+#[derive(clap::Args)]
+struct TestArgs {
+    /// Policy documents and `.rego` files (tests, fixtures), or directories searched for them.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -59,7 +73,97 @@ struct EvalArgs {
 pub fn run(args: &PolicyArgs) -> Result<ExitCode> {
     match &args.command {
         PolicyCommand::Eval(eval_args) => eval(eval_args, args.output),
+        PolicyCommand::Test(test_args) => test(test_args, args.output),
     }
+}
+
+/// Every file under `path` (itself, when it is one), in a stable order.
+fn walk(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if !path.is_dir() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            walk(&entry, out)?;
+        } else if entry.extension().is_some_and(|e| ["rego", "yaml", "yml", "json"].iter().any(|x| e == *x)) {
+            out.push(entry);
+        }
+    }
+    Ok(())
+}
+
+fn test(args: &TestArgs, format: Format) -> Result<ExitCode> {
+    let mut files = Vec::new();
+    for path in &args.paths {
+        walk(path, &mut files)?;
+    }
+    let mut sources = Vec::new();
+    let mut broken = false;
+    for file in &files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let name = file.display().to_string();
+        if file.extension().is_some_and(|e| e == "rego") {
+            sources.push(meshplane_policy::Source { file: name, text, first_line: 1 });
+            continue;
+        }
+        let linted = crate::files::lint_text(name.clone(), text);
+        let policies: Vec<_> = linted
+            .documents
+            .iter()
+            .filter_map(|d| match &d.document {
+                Some(Document::Policy(p)) => Some(p),
+                _ => None,
+            })
+            .collect();
+        if policies.is_empty() {
+            continue;
+        }
+        for d in linted.diagnostics.iter().filter(|d| d.is_error()) {
+            eprint!("{}", render::human(&linted.path, &linted.text, d));
+            broken = true;
+        }
+        sources.extend(policies.into_iter().map(|p| meshplane_policy::Source {
+            file: name.clone(),
+            text: p.rego.clone(),
+            first_line: p.rego_line(),
+        }));
+    }
+    if broken {
+        return Ok(ExitCode::from(2));
+    }
+    if sources.is_empty() {
+        bail!("no policy document or .rego file found in {:?}", args.paths);
+    }
+    let outcomes = match meshplane_policy::run_tests(&sources, DEFAULT_BUDGET) {
+        Ok(outcomes) => outcomes,
+        Err(problems) => {
+            problems.iter().for_each(|p| eprintln!("error: {p}"));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let failed = outcomes.iter().filter(|t| !t.passed).count();
+    let mut out = output::stdout();
+    match format {
+        Format::Json | Format::Yaml => {
+            let body = json!({ "passed": outcomes.len() - failed, "failed": failed, "tests": outcomes });
+            output::structured(&mut out, format, &body)?;
+        }
+        Format::Table | Format::Junit => {
+            for t in &outcomes {
+                let verdict = if t.passed { "PASS" } else { "FAIL" };
+                let why = t.failure.as_deref().map_or(String::new(), |f| format!(": {f}"));
+                writeln!(out, "{verdict} {}:{} {}{why}", t.file, t.line, t.name)?;
+            }
+            writeln!(out, "{} passed, {failed} failed", outcomes.len() - failed)?;
+        }
+    }
+    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// A document read and linted (a policy's module compiled too), or its problems printed.
@@ -99,11 +203,17 @@ fn eval(args: &EvalArgs, format: Format) -> Result<ExitCode> {
     let Some(document) = read_document(&args.file)? else { return Ok(ExitCode::from(2)) };
     let before = match &args.before {
         Some(path) => match read_document(path)? {
-            Some(d) => Some(serde_json::to_value(d)?),
+            Some(d) => Some(d),
             None => return Ok(ExitCode::from(2)),
         },
         None => None,
     };
+    let diff = if args.action == "apply" {
+        meshplane_core::governance::classify(before.as_ref(), Some(&document))
+    } else {
+        None
+    };
+    let before = before.map(serde_json::to_value).transpose()?;
     let compiled = meshplane_policy::compile(&policy).map_err(|_| anyhow::anyhow!("the policy does not compile"))?;
     let spec = serde_json::to_value(&document)?;
     // The name and domain the server would key the resource by.
@@ -116,7 +226,7 @@ fn eval(args: &EvalArgs, format: Format) -> Result<ExitCode> {
         if args.action == "delete" { (None, Some(spec.clone())) } else { (Some(spec.clone()), before) };
     let mut input = json!({
         "action": args.action, "kind": kind, "name": name, "domain": domain, "owners": owners(&spec),
-        "before": before, "after": after, "caller": null,
+        "before": before, "after": after, "diff": diff, "caller": null,
     });
     let given = args.input.as_deref().map(|i| json_object(i, "--input")).transpose()?.unwrap_or_default();
     let defaulted: Vec<&str> =

@@ -68,8 +68,20 @@ pub struct Change<'a> {
     pub owners: &'a [String],
     pub before: Option<&'a Any>,
     pub after: Option<&'a Any>,
+    /// `meshplane diff`'s classification of `before` → `after` (contracts only).
+    pub diff: Option<Any>,
     /// Who asks (`None` for a re-evaluation by the reconciler).
     pub caller: Option<&'a Caller>,
+}
+
+/// `meshplane diff`'s report of two versions of a contract, with `breaking` (whether any
+/// change is); `None` unless both are contracts.
+pub fn classify(before: Option<&Document>, after: Option<&Document>) -> Option<Any> {
+    let (Some(Document::Contract(old)), Some(Document::Contract(new))) = (before, after) else { return None };
+    let report = meshplane_spec::diff::diff(old, new);
+    let mut value = serde_json::to_value(&report).ok()?;
+    value["breaking"] = json!(report.has_breaking());
+    Some(value)
 }
 
 impl Change<'_> {
@@ -85,6 +97,7 @@ impl Change<'_> {
             "owners": self.owners,
             "before": self.before,
             "after": self.after,
+            "diff": self.diff,
             "caller": caller,
         })
     }
@@ -190,6 +203,7 @@ pub async fn compliance(
         owners: &record.owners,
         before: None,
         after: Some(&record.spec),
+        diff: None,
         caller: None,
     };
     let covered = policies

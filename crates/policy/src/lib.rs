@@ -352,5 +352,113 @@ fn rego_problem(policy: &Policy, message: &str) -> Diagnostic {
     }
 }
 
+/// The default policy pack, as shipped (each a policy document, `warn` as written), and its
+/// unit tests: (file name, text). A platform opts in with `policies: { pack: warn | deny }`.
+pub const PACK: &[(&str, &str)] = &[
+    ("owner-present.yaml", include_str!("../pack/owner-present.yaml")),
+    ("domain-set.yaml", include_str!("../pack/domain-set.yaml")),
+    ("output-port-contract.yaml", include_str!("../pack/output-port-contract.yaml")),
+    ("pii-classified.yaml", include_str!("../pack/pii-classified.yaml")),
+    ("sla-latency.yaml", include_str!("../pack/sla-latency.yaml")),
+    ("version-bump.yaml", include_str!("../pack/version-bump.yaml")),
+    ("quality-on-active.yaml", include_str!("../pack/quality-on-active.yaml")),
+    ("pack_test.rego", include_str!("../pack/pack_test.rego")),
+];
+
+/// The pack's policies, read, with `enforcement` set to what the platform chose.
+pub fn pack(enforcement: &str) -> Vec<Policy> {
+    let documents = PACK.iter().filter(|(name, _)| name.ends_with(".yaml"));
+    let policies = documents.filter_map(|(_, text)| match meshplane_spec::load(text).documents.pop()?.document? {
+        meshplane_spec::Document::Policy(policy) => Some(Policy { enforcement: enforcement.to_string(), ..*policy }),
+        _ => None,
+    });
+    policies.collect()
+}
+
+/// A module for [`run_tests`]: a policy document's module (its first line at the document's
+/// line `first_line`) or a `.rego` file of tests and fixtures (`first_line` 1).
+pub struct Source {
+    pub file: String,
+    pub text: String,
+    pub first_line: u32,
+}
+
+/// One Rego unit test (a rule named `test_...`, as `opa test` runs them) and how it went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TestOutcome {
+    /// The rule's full name, `data.<package>.test_...`.
+    pub name: String,
+    pub file: String,
+    pub line: u32,
+    pub passed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// Runs every `test_` rule of `sources` (compiled together, so tests see the policies'
+/// rules), each within `budget`: it passes when it is true. Modules that do not compile are
+/// answered as `file:line:col: message`, every one.
+pub fn run_tests(sources: &[Source], budget: Duration) -> Result<Vec<TestOutcome>, Vec<String>> {
+    let mut engine = regorus::Engine::new();
+    engine.set_strict_builtin_errors(true);
+    // A module's key (`m<index>`) and line, as the file and line the user wrote.
+    let place = |key: &str, line: u32| -> (String, u32) {
+        let source = key.strip_prefix('m').and_then(|i| i.parse::<usize>().ok()).and_then(|i| sources.get(i));
+        source.map_or_else(|| (key.to_string(), line), |s| (s.file.clone(), s.first_line + line.saturating_sub(1)))
+    };
+    let located = |message: &str| {
+        let at = message.lines().find_map(|l| l.trim().strip_prefix("--> ")).and_then(|p| {
+            let mut parts = p.rsplitn(3, ':');
+            let col: u32 = parts.next()?.parse().ok()?;
+            let line = parts.next()?.parse().ok()?;
+            let (file, line) = place(parts.next()?, line);
+            Some(format!("{file}:{line}:{col}"))
+        });
+        format!("{}: {}", at.unwrap_or_else(|| "?".into()), error_text(message))
+    };
+    let mut problems = Vec::new();
+    for (index, source) in sources.iter().enumerate() {
+        if let Err(e) = engine.add_policy(format!("m{index}"), source.text.clone()) {
+            problems.push(located(&e.to_string()));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let ast: Any = engine.get_ast_as_json().ok().and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
+    let mut tests = Vec::new();
+    for module in ast.as_array().into_iter().flatten() {
+        let key = module.pointer("/source/file").and_then(Any::as_str).unwrap_or_default();
+        let Some(package) = module.pointer("/ast/package/refr").and_then(dotted) else { continue };
+        for rule in module.pointer("/ast/rules").and_then(Any::as_array).into_iter().flatten() {
+            let Some(head) = rule.pointer("/Spec/head").and_then(|h| h.get("Compr")) else { continue };
+            let Some(name) = head.get("refr").and_then(dotted).filter(|n| n.starts_with("test_")) else { continue };
+            let line = rule.pointer("/Spec/span/line").and_then(Any::as_u64).unwrap_or(0) as u32;
+            let (file, line) = place(key, line);
+            let full = format!("data.{package}.{name}");
+            if !tests.iter().any(|t: &TestOutcome| t.name == full) {
+                tests.push(TestOutcome { name: full, file, line, passed: false, failure: None });
+            }
+        }
+    }
+    for test in &mut tests {
+        let mut run = engine.clone();
+        run.set_input(regorus::Value::new_object());
+        set_budget(&mut run, budget);
+        match run.eval_rule(test.name.clone()) {
+            Ok(regorus::Value::Bool(true)) => test.passed = true,
+            Ok(regorus::Value::Undefined) => {
+                test.failure = Some("undefined: a statement of its body did not hold".into())
+            }
+            Ok(other) => test.failure = Some(format!("it is {other}, not true")),
+            Err(e) if is_limit(&e.to_string()) => {
+                test.failure = Some(format!("it ran past its budget of {} ms", budget.as_millis()))
+            }
+            Err(e) => test.failure = Some(located(&e.to_string())),
+        }
+    }
+    Ok(tests)
+}
+
 #[cfg(test)]
 mod tests;

@@ -103,3 +103,48 @@ fn messages_may_be_plain_strings_and_rules_named_by_the_policy() {
     assert_eq!(found[0], Violation { rule: "named".into(), message: "m".into(), path: None });
     assert_eq!(found[1], Violation { rule: "owner-present".into(), message: "plain".into(), path: None });
 }
+
+#[test]
+fn unit_tests_run_against_the_policy_with_their_places() {
+    let document = policy(OWNER);
+    let tests = "package meshplane.owner\n\n\
+                 test_a_team_passes if {\n  count(violations) == 0 with input as {\"after\": {\"team\": {\"name\": \"t\"}}}\n}\n\n\
+                 test_no_team_fails if {\n  count(violations) == 1 with input as {\"after\": {}}\n}\n\n\
+                 test_wrong if {\n  count(violations) == 5 with input as {\"after\": {}}\n}\n";
+    let sources = [
+        Source { file: "owner.yaml".into(), text: document.rego.clone(), first_line: document.rego_line() },
+        Source { file: "owner_test.rego".into(), text: tests.into(), first_line: 1 },
+    ];
+    let outcomes = run_tests(&sources, DEFAULT_BUDGET).unwrap();
+    let summary: Vec<(&str, u32, bool)> =
+        outcomes.iter().map(|t| (t.name.rsplit('.').next().unwrap(), t.line, t.passed)).collect();
+    assert_eq!(summary, [("test_a_team_passes", 3, true), ("test_no_team_fails", 7, true), ("test_wrong", 11, false)]);
+    assert!(outcomes.iter().all(|t| t.file == "owner_test.rego"));
+    assert!(outcomes[2].failure.as_deref().unwrap().starts_with("undefined"), "{outcomes:?}");
+
+    let broken = [Source { file: "bad_test.rego".into(), text: "package x\n\ntest_a if {\n".into(), first_line: 1 }];
+    let problems = run_tests(&broken, DEFAULT_BUDGET).unwrap_err();
+    assert!(problems[0].starts_with("bad_test.rego:"), "{problems:?}");
+    // A policy document's module is placed at its line in the document.
+    let in_document = [Source { file: "p.yaml".into(), text: "package x\n\nwhat is this\n".into(), first_line: 8 }];
+    let problems = run_tests(&in_document, DEFAULT_BUDGET).unwrap_err();
+    assert!(problems[0].starts_with("p.yaml:10:"), "{problems:?}");
+}
+
+#[test]
+fn the_default_pack_compiles_and_passes_its_own_tests() {
+    let policies = pack("deny");
+    assert_eq!(policies.len(), PACK.iter().filter(|(n, _)| n.ends_with(".yaml")).count());
+    let mut sources = Vec::new();
+    for policy in &policies {
+        assert_eq!(policy.enforcement, "deny");
+        assert!(compile(policy).is_ok(), "{} does not compile: {:?}", policy.id, compile(policy).err());
+        sources.push(Source { file: policy.id.clone(), text: policy.rego.clone(), first_line: policy.rego_line() });
+    }
+    let (_, tests) = PACK.iter().find(|(n, _)| n.ends_with(".rego")).unwrap();
+    sources.push(Source { file: "pack_test.rego".into(), text: tests.to_string(), first_line: 1 });
+    let outcomes = run_tests(&sources, DEFAULT_BUDGET).unwrap();
+    assert!(outcomes.len() >= policies.len(), "a test per rule at least: {outcomes:?}");
+    let failed: Vec<_> = outcomes.iter().filter(|t| !t.passed).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+}

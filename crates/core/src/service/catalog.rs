@@ -84,6 +84,7 @@ async fn judge_apply(store: &Store, caller: &Caller, resources: &[Resource]) -> 
             owners: &owners,
             before: stored.as_ref().map(|s| &s.spec),
             after: Some(&resource.spec),
+            diff: governance::classify(stored.as_ref().and_then(Record::document), Some(&resource.document)),
             caller: Some(caller),
         };
         for finding in governance::judge(&policies, &change) {
@@ -109,6 +110,7 @@ pub async fn delete(store: &Store, caller: &Caller, kind: Kind, name: &str, dry_
             owners: &stored.owners,
             before: Some(&stored.spec),
             after: None,
+            diff: None,
             caller: Some(caller),
         };
         let denials: Vec<_> = governance::judge(&policies, &change).into_iter().filter(Finding::denies).collect();
