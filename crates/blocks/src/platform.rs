@@ -16,6 +16,9 @@
 //!   - name: lake
 //!     type: lake
 //!     root: ./data
+//! policies:                              # optional: the default pack, off unless chosen
+//!   pack: warn                           # off | warn | deny
+//!   budgetMs: 50                         # one policy's evaluation, past which it denies
 //! oidc:                                  # optional: accept the identity provider's JWTs
 //!   issuer: https://idp.example.com/realms/data
 //!   audience: meshplane
@@ -47,6 +50,39 @@ pub struct Platform {
     /// The identity provider whose JWTs the API accepts besides its own tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oidc: Option<OidcConfig>,
+    /// How policies are evaluated, and whether the default pack is in force.
+    pub policies: PoliciesConfig,
+}
+
+/// `policies:`: the default pack (off unless chosen, then every rule `warn` or `deny`) and
+/// how long one policy's evaluation may take before it counts as a denial.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PoliciesConfig {
+    #[serde(default)]
+    pub pack: Pack,
+    #[serde(default = "default_budget_ms")]
+    pub budget_ms: u64,
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        PoliciesConfig { pack: Pack::Off, budget_ms: default_budget_ms() }
+    }
+}
+
+fn default_budget_ms() -> u64 {
+    meshplane_policy::DEFAULT_BUDGET.as_millis() as u64
+}
+
+/// Whether the default policy pack is in force, and as what.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pack {
+    #[default]
+    Off,
+    Warn,
+    Deny,
 }
 
 /// OIDC: which JWTs the API accepts, and which claim names the principal.
@@ -296,6 +332,7 @@ impl Platform {
                 config: Arc::new(lake),
             }],
             oidc: None,
+            policies: PoliciesConfig::default(),
         }
     }
 
@@ -356,9 +393,11 @@ impl Reader<'_> {
             return None;
         };
         for entry in entries {
-            if !["apiVersion", "kind", "environment", "blocks", "oidc"].contains(&entry.key.as_str()) {
-                let message =
-                    format!("unknown field `{}`; expected apiVersion, kind, environment, blocks, oidc", entry.key);
+            if !["apiVersion", "kind", "environment", "blocks", "oidc", "policies"].contains(&entry.key.as_str()) {
+                let message = format!(
+                    "unknown field `{}`; expected apiVersion, kind, environment, blocks, oidc, policies",
+                    entry.key
+                );
                 self.problem(entry.key_span.start, message);
             }
         }
@@ -393,7 +432,22 @@ impl Reader<'_> {
             Some((node, _)) => self.problem(node.span.start, "`blocks` must be a list"),
         }
         let oidc = root.get("oidc").and_then(|node| self.oidc(node));
-        Some(Platform { environment: environment?, blocks, oidc })
+        let policies = match root.get("policies") {
+            None => PoliciesConfig::default(),
+            Some(node) if node.entries().is_none() => {
+                self.problem(node.span.start, "`policies` must be a mapping (pack, budgetMs)");
+                PoliciesConfig::default()
+            }
+            Some(node) => {
+                let read: Option<PoliciesConfig> = self.config(node, serde_json::from_value(node.to_json()));
+                if let Some(config) = read.as_ref().filter(|c| !(1..=10_000).contains(&c.budget_ms)) {
+                    let at = node.get("budgetMs").map_or(node.span.start, |n| n.span.start);
+                    self.problem(at, format!("`policies.budgetMs` must be 1 to 10000, not {}", config.budget_ms));
+                }
+                read.unwrap_or_default()
+            }
+        };
+        Some(Platform { environment: environment?, blocks, oidc, policies })
     }
 
     fn oidc(&mut self, node: &Node) -> Option<OidcConfig> {

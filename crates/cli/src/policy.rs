@@ -40,6 +40,17 @@ enum PolicyCommand {
         after_help = "Example:\n  meshplane policy test policies/    # *.yaml policies and *_test.rego files, recursively"
     )]
     Test(TestArgs),
+    /// Write the default policy pack (its policies and their tests) into a directory, to
+    /// read, adapt and apply as policies of your own.
+    #[command(after_help = "Example:\n  meshplane policy pack --out policies/ && meshplane policy test policies/")]
+    Pack(PackArgs),
+}
+
+#[derive(clap::Args)]
+struct PackArgs {
+    /// The directory to write into (made when missing; files of the same names are replaced).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -74,6 +85,16 @@ pub fn run(args: &PolicyArgs) -> Result<ExitCode> {
     match &args.command {
         PolicyCommand::Eval(eval_args) => eval(eval_args, args.output),
         PolicyCommand::Test(test_args) => test(test_args, args.output),
+        PolicyCommand::Pack(pack_args) => {
+            std::fs::create_dir_all(&pack_args.out)
+                .with_context(|| format!("cannot make {}", pack_args.out.display()))?;
+            for (name, text) in meshplane_policy::PACK {
+                let path = pack_args.out.join(name);
+                std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -102,6 +102,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         platform.blocks.iter().map(|b| (b.name.clone(), serde_json::to_value(b).unwrap_or_default())).collect();
     let environment = platform.environment.clone();
     let oidc_config = platform.oidc.clone();
+    let policies = platform.policies.clone();
     let base = std::env::current_dir().context("cannot read the working directory")?;
     // Blocks keep connection pools, which belong to the runtime.
     let _inside = runtime.enter();
@@ -114,6 +115,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         let store = Store::open(&args.database_url)
             .await
             .with_context(|| format!("cannot open the store {}", redact(&args.database_url)))?;
+        let pack = match policies.pack {
+            meshplane_blocks::platform::Pack::Off => Vec::new(),
+            meshplane_blocks::platform::Pack::Warn => meshplane_policy::pack("warn"),
+            meshplane_blocks::platform::Pack::Deny => meshplane_policy::pack("deny"),
+        };
+        let budget = std::time::Duration::from_millis(policies.budget_ms);
+        meshplane_core::governance::configure(&store, pack, budget).map_err(|e| anyhow!("{e}; nothing was started"))?;
         let names: Vec<&String> = described.keys().collect();
         tracing::info!(
             url = %format!("http://{}", args.listen),

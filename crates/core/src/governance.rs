@@ -10,10 +10,13 @@
 //!   condition (nothing else about the resource changes); a change of a policy requeues every
 //!   resource, so a new policy marks the existing violators within one reconcile.
 //!
-//! A policy is compiled once per generation and kept in the store handle's cache.
+//! A policy is compiled once per generation and kept in the store handle's cache, beside what
+//! the platform decides ([`configure`]): the default pack's policies, when chosen, and the
+//! time budget of one evaluation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use meshplane_policy::{Compiled, DEFAULT_BUDGET, Verdict};
 use meshplane_spec::Document;
@@ -32,11 +35,44 @@ pub struct InForce {
     pub version: String,
     pub policy: Policy,
     compiled: Compiled,
+    /// How long one evaluation may take.
+    budget: Duration,
 }
 
-/// The compiled policies of a store, by name, each with the generation it was compiled from.
-#[derive(Default)]
-pub struct Cache(Mutex<HashMap<String, (i64, Arc<InForce>)>>);
+/// The compiled policies of a store, by name, each with the generation it was compiled from,
+/// and what the platform set: the built-in policies in force (the default pack, when chosen)
+/// and the evaluation budget.
+pub struct Cache {
+    stored: Mutex<HashMap<String, (i64, Arc<InForce>)>>,
+    platform: Mutex<(Vec<Arc<InForce>>, Duration)>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache { stored: Mutex::default(), platform: Mutex::new((Vec::new(), DEFAULT_BUDGET)) }
+    }
+}
+
+/// Sets what the platform decides for every evaluation through `store` (and its clones):
+/// `builtin` policies in force besides the stored ones (named `default-pack/ID`), and the
+/// `budget` of one evaluation. Returns the problems of a built-in that does not compile.
+pub fn configure(store: &Store, builtin: Vec<Policy>, budget: Duration) -> Result<(), String> {
+    let mut compiled = Vec::new();
+    for policy in builtin {
+        let module =
+            meshplane_policy::compile(&policy).map_err(|p| format!("built-in policy `{}`: {p:?}", policy.id))?;
+        let name = format!("default-pack/{}", policy.id);
+        compiled.push(Arc::new(InForce { name, version: policy.version.clone(), policy, compiled: module, budget }));
+    }
+    let cache = store.policy_cache();
+    if let Ok(mut platform) = cache.platform.lock() {
+        *platform = (compiled, budget);
+    }
+    if let Ok(mut stored) = cache.stored.lock() {
+        stored.clear();
+    }
+    Ok(())
+}
 
 /// What a policy found about one change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -107,15 +143,16 @@ impl Change<'_> {
 pub async fn in_force(store: &Store) -> Result<Vec<Arc<InForce>>, Error> {
     let records = store.list_all(Kind::Policy).await?;
     let cache = store.policy_cache();
-    let mut all = Vec::with_capacity(records.len());
+    let (builtin, budget) = cache.platform.lock().map(|p| p.clone()).unwrap_or_else(|_| (Vec::new(), DEFAULT_BUDGET));
+    let mut all = builtin;
     for record in records.into_iter().filter(|r| r.deletion_requested.is_none()) {
-        let cached = cache.0.lock().ok().and_then(|c| c.get(&record.name).cloned());
+        let cached = cache.stored.lock().ok().and_then(|c| c.get(&record.name).cloned());
         match cached {
             Some((generation, entry)) if generation == record.generation => all.push(entry),
             _ => {
-                let Some(entry) = compile(&record) else { continue };
+                let Some(entry) = compile(&record, budget) else { continue };
                 let entry = Arc::new(entry);
-                if let Ok(mut c) = cache.0.lock() {
+                if let Ok(mut c) = cache.stored.lock() {
                     c.insert(record.name.clone(), (record.generation, Arc::clone(&entry)));
                 }
                 all.push(entry);
@@ -125,12 +162,13 @@ pub async fn in_force(store: &Store) -> Result<Vec<Arc<InForce>>, Error> {
     Ok(all)
 }
 
-fn compile(record: &Record) -> Option<InForce> {
+fn compile(record: &Record, budget: Duration) -> Option<InForce> {
     let Some(Document::Policy(policy)) = record.document() else { return None };
     // Stored policies compiled when they were applied; one that no longer does (a newer
     // release refusing a built-in) is left out of force, and its reconcile says why.
     let compiled = meshplane_policy::compile(policy).ok()?;
-    Some(InForce { name: record.name.clone(), version: record.version.clone(), policy: (**policy).clone(), compiled })
+    let (name, version) = (record.name.clone(), record.version.clone());
+    Some(InForce { name, version, policy: (**policy).clone(), compiled, budget })
 }
 
 /// Asks every policy in force that covers the change.
@@ -153,7 +191,7 @@ pub fn judge(policies: &[Arc<InForce>], change: &Change<'_>) -> Vec<Finding> {
             message,
             path,
         };
-        match entry.compiled.evaluate(&input, None, DEFAULT_BUDGET) {
+        match entry.compiled.evaluate(&input, None, entry.budget) {
             Verdict::Pass => {}
             Verdict::Violated(violations) => findings
                 .extend(violations.into_iter().map(|v| finding(&entry.policy.enforcement, v.rule, v.message, v.path))),

@@ -181,4 +181,65 @@ fn policy_eval_answers_without_a_server() {
     assert_eq!((body["verdict"].as_str(), body["denied"].as_bool()), (Some("violated"), Some(true)));
     assert_eq!(body["input"]["caller"]["name"], "ana");
     assert_eq!(body["input"]["name"], "bare@v1");
+
+    // The default pack, written out, passes its own tests; a test that does not hold fails.
+    let pack = dir.join("pack");
+    assert_eq!(run(&["policy", "pack", "--out", pack.to_str().unwrap()]).status.code(), Some(0));
+    let tested = run(&["policy", "test", pack.to_str().unwrap()]);
+    assert_eq!(tested.status.code(), Some(0), "{}", stdout(&tested));
+    assert!(stdout(&tested).ends_with(" passed, 0 failed\n"), "{}", stdout(&tested));
+    let tests = pack.join("pack_test.rego");
+    let text = std::fs::read_to_string(&tests).unwrap();
+    std::fs::write(
+        &tests,
+        text.replace("count(pack.sla_latency.violations) == 1", "count(pack.sla_latency.violations) == 3"),
+    )
+    .unwrap();
+    let failed = run(&["policy", "test", pack.to_str().unwrap()]);
+    assert_eq!(failed.status.code(), Some(1));
+    let line = stdout(&failed).lines().find(|l| l.starts_with("FAIL")).unwrap_or_default().to_string();
+    assert!(line.contains("pack_test.rego:49 data.meshplane.pack_test.test_sla_latency"), "{}", stdout(&failed));
+}
+
+#[test]
+fn the_default_pack_is_in_force_when_the_platform_chooses_it() {
+    let dir = std::env::temp_dir().join(format!("mp-pack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = write(
+        &dir,
+        "bad-platform.yaml",
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\npolicies:\n  pack: strict\n",
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_meshplane"))
+        .args(["serve", "--platform", &bad, "--database-url", &format!("sqlite://{}", dir.join("x.db").display())])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("5:") && stderr(&refused).contains("strict"), "{}", stderr(&refused));
+
+    let platform = write(
+        &dir,
+        "platform.yaml",
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\npolicies:\n  pack: deny\n",
+    );
+    let db = dir.join("pack.db");
+    let s = crate::serve_with(&format!("sqlite://{}", db.display()), &["--platform", &platform]);
+    let admin = token_for(&s.url).unwrap();
+    let docs = s.cwd.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let bare = write(&docs, "bare.yaml", &contract("bare", false));
+    let denied = as_(&admin, &["apply", "--server", &s.url, "-f", &bare]);
+    assert_eq!(denied.status.code(), Some(1), "{}", stdout(&denied));
+    let err = stderr(&denied);
+    assert!(
+        err.contains("policy: default-pack/owner-present") && err.contains("DataContract bare names no owning team"),
+        "{err}"
+    );
+    // Active, it also needs an SLA and quality rules; a draft with a team passes.
+    let err =
+        stderr(&as_(&admin, &["apply", "--server", &s.url, "-f", &write(&docs, "t.yaml", &contract("teamed", true))]));
+    assert!(err.contains("declares no latency SLA") && err.contains("has no quality rule"), "{err}");
+    let draft = write(&docs, "teamed.yaml", &contract("teamed", true).replace("status: active", "status: draft"));
+    let applied = as_(&admin, &["apply", "--server", &s.url, "-f", &draft]);
+    assert_eq!(applied.status.code(), Some(0), "a draft with a team passes the pack: {}", stderr(&applied));
 }
