@@ -266,7 +266,7 @@ fn eval(args: &EvalArgs, format: Format) -> Result<ExitCode> {
             args.action
         );
     }
-    let verdict = compiled.evaluate(&input, data.as_ref(), DEFAULT_BUDGET);
+    let verdict = compiled.evaluate(&meshplane_policy::Input::new(&input), data.as_ref(), DEFAULT_BUDGET);
     let denied = covered
         && (matches!(verdict, Verdict::Failed(_))
             || (policy.enforcement == "deny" && matches!(verdict, Verdict::Violated(_))));

@@ -180,7 +180,7 @@ pub fn judge(policies: &[Arc<InForce>], change: &Change<'_>) -> Vec<Finding> {
     if covering.is_empty() {
         return Vec::new();
     }
-    let input = change.input();
+    let input = meshplane_policy::Input::new(&change.input());
     let mut findings = Vec::new();
     for entry in covering {
         let finding = |enforcement: &str, rule: String, message: String, path: Option<String>| Finding {

@@ -139,6 +139,15 @@ pub struct Compiled {
     pub id: String,
 }
 
+/// The input of an evaluation, converted once for every policy that is asked about it.
+pub struct Input(regorus::Value);
+
+impl Input {
+    pub fn new(json: &Any) -> Input {
+        Input(regorus::Value::from(json.clone()))
+    }
+}
+
 /// One violation a policy found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -178,14 +187,13 @@ pub fn compile(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
         return Err(vec![Diagnostic::new(Code::RegoInvalid, policy.at.field("rego"), message).hint(hint)]);
     }
     // Preparing the module for evaluation finds what parsing does not: unknown functions,
-    // unsafe variables, recursion.
-    let compiled = Compiled { engine, rule, id: policy.id.clone() };
-    let mut probe = compiled.engine.clone();
-    probe.set_input(regorus::Value::new_object());
-    set_budget(&mut probe, DEFAULT_BUDGET);
-    match probe.eval_rule(compiled.rule.clone()) {
+    // unsafe variables, recursion. The engine kept is the prepared one, so that evaluations
+    // (of its clones) do not prepare it again.
+    engine.set_input(regorus::Value::new_object());
+    set_budget(&mut engine, DEFAULT_BUDGET);
+    match engine.eval_rule(rule.clone()) {
         Err(e) if !is_limit(&e.to_string()) => Err(vec![rego_problem(policy, &e.to_string())]),
-        _ => Ok(compiled),
+        _ => Ok(Compiled { engine, rule, id: policy.id.clone() }),
     }
 }
 
@@ -279,9 +287,9 @@ fn is_limit(message: &str) -> bool {
 impl Compiled {
     /// Asks the policy about one change: `input` is what the caller says about it (the
     /// document before and after, who asks, ...), `data` what every evaluation may read.
-    pub fn evaluate(&self, input: &Any, data: Option<&Any>, budget: Duration) -> Verdict {
+    pub fn evaluate(&self, input: &Input, data: Option<&Any>, budget: Duration) -> Verdict {
         let mut engine = self.engine.clone();
-        engine.set_input(regorus::Value::from(input.clone()));
+        engine.set_input(input.0.clone());
         if let Some(data) = data
             && let Err(e) = engine.add_data(regorus::Value::from(data.clone()))
         {

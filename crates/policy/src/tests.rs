@@ -25,14 +25,18 @@ violations contains {"msg": "the contract names no team", "path": "team"} if {
 #[test]
 fn a_violation_names_its_rule_message_and_path() {
     let compiled = compile(&policy(OWNER)).unwrap();
-    let verdict = compiled.evaluate(&json!({"after": {"id": "orders"}}), None, DEFAULT_BUDGET);
+    let verdict = compiled.evaluate(&Input::new(&json!({"after": {"id": "orders"}})), None, DEFAULT_BUDGET);
     let expected = Violation {
         rule: "owner-present".into(),
         message: "the contract names no team".into(),
         path: Some("team".into()),
     };
     assert_eq!(verdict, Verdict::Violated(vec![expected]));
-    let fine = compiled.evaluate(&json!({"after": {"id": "orders", "team": {"name": "sales"}}}), None, DEFAULT_BUDGET);
+    let fine = compiled.evaluate(
+        &Input::new(&json!({"after": {"id": "orders", "team": {"name": "sales"}}})),
+        None,
+        DEFAULT_BUDGET,
+    );
     assert_eq!(fine, Verdict::Pass);
 }
 
@@ -86,16 +90,16 @@ fn an_evaluation_past_its_budget_fails_closed() {
     let rego = "package meshplane.x\nviolations contains x if {\n  some a in input.n\n  some b in input.n\n  some c in input.n\n  x := a + b + c\n  x < 0\n}\n";
     let compiled = compile(&policy(rego)).unwrap();
     let input = json!({"n": (0..1000).collect::<Vec<_>>()});
-    let verdict = compiled.evaluate(&input, None, Duration::from_millis(20));
+    let verdict = compiled.evaluate(&Input::new(&input), None, Duration::from_millis(20));
     assert_eq!(verdict, Verdict::Failed("it ran past its budget of 20 ms".into()));
-    assert_eq!(compiled.evaluate(&json!({"n": [1, 2]}), None, DEFAULT_BUDGET), Verdict::Pass);
+    assert_eq!(compiled.evaluate(&Input::new(&json!({"n": [1, 2]})), None, DEFAULT_BUDGET), Verdict::Pass);
 }
 
 #[test]
 fn messages_may_be_plain_strings_and_rules_named_by_the_policy() {
     let rego = "package meshplane.x\nviolations contains \"plain\" if input.a\nviolations contains {\"rule\": \"named\", \"msg\": \"m\"} if input.a\n";
     let Verdict::Violated(mut found) =
-        compile(&policy(rego)).unwrap().evaluate(&json!({"a": true}), None, DEFAULT_BUDGET)
+        compile(&policy(rego)).unwrap().evaluate(&Input::new(&json!({"a": true})), None, DEFAULT_BUDGET)
     else {
         panic!("no violation")
     };
