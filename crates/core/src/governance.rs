@@ -37,6 +37,47 @@ pub struct InForce {
     compiled: Compiled,
     /// How long one evaluation may take.
     budget: Duration,
+    /// Whether its module reads `data.meshplane` (the mesh's domains, teams and principals).
+    needs_data: bool,
+}
+
+fn reads_data(policy: &Policy) -> bool {
+    policy.rego.contains("data.meshplane")
+}
+
+/// What evaluations may read as `data.meshplane`, read from the store when a policy in force
+/// asks for it: `domains` (every domain of a stored resource or administered by a principal)
+/// and `teams` (`{name, domain}` of the stored resources' teams), which the catalog shows
+/// every signed-in principal anyway; and, for policies whose scope reaches past their own
+/// domain only (a platform admin's, who may list the principals), `principals` (`name`,
+/// `kind`, `groups`, `platformAdmin`, `domains`: no credential, no database role).
+pub struct Data {
+    catalog: Any,
+    with_principals: Any,
+}
+
+pub async fn data(store: &Store, policies: &[Arc<InForce>]) -> Result<Option<Data>, Error> {
+    if !policies.iter().any(|p| p.needs_data) {
+        return Ok(None);
+    }
+    let pairs = store.domains_and_teams().await?;
+    let principals = store.principals().await?;
+    let mut domains: Vec<&str> = pairs.iter().map(|(d, _)| d.as_str()).collect();
+    domains.extend(principals.iter().flat_map(|p| p.domains.iter().map(String::as_str)));
+    domains.sort_unstable();
+    domains.dedup();
+    let teams: Vec<Any> =
+        pairs.iter().filter(|(_, t)| !t.is_empty()).map(|(d, t)| json!({ "name": t, "domain": d })).collect();
+    let principals: Vec<Any> = principals
+        .iter()
+        .map(|p| {
+            json!({ "name": p.name, "kind": p.kind, "groups": p.groups, "platformAdmin": p.platform_admin, "domains": p.domains })
+        })
+        .collect();
+    let catalog = json!({ "meshplane": { "domains": domains, "teams": teams } });
+    let mut with_principals = catalog.clone();
+    with_principals["meshplane"]["principals"] = Any::Array(principals);
+    Ok(Some(Data { catalog, with_principals }))
 }
 
 /// The compiled policies of a store, by name, each with the generation it was compiled from,
@@ -62,7 +103,15 @@ pub fn configure(store: &Store, builtin: Vec<Policy>, budget: Duration) -> Resul
         let module =
             meshplane_policy::compile(&policy).map_err(|p| format!("built-in policy `{}`: {p:?}", policy.id))?;
         let name = format!("default-pack/{}", policy.id);
-        compiled.push(Arc::new(InForce { name, version: policy.version.clone(), policy, compiled: module, budget }));
+        let needs_data = reads_data(&policy);
+        compiled.push(Arc::new(InForce {
+            name,
+            version: policy.version.clone(),
+            policy,
+            compiled: module,
+            budget,
+            needs_data,
+        }));
     }
     let cache = store.policy_cache();
     if let Ok(mut platform) = cache.platform.lock() {
@@ -168,11 +217,11 @@ fn compile(record: &Record, budget: Duration) -> Option<InForce> {
     // release refusing a built-in) is left out of force, and its reconcile says why.
     let compiled = meshplane_policy::compile(policy).ok()?;
     let (name, version) = (record.name.clone(), record.version.clone());
-    Some(InForce { name, version, policy: (**policy).clone(), compiled, budget })
+    Some(InForce { name, version, needs_data: reads_data(policy), policy: (**policy).clone(), compiled, budget })
 }
 
-/// Asks every policy in force that covers the change.
-pub fn judge(policies: &[Arc<InForce>], change: &Change<'_>) -> Vec<Finding> {
+/// Asks every policy in force that covers the change; `data` is what [`data`] read.
+pub fn judge(policies: &[Arc<InForce>], change: &Change<'_>, data: Option<&Data>) -> Vec<Finding> {
     let covering: Vec<&Arc<InForce>> = policies
         .iter()
         .filter(|p| p.policy.actions().contains(&change.action) && p.policy.covers(change.kind.as_str(), change.domain))
@@ -191,7 +240,10 @@ pub fn judge(policies: &[Arc<InForce>], change: &Change<'_>) -> Vec<Finding> {
             message,
             path,
         };
-        match entry.compiled.evaluate(&input, None, entry.budget) {
+        let data = data
+            .filter(|_| entry.needs_data)
+            .map(|d| if entry.policy.reaches_beyond_its_domain() { &d.with_principals } else { &d.catalog });
+        match entry.compiled.evaluate(&input, data, entry.budget) {
             Verdict::Pass => {}
             Verdict::Violated(violations) => findings
                 .extend(violations.into_iter().map(|v| finding(&entry.policy.enforcement, v.rule, v.message, v.path))),
@@ -250,7 +302,8 @@ pub async fn compliance(
     if !covered && !had_condition {
         return Ok(None);
     }
-    let findings = judge(&policies, &change);
+    let data = data(store, &policies).await?;
+    let findings = judge(&policies, &change, data.as_ref());
     Ok(Some(if findings.is_empty() {
         let message = if covered { "every policy that covers it passes" } else { "no policy covers it" };
         ("PolicyCompliant", true, if covered { "Compliant" } else { "NoPolicy" }, message.to_string())

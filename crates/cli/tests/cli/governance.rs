@@ -243,3 +243,32 @@ fn the_default_pack_is_in_force_when_the_platform_chooses_it() {
     let applied = as_(&admin, &["apply", "--server", &s.url, "-f", &draft]);
     assert_eq!(applied.status.code(), Some(0), "a draft with a team passes the pack: {}", stderr(&applied));
 }
+
+/// `data.meshplane`: the mesh's domains and teams for every policy, its principals only for a
+/// policy over several domains (a platform admin's, who may list them anyway).
+#[test]
+fn policies_read_the_mesh_as_data_and_only_platform_policies_see_principals() {
+    let s = serve();
+    let admin = token_for(&s.url).unwrap();
+    let url = s.url.as_str();
+    let dir = s.cwd.join("data-policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    let put = as_(&admin, &["principal", "put", "ana", "--domain-admin", "sales", "--server", url]);
+    assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
+    let policy = |id: &str, domains: &str, rule: &str| {
+        format!(
+            "apiVersion: meshplane/v1\nkind: Policy\nid: {id}\nversion: 1.0.0\ndomain: sales\nscope:\n  domains: {domains}\n\
+             enforcement: warn\nrego: |\n  package meshplane.{}\n  {rule}\n",
+            id.replace('-', "_")
+        )
+    };
+    let counts = "violations contains sprintf(\"%d principals, %d domains\", [count(object.get(data.meshplane, \"principals\", [])), count(data.meshplane.domains)]) if input.after";
+    let both = format!("{}---\n{}", policy("platform-wide", "['*']", counts), policy("sales-only", "[sales]", counts));
+    let both = write(&dir, "policies.yaml", &both);
+    assert_eq!(as_(&admin, &["apply", "--server", url, "-f", &both]).status.code(), Some(0));
+    let applied = as_(&admin, &["apply", "--server", url, "-f", &write(&dir, "c.yaml", &contract("counted", true))]);
+    let out = stdout(&applied);
+    // The store's principals: the bootstrap admin and ana; the domains: platform's and sales's.
+    assert!(out.contains("warning: policy platform-wide (rule platform-wide): 2 principals, 1 domains"), "{out}");
+    assert!(out.contains("warning: policy sales-only (rule sales-only): 0 principals, 1 domains"), "{out}");
+}

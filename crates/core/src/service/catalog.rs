@@ -68,6 +68,7 @@ async fn judge_apply(store: &Store, caller: &Caller, resources: &[Resource]) -> 
     if policies.is_empty() {
         return Ok(Vec::new());
     }
+    let data = governance::data(store, &policies).await?;
     let (mut denials, mut warnings) = (Vec::new(), Vec::new());
     for (index, resource) in resources.iter().enumerate() {
         let stored = match store.get(resource.kind, &resource.name).await {
@@ -87,7 +88,7 @@ async fn judge_apply(store: &Store, caller: &Caller, resources: &[Resource]) -> 
             diff: governance::classify(stored.as_ref().and_then(Record::document), Some(&resource.document)),
             caller: Some(caller),
         };
-        for finding in governance::judge(&policies, &change) {
+        for finding in governance::judge(&policies, &change, data.as_ref()) {
             if finding.denies() { denials.push((Some(index), finding)) } else { warnings.push((index, finding)) }
         }
     }
@@ -113,7 +114,9 @@ pub async fn delete(store: &Store, caller: &Caller, kind: Kind, name: &str, dry_
             diff: None,
             caller: Some(caller),
         };
-        let denials: Vec<_> = governance::judge(&policies, &change).into_iter().filter(Finding::denies).collect();
+        let data = governance::data(store, &policies).await?;
+        let found = governance::judge(&policies, &change, data.as_ref());
+        let denials: Vec<_> = found.into_iter().filter(Finding::denies).collect();
         if !denials.is_empty() {
             return Err(governance::refusal(denials.into_iter().map(|f| (None, f)).collect()));
         }

@@ -781,6 +781,15 @@ impl Store {
     }
 
     /// The keys of the contracts with this `id` (one per major version).
+    /// Every (domain, team) pair of the stored resources (the team empty when a resource names
+    /// none), sorted: what policies read as the mesh's domains and teams.
+    pub async fn domains_and_teams(&self) -> Result<Vec<(String, String)>, Error> {
+        let rows = sqlx::query("SELECT DISTINCT domain, COALESCE(team, '') FROM resources ORDER BY 1, 2")
+            .fetch_all(&self.reads)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
     pub async fn contract_names(&self, id: &str) -> Result<Vec<String>, Error> {
         let rows = sqlx::query("SELECT name FROM resources WHERE kind = $1 AND id = $2 ORDER BY name")
             .bind(Kind::DataContract.as_str())
