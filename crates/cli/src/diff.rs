@@ -168,10 +168,10 @@ pub(crate) fn dry_run_changes(server: &Server, applied: &Any, documents: &[Docum
     let mut found = Vec::new();
     for item in applied["applied"].as_array().into_iter().flatten().filter(|i| i["outcome"] == "updated") {
         let name = item["name"].as_str().unwrap_or_default();
+        let kind = item["kind"].as_str().unwrap_or_default();
         let local = documents.iter().find(|d| match d {
             Document::Contract(c) => contract_name(&c.id, &c.version) == name,
-            Document::Product(p) => p.id == name,
-            Document::Policy(p) => p.id == name,
+            other => other.kind() == kind && other.id() == name,
         });
         let mut lines = Vec::new();
         match local {
@@ -180,8 +180,12 @@ pub(crate) fn dry_run_changes(server: &Server, applied: &Any, documents: &[Docum
                     report_lines(&mut lines, &contract.id, &diff::diff(&old, contract))?;
                 }
             }
-            Some(document @ (Document::Product(_) | Document::Policy(_))) => {
-                let plural = if matches!(document, Document::Policy(_)) { "policies" } else { "products" };
+            Some(document) => {
+                let plural = match document {
+                    Document::Policy(_) => "policies",
+                    Document::Exemption(_) => "exemptions",
+                    _ => "products",
+                };
                 if let Answer::Ok(record) = call(server, |c, base| c.get(format!("{base}/api/v1/{plural}/{name}")))? {
                     for change in field_changes(&record["spec"], &serde_json::to_value(document)?, "") {
                         writeln!(lines, "  {change}")?;

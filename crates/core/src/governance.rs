@@ -56,8 +56,8 @@ pub struct Data {
     with_principals: Any,
 }
 
-pub async fn data(store: &Store, policies: &[Arc<InForce>]) -> Result<Option<Data>, Error> {
-    if !policies.iter().any(|p| p.needs_data) {
+pub async fn data(store: &Store, policies: &Policies) -> Result<Option<Data>, Error> {
+    if !policies.list.iter().any(|p| p.needs_data) {
         return Ok(None);
     }
     let pairs = store.domains_and_teams().await?;
@@ -188,8 +188,62 @@ impl Change<'_> {
     }
 }
 
-/// The policies stored now, compiled (from the cache when their generation was seen before).
-pub async fn in_force(store: &Store) -> Result<Vec<Arc<InForce>>, Error> {
+/// The policies in force and the exemptions from them, as stored now.
+pub struct Policies {
+    pub list: Vec<Arc<InForce>>,
+    pub exemptions: Vec<Exempt>,
+}
+
+/// One stored exemption: findings of `policy` (of `rule` only, when it names one) about the
+/// `resources` (`KIND/NAME`) do not count until `expires_ms`.
+pub struct Exempt {
+    pub name: String,
+    pub policy: String,
+    pub rule: Option<String>,
+    pub resources: Vec<String>,
+    pub expires_ms: i64,
+}
+
+impl Policies {
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The exemptions that apply now to the resource `kind/name`.
+    fn exempting<'a>(&'a self, kind: Kind, name: &'a str, now_ms: i64) -> impl Iterator<Item = &'a Exempt> + 'a {
+        let target = format!("{kind}/{name}");
+        self.exemptions.iter().filter(move |e| e.expires_ms > now_ms && e.resources.contains(&target))
+    }
+
+    /// When the first exemption that applies now to `kind/name` ends (epoch milliseconds).
+    pub fn next_expiry(&self, kind: Kind, name: &str) -> Option<i64> {
+        self.exempting(kind, name, now_ms()).map(|e| e.expires_ms).min()
+    }
+}
+
+fn now_ms() -> i64 {
+    crate::store::epoch_ms(&crate::store::now()).unwrap_or(0)
+}
+
+/// The stored policies, compiled (from the cache when their generation was seen before),
+/// beside the platform's, and the stored exemptions.
+pub async fn in_force(store: &Store) -> Result<Policies, Error> {
+    let list = compiled_policies(store).await?;
+    let mut exemptions = Vec::new();
+    if !list.is_empty() {
+        for record in store.list_all(Kind::PolicyExemption).await? {
+            let Some(Document::Exemption(e)) = record.document() else { continue };
+            let Some(expires_ms) = crate::store::epoch_ms(&e.expires) else { continue };
+            if record.deletion_requested.is_none() {
+                let (policy, rule, resources) = (e.policy.clone(), e.rule.clone(), e.resources.clone());
+                exemptions.push(Exempt { name: record.name.clone(), policy, rule, resources, expires_ms });
+            }
+        }
+    }
+    Ok(Policies { list, exemptions })
+}
+
+async fn compiled_policies(store: &Store) -> Result<Vec<Arc<InForce>>, Error> {
     let records = store.list_all(Kind::Policy).await?;
     let cache = store.policy_cache();
     let (builtin, budget) = cache.platform.lock().map(|p| p.clone()).unwrap_or_else(|_| (Vec::new(), DEFAULT_BUDGET));
@@ -221,8 +275,10 @@ fn compile(record: &Record, budget: Duration) -> Option<InForce> {
 }
 
 /// Asks every policy in force that covers the change; `data` is what [`data`] read.
-pub fn judge(policies: &[Arc<InForce>], change: &Change<'_>, data: Option<&Data>) -> Vec<Finding> {
+/// A finding an exemption covers does not count (it is left out).
+pub fn judge(policies: &Policies, change: &Change<'_>, data: Option<&Data>) -> Vec<Finding> {
     let covering: Vec<&Arc<InForce>> = policies
+        .list
         .iter()
         .filter(|p| p.policy.actions().contains(&change.action) && p.policy.covers(change.kind.as_str(), change.domain))
         .collect();
@@ -253,6 +309,8 @@ pub fn judge(policies: &[Arc<InForce>], change: &Change<'_>, data: Option<&Data>
             }
         }
     }
+    let exempt: Vec<&Exempt> = policies.exempting(change.kind, change.name, now_ms()).collect();
+    findings.retain(|f| !exempt.iter().any(|e| e.policy == f.policy && e.rule.as_ref().is_none_or(|r| *r == f.rule)));
     findings
 }
 
@@ -277,14 +335,52 @@ pub fn refusal(denials: Vec<(Option<usize>, Finding)>) -> Error {
     Error::Invalid { code: ErrorCode::PolicyDenied, message, details: Any::Array(details) }
 }
 
-/// The `PolicyCompliant` condition of a stored contract or product: `None` when no policy
-/// covers it and it never had the condition.
+type Condition = (&'static str, bool, &'static str, String);
+
+/// The `Ready` condition of a policy or an exemption, and in how many milliseconds to look
+/// again (an active exemption, when it expires).
+pub fn readiness(record: &Record) -> (Condition, Option<u64>) {
+    match record.document() {
+        Some(Document::Policy(policy)) => match meshplane_policy::compile(policy) {
+            Ok(_) => {
+                let message = "the module compiles; the policy is asked about every change in its scope";
+                (("Ready", true, "InForce", message.into()), None)
+            }
+            Err(problems) => {
+                let why: Vec<String> =
+                    problems.iter().map(|p| format!("line {}: {}", p.span.start.line, p.message)).collect();
+                (("Ready", false, "CompileFailed", why.join("; ")), None)
+            }
+        },
+        Some(Document::Exemption(e)) => {
+            let left = crate::store::epoch_ms(&e.expires).map_or(0, |end| end - now_ms());
+            if left > 0 {
+                let message = format!(
+                    "exempts {} from policy {} until {}: {}",
+                    e.resources.join(", "),
+                    e.policy,
+                    e.expires,
+                    e.reason
+                );
+                (("Ready", true, "Active", message), Some(left as u64 + 1))
+            } else {
+                (("Ready", false, "Expired", format!("expired at {}; it exempts nothing", e.expires)), None)
+            }
+        }
+        _ => (("Ready", false, "NotGovernance", "the stored document is not a policy or an exemption".into()), None),
+    }
+}
+
+/// The `PolicyCompliant` condition of a stored contract or product (`None` when no policy
+/// covers it and it never had the condition), and in how many milliseconds an exemption that
+/// applies to it ends.
 pub async fn compliance(
     store: &Store,
     record: &Record,
     had_condition: bool,
-) -> Result<Option<(&'static str, bool, &'static str, String)>, Error> {
+) -> Result<(Option<Condition>, Option<u64>), Error> {
     let policies = in_force(store).await?;
+    let ends = policies.next_expiry(record.kind, &record.name).map(|end| (end - now_ms()).max(0) as u64 + 1);
     let change = Change {
         action: "apply",
         kind: record.kind,
@@ -297,14 +393,15 @@ pub async fn compliance(
         caller: None,
     };
     let covered = policies
+        .list
         .iter()
         .any(|p| p.policy.actions().contains(&"apply") && p.policy.covers(record.kind.as_str(), &record.domain));
     if !covered && !had_condition {
-        return Ok(None);
+        return Ok((None, ends));
     }
     let data = data(store, &policies).await?;
     let findings = judge(&policies, &change, data.as_ref());
-    Ok(Some(if findings.is_empty() {
+    let condition = if findings.is_empty() {
         let message = if covered { "every policy that covers it passes" } else { "no policy covers it" };
         ("PolicyCompliant", true, if covered { "Compliant" } else { "NoPolicy" }, message.to_string())
     } else {
@@ -315,5 +412,6 @@ pub async fn compliance(
             .collect::<Vec<_>>()
             .join("; ");
         ("PolicyCompliant", false, reason, message)
-    }))
+    };
+    Ok((Some(condition), ends))
 }

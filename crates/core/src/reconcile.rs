@@ -35,7 +35,9 @@
 //!   `deny` policy's) or `Warning` (only `warn` policies'), naming each policy and rule. It
 //!   does not change `Ready`: a resource applied before a policy is marked, not stopped.
 //!
-//! A policy itself is Ready (`InForce`) once its module compiles.
+//! A policy itself is Ready (`InForce`) once its module compiles; an exemption is Ready
+//! (`Active`) until it expires (`Expired`), and the resources it names are reconciled again
+//! when it does.
 //!
 //! A condition keeps its `lastTransitionTime` while its status does not change.
 
@@ -81,32 +83,17 @@ pub async fn reconcile(
         return finalize(store, blocks, kind, &record, fence, &call).await;
     }
     let mut wanted: Vec<Wanted> = vec![("Valid", true, "Stored", "the document lints without errors".into())];
-    if kind == Kind::Policy {
-        // Nothing to provision: a policy is in force once its module compiles.
-        let compiled = match record.document() {
-            Some(meshplane_spec::Document::Policy(policy)) => meshplane_policy::compile(policy).map_err(|problems| {
-                problems
-                    .iter()
-                    .map(|p| format!("line {}: {}", p.span.start.line, p.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            }),
-            _ => Err("the stored document is not a policy".to_string()),
-        };
-        wanted.push(match compiled {
-            Ok(_) => (
-                "Ready",
-                true,
-                "InForce",
-                "the module compiles; the policy is asked about every change in its scope".into(),
-            ),
-            Err(why) => ("Ready", false, "CompileFailed", why),
-        });
+    if kind.governs() {
+        // Nothing to provision: a policy is in force once its module compiles, an exemption
+        // until it expires (and is reconciled again then).
+        let (ready, recheck_ms) = governance::readiness(&record);
+        wanted.push(ready);
         write_status(store, &record, previous, wanted, fence).await?;
-        return Ok(Action::AwaitChange);
+        return Ok(recheck_ms.map_or(Action::AwaitChange, Action::RequeueAfter));
     }
     let had_compliance = previous.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.kind == "PolicyCompliant"));
-    wanted.extend(governance::compliance(store, &record, had_compliance).await?);
+    let (compliant, exemption_ends_ms) = governance::compliance(store, &record, had_compliance).await?;
+    wanted.extend(compliant);
     let mut linked = true;
     let mut ports_waiting = Vec::new();
     if kind == Kind::DataProduct {
@@ -198,7 +185,10 @@ pub async fn reconcile(
         Some(error) => Err(error),
         // A product waiting on its contracts is requeued by their status changes, which the
         // change feed carries; only a grant's end date needs a timer.
-        None => Ok(next_end_ms.map_or(Action::AwaitChange, Action::RequeueAfter)),
+        // An exemption's end changes the resource's compliance: look again then.
+        None => {
+            Ok(next_end_ms.into_iter().chain(exemption_ends_ms).min().map_or(Action::AwaitChange, Action::RequeueAfter))
+        }
     }
 }
 

@@ -20,6 +20,8 @@ pub enum Kind {
     DataProduct,
     /// A Rego policy (`apiVersion: meshplane/v1`), keyed by its id.
     Policy,
+    /// Resources a policy does not judge, until a time; keyed by its id.
+    PolicyExemption,
 }
 
 impl Kind {
@@ -28,11 +30,18 @@ impl Kind {
             Kind::DataContract => "DataContract",
             Kind::DataProduct => "DataProduct",
             Kind::Policy => "Policy",
+            Kind::PolicyExemption => "PolicyExemption",
         }
     }
 
     /// Every kind, in the order the reconcilers start them.
-    pub const ALL: [Kind; 3] = [Kind::Policy, Kind::DataContract, Kind::DataProduct];
+    pub const ALL: [Kind; 4] = [Kind::Policy, Kind::PolicyExemption, Kind::DataContract, Kind::DataProduct];
+
+    /// Whether it is a kind of governance (policies and their exemptions), which judges the
+    /// catalog's resources rather than being one of them.
+    pub fn governs(self) -> bool {
+        matches!(self, Kind::Policy | Kind::PolicyExemption)
+    }
 
     /// A kind by its name or the CLI's plural (`contracts`, `products`, `policies`).
     pub fn parse(name: &str) -> Option<Kind> {
@@ -40,6 +49,7 @@ impl Kind {
             "datacontract" | "contract" | "contracts" => Some(Kind::DataContract),
             "dataproduct" | "product" | "products" => Some(Kind::DataProduct),
             "policy" | "policies" => Some(Kind::Policy),
+            "policyexemption" | "exemption" | "exemptions" => Some(Kind::PolicyExemption),
             _ => None,
         }
     }
@@ -219,7 +229,7 @@ impl Resource {
         let Some(document) = loaded.document.clone() else {
             return Err(Error::invalid(
                 ErrorCode::UnsupportedKind,
-                "the document is neither a DataContract, a DataProduct nor a Policy",
+                "the document is neither a DataContract, a DataProduct, a Policy nor a PolicyExemption",
             ));
         };
         let (kind, id, version, status, domain, team, tags, spec) = match &document {
@@ -258,6 +268,25 @@ impl Resource {
                     team_name(&p.team),
                     p.tags.clone().unwrap_or_default(),
                     serde_json::to_value(p),
+                )
+            }
+            Document::Exemption(e) => {
+                if crate::store::epoch_ms(&e.expires).is_none() {
+                    let at = e.at.field("expires").start;
+                    let message =
+                        format!("`expires` `{}` is not an RFC 3339 time (e.g. 2027-03-31T00:00:00Z)", e.expires);
+                    let details = serde_json::json!([{ "field": "expires", "message": message, "line": at.line, "column": at.col }]);
+                    return Err(Error::Invalid { code: ErrorCode::InvalidDocument, message, details });
+                }
+                (
+                    Kind::PolicyExemption,
+                    e.id.clone(),
+                    e.version.clone(),
+                    "active".to_string(),
+                    e.domain.clone(),
+                    None,
+                    Vec::new(),
+                    serde_json::to_value(e),
                 )
             }
         };

@@ -108,7 +108,7 @@ pub async fn stored_contract(store: &Store, name: &str) -> Result<(DataContract,
 fn contract_of(spec: &Any) -> Option<DataContract> {
     match meshplane_spec::decode_json(spec)? {
         meshplane_spec::Document::Contract(contract) => Some(*contract),
-        meshplane_spec::Document::Product(_) | meshplane_spec::Document::Policy(_) => None,
+        _ => None,
     }
 }
 

@@ -219,9 +219,9 @@ impl Loop {
             "tested" => return,
             _ => {}
         }
-        if kind == Kind::Policy {
-            // A policy's change may change every resource's compliance.
-            let governed: Vec<ObjectRef> = self.known.iter().filter(|k| k.kind != Kind::Policy).cloned().collect();
+        if kind.governs() {
+            // A policy's or an exemption's change may change every resource's compliance.
+            let governed: Vec<ObjectRef> = self.known.iter().filter(|k| !k.kind.governs()).cloned().collect();
             governed.iter().for_each(|k| self.queue.changed(k, now));
         } else if kind == Kind::DataProduct {
             self.links.set(&key, change.after.as_ref());

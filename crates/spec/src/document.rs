@@ -11,7 +11,7 @@ use crate::decode::{Cx, DocVersion};
 use crate::diag::{Code, Diagnostic};
 use crate::model::odcs::{DataContract, decode_contract};
 use crate::model::odps::{DataProduct, decode_product};
-use crate::model::policy::{Policy, decode_policy};
+use crate::model::policy::{Exemption, Policy, decode_exemption, decode_policy};
 use crate::tree::{self, Node, Span};
 
 /// A typed document.
@@ -21,6 +21,7 @@ pub enum Document {
     Contract(Box<DataContract>),
     Product(Box<DataProduct>),
     Policy(Box<Policy>),
+    Exemption(Box<Exemption>),
 }
 
 impl Document {
@@ -29,6 +30,7 @@ impl Document {
             Document::Contract(_) => "DataContract",
             Document::Product(_) => "DataProduct",
             Document::Policy(_) => "Policy",
+            Document::Exemption(_) => "PolicyExemption",
         }
     }
 
@@ -37,6 +39,7 @@ impl Document {
             Document::Contract(c) => &c.id,
             Document::Product(p) => &p.id,
             Document::Policy(p) => &p.id,
+            Document::Exemption(e) => &e.id,
         }
     }
 
@@ -45,6 +48,7 @@ impl Document {
             Document::Contract(c) => Some(&c.version),
             Document::Product(p) => p.version.as_deref(),
             Document::Policy(p) => Some(&p.version),
+            Document::Exemption(e) => Some(&e.version),
         }
     }
 }
@@ -145,6 +149,9 @@ pub fn load_node(node: Node) -> Loaded {
     let mut cx = Cx::new(version);
     cx.diagnostics = early;
     let document = match version {
+        DocVersion::Meshplane1 if node.get("kind").and_then(Node::as_str) == Some("PolicyExemption") => {
+            decode_exemption(&node, &mut cx).map(|e| Document::Exemption(Box::new(e)))
+        }
         DocVersion::Meshplane1 => decode_policy(&node, &mut cx).map(|p| Document::Policy(Box::new(p))),
         v if v.is_odcs() => decode_contract(&node, &mut cx).map(|c| Document::Contract(Box::new(c))),
         _ => decode_product(&node, &mut cx).map(|p| Document::Product(Box::new(p))),
@@ -166,7 +173,7 @@ fn recognise_own(
     match api {
         Some((Some(text), _)) if text == own => {}
         Some((_, span)) => diagnostics.push(
-            Diagnostic::new(Code::UnsupportedApiVersion, span, "a Policy's `apiVersion` must be `meshplane/v1`")
+            Diagnostic::new(Code::UnsupportedApiVersion, span, "meshplane's own kinds have `apiVersion: meshplane/v1`")
                 .hint(format!("write `apiVersion: {own}`")),
         ),
         None => diagnostics.push(
@@ -218,7 +225,7 @@ fn recognise(node: &Node, diagnostics: &mut Vec<Diagnostic>) -> Option<DocVersio
     let is_contract = match kind {
         Some(("DataContract", _)) => true,
         Some(("DataProduct", _)) => false,
-        Some(("Policy", _)) => return recognise_own(api, node, diagnostics),
+        Some(("Policy" | "PolicyExemption", _)) => return recognise_own(api, node, diagnostics),
         Some((other, span)) => {
             diagnostics.push(
                 Diagnostic::new(Code::UnknownKind, span, format!("`{other}` is not a kind meshplane reads")).hint(

@@ -272,3 +272,50 @@ fn policies_read_the_mesh_as_data_and_only_platform_policies_see_principals() {
     assert!(out.contains("warning: policy platform-wide (rule platform-wide): 2 principals, 1 domains"), "{out}");
     assert!(out.contains("warning: policy sales-only (rule sales-only): 0 principals, 1 domains"), "{out}");
 }
+
+/// A platform admin exempts one resource from a policy, with a reason, until a time; once
+/// that time passes the exemption stops applying by itself, and the resource is marked.
+#[test]
+fn an_exemption_applies_until_it_expires() {
+    let s = serve();
+    let admin = token_for(&s.url).unwrap();
+    let url = s.url.as_str();
+    let dir = s.cwd.join("exemptions");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert_eq!(
+        as_(&admin, &["apply", "--server", url, "-f", &write(&dir, "p.yaml", &team_policy("deny", "['*']"))])
+            .status
+            .code(),
+        Some(0)
+    );
+    let exemption = |id: &str, seconds: u64| {
+        let until = std::time::SystemTime::now() + std::time::Duration::from_secs(seconds);
+        format!(
+            "apiVersion: meshplane/v1\nkind: PolicyExemption\nid: {id}\nversion: 1.0.0\ndomain: platform\npolicy: team-present\n\
+             resources: [DataContract/legacy@v1]\nreason: the legacy team is being reorganised\nexpires: {}\n",
+            humantime::format_rfc3339_seconds(until)
+        )
+    };
+    let put = as_(&admin, &["principal", "put", "dana", "--domain-admin", "platform", "--server", url]);
+    assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
+    let dana = stdout(&as_(&admin, &["token", "create", "--principal", "dana", "--server", url])).trim().to_string();
+    let short = write(&dir, "e.yaml", &exemption("legacy-team", 8));
+    let refused = as_(&dana, &["apply", "--server", url, "-f", &short]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("only platform admins exempt from policies"), "{}", stderr(&refused));
+    assert_eq!(as_(&admin, &["apply", "--server", url, "-f", &short]).status.code(), Some(0));
+
+    let legacy = write(&dir, "legacy.yaml", &contract("legacy", false));
+    let applied = as_(&admin, &["apply", "--server", url, "-f", &legacy]);
+    assert_eq!(applied.status.code(), Some(0), "exempt: {}", stderr(&applied));
+    let other = as_(&admin, &["apply", "--server", url, "-f", &write(&dir, "o.yaml", &contract("other", false))]);
+    assert_eq!(other.status.code(), Some(1), "only the named resource is exempt");
+    assert_eq!(compliance(url, &admin, "legacy@v1", "True")["reason"], "Compliant");
+    // When it expires, nothing is applied: the reconciler looks again by itself.
+    let marked = compliance(url, &admin, "legacy@v1", "False");
+    assert!(marked["message"].as_str().unwrap().contains("contract legacy names no team"), "{marked}");
+    let got = as_(&admin, &["get", "exemptions", "legacy-team", "--server", url, "-o", "json"]);
+    let body: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    let ready = body["reconciled"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").cloned();
+    assert_eq!(ready.map(|c| c["reason"].clone()), Some(serde_json::json!("Expired")), "{body}");
+}

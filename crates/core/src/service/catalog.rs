@@ -43,10 +43,19 @@ pub async fn apply(
         return Err(Error::invalid(ErrorCode::MalformedRequest, "expectGeneration applies to a body of one document"));
     }
     for resource in &resources {
-        if let Document::Policy(policy) = &resource.document {
-            let may = caller.may_govern(policy);
-            caller
-                .require(may, &format!("apply policy `{}`, whose scope reaches past its own domain", resource.name))?;
+        match &resource.document {
+            Document::Policy(policy) => {
+                let may = caller.may_govern(policy);
+                caller.require(
+                    may,
+                    &format!("apply policy `{}`, whose scope reaches past its own domain", resource.name),
+                )?;
+            }
+            Document::Exemption(_) => {
+                let what = format!("apply exemption `{}` (only platform admins exempt from policies)", resource.name);
+                caller.require(caller.is_platform_admin(), &what)?;
+            }
+            _ => {}
         }
     }
     let warnings = judge_apply(store, caller, &resources).await?;

@@ -177,7 +177,7 @@ impl Record {
     pub fn contract(&self) -> Option<&DataContract> {
         match self.document()? {
             Document::Contract(contract) => Some(contract),
-            Document::Product(_) | Document::Policy(_) => None,
+            Document::Product(_) | Document::Policy(_) | Document::Exemption(_) => None,
         }
     }
 }

@@ -41,7 +41,7 @@ pub fn lint_text(path: impl Into<String>, text: impl Into<String>) -> Linted {
         match &doc.document {
             Some(Document::Contract(c)) => contract::check(c, &doc.node, &mut diagnostics),
             Some(Document::Product(p)) => check_product(p, &mut diagnostics),
-            Some(Document::Policy(_)) | None => {}
+            Some(Document::Policy(_) | Document::Exemption(_)) | None => {}
         }
     }
     diag::sort(&mut diagnostics);
@@ -64,6 +64,7 @@ pub fn lint_across(files: &mut [Linted]) {
                 Document::Contract(c) => c.at.field("id"),
                 Document::Product(p) => p.at.field("id"),
                 Document::Policy(p) => p.at.field("id"),
+                Document::Exemption(e) => e.at.field("id"),
             };
             match seen.get(&key) {
                 Some((path, first)) => found.push((

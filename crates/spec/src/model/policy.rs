@@ -151,3 +151,58 @@ pub(crate) fn decode_policy(node: &Node, cx: &mut Cx) -> Option<Policy> {
     }
     Some(Policy { at, ..policy })
 }
+
+/// meshplane's `PolicyExemption` kind: resources a policy (or one of its rules) does not
+/// judge, for a reason, until a time. Only a platform admin applies one.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exemption {
+    pub api_version: String,
+    pub kind: String,
+    pub id: String,
+    pub version: String,
+    pub domain: Option<String>,
+    /// The policy's name on the server (`default-pack/ID` for the default pack's).
+    pub policy: String,
+    /// One rule of the policy; every rule when absent.
+    pub rule: Option<String>,
+    /// What is exempt: `KIND/NAME` (`DataContract/orders@v2`).
+    pub resources: Vec<String>,
+    pub reason: String,
+    /// When it stops applying (RFC 3339).
+    pub expires: String,
+    #[serde(skip)]
+    pub at: At,
+}
+
+pub(crate) fn decode_exemption(node: &Node, cx: &mut Cx) -> Option<Exemption> {
+    let mut o = Obj::new(cx, node, "policy exemption")?;
+    let exemption = Exemption {
+        api_version: o.opt("apiVersion").unwrap_or_default(),
+        kind: o.opt("kind").unwrap_or_default(),
+        id: o.req("id"),
+        version: o.req("version"),
+        domain: o.opt("domain"),
+        policy: o.req("policy"),
+        rule: o.opt("rule"),
+        resources: o.req("resources"),
+        reason: o.req("reason"),
+        expires: o.req("expires"),
+        at: At::default(),
+    };
+    let at = o.finish();
+    for resource in &exemption.resources {
+        let fine = resource.split_once('/').is_some_and(|(kind, name)| KINDS.contains(&kind) && !name.is_empty());
+        if !fine {
+            cx.report(
+                Diagnostic::new(Code::InvalidValue, at.field("resources"), format!("`{resource}` is not KIND/NAME"))
+                    .hint(format!("write e.g. `DataContract/orders@v2`; the kinds are {}", KINDS.join(", "))),
+            );
+        }
+    }
+    if exemption.reason.trim().is_empty() && at.fields.iter().any(|(k, _)| *k == "reason") {
+        cx.report(Diagnostic::new(Code::InvalidValue, at.field("reason"), "an exemption says why: `reason` is empty"));
+    }
+    Some(Exemption { at, ..exemption })
+}
