@@ -19,6 +19,7 @@
 //! policies:                              # optional: the default pack, off unless chosen
 //!   pack: warn                           # off | warn | deny
 //!   budgetMs: 50                         # one policy's evaluation, past which it denies
+//!   domainPolicies: false                # domain admins may write their domain's policies
 //! oidc:                                  # optional: accept the identity provider's JWTs
 //!   issuer: https://idp.example.com/realms/data
 //!   audience: meshplane
@@ -63,11 +64,16 @@ pub struct PoliciesConfig {
     pub pack: Pack,
     #[serde(default = "default_budget_ms")]
     pub budget_ms: u64,
+    /// Domain admins may write their own domain's policies (off: only platform admins write
+    /// policies). A policy is code the server runs in its own process, and the time budget
+    /// cannot stop every step: turn it on only where domain admins are trusted that far.
+    #[serde(default)]
+    pub domain_policies: bool,
 }
 
 impl Default for PoliciesConfig {
     fn default() -> Self {
-        PoliciesConfig { pack: Pack::Off, budget_ms: default_budget_ms() }
+        PoliciesConfig { pack: Pack::Off, budget_ms: default_budget_ms(), domain_policies: false }
     }
 }
 
@@ -435,7 +441,7 @@ impl Reader<'_> {
         let policies = match root.get("policies") {
             None => PoliciesConfig::default(),
             Some(node) if node.entries().is_none() => {
-                self.problem(node.span.start, "`policies` must be a mapping (pack, budgetMs)");
+                self.problem(node.span.start, "`policies` must be a mapping (pack, budgetMs, domainPolicies)");
                 PoliciesConfig::default()
             }
             Some(node) => {

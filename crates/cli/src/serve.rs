@@ -121,7 +121,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             meshplane_blocks::platform::Pack::Deny => meshplane_policy::pack("deny"),
         };
         let budget = std::time::Duration::from_millis(policies.budget_ms);
-        meshplane_core::governance::configure(&store, pack, budget).map_err(|e| anyhow!("{e}; nothing was started"))?;
+        meshplane_core::governance::configure(&store, pack, budget, policies.domain_policies)
+            .map_err(|e| anyhow!("{e}; nothing was started"))?;
         let names: Vec<&String> = described.keys().collect();
         tracing::info!(
             url = %format!("http://{}", args.listen),

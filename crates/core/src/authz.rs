@@ -108,9 +108,11 @@ impl Caller {
 
     /// Whether the caller may apply `policy` at all (managing it as a resource is decided
     /// like for every other): a policy whose scope reaches past its own domain governs
-    /// others, so only a platform admin may apply it.
-    pub fn may_govern(&self, policy: &meshplane_spec::model::policy::Policy) -> bool {
-        self.is_platform_admin() || !policy.reaches_beyond_its_domain()
+    /// others, so only a platform admin may apply it; a domain's own policy, only where the
+    /// platform lets domains write policies (`domain_policies`), since a policy is code the
+    /// server runs.
+    pub fn may_govern(&self, policy: &meshplane_spec::model::policy::Policy, domain_policies: bool) -> bool {
+        self.is_platform_admin() || (domain_policies && !policy.reaches_beyond_its_domain())
     }
 
     /// Whether the caller may create `resource`, of which nothing is stored: an admin of its

@@ -86,18 +86,30 @@ pub async fn data(store: &Store, policies: &Policies) -> Result<Option<Data>, Er
 pub struct Cache {
     stored: Mutex<HashMap<String, (i64, Arc<InForce>)>>,
     platform: Mutex<(Vec<Arc<InForce>>, Duration)>,
+    domain_policies: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Cache {
     fn default() -> Self {
-        Cache { stored: Mutex::default(), platform: Mutex::new((Vec::new(), DEFAULT_BUDGET)) }
+        Cache {
+            stored: Mutex::default(),
+            platform: Mutex::new((Vec::new(), DEFAULT_BUDGET)),
+            domain_policies: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 }
 
+/// Whether the platform lets domain admins write their domain's policies (off by default:
+/// a policy is code the server runs, and a hostile one can still take its time).
+pub fn domain_policies(store: &Store) -> bool {
+    store.policy_cache().domain_policies.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Sets what the platform decides for every evaluation through `store` (and its clones):
-/// `builtin` policies in force besides the stored ones (named `default-pack/ID`), and the
-/// `budget` of one evaluation. Returns the problems of a built-in that does not compile.
-pub fn configure(store: &Store, builtin: Vec<Policy>, budget: Duration) -> Result<(), String> {
+/// `builtin` policies in force besides the stored ones (named `default-pack/ID`), the
+/// `budget` of one evaluation, and whether domain admins may write their domain's policies.
+/// Returns the problems of a built-in that does not compile.
+pub fn configure(store: &Store, builtin: Vec<Policy>, budget: Duration, domain_policies: bool) -> Result<(), String> {
     let mut compiled = Vec::new();
     for policy in builtin {
         let module =
@@ -114,6 +126,7 @@ pub fn configure(store: &Store, builtin: Vec<Policy>, budget: Duration) -> Resul
         }));
     }
     let cache = store.policy_cache();
+    cache.domain_policies.store(domain_policies, std::sync::atomic::Ordering::Relaxed);
     if let Ok(mut platform) = cache.platform.lock() {
         *platform = (compiled, budget);
     }

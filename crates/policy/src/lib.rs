@@ -26,6 +26,52 @@ use serde_json::Value as Any;
 /// How long one evaluation of one policy may take unless the platform says otherwise.
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(50);
 
+/// The largest module a policy may hold: preparing a module takes time quadratic in its
+/// statements, outside the evaluation's budget.
+pub const MAX_MODULE_BYTES: usize = 16 * 1024;
+
+/// The deepest nesting of brackets a module may have: regorus's parser takes time exponential
+/// in it (twice as long per level: 20 levels take most of a second, 200 never end).
+pub const MAX_NESTING: usize = 12;
+
+/// The deepest nesting of `(`, `[` and `{` in a Rego text, outside strings and comments.
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '#' => {
+                chars.by_ref().find(|&c| c == '\n');
+            }
+            '`' => {
+                chars.by_ref().find(|&c| c == '`');
+            }
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// At most this many violations of one policy are reported, each message at most this long.
+const MAX_VIOLATIONS: usize = 100;
+const MAX_MESSAGE_CHARS: usize = 2_000;
+
 /// The rule every policy answers through.
 pub const RULE: &str = "violations";
 
@@ -55,9 +101,6 @@ pub const BUILTINS: &[&str] = &[
     "object.union_n",
     "json.filter",
     "json.remove",
-    "walk",
-    "graph.reachable",
-    "graph.reachable_paths",
     // strings
     "concat",
     "contains",
@@ -79,7 +122,6 @@ pub const BUILTINS: &[&str] = &[
     "trim_space",
     "strings.any_prefix_match",
     "strings.any_suffix_match",
-    "strings.count",
     "regex.match",
     "regex.is_valid",
     "regex.split",
@@ -109,12 +151,8 @@ pub const BUILTINS: &[&str] = &[
     "base64.encode",
     "base64.decode",
     "base64.is_valid",
-    "base64url.encode",
-    "base64url.decode",
-    "base64url.encode_no_pad",
     "hex.encode",
     "hex.decode",
-    "json.marshal",
     "json.unmarshal",
     "json.is_valid",
     // time
@@ -169,12 +207,26 @@ pub enum Verdict {
 /// Compiles a policy document's module, or says what is wrong with it, each problem at its
 /// line in the document.
 pub fn compile(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
+    if policy.rego.len() > MAX_MODULE_BYTES {
+        let message =
+            format!("the module is {} bytes, more than the {MAX_MODULE_BYTES} a policy may hold", policy.rego.len());
+        return Err(vec![Diagnostic::new(Code::RegoInvalid, policy.at.field("rego"), message)]);
+    }
+    if nesting(&policy.rego) > MAX_NESTING {
+        let message = format!("the module nests brackets more than {MAX_NESTING} deep");
+        let hint = "name the inner parts (`inner := [...]`) instead of nesting them";
+        return Err(vec![Diagnostic::new(Code::RegoInvalid, policy.at.field("rego"), message).hint(hint)]);
+    }
     let mut engine = regorus::Engine::new();
     engine.set_strict_builtin_errors(true);
     let package = engine
         .add_policy(SOURCE.to_string(), policy.rego.clone())
         .map_err(|e| vec![rego_problem(policy, &e.to_string())])?;
-    let calls = called_functions(&engine);
+    let Some(calls) = called_functions(&engine) else {
+        // What cannot be checked is refused.
+        let message = "the module nests too deeply to be checked";
+        return Err(vec![Diagnostic::new(Code::RegoInvalid, policy.at.field("rego"), message)]);
+    };
     let problems: Vec<Diagnostic> = calls.iter().filter_map(|call| refused_call(policy, call)).collect();
     if !problems.is_empty() {
         return Err(problems);
@@ -191,14 +243,21 @@ pub fn compile(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
     // (of its clones) do not prepare it again.
     engine.set_input(regorus::Value::new_object());
     set_budget(&mut engine, DEFAULT_BUDGET);
-    match engine.eval_rule(rule.clone()) {
+    match guarded(|| engine.eval_rule(rule.clone())) {
         Err(e) if !is_limit(&e.to_string()) => Err(vec![rego_problem(policy, &e.to_string())]),
         _ => Ok(Compiled { engine, rule, id: policy.id.clone() }),
     }
 }
 
-/// A call in the module: the function's dotted name, its first argument when that is a
-/// string literal, and its line in the module.
+/// Runs an evaluation, a panic inside regorus (a built-in's bug) answered as an error.
+fn guarded<T>(run: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("error: the evaluation failed inside the Rego engine")))
+}
+
+/// A call in the module (or a `with` that replaces something other than the input, named
+/// `with NAME`): the function's dotted name, its first argument when that is a string
+/// literal, and its line in the module.
 struct Call {
     name: String,
     literal: Option<String>,
@@ -206,13 +265,13 @@ struct Call {
 }
 
 /// Every call the module makes, and the functions it defines itself.
-fn called_functions(engine: &regorus::Engine) -> Vec<Call> {
-    let ast: Any = engine.get_ast_as_json().ok().and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
+fn called_functions(engine: &regorus::Engine) -> Option<Vec<Call>> {
+    let ast: Any = serde_json::from_str(&engine.get_ast_as_json().ok()?).ok()?;
     let mut calls = Vec::new();
     let mut own = Vec::new();
     collect(&ast, &mut calls, &mut own);
     calls.retain(|c| !own.contains(&c.name) && !c.name.starts_with("data."));
-    calls
+    Some(calls)
 }
 
 fn dotted(expr: &Any) -> Option<String> {
@@ -233,6 +292,14 @@ fn collect(node: &Any, calls: &mut Vec<Call>, own: &mut Vec<String>) {
                 let literal = first.and_then(|p| p.get("String")).and_then(|s| s.get("value")).and_then(Any::as_str);
                 let line = call.pointer("/span/line").and_then(Any::as_u64).unwrap_or(0) as u32;
                 calls.push(Call { name, literal: literal.map(str::to_string), line });
+            } // `with` may replace the input (or part of it): replacing a function or data could
+            // swap in any built-in unseen.
+            for modifier in map.get("with_mods").and_then(Any::as_array).into_iter().flatten() {
+                let target = modifier.get("refr").and_then(dotted).unwrap_or_else(|| "?".into());
+                if target != "input" && !target.starts_with("input.") {
+                    let line = modifier.pointer("/span/line").and_then(Any::as_u64).unwrap_or(0) as u32;
+                    calls.push(Call { name: format!("with {target}"), literal: None, line });
+                }
             }
             if let Some(function) = map.get("Func")
                 && let Some(name) = function.get("refr").and_then(dotted)
@@ -250,6 +317,13 @@ fn collect(node: &Any, calls: &mut Vec<Call>, own: &mut Vec<String>) {
 fn refused_call(policy: &Policy, call: &Call) -> Option<Diagnostic> {
     let span = Span::at(policy.rego_line() + call.line.saturating_sub(1), policy.at.field("rego").start.col);
     let name = &call.name;
+    if let Some(target) = name.strip_prefix("with ") {
+        let message = format!("Rego line {}: `with` may replace only `input` in a policy, not `{target}`", call.line);
+        return Some(
+            Diagnostic::new(Code::RegoInvalid, span, message)
+                .hint("tests (`meshplane policy test`) may replace anything"),
+        );
+    }
     if !BUILTINS.contains(&name.as_str()) {
         let message = format!("Rego line {}: `{name}` is not a built-in a policy may call", call.line);
         let hint = "a policy calls its own functions and the built-ins listed in docs/policies.md: \
@@ -296,35 +370,47 @@ impl Compiled {
             return Verdict::Failed(format!("its data could not be loaded: {e}"));
         }
         set_budget(&mut engine, budget);
-        let value = match engine.eval_rule(self.rule.clone()) {
+        let value = match guarded(|| engine.eval_rule(self.rule.clone())) {
             Ok(value) => value,
             Err(e) if is_limit(&e.to_string()) => {
                 return Verdict::Failed(format!("it ran past its budget of {} ms", budget.as_millis()));
             }
             Err(e) => return Verdict::Failed(error_text(&e.to_string())),
         };
-        let found = match serde_json::to_value(&value) {
-            Ok(Any::Array(items)) => items,
-            Ok(Any::Null) | Ok(Any::String(_)) if value == regorus::Value::Undefined => Vec::new(),
-            Ok(other) => return Verdict::Failed(format!("`{RULE}` must be a set, found {other}")),
-            Err(e) => return Verdict::Failed(format!("its answer could not be read: {e}")),
+        // Read without serializing the answer: a value built of shared parts can be far larger
+        // written out than it is in memory.
+        let items = match &value {
+            regorus::Value::Undefined => return Verdict::Pass,
+            regorus::Value::Set(items) => items,
+            _ => return Verdict::Failed(format!("`{RULE}` must be a set")),
         };
-        if found.is_empty() {
+        if items.is_empty() {
             return Verdict::Pass;
         }
-        Verdict::Violated(found.into_iter().map(|item| self.violation(item)).collect())
+        let mut found: Vec<Violation> = items.iter().take(MAX_VIOLATIONS).map(|item| self.violation(item)).collect();
+        if items.len() > MAX_VIOLATIONS {
+            let message = format!("and {} more violations", items.len() - MAX_VIOLATIONS);
+            found.push(Violation { rule: self.id.clone(), message, path: None });
+        }
+        Verdict::Violated(found)
     }
 
-    fn violation(&self, item: Any) -> Violation {
-        let text = |key: &str| item.get(key).and_then(Any::as_str).map(str::to_string);
-        match &item {
-            Any::String(message) => Violation { rule: self.id.clone(), message: message.clone(), path: None },
-            Any::Object(_) => Violation {
-                rule: text("rule").unwrap_or_else(|| self.id.clone()),
-                message: text("msg").or_else(|| text("message")).unwrap_or_else(|| item.to_string()),
-                path: text("path"),
-            },
-            other => Violation { rule: self.id.clone(), message: other.to_string(), path: None },
+    /// A violation from one item of the answer: a message, or an object with `msg` (or
+    /// `message`), `rule` and `path`; only strings are read, each cut to a bounded length.
+    fn violation(&self, item: &regorus::Value) -> Violation {
+        let text = |value: &regorus::Value| match value {
+            regorus::Value::String(s) => Some(s.chars().take(MAX_MESSAGE_CHARS).collect::<String>()),
+            _ => None,
+        };
+        let field = |key: &str| match item {
+            regorus::Value::Object(fields) => fields.get(&regorus::Value::from(key)).and_then(text),
+            _ => None,
+        };
+        let unreadable = || "a violation that is neither a message nor an object with `msg`".to_string();
+        Violation {
+            rule: field("rule").unwrap_or_else(|| self.id.clone()),
+            message: text(item).or_else(|| field("msg")).or_else(|| field("message")).unwrap_or_else(unreadable),
+            path: field("path"),
         }
     }
 }
@@ -453,7 +539,7 @@ pub fn run_tests(sources: &[Source], budget: Duration) -> Result<Vec<TestOutcome
         let mut run = engine.clone();
         run.set_input(regorus::Value::new_object());
         set_budget(&mut run, budget);
-        match run.eval_rule(test.name.clone()) {
+        match guarded(|| run.eval_rule(test.name.clone())) {
             Ok(regorus::Value::Bool(true)) => test.passed = true,
             Ok(regorus::Value::Undefined) => {
                 test.failure = Some("undefined: a statement of its body did not hold".into())

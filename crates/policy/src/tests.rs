@@ -75,12 +75,28 @@ fn built_ins_outside_the_allow_list_are_refused_with_their_line() {
         ("sprintf(\"%0900000000d\", [1])", "`sprintf` needs a literal format"),
         ("sprintf(input.format, [1])", "`sprintf` needs a literal format"),
         ("nosuch(1)", "`nosuch` is not a built-in"),
+        ("strings.count(input.a, \"\")", "`strings.count` is not a built-in"),
+        ("json.marshal(input)", "`json.marshal` is not a built-in"),
+        ("count(1, 300000000) with count as numbers.range", "`with` may replace only `input` in a policy, not `count`"),
     ] {
         let rego = format!("package meshplane.x\n\nviolations contains x if {{\n  x := {call}\n}}\n");
         let problems = compile(&policy(&rego)).err().unwrap_or_else(|| panic!("{call} was compiled"));
         assert!(problems[0].message.contains(refused), "{call}: {problems:?}");
         assert_eq!(problems[0].span.start.line, 11, "{call}: {problems:?}");
     }
+    // A module too deep for its syntax tree to be read is refused, not let through unchecked.
+    let deep = format!(
+        "package meshplane.x\npad := {}1{}\nviolations contains numbers.range(1, 9)\n",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let problems = compile(&policy(&deep)).err().expect("a module too deep to check");
+    assert!(problems[0].message.contains("nests brackets more than 12 deep"), "{problems:?}");
+    let quoted =
+        format!("package meshplane.x\n# {}\nviolations contains \"{}\" if input.a\n", "[".repeat(50), "{".repeat(50));
+    assert!(compile(&policy(&quoted)).is_ok(), "brackets in comments and strings do not count");
+    let big = format!("package meshplane.x\nviolations contains 1 if false\n{}", "# padding\n".repeat(2000));
+    assert!(compile(&policy(&big)).err().unwrap()[0].message.contains("more than the 16384"));
     let own = "package meshplane.x\nlabel(n) := sprintf(\"%s!\", [n])\nviolations contains label(input.a) if input.a\n";
     assert!(compile(&policy(own)).is_ok(), "a policy's own functions and a plain sprintf are fine");
 }
@@ -151,4 +167,18 @@ fn the_default_pack_compiles_and_passes_its_own_tests() {
     assert!(outcomes.len() >= policies.len(), "a test per rule at least: {outcomes:?}");
     let failed: Vec<_> = outcomes.iter().filter(|t| !t.passed).collect();
     assert!(failed.is_empty(), "{failed:?}");
+}
+
+/// A value built of shared parts is small in memory and huge written out: the answer is read
+/// item by item, never serialized.
+#[test]
+fn an_answer_of_shared_parts_is_not_written_out() {
+    let mut rego = String::from("package meshplane.x\na0 := [\"x\"]\n");
+    for i in 1..=40 {
+        rego.push_str(&format!("a{i} := [a{}, a{}]\n", i - 1, i - 1));
+    }
+    rego.push_str("violations contains a40 if input.go\n");
+    let verdict = compile(&policy(&rego)).unwrap().evaluate(&Input::new(&json!({"go": true})), None, DEFAULT_BUDGET);
+    let Verdict::Violated(found) = verdict else { panic!("{verdict:?}") };
+    assert_eq!(found[0].message, "a violation that is neither a message nor an object with `msg`");
 }

@@ -105,6 +105,11 @@ fn policies_deny_warn_and_mark_what_was_applied_before_them() {
     let forbidden = as_(&dana, &["apply", "--server", url, "-f", &deny]);
     assert_eq!(forbidden.status.code(), Some(1));
     assert!(stderr(&forbidden).contains("whose scope reaches past its own domain"), "{}", stderr(&forbidden));
+    // Nor, on a platform that keeps policies to platform admins (the default), its own domain's.
+    let own = write(&dir, "own.yaml", &team_policy("deny", "[platform]").replace("id: team-present", "id: own-team"));
+    let kept = as_(&dana, &["apply", "--server", url, "-f", &own]);
+    assert_eq!(kept.status.code(), Some(1));
+    assert!(stderr(&kept).contains("this platform lets only platform admins write policies"), "{}", stderr(&kept));
 
     let applied = as_(&admin, &["apply", "--server", url, "-f", &deny, "--wait"]);
     assert_eq!(applied.status.code(), Some(0), "{}{}", stdout(&applied), stderr(&applied));
@@ -220,7 +225,7 @@ fn the_default_pack_is_in_force_when_the_platform_chooses_it() {
     let platform = write(
         &dir,
         "platform.yaml",
-        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\npolicies:\n  pack: deny\n",
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\npolicies:\n  pack: deny\n  domainPolicies: true\n",
     );
     let db = dir.join("pack.db");
     let s = crate::serve_with(&format!("sqlite://{}", db.display()), &["--platform", &platform]);
@@ -242,6 +247,14 @@ fn the_default_pack_is_in_force_when_the_platform_chooses_it() {
     let draft = write(&docs, "teamed.yaml", &contract("teamed", true).replace("status: active", "status: draft"));
     let applied = as_(&admin, &["apply", "--server", &s.url, "-f", &draft]);
     assert_eq!(applied.status.code(), Some(0), "a draft with a team passes the pack: {}", stderr(&applied));
+
+    // With `domainPolicies: true`, a domain admin writes its own domain's policies.
+    let put = as_(&admin, &["principal", "put", "ana", "--domain-admin", "sales", "--server", &s.url]);
+    assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
+    let ana = stdout(&as_(&admin, &["token", "create", "--principal", "ana", "--server", &s.url])).trim().to_string();
+    let sales = team_policy("warn", "[sales]").replace("domain: platform", "domain: sales");
+    let own = as_(&ana, &["apply", "--server", &s.url, "-f", &write(&docs, "sales-policy.yaml", &sales)]);
+    assert_eq!(own.status.code(), Some(0), "{}", stderr(&own));
 }
 
 /// `data.meshplane`: the mesh's domains and teams for every policy, its principals only for a

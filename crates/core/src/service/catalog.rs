@@ -45,11 +45,13 @@ pub async fn apply(
     for resource in &resources {
         match &resource.document {
             Document::Policy(policy) => {
-                let may = caller.may_govern(policy);
-                caller.require(
-                    may,
-                    &format!("apply policy `{}`, whose scope reaches past its own domain", resource.name),
-                )?;
+                let may = caller.may_govern(policy, governance::domain_policies(store));
+                let what = if policy.reaches_beyond_its_domain() {
+                    format!("apply policy `{}`, whose scope reaches past its own domain", resource.name)
+                } else {
+                    format!("apply policy `{}` (this platform lets only platform admins write policies)", resource.name)
+                };
+                caller.require(may, &what)?;
             }
             Document::Exemption(_) => {
                 let what = format!("apply exemption `{}` (only platform admins exempt from policies)", resource.name);

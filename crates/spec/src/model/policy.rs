@@ -66,7 +66,8 @@ impl Policy {
         let scope = self.scope.as_ref();
         let kinds = scope.and_then(|s| s.kinds.as_ref());
         let domains = scope.and_then(|s| s.domains.as_ref());
-        let kind_in = kinds.is_none_or(|k| k.iter().any(|k| k == kind));
+        // Policies judge the catalog's resources, never policies or their exemptions.
+        let kind_in = KINDS.contains(&kind) && kinds.is_none_or(|k| k.iter().any(|k| k == kind));
         let domain_in = match domains {
             Some(d) => d.iter().any(|d| d == "*" || d == domain),
             None => self.domain.as_deref() == Some(domain),
