@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use meshplane_core::resource::{Resource, owners};
 use meshplane_policy::{DEFAULT_BUDGET, Verdict};
-use meshplane_spec::{Document, render};
+use meshplane_spec::{Document, Loaded, render};
 use serde_json::{Value as Any, json};
 
 use crate::output::{self, Format};
@@ -187,15 +187,16 @@ fn test(args: &TestArgs, format: Format) -> Result<ExitCode> {
     Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// A document read and linted (a policy's module compiled too), or its problems printed.
-fn read_document(path: &Path) -> Result<Option<Document>> {
+/// The one document of a file, read and linted (a policy's module compiled too), or its
+/// problems printed.
+fn read_document(path: &Path) -> Result<Option<Loaded>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let linted = crate::files::lint_text(path.display().to_string(), text);
     let errors: Vec<_> = linted.diagnostics.iter().filter(|d| d.is_error()).collect();
     for d in &errors {
         eprint!("{}", render::human(&linted.path, &linted.text, d));
     }
-    let mut documents = linted.documents.into_iter().filter_map(|d| d.document);
+    let mut documents = linted.documents.into_iter().filter(|d| d.document.is_some());
     match (errors.is_empty(), documents.next(), documents.next()) {
         (false, ..) => Ok(None),
         (true, Some(document), None) => Ok(Some(document)),
@@ -218,17 +219,21 @@ fn json_object(value: &str, what: &str) -> Result<serde_json::Map<String, Any>> 
 }
 
 fn eval(args: &EvalArgs, format: Format) -> Result<ExitCode> {
-    let Some(Document::Policy(policy)) = read_document(&args.policy)? else {
+    let Some(Document::Policy(policy)) = read_document(&args.policy)?.and_then(|l| l.document) else {
         bail!("{} is not a policy (`kind: Policy`)", args.policy.display());
     };
-    let Some(document) = read_document(&args.file)? else { return Ok(ExitCode::from(2)) };
+    let Some(loaded) = read_document(&args.file)? else { return Ok(ExitCode::from(2)) };
     let before = match &args.before {
         Some(path) => match read_document(path)? {
-            Some(d) => Some(d),
+            Some(d) => d.document,
             None => return Ok(ExitCode::from(2)),
         },
         None => None,
     };
+    // The name and domain the server would key the resource by.
+    let resource = Resource::from_loaded(&loaded)
+        .map_err(|e| anyhow::anyhow!("{}: the server would refuse it: {e}", args.file.display()))?;
+    let (name, domain, kind, document) = (resource.name, resource.domain, resource.kind.as_str(), resource.document);
     let diff = if args.action == "apply" {
         meshplane_core::governance::classify(before.as_ref(), Some(&document))
     } else {
@@ -236,13 +241,7 @@ fn eval(args: &EvalArgs, format: Format) -> Result<ExitCode> {
     };
     let before = before.map(serde_json::to_value).transpose()?;
     let compiled = meshplane_policy::compile(&policy).map_err(|_| anyhow::anyhow!("the policy does not compile"))?;
-    let spec = serde_json::to_value(&document)?;
-    // The name and domain the server would key the resource by.
-    let loaded = meshplane_spec::load(&spec.to_string()).documents.remove(0);
-    let (name, domain, kind) = match Resource::from_loaded(&loaded) {
-        Ok(r) => (r.name, r.domain, r.kind.as_str()),
-        Err(e) => bail!("{}: the server would refuse it: {e}", args.file.display()),
-    };
+    let spec = resource.spec;
     let (after, before) =
         if args.action == "delete" { (None, Some(spec.clone())) } else { (Some(spec.clone()), before) };
     let mut input = json!({

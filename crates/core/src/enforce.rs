@@ -12,7 +12,7 @@ use crate::block::{BlockError, BlockResult, Blocks, Call, Provisioner};
 use crate::error::Error;
 use crate::reconcile::Wanted;
 use crate::store::grants::{AccessQuery, AccessRequest, AccessState, Decision};
-use crate::store::{ApplyOptions, Record, Store, epoch_ms, now};
+use crate::store::{ApplyOptions, Record, Store, epoch_ms, now, now_ms};
 
 /// What the access part of a reconcile concluded.
 pub(crate) struct Enforced {
@@ -31,7 +31,7 @@ pub(crate) async fn sync(
     provisioned: &[Arc<dyn Provisioner>],
     call: &Call,
 ) -> Result<Enforced, Error> {
-    let now_ms = epoch_ms(&now()).unwrap_or(0);
+    let now_ms = now_ms();
     let (in_force, ended) = active(store, record, now_ms).await?;
     for ended in ended {
         match store.update_access(ended.id, expire, &ApplyOptions::reconciler()).await {
@@ -98,7 +98,7 @@ pub(crate) async fn release(
     old: &Record,
     call: &Call,
 ) -> BlockResult<()> {
-    let now_ms = epoch_ms(&now()).unwrap_or(0);
+    let now_ms = now_ms();
     let prepared = async { access(store, &active(store, old, now_ms).await?.0, true).await };
     let access = prepared.await.map_err(|e| BlockError::Transient(e.to_string()))?;
     blocks.call(block, block.sync_access(old, &access, call)).await.map(|_| ())

@@ -27,7 +27,7 @@ use serde_json::{Value as Any, json};
 use crate::authz::Caller;
 use crate::error::{Error, ErrorCode};
 use crate::resource::Kind;
-use crate::store::{Record, Store};
+use crate::store::{Record, Store, now_ms};
 
 /// One policy in force: its document and its compiled module.
 pub struct InForce {
@@ -41,8 +41,16 @@ pub struct InForce {
     needs_data: bool,
 }
 
-fn reads_data(policy: &Policy) -> bool {
-    policy.rego.contains("data.meshplane")
+impl InForce {
+    fn new(name: String, version: String, policy: Policy, compiled: Compiled, budget: Duration) -> InForce {
+        let needs_data = policy.rego.contains("data.meshplane");
+        InForce { name, version, policy, compiled, budget, needs_data }
+    }
+
+    /// Whether it is asked about `action` on a resource of `kind` in `domain`.
+    fn covers(&self, action: &str, kind: Kind, domain: &str) -> bool {
+        self.policy.actions().contains(&action) && self.policy.covers(kind.as_str(), domain)
+    }
 }
 
 /// What evaluations may read as `data.meshplane`, read from the store when a policy in force
@@ -114,16 +122,8 @@ pub fn configure(store: &Store, builtin: Vec<Policy>, budget: Duration, domain_p
     for policy in builtin {
         let module =
             meshplane_policy::compile(&policy).map_err(|p| format!("built-in policy `{}`: {p:?}", policy.id))?;
-        let name = format!("default-pack/{}", policy.id);
-        let needs_data = reads_data(&policy);
-        compiled.push(Arc::new(InForce {
-            name,
-            version: policy.version.clone(),
-            policy,
-            compiled: module,
-            budget,
-            needs_data,
-        }));
+        let (name, version) = (format!("default-pack/{}", policy.id), policy.version.clone());
+        compiled.push(Arc::new(InForce::new(name, version, policy, module, budget)));
     }
     let cache = store.policy_cache();
     cache.domain_policies.store(domain_policies, std::sync::atomic::Ordering::Relaxed);
@@ -203,18 +203,17 @@ impl Change<'_> {
 
 /// The policies in force and the exemptions from them, as stored now.
 pub struct Policies {
-    pub list: Vec<Arc<InForce>>,
-    pub exemptions: Vec<Exempt>,
+    list: Vec<Arc<InForce>>,
+    exemptions: Vec<Exempt>,
 }
 
 /// One stored exemption: findings of `policy` (of `rule` only, when it names one) about the
 /// `resources` (`KIND/NAME`) do not count until `expires_ms`.
-pub struct Exempt {
-    pub name: String,
-    pub policy: String,
-    pub rule: Option<String>,
-    pub resources: Vec<String>,
-    pub expires_ms: i64,
+struct Exempt {
+    policy: String,
+    rule: Option<String>,
+    resources: Vec<String>,
+    expires_ms: i64,
 }
 
 impl Policies {
@@ -228,14 +227,11 @@ impl Policies {
         self.exemptions.iter().filter(move |e| e.expires_ms > now_ms && e.resources.contains(&target))
     }
 
-    /// When the first exemption that applies now to `kind/name` ends (epoch milliseconds).
-    pub fn next_expiry(&self, kind: Kind, name: &str) -> Option<i64> {
-        self.exempting(kind, name, now_ms()).map(|e| e.expires_ms).min()
+    /// In how many milliseconds the first exemption that applies now to `kind/name` ends.
+    fn first_expiry_in_ms(&self, kind: Kind, name: &str) -> Option<u64> {
+        let now = now_ms();
+        self.exempting(kind, name, now).map(|e| e.expires_ms).min().map(|end| (end - now) as u64 + 1)
     }
-}
-
-fn now_ms() -> i64 {
-    crate::store::epoch_ms(&crate::store::now()).unwrap_or(0)
 }
 
 /// The stored policies, compiled (from the cache when their generation was seen before),
@@ -249,7 +245,7 @@ pub async fn in_force(store: &Store) -> Result<Policies, Error> {
             let Some(expires_ms) = crate::store::epoch_ms(&e.expires) else { continue };
             if record.deletion_requested.is_none() {
                 let (policy, rule, resources) = (e.policy.clone(), e.rule.clone(), e.resources.clone());
-                exemptions.push(Exempt { name: record.name.clone(), policy, rule, resources, expires_ms });
+                exemptions.push(Exempt { policy, rule, resources, expires_ms });
             }
         }
     }
@@ -283,18 +279,14 @@ fn compile(record: &Record, budget: Duration) -> Option<InForce> {
     // Stored policies compiled when they were applied; one that no longer does (a newer
     // release refusing a built-in) is left out of force, and its reconcile says why.
     let compiled = meshplane_policy::compile(policy).ok()?;
-    let (name, version) = (record.name.clone(), record.version.clone());
-    Some(InForce { name, version, needs_data: reads_data(policy), policy: (**policy).clone(), compiled, budget })
+    Some(InForce::new(record.name.clone(), record.version.clone(), (**policy).clone(), compiled, budget))
 }
 
 /// Asks every policy in force that covers the change; `data` is what [`data`] read.
 /// A finding an exemption covers does not count (it is left out).
 pub fn judge(policies: &Policies, change: &Change<'_>, data: Option<&Data>) -> Vec<Finding> {
-    let covering: Vec<&Arc<InForce>> = policies
-        .list
-        .iter()
-        .filter(|p| p.policy.actions().contains(&change.action) && p.policy.covers(change.kind.as_str(), change.domain))
-        .collect();
+    let covering: Vec<&Arc<InForce>> =
+        policies.list.iter().filter(|p| p.covers(change.action, change.kind, change.domain)).collect();
     if covering.is_empty() {
         return Vec::new();
     }
@@ -393,7 +385,7 @@ pub async fn compliance(
     had_condition: bool,
 ) -> Result<(Option<Condition>, Option<u64>), Error> {
     let policies = in_force(store).await?;
-    let ends = policies.next_expiry(record.kind, &record.name).map(|end| (end - now_ms()).max(0) as u64 + 1);
+    let ends = policies.first_expiry_in_ms(record.kind, &record.name);
     let change = Change {
         action: "apply",
         kind: record.kind,
@@ -405,10 +397,7 @@ pub async fn compliance(
         diff: None,
         caller: None,
     };
-    let covered = policies
-        .list
-        .iter()
-        .any(|p| p.policy.actions().contains(&"apply") && p.policy.covers(record.kind.as_str(), &record.domain));
+    let covered = policies.list.iter().any(|p| p.covers("apply", record.kind, &record.domain));
     if !covered && !had_condition {
         return Ok((None, ends));
     }

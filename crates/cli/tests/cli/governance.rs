@@ -17,6 +17,13 @@ fn as_(token: &str, args: &[&str]) -> Output {
         .expect("run meshplane")
 }
 
+/// Makes `name` an admin of `domain` and returns a token of it.
+fn domain_admin(admin: &str, url: &str, name: &str, domain: &str) -> String {
+    let put = as_(admin, &["principal", "put", name, "--domain-admin", domain, "--server", url]);
+    assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
+    stdout(&as_(admin, &["token", "create", "--principal", name, "--server", url])).trim().to_string()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
@@ -98,9 +105,7 @@ fn policies_deny_warn_and_mark_what_was_applied_before_them() {
     assert_eq!((problem["code"].as_str(), problem["line"].as_u64()), (Some("rego-invalid"), Some(13)), "{body}");
 
     // A domain admin may not apply a policy over every domain.
-    let put = as_(&admin, &["principal", "put", "dana", "--domain-admin", "platform", "--server", url]);
-    assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
-    let dana = stdout(&as_(&admin, &["token", "create", "--principal", "dana", "--server", url])).trim().to_string();
+    let dana = domain_admin(&admin, url, "dana", "platform");
     let deny = write(&dir, "deny.yaml", &team_policy("deny", "['*']"));
     let forbidden = as_(&dana, &["apply", "--server", url, "-f", &deny]);
     assert_eq!(forbidden.status.code(), Some(1));
@@ -158,6 +163,34 @@ fn policies_deny_warn_and_mark_what_was_applied_before_them() {
     assert_eq!(compliance(url, &admin, "bare@v1", "False")["reason"], "Warning");
     let policies = stdout(&as_(&admin, &["get", "policies", "--server", url]));
     assert!(policies.lines().any(|l| l.starts_with("team-present") && l.contains("True")), "{policies}");
+
+    // A dry run asks the policies too: the warnings are shown, nothing is written.
+    let other = write(&dir, "other.yaml", &contract("dry", false));
+    let dry = as_(&admin, &["apply", "--server", url, "-f", &other, "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    assert!(
+        stdout(&dry).contains("created (dry run)") && stdout(&dry).contains("contract dry names no team"),
+        "{}",
+        stdout(&dry)
+    );
+    assert!(!stdout(&as_(&admin, &["get", "contracts", "--server", url])).contains("dry@v1"));
+
+    // A policy on deletes: an active contract is not deleted; the refusal changes nothing.
+    let keep = "apiVersion: meshplane/v1\nkind: Policy\nid: keep-active\nversion: 1.0.0\ndomain: platform\n\
+                scope:\n  domains: ['*']\nactions: [delete]\nenforcement: deny\nrego: |\n\
+                \x20 package meshplane.keep\n\
+                \x20 violations contains \"active contracts are deprecated first, not deleted\" if input.before.status == \"active\"\n";
+    assert_eq!(as_(&admin, &["apply", "--server", url, "-f", &write(&dir, "keep.yaml", keep)]).status.code(), Some(0));
+    let delete = as_(&admin, &["delete", "contracts", "bare@v1", "--server", url]);
+    assert_eq!(delete.status.code(), Some(1), "{}", stdout(&delete));
+    assert!(
+        stderr(&delete).contains("policy-denied") && stderr(&delete).contains("deprecated first"),
+        "{}",
+        stderr(&delete)
+    );
+    let still = as_(&admin, &["get", "contracts", "bare@v1", "--server", url, "-o", "json"]);
+    let body: serde_json::Value = serde_json::from_slice(&still.stdout).unwrap();
+    assert!(body["name"] == "bare@v1" && body.get("deletionRequested").is_none(), "{body}");
 }
 
 #[test]
@@ -249,9 +282,7 @@ fn the_default_pack_is_in_force_when_the_platform_chooses_it() {
     assert_eq!(applied.status.code(), Some(0), "a draft with a team passes the pack: {}", stderr(&applied));
 
     // With `domainPolicies: true`, a domain admin writes its own domain's policies.
-    let put = as_(&admin, &["principal", "put", "ana", "--domain-admin", "sales", "--server", &s.url]);
-    assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
-    let ana = stdout(&as_(&admin, &["token", "create", "--principal", "ana", "--server", &s.url])).trim().to_string();
+    let ana = domain_admin(&admin, &s.url, "ana", "sales");
     let sales = team_policy("warn", "[sales]").replace("domain: platform", "domain: sales");
     let own = as_(&ana, &["apply", "--server", &s.url, "-f", &write(&docs, "sales-policy.yaml", &sales)]);
     assert_eq!(own.status.code(), Some(0), "{}", stderr(&own));
@@ -266,8 +297,7 @@ fn policies_read_the_mesh_as_data_and_only_platform_policies_see_principals() {
     let url = s.url.as_str();
     let dir = s.cwd.join("data-policies");
     std::fs::create_dir_all(&dir).unwrap();
-    let put = as_(&admin, &["principal", "put", "ana", "--domain-admin", "sales", "--server", url]);
-    assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
+    domain_admin(&admin, url, "ana", "sales");
     let policy = |id: &str, domains: &str, rule: &str| {
         format!(
             "apiVersion: meshplane/v1\nkind: Policy\nid: {id}\nversion: 1.0.0\ndomain: sales\nscope:\n  domains: {domains}\n\
@@ -309,9 +339,7 @@ fn an_exemption_applies_until_it_expires() {
             humantime::format_rfc3339_seconds(until)
         )
     };
-    let put = as_(&admin, &["principal", "put", "dana", "--domain-admin", "platform", "--server", url]);
-    assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
-    let dana = stdout(&as_(&admin, &["token", "create", "--principal", "dana", "--server", url])).trim().to_string();
+    let dana = domain_admin(&admin, url, "dana", "platform");
     let short = write(&dir, "e.yaml", &exemption("legacy-team", 8));
     let refused = as_(&dana, &["apply", "--server", url, "-f", &short]);
     assert_eq!(refused.status.code(), Some(1));

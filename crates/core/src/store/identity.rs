@@ -361,8 +361,7 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let (hash, expires, revoked, name): (String, Option<String>, Option<String>, String) =
             (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
-        let expired =
-            expires.as_deref().and_then(super::epoch_ms).is_some_and(|e| e <= super::epoch_ms(&now()).unwrap_or(0));
+        let expired = expires.as_deref().and_then(super::epoch_ms).is_some_and(|e| e <= super::now_ms());
         if revoked.is_some() || expired || !same(hash.as_bytes(), digest(secret).as_bytes()) {
             return Ok(None);
         }

@@ -410,6 +410,11 @@ pub fn canonical_time(rfc3339: &str) -> Option<String> {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).ok().map(stamp)
 }
 
+/// Now, in milliseconds since the Unix epoch (as [`epoch_ms`] reads times).
+pub fn now_ms() -> i64 {
+    epoch_ms(&now()).unwrap_or(0)
+}
+
 /// Milliseconds since the Unix epoch of an RFC 3339 time (as the store writes them).
 pub fn epoch_ms(rfc3339: &str) -> Option<i64> {
     let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).ok()?;

@@ -11,7 +11,7 @@ use serde_with::skip_serializing_none;
 use super::common::Team;
 use crate::decode::{At, Cx, Decode, Obj};
 use crate::diag::{Code, Diagnostic};
-use crate::tree::Node;
+use crate::tree::{Node, Span};
 
 /// The actions a policy can be asked about.
 pub const ACTIONS: &[&str] = &["apply", "delete"];
@@ -89,23 +89,28 @@ impl Policy {
     }
 }
 
+/// Reports each of `values` that is not one of `allowed`, at `span`: "`x` is not WHAT".
+fn each_allowed<'v>(
+    cx: &mut Cx,
+    span: Span,
+    values: impl IntoIterator<Item = &'v String>,
+    allowed: &[&str],
+    what: &str,
+) {
+    for value in values.into_iter().filter(|v| !allowed.contains(&v.as_str())) {
+        let message = format!("`{value}` is not {what}");
+        cx.report(
+            Diagnostic::new(Code::InvalidValue, span, message).hint(format!("use one of: {}", allowed.join(", "))),
+        );
+    }
+}
+
 impl Decode for Scope {
     fn decode(node: &Node, cx: &mut Cx) -> Option<Self> {
         let mut o = Obj::new(cx, node, "policy scope")?;
         let scope = Scope { domains: o.opt("domains"), kinds: o.opt("kinds"), at: At::default() };
         let at = o.finish();
-        for kind in scope.kinds.iter().flatten() {
-            if !KINDS.contains(&kind.as_str()) {
-                cx.report(
-                    Diagnostic::new(
-                        Code::InvalidValue,
-                        at.field("kinds"),
-                        format!("`{kind}` is not a kind a policy can cover"),
-                    )
-                    .hint(format!("use one of: {}", KINDS.join(", "))),
-                );
-            }
-        }
+        each_allowed(cx, at.field("kinds"), scope.kinds.iter().flatten(), KINDS, "a kind a policy can cover");
         Some(Scope { at, ..scope })
     }
 }
@@ -128,28 +133,15 @@ pub(crate) fn decode_policy(node: &Node, cx: &mut Cx) -> Option<Policy> {
         at: At::default(),
     };
     let at = o.finish();
-    if !policy.enforcement.is_empty() && !ENFORCEMENTS.contains(&policy.enforcement.as_str()) {
-        cx.report(
-            Diagnostic::new(
-                Code::InvalidValue,
-                at.field("enforcement"),
-                format!("`{}` is not an enforcement", policy.enforcement),
-            )
-            .hint(format!("use one of: {}", ENFORCEMENTS.join(", "))),
-        );
-    }
-    for action in policy.actions.iter().flatten() {
-        if !ACTIONS.contains(&action.as_str()) {
-            cx.report(
-                Diagnostic::new(
-                    Code::InvalidValue,
-                    at.field("actions"),
-                    format!("`{action}` is not an action a policy is asked about"),
-                )
-                .hint(format!("use one of: {}", ACTIONS.join(", "))),
-            );
-        }
-    }
+    let enforcement = Some(&policy.enforcement).filter(|e| !e.is_empty());
+    each_allowed(cx, at.field("enforcement"), enforcement, ENFORCEMENTS, "an enforcement");
+    each_allowed(
+        cx,
+        at.field("actions"),
+        policy.actions.iter().flatten(),
+        ACTIONS,
+        "an action a policy is asked about",
+    );
     Some(Policy { at, ..policy })
 }
 
