@@ -96,33 +96,59 @@ fn rows(value: &Any) -> Vec<Any> {
     }
 }
 
+/// The approvers a pending request awaits: its first level, then its second (when it has
+/// one), then those a policy requires.
+fn awaited(r: &Any) -> String {
+    if r["state"] != "pending" {
+        return "-".into();
+    }
+    let approved = |level: u64| {
+        r["decisions"].as_array().into_iter().flatten().any(|d| d["level"] == level && d["approved"] == true)
+    };
+    let names = |level: &str| r["approvers"][level].as_array().cloned().unwrap_or_default();
+    let level = if !approved(1) {
+        names("first")
+    } else if !names("second").is_empty() && !approved(2) {
+        names("second")
+    } else {
+        names("policy")
+    };
+    level.iter().map(text).collect::<Vec<_>>().join(",")
+}
+
 fn requests_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {
     let list = rows(value);
     writeln!(
         out,
-        "{:<5} {:<9} {:<24} {:<16} {:<6} {:<11} ENFORCEMENT",
-        "ID", "STATE", "PORT", "CONSUMER", "ACCESS", "AWAITS"
+        "{:<5} {:<9} {:<24} {:<16} {:<6} {:<11} {:<20} ENFORCEMENT",
+        "ID", "STATE", "PORT", "CONSUMER", "ACCESS", "AWAITS", "UNTIL"
     )?;
     for r in &list {
         let port = format!("{}/{}", text(&r["product"]), text(&r["port"]));
-        let awaits = if r["state"] == "pending" {
-            let first_done =
-                r["decisions"].as_array().into_iter().flatten().any(|d| d["level"] == 1 && d["approved"] == true);
-            let level = if first_done { &r["approvers"]["second"] } else { &r["approvers"]["first"] };
-            let names: Vec<String> = level.as_array().into_iter().flatten().map(text).collect();
-            names.join(",")
-        } else {
-            "-".into()
-        };
+        let until = r["until"].as_str().map_or("-".to_string(), |u| u.chars().take(19).collect());
         writeln!(
             out,
-            "{:<5} {:<9} {port:<24} {:<16} {:<6} {awaits:<11} {}",
+            "{:<5} {:<9} {port:<24} {:<16} {:<6} {:<11} {until:<20} {}",
             text(&r["id"]),
             text(&r["state"]),
             text(&r["consumer"]),
             text(&r["access"]),
+            awaited(r),
             text(&r["enforcement"])
         )?;
+    }
+    // One request: what the policies said about it, under its line.
+    if value.is_object() {
+        for a in value["policy"]["answers"].as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "  policy {}@{} ({}): {}",
+                text(&a["policy"]),
+                text(&a["version"]),
+                text(&a["effect"]),
+                text(&a["message"])
+            )?;
+        }
     }
     Ok(())
 }

@@ -29,7 +29,7 @@ use serde_json::Value as Any;
 
 use crate::error::{Error, ErrorCode};
 use crate::resource::{Kind, Resource};
-use crate::store::grants::AccessRequest;
+use crate::store::grants::{AccessRequest, POLICY_LEVEL};
 use crate::store::identity::Principal;
 use crate::store::{ApplyOptions, Record, Store};
 
@@ -256,6 +256,7 @@ impl Caller {
             || request.requested_by == self.name()
             || self.is_one_of(&request.approvers.first)
             || self.is_one_of(&request.approvers.second)
+            || self.is_one_of(&request.approvers.policy)
             || self.owns_data(request, data)
     }
 
@@ -277,8 +278,10 @@ impl Caller {
     /// the second level, whoever approved the first may not approve again.
     pub fn may_decide(&self, request: &AccessRequest, approve: bool) -> Result<(), Error> {
         let level = request.awaited_level();
-        let approvers = if level == 1 { &request.approvers.first } else { &request.approvers.second };
-        let approved_first = request.decisions.iter().any(|d| d.level == 1 && d.approved && d.by == self.name());
+        let approvers = request.approvers_at(level);
+        // Nobody approves two levels of one request.
+        let approved_earlier =
+            request.decisions.iter().any(|d| d.approved && d.level > 0 && d.level < level && d.by == self.name());
         let own = request.requested_by == self.name() || self.is_one_of(std::slice::from_ref(&request.consumer));
         if approve && own {
             return Err(Error::denied(
@@ -291,12 +294,16 @@ impl Caller {
             ));
         }
         let withdrawal = !approve && own;
-        let approver = self.is_one_of(approvers) || self.administers(&request.domain);
+        // The approvers a policy requires stand for the policy: the data's domain admins do not
+        // stand in for them (platform admins do).
+        let stands_in =
+            if level == POLICY_LEVEL { self.is_platform_admin() } else { self.administers(&request.domain) };
+        let approver = self.is_one_of(approvers) || stands_in;
         self.require(
-            withdrawal || (approver && !(approve && level == 2 && approved_first)),
+            withdrawal || (approver && !(approve && approved_earlier)),
             &format!(
-                "decide on access request {} at level {level} (its approvers: {}; whoever approved level 1 cannot \
-                 approve level 2)",
+                "decide on access request {} at level {level} (its approvers: {}; whoever approved an earlier level \
+                 cannot approve a later one)",
                 request.id,
                 approvers.join(", ")
             ),

@@ -1,9 +1,12 @@
 //! Rego policies, evaluated in-process by regorus: a policy document's module is compiled
 //! once ([`compile`]: every problem with its line in the document), then asked about a change
-//! ([`Compiled::evaluate`]) within a time budget. A policy answers through one rule,
+//! ([`Compiled::evaluate`]) within a time budget. A policy answers through the rule
 //! `violations`: a set of messages, or of objects `{"msg": ..., "path": ..., "rule": ...}`
 //! (`path` points into the document, `rule` names the rule for the report; it defaults to the
-//! policy's id). An evaluation that fails or runs out of time is a verdict of its own,
+//! policy's id). A policy on access requests and decisions may also answer through
+//! [`ACCESS_RULES`] ([`Compiled::decide`]): `approve` (true: approved without a human),
+//! `approvers` (names that must approve as well) and `max_days` (the longest the grant may
+//! last). An evaluation that fails or runs out of time is a verdict of its own,
 //! [`Verdict::Failed`], which callers count as a denial: a policy never fails open.
 //!
 //! The module sees only what the caller puts in `input` and `data`, and calls only the
@@ -74,6 +77,16 @@ const MAX_MESSAGE_CHARS: usize = 2_000;
 
 /// The rule every policy answers through.
 pub const RULE: &str = "violations";
+
+/// The rules a policy on access may answer through besides [`RULE`].
+pub const ACCESS_RULES: &[&str] = &["approve", "approvers", "max_days"];
+
+/// The actions whose policies may answer through [`ACCESS_RULES`].
+pub const ACCESS_ACTIONS: &[&str] = &["access-request", "access-decision"];
+
+/// At most this many extra approvers one policy may name, each name at most this long.
+const MAX_APPROVERS: usize = 20;
+const MAX_NAME_CHARS: usize = 128;
 
 /// The name the module is compiled under; regorus's messages start with it.
 const SOURCE: &str = "rego";
@@ -171,10 +184,23 @@ pub const BUILTINS: &[&str] = &[
 #[derive(Clone)]
 pub struct Compiled {
     engine: regorus::Engine,
-    /// The rule's full path, `data.<package>.violations`.
-    rule: String,
+    /// The module's package, `data.<package>`.
+    package: String,
+    /// Which of [`RULE`] and [`ACCESS_RULES`] it declares.
+    declared: Vec<&'static str>,
     /// The policy's id: the rule name of a violation that names none.
     pub id: String,
+}
+
+/// What a policy on access answered besides its violations.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AccessAnswer {
+    /// `approve`: the request is approved without a human (unless another policy objects).
+    pub approve: bool,
+    /// `approvers`: names (users or groups) one of whom must approve as well.
+    pub approvers: Vec<String>,
+    /// `max_days`: the longest the grant may last once active.
+    pub max_days: Option<f64>,
 }
 
 /// The input of an evaluation, converted once for every policy that is asked about it.
@@ -231,22 +257,49 @@ pub fn compile(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
     if !problems.is_empty() {
         return Err(problems);
     }
-    let rule = format!("{package}.{RULE}");
-    let declared = engine.has_declared_rule_rooted_at(SOURCE, RULE).unwrap_or(false);
-    if !declared {
-        let message = format!("the module declares no `{RULE}` rule, which is how a policy answers");
-        let hint = format!("add e.g. `{RULE} contains msg if {{ not input.after.domain; msg := \"no domain\" }}`");
-        return Err(vec![Diagnostic::new(Code::RegoInvalid, policy.at.field("rego"), message).hint(hint)]);
-    }
+    let declared = declared_rules(&engine, policy)?;
     // Preparing the module for evaluation finds what parsing does not: unknown functions,
     // unsafe variables, recursion. The engine kept is the prepared one, so that evaluations
     // (of its clones) do not prepare it again.
     engine.set_input(regorus::Value::new_object());
     set_budget(&mut engine, DEFAULT_BUDGET);
-    match guarded(|| engine.eval_rule(rule.clone())) {
+    match guarded(|| engine.eval_rule(format!("{package}.{}", declared[0]))) {
         Err(e) if !is_limit(&e.to_string()) => Err(vec![rego_problem(policy, &e.to_string())]),
-        _ => Ok(Compiled { engine, rule, id: policy.id.clone() }),
+        _ => Ok(Compiled { engine, package, declared, id: policy.id.clone() }),
     }
+}
+
+/// The rules the module answers through: [`RULE`], and for a policy on access any of
+/// [`ACCESS_RULES`]; at least one, and no access rule in a policy that is not on access.
+fn declared_rules(engine: &regorus::Engine, policy: &Policy) -> Result<Vec<&'static str>, Vec<Diagnostic>> {
+    let at = policy.at.field("rego");
+    let on_access = policy.actions().iter().any(|a| ACCESS_ACTIONS.contains(a));
+    let declares = |rule: &str| engine.has_declared_rule_rooted_at(SOURCE, rule).unwrap_or(false);
+    let declared: Vec<&'static str> =
+        std::iter::once(RULE).chain(ACCESS_RULES.iter().copied()).filter(|r| declares(r)).collect();
+    if let Some(stray) = declared.iter().find(|r| **r != RULE && !on_access) {
+        let message = format!("`{stray}` answers only policies on access, and the policy's actions name none");
+        let hint = format!("add one of {} to `actions`, or remove the rule", ACCESS_ACTIONS.join(", "));
+        return Err(vec![Diagnostic::new(Code::RegoInvalid, at, message).hint(hint)]);
+    }
+    if declared.is_empty() {
+        let (message, hint) = if on_access {
+            (
+                format!(
+                    "the module declares none of the rules a policy on access answers through: {RULE}, {}",
+                    ACCESS_RULES.join(", ")
+                ),
+                "add e.g. `max_days := 90 if { input.request.access == \"write\" }`".to_string(),
+            )
+        } else {
+            (
+                format!("the module declares no `{RULE}` rule, which is how a policy answers"),
+                format!("add e.g. `{RULE} contains msg if {{ not input.after.domain; msg := \"no domain\" }}`"),
+            )
+        };
+        return Err(vec![Diagnostic::new(Code::RegoInvalid, at, message).hint(hint)]);
+    }
+    Ok(declared)
 }
 
 /// Runs an evaluation, a panic inside regorus (a built-in's bug) answered as an error.
@@ -358,24 +411,123 @@ fn is_limit(message: &str) -> bool {
     message.contains("execution exceeded") || message.contains("time limit")
 }
 
+/// One evaluation: an engine with its input and data, and the budget all its rules share.
+struct Run {
+    engine: regorus::Engine,
+    started: std::time::Instant,
+    budget: Duration,
+}
+
+impl Run {
+    /// The value of the module's rule `rule`, or why the evaluation failed.
+    fn rule(&mut self, package: &str, rule: &str) -> Result<regorus::Value, String> {
+        let left = self.budget.saturating_sub(self.started.elapsed());
+        let past = || format!("it ran past its budget of {} ms", self.budget.as_millis());
+        if left.is_zero() {
+            return Err(past());
+        }
+        set_budget(&mut self.engine, left);
+        match guarded(|| self.engine.eval_rule(format!("{package}.{rule}"))) {
+            Ok(value) => Ok(value),
+            Err(e) if is_limit(&e.to_string()) => Err(past()),
+            Err(e) => Err(error_text(&e.to_string())),
+        }
+    }
+}
+
 impl Compiled {
-    /// Asks the policy about one change: `input` is what the caller says about it (the
-    /// document before and after, who asks, ...), `data` what every evaluation may read.
-    pub fn evaluate(&self, input: &Input, data: Option<&Any>, budget: Duration) -> Verdict {
+    fn run(&self, input: &Input, data: Option<&Any>, budget: Duration) -> Result<Run, String> {
+        let started = std::time::Instant::now();
         let mut engine = self.engine.clone();
         engine.set_input(input.0.clone());
         if let Some(data) = data
             && let Err(e) = engine.add_data(regorus::Value::from(data.clone()))
         {
-            return Verdict::Failed(format!("its data could not be loaded: {e}"));
+            return Err(format!("its data could not be loaded: {e}"));
         }
-        set_budget(&mut engine, budget);
-        let value = match guarded(|| engine.eval_rule(self.rule.clone())) {
-            Ok(value) => value,
-            Err(e) if is_limit(&e.to_string()) => {
-                return Verdict::Failed(format!("it ran past its budget of {} ms", budget.as_millis()));
+        Ok(Run { engine, started, budget })
+    }
+
+    fn declares(&self, rule: &str) -> bool {
+        self.declared.contains(&rule)
+    }
+
+    /// Asks the policy about one change: `input` is what the caller says about it (the
+    /// document before and after, who asks, ...), `data` what every evaluation may read.
+    pub fn evaluate(&self, input: &Input, data: Option<&Any>, budget: Duration) -> Verdict {
+        if !self.declares(RULE) {
+            return Verdict::Pass;
+        }
+        match self.run(input, data, budget) {
+            Ok(mut run) => self.violations(&mut run),
+            Err(why) => Verdict::Failed(why),
+        }
+    }
+
+    /// Asks a policy on access about a request or a decision: its violations, and what it
+    /// answers through [`ACCESS_RULES`] (all of them within one budget). When the evaluation
+    /// fails, the verdict says why and the answer is empty.
+    pub fn decide(&self, input: &Input, data: Option<&Any>, budget: Duration) -> (Verdict, AccessAnswer) {
+        let mut run = match self.run(input, data, budget) {
+            Ok(run) => run,
+            Err(why) => return (Verdict::Failed(why), AccessAnswer::default()),
+        };
+        let verdict = if self.declares(RULE) { self.violations(&mut run) } else { Verdict::Pass };
+        if matches!(verdict, Verdict::Failed(_)) {
+            return (verdict, AccessAnswer::default());
+        }
+        match self.access_answer(&mut run) {
+            Ok(answer) => (verdict, answer),
+            Err(why) => (Verdict::Failed(why), AccessAnswer::default()),
+        }
+    }
+
+    fn access_answer(&self, run: &mut Run) -> Result<AccessAnswer, String> {
+        let mut answer = AccessAnswer::default();
+        if self.declares("approve") {
+            answer.approve = match run.rule(&self.package, "approve")? {
+                regorus::Value::Undefined => false,
+                regorus::Value::Bool(b) => b,
+                _ => return Err("`approve` must be true or false".into()),
+            };
+        }
+        if self.declares("approvers") {
+            let value = run.rule(&self.package, "approvers")?;
+            let items: Vec<&regorus::Value> = match &value {
+                regorus::Value::Undefined => Vec::new(),
+                regorus::Value::Set(items) => items.iter().collect(),
+                regorus::Value::Array(items) => items.iter().collect(),
+                _ => return Err("`approvers` must be a set of names".into()),
+            };
+            if items.len() > MAX_APPROVERS {
+                return Err(format!("`approvers` names {} approvers, more than {MAX_APPROVERS}", items.len()));
             }
-            Err(e) => return Verdict::Failed(error_text(&e.to_string())),
+            for item in items {
+                match item {
+                    regorus::Value::String(name) if name.chars().count() <= MAX_NAME_CHARS => {
+                        answer.approvers.push(name.to_string())
+                    }
+                    _ => return Err(format!("`approvers` must hold names of at most {MAX_NAME_CHARS} characters")),
+                }
+            }
+        }
+        if self.declares("max_days") {
+            answer.max_days = match run.rule(&self.package, "max_days")? {
+                regorus::Value::Undefined => None,
+                regorus::Value::Number(n) => match n.as_f64() {
+                    Some(days) if days.is_finite() && days > 0.0 => Some(days),
+                    _ => return Err("`max_days` must be a number of days above 0".into()),
+                },
+                _ => return Err("`max_days` must be a number of days above 0".into()),
+            };
+        }
+        Ok(answer)
+    }
+
+    fn violations(&self, run: &mut Run) -> Verdict {
+        let value = match run.rule(&self.package, RULE) {
+            Ok(value) => value,
+            Err(why) => return Verdict::Failed(why),
         };
         // Read without serializing the answer: a value built of shared parts can be far larger
         // written out than it is in memory.

@@ -182,3 +182,72 @@ fn an_answer_of_shared_parts_is_not_written_out() {
     let Verdict::Violated(found) = verdict else { panic!("{verdict:?}") };
     assert_eq!(found[0].message, "a violation that is neither a message nor an object with `msg`");
 }
+
+fn access_policy(rego: &str) -> Policy {
+    Policy { actions: Some(vec!["access-request".into()]), ..policy(rego) }
+}
+
+const ACCESS: &str = r#"package meshplane.access
+
+pii if { some p in input.properties; p.classification == "pii" }
+
+approve if { not pii; input.request.access == "read" }
+approvers contains "dpo" if pii
+max_days := 30 if pii
+max_days := 365 if not pii
+violations contains "a purpose of at least 10 characters" if { pii; count(input.request.purpose) < 10 }
+"#;
+
+#[test]
+fn a_policy_on_access_approves_requires_approvers_and_caps() {
+    let compiled = compile(&access_policy(ACCESS)).unwrap();
+    let ask = |classification: &str, purpose: &str| {
+        let input = json!({
+            "request": { "access": "read", "purpose": purpose },
+            "properties": [{ "name": "email", "classification": classification }],
+        });
+        compiled.decide(&Input::new(&input), None, DEFAULT_BUDGET)
+    };
+    let (verdict, plain) = ask("public", "reporting");
+    assert_eq!(verdict, Verdict::Pass);
+    assert_eq!(plain, AccessAnswer { approve: true, approvers: vec![], max_days: Some(365.0) });
+    let (verdict, pii) = ask("pii", "monthly close of the books");
+    assert_eq!(verdict, Verdict::Pass);
+    assert_eq!(pii, AccessAnswer { approve: false, approvers: vec!["dpo".into()], max_days: Some(30.0) });
+    let (verdict, _) = ask("pii", "x");
+    assert!(matches!(verdict, Verdict::Violated(ref v) if v[0].message.contains("purpose")), "{verdict:?}");
+}
+
+#[test]
+fn an_access_answer_of_the_wrong_shape_fails_closed() {
+    for (rego, expected) in [
+        ("approve := \"yes\"", "`approve` must be true or false"),
+        ("approvers := {1, 2}", "`approvers` must hold names"),
+        ("max_days := 0", "`max_days` must be a number of days above 0"),
+        ("max_days := \"30\"", "`max_days` must be a number of days above 0"),
+        ("max_days := input.days", ""),
+    ] {
+        let compiled = compile(&access_policy(&format!("package meshplane.x\n{rego}\n"))).unwrap();
+        let (verdict, answer) = compiled.decide(&Input::new(&json!({"days": -1})), None, DEFAULT_BUDGET);
+        let Verdict::Failed(why) = verdict else { panic!("{rego}: {verdict:?}") };
+        assert!(why.contains(if expected.is_empty() { "above 0" } else { expected }), "{rego}: {why}");
+        assert_eq!(answer, AccessAnswer::default(), "a failed evaluation answers nothing");
+    }
+    // Two values for one cap are an error of the evaluation, never one of them.
+    let conflicting = compile(&access_policy("package meshplane.x\nmax_days := 30\nmax_days := 90 if true\n"));
+    if let Ok(compiled) = conflicting {
+        let (verdict, _) = compiled.decide(&Input::new(&json!({})), None, DEFAULT_BUDGET);
+        assert!(matches!(verdict, Verdict::Failed(_)), "{verdict:?}");
+    }
+}
+
+#[test]
+fn access_rules_belong_to_policies_on_access() {
+    let stray =
+        compile(&policy("package meshplane.x\nviolations contains 1 if false\napprove := true\n")).err().unwrap();
+    assert!(stray[0].message.contains("`approve` answers only policies on access"), "{stray:?}");
+    let silent = compile(&access_policy("package meshplane.x\nallow := true\n")).err().unwrap();
+    assert!(silent[0].message.contains("none of the rules a policy on access answers through"), "{silent:?}");
+    let cap_only = compile(&access_policy("package meshplane.x\nmax_days := 7\n")).unwrap();
+    assert_eq!(cap_only.evaluate(&Input::new(&json!({})), None, DEFAULT_BUDGET), Verdict::Pass);
+}

@@ -8,14 +8,17 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::Value as Any;
+use serde_json::{Value as Any, json};
 
 use crate::authz::{APPROVER_LEVELS, ApproverLevel, Authorizer, Caller, DataOf};
 use crate::error::{Error, ErrorCode};
+use crate::governance::{self, access::AccessChange, access::AccessVerdict};
 use crate::resource::{Kind, contract_name, port_links};
-use crate::store::grants::{AccessQuery, AccessRequest, AccessState, Approvers, Decision, NewRequest};
+use crate::store::grants::{
+    AccessQuery, AccessRequest, AccessState, Approvers, Decision, NewRequest, Outcome, PolicyTerms,
+};
 use crate::store::identity::PrincipalKind;
-use crate::store::{Record, Store, now};
+use crate::store::{Record, Store, now, now_ms};
 
 /// What a caller asks for.
 #[derive(Clone, Debug, Deserialize)]
@@ -98,7 +101,33 @@ pub async fn request(store: &Store, caller: &Caller, ask: NewAccess) -> Result<A
             store.principal(&consumer).await?;
         }
     }
-    let (write, approvers) = role_terms(store, &contract, &product, ask.role.as_deref()).await?;
+    let (write, mut approvers) = role_terms(store, &contract, &product, ask.role.as_deref()).await?;
+    let asked = json!({
+        "product": product.name, "outputPort": ask.output_port, "contract": chosen, "consumer": consumer,
+        "inputPort": ask.input_port, "role": ask.role, "access": if write { "write" } else { "read" },
+        "purpose": ask.purpose, "until": ask.until, "requestedBy": caller.name(),
+    });
+    let policies = governance::in_force(store).await?;
+    let change = AccessChange {
+        action: "access-request",
+        contract: &contract,
+        product: &product,
+        port,
+        request: asked,
+        consumer: &consumer,
+        decision: None,
+        caller,
+    };
+    let verdict = governance::access::judge(store, &policies, &change).await?;
+    approvers.policy = verdict.approvers;
+    let outcome = match (verdict.denials.first(), verdict.approved_by) {
+        (Some(first), _) => Outcome::RejectedBy {
+            by: format!("policy/{}@{}", first.policy, first.version),
+            why: verdict.denials.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; "),
+        },
+        (None, Some(policy)) => Outcome::ApprovedBy(policy),
+        (None, None) => Outcome::Pending,
+    };
     let new = NewRequest {
         contract: chosen,
         product: product.name.clone(),
@@ -111,8 +140,16 @@ pub async fn request(store: &Store, caller: &Caller, ask: NewAccess) -> Result<A
         purpose: ask.purpose,
         until: ask.until,
         approvers,
+        policy: PolicyTerms { max_days: verdict.max_days, answers: verdict.answers },
+        outcome,
     };
-    store.request_access(new, &caller.who()).await
+    let made = store.request_access(new, &caller.who()).await?;
+    if verdict.denials.is_empty() {
+        Ok(made)
+    } else {
+        let what = format!("access request {} (it is recorded as rejected)", made.id);
+        Err(governance::access::refusal(&what, &verdict.denials))
+    }
 }
 
 /// A data product as the consumer: the caller manages it, its input port `input` reads the
@@ -155,7 +192,7 @@ async fn role_terms(
     role: Option<&str>,
 ) -> Result<(bool, Approvers), Error> {
     let team = if contract.owners.is_empty() { product.owners.clone() } else { contract.owners.clone() };
-    let Some(asked) = role else { return Ok((false, Approvers { first: team, second: Vec::new() })) };
+    let Some(asked) = role else { return Ok((false, Approvers { first: team, ..Approvers::default() })) };
     let roles = contract.spec.get("roles").and_then(Any::as_array).cloned().unwrap_or_default();
     let name = |r: &Any| r.get("role").and_then(Any::as_str).unwrap_or_default().to_string();
     let Some(found) = roles.iter().find(|r| name(r) == asked) else {
@@ -169,7 +206,8 @@ async fn role_terms(
     let write = found.get("access").and_then(Any::as_str).is_some_and(|a| a.eq_ignore_ascii_case("write"));
     let principals: Vec<String> = store.principals().await?.into_iter().map(|p| p.name).collect();
     let [first, second] = APPROVER_LEVELS.map(|level| ApproverLevel::of(found, level, &principals).deciders(&team));
-    Ok((write, Approvers { first: first.unwrap_or_else(|| team.clone()), second: second.unwrap_or_default() }))
+    let (first, second) = (first.unwrap_or_else(|| team.clone()), second.unwrap_or_default());
+    Ok((write, Approvers { first, second, policy: Vec::new() }))
 }
 
 /// A page of the requests the caller may see ([`Caller::may_see_request`]): pages of the
@@ -234,6 +272,16 @@ pub async fn decide(
     comment: String,
 ) -> Result<AccessRequest, Error> {
     let (r, _) = visible(store, caller, id).await?;
+    let verdict = if approve && r.state == AccessState::Pending {
+        caller.may_decide(&r, approve)?;
+        approval_verdict(store, caller, &r, &comment).await?
+    } else {
+        AccessVerdict::default()
+    };
+    if !verdict.denials.is_empty() {
+        let what = format!("approving access request {} (it stays pending)", r.id);
+        return Err(governance::access::refusal(&what, &verdict.denials));
+    }
     let by = caller.clone();
     let transition = move |r: &mut AccessRequest| {
         if r.state != AccessState::Pending {
@@ -242,20 +290,59 @@ pub async fn decide(
         by.may_decide(r, approve)?;
         let level = r.awaited_level();
         r.decisions.push(Decision { by: by.name().to_string(), level, approved: approve, comment, at: now() });
-        let last = level == 2 || r.approvers.second.is_empty();
-        Ok(match (approve, last) {
+        for name in verdict.approvers {
+            if !r.approvers.policy.contains(&name) {
+                r.approvers.policy.push(name);
+            }
+        }
+        r.policy.answers.extend(verdict.answers);
+        r.policy.max_days = match (r.policy.max_days, verdict.max_days) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(match (approve, r.is_last_level(level)) {
             (false, _) => {
                 r.state = AccessState::Rejected;
                 "rejected"
             }
-            (true, false) => "approved-first-level",
+            (true, false) if level == 1 => "approved-first-level",
+            (true, false) => "approved-second-level",
             (true, true) => {
-                r.state = AccessState::Active;
+                r.activate(now_ms());
                 "approved"
             }
         })
     };
     store.update_access(r.id, transition, &caller.who()).await
+}
+
+/// What the policies on access decisions say about the caller approving `r` now.
+async fn approval_verdict(
+    store: &Store,
+    caller: &Caller,
+    r: &AccessRequest,
+    comment: &str,
+) -> Result<AccessVerdict, Error> {
+    let policies = governance::in_force(store).await?;
+    if !policies.ask_about("access-decision", &r.domain) {
+        return Ok(AccessVerdict::default());
+    }
+    let contract = store.get(Kind::DataContract, &r.contract).await?;
+    let product = store.get(Kind::DataProduct, &r.product).await?;
+    let ports = product.spec.get("outputPorts").and_then(Any::as_array).cloned().unwrap_or_default();
+    let port = ports.into_iter().find(|p| p.get("name").and_then(Any::as_str) == Some(r.port.as_str()));
+    let decision = json!({ "by": caller.name(), "level": r.awaited_level(), "comment": comment });
+    let change = AccessChange {
+        action: "access-decision",
+        contract: &contract,
+        product: &product,
+        port: &port.unwrap_or(Any::Null),
+        request: r.to_json(),
+        consumer: &r.consumer,
+        decision: Some(decision),
+        caller,
+    };
+    governance::access::judge(store, &policies, &change).await
 }
 
 /// Ends an active grant ([`Caller::may_revoke`]).

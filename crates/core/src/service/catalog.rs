@@ -103,7 +103,7 @@ async fn judge_apply(store: &Store, caller: &Caller, resources: &[Resource]) -> 
             if finding.denies() { denials.push((Some(index), finding)) } else { warnings.push((index, finding)) }
         }
     }
-    if denials.is_empty() { Ok(warnings) } else { Err(governance::refusal(denials)) }
+    if denials.is_empty() { Ok(warnings) } else { Err(governance::refusal("the change", denials)) }
 }
 
 /// Marks a resource for deletion on behalf of `caller`, who must manage it; its reconciler
@@ -129,7 +129,7 @@ pub async fn delete(store: &Store, caller: &Caller, kind: Kind, name: &str, dry_
         let found = governance::judge(&policies, &change, data.as_ref());
         let denials: Vec<_> = found.into_iter().filter(Finding::denies).collect();
         if !denials.is_empty() {
-            return Err(governance::refusal(denials.into_iter().map(|f| (None, f)).collect()));
+            return Err(governance::refusal("the change", denials.into_iter().map(|f| (None, f)).collect()));
         }
     }
     store.delete_as(caller, kind, name, &ApplyOptions { dry_run, ..caller.who() }).await

@@ -46,20 +46,61 @@ impl AccessState {
     }
 }
 
-/// Who decides on a request: the first level, then (when given) the second. Each entry is a
-/// principal (a user or a group).
+/// Who decides on a request: the first level, then (when given) the second, then (when a
+/// policy on access requires them) the policy's approvers. Each entry is a principal (a user
+/// or a group).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approvers {
     pub first: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub second: Vec<String>,
+    /// Required by policies on access: one of them approves after the levels above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy: Vec<String>,
+}
+
+/// The approver level whose approvers a policy on access requires.
+pub const POLICY_LEVEL: u8 = 3;
+
+/// What the policies on access said about a request, kept with it (so the audit log has the
+/// policies and their versions with every transition).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTerms {
+    /// The longest the grant may last once active, in days: the shortest cap a policy set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_days: Option<f64>,
+    /// What each policy that answered said.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<PolicyAnswer>,
+}
+
+impl PolicyTerms {
+    pub fn is_empty(&self) -> bool {
+        self.max_days.is_none() && self.answers.is_empty()
+    }
+}
+
+/// One policy's answer about a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyAnswer {
+    /// The policy (its name) and the version that answered.
+    pub policy: String,
+    pub version: String,
+    /// `access-request` or `access-decision`.
+    pub action: String,
+    /// `approve`, `approvers`, `cap` or `warn` (a denial refuses the request or the approval).
+    pub effect: String,
+    pub message: String,
 }
 
 /// One decision on a request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
+    /// Who decided: a principal, or `policy/NAME@VERSION` for a policy's approval or denial.
     pub by: String,
-    /// 1 or 2: the approver level it was made at.
+    /// 1 or 2: the approver level it was made at; 3 ([`POLICY_LEVEL`]): the approvers a
+    /// policy requires; 0: a revocation.
     pub level: u8,
     pub approved: bool,
     pub comment: String,
@@ -67,7 +108,7 @@ pub struct Decision {
 }
 
 /// A request for an output port, and the grant it becomes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessRequest {
     pub id: i64,
@@ -95,13 +136,48 @@ pub struct AccessRequest {
     pub updated_at: String,
     /// How the block holding the port enforces the grant, once it has been told.
     pub enforcement: Option<String>,
+    /// What the policies on access said about it.
+    #[serde(skip_serializing_if = "PolicyTerms::is_empty")]
+    pub policy: PolicyTerms,
 }
 
 impl AccessRequest {
     /// The level whose decision is awaited: 1, then 2 when second-level approvers exist.
     pub fn awaited_level(&self) -> u8 {
-        let approved_first = self.decisions.iter().any(|d| d.level == 1 && d.approved);
-        if approved_first && !self.approvers.second.is_empty() { 2 } else { 1 }
+        let approved = |level: u8| self.decisions.iter().any(|d| d.level == level && d.approved);
+        if !approved(1) {
+            1
+        } else if !self.approvers.second.is_empty() && !approved(2) {
+            2
+        } else {
+            POLICY_LEVEL
+        }
+    }
+
+    /// The approvers of `level`.
+    pub fn approvers_at(&self, level: u8) -> &[String] {
+        match level {
+            1 => &self.approvers.first,
+            2 => &self.approvers.second,
+            _ => &self.approvers.policy,
+        }
+    }
+
+    /// Whether an approval at `level` is the last one the request needs.
+    pub fn is_last_level(&self, level: u8) -> bool {
+        (level + 1..=POLICY_LEVEL).all(|later| self.approvers_at(later).is_empty())
+    }
+
+    /// Makes the request an active grant at `at_ms`, its end date capped by the policies'
+    /// `max_days`.
+    pub fn activate(&mut self, at_ms: i64) {
+        self.state = AccessState::Active;
+        if let Some(days) = self.policy.max_days {
+            let cap = at_ms.saturating_add((days * 86_400_000.0) as i64);
+            if self.until.as_deref().and_then(epoch_ms).is_none_or(|end| end > cap) {
+                self.until = Some(super::stamp_ms(cap));
+            }
+        }
     }
 
     /// Whether the grant is in force at `now_ms`: active and its end date not passed.
@@ -140,6 +216,19 @@ pub struct NewRequest {
     pub purpose: String,
     pub until: Option<String>,
     pub approvers: Approvers,
+    pub policy: PolicyTerms,
+    pub outcome: Outcome,
+}
+
+/// What a request becomes as it is made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It waits for its approvers.
+    Pending,
+    /// A policy (`policy/NAME@VERSION`) approves it without a human.
+    ApprovedBy(String),
+    /// A policy denies it: it is recorded as rejected, with why.
+    RejectedBy { by: String, why: String },
 }
 
 /// Which requests to list; every field given must match.
@@ -156,7 +245,7 @@ pub struct AccessQuery {
 }
 
 const COLUMNS: &str = "id, contract, product, port, domain, consumer, input_port, role, write, purpose, until, state, \
-                       approvers, approvals, requested_by, requested_at, updated_at, enforcement";
+                       approvers, approvals, requested_by, requested_at, updated_at, enforcement, policy";
 
 fn request(row: &AnyRow) -> Result<AccessRequest, Error> {
     let corrupt = |e: serde_json::Error| Error::Store(format!("stored access request is corrupt: {e}"));
@@ -180,6 +269,10 @@ fn request(row: &AnyRow) -> Result<AccessRequest, Error> {
         requested_at: row.try_get("requested_at")?,
         updated_at: row.try_get("updated_at")?,
         enforcement: row.try_get("enforcement")?,
+        policy: match row.try_get::<Option<String>, _>("policy")? {
+            Some(text) => serde_json::from_str(&text).map_err(corrupt)?,
+            None => PolicyTerms::default(),
+        },
     })
 }
 
@@ -207,10 +300,11 @@ impl Store {
         let at = now();
         let mut tx = self.begin(Durability::Durable).await?;
         self.lock_writes(&mut tx).await?;
+        let policy = Some(&new.policy).filter(|p| !p.is_empty()).map(|p| serde_json::to_string(p).unwrap_or_default());
         let row = sqlx::query(
             "INSERT INTO access (contract, product, port, domain, consumer, input_port, role, write, purpose, until, \
-             state, approvers, approvals, requested_by, requested_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, '[]', $12, $13, $13) RETURNING id",
+             state, approvers, approvals, requested_by, requested_at, updated_at, policy) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, '[]', $12, $13, $13, $14) RETURNING id",
         )
         .bind(&new.contract)
         .bind(&new.product)
@@ -225,6 +319,7 @@ impl Store {
         .bind(serde_json::to_string(&new.approvers).unwrap_or_default())
         .bind(&who.actor)
         .bind(&at)
+        .bind(policy)
         .fetch_one(&mut *tx)
         .await?;
         let id: i64 = row.try_get(0)?;
@@ -233,9 +328,33 @@ impl Store {
         let key = id.to_string();
         self.record_change(&mut tx, &subject(&created, &key), "requested", 0, None, Some(&after), who, &at, None)
             .await?;
+        let (by, approved, comment) = match new.outcome {
+            Outcome::Pending => {
+                self.commit(tx).await?;
+                access_logged(&created, "requested", who);
+                return Ok(created);
+            }
+            Outcome::ApprovedBy(by) => (by, true, "approved by policy, without a human decision".to_string()),
+            Outcome::RejectedBy { by, why } => (by, false, why),
+        };
+        // Decided by a policy as it is made: both transitions in one transaction, the
+        // decision's actor the policy.
+        let decide = |r: &mut AccessRequest| {
+            r.decisions.push(Decision { by: by.clone(), level: 1, approved, comment, at: now() });
+            if approved {
+                r.activate(super::now_ms());
+                Ok("approved")
+            } else {
+                r.state = AccessState::Rejected;
+                Ok("rejected")
+            }
+        };
+        let policy_actor = ApplyOptions { actor: by.clone(), ..who.clone() };
+        let (decided, action) = self.transition_in(&mut tx, id, decide, &policy_actor).await?;
         self.commit(tx).await?;
         access_logged(&created, "requested", who);
-        Ok(created)
+        access_logged(&decided, action, &policy_actor);
+        Ok(decided)
     }
 
     async fn access_in(&self, conn: &mut sqlx::AnyConnection, id: i64) -> Result<AccessRequest, Error> {
@@ -286,33 +405,41 @@ impl Store {
     ) -> Result<AccessRequest, Error> {
         let mut tx = self.begin(Durability::Durable).await?;
         self.lock_writes(&mut tx).await?;
-        let before = self.access_in(&mut tx, id).await?;
-        let mut after = before.clone();
-        let action = transition(&mut after)?;
-        after.updated_at = now();
-        sqlx::query("UPDATE access SET state = $1, approvals = $2, updated_at = $3 WHERE id = $4")
-            .bind(after.state.as_str())
-            .bind(serde_json::to_string(&after.decisions).unwrap_or_default())
-            .bind(&after.updated_at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let (b, a, key) = (before.to_json().to_string(), after.to_json().to_string(), id.to_string());
-        self.record_change(
-            &mut tx,
-            &subject(&after, &key),
-            action,
-            0,
-            Some(&b),
-            Some(&a),
-            who,
-            &after.updated_at,
-            None,
-        )
-        .await?;
+        let (after, action) = self.transition_in(&mut tx, id, transition, who).await?;
         self.commit(tx).await?;
         access_logged(&after, action, who);
         Ok(after)
+    }
+
+    /// [`Store::update_access`] inside a transaction that holds the write lock.
+    async fn transition_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: i64,
+        transition: impl FnOnce(&mut AccessRequest) -> Result<&'static str, Error> + Send,
+        who: &ApplyOptions,
+    ) -> Result<(AccessRequest, &'static str), Error> {
+        let before = self.access_in(tx, id).await?;
+        let mut after = before.clone();
+        let action = transition(&mut after)?;
+        after.updated_at = now();
+        let policy =
+            Some(&after.policy).filter(|p| !p.is_empty()).map(|p| serde_json::to_string(p).unwrap_or_default());
+        sqlx::query(
+            "UPDATE access SET state = $1, approvals = $2, updated_at = $3, until = $4, policy = $5 WHERE id = $6",
+        )
+        .bind(after.state.as_str())
+        .bind(serde_json::to_string(&after.decisions).unwrap_or_default())
+        .bind(&after.updated_at)
+        .bind(&after.until)
+        .bind(policy)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let (b, a, key) = (before.to_json().to_string(), after.to_json().to_string(), id.to_string());
+        self.record_change(tx, &subject(&after, &key), action, 0, Some(&b), Some(&a), who, &after.updated_at, None)
+            .await?;
+        Ok((after, action))
     }
 
     /// Records how the block holding the port enforces grant `id` (a status, not a change).

@@ -115,10 +115,12 @@ const MIGRATIONS: &[Migration] = &[
     // The majors of a contract id (every apply of a contract, every product's reconcile):
     // without it, each was a scan of every resource.
     Migration { version: 11, sql: "CREATE INDEX resources_id ON resources (kind, id);" },
+    // What the policies on access said about each request: their answers and the cap they set.
+    Migration { version: 12, sql: "ALTER TABLE access ADD COLUMN policy TEXT;" },
 ];
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 11;
+pub const LATEST: i64 = 12;
 
 async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
     conn.execute("CREATE TABLE IF NOT EXISTS meshplane_schema (version BIGINT NOT NULL)").await?;

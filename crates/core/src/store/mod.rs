@@ -410,6 +410,13 @@ pub fn canonical_time(rfc3339: &str) -> Option<String> {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).ok().map(stamp)
 }
 
+/// Milliseconds since the Unix epoch as the store writes times (the epoch itself when out of
+/// range).
+pub fn stamp_ms(ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000);
+    stamp(at.unwrap_or(time::OffsetDateTime::UNIX_EPOCH))
+}
+
 /// Now, in milliseconds since the Unix epoch (as [`epoch_ms`] reads times).
 pub fn now_ms() -> i64 {
     epoch_ms(&now()).unwrap_or(0)
@@ -793,6 +800,26 @@ impl Store {
             .fetch_all(&self.reads)
             .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// The domains of which one of `names` (a principal and its groups) is a recorded owner
+    /// of some contract or product, sorted.
+    pub async fn owner_domains(&self, names: &[String]) -> Result<Vec<String>, Error> {
+        let rows = sqlx::query("SELECT DISTINCT domain, owners FROM resources WHERE kind IN ($1, $2)")
+            .bind(Kind::DataContract.as_str())
+            .bind(Kind::DataProduct.as_str())
+            .fetch_all(&self.reads)
+            .await?;
+        let mut domains = Vec::new();
+        for row in &rows {
+            let owners: Vec<String> = serde_json::from_str(&row.try_get::<String, _>(1)?).unwrap_or_default();
+            let domain: String = row.try_get(0)?;
+            if owners.iter().any(|o| names.contains(o)) && !domains.contains(&domain) {
+                domains.push(domain);
+            }
+        }
+        domains.sort_unstable();
+        Ok(domains)
     }
 
     pub async fn contract_names(&self, id: &str) -> Result<Vec<String>, Error> {

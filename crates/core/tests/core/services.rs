@@ -153,3 +153,138 @@ on_both!(only_platform_admins_declare_principals_through_the_service, |place: Pl
     assert_eq!(identity::put_principal(&store, &root, group).await.unwrap().kind, PrincipalKind::Group);
     assert!(store.principal("analysts").await.is_ok());
 });
+
+/// A policy document on access, owned by the platform, over every domain.
+fn access_policy(id: &str, actions: &str, enforcement: &str, rego: &str) -> String {
+    let indented: String = rego.lines().map(|l| format!("  {l}\n")).collect();
+    format!(
+        "apiVersion: meshplane/v1\nkind: Policy\nid: {id}\nversion: 1.0.0\ndomain: platform\n\
+         scope: {{ domains: ['*'] }}\nactions: [{actions}]\nenforcement: {enforcement}\nrego: |\n{indented}"
+    )
+}
+
+on_both!(
+    policies_on_access_deny_over_an_extra_approver_over_the_shortest_cap_over_approval,
+    |place: Place| async move {
+        let store = open(&place).await;
+        let root = Principal {
+            name: "root".into(),
+            kind: PrincipalKind::User,
+            database_role: None,
+            groups: Vec::new(),
+            platform_admin: true,
+            domains: Vec::new(),
+            oidc: None,
+        };
+        let root = Caller::of(store.put_principal(&root, &options()).await.unwrap(), "test");
+        let admin = caller(&store, "sally", &["sales"]).await;
+        let (carl, lead, dpo) =
+            (caller(&store, "carl", &[]).await, caller(&store, "lead", &[]).await, caller(&store, "dpo", &[]).await);
+        let people = "apiVersion: v3.1.0\nkind: DataContract\nid: people\nversion: 1.0.0\nstatus: active\ndomain: sales\n\
+                  schema:\n  - name: people\n    properties:\n      - { name: email, logicalType: string, classification: pii }\n\
+                  team:\n  name: sales-team\n  members:\n    - { username: lead }\n";
+        let ports = "outputPorts:\n  - { name: orders, contractId: orders, version: 1.0.0 }\n  \
+                 - { name: people, contractId: people, version: 1.0.0 }\n";
+        let team = "team:\n  name: sales-team\n  members:\n    - { username: lead }\n";
+        let body = format!(
+            "{}---\n{people}---\n{}",
+            contract("orders", "1.0.0", "active", team),
+            product("shop", "sales", ports)
+        );
+        catalog::apply(&store, &admin, body, ApplyAsk::default()).await.unwrap();
+        let policies = [
+            access_policy(
+                "auto-read",
+                "access-request",
+                "deny",
+                "package meshplane.auto_read\napprove if input.request.access == \"read\"\nmax_days := 90\n",
+            ),
+            access_policy(
+                "pii-cap",
+                "access-request",
+                "deny",
+                "package meshplane.pii_cap\npii if { some p in input.properties; p.classification == \"pii\" }\nmax_days := 30 if pii\napprovers contains \"dpo\" if pii\n",
+            ),
+            access_policy(
+                "purpose",
+                "access-request",
+                "deny",
+                "package meshplane.purpose\nviolations contains \"say why in 10 characters or more\" if count(input.request.purpose) < 10\n",
+            ),
+            access_policy(
+                "until-named",
+                "access-request",
+                "warn",
+                "package meshplane.until_named\nviolations contains \"no end date asked: the policies' cap sets it\" if input.request.until == null\n",
+            ),
+            access_policy(
+                "comment",
+                "access-decision",
+                "deny",
+                "package meshplane.comment\nviolations contains \"an approval says why\" if input.decision.comment == \"\"\n",
+            ),
+        ];
+        catalog::apply(&store, &root, policies.join("---\n"), ApplyAsk::default()).await.unwrap();
+
+        // Nothing objects to reading the orders: approved by the policy, no human, capped at 90 days.
+        let before = meshplane_core::store::now_ms();
+        let granted =
+            access::request(&store, &carl, NewAccess { until: Some("2099-01-01T00:00:00Z".into()), ..ask(None) })
+                .await
+                .unwrap();
+        assert_eq!(granted.state, AccessState::Active, "{granted:?}");
+        assert_eq!(granted.decisions[0].by, "policy/auto-read@1.0.0");
+        let until = meshplane_core::store::epoch_ms(granted.until.as_deref().unwrap()).unwrap();
+        let after = meshplane_core::store::now_ms();
+        assert!(
+            (before + 90 * 86_400_000..=after + 90 * 86_400_000).contains(&until),
+            "capped at 90 days: {granted:?}"
+        );
+        let effects: Vec<(&str, &str)> =
+            granted.policy.answers.iter().map(|a| (a.policy.as_str(), a.effect.as_str())).collect();
+        assert_eq!(effects, [("auto-read", "cap"), ("auto-read", "approve")], "until was asked: no warning");
+        let query = AuditQuery {
+            kind: Some("AccessRequest".into()),
+            name: Some(granted.id.to_string()),
+            limit: 10,
+            ..AuditQuery::default()
+        };
+        let audit = store.audit(&query);
+        let trail: Vec<(String, String)> = audit.await.unwrap().into_iter().map(|e| (e.action, e.actor)).collect();
+        let expected = [("requested", "carl"), ("approved", "policy/auto-read@1.0.0")];
+        assert_eq!(trail, expected.map(|(a, b)| (a.to_string(), b.to_string())));
+
+        // Personal data: the extra approver wins over auto-approval, the shortest cap over the longer.
+        let ask_people = || NewAccess { output_port: "people".into(), ..ask(None) };
+        let pending = access::request(&store, &carl, ask_people()).await.unwrap();
+        assert_eq!((pending.state, pending.approvers.policy.clone()), (AccessState::Pending, vec!["dpo".to_string()]));
+        assert_eq!(pending.policy.max_days, Some(30.0));
+        assert!(pending.policy.answers.iter().any(|a| a.policy == "until-named" && a.effect == "warn"), "{pending:?}");
+        // The approval policy wants a comment: refused, the request stays as it was.
+        let silent = access::decide(&store, &lead, pending.id, true, String::new()).await.unwrap_err();
+        assert_eq!(silent.code(), ErrorCode::PolicyDenied, "{silent}");
+        assert!(silent.to_string().contains("an approval says why"), "{silent}");
+        assert_eq!(store.access_request(pending.id).await.unwrap().decisions.len(), 0);
+        let first = access::decide(&store, &lead, pending.id, true, "team ok".into()).await.unwrap();
+        assert_eq!((first.state, first.awaited_level()), (AccessState::Pending, 3));
+        // The data's domain admin does not stand in for the approver the policy requires.
+        let stand_in = access::decide(&store, &admin, pending.id, true, "admin".into()).await.unwrap_err();
+        assert_eq!(stand_in.code(), ErrorCode::Forbidden, "{stand_in}");
+        let done = access::decide(&store, &dpo, pending.id, true, "dpo ok".into()).await.unwrap();
+        assert_eq!(done.state, AccessState::Active);
+        let left =
+            meshplane_core::store::epoch_ms(done.until.as_deref().unwrap()).unwrap() - meshplane_core::store::now_ms();
+        assert!((29 * 86_400_000..=30 * 86_400_000).contains(&left), "30 days from the approval: {done:?}");
+
+        // A denial wins over everything: refused, and recorded as rejected by the policy.
+        let denied =
+            access::request(&store, &carl, NewAccess { purpose: "x".into(), ..ask_people() }).await.unwrap_err();
+        assert_eq!(denied.code(), ErrorCode::PolicyDenied, "{denied}");
+        assert!(denied.to_string().contains("say why in 10 characters or more"), "{denied}");
+        let rejected =
+            access::list(&store, &carl, AccessQuery { state: Some(AccessState::Rejected), ..AccessQuery::default() });
+        let rejected = rejected.await.unwrap();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].decisions[0].by, "policy/purpose@1.0.0");
+    }
+);

@@ -89,7 +89,9 @@ async fn request(store: &Store, active: bool) -> i64 {
         write: false,
         purpose: "matrix".into(),
         until: None,
-        approvers: meshplane_core::store::grants::Approvers { first: vec!["olga".into()], second: vec![] },
+        approvers: meshplane_core::store::grants::Approvers { first: vec!["olga".into()], ..Default::default() },
+        policy: Default::default(),
+        outcome: meshplane_core::store::grants::Outcome::Pending,
     };
     let r = store.request_access(new, &who()).await.unwrap();
     if active {

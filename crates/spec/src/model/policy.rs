@@ -14,7 +14,7 @@ use crate::diag::{Code, Diagnostic};
 use crate::tree::{Node, Span};
 
 /// The actions a policy can be asked about.
-pub const ACTIONS: &[&str] = &["apply", "delete"];
+pub const ACTIONS: &[&str] = &["apply", "delete", "access-request", "access-decision"];
 /// What a violation does.
 pub const ENFORCEMENTS: &[&str] = &["deny", "warn"];
 /// The kinds a policy's scope can name.

@@ -10,9 +10,14 @@
 //!   condition (nothing else about the resource changes); a change of a policy requeues every
 //!   resource, so a new policy marks the existing violators within one reconcile.
 //!
+//! - On **access** ([`access`]): policies on access requests and decisions approve, require an
+//!   approver, cap the grant's duration or deny.
+//!
 //! A policy is compiled once per generation and kept in the store handle's cache, beside what
 //! the platform decides ([`configure`]): the default pack's policies, when chosen, and the
 //! time budget of one evaluation.
+
+pub mod access;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -50,6 +55,35 @@ impl InForce {
     /// Whether it is asked about `action` on a resource of `kind` in `domain`.
     fn covers(&self, action: &str, kind: Kind, domain: &str) -> bool {
         self.policy.actions().contains(&action) && self.policy.covers(kind.as_str(), domain)
+    }
+
+    /// What it may read as `data`, of what [`data`] read.
+    fn data<'d>(&self, data: Option<&'d Data>) -> Option<&'d Any> {
+        data.filter(|_| self.needs_data)
+            .map(|d| if self.policy.reaches_beyond_its_domain() { &d.with_principals } else { &d.catalog })
+    }
+
+    /// Its verdict as findings: its violations with its enforcement; a failed evaluation is a
+    /// denial.
+    fn findings(&self, verdict: Verdict) -> Vec<Finding> {
+        let finding = |enforcement: &str, rule: String, message: String, path: Option<String>| Finding {
+            policy: self.name.clone(),
+            version: self.version.clone(),
+            enforcement: enforcement.to_string(),
+            rule,
+            message,
+            path,
+        };
+        match verdict {
+            Verdict::Pass => Vec::new(),
+            Verdict::Violated(violations) => {
+                violations.into_iter().map(|v| finding(&self.policy.enforcement, v.rule, v.message, v.path)).collect()
+            }
+            Verdict::Failed(why) => {
+                let message = format!("the policy could not be evaluated, which counts as a denial: {why}");
+                vec![finding("deny", self.name.clone(), message, None)]
+            }
+        }
     }
 }
 
@@ -182,11 +216,18 @@ pub fn classify(before: Option<&Document>, after: Option<&Document>) -> Option<A
     Some(value)
 }
 
+/// Who asks, as policies see it (`null` for the reconciler's re-evaluation).
+fn caller_view(caller: Option<&Caller>) -> Any {
+    let principal = caller.and_then(|c| c.principal.as_ref());
+    principal.map_or(
+        Any::Null,
+        |p| json!({ "name": p.name, "groups": p.groups, "platformAdmin": p.platform_admin, "domains": p.domains }),
+    )
+}
+
 impl Change<'_> {
     fn input(&self) -> Any {
-        let caller = self.caller.and_then(|c| c.principal.as_ref()).map(
-            |p| json!({ "name": p.name, "groups": p.groups, "platformAdmin": p.platform_admin, "domains": p.domains }),
-        );
+        let caller = caller_view(self.caller);
         json!({
             "action": self.action,
             "kind": self.kind.as_str(),
@@ -219,6 +260,11 @@ struct Exempt {
 impl Policies {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+
+    /// Whether a policy in force is asked about `action` on the contracts of `domain`.
+    pub fn ask_about(&self, action: &str, domain: &str) -> bool {
+        self.list.iter().any(|p| p.covers(action, Kind::DataContract, domain))
     }
 
     /// The exemptions that apply now to the resource `kind/name`.
@@ -293,39 +339,21 @@ pub fn judge(policies: &Policies, change: &Change<'_>, data: Option<&Data>) -> V
     let input = meshplane_policy::Input::new(&change.input());
     let mut findings = Vec::new();
     for entry in covering {
-        let finding = |enforcement: &str, rule: String, message: String, path: Option<String>| Finding {
-            policy: entry.name.clone(),
-            version: entry.version.clone(),
-            enforcement: enforcement.to_string(),
-            rule,
-            message,
-            path,
-        };
-        let data = data
-            .filter(|_| entry.needs_data)
-            .map(|d| if entry.policy.reaches_beyond_its_domain() { &d.with_principals } else { &d.catalog });
-        match entry.compiled.evaluate(&input, data, entry.budget) {
-            Verdict::Pass => {}
-            Verdict::Violated(violations) => findings
-                .extend(violations.into_iter().map(|v| finding(&entry.policy.enforcement, v.rule, v.message, v.path))),
-            Verdict::Failed(why) => {
-                let message = format!("the policy could not be evaluated, which counts as a denial: {why}");
-                findings.push(finding("deny", entry.name.clone(), message, None));
-            }
-        }
+        findings.extend(entry.findings(entry.compiled.evaluate(&input, entry.data(data), entry.budget)));
     }
     let exempt: Vec<&Exempt> = policies.exempting(change.kind, change.name, now_ms()).collect();
     findings.retain(|f| !exempt.iter().any(|e| e.policy == f.policy && e.rule.as_ref().is_none_or(|r| *r == f.rule)));
     findings
 }
 
-/// The error that refuses a change some policy denied: every denial in `details`, each with
-/// the document it is about (numbered from 1 in the body) when there are several.
-pub fn refusal(denials: Vec<(Option<usize>, Finding)>) -> Error {
+/// The error that refuses `what` (`the change`, `the access request`, ...) some policy
+/// denied: every denial in `details`, each with the document it is about (numbered from 1 in
+/// the body) when there are several.
+pub fn refusal(what: &str, denials: Vec<(Option<usize>, Finding)>) -> Error {
     let first = &denials[0].1;
     let message = match denials.len() {
-        1 => format!("policy `{}` denies the change: {}", first.policy, first.message),
-        n => format!("{n} policy violations deny the change; the first, policy `{}`: {}", first.policy, first.message),
+        1 => format!("policy `{}` denies {what}: {}", first.policy, first.message),
+        n => format!("{n} policy violations deny {what}; the first, policy `{}`: {}", first.policy, first.message),
     };
     let details = denials
         .iter()

@@ -1,0 +1,255 @@
+//! Policies on access: asked when a request is made (`access-request`) and when an approver
+//! approves it (`access-decision`), about the request, the output port, the classification
+//! of its contract's properties, the consumer and the consumer's grants in force.
+//!
+//! Their answers combine in one order ([`AccessVerdict`]): a denial (a `deny` policy's
+//! violation, a failed evaluation, an approver nobody can be) wins over an extra approver,
+//! which wins over auto-approval; the shortest `max_days` caps the grant whatever else is
+//! answered. Each answer is kept on the request with the policy's version
+//! ([`PolicyAnswer`]), so the audit log has them with every transition.
+
+use serde_json::{Value as Any, json};
+
+use super::{Data, Finding, InForce, Policies, caller_view};
+use crate::authz::Caller;
+use crate::error::Error;
+use crate::resource::Kind;
+use crate::store::grants::{AccessQuery, AccessState, PolicyAnswer};
+use crate::store::{Record, Store, now_ms};
+
+/// What the policies on access are asked about.
+pub struct AccessChange<'a> {
+    /// `access-request` or `access-decision`.
+    pub action: &'static str,
+    pub contract: &'a Record,
+    pub product: &'a Record,
+    /// The output port, as the product's document declares it.
+    pub port: &'a Any,
+    /// The request: as asked, or as stored (for a decision).
+    pub request: Any,
+    /// The principal who is to read.
+    pub consumer: &'a str,
+    /// For a decision: who decides, at which level, and the comment.
+    pub decision: Option<Any>,
+    pub caller: &'a Caller,
+}
+
+/// What the policies on access answered, combined.
+#[derive(Debug, Default)]
+pub struct AccessVerdict {
+    /// Violations of `deny` policies, and evaluations that failed: the request (or the
+    /// approval) is refused.
+    pub denials: Vec<Finding>,
+    /// The policy that approves the request without a human (`policy/NAME@VERSION`), when
+    /// nothing denies it and no policy requires an approver.
+    pub approved_by: Option<String>,
+    /// The approvers the policies require, one of whom approves after the request's levels.
+    pub approvers: Vec<String>,
+    /// The shortest cap on the grant's duration, in days.
+    pub max_days: Option<f64>,
+    /// Every answer, for the request's record.
+    pub answers: Vec<PolicyAnswer>,
+}
+
+/// Asks every policy on `change.action` whose scope covers the contract's domain.
+pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>) -> Result<AccessVerdict, Error> {
+    let (kind, domain) = (Kind::DataContract, change.contract.domain.as_str());
+    let covering: Vec<&InForce> =
+        policies.list.iter().filter(|p| p.covers(change.action, kind, domain)).map(AsRef::as_ref).collect();
+    let mut verdict = AccessVerdict::default();
+    if covering.is_empty() {
+        return Ok(verdict);
+    }
+    let input = meshplane_policy::Input::new(&input(store, change).await?);
+    let data = super::data(store, policies).await?;
+    let known: Vec<String> = store.principals().await?.into_iter().map(|p| p.name).collect();
+    let now = now_ms();
+    let exempt: Vec<_> = policies.exempting(kind, &change.contract.name, now).collect();
+    let exempted = |policy: &str, rule: &str| {
+        exempt.iter().any(|e| e.policy == policy && e.rule.as_deref().is_none_or(|r| r == rule))
+    };
+    let mut approving = None;
+    for entry in covering {
+        let (findings, answer) = ask(entry, &input, data.as_ref());
+        let answered = |effect: &str, message: String| PolicyAnswer {
+            policy: entry.name.clone(),
+            version: entry.version.clone(),
+            action: change.action.to_string(),
+            effect: effect.to_string(),
+            message,
+        };
+        for finding in findings.into_iter().filter(|f| !exempted(&f.policy, &f.rule)) {
+            let effect = if finding.denies() { "deny" } else { "warn" };
+            verdict.answers.push(answered(effect, finding.message.clone()));
+            if finding.denies() {
+                verdict.denials.push(finding);
+            }
+        }
+        if !answer.approvers.is_empty() && !exempted(&entry.name, "approvers") {
+            for name in answer.approvers {
+                if !known.contains(&name) {
+                    let message = format!("it requires approval by `{name}`, who is no known principal or group");
+                    verdict.answers.push(answered("deny", message.clone()));
+                    verdict.denials.push(finding_of(entry, "approvers", message));
+                } else if !verdict.approvers.contains(&name) {
+                    verdict.answers.push(answered("approvers", format!("requires approval by `{name}` as well")));
+                    verdict.approvers.push(name);
+                }
+            }
+        }
+        if let Some(days) = answer.max_days.filter(|_| !exempted(&entry.name, "max_days")) {
+            verdict.answers.push(answered("cap", format!("the grant lasts at most {days} days")));
+            verdict.max_days = Some(verdict.max_days.map_or(days, |d: f64| d.min(days)));
+        }
+        if answer.approve && change.action == "access-request" && !exempted(&entry.name, "approve") {
+            verdict.answers.push(answered("approve", "approves the request without a human decision".into()));
+            approving = approving.or(Some(format!("policy/{}@{}", entry.name, entry.version)));
+        }
+    }
+    if verdict.denials.is_empty() && verdict.approvers.is_empty() {
+        verdict.approved_by = approving;
+    }
+    Ok(verdict)
+}
+
+/// The error that refuses `what` (`the access request 12`, `the approval`) for `denials`.
+pub fn refusal(what: &str, denials: &[Finding]) -> Error {
+    super::refusal(what, denials.iter().map(|f| (None, f.clone())).collect())
+}
+
+/// One policy's findings and answer; a failed evaluation is a denial finding.
+fn ask(
+    entry: &InForce,
+    input: &meshplane_policy::Input,
+    data: Option<&Data>,
+) -> (Vec<Finding>, meshplane_policy::AccessAnswer) {
+    let (verdict, answer) = entry.compiled.decide(input, entry.data(data), entry.budget);
+    (entry.findings(verdict), answer)
+}
+
+fn finding_of(entry: &InForce, rule: &str, message: String) -> Finding {
+    Finding {
+        policy: entry.name.clone(),
+        version: entry.version.clone(),
+        enforcement: "deny".into(),
+        rule: rule.into(),
+        message,
+        path: None,
+    }
+}
+
+/// The `input` of a policy on access.
+async fn input(store: &Store, change: &AccessChange<'_>) -> Result<Any, Error> {
+    let consumer = store.principal(change.consumer).await.ok();
+    let mut names = vec![change.consumer.to_string()];
+    names.extend(consumer.iter().flat_map(|p| p.groups.iter().cloned()));
+    let member_of = store.owner_domains(&names).await?;
+    let consumer = consumer.map(|p| {
+        json!({
+            "name": p.name, "kind": p.kind, "groups": p.groups, "platformAdmin": p.platform_admin,
+            "domains": p.domains, "memberOf": member_of,
+        })
+    });
+    let now = now_ms();
+    let query = AccessQuery {
+        consumer: Some(change.consumer.to_string()),
+        state: Some(AccessState::Active),
+        ..AccessQuery::default()
+    };
+    let grants: Vec<Any> = store
+        .access_requests(&query)
+        .await?
+        .into_iter()
+        .filter(|g| g.in_force(now))
+        .map(|g| {
+            json!({
+                "id": g.id, "contract": g.contract, "product": g.product, "outputPort": g.port,
+                "access": if g.write { "write" } else { "read" }, "until": g.until,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "action": change.action,
+        "kind": Kind::DataContract.as_str(),
+        "name": change.contract.name,
+        "domain": change.contract.domain,
+        "owners": change.contract.owners,
+        "request": change.request,
+        "consumer": consumer,
+        "grants": grants,
+        "product": { "id": change.product.name, "domain": change.product.domain, "owners": change.product.owners },
+        "port": change.port,
+        "contract": change.contract.spec,
+        "properties": properties(&change.contract.spec),
+        "decision": change.decision,
+        "caller": caller_view(Some(change.caller)),
+    }))
+}
+
+/// Every property of a contract's schema, nested ones too: `object`, `name`, `path` (in the
+/// document), `classification`, `tags`, `logicalType`, `physicalType`.
+pub fn properties(contract: &Any) -> Vec<Any> {
+    fn walk(object: &str, at: &str, list: &Any, out: &mut Vec<Any>) {
+        for (i, p) in list.as_array().into_iter().flatten().enumerate() {
+            let path = format!("{at}.properties[{i}]");
+            out.push(json!({
+                "object": object,
+                "name": p.get("name"),
+                "path": path,
+                "classification": p.get("classification"),
+                "tags": p.get("tags"),
+                "logicalType": p.get("logicalType"),
+                "physicalType": p.get("physicalType"),
+            }));
+            if let Some(nested) = p.get("properties") {
+                walk(object, &path, nested, out);
+            }
+            if let Some(nested) = p.get("items").and_then(|items| items.get("properties")) {
+                walk(object, &format!("{path}.items"), nested, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, object) in contract.get("schema").and_then(Any::as_array).into_iter().flatten().enumerate() {
+        let name = object.get("name").and_then(Any::as_str).unwrap_or_default();
+        if let Some(list) = object.get("properties") {
+            walk(name, &format!("schema[{i}]"), list, &mut out);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn properties_are_listed_with_their_paths_nested_ones_too() {
+        let contract = json!({ "schema": [
+            { "name": "orders", "properties": [
+                { "name": "id" },
+                { "name": "buyer", "properties": [{ "name": "email", "classification": "pii" }] },
+            ]},
+            { "name": "lines", "properties": [
+                { "name": "tags", "items": { "properties": [{ "name": "label", "tags": ["x"] }] } },
+            ]},
+        ]});
+        let listed: Vec<(String, String, Option<String>)> = super::properties(&contract)
+            .iter()
+            .map(|p| {
+                let text = |k: &str| p[k].as_str().map(str::to_string);
+                (text("object").unwrap(), text("path").unwrap(), text("classification"))
+            })
+            .collect();
+        let expected = [
+            ("orders", "schema[0].properties[0]", None),
+            ("orders", "schema[0].properties[1]", None),
+            ("orders", "schema[0].properties[1].properties[0]", Some("pii")),
+            ("lines", "schema[1].properties[0]", None),
+            ("lines", "schema[1].properties[0].items.properties[0]", None),
+        ];
+        let expected: Vec<(String, String, Option<String>)> =
+            expected.iter().map(|(o, p, c)| (o.to_string(), p.to_string(), c.map(str::to_string))).collect();
+        assert_eq!(listed, expected);
+    }
+}
