@@ -70,8 +70,10 @@ struct EvalArgs {
     /// The version stored before the change (`input.before`); none: a new resource.
     #[arg(long)]
     before: Option<PathBuf>,
-    /// The change: apply or delete (a delete has the document as `before` and no `after`).
-    #[arg(long, default_value = "apply", value_parser = ["apply", "delete"])]
+    /// The change: apply or delete (a delete has the document as `before` and no `after`), or
+    /// access-request / access-decision on the contract given as the document (the request,
+    /// consumer, port and decision from --input).
+    #[arg(long, default_value = "apply", value_parser = ["apply", "delete", "access-request", "access-decision"])]
     action: String,
     /// Fields of the input to set instead of the defaults: a JSON object, or a file holding one.
     #[arg(long)]
@@ -218,6 +220,37 @@ fn json_object(value: &str, what: &str) -> Result<serde_json::Map<String, Any>> 
     }
 }
 
+/// What `policy eval` prints: the failure, or the violations (or `pass`), then what a policy
+/// on access answered besides.
+fn decision_table(
+    out: &mut dyn Write,
+    policy: &meshplane_spec::model::policy::Policy,
+    failure: Option<&str>,
+    violations: &[meshplane_policy::Violation],
+    answer: &meshplane_policy::AccessAnswer,
+) -> std::io::Result<()> {
+    if let Some(why) = failure {
+        return writeln!(out, "{}: could not be evaluated, which counts as a denial: {why}", policy.id);
+    }
+    if violations.is_empty() {
+        writeln!(out, "{}: pass", policy.id)?;
+    }
+    for v in violations {
+        let at = v.path.as_deref().map_or(String::new(), |p| format!(" at `{p}`"));
+        writeln!(out, "{} {} (rule {}){at}: {}", policy.enforcement, policy.id, v.rule, v.message)?;
+    }
+    if answer.approve {
+        writeln!(out, "{}: approves the request without a human decision", policy.id)?;
+    }
+    for name in &answer.approvers {
+        writeln!(out, "{}: requires approval by `{name}` as well", policy.id)?;
+    }
+    if let Some(days) = answer.max_days {
+        writeln!(out, "{}: the grant lasts at most {days} days", policy.id)?;
+    }
+    Ok(())
+}
+
 fn eval(args: &EvalArgs, format: Format) -> Result<ExitCode> {
     let Some(Document::Policy(policy)) = read_document(&args.policy)?.and_then(|l| l.document) else {
         bail!("{} is not a policy (`kind: Policy`)", args.policy.display());
@@ -244,13 +277,25 @@ fn eval(args: &EvalArgs, format: Format) -> Result<ExitCode> {
     let spec = resource.spec;
     let (after, before) =
         if args.action == "delete" { (None, Some(spec.clone())) } else { (Some(spec.clone()), before) };
-    let mut input = json!({
-        "action": args.action, "kind": kind, "name": name, "domain": domain, "owners": owners(&spec),
-        "before": before, "after": after, "diff": diff, "caller": null,
-    });
+    let on_access = meshplane_policy::ACCESS_ACTIONS.contains(&args.action.as_str());
+    let (mut input, server_knows) = if on_access {
+        let input = json!({
+            "action": args.action, "kind": kind, "name": name, "domain": domain, "owners": owners(&spec),
+            "request": null, "consumer": null, "grants": [], "product": null, "port": null,
+            "properties": meshplane_core::governance::access::properties(&spec), "contract": spec,
+            "decision": null, "caller": null,
+        });
+        (input, &["request", "consumer", "product", "port", "decision", "caller"][..])
+    } else {
+        let input = json!({
+            "action": args.action, "kind": kind, "name": name, "domain": domain, "owners": owners(&spec),
+            "before": before, "after": after, "diff": diff, "caller": null,
+        });
+        (input, &["before", "caller"][..])
+    };
     let given = args.input.as_deref().map(|i| json_object(i, "--input")).transpose()?.unwrap_or_default();
     let defaulted: Vec<&str> =
-        ["before", "caller"].into_iter().filter(|f| !given.contains_key(*f) && input[*f].is_null()).collect();
+        server_knows.iter().copied().filter(|f| !given.contains_key(*f) && input[*f].is_null()).collect();
     if !defaulted.is_empty() {
         eprintln!("note: defaulted as null (what only a server knows): {}", defaulted.join(", "));
     }
@@ -265,7 +310,12 @@ fn eval(args: &EvalArgs, format: Format) -> Result<ExitCode> {
             args.action
         );
     }
-    let verdict = compiled.evaluate(&meshplane_policy::Input::new(&input), data.as_ref(), DEFAULT_BUDGET);
+    let (verdict, answer) = if on_access {
+        compiled.decide(&meshplane_policy::Input::new(&input), data.as_ref(), DEFAULT_BUDGET)
+    } else {
+        let verdict = compiled.evaluate(&meshplane_policy::Input::new(&input), data.as_ref(), DEFAULT_BUDGET);
+        (verdict, meshplane_policy::AccessAnswer::default())
+    };
     let denied = covered
         && (matches!(verdict, Verdict::Failed(_))
             || (policy.enforcement == "deny" && matches!(verdict, Verdict::Violated(_))));
@@ -276,21 +326,17 @@ fn eval(args: &EvalArgs, format: Format) -> Result<ExitCode> {
         Verdict::Failed(why) => ("failed", Vec::new(), Some(why.clone())),
     };
     match format {
-        Format::Table | Format::Junit => match &failure {
-            Some(why) => writeln!(out, "{}: could not be evaluated, which counts as a denial: {why}", policy.id)?,
-            None if violations.is_empty() => writeln!(out, "{}: pass", policy.id)?,
-            None => {
-                for v in &violations {
-                    let at = v.path.as_deref().map_or(String::new(), |p| format!(" at `{p}`"));
-                    writeln!(out, "{} {} (rule {}){at}: {}", policy.enforcement, policy.id, v.rule, v.message)?;
-                }
-            }
-        },
+        Format::Table | Format::Junit => decision_table(&mut out, &policy, failure.as_deref(), &violations, &answer)?,
         Format::Json | Format::Yaml => {
-            let body = json!({
+            let mut body = json!({
                 "policy": policy.id, "enforcement": policy.enforcement, "verdict": word,
                 "violations": violations, "failure": failure, "covered": covered, "denied": denied, "input": input,
             });
+            if on_access {
+                body["approve"] = json!(answer.approve);
+                body["approvers"] = json!(answer.approvers);
+                body["maxDays"] = json!(answer.max_days);
+            }
             output::structured(&mut out, format, &body)?;
         }
     }

@@ -233,11 +233,13 @@ fn an_access_answer_of_the_wrong_shape_fails_closed() {
         assert!(why.contains(if expected.is_empty() { "above 0" } else { expected }), "{rego}: {why}");
         assert_eq!(answer, AccessAnswer::default(), "a failed evaluation answers nothing");
     }
-    // Two values for one cap are an error of the evaluation, never one of them.
-    let conflicting = compile(&access_policy("package meshplane.x\nmax_days := 30\nmax_days := 90 if true\n"));
-    if let Ok(compiled) = conflicting {
-        let (verdict, _) = compiled.decide(&Input::new(&json!({})), None, DEFAULT_BUDGET);
-        assert!(matches!(verdict, Verdict::Failed(_)), "{verdict:?}");
+    // Two values for one cap are an error (of the module or of the evaluation), never one of them.
+    match compile(&access_policy("package meshplane.x\nmax_days := 30\nmax_days := 90 if true\n")) {
+        Err(problems) => assert_eq!(problems[0].code, Code::RegoInvalid),
+        Ok(compiled) => {
+            let (verdict, _) = compiled.decide(&Input::new(&json!({})), None, DEFAULT_BUDGET);
+            assert!(matches!(verdict, Verdict::Failed(_)), "{verdict:?}");
+        }
     }
 }
 

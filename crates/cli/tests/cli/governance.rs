@@ -220,6 +220,27 @@ fn policy_eval_answers_without_a_server() {
     assert_eq!(body["input"]["caller"]["name"], "ana");
     assert_eq!(body["input"]["name"], "bare@v1");
 
+    // A policy on access, asked about a contract with the request given.
+    let access = write(&dir, "access.yaml", REPORTS);
+    let request = r#"{"request": {"access": "read", "purpose": "weekly report"}}"#;
+    let asked = run(&["policy", "eval", &access, "-f", &teamed, "--action", "access-request", "--input", request]);
+    assert_eq!(asked.status.code(), Some(0), "{}", stderr(&asked));
+    let expected = "reports: pass\nreports: approves the request without a human decision\nreports: the grant lasts at most 7 days\n";
+    assert_eq!(stdout(&asked), expected);
+    let noted = stderr(&asked);
+    assert!(
+        noted.contains("defaulted as null (what only a server knows): consumer, product, port, decision, caller"),
+        "{noted}"
+    );
+    let none = r#"{"request": {"access": "read", "purpose": "none"}}"#;
+    let refused = run(&["policy", "eval", &access, "-f", &teamed, "--action", "access-request", "--input", none]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    assert!(
+        stdout(&refused).starts_with("deny reports (rule reports): say what the access is for\n"),
+        "{}",
+        stdout(&refused)
+    );
+
     // The default pack, written out, passes its own tests; a test that does not hold fails.
     let pack = dir.join("pack");
     assert_eq!(run(&["policy", "pack", "--out", pack.to_str().unwrap()]).status.code(), Some(0));
@@ -359,4 +380,55 @@ fn an_exemption_applies_until_it_expires() {
     let body: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
     let ready = body["reconciled"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").cloned();
     assert_eq!(ready.map(|c| c["reason"].clone()), Some(serde_json::json!("Expired")), "{body}");
+}
+
+/// A policy on access requests: reports are approved without a human, every grant lasts a
+/// week at most, and a request must say what it is for.
+const REPORTS: &str = "apiVersion: meshplane/v1\nkind: Policy\nid: reports\nversion: 2.0.0\ndomain: platform\n\
+                       scope: { domains: ['*'] }\nactions: [access-request]\nenforcement: deny\nrego: |\n\
+                       \x20 package meshplane.reports\n\
+                       \x20 approve if contains(input.request.purpose, \"report\")\n\
+                       \x20 max_days := 7\n\
+                       \x20 violations contains \"say what the access is for\" if input.request.purpose == \"none\"\n";
+
+#[test]
+fn access_requests_show_what_the_policies_on_access_decided() {
+    let s = serve();
+    let admin = token_for(&s.url).unwrap();
+    let url = s.url.as_str();
+    let dir = s.cwd.join("access-policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    let product = "apiVersion: v1.0.0\nkind: DataProduct\nid: shop\nstatus: active\ndomain: sales\nversion: 1.0.0\n\
+                   team:\n  name: sales-team\noutputPorts:\n  - { name: orders, contractId: orders, version: 1.0.0 }\n";
+    let docs = format!("{}---\n{product}---\n{REPORTS}", contract("orders", true));
+    let file = write(&dir, "mesh.yaml", &docs);
+    let applied = as_(&admin, &["apply", "--server", url, "-f", &file]);
+    assert_eq!(applied.status.code(), Some(0), "{}", stderr(&applied));
+    let put = as_(&admin, &["principal", "put", "carol", "--server", url]);
+    assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
+    let carol = stdout(&as_(&admin, &["token", "create", "--principal", "carol", "--server", url])).trim().to_string();
+
+    let ask =
+        |purpose: &str| as_(&carol, &["access", "request", "shop", "orders", "--purpose", purpose, "--server", url]);
+    let granted = ask("weekly report");
+    assert_eq!(granted.status.code(), Some(0), "{}", stderr(&granted));
+    let table = stdout(&granted);
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(row.contains("active") && row.contains("shop/orders"), "{table}");
+    assert!(
+        table.contains("  policy reports@2.0.0 (approve): approves the request without a human decision"),
+        "{table}"
+    );
+    assert!(table.contains("  policy reports@2.0.0 (cap): the grant lasts at most 7 days"), "{table}");
+
+    let pending = stdout(&ask("ad hoc analysis"));
+    assert!(pending.lines().nth(1).is_some_and(|l| l.contains("pending") && l.contains("sales-team")), "{pending}");
+
+    let denied = ask("none");
+    assert_eq!(denied.status.code(), Some(1));
+    let why = stderr(&denied);
+    assert!(why.contains("error[policy-denied]: policy `reports` denies access request"), "{why}");
+    assert!(why.contains("recorded as rejected") && why.contains("say what the access is for"), "{why}");
+    let rejected = stdout(&as_(&carol, &["access", "list", "--state", "rejected", "--server", url]));
+    assert_eq!(rejected.lines().count(), 2, "{rejected}");
 }

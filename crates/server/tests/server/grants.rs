@@ -277,3 +277,68 @@ async fn a_product_reads_through_its_service_accounts_own_login() {
     let (status, _) = post(&s.http, format!("{}/api/v1/principals/reporting/login?block=nowhere", s.base), "").await;
     assert_eq!(status, 404);
 }
+
+/// Issue #24's access policies on the real thing: a policy approves members of the data's
+/// domain without a human and caps the grant at 30 days; the PostgreSQL block makes the
+/// grant real at once, with the capped end date; a consumer the policy does not cover waits
+/// for the owners as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_approves_a_member_of_the_domain_with_a_capped_grant_and_no_human() {
+    let logins = Logins::new();
+    let (store_place, data) = (sqlite().await, meshplane_core::testing::postgres().await);
+    let s = warehouse(&store_place, &data, &logins).await;
+    let policy = "apiVersion: meshplane/v1\nkind: Policy\nid: finance-self-service\nversion: 1.2.0\ndomain: platform\n\
+                  scope: { domains: [finance] }\nactions: [access-request]\nenforcement: deny\nrego: |\n  \
+                  package meshplane.self_service\n  \
+                  sensitive if { some p in input.properties; p.classification in {\"pii\", \"restricted\"} }\n  \
+                  approve if { not sensitive; input.request.access == \"read\"; \"finance\" in input.consumer.memberOf }\n  \
+                  max_days := 30\n";
+    // Carol is a member of the finance domain: her team owns one of its contracts.
+    let budget =
+        contract("budget", "1.0.0", "finance", "team:\n  name: analysts\n  members:\n    - { username: carol }\n");
+    let (status, body) = s.apply(format!("{policy}---\n{budget}"), "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let carol_login = logins.create("carol").await;
+    let carol = user(&s, "carol", Some(&carol_login)).await;
+    let dave = user(&s, "dave", None).await;
+    let entries = "ledger_v1.ledger";
+    assert!(read(&data, &carol_login, entries).await.is_err());
+
+    let asked_at = time::OffsetDateTime::now_utc();
+    let ask =
+        r#"{"product":"ledger","outputPort":"ledger","purpose":"month-end close","until":"2099-01-01T00:00:00Z"}"#;
+    let (status, grant) = post(&carol, format!("{}/api/v1/access", s.base), ask).await;
+    assert_eq!(
+        (status, grant["kind"].as_str(), grant["state"].as_str()),
+        (200, Some("Grant"), Some("active")),
+        "{grant}"
+    );
+    assert_eq!(grant["decisions"][0]["by"], "policy/finance-self-service@1.2.0");
+    let until =
+        time::OffsetDateTime::parse(grant["until"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap();
+    let answered_at = time::OffsetDateTime::now_utc();
+    let month = time::Duration::days(30);
+    // 30 days from the approval, which came between the ask and the answer (kept to the ms).
+    let in_time = until >= asked_at + month - time::Duration::milliseconds(1) && until <= answered_at + month;
+    assert!(in_time, "{grant}");
+    until_read(&data, &carol_login, entries, true).await;
+    let id = grant["id"].as_i64().unwrap();
+    let enforced = eventually(&s, &format!("/api/v1/access/{id}"), |g| g["enforcement"] == "enforced").await;
+    assert_eq!(enforced["until"], grant["until"], "the capped end date is the grant's");
+    let (_, audit) = s.get(&format!("/api/v1/audit?kind=AccessRequest&name={id}")).await;
+    let trail: Vec<(&str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["action"].as_str().unwrap(), c["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(trail, [("requested", "carol"), ("approved", "policy/finance-self-service@1.2.0")]);
+    let answers = &audit[1]["after"]["policy"]["answers"];
+    assert!(answers.as_array().unwrap().iter().any(|a| a["effect"] == "cap" && a["version"] == "1.2.0"), "{audit}");
+
+    // Dave is no member of finance: his request waits for the owners, capped all the same.
+    let (status, waiting) = post(&dave, format!("{}/api/v1/access", s.base), ask).await;
+    assert_eq!((status, waiting["state"].as_str()), (200, Some("pending")), "{waiting}");
+    assert_eq!(waiting["policy"]["maxDays"], 30.0);
+}
