@@ -60,7 +60,14 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
     if covering.is_empty() {
         return Ok(verdict);
     }
-    let input = meshplane_policy::Input::new(&input(store, change).await?);
+    // A policy confined to its domain sees the consumer's grants on that domain only; a
+    // platform policy, every grant in force.
+    let whole = input(store, change).await?;
+    let mut confined = whole.clone();
+    if let Some(grants) = confined["grants"].as_array_mut() {
+        grants.retain(|g| g["domain"] == domain);
+    }
+    let (whole, confined) = (meshplane_policy::Input::new(&whole), meshplane_policy::Input::new(&confined));
     let data = super::data(store, policies).await?;
     let known: Vec<String> = store.principals().await?.into_iter().map(|p| p.name).collect();
     let now = now_ms();
@@ -70,7 +77,8 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
     };
     let mut approving = None;
     for entry in covering {
-        let (findings, answer) = ask(entry, &input, data.as_ref());
+        let input = if entry.policy.reaches_beyond_its_domain() { &whole } else { &confined };
+        let (findings, answer) = ask(entry, input, data.as_ref());
         let answered = |effect: &str, message: String| PolicyAnswer {
             policy: entry.name.clone(),
             version: entry.version.clone(),
@@ -163,7 +171,7 @@ async fn input(store: &Store, change: &AccessChange<'_>) -> Result<Any, Error> {
         .filter(|g| g.in_force(now))
         .map(|g| {
             json!({
-                "id": g.id, "contract": g.contract, "product": g.product, "outputPort": g.port,
+                "id": g.id, "contract": g.contract, "product": g.product, "outputPort": g.port, "domain": g.domain,
                 "access": if g.write { "write" } else { "read" }, "until": g.until,
             })
         })

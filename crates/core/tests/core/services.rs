@@ -288,3 +288,59 @@ on_both!(
         assert_eq!(rejected[0].decisions[0].by, "policy/purpose@1.0.0");
     }
 );
+
+on_both!(a_policy_confined_to_its_domain_sees_the_consumers_grants_on_that_domain_only, |place: Place| async move {
+    let store = open(&place).await;
+    let root = Principal {
+        name: "root".into(),
+        kind: PrincipalKind::User,
+        database_role: None,
+        groups: Vec::new(),
+        platform_admin: true,
+        domains: Vec::new(),
+        oidc: None,
+    };
+    let root = Caller::of(store.put_principal(&root, &options()).await.unwrap(), "test");
+    let carl = caller(&store, "carl", &[]).await;
+    let ports = "outputPorts:\n  - { name: orders, contractId: orders, version: 1.0.0 }\n";
+    let books = "outputPorts:\n  - { name: books, contractId: books, version: 1.0.0 }\n";
+    let finance = contract("books", "1.0.0", "active", "").replace("domain: sales", "domain: finance");
+    let body = [
+        contract("orders", "1.0.0", "active", ""),
+        product("shop", "sales", ports),
+        finance,
+        product("ledger", "finance", books),
+    ];
+    catalog::apply(&store, &root, body.join("---\n"), ApplyAsk::default()).await.unwrap();
+    let counting = |id: &str, domain: &str, scope: &str| {
+        format!(
+            "apiVersion: meshplane/v1\nkind: Policy\nid: {id}\nversion: 1.0.0\ndomain: {domain}\n{scope}\
+             actions: [access-request]\nenforcement: warn\nrego: |\n  package meshplane.counting\n  \
+             approve := true\n  violations contains sprintf(\"sees %d grants\", [count(input.grants)])\n"
+        )
+    };
+    let policies =
+        [counting("everywhere", "platform", "scope: { domains: ['*'] }\n"), counting("sales-only", "sales", "")];
+    catalog::apply(&store, &root, policies.join("---\n"), ApplyAsk::default()).await.unwrap();
+    let books = access::request(
+        &store,
+        &carl,
+        NewAccess { product: "ledger".into(), output_port: "books".into(), ..ask(None) },
+    );
+    assert_eq!(books.await.unwrap().state, AccessState::Active);
+    let first = access::request(&store, &carl, ask(None)).await.unwrap();
+    let second = access::request(&store, &carl, ask(None)).await.unwrap();
+    let seen = |r: &meshplane_core::store::grants::AccessRequest| {
+        let mut warned: Vec<String> = r
+            .policy
+            .answers
+            .iter()
+            .filter(|a| a.effect == "warn")
+            .map(|a| format!("{} {}", a.policy, a.message))
+            .collect();
+        warned.sort();
+        warned
+    };
+    assert_eq!(seen(&first), ["everywhere sees 1 grants", "sales-only sees 0 grants"], "{first:?}");
+    assert_eq!(seen(&second), ["everywhere sees 2 grants", "sales-only sees 1 grants"], "{second:?}");
+});
