@@ -17,7 +17,8 @@ pub fn lint_text(path: String, text: String) -> lint::Linted {
         Some(Document::Policy(policy)) if !d.has_errors() => Some(policy),
         _ => None,
     });
-    let problems: Vec<_> = policies.filter_map(|p| meshplane_policy::compile(p).err()).flatten().collect();
+    let problems: Vec<_> =
+        policies.filter_map(|p| meshplane_policy::check(p, crate::policy::runner()).err()).flatten().collect();
     if !problems.is_empty() {
         linted.diagnostics.extend(problems);
         meshplane_spec::diag::sort(&mut linted.diagnostics);

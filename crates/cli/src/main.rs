@@ -101,6 +101,9 @@ enum Command {
     /// Run one contract test sandboxed, as `serve` starts it (a job on standard input).
     #[command(hide = true)]
     TestWorker,
+    /// Evaluate policies in a limited process, as `serve` starts it (batches on standard input).
+    #[command(hide = true)]
+    PolicyWorker,
 }
 
 /// Scans allocate and free large buffers (decompressed Parquet pages) all the time, which the
@@ -141,7 +144,8 @@ impl Command {
             | Command::Init(_)
             | Command::Bootstrap(_)
             | Command::Completions { .. }
-            | Command::TestWorker => return None,
+            | Command::TestWorker
+            | Command::PolicyWorker => return None,
         })
     }
 }
@@ -190,6 +194,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::TestWorker => return meshplane_server::checks::worker_main(),
+        Command::PolicyWorker => return meshplane_policy::worker::serve(),
     };
     match result {
         Ok(code) => code,

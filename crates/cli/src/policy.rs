@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use meshplane_core::resource::{Resource, owners};
+use meshplane_policy::worker::{Job, Pool, Runner};
 use meshplane_policy::{DEFAULT_BUDGET, Verdict};
 use meshplane_spec::{Document, Loaded, render};
 use serde_json::{Value as Any, json};
@@ -220,6 +221,17 @@ fn json_object(value: &str, what: &str) -> Result<serde_json::Map<String, Any>> 
     }
 }
 
+/// Where the CLI runs a policy's module: in a limited child process of its own (`meshplane
+/// policy-worker`), as the server does, so that a module whose one step never ends (a file
+/// from someone else's pull request, say) is stopped at its budget instead of hanging `lint`.
+pub fn runner() -> &'static Runner {
+    static RUNNER: std::sync::OnceLock<Runner> = std::sync::OnceLock::new();
+    RUNNER.get_or_init(|| {
+        let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("meshplane"));
+        Runner::Workers(Pool::new(program, vec!["policy-worker".into()], 1, 512 << 20))
+    })
+}
+
 /// What `policy eval` prints: the failure, or the violations (or `pass`), then what a policy
 /// on access answered besides.
 fn decision_table(
@@ -273,7 +285,8 @@ fn eval(args: &EvalArgs, format: Format) -> Result<ExitCode> {
         None
     };
     let before = before.map(serde_json::to_value).transpose()?;
-    let compiled = meshplane_policy::compile(&policy).map_err(|_| anyhow::anyhow!("the policy does not compile"))?;
+    let compiled =
+        meshplane_policy::check(&policy, runner()).map_err(|_| anyhow::anyhow!("the policy does not compile"))?;
     let spec = resource.spec;
     let (after, before) =
         if args.action == "delete" { (None, Some(spec.clone())) } else { (Some(spec.clone()), before) };
@@ -310,12 +323,16 @@ fn eval(args: &EvalArgs, format: Format) -> Result<ExitCode> {
             args.action
         );
     }
-    let (verdict, answer) = if on_access {
-        compiled.decide(&meshplane_policy::Input::new(&input), data.as_ref(), DEFAULT_BUDGET)
-    } else {
-        let verdict = compiled.evaluate(&meshplane_policy::Input::new(&input), data.as_ref(), DEFAULT_BUDGET);
-        (verdict, meshplane_policy::AccessAnswer::default())
+    let asked = meshplane_policy::Input::new(&input);
+    let job = Job {
+        compiled: &compiled,
+        input: &asked,
+        data: data.as_ref(),
+        budget: DEFAULT_BUDGET,
+        access: on_access,
+        trial: false,
     };
+    let (verdict, answer) = runner().run(&[job]).remove(0);
     let denied = covered
         && (matches!(verdict, Verdict::Failed(_))
             || (policy.enforcement == "deny" && matches!(verdict, Verdict::Violated(_))));

@@ -15,6 +15,11 @@ use meshplane_server::checks::Sandbox;
 use meshplane_server::oidc::Oidc;
 use meshplane_server::reconciler::Settings;
 
+/// How many policy workers evaluate at once, and the address space each may use: a worker
+/// holds the compiled modules and one evaluation's values.
+const POLICY_WORKERS: usize = 2;
+const POLICY_WORKER_MEMORY_MIB: u64 = 512;
+
 #[derive(clap::Args)]
 #[command(
     after_help = "Examples:\n  meshplane serve\n  meshplane serve --listen 0.0.0.0:8080 --database-url postgres://meshplane@db/meshplane --platform platform.yaml"
@@ -121,7 +126,15 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             meshplane_blocks::platform::Pack::Deny => meshplane_policy::pack("deny"),
         };
         let budget = std::time::Duration::from_millis(policies.budget_ms);
-        meshplane_core::governance::configure(&store, pack, budget, policies.domain_policies)
+        let program = std::env::current_exe().context("cannot find this program, which evaluates the policies")?;
+        let workers = meshplane_policy::worker::Pool::new(
+            program,
+            vec!["policy-worker".into()],
+            POLICY_WORKERS,
+            POLICY_WORKER_MEMORY_MIB << 20,
+        );
+        let runner = meshplane_policy::worker::Runner::Workers(workers);
+        meshplane_core::governance::configure(&store, pack, budget, policies.domain_policies, runner)
             .map_err(|e| anyhow!("{e}; nothing was started"))?;
         let names: Vec<&String> = described.keys().collect();
         tracing::info!(

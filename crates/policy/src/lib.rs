@@ -23,7 +23,7 @@ use std::time::Duration;
 use meshplane_spec::model::policy::Policy;
 use meshplane_spec::tree::Span;
 use meshplane_spec::{Code, Diagnostic};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Any;
 
 /// How long one evaluation of one policy may take unless the platform says otherwise.
@@ -77,6 +77,9 @@ const MAX_MESSAGE_CHARS: usize = 2_000;
 
 /// The rule every policy answers through.
 pub const RULE: &str = "violations";
+
+/// A rule no module declares: asking for it prepares a module without running any of it.
+const PREPARE_ONLY: &str = "meshplane_prepare_only";
 
 /// The rules a policy on access may answer through besides [`RULE`].
 pub const ACCESS_RULES: &[&str] = &["approve", "approvers", "max_days"];
@@ -184,6 +187,10 @@ pub const BUILTINS: &[&str] = &[
 #[derive(Clone)]
 pub struct Compiled {
     engine: regorus::Engine,
+    /// Unique in this process: what a policy worker keeps its own compilation under.
+    serial: u64,
+    /// What a worker compiles: the policy's id, actions and module.
+    source: std::sync::Arc<(Vec<String>, String)>,
     /// The module's package, `data.<package>`.
     package: String,
     /// Which of [`RULE`] and [`ACCESS_RULES`] it declares.
@@ -193,7 +200,7 @@ pub struct Compiled {
 }
 
 /// What a policy on access answered besides its violations.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AccessAnswer {
     /// `approve`: the request is approved without a human (unless another policy objects).
     pub approve: bool,
@@ -203,17 +210,21 @@ pub struct AccessAnswer {
     pub max_days: Option<f64>,
 }
 
-/// The input of an evaluation, converted once for every policy that is asked about it.
-pub struct Input(regorus::Value);
+/// The input of an evaluation, converted once for every policy that is asked about it (and
+/// kept as JSON for the policy workers).
+pub struct Input {
+    value: regorus::Value,
+    json: Any,
+}
 
 impl Input {
     pub fn new(json: &Any) -> Input {
-        Input(regorus::Value::from(json.clone()))
+        Input { value: regorus::Value::from(json.clone()), json: json.clone() }
     }
 }
 
 /// One violation a policy found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
     pub rule: String,
     pub message: String,
@@ -222,13 +233,15 @@ pub struct Violation {
 }
 
 /// What a policy said about one change.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
     Pass,
     Violated(Vec<Violation>),
     /// The evaluation failed (an error, or past its budget): counted as a denial.
     Failed(String),
 }
+
+static SERIALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Compiles a policy document's module, or says what is wrong with it, each problem at its
 /// line in the document.
@@ -247,7 +260,7 @@ pub fn compile(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
     engine.set_strict_builtin_errors(true);
     let package = engine
         .add_policy(SOURCE.to_string(), policy.rego.clone())
-        .map_err(|e| vec![rego_problem(policy, &e.to_string())])?;
+        .map_err(|e| vec![problem(policy, &e.to_string())])?;
     let Some(calls) = called_functions(&engine) else {
         // What cannot be checked is refused.
         let message = "the module nests too deeply to be checked";
@@ -258,14 +271,36 @@ pub fn compile(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
         return Err(problems);
     }
     let declared = declared_rules(&engine, policy)?;
-    // Preparing the module for evaluation finds what parsing does not: unknown functions,
-    // unsafe variables, recursion. The engine kept is the prepared one, so that evaluations
-    // (of its clones) do not prepare it again.
+    // Preparing the module for evaluation finds what parsing does not (recursion, ...). It is
+    // asked for a rule the module cannot have, so that nothing of the module runs here: a
+    // hostile module can take any time in one step, and a server runs modules only in its
+    // policy workers ([`Compiled::trial`] finds what only running finds). The engine kept is
+    // the prepared one, so that evaluations (of its clones) do not prepare it again.
     engine.set_input(regorus::Value::new_object());
     set_budget(&mut engine, DEFAULT_BUDGET);
-    match guarded(|| engine.eval_rule(format!("{package}.{}", declared[0]))) {
-        Err(e) if !is_limit(&e.to_string()) => Err(vec![rego_problem(policy, &e.to_string())]),
-        _ => Ok(Compiled { engine, package, declared, id: policy.id.clone() }),
+    let nowhere = format!("{package}.{PREPARE_ONLY}");
+    match guarded(|| engine.eval_rule(nowhere)) {
+        // What regorus answers, once the module is prepared, for a rule it does not have.
+        Err(e) if e.to_string() == "not a valid rule path" => {
+            let serial = SERIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let actions = policy.actions().iter().map(|a| a.to_string()).collect();
+            let source = std::sync::Arc::new((actions, policy.rego.clone()));
+            Ok(Compiled { engine, serial, source, package, declared, id: policy.id.clone() })
+        }
+        Err(e) => Err(vec![problem(policy, &e.to_string())]),
+        Ok(_) => Err(vec![problem(policy, &format!("error: the module may not declare `{PREPARE_ONLY}`"))]),
+    }
+}
+
+/// [`compile`], then [`Compiled::trial`] where `runner` evaluates: every problem of the
+/// module, what only running finds included.
+pub fn check(policy: &Policy, runner: &worker::Runner) -> Result<Compiled, Vec<Diagnostic>> {
+    let compiled = compile(policy)?;
+    let empty = Input::new(&Any::Object(Default::default()));
+    let answers = runner.run(&[worker::Job::trial(&compiled, &empty)]);
+    match answers.into_iter().next() {
+        Some((Verdict::Failed(message), _)) => Err(vec![problem(policy, &message)]),
+        _ => Ok(compiled),
     }
 }
 
@@ -439,7 +474,7 @@ impl Compiled {
     fn run(&self, input: &Input, data: Option<&Any>, budget: Duration) -> Result<Run, String> {
         let started = std::time::Instant::now();
         let mut engine = self.engine.clone();
-        engine.set_input(input.0.clone());
+        engine.set_input(input.value.clone());
         if let Some(data) = data
             && let Err(e) = engine.add_data(regorus::Value::from(data.clone()))
         {
@@ -450,6 +485,21 @@ impl Compiled {
 
     fn declares(&self, rule: &str) -> bool {
         self.declared.contains(&rule)
+    }
+
+    /// Runs every rule it answers through on an empty input, to find what only running finds
+    /// (unsafe variables, unknown functions): regorus's message of the first problem (with
+    /// its `--> rego:LINE:COL`, for [`problem`]). Running past the budget is no problem here.
+    pub fn trial(&self) -> Result<(), String> {
+        let mut run = self.run(&Input::new(&Any::Object(Default::default())), None, DEFAULT_BUDGET)?;
+        for rule in &self.declared {
+            set_budget(&mut run.engine, DEFAULT_BUDGET);
+            match guarded(|| run.engine.eval_rule(format!("{}.{rule}", self.package))) {
+                Err(e) if !is_limit(&e.to_string()) => return Err(e.to_string()),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Asks the policy about one change: `input` is what the caller says about it (the
@@ -582,7 +632,7 @@ fn first_line(message: &str) -> String {
 /// A regorus error as a problem of the document. Its text points at the module's own line
 /// and column (`--> rego:LINE:COL`, the source line, then `error: ...`); the module's first
 /// line is where the `rego` value starts in the document.
-fn rego_problem(policy: &Policy, message: &str) -> Diagnostic {
+pub fn problem(policy: &Policy, message: &str) -> Diagnostic {
     let at = policy.at.field("rego");
     let position = message.lines().find_map(|l| l.trim().strip_prefix(&format!("--> {SOURCE}:"))).and_then(|place| {
         let (line, col) = place.split_once(':')?;
@@ -705,6 +755,8 @@ pub fn run_tests(sources: &[Source], budget: Duration) -> Result<Vec<TestOutcome
     }
     Ok(tests)
 }
+
+pub mod worker;
 
 #[cfg(test)]
 mod tests;

@@ -432,3 +432,61 @@ fn access_requests_show_what_the_policies_on_access_decided() {
     let rejected = stdout(&as_(&carol, &["access", "list", "--state", "rejected", "--server", url]));
     assert_eq!(rejected.lines().count(), 2, "{rejected}");
 }
+
+/// A module whose one step takes without end (comparing two values of 2^40 shared parts,
+/// built in 80 cheap steps) when `trigger` holds.
+fn bomb(trigger: &str) -> String {
+    let mut rego = String::from("package meshplane.bomb\na0 := [\"x\"]\nb0 := [\"x\"]\n");
+    for i in 1..=40 {
+        rego.push_str(&format!("a{i} := [a{p}, a{p}]\nb{i} := [b{p}, b{p}]\n", p = i - 1));
+    }
+    rego.push_str(&format!("violations contains \"never\" if {{ {trigger}; a40 == b40 }}\n"));
+    let indented: String = rego.lines().map(|l| format!("  {l}\n")).collect();
+    format!(
+        "apiVersion: meshplane/v1\nkind: Policy\nid: bomb\nversion: 1.0.0\ndomain: platform\n\
+         scope: {{ domains: ['*'] }}\nenforcement: warn\nrego: |\n{indented}"
+    )
+}
+
+/// The attack the time budget cannot stop (one step of the evaluation that never ends): the
+/// server evaluates in a policy worker, stops it at the budget and a second, counts it as a
+/// denial, and goes on serving.
+#[test]
+fn a_policy_whose_one_step_never_ends_is_stopped_in_its_worker_and_denies() {
+    let s = serve();
+    let admin = token_for(&s.url).unwrap();
+    let url = s.url.as_str();
+    let dir = s.cwd.join("bomb");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Unconditional: its trial on an empty input never ends either, so it is refused, by the
+    // CLI before sending (in a worker of its own) and by the server.
+    let always = bomb("true");
+    let path = write(&dir, "always.yaml", &always);
+    let stopped = "ran past its budget of 50 ms, and its worker was stopped";
+    let refused = as_(&admin, &["apply", "--server", url, "-f", &path]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains(stopped), "{}", stderr(&refused));
+    let client = reqwest::blocking::Client::new();
+    let answer = client.post(format!("{url}/api/v1/apply")).bearer_auth(&admin).body(always).send().unwrap();
+    let status = answer.status().as_u16();
+    let body: serde_json::Value = answer.json().unwrap();
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid-document")), "{body}");
+    assert!(body.to_string().contains(stopped), "{body}");
+
+    // Set off by one document: applied, then that document's apply is denied — warn or not.
+    let armed = write(&dir, "armed.yaml", &bomb("input.after.id == \"victim\""));
+    let applied = as_(&admin, &["apply", "--server", url, "-f", &armed]);
+    assert_eq!(applied.status.code(), Some(0), "{}", stderr(&applied));
+    let victim = write(&dir, "victim.yaml", &contract("victim", true));
+    let denied = as_(&admin, &["apply", "--server", url, "-f", &victim]);
+    assert_eq!(denied.status.code(), Some(1), "{}", stderr(&denied));
+    let why = stderr(&denied);
+    assert!(why.contains("error[policy-denied]") && why.contains("its worker was stopped"), "{why}");
+    // Other documents go through, and the server answers as before.
+    let fine = write(&dir, "fine.yaml", &contract("fine", true));
+    let applied = as_(&admin, &["apply", "--server", url, "-f", &fine]);
+    assert_eq!(applied.status.code(), Some(0), "{}", stderr(&applied));
+    let listed = stdout(&as_(&admin, &["get", "contracts", "--server", url]));
+    assert!(listed.contains("fine@v1") && !listed.contains("victim"), "{listed}");
+}

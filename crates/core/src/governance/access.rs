@@ -10,7 +10,7 @@
 
 use serde_json::{Value as Any, json};
 
-use super::{Data, Finding, InForce, Policies, caller_view};
+use super::{Finding, InForce, Policies, caller_view};
 use crate::authz::Caller;
 use crate::error::Error;
 use crate::resource::Kind;
@@ -75,10 +75,17 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
     let exempted = |policy: &str, rule: &str| {
         exempt.iter().any(|e| e.policy == policy && e.rule.as_deref().is_none_or(|r| r == rule))
     };
+    let jobs: Vec<_> = covering
+        .iter()
+        .map(|entry| {
+            let input = if entry.policy.reaches_beyond_its_domain() { &whole } else { &confined };
+            entry.job(input, data.as_ref(), true)
+        })
+        .collect();
+    let replies = policies.runner.run(&jobs);
     let mut approving = None;
-    for entry in covering {
-        let input = if entry.policy.reaches_beyond_its_domain() { &whole } else { &confined };
-        let (findings, answer) = ask(entry, input, data.as_ref());
+    for (entry, (said, answer)) in covering.into_iter().zip(replies) {
+        let findings = entry.findings(said);
         let answered = |effect: &str, message: String| PolicyAnswer {
             policy: entry.name.clone(),
             version: entry.version.clone(),
@@ -123,16 +130,6 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
 /// The error that refuses `what` (`the access request 12`, `the approval`) for `denials`.
 pub fn refusal(what: &str, denials: &[Finding]) -> Error {
     super::refusal(what, denials.iter().map(|f| (None, f.clone())).collect())
-}
-
-/// One policy's findings and answer; a failed evaluation is a denial finding.
-fn ask(
-    entry: &InForce,
-    input: &meshplane_policy::Input,
-    data: Option<&Data>,
-) -> (Vec<Finding>, meshplane_policy::AccessAnswer) {
-    let (verdict, answer) = entry.compiled.decide(input, entry.data(data), entry.budget);
-    (entry.findings(verdict), answer)
 }
 
 fn finding_of(entry: &InForce, rule: &str, message: String) -> Finding {

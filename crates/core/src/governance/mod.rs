@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use meshplane_policy::worker::{Job, Runner};
 use meshplane_policy::{Compiled, DEFAULT_BUDGET, Verdict};
 use meshplane_spec::Document;
 use meshplane_spec::model::policy::Policy;
@@ -55,6 +56,11 @@ impl InForce {
     /// Whether it is asked about `action` on a resource of `kind` in `domain`.
     fn covers(&self, action: &str, kind: Kind, domain: &str) -> bool {
         self.policy.actions().contains(&action) && self.policy.covers(kind.as_str(), domain)
+    }
+
+    /// Its evaluation on `input`, reading its part of `data`.
+    fn job<'a>(&'a self, input: &'a meshplane_policy::Input, data: Option<&'a Data>, access: bool) -> Job<'a> {
+        Job { compiled: &self.compiled, input, data: self.data(data), budget: self.budget, access, trial: false }
     }
 
     /// What it may read as `data`, of what [`data`] read.
@@ -127,15 +133,27 @@ pub async fn data(store: &Store, policies: &Policies) -> Result<Option<Data>, Er
 /// and the evaluation budget.
 pub struct Cache {
     stored: Mutex<HashMap<String, (i64, Arc<InForce>)>>,
-    platform: Mutex<(Vec<Arc<InForce>>, Duration)>,
+    platform: Mutex<Platform>,
     domain_policies: std::sync::atomic::AtomicBool,
 }
 
+/// What the platform set: the built-in policies in force, the budget of one evaluation, and
+/// where evaluations run.
+#[derive(Clone)]
+struct Platform {
+    builtin: Vec<Arc<InForce>>,
+    budget: Duration,
+    runner: Arc<Runner>,
+}
+
 impl Default for Cache {
+    /// No built-in policy, the default budget, evaluations in this process (a server
+    /// configures workers: [`configure`]).
     fn default() -> Self {
+        let platform = Platform { builtin: Vec::new(), budget: DEFAULT_BUDGET, runner: Arc::new(Runner::InProcess) };
         Cache {
             stored: Mutex::default(),
-            platform: Mutex::new((Vec::new(), DEFAULT_BUDGET)),
+            platform: Mutex::new(platform),
             domain_policies: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -149,9 +167,16 @@ pub fn domain_policies(store: &Store) -> bool {
 
 /// Sets what the platform decides for every evaluation through `store` (and its clones):
 /// `builtin` policies in force besides the stored ones (named `default-pack/ID`), the
-/// `budget` of one evaluation, and whether domain admins may write their domain's policies.
+/// `budget` of one evaluation, whether domain admins may write their domain's policies, and
+/// where evaluations run (a server's: in limited worker processes).
 /// Returns the problems of a built-in that does not compile.
-pub fn configure(store: &Store, builtin: Vec<Policy>, budget: Duration, domain_policies: bool) -> Result<(), String> {
+pub fn configure(
+    store: &Store,
+    builtin: Vec<Policy>,
+    budget: Duration,
+    domain_policies: bool,
+    runner: Runner,
+) -> Result<(), String> {
     let mut compiled = Vec::new();
     for policy in builtin {
         let module =
@@ -162,7 +187,7 @@ pub fn configure(store: &Store, builtin: Vec<Policy>, budget: Duration, domain_p
     let cache = store.policy_cache();
     cache.domain_policies.store(domain_policies, std::sync::atomic::Ordering::Relaxed);
     if let Ok(mut platform) = cache.platform.lock() {
-        *platform = (compiled, budget);
+        *platform = Platform { builtin: compiled, budget, runner: Arc::new(runner) };
     }
     if let Ok(mut stored) = cache.stored.lock() {
         stored.clear();
@@ -242,10 +267,12 @@ impl Change<'_> {
     }
 }
 
-/// The policies in force and the exemptions from them, as stored now.
+/// The policies in force and the exemptions from them, as stored now, and where they are
+/// evaluated.
 pub struct Policies {
     list: Vec<Arc<InForce>>,
     exemptions: Vec<Exempt>,
+    runner: Arc<Runner>,
 }
 
 /// One stored exemption: findings of `policy` (of `rule` only, when it names one) about the
@@ -283,7 +310,7 @@ impl Policies {
 /// The stored policies, compiled (from the cache when their generation was seen before),
 /// beside the platform's, and the stored exemptions.
 pub async fn in_force(store: &Store) -> Result<Policies, Error> {
-    let list = compiled_policies(store).await?;
+    let (list, runner) = compiled_policies(store).await?;
     let mut exemptions = Vec::new();
     if !list.is_empty() {
         for record in store.list_all(Kind::PolicyExemption).await? {
@@ -295,13 +322,18 @@ pub async fn in_force(store: &Store) -> Result<Policies, Error> {
             }
         }
     }
-    Ok(Policies { list, exemptions })
+    Ok(Policies { list, exemptions, runner })
 }
 
-async fn compiled_policies(store: &Store) -> Result<Vec<Arc<InForce>>, Error> {
+fn platform(store: &Store) -> Platform {
+    let platform = store.policy_cache().platform.lock();
+    platform.map(|p| p.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+}
+
+async fn compiled_policies(store: &Store) -> Result<(Vec<Arc<InForce>>, Arc<Runner>), Error> {
     let records = store.list_all(Kind::Policy).await?;
     let cache = store.policy_cache();
-    let (builtin, budget) = cache.platform.lock().map(|p| p.clone()).unwrap_or_else(|_| (Vec::new(), DEFAULT_BUDGET));
+    let Platform { builtin, budget, runner } = platform(store);
     let mut all = builtin;
     for record in records.into_iter().filter(|r| r.deletion_requested.is_none()) {
         let cached = cache.stored.lock().ok().and_then(|c| c.get(&record.name).cloned());
@@ -317,7 +349,7 @@ async fn compiled_policies(store: &Store) -> Result<Vec<Arc<InForce>>, Error> {
             }
         }
     }
-    Ok(all)
+    Ok((all, runner))
 }
 
 fn compile(record: &Record, budget: Duration) -> Option<InForce> {
@@ -326,6 +358,17 @@ fn compile(record: &Record, budget: Duration) -> Option<InForce> {
     // release refusing a built-in) is left out of force, and its reconcile says why.
     let compiled = meshplane_policy::compile(policy).ok()?;
     Some(InForce::new(record.name.clone(), record.version.clone(), (**policy).clone(), compiled, budget))
+}
+
+/// Runs a policy document's module once on an empty input, where evaluations run (a server's
+/// policy workers), to find what only running finds (unsafe variables, unknown functions):
+/// its problems refuse the document, at their lines.
+pub fn trial(store: &Store, policy: &Policy) -> Result<(), Error> {
+    meshplane_policy::check(policy, &platform(store).runner).map(|_| ()).map_err(|problems| {
+        let details = Any::Array(problems.iter().map(|d| d.to_json()).collect());
+        let message = format!("the policy's Rego module does not compile ({} problem(s))", problems.len());
+        Error::Invalid { code: ErrorCode::InvalidDocument, message, details }
+    })
 }
 
 /// Asks every policy in force that covers the change; `data` is what [`data`] read.
@@ -337,9 +380,11 @@ pub fn judge(policies: &Policies, change: &Change<'_>, data: Option<&Data>) -> V
         return Vec::new();
     }
     let input = meshplane_policy::Input::new(&change.input());
+    let jobs: Vec<Job<'_>> = covering.iter().map(|entry| entry.job(&input, data, false)).collect();
+    let answers = policies.runner.run(&jobs);
     let mut findings = Vec::new();
-    for entry in covering {
-        findings.extend(entry.findings(entry.compiled.evaluate(&input, entry.data(data), entry.budget)));
+    for (entry, (verdict, _)) in covering.iter().zip(answers) {
+        findings.extend(entry.findings(verdict));
     }
     let exempt: Vec<&Exempt> = policies.exempting(change.kind, change.name, now_ms()).collect();
     findings.retain(|f| !exempt.iter().any(|e| e.policy == f.policy && e.rule.as_ref().is_none_or(|r| *r == f.rule)));

@@ -52,6 +52,7 @@ pub async fn apply(
                     format!("apply policy `{}` (this platform lets only platform admins write policies)", resource.name)
                 };
                 caller.require(may, &what)?;
+                governance::trial(store, policy)?;
             }
             Document::Exemption(_) => {
                 let what = format!("apply exemption `{}` (only platform admins exempt from policies)", resource.name);

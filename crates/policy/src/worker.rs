@@ -1,0 +1,329 @@
+//! Where evaluations run ([`Runner`]): in this process, or in a pool of limited child
+//! processes ([`Pool`]), as a server runs them.
+//!
+//! A policy is code its author wrote, and the time budget is checked only between the steps
+//! of an evaluation: one step over a value built of shared parts (doubled at each cheap step)
+//! can run for hours, or allocate without end, and regorus has no memory limit. So a server
+//! evaluates in child processes (`meshplane policy-worker`, [`serve`]) with an address-space
+//! limit, and waits for each answer no longer than the policy's budget and a second: a worker
+//! past that is killed, the evaluation counts as a denial, and the evaluations after it go to
+//! a new worker. Workers live across evaluations: each compiles a module the first time it is
+//! asked about it and keeps it, so an evaluation costs a round trip over a pipe.
+//!
+//! The protocol is one JSON line per batch on the worker's standard input (the inputs and
+//! data once, then each evaluation asked), and one JSON line per answer on its standard
+//! output, in the order asked.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError, mpsc};
+use std::time::Duration;
+
+use meshplane_spec::model::policy::Policy;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Any;
+
+use crate::{AccessAnswer, Compiled, Input, Verdict, compile};
+
+/// One evaluation asked of a [`Runner`].
+pub struct Job<'a> {
+    pub compiled: &'a Compiled,
+    pub input: &'a Input,
+    pub data: Option<&'a Any>,
+    pub budget: Duration,
+    /// A policy on access: its access rules are read too ([`Compiled::decide`]).
+    pub access: bool,
+    /// Only [`Compiled::trial`] (the input and data are not read).
+    pub trial: bool,
+}
+
+/// What one evaluation answered.
+pub type Answer = (Verdict, AccessAnswer);
+
+impl<'a> Job<'a> {
+    /// A trial of `compiled`, whose failure is regorus's message.
+    pub fn trial(compiled: &'a Compiled, empty: &'a Input) -> Job<'a> {
+        Job { compiled, input: empty, data: None, budget: crate::DEFAULT_BUDGET, access: false, trial: true }
+    }
+
+    fn here(&self) -> Answer {
+        if self.trial {
+            let verdict = self.compiled.trial().map_or_else(Verdict::Failed, |_| Verdict::Pass);
+            return (verdict, AccessAnswer::default());
+        }
+        if self.access {
+            self.compiled.decide(self.input, self.data, self.budget)
+        } else {
+            (self.compiled.evaluate(self.input, self.data, self.budget), AccessAnswer::default())
+        }
+    }
+}
+
+/// Where evaluations run.
+pub enum Runner {
+    /// In this process: the CLI's evaluations of its user's own policies, and tests.
+    InProcess,
+    /// In limited child processes: a server's.
+    Workers(Pool),
+}
+
+impl Runner {
+    /// Every job's answer, in order.
+    pub fn run(&self, jobs: &[Job<'_>]) -> Vec<Answer> {
+        match self {
+            Runner::InProcess => jobs.iter().map(Job::here).collect(),
+            Runner::Workers(pool) => pool.run(jobs),
+        }
+    }
+}
+
+/// One evaluation as a worker is asked it: the module's source only the first time.
+#[derive(Serialize, Deserialize)]
+struct Ask {
+    serial: u64,
+    id: String,
+    source: Option<(Vec<String>, String)>,
+    input: usize,
+    data: Option<usize>,
+    budget_ms: u64,
+    access: bool,
+    /// Only [`Compiled::trial`]: the answer is a pass, or the failure with its message.
+    #[serde(default)]
+    trial: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Batch {
+    inputs: Vec<Any>,
+    datas: Vec<Any>,
+    asks: Vec<Ask>,
+}
+
+/// How long past its budget an answer may come (the worker compiles a module it has not seen
+/// yet, and the answer crosses a pipe).
+const SLACK: Duration = Duration::from_secs(1);
+
+/// A worker that has compiled this many modules is replaced (policies change rarely; this
+/// bounds what a long-lived worker keeps).
+const MAX_MODULES: usize = 2_000;
+
+/// Child processes that evaluate policies, each with an address-space limit.
+pub struct Pool {
+    program: PathBuf,
+    args: Vec<String>,
+    memory_bytes: u64,
+    slots: Vec<Mutex<Option<Worker>>>,
+    next: AtomicUsize,
+}
+
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    answers: mpsc::Receiver<String>,
+    /// The modules it was given.
+    known: HashSet<u64>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Pool {
+    /// `workers` processes at most (started when first needed), each `program args` (which
+    /// runs [`serve`]) limited to `memory_bytes` of address space.
+    pub fn new(program: PathBuf, args: Vec<String>, workers: usize, memory_bytes: u64) -> Pool {
+        let slots = (0..workers.max(1)).map(|_| Mutex::new(None)).collect();
+        Pool { program, args, memory_bytes, slots, next: AtomicUsize::new(0) }
+    }
+
+    /// A free worker's slot, or the next one's when every one is busy.
+    fn slot(&self) -> MutexGuard<'_, Option<Worker>> {
+        for slot in &self.slots {
+            match slot.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        self.slots[i].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn spawn(&self) -> Result<Worker, String> {
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("the policy worker could not start: {e}"))?;
+        // The limits hold before the worker is given anything.
+        let limited = i32::try_from(child.id()).map_err(|e| e.to_string()).and_then(|pid| {
+            let set = |resource, limit| rlimit::prlimit(pid, resource, Some((limit, limit)), None);
+            set(rlimit::Resource::AS, self.memory_bytes)
+                .and_then(|_| set(rlimit::Resource::CORE, 0))
+                .map_err(|e| format!("the policy worker could not be limited: {e}"))
+        });
+        if let Err(why) = limited {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(why);
+        }
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("the policy worker has no pipes".into());
+        };
+        let (send, answers) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Worker { child, stdin, answers, known: HashSet::new() })
+    }
+
+    fn run(&self, jobs: &[Job<'_>]) -> Vec<Answer> {
+        let mut answers = Vec::with_capacity(jobs.len());
+        while answers.len() < jobs.len() {
+            let mut slot = self.slot();
+            self.run_on(&mut slot, &jobs[answers.len()..], &mut answers);
+        }
+        answers
+    }
+
+    /// Asks the slot's worker (started when there is none) about `jobs`, pushing each answer;
+    /// stops at the first evaluation that outlives its time or ends the worker, which is
+    /// then dropped (the rest go to a new one).
+    fn run_on(&self, slot: &mut Option<Worker>, jobs: &[Job<'_>], answers: &mut Vec<Answer>) {
+        let failed = |why: String| (Verdict::Failed(why), AccessAnswer::default());
+        if slot.as_ref().is_some_and(|w| w.known.len() > MAX_MODULES) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            match self.spawn() {
+                Ok(worker) => *slot = Some(worker),
+                Err(why) => {
+                    answers.extend(jobs.iter().map(|_| failed(why.clone())));
+                    return;
+                }
+            }
+        }
+        let Some(worker) = slot.as_mut() else { return };
+        let batch = batch(jobs, &worker.known);
+        let sent = serde_json::to_string(&batch).map_err(|e| e.to_string()).and_then(|line| {
+            writeln!(worker.stdin, "{line}").and_then(|_| worker.stdin.flush()).map_err(|e| e.to_string())
+        });
+        if let Err(why) = sent {
+            *slot = None;
+            answers.extend(jobs.iter().map(|_| failed(format!("the policy worker stopped: {why}"))));
+            return;
+        }
+        worker.known.extend(jobs.iter().map(|j| j.compiled.serial));
+        for job in jobs {
+            let answer = match worker.answers.recv_timeout(job.budget + SLACK) {
+                Ok(line) => serde_json::from_str::<Answer>(&line).ok(),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    answers.push(failed(format!(
+                        "it ran past its budget of {} ms, and its worker was stopped",
+                        job.budget.as_millis()
+                    )));
+                    *slot = None;
+                    return;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            };
+            match answer {
+                Some(answer) => answers.push(answer),
+                None => {
+                    let mib = self.memory_bytes >> 20;
+                    answers
+                        .push(failed(format!("it ended its worker (past its memory limit of {mib} MiB, or a crash)")));
+                    *slot = None;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The batch that asks a worker about `jobs`: each input and data once, each module's source
+/// when the worker does not know it.
+fn batch(jobs: &[Job<'_>], known: &HashSet<u64>) -> Batch {
+    let mut inputs: Vec<&Input> = Vec::new();
+    let mut datas: Vec<&Any> = Vec::new();
+    let mut asks = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let input = inputs.iter().position(|i| std::ptr::eq(*i, job.input)).unwrap_or_else(|| {
+            inputs.push(job.input);
+            inputs.len() - 1
+        });
+        let data = job.data.map(|d| {
+            datas.iter().position(|x| std::ptr::eq(*x, d)).unwrap_or_else(|| {
+                datas.push(d);
+                datas.len() - 1
+            })
+        });
+        let serial = job.compiled.serial;
+        let source = (!known.contains(&serial)).then(|| (*job.compiled.source).clone());
+        let budget_ms = u64::try_from(job.budget.as_millis()).unwrap_or(u64::MAX);
+        let (id, access, trial) = (job.compiled.id.clone(), job.access, job.trial);
+        asks.push(Ask { serial, id, source, input, data, budget_ms, access, trial });
+    }
+    Batch {
+        inputs: inputs.into_iter().map(|i| i.json.clone()).collect(),
+        datas: datas.into_iter().cloned().collect(),
+        asks,
+    }
+}
+
+/// A worker's life (`meshplane policy-worker`): answers each batch read from standard input
+/// until it ends. Its parent sets its limits before it is given anything.
+pub fn serve() -> ExitCode {
+    let mut modules: HashMap<u64, Result<Compiled, String>> = HashMap::new();
+    let mut out = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let Ok(batch) = serde_json::from_str::<Batch>(&line) else { return ExitCode::from(2) };
+        let inputs: Vec<Input> = batch.inputs.iter().map(Input::new).collect();
+        for ask in batch.asks {
+            if let Some((actions, rego)) = ask.source {
+                modules.entry(ask.serial).or_insert_with(|| {
+                    let policy = Policy { id: ask.id.clone(), actions: Some(actions), rego, ..Policy::default() };
+                    compile(&policy).map_err(|problems| {
+                        problems.first().map_or("the module does not compile".into(), |p| p.message.clone())
+                    })
+                });
+            }
+            let answer = match (modules.get(&ask.serial), inputs.get(ask.input)) {
+                (Some(Ok(compiled)), Some(input)) => Job {
+                    compiled,
+                    input,
+                    data: ask.data.and_then(|d| batch.datas.get(d)),
+                    budget: Duration::from_millis(ask.budget_ms),
+                    access: ask.access,
+                    trial: ask.trial,
+                }
+                .here(),
+                (Some(Err(why)), _) => (Verdict::Failed(why.clone()), AccessAnswer::default()),
+                _ => (Verdict::Failed("the worker was not given the module".into()), AccessAnswer::default()),
+            };
+            let written = serde_json::to_string(&answer).map_err(std::io::Error::other).and_then(|text| {
+                writeln!(out, "{text}")?;
+                out.flush()
+            });
+            if written.is_err() {
+                return ExitCode::from(1);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
