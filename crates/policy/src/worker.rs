@@ -12,7 +12,8 @@
 //!
 //! The protocol is one JSON line per batch on the worker's standard input (the inputs and
 //! data once, then each evaluation asked), and one JSON line per answer on its standard
-//! output, in the order asked.
+//! output, in the order asked: answers wait at most 1 ms in the worker, so when the parent
+//! waits too long for one, the evaluation it waits for is the one that did not end.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
@@ -105,6 +106,9 @@ struct Batch {
 /// How long past its budget an answer may come (the worker compiles a module it has not seen
 /// yet, and the answer crosses a pipe).
 const SLACK: Duration = Duration::from_secs(1);
+
+/// How long answers may wait in a worker before they are sent.
+const FLUSH_EVERY: Duration = Duration::from_millis(1);
 
 /// A worker that has compiled this many modules is replaced (policies change rarely; this
 /// bounds what a long-lived worker keeps).
@@ -230,23 +234,23 @@ impl Pool {
         worker.known.extend(jobs.iter().map(|j| j.compiled.serial));
         for job in jobs {
             let answer = match worker.answers.recv_timeout(job.budget + SLACK) {
-                Ok(line) => serde_json::from_str::<Answer>(&line).ok(),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    answers.push(failed(format!(
-                        "it ran past its budget of {} ms, and its worker was stopped",
-                        job.budget.as_millis()
-                    )));
-                    *slot = None;
-                    return;
+                Ok(line) => {
+                    serde_json::from_str::<Answer>(&line).map_err(|_| "its worker answered what is no answer".into())
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    Err(format!("it ran past its budget of {} ms, and its worker was stopped", job.budget.as_millis()))
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => Err(format!(
+                    "it ended its worker (past its memory limit of {} MiB, or a crash)",
+                    self.memory_bytes >> 20
+                )),
             };
             match answer {
-                Some(answer) => answers.push(answer),
-                None => {
-                    let mib = self.memory_bytes >> 20;
-                    answers
-                        .push(failed(format!("it ended its worker (past its memory limit of {mib} MiB, or a crash)")));
+                Ok(answer) => answers.push(answer),
+                Err(why) => {
+                    // Every answer before it came (a worker's answers wait at most
+                    // FLUSH_EVERY): the silence is this evaluation's.
+                    answers.push(failed(why));
                     *slot = None;
                     return;
                 }
@@ -289,11 +293,12 @@ fn batch(jobs: &[Job<'_>], known: &HashSet<u64>) -> Batch {
 /// until it ends. Its parent sets its limits before it is given anything.
 pub fn serve() -> ExitCode {
     let mut modules: HashMap<u64, Result<Compiled, String>> = HashMap::new();
-    let mut out = std::io::stdout().lock();
+    let out = Outbox::new();
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         let Ok(batch) = serde_json::from_str::<Batch>(&line) else { return ExitCode::from(2) };
         let inputs: Vec<Input> = batch.inputs.iter().map(Input::new).collect();
+        out.begin();
         for ask in batch.asks {
             if let Some((actions, rego)) = ask.source {
                 modules.entry(ask.serial).or_insert_with(|| {
@@ -316,14 +321,72 @@ pub fn serve() -> ExitCode {
                 (Some(Err(why)), _) => (Verdict::Failed(why.clone()), AccessAnswer::default()),
                 _ => (Verdict::Failed("the worker was not given the module".into()), AccessAnswer::default()),
             };
-            let written = serde_json::to_string(&answer).map_err(std::io::Error::other).and_then(|text| {
-                writeln!(out, "{text}")?;
-                out.flush()
-            });
-            if written.is_err() {
-                return ExitCode::from(1);
-            }
+            out.push(&answer);
+        }
+        if out.end().is_err() {
+            return ExitCode::from(1);
         }
     }
     ExitCode::SUCCESS
+}
+
+/// A worker's answers on their way out: written by the evaluating thread and sent at the end
+/// of each batch — and, while a batch is evaluated, by a thread of their own whenever they are
+/// FLUSH_EVERY old, so that the answers before an evaluation that never ends still reach the
+/// parent, and only that one is blamed.
+struct Outbox {
+    pending: std::sync::Arc<Mutex<Vec<u8>>>,
+    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    wake: mpsc::Sender<()>,
+}
+
+impl Outbox {
+    fn new() -> Outbox {
+        let pending = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (wake, woken) = mpsc::channel::<()>();
+        let (shared, working) = (std::sync::Arc::clone(&pending), std::sync::Arc::clone(&busy));
+        std::thread::spawn(move || {
+            while woken.recv().is_ok() {
+                while working.load(Ordering::Acquire) {
+                    std::thread::sleep(FLUSH_EVERY);
+                    if send(&shared).is_err() {
+                        std::process::exit(1);
+                    }
+                }
+            }
+        });
+        Outbox { pending, busy, wake }
+    }
+
+    /// A batch begins: its answers are sent as they age.
+    fn begin(&self) {
+        self.busy.store(true, Ordering::Release);
+        let _ = self.wake.send(());
+    }
+
+    fn push(&self, answer: &Answer) {
+        let line = serde_json::to_string(answer).unwrap_or_else(|_| "null".into());
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.extend_from_slice(line.as_bytes());
+        pending.push(b'\n');
+    }
+
+    /// The batch is answered: everything goes out now.
+    fn end(&self) -> std::io::Result<()> {
+        self.busy.store(false, Ordering::Release);
+        send(&self.pending)
+    }
+}
+
+fn send(pending: &Mutex<Vec<u8>>) -> std::io::Result<()> {
+    let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(&pending)?;
+    out.flush()?;
+    pending.clear();
+    Ok(())
 }

@@ -474,7 +474,18 @@ fn a_policy_whose_one_step_never_ends_is_stopped_in_its_worker_and_denies() {
     assert_eq!((status, body["code"].as_str()), (422, Some("invalid-document")), "{body}");
     assert!(body.to_string().contains(stopped), "{body}");
 
-    // Set off by one document: applied, then that document's apply is denied — warn or not.
+    // Set off by one document: applied, then that document's apply is denied — warn or not —
+    // while the policies asked before and after it answer for themselves.
+    let said = |id: &str, message: &str| {
+        format!(
+            "apiVersion: meshplane/v1\nkind: Policy\nid: {id}\nversion: 1.0.0\ndomain: platform\n\
+             scope: {{ domains: ['*'] }}\nenforcement: deny\nrego: |\n  package meshplane.{id}\n  \
+             violations contains \"{message}\" if input.after.id == \"victim\"\n"
+        )
+    };
+    let neighbours = format!("{}---\n{}", said("afore", "asked before"), said("later", "asked after"));
+    let neighbours = write(&dir, "neighbours.yaml", &neighbours);
+    assert_eq!(as_(&admin, &["apply", "--server", url, "-f", &neighbours]).status.code(), Some(0));
     let armed = write(&dir, "armed.yaml", &bomb("input.after.id == \"victim\""));
     let applied = as_(&admin, &["apply", "--server", url, "-f", &armed]);
     assert_eq!(applied.status.code(), Some(0), "{}", stderr(&applied));
@@ -483,6 +494,17 @@ fn a_policy_whose_one_step_never_ends_is_stopped_in_its_worker_and_denies() {
     assert_eq!(denied.status.code(), Some(1), "{}", stderr(&denied));
     let why = stderr(&denied);
     assert!(why.contains("error[policy-denied]") && why.contains("its worker was stopped"), "{why}");
+    let answer = client.post(format!("{url}/api/v1/apply")).bearer_auth(&admin).body(contract("victim", true)).send();
+    let body: serde_json::Value = answer.unwrap().json().unwrap();
+    let each: Vec<(&str, &str)> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["policy"].as_str().unwrap(), d["message"].as_str().unwrap()))
+        .collect();
+    let stopped_at = "the policy could not be evaluated, which counts as a denial: it ran past its budget of 50 ms, \
+                      and its worker was stopped";
+    assert_eq!(each, [("afore", "asked before"), ("bomb", stopped_at), ("later", "asked after")], "{body}");
     // Other documents go through, and the server answers as before.
     let fine = write(&dir, "fine.yaml", &contract("fine", true));
     let applied = as_(&admin, &["apply", "--server", url, "-f", &fine]);

@@ -82,7 +82,7 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
             entry.job(input, data.as_ref(), true)
         })
         .collect();
-    let replies = policies.runner.run(&jobs);
+    let replies = super::blocking(|| policies.runner.run(&jobs));
     let mut approving = None;
     for (entry, (said, answer)) in covering.into_iter().zip(replies) {
         let findings = entry.findings(said);

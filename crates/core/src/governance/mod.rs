@@ -360,11 +360,21 @@ fn compile(record: &Record, budget: Duration) -> Option<InForce> {
     Some(InForce::new(record.name.clone(), record.version.clone(), (**policy).clone(), compiled, budget))
 }
 
+/// Runs `evaluations` (which wait for a policy worker, or evaluate in this thread) so that the
+/// other tasks of a multi-threaded runtime move to other threads meanwhile.
+fn blocking<T>(evaluations: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(evaluations),
+        _ => evaluations(),
+    }
+}
+
 /// Runs a policy document's module once on an empty input, where evaluations run (a server's
 /// policy workers), to find what only running finds (unsafe variables, unknown functions):
 /// its problems refuse the document, at their lines.
 pub fn trial(store: &Store, policy: &Policy) -> Result<(), Error> {
-    meshplane_policy::check(policy, &platform(store).runner).map(|_| ()).map_err(|problems| {
+    blocking(|| meshplane_policy::check(policy, &platform(store).runner)).map(|_| ()).map_err(|problems| {
         let details = Any::Array(problems.iter().map(|d| d.to_json()).collect());
         let message = format!("the policy's Rego module does not compile ({} problem(s))", problems.len());
         Error::Invalid { code: ErrorCode::InvalidDocument, message, details }
@@ -381,7 +391,7 @@ pub fn judge(policies: &Policies, change: &Change<'_>, data: Option<&Data>) -> V
     }
     let input = meshplane_policy::Input::new(&change.input());
     let jobs: Vec<Job<'_>> = covering.iter().map(|entry| entry.job(&input, data, false)).collect();
-    let answers = policies.runner.run(&jobs);
+    let answers = blocking(|| policies.runner.run(&jobs));
     let mut findings = Vec::new();
     for (entry, (verdict, _)) in covering.iter().zip(answers) {
         findings.extend(entry.findings(verdict));
