@@ -105,15 +105,13 @@ fn awaited(r: &Any) -> String {
     let approved = |level: u64| {
         r["decisions"].as_array().into_iter().flatten().any(|d| d["level"] == level && d["approved"] == true)
     };
-    let names = |level: &str| r["approvers"][level].as_array().cloned().unwrap_or_default();
-    let level = if !approved(1) {
-        names("first")
-    } else if !names("second").is_empty() && !approved(2) {
-        names("second")
-    } else {
-        names("policy")
-    };
-    level.iter().map(text).collect::<Vec<_>>().join(",")
+    let list = |names: &Any| names.as_array().cloned().unwrap_or_default();
+    let policies = list(&r["approvers"]["policy"]);
+    let levels = [list(&r["approvers"]["first"]), list(&r["approvers"]["second"])]
+        .into_iter()
+        .chain(policies.iter().map(|p| list(&p["names"])));
+    let awaited = levels.zip(1u64..).find(|(names, level)| (*level == 1 || !names.is_empty()) && !approved(*level));
+    awaited.map_or_else(String::new, |(names, _)| names.iter().map(text).collect::<Vec<_>>().join(","))
 }
 
 fn requests_table(value: &Any, out: &mut dyn Write) -> std::io::Result<()> {

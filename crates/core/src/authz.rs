@@ -256,7 +256,7 @@ impl Caller {
             || request.requested_by == self.name()
             || self.is_one_of(&request.approvers.first)
             || self.is_one_of(&request.approvers.second)
-            || self.is_one_of(&request.approvers.policy)
+            || request.approvers.policy.iter().any(|p| self.is_one_of(&p.names))
             || self.owns_data(request, data)
     }
 
@@ -297,7 +297,7 @@ impl Caller {
         // The approvers a policy requires stand for the policy: the data's domain admins do not
         // stand in for them (platform admins do).
         let stands_in =
-            if level == POLICY_LEVEL { self.is_platform_admin() } else { self.administers(&request.domain) };
+            if level >= POLICY_LEVEL { self.is_platform_admin() } else { self.administers(&request.domain) };
         let approver = self.is_one_of(approvers) || stands_in;
         self.require(
             withdrawal || (approver && !(approve && approved_earlier)),

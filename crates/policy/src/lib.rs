@@ -78,14 +78,18 @@ const MAX_MESSAGE_CHARS: usize = 2_000;
 /// The rule every policy answers through.
 pub const RULE: &str = "violations";
 
-/// A rule no module declares: asking for it prepares a module without running any of it.
-const PREPARE_ONLY: &str = "meshplane_prepare_only";
+/// What follows a module's package to make a path no rule can have (it is not a valid path):
+/// asking for it prepares the module without running any of it.
+const NO_RULE: &str = "..";
 
 /// The rules a policy on access may answer through besides [`RULE`].
 pub const ACCESS_RULES: &[&str] = &["approve", "approvers", "max_days"];
 
 /// The actions whose policies may answer through [`ACCESS_RULES`].
 pub const ACCESS_ACTIONS: &[&str] = &["access-request", "access-decision"];
+
+/// The longest cap a policy may set on a grant (a hundred years).
+const MAX_DAYS: f64 = 36_500.0;
 
 /// At most this many extra approvers one policy may name, each name at most this long.
 const MAX_APPROVERS: usize = 20;
@@ -278,7 +282,7 @@ pub fn compile(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
     // the prepared one, so that evaluations (of its clones) do not prepare it again.
     engine.set_input(regorus::Value::new_object());
     set_budget(&mut engine, DEFAULT_BUDGET);
-    let nowhere = format!("{package}.{PREPARE_ONLY}");
+    let nowhere = format!("{package}{NO_RULE}");
     match guarded(|| engine.eval_rule(nowhere)) {
         // What regorus answers, once the module is prepared, for a rule it does not have.
         Err(e) if e.to_string() == "not a valid rule path" => {
@@ -287,8 +291,8 @@ pub fn compile(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
             let source = std::sync::Arc::new((actions, policy.rego.clone()));
             Ok(Compiled { engine, serial, source, package, declared, id: policy.id.clone() })
         }
-        Err(e) => Err(vec![problem(policy, &e.to_string())]),
-        Ok(_) => Err(vec![problem(policy, &format!("error: the module may not declare `{PREPARE_ONLY}`"))]),
+        Err(e) => Err(vec![problem(policy, &bounded(e.to_string()))]),
+        Ok(_) => Err(vec![problem(policy, "error: the module could not be prepared")]),
     }
 }
 
@@ -465,7 +469,7 @@ impl Run {
         match guarded(|| self.engine.eval_rule(format!("{package}.{rule}"))) {
             Ok(value) => Ok(value),
             Err(e) if is_limit(&e.to_string()) => Err(past()),
-            Err(e) => Err(error_text(&e.to_string())),
+            Err(e) => Err(bounded(error_text(&e.to_string()))),
         }
     }
 }
@@ -478,7 +482,7 @@ impl Compiled {
         if let Some(data) = data
             && let Err(e) = engine.add_data(regorus::Value::from(data.clone()))
         {
-            return Err(format!("its data could not be loaded: {e}"));
+            return Err(bounded(format!("its data could not be loaded: {e}")));
         }
         Ok(Run { engine, started, budget })
     }
@@ -495,7 +499,7 @@ impl Compiled {
         for rule in &self.declared {
             set_budget(&mut run.engine, DEFAULT_BUDGET);
             match guarded(|| run.engine.eval_rule(format!("{}.{rule}", self.package))) {
-                Err(e) if !is_limit(&e.to_string()) => return Err(e.to_string()),
+                Err(e) if !is_limit(&e.to_string()) => return Err(bounded(e.to_string())),
                 _ => {}
             }
         }
@@ -565,10 +569,10 @@ impl Compiled {
             answer.max_days = match run.rule(&self.package, "max_days")? {
                 regorus::Value::Undefined => None,
                 regorus::Value::Number(n) => match n.as_f64() {
-                    Some(days) if days.is_finite() && days > 0.0 => Some(days),
-                    _ => return Err("`max_days` must be a number of days above 0".into()),
+                    Some(days) if days > 0.0 && days <= MAX_DAYS => Some(days),
+                    _ => return Err(format!("`max_days` must be a number of days above 0 and at most {MAX_DAYS}")),
                 },
-                _ => return Err("`max_days` must be a number of days above 0".into()),
+                _ => return Err(format!("`max_days` must be a number of days above 0 and at most {MAX_DAYS}")),
             };
         }
         Ok(answer)
@@ -615,6 +619,11 @@ impl Compiled {
             path: field("path"),
         }
     }
+}
+
+/// A text cut to the length a message may have.
+fn bounded(text: String) -> String {
+    if text.chars().count() <= MAX_MESSAGE_CHARS { text } else { text.chars().take(MAX_MESSAGE_CHARS).collect() }
 }
 
 /// What went wrong, from a regorus error's text (its `error:` line, else its first line).

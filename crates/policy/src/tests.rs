@@ -229,6 +229,7 @@ fn an_access_answer_of_the_wrong_shape_fails_closed() {
         ("approvers := {1, 2}", "`approvers` must hold names"),
         ("max_days := 0", "`max_days` must be a number of days above 0"),
         ("max_days := \"30\"", "`max_days` must be a number of days above 0"),
+        ("max_days := 3000000", "at most 36500"),
         ("max_days := input.days", ""),
     ] {
         let compiled = compile(&access_policy(&format!("package meshplane.x\n{rego}\n"))).unwrap();
@@ -256,4 +257,31 @@ fn access_rules_belong_to_policies_on_access() {
     assert!(silent[0].message.contains("none of the rules a policy on access answers through"), "{silent:?}");
     let cap_only = compile(&access_policy("package meshplane.x\nmax_days := 7\n")).unwrap();
     assert_eq!(cap_only.evaluate(&Input::new(&json!({})), None, DEFAULT_BUDGET), Verdict::Pass);
+}
+
+/// Compiling runs nothing of a module, whatever its rules are named: a module whose one step
+/// never ends (comparing two values of 2^40 shared parts) compiles at once.
+#[test]
+fn compiling_runs_no_rule_of_the_module() {
+    let mut rego = String::from("package meshplane.bomb\na0 := [\"x\"]\nb0 := [\"x\"]\n");
+    for i in 1..=40 {
+        rego.push_str(&format!("a{i} := [a{p}, a{p}]\nb{i} := [b{p}, b{p}]\n", p = i - 1));
+    }
+    for name in ["violations contains 1 if", "meshplane_prepare_only if", "prepare if", "x if"] {
+        rego.push_str(&format!("{name} a40 == b40\n"));
+    }
+    assert!(compile(&policy(&rego)).is_ok());
+}
+
+#[test]
+fn a_failure_message_is_cut_to_the_length_of_a_message() {
+    // One step makes an error whose text is megabytes long: what is reported is bounded.
+    let mut rego = String::from("package meshplane.x\na0 := [\"x\"]\n");
+    for i in 1..=16 {
+        rego.push_str(&format!("a{i} := [a{p}, a{p}]\n", p = i - 1));
+    }
+    rego.push_str("violations contains x if { x := union({{1}, a16}) }\n");
+    let compiled = compile(&policy(&rego)).unwrap();
+    let Verdict::Failed(why) = compiled.evaluate(&Input::new(&json!({})), None, DEFAULT_BUDGET) else { panic!() };
+    assert!(why.chars().count() <= MAX_MESSAGE_CHARS, "{} characters", why.chars().count());
 }

@@ -12,11 +12,11 @@
 //!
 //! The protocol is one JSON line per batch on the worker's standard input (the inputs and
 //! data once, then each evaluation asked), and one JSON line per answer on its standard
-//! output, in the order asked: answers wait at most 1 ms in the worker, so when the parent
+//! output, in the order asked: answers wait at most 10 ms in the worker, so when the parent
 //! waits too long for one, the evaluation it waits for is the one that did not end.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -108,7 +108,17 @@ struct Batch {
 const SLACK: Duration = Duration::from_secs(1);
 
 /// How long answers may wait in a worker before they are sent.
-const FLUSH_EVERY: Duration = Duration::from_millis(1);
+const FLUSH_EVERY: Duration = Duration::from_millis(10);
+
+/// The longest line an answer can be: 100 violations of three strings of 2,000 characters.
+const MAX_ANSWER_BYTES: u64 = 4 << 20;
+
+/// The deepest input a worker reads (its JSON reader's limit is 128 levels).
+const MAX_INPUT_DEPTH: usize = 120;
+
+/// How long a policy whose evaluation outlived its time counts as a denial without being run
+/// again: a hostile policy holds a worker for its budget and a second at most once in this.
+const COOLDOWN: Duration = Duration::from_secs(60);
 
 /// A worker that has compiled this many modules is replaced (policies change rarely; this
 /// bounds what a long-lived worker keeps).
@@ -121,6 +131,8 @@ pub struct Pool {
     memory_bytes: u64,
     slots: Vec<Mutex<Option<Worker>>>,
     next: AtomicUsize,
+    /// The modules (by serial) whose evaluation outlived its time, and when.
+    tripped: Mutex<HashMap<u64, (std::time::Instant, String)>>,
 }
 
 struct Worker {
@@ -143,7 +155,7 @@ impl Pool {
     /// runs [`serve`]) limited to `memory_bytes` of address space.
     pub fn new(program: PathBuf, args: Vec<String>, workers: usize, memory_bytes: u64) -> Pool {
         let slots = (0..workers.max(1)).map(|_| Mutex::new(None)).collect();
-        Pool { program, args, memory_bytes, slots, next: AtomicUsize::new(0) }
+        Pool { program, args, memory_bytes, slots, next: AtomicUsize::new(0), tripped: Mutex::default() }
     }
 
     /// A free worker's slot, or the next one's when every one is busy.
@@ -185,8 +197,17 @@ impl Pool {
         };
         let (send, answers) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
+            let mut reader = std::io::BufReader::new(stdout);
+            loop {
+                // An answer longer than any answer can be is the worker's failure (the channel
+                // closes, the worker is dropped).
+                let mut line = Vec::new();
+                match (&mut reader).take(MAX_ANSWER_BYTES).read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if line.last() != Some(&b'\n') => break,
+                    Ok(_) => {}
+                }
+                let Ok(line) = String::from_utf8(line) else { break };
                 if send.send(line).is_err() {
                     break;
                 }
@@ -195,20 +216,51 @@ impl Pool {
         Ok(Worker { child, stdin, answers, known: HashSet::new() })
     }
 
-    fn run(&self, jobs: &[Job<'_>]) -> Vec<Answer> {
-        let mut answers = Vec::with_capacity(jobs.len());
-        while answers.len() < jobs.len() {
+    fn run<'a>(&self, jobs: &[Job<'a>]) -> Vec<Answer> {
+        let mut depths: Vec<(&'a Input, usize)> = Vec::new();
+        let mut too_deep = |input: &'a Input| match depths.iter().find(|(i, _)| std::ptr::eq(*i, input)) {
+            Some((_, d)) => *d > MAX_INPUT_DEPTH,
+            None => {
+                let d = depth(&input.json);
+                depths.push((input, d));
+                d > MAX_INPUT_DEPTH
+            }
+        };
+        let mut answers: Vec<Option<Answer>> = jobs.iter().map(|job| self.refused(job, too_deep(job.input))).collect();
+        let asked: Vec<usize> = (0..jobs.len()).filter(|&i| answers[i].is_none()).collect();
+        let to_ask: Vec<&Job<'_>> = asked.iter().map(|&i| &jobs[i]).collect();
+        let mut got = Vec::with_capacity(to_ask.len());
+        while got.len() < to_ask.len() {
             let mut slot = self.slot();
-            self.run_on(&mut slot, &jobs[answers.len()..], &mut answers);
+            self.run_on(&mut slot, &to_ask[got.len()..], &mut got);
         }
-        answers
+        for (i, answer) in asked.into_iter().zip(got) {
+            answers[i] = Some(answer);
+        }
+        answers.into_iter().map(|a| a.unwrap_or_else(|| failed("no answer".into()))).collect()
+    }
+
+    /// The answer for a job that is not to be asked: its module outlived its time a moment
+    /// ago, or its input is deeper than a worker reads.
+    fn refused(&self, job: &Job<'_>, too_deep: bool) -> Option<Answer> {
+        if too_deep {
+            return Some(failed(format!("its input nests deeper than {MAX_INPUT_DEPTH} levels")));
+        }
+        let mut tripped = self.tripped.lock().unwrap_or_else(PoisonError::into_inner);
+        tripped.retain(|_, (at, _)| at.elapsed() < COOLDOWN);
+        let (_, why) = tripped.get(&job.compiled.serial)?;
+        Some(failed(format!("{why} a moment ago; it is not run again for {} s", COOLDOWN.as_secs())))
+    }
+
+    fn trip(&self, job: &Job<'_>, why: &str) {
+        let mut tripped = self.tripped.lock().unwrap_or_else(PoisonError::into_inner);
+        tripped.insert(job.compiled.serial, (std::time::Instant::now(), why.to_string()));
     }
 
     /// Asks the slot's worker (started when there is none) about `jobs`, pushing each answer;
     /// stops at the first evaluation that outlives its time or ends the worker, which is
     /// then dropped (the rest go to a new one).
-    fn run_on(&self, slot: &mut Option<Worker>, jobs: &[Job<'_>], answers: &mut Vec<Answer>) {
-        let failed = |why: String| (Verdict::Failed(why), AccessAnswer::default());
+    fn run_on(&self, slot: &mut Option<Worker>, jobs: &[&Job<'_>], answers: &mut Vec<Answer>) {
         if slot.as_ref().is_some_and(|w| w.known.len() > MAX_MODULES) {
             *slot = None;
         }
@@ -250,6 +302,7 @@ impl Pool {
                 Err(why) => {
                     // Every answer before it came (a worker's answers wait at most
                     // FLUSH_EVERY): the silence is this evaluation's.
+                    self.trip(job, &why);
                     answers.push(failed(why));
                     *slot = None;
                     return;
@@ -259,9 +312,22 @@ impl Pool {
     }
 }
 
+fn failed(why: String) -> Answer {
+    (Verdict::Failed(why), AccessAnswer::default())
+}
+
+/// How deep a JSON value nests.
+fn depth(value: &Any) -> usize {
+    match value {
+        Any::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Any::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// The batch that asks a worker about `jobs`: each input and data once, each module's source
 /// when the worker does not know it.
-fn batch(jobs: &[Job<'_>], known: &HashSet<u64>) -> Batch {
+fn batch(jobs: &[&Job<'_>], known: &HashSet<u64>) -> Batch {
     let mut inputs: Vec<&Input> = Vec::new();
     let mut datas: Vec<&Any> = Vec::new();
     let mut asks = Vec::with_capacity(jobs.len());

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use meshplane_core::block::Blocks;
 use meshplane_core::controller::{Action, Clock, Failure, Queue, SystemClock, Timing};
+use meshplane_core::governance;
 use meshplane_core::reconcile::reconcile;
 use meshplane_core::resource::{Kind, ObjectRef, port_links};
 use meshplane_core::store::grants::{AccessQuery, AccessState};
@@ -172,6 +173,8 @@ struct Loop {
     links: Links,
     /// Every resource known (from the start listing and the change feed).
     known: BTreeSet<ObjectRef>,
+    /// Their domains, as recorded or as their documents say: which a policy's change touches.
+    domains: HashMap<ObjectRef, String>,
     share: Share,
     /// The reconciles in flight, and the resource of each task.
     running: JoinSet<Result<Action, Failure>>,
@@ -220,8 +223,15 @@ impl Loop {
             _ => {}
         }
         if kind.governs() {
-            // A policy's or an exemption's change may change every resource's compliance.
-            let governed: Vec<ObjectRef> = self.known.iter().filter(|k| !k.kind.governs()).cloned().collect();
+            // A policy's or an exemption's change may change the compliance of what it covers.
+            let (before, after) = (change.before.as_ref(), change.after.as_ref());
+            let governed: Vec<ObjectRef> = self
+                .known
+                .iter()
+                .filter(|k| !k.kind.governs())
+                .filter(|k| governance::touches(kind, before, after, k, self.domains.get(*k).map(String::as_str)))
+                .cloned()
+                .collect();
             governed.iter().for_each(|k| self.queue.changed(k, now));
         } else if kind == Kind::DataProduct {
             self.links.set(&key, change.after.as_ref());
@@ -232,8 +242,12 @@ impl Loop {
         if change.action == "deleted" {
             // Gone and cleaned up: nothing left to reconcile or resync.
             self.known.remove(&key);
+            self.domains.remove(&key);
             self.queue.forget(&key);
         } else {
+            if let Some(domain) = change.after.as_ref().and_then(|a| a.get("domain")).and_then(Any::as_str) {
+                self.domains.insert(key.clone(), domain.to_string());
+            }
             self.known.insert(key.clone());
             self.queue.changed(&key, now);
         }
@@ -463,6 +477,7 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
             queue: Queue::new(settings.timing),
             links: Links::default(),
             known: BTreeSet::new(),
+            domains: HashMap::new(),
             share: Share(0, 1),
             running: JoinSet::new(),
             running_keys: HashMap::new(),
@@ -484,6 +499,7 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
                     state.jobs.set(&record.name, Some(&record.spec), schedules::applied_ms(&record.updated_at));
                 }
                 state.queue.changed(&key, now);
+                state.domains.insert(key.clone(), record.domain.clone());
                 state.known.insert(key);
             }
         }

@@ -14,7 +14,7 @@ use super::{Finding, InForce, Policies, caller_view};
 use crate::authz::Caller;
 use crate::error::Error;
 use crate::resource::Kind;
-use crate::store::grants::{AccessQuery, AccessState, PolicyAnswer};
+use crate::store::grants::{AccessQuery, AccessState, MAX_POLICY_LEVELS, PolicyAnswer, PolicyApprovers};
 use crate::store::{Record, Store, now_ms};
 
 /// What the policies on access are asked about.
@@ -43,12 +43,30 @@ pub struct AccessVerdict {
     /// The policy that approves the request without a human (`policy/NAME@VERSION`), when
     /// nothing denies it and no policy requires an approver.
     pub approved_by: Option<String>,
-    /// The approvers the policies require, one of whom approves after the request's levels.
-    pub approvers: Vec<String>,
+    /// The approvers each policy requires: a level of its own after the request's levels.
+    pub approvers: Vec<PolicyApprovers>,
     /// The shortest cap on the grant's duration, in days.
     pub max_days: Option<f64>,
     /// Every answer, for the request's record.
     pub answers: Vec<PolicyAnswer>,
+}
+
+impl AccessVerdict {
+    /// Both verdicts as one (a request's and the decision policies' on its auto-approval):
+    /// every denial, approver and answer, the shorter cap; approved only when both approve.
+    pub fn and(mut self, other: AccessVerdict) -> AccessVerdict {
+        self.denials.extend(other.denials);
+        self.approvers.extend(other.approvers);
+        self.answers.extend(other.answers);
+        self.max_days = match (self.max_days, other.max_days) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if !self.denials.is_empty() || !self.approvers.is_empty() {
+            self.approved_by = None;
+        }
+        self
+    }
 }
 
 /// Asks every policy on `change.action` whose scope covers the contract's domain.
@@ -60,12 +78,19 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
     if covering.is_empty() {
         return Ok(verdict);
     }
-    // A policy confined to its domain sees the consumer's grants on that domain only; a
-    // platform policy, every grant in force.
+    // A policy confined to its domain (which a domain's admins may write) sees the consumer's
+    // grants on that domain only and, of the consumer, its name, kind and whether it is a
+    // member of that domain; a platform policy sees them all.
     let whole = input(store, change).await?;
     let mut confined = whole.clone();
     if let Some(grants) = confined["grants"].as_array_mut() {
         grants.retain(|g| g["domain"] == domain);
+    }
+    if let Some(consumer) = whole["consumer"].as_object() {
+        let member = consumer.get("memberOf").and_then(Any::as_array).is_some_and(|m| m.iter().any(|d| d == domain));
+        let member_of: Vec<&str> = if member { vec![domain] } else { Vec::new() };
+        confined["consumer"] =
+            json!({ "name": consumer.get("name"), "kind": consumer.get("kind"), "memberOf": member_of });
     }
     let (whole, confined) = (meshplane_policy::Input::new(&whole), meshplane_policy::Input::new(&confined));
     let data = super::data(store, policies).await?;
@@ -75,17 +100,10 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
     let exempted = |policy: &str, rule: &str| {
         exempt.iter().any(|e| e.policy == policy && e.rule.as_deref().is_none_or(|r| r == rule))
     };
-    let jobs: Vec<_> = covering
-        .iter()
-        .map(|entry| {
-            let input = if entry.policy.reaches_beyond_its_domain() { &whole } else { &confined };
-            entry.job(input, data.as_ref(), true)
-        })
-        .collect();
-    let replies = super::blocking(|| policies.runner.run(&jobs));
+    let input_of = |entry: &InForce| if entry.policy.reaches_beyond_its_domain() { &whole } else { &confined };
+    let replies = super::ask_all(&policies.runner, &covering, input_of, data.as_ref(), true);
     let mut approving = None;
     for (entry, (said, answer)) in covering.into_iter().zip(replies) {
-        let findings = entry.findings(said);
         let answered = |effect: &str, message: String| PolicyAnswer {
             policy: entry.name.clone(),
             version: entry.version.clone(),
@@ -93,7 +111,7 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
             effect: effect.to_string(),
             message,
         };
-        for finding in findings.into_iter().filter(|f| !exempted(&f.policy, &f.rule)) {
+        for finding in entry.findings(said).into_iter().filter(|f| !exempted(&f.policy, &f.rule)) {
             let effect = if finding.denies() { "deny" } else { "warn" };
             verdict.answers.push(answered(effect, finding.message.clone()));
             if finding.denies() {
@@ -101,15 +119,16 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
             }
         }
         if !answer.approvers.is_empty() && !exempted(&entry.name, "approvers") {
-            for name in answer.approvers {
-                if !known.contains(&name) {
-                    let message = format!("it requires approval by `{name}`, who is no known principal or group");
-                    verdict.answers.push(answered("deny", message.clone()));
-                    verdict.denials.push(finding_of(entry, "approvers", message));
-                } else if !verdict.approvers.contains(&name) {
-                    verdict.answers.push(answered("approvers", format!("requires approval by `{name}` as well")));
-                    verdict.approvers.push(name);
-                }
+            let unknown: Vec<&String> = answer.approvers.iter().filter(|n| !known.contains(n)).collect();
+            if let Some(name) = unknown.first() {
+                let message = format!("it requires approval by `{name}`, who is no known principal or group");
+                verdict.answers.push(answered("deny", message.clone()));
+                verdict.denials.push(finding_of(entry, "approvers", message));
+            } else {
+                let names = answer.approvers.join(", ");
+                verdict.answers.push(answered("approvers", format!("requires approval by one of: {names}")));
+                let policy = format!("{}@{}", entry.name, entry.version);
+                verdict.approvers.push(PolicyApprovers { policy, names: answer.approvers });
             }
         }
         if let Some(days) = answer.max_days.filter(|_| !exempted(&entry.name, "max_days")) {
@@ -117,14 +136,49 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
             verdict.max_days = Some(verdict.max_days.map_or(days, |d: f64| d.min(days)));
         }
         if answer.approve && change.action == "access-request" && !exempted(&entry.name, "approve") {
-            verdict.answers.push(answered("approve", "approves the request without a human decision".into()));
-            approving = approving.or(Some(format!("policy/{}@{}", entry.name, entry.version)));
+            if let Some(why) = own_approval(entry, change) {
+                verdict.answers.push(answered("approve", format!("its approval does not count: {why}")));
+            } else {
+                verdict.answers.push(answered("approve", "approves the request without a human decision".into()));
+                approving = approving.or(Some(format!("policy/{}@{}", entry.name, entry.version)));
+            }
         }
+    }
+    if verdict.approvers.len() > MAX_POLICY_LEVELS {
+        let message =
+            format!("policies require {} levels of approvers, more than {MAX_POLICY_LEVELS}", verdict.approvers.len());
+        verdict.denials.push(Finding {
+            policy: "meshplane".into(),
+            version: String::new(),
+            enforcement: "deny".into(),
+            rule: "approvers".into(),
+            message,
+            path: None,
+        });
     }
     if verdict.denials.is_empty() && verdict.approvers.is_empty() {
         verdict.approved_by = approving;
     }
     Ok(verdict)
+}
+
+/// Why a policy confined to its domain may not approve this request itself: nobody approves
+/// their own request, and such a policy is written by the domain's admins or its owners — so
+/// it does not approve a request made by, or for, one of them.
+fn own_approval(entry: &InForce, change: &AccessChange<'_>) -> Option<String> {
+    if entry.policy.reaches_beyond_its_domain() {
+        return None;
+    }
+    let caller = change.caller;
+    let writers = caller.administers(&change.contract.domain) || caller.is_one_of(&entry.owners);
+    let for_writer = entry.owners.iter().any(|o| o == change.consumer);
+    (writers || for_writer).then(|| {
+        format!(
+            "the request is made by or for one who may write the policy (an admin of domain `{}` or its owner); \
+             another approver decides",
+            change.contract.domain
+        )
+    })
 }
 
 /// The error that refuses `what` (`the access request 12`, `the approval`) for `denials`.

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meshplane_policy::worker::{Job, Runner};
+use meshplane_policy::worker::{Answer, Job, Runner};
 use meshplane_policy::{Compiled, DEFAULT_BUDGET, Verdict};
 use meshplane_spec::Document;
 use meshplane_spec::model::policy::Policy;
@@ -32,25 +32,34 @@ use serde_json::{Value as Any, json};
 
 use crate::authz::Caller;
 use crate::error::{Error, ErrorCode};
-use crate::resource::Kind;
+use crate::resource::{Kind, ObjectRef};
 use crate::store::{Record, Store, now_ms};
 
-/// One policy in force: its document and its compiled module.
+/// One policy in force: its document and its compiled module (or why the module no longer
+/// compiles: then every evaluation of it is a denial).
 pub struct InForce {
     pub name: String,
     pub version: String,
     pub policy: Policy,
-    compiled: Compiled,
+    /// Its recorded owners (none for a built-in).
+    owners: Vec<String>,
+    compiled: Result<Compiled, String>,
     /// How long one evaluation may take.
     budget: Duration,
-    /// Whether its module reads `data.meshplane` (the mesh's domains, teams and principals).
+    /// Whether its module may read `data` (the mesh's domains, teams and principals): any
+    /// mention of `data` counts, however it is written.
     needs_data: bool,
 }
 
 impl InForce {
-    fn new(name: String, version: String, policy: Policy, compiled: Compiled, budget: Duration) -> InForce {
-        let needs_data = policy.rego.contains("data.meshplane");
-        InForce { name, version, policy, compiled, budget, needs_data }
+    fn new(
+        (name, version, owners): (String, String, Vec<String>),
+        policy: Policy,
+        compiled: Result<Compiled, String>,
+        budget: Duration,
+    ) -> InForce {
+        let needs_data = policy.rego.contains("data");
+        InForce { name, version, policy, owners, compiled, budget, needs_data }
     }
 
     /// Whether it is asked about `action` on a resource of `kind` in `domain`.
@@ -58,9 +67,11 @@ impl InForce {
         self.policy.actions().contains(&action) && self.policy.covers(kind.as_str(), domain)
     }
 
-    /// Its evaluation on `input`, reading its part of `data`.
-    fn job<'a>(&'a self, input: &'a meshplane_policy::Input, data: Option<&'a Data>, access: bool) -> Job<'a> {
-        Job { compiled: &self.compiled, input, data: self.data(data), budget: self.budget, access, trial: false }
+    /// Its evaluation on `input`, reading its part of `data` (none when its module does not
+    /// compile).
+    fn job<'a>(&'a self, input: &'a meshplane_policy::Input, data: Option<&'a Data>, access: bool) -> Option<Job<'a>> {
+        let compiled = self.compiled.as_ref().ok()?;
+        Some(Job { compiled, input, data: self.data(data), budget: self.budget, access, trial: false })
     }
 
     /// What it may read as `data`, of what [`data`] read.
@@ -90,6 +101,40 @@ impl InForce {
                 vec![finding("deny", self.name.clone(), message, None)]
             }
         }
+    }
+}
+
+/// Whether a change of a policy or an exemption (its documents `before` and `after`, as
+/// stored) may change the compliance of the resource `candidate` of `domain` (`None`: not
+/// known, so it may): for an exemption, when it names the resource; for a policy, when one of
+/// the two is asked about applies (policies on delete or access do not judge compliance) and
+/// its scope covers the resource's kind and domain.
+pub fn touches(
+    kind: Kind,
+    before: Option<&Any>,
+    after: Option<&Any>,
+    candidate: &ObjectRef,
+    domain: Option<&str>,
+) -> bool {
+    let documents = [before, after].into_iter().flatten();
+    let listed = |value: &Any, field: &str| -> Option<Vec<String>> {
+        value.get(field).and_then(Any::as_array).map(|a| a.iter().filter_map(Any::as_str).map(str::to_string).collect())
+    };
+    match kind {
+        Kind::PolicyExemption => {
+            let target = candidate.to_string();
+            documents.into_iter().any(|e| listed(e, "resources").is_some_and(|r| r.contains(&target)))
+        }
+        Kind::Policy => documents.into_iter().any(|p| {
+            let on_apply = listed(p, "actions").is_none_or(|a| a.iter().any(|a| a == "apply"));
+            let scope = p.get("scope").cloned().unwrap_or(Any::Null);
+            let kind_in = listed(&scope, "kinds").is_none_or(|k| k.iter().any(|k| k == candidate.kind.as_str()));
+            let domains = listed(&scope, "domains")
+                .unwrap_or_else(|| p.get("domain").and_then(Any::as_str).map(str::to_string).into_iter().collect());
+            let domain_in = domain.is_none_or(|d| domains.iter().any(|x| x == "*" || x == d));
+            on_apply && kind_in && domain_in
+        }),
+        _ => false,
     }
 }
 
@@ -182,7 +227,7 @@ pub fn configure(
         let module =
             meshplane_policy::compile(&policy).map_err(|p| format!("built-in policy `{}`: {p:?}", policy.id))?;
         let (name, version) = (format!("default-pack/{}", policy.id), policy.version.clone());
-        compiled.push(Arc::new(InForce::new(name, version, policy, module, budget)));
+        compiled.push(Arc::new(InForce::new((name, version, Vec::new()), policy, Ok(module), budget)));
     }
     let cache = store.policy_cache();
     cache.domain_policies.store(domain_policies, std::sync::atomic::Ordering::Relaxed);
@@ -355,9 +400,35 @@ async fn compiled_policies(store: &Store) -> Result<(Vec<Arc<InForce>>, Arc<Runn
 fn compile(record: &Record, budget: Duration) -> Option<InForce> {
     let Some(Document::Policy(policy)) = record.document() else { return None };
     // Stored policies compiled when they were applied; one that no longer does (a newer
-    // release refusing a built-in) is left out of force, and its reconcile says why.
-    let compiled = meshplane_policy::compile(policy).ok()?;
-    Some(InForce::new(record.name.clone(), record.version.clone(), (**policy).clone(), compiled, budget))
+    // release refusing a built-in) stays in force and denies what it covers (never fails
+    // open), and its reconcile says why.
+    let compiled = meshplane_policy::compile(policy).map_err(|problems| {
+        let why: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+        format!("its module does not compile on this release: {}", why.join("; "))
+    });
+    let names = (record.name.clone(), record.version.clone(), record.owners.clone());
+    Some(InForce::new(names, (**policy).clone(), compiled, budget))
+}
+
+/// Asks `entries` (each about the input `input_of` gives it) where evaluations run: an answer
+/// per entry, in order; an entry whose module does not compile answers a failure.
+fn ask_all<'a>(
+    runner: &Runner,
+    entries: &[&'a InForce],
+    input_of: impl Fn(&InForce) -> &'a meshplane_policy::Input,
+    data: Option<&'a Data>,
+    access: bool,
+) -> Vec<Answer> {
+    let jobs: Vec<Job<'a>> = entries.iter().filter_map(|e| e.job(input_of(e), data, access)).collect();
+    let mut answers = blocking(|| runner.run(&jobs)).into_iter();
+    let failed = |why: String| (Verdict::Failed(why), meshplane_policy::AccessAnswer::default());
+    entries
+        .iter()
+        .map(|e| match &e.compiled {
+            Ok(_) => answers.next().unwrap_or_else(|| failed("no answer".into())),
+            Err(why) => failed(why.clone()),
+        })
+        .collect()
 }
 
 /// Runs `evaluations` (which wait for a policy worker, or evaluate in this thread) so that the
@@ -390,8 +461,8 @@ pub fn judge(policies: &Policies, change: &Change<'_>, data: Option<&Data>) -> V
         return Vec::new();
     }
     let input = meshplane_policy::Input::new(&change.input());
-    let jobs: Vec<Job<'_>> = covering.iter().map(|entry| entry.job(&input, data, false)).collect();
-    let answers = blocking(|| policies.runner.run(&jobs));
+    let covering: Vec<&InForce> = covering.into_iter().map(AsRef::as_ref).collect();
+    let answers = ask_all(&policies.runner, &covering, |_| &input, data, false);
     let mut findings = Vec::new();
     for (entry, (verdict, _)) in covering.iter().zip(answers) {
         findings.extend(entry.findings(verdict));
@@ -499,4 +570,37 @@ pub async fn compliance(
         ("PolicyCompliant", false, reason, message)
     };
     Ok((Some(condition), ends))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::touches;
+    use crate::resource::{Kind, ObjectRef};
+
+    #[test]
+    fn a_policy_change_touches_what_its_scope_covers_before_or_after_and_an_exemption_what_it_names() {
+        let orders = ObjectRef::new(Kind::DataContract, "orders@v1");
+        let shop = ObjectRef::new(Kind::DataProduct, "shop");
+        let sales = Some("sales");
+        let own = json!({ "domain": "sales" });
+        let elsewhere = json!({ "domain": "finance" });
+        let contracts_everywhere =
+            json!({ "domain": "platform", "scope": { "domains": ["*"], "kinds": ["DataContract"] } });
+        let on_access = json!({ "domain": "sales", "actions": ["access-request"] });
+        let policy = |before: Option<&serde_json::Value>, after: Option<&serde_json::Value>, r: &ObjectRef, d| {
+            touches(Kind::Policy, before, after, r, d)
+        };
+        assert!(policy(None, Some(&own), &orders, sales), "a policy of its domain, on apply by default");
+        assert!(!policy(None, Some(&elsewhere), &orders, sales));
+        assert!(policy(Some(&own), Some(&elsewhere), &orders, sales), "what it covered before counts");
+        assert!(policy(None, Some(&contracts_everywhere), &orders, sales));
+        assert!(!policy(None, Some(&contracts_everywhere), &shop, sales), "not a kind it covers");
+        assert!(!policy(None, Some(&on_access), &orders, sales), "policies on access judge no compliance");
+        assert!(policy(None, Some(&elsewhere), &orders, None), "a resource of unknown domain is looked at");
+        let exemption = json!({ "resources": ["DataContract/orders@v1"] });
+        assert!(touches(Kind::PolicyExemption, Some(&exemption), None, &orders, sales));
+        assert!(!touches(Kind::PolicyExemption, Some(&exemption), None, &shop, sales));
+    }
 }

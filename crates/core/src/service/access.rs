@@ -118,8 +118,22 @@ pub async fn request(store: &Store, caller: &Caller, ask: NewAccess) -> Result<A
         decision: None,
         caller,
     };
-    let verdict = governance::access::judge(store, &policies, &change).await?;
-    approvers.policy = verdict.approvers;
+    let mut verdict = governance::access::judge(store, &policies, &change).await?;
+    if let Some(by) = verdict.approved_by.clone() {
+        // A policy's approval is an approval like any other: the policies on decisions are
+        // asked about it. Their denial leaves the request to its human approvers.
+        let decision = json!({ "by": by, "level": 1, "comment": "approved by policy" });
+        let decided = decision_verdict(store, &policies, caller, &change, decision).await?;
+        if decided.denials.is_empty() {
+            verdict = verdict.and(decided);
+        } else {
+            verdict.approved_by = None;
+            verdict.answers.extend(decided.answers);
+        }
+    }
+    for required in std::mem::take(&mut verdict.approvers) {
+        approvers.require(required);
+    }
     let outcome = match (verdict.denials.first(), verdict.approved_by) {
         (Some(first), _) => Outcome::RejectedBy {
             by: format!("policy/{}@{}", first.policy, first.version),
@@ -272,6 +286,7 @@ pub async fn decide(
     comment: String,
 ) -> Result<AccessRequest, Error> {
     let (r, _) = visible(store, caller, id).await?;
+    let asked_at = r.awaited_level();
     let verdict = if approve && r.state == AccessState::Pending {
         caller.may_decide(&r, approve)?;
         approval_verdict(store, caller, &r, &comment).await?
@@ -289,11 +304,16 @@ pub async fn decide(
         }
         by.may_decide(r, approve)?;
         let level = r.awaited_level();
+        if approve && level != asked_at {
+            // The policies were asked about an approval at another level.
+            return Err(Error::conflict(
+                ErrorCode::WrongState,
+                format!("access request {} moved on to level {level} meanwhile: decide again", r.id),
+            ));
+        }
         r.decisions.push(Decision { by: by.name().to_string(), level, approved: approve, comment, at: now() });
-        for name in verdict.approvers {
-            if !r.approvers.policy.contains(&name) {
-                r.approvers.policy.push(name);
-            }
+        for required in verdict.approvers {
+            r.approvers.require(required);
         }
         r.policy.answers.extend(verdict.answers);
         r.policy.max_days = match (r.policy.max_days, verdict.max_days) {
@@ -306,7 +326,8 @@ pub async fn decide(
                 "rejected"
             }
             (true, false) if level == 1 => "approved-first-level",
-            (true, false) => "approved-second-level",
+            (true, false) if level == 2 => "approved-second-level",
+            (true, false) => "approved-policy-level",
             (true, true) => {
                 r.activate(now_ms());
                 "approved"
@@ -331,18 +352,40 @@ async fn approval_verdict(
     let product = store.get(Kind::DataProduct, &r.product).await?;
     let ports = product.spec.get("outputPorts").and_then(Any::as_array).cloned().unwrap_or_default();
     let port = ports.into_iter().find(|p| p.get("name").and_then(Any::as_str) == Some(r.port.as_str()));
-    let decision = json!({ "by": caller.name(), "level": r.awaited_level(), "comment": comment });
+    let port = port.unwrap_or(Any::Null);
     let change = AccessChange {
-        action: "access-decision",
+        action: "access-request",
         contract: &contract,
         product: &product,
-        port: &port.unwrap_or(Any::Null),
+        port: &port,
         request: r.to_json(),
         consumer: &r.consumer,
+        decision: None,
+        caller,
+    };
+    let decision = json!({ "by": caller.name(), "level": r.awaited_level(), "comment": comment });
+    decision_verdict(store, &policies, caller, &change, decision).await
+}
+
+/// What the policies on access decisions say about `decision` on the request `asked`.
+async fn decision_verdict(
+    store: &Store,
+    policies: &governance::Policies,
+    caller: &Caller,
+    asked: &AccessChange<'_>,
+    decision: Any,
+) -> Result<AccessVerdict, Error> {
+    let change = AccessChange {
+        action: "access-decision",
+        contract: asked.contract,
+        product: asked.product,
+        port: asked.port,
+        request: asked.request.clone(),
+        consumer: asked.consumer,
         decision: Some(decision),
         caller,
     };
-    governance::access::judge(store, &policies, &change).await
+    governance::access::judge(store, policies, &change).await
 }
 
 /// Ends an active grant ([`Caller::may_revoke`]).

@@ -52,6 +52,12 @@ pub async fn apply(
                     format!("apply policy `{}` (this platform lets only platform admins write policies)", resource.name)
                 };
                 caller.require(may, &what)?;
+                // Its trial runs the module (in a policy worker): only for one who may write it
+                // (the store decides again as it writes).
+                let stored = store.get(Kind::Policy, &resource.name).await.ok();
+                let writes = caller.administers(&resource.domain) || stored.as_ref().is_some_and(|r| caller.owns(r));
+                let what = format!("apply policy `{}` (its domain's admins and its owners manage it)", resource.name);
+                caller.require(writes, &what)?;
                 governance::trial(store, policy)?;
             }
             Document::Exemption(_) => {

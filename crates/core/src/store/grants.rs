@@ -46,21 +46,44 @@ impl AccessState {
     }
 }
 
-/// Who decides on a request: the first level, then (when given) the second, then (when a
-/// policy on access requires them) the policy's approvers. Each entry is a principal (a user
-/// or a group).
+/// Who decides on a request: the first level, then (when given) the second, then a level for
+/// each policy on access that requires approvers. Each entry is a principal (a user or a
+/// group).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approvers {
     pub first: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub second: Vec<String>,
-    /// Required by policies on access: one of them approves after the levels above.
+    /// Required by policies on access, each its own level after the ones above: one of each
+    /// policy's names approves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub policy: Vec<String>,
+    pub policy: Vec<PolicyApprovers>,
 }
 
-/// The approver level whose approvers a policy on access requires.
+/// The approvers one policy on access requires.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyApprovers {
+    /// The policy (`NAME@VERSION`) that requires them.
+    pub policy: String,
+    pub names: Vec<String>,
+}
+
+impl Approvers {
+    /// Adds the approvers a policy requires as a level of their own, unless a level already
+    /// asks for exactly these names (nobody approves two levels).
+    pub fn require(&mut self, required: PolicyApprovers) {
+        if !self.policy.iter().any(|p| p.names == required.names) {
+            self.policy.push(required);
+        }
+    }
+}
+
+/// The first approver level a policy on access requires: `POLICY_LEVEL + i` is the `i`th
+/// policy's.
 pub const POLICY_LEVEL: u8 = 3;
+
+/// The most levels policies may add to one request.
+pub const MAX_POLICY_LEVELS: usize = 10;
 
 /// What the policies on access said about a request, kept with it (so the audit log has the
 /// policies and their versions with every transition).
@@ -99,8 +122,8 @@ pub struct PolicyAnswer {
 pub struct Decision {
     /// Who decided: a principal, or `policy/NAME@VERSION` for a policy's approval or denial.
     pub by: String,
-    /// 1 or 2: the approver level it was made at; 3 ([`POLICY_LEVEL`]): the approvers a
-    /// policy requires; 0: a revocation.
+    /// 1 or 2: the approver level it was made at; from 3 ([`POLICY_LEVEL`]): the approvers a
+    /// policy requires, a level per policy; 0: a revocation.
     pub level: u8,
     pub approved: bool,
     pub comment: String,
@@ -145,13 +168,8 @@ impl AccessRequest {
     /// The level whose decision is awaited: 1, then 2 when second-level approvers exist.
     pub fn awaited_level(&self) -> u8 {
         let approved = |level: u8| self.decisions.iter().any(|d| d.level == level && d.approved);
-        if !approved(1) {
-            1
-        } else if !self.approvers.second.is_empty() && !approved(2) {
-            2
-        } else {
-            POLICY_LEVEL
-        }
+        let levels = [1, 2].into_iter().chain((0..self.approvers.policy.len()).map(|i| POLICY_LEVEL + i as u8));
+        levels.filter(|&l| l == 1 || !self.approvers_at(l).is_empty()).find(|&l| !approved(l)).unwrap_or(1)
     }
 
     /// The approvers of `level`.
@@ -159,13 +177,14 @@ impl AccessRequest {
         match level {
             1 => &self.approvers.first,
             2 => &self.approvers.second,
-            _ => &self.approvers.policy,
+            _ => self.approvers.policy.get(usize::from(level.saturating_sub(POLICY_LEVEL))).map_or(&[], |p| &p.names),
         }
     }
 
     /// Whether an approval at `level` is the last one the request needs.
     pub fn is_last_level(&self, level: u8) -> bool {
-        (level + 1..=POLICY_LEVEL).all(|later| self.approvers_at(later).is_empty())
+        let end = POLICY_LEVEL + self.approvers.policy.len() as u8;
+        (level + 1..end).all(|later| self.approvers_at(later).is_empty())
     }
 
     /// Makes the request an active grant at `at_ms`, its end date capped by the policies'
@@ -426,13 +445,15 @@ impl Store {
         let policy =
             Some(&after.policy).filter(|p| !p.is_empty()).map(|p| serde_json::to_string(p).unwrap_or_default());
         sqlx::query(
-            "UPDATE access SET state = $1, approvals = $2, updated_at = $3, until = $4, policy = $5 WHERE id = $6",
+            "UPDATE access SET state = $1, approvals = $2, updated_at = $3, until = $4, policy = $5, approvers = $6 \
+             WHERE id = $7",
         )
         .bind(after.state.as_str())
         .bind(serde_json::to_string(&after.decisions).unwrap_or_default())
         .bind(&after.updated_at)
         .bind(&after.until)
         .bind(policy)
+        .bind(serde_json::to_string(&after.approvers).unwrap_or_default())
         .bind(id)
         .execute(&mut *tx)
         .await?;
