@@ -444,7 +444,7 @@ fn bomb(trigger: &str) -> String {
     let indented: String = rego.lines().map(|l| format!("  {l}\n")).collect();
     format!(
         "apiVersion: meshplane/v1\nkind: Policy\nid: bomb\nversion: 1.0.0\ndomain: platform\n\
-         scope: {{ domains: ['*'] }}\nenforcement: warn\nrego: |\n{indented}"
+         scope: {{ domains: ['*'], kinds: [DataContract] }}\nenforcement: warn\nrego: |\n{indented}"
     )
 }
 
@@ -502,13 +502,20 @@ fn a_policy_whose_one_step_never_ends_is_stopped_in_its_worker_and_denies() {
         .iter()
         .map(|d| (d["policy"].as_str().unwrap(), d["message"].as_str().unwrap()))
         .collect();
+    // The bomb went off a moment ago (the apply above): it counts as a denial without running.
     let stopped_at = "the policy could not be evaluated, which counts as a denial: it ran past its budget of 50 ms, \
-                      and its worker was stopped";
+                      and its worker was stopped a moment ago; it is not run again for 60 s";
     assert_eq!(each, [("afore", "asked before"), ("bomb", stopped_at), ("later", "asked after")], "{body}");
-    // Other documents go through, and the server answers as before.
+    // For that minute the bomb denies every contract it covers; what it does not cover goes
+    // through, and the server answers as before.
     let fine = write(&dir, "fine.yaml", &contract("fine", true));
-    let applied = as_(&admin, &["apply", "--server", url, "-f", &fine]);
+    let held = as_(&admin, &["apply", "--server", url, "-f", &fine]);
+    assert!(stderr(&held).contains("it is not run again for 60 s"), "{}", stderr(&held));
+    let product = "apiVersion: v1.0.0\nkind: DataProduct\nid: shelf\nstatus: active\ndomain: sales\nversion: 1.0.0\n\
+                   team:\n  name: sales-team\n";
+    let product = write(&dir, "product.yaml", product);
+    let applied = as_(&admin, &["apply", "--server", url, "-f", &product]);
     assert_eq!(applied.status.code(), Some(0), "{}", stderr(&applied));
-    let listed = stdout(&as_(&admin, &["get", "contracts", "--server", url]));
-    assert!(listed.contains("fine@v1") && !listed.contains("victim"), "{listed}");
+    let listed = stdout(&as_(&admin, &["get", "products", "--server", url]));
+    assert!(listed.contains("shelf"), "{listed}");
 }
