@@ -228,7 +228,7 @@ pub fn runner() -> &'static Runner {
     static RUNNER: std::sync::OnceLock<Runner> = std::sync::OnceLock::new();
     RUNNER.get_or_init(|| {
         let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("meshplane"));
-        Runner::Workers(Pool::new(program, vec!["policy-worker".into()], 1, 512 << 20))
+        Runner::Workers(Box::new(Pool::new(program, vec!["policy-worker".into()], 1, 512 << 20)))
     })
 }
 

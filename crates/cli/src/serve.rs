@@ -133,7 +133,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             POLICY_WORKERS,
             POLICY_WORKER_MEMORY_MIB << 20,
         );
-        let runner = meshplane_policy::worker::Runner::Workers(workers);
+        let runner = meshplane_policy::worker::Runner::Workers(Box::new(workers));
         meshplane_core::governance::configure(&store, pack, budget, policies.domain_policies, runner)
             .map_err(|e| anyhow!("{e}; nothing was started"))?;
         let names: Vec<&String> = described.keys().collect();

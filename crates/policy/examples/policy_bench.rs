@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         .collect();
     println!("policies {}  documents {}", policies.len(), documents.len());
     let program = std::env::current_exe().expect("this program's path");
-    let workers = Runner::Workers(Pool::new(program, vec!["worker".into()], 1, 512 << 20));
+    let workers = Runner::Workers(Box::new(Pool::new(program, vec!["worker".into()], 1, 512 << 20)));
     for (place, runner) in [("in process", Runner::InProcess), ("in a policy worker", workers)] {
         let (mut per_document, mut evaluations, mut violations) = (Vec::with_capacity(documents.len()), 0, 0);
         for (kind, doc) in &documents {

@@ -37,11 +37,25 @@ pub const MAX_MODULE_BYTES: usize = 16 * 1024;
 /// in it (twice as long per level: 20 levels take most of a second, 200 never end).
 pub const MAX_NESTING: usize = 12;
 
-/// The deepest nesting of `(`, `[` and `{` in a Rego text, outside strings and comments.
-fn nesting(text: &str) -> usize {
+/// The longest run of minus signs a module may have with nothing but space between them:
+/// regorus parses a run of unary minus signs in time quadratic in its length.
+pub const MAX_MINUS_RUN: usize = 4;
+
+/// The deepest nesting of `(`, `[` and `{` in a Rego text, and its longest run of minus signs
+/// with only space between them, outside strings and comments.
+fn nesting(text: &str) -> (usize, usize) {
     let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut run, mut longest) = (0usize, 0usize);
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
+        match c {
+            '-' => {
+                run += 1;
+                longest = longest.max(run);
+            }
+            c if c.is_whitespace() => {}
+            _ => run = 0,
+        }
         match c {
             '(' | '[' | '{' => {
                 depth += 1;
@@ -68,7 +82,7 @@ fn nesting(text: &str) -> usize {
             _ => {}
         }
     }
-    deepest
+    (deepest, longest)
 }
 
 /// At most this many violations of one policy are reported, each message at most this long.
@@ -225,6 +239,11 @@ impl Input {
     pub fn new(json: &Any) -> Input {
         Input { value: regorus::Value::from(json.clone()), json: json.clone() }
     }
+
+    /// An input that is evaluated here only (a worker's): its JSON is not kept.
+    fn owned(json: Any) -> Input {
+        Input { value: regorus::Value::from(json), json: Any::Null }
+    }
 }
 
 /// One violation a policy found.
@@ -250,15 +269,41 @@ static SERIALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 /// Compiles a policy document's module, or says what is wrong with it, each problem at its
 /// line in the document.
 pub fn compile(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
+    deep_stack(|| compile_here(policy)).unwrap_or_else(|| {
+        Err(vec![Diagnostic::new(Code::RegoInvalid, policy.at.field("rego"), "the policy engine could not start")])
+    })
+}
+
+/// The stack a module is parsed, compiled and evaluated on: regorus's parser and interpreter
+/// recurse without a depth limit (a chain of 5,000 unary minus signs is 10 KB of module), and
+/// a stack overflow aborts the process. A module of at most [`MAX_MODULE_BYTES`] recurses at
+/// most that deep, which this stack holds; it is only reserved, not used, until needed.
+const DEEP_STACK_BYTES: usize = 512 << 20;
+
+/// Runs `work` on a thread of its own with [`DEEP_STACK_BYTES`] of stack (`None` when no such
+/// thread can be had, or the work panicked).
+pub(crate) fn deep_stack<T: Send>(work: impl FnOnce() -> T + Send) -> Option<T> {
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new().stack_size(DEEP_STACK_BYTES).spawn_scoped(scope, work);
+        thread.ok()?.join().ok()
+    })
+}
+
+fn compile_here(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
     if policy.rego.len() > MAX_MODULE_BYTES {
         let message =
             format!("the module is {} bytes, more than the {MAX_MODULE_BYTES} a policy may hold", policy.rego.len());
         return Err(vec![Diagnostic::new(Code::RegoInvalid, policy.at.field("rego"), message)]);
     }
-    if nesting(&policy.rego) > MAX_NESTING {
+    let (deepest, minus_run) = nesting(&policy.rego);
+    if deepest > MAX_NESTING {
         let message = format!("the module nests brackets more than {MAX_NESTING} deep");
         let hint = "name the inner parts (`inner := [...]`) instead of nesting them";
         return Err(vec![Diagnostic::new(Code::RegoInvalid, policy.at.field("rego"), message).hint(hint)]);
+    }
+    if minus_run > MAX_MINUS_RUN {
+        let message = format!("the module has more than {MAX_MINUS_RUN} minus signs in a row");
+        return Err(vec![Diagnostic::new(Code::RegoInvalid, policy.at.field("rego"), message)]);
     }
     let mut engine = regorus::Engine::new();
     engine.set_strict_builtin_errors(true);
@@ -704,6 +749,10 @@ pub struct TestOutcome {
 /// rules), each within `budget`: it passes when it is true. Modules that do not compile are
 /// answered as `file:line:col: message`, every one.
 pub fn run_tests(sources: &[Source], budget: Duration) -> Result<Vec<TestOutcome>, Vec<String>> {
+    deep_stack(|| run_tests_here(sources, budget)).unwrap_or_else(|| Err(vec!["the policy engine failed".into()]))
+}
+
+fn run_tests_here(sources: &[Source], budget: Duration) -> Result<Vec<TestOutcome>, Vec<String>> {
     let mut engine = regorus::Engine::new();
     engine.set_strict_builtin_errors(true);
     // A module's key (`m<index>`) and line, as the file and line the user wrote.

@@ -285,3 +285,16 @@ fn a_failure_message_is_cut_to_the_length_of_a_message() {
     let Verdict::Failed(why) = compiled.evaluate(&Input::new(&json!({})), None, DEFAULT_BUDGET) else { panic!() };
     assert!(why.chars().count() <= MAX_MESSAGE_CHARS, "{} characters", why.chars().count());
 }
+
+/// regorus's parser recurses once per unary minus sign, without a limit, and takes time
+/// quadratic in their number (5,000 take seconds, and overflow a thread's stack): a run of
+/// them is refused before it is parsed, and parsing runs on a deep stack anyway.
+#[test]
+fn a_chain_of_unary_operators_is_refused_before_parsing() {
+    let chain = "-\n".repeat(5_000);
+    let rego = format!("package meshplane.x\nviolations contains 1 if {{ input.action; x := {chain}1; x }}\n");
+    let problems = compile(&policy(&rego)).err().unwrap();
+    assert!(problems[0].message.contains("minus signs in a row"), "{problems:?}");
+    let fine = "package meshplane.x\nviolations contains 1 if { x := 3 - -1; x > 0 }\n";
+    assert!(compile(&policy(fine)).is_ok(), "a subtraction of a negative number is fine");
+}

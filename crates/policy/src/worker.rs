@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError, mpsc};
 use std::time::Duration;
@@ -68,14 +68,17 @@ pub enum Runner {
     /// In this process: the CLI's evaluations of its user's own policies, and tests.
     InProcess,
     /// In limited child processes: a server's.
-    Workers(Pool),
+    Workers(Box<Pool>),
 }
 
 impl Runner {
     /// Every job's answer, in order.
     pub fn run(&self, jobs: &[Job<'_>]) -> Vec<Answer> {
         match self {
-            Runner::InProcess => jobs.iter().map(Job::here).collect(),
+            Runner::InProcess => {
+                let failed = || jobs.iter().map(|_| failed("the policy engine failed".into())).collect();
+                crate::deep_stack(|| jobs.iter().map(Job::here).collect()).unwrap_or_else(failed)
+            }
             Runner::Workers(pool) => pool.run(jobs),
         }
     }
@@ -96,10 +99,11 @@ struct Ask {
     trial: bool,
 }
 
+/// A batch: written with the parent's values borrowed (`J = &Any`), read as owned ones.
 #[derive(Serialize, Deserialize)]
-struct Batch {
-    inputs: Vec<Any>,
-    datas: Vec<Any>,
+struct Batch<J> {
+    inputs: Vec<J>,
+    datas: Vec<J>,
     asks: Vec<Ask>,
 }
 
@@ -130,17 +134,64 @@ pub struct Pool {
     args: Vec<String>,
     memory_bytes: u64,
     slots: Vec<Mutex<Option<Worker>>>,
+    /// The worker that tries modules as they are applied: a loop of trials does not hold the
+    /// ones that evaluate.
+    trials: Mutex<Option<Worker>>,
     next: AtomicUsize,
-    /// The modules (by serial) whose evaluation outlived its time, and when.
-    tripped: Mutex<HashMap<u64, (std::time::Instant, String)>>,
+    /// The modules (by their text) whose evaluation outlived its time, when, and how.
+    tripped: Mutex<HashMap<String, (std::time::Instant, String)>>,
 }
 
 struct Worker {
     child: Child,
     stdin: ChildStdin,
-    answers: mpsc::Receiver<String>,
+    stdout: ChildStdout,
+    /// What was read of its answers and not yet taken.
+    read: Vec<u8>,
     /// The modules it was given.
     known: HashSet<u64>,
+}
+
+/// Why no answer came.
+enum Silence {
+    /// None within its time.
+    Late,
+    /// The worker's output ended, or was no answer (a line past MAX_ANSWER_BYTES).
+    Ended,
+}
+
+impl Worker {
+    /// Its next line of output, waiting at most `wait` (read on this thread: a wait costs one
+    /// wake-up).
+    fn line(&mut self, wait: Duration) -> Result<String, Silence> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.read.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.read.drain(..=end).collect();
+                return String::from_utf8(line).map_err(|_| Silence::Ended);
+            }
+            if self.read.len() as u64 > MAX_ANSWER_BYTES {
+                return Err(Silence::Ended);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let timeout = rustix::event::Timespec {
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            let mut ready = [rustix::event::PollFd::new(&self.stdout, rustix::event::PollFlags::IN)];
+            match rustix::event::poll(&mut ready, Some(&timeout)) {
+                Ok(0) => return Err(Silence::Late),
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return Err(Silence::Ended),
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stdout.read(&mut chunk) {
+                Ok(0) | Err(_) => return Err(Silence::Ended),
+                Ok(n) => self.read.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
 }
 
 impl Drop for Worker {
@@ -155,7 +206,8 @@ impl Pool {
     /// runs [`serve`]) limited to `memory_bytes` of address space.
     pub fn new(program: PathBuf, args: Vec<String>, workers: usize, memory_bytes: u64) -> Pool {
         let slots = (0..workers.max(1)).map(|_| Mutex::new(None)).collect();
-        Pool { program, args, memory_bytes, slots, next: AtomicUsize::new(0), tripped: Mutex::default() }
+        let (trials, tripped, next) = (Mutex::new(None), Mutex::default(), AtomicUsize::new(0));
+        Pool { program, args, memory_bytes, slots, trials, next, tripped }
     }
 
     /// A free worker's slot, or the next one's when every one is busy.
@@ -195,25 +247,7 @@ impl Pool {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err("the policy worker has no pipes".into());
         };
-        let (send, answers) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = std::io::BufReader::new(stdout);
-            loop {
-                // An answer longer than any answer can be is the worker's failure (the channel
-                // closes, the worker is dropped).
-                let mut line = Vec::new();
-                match (&mut reader).take(MAX_ANSWER_BYTES).read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) if line.last() != Some(&b'\n') => break,
-                    Ok(_) => {}
-                }
-                let Ok(line) = String::from_utf8(line) else { break };
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Worker { child, stdin, answers, known: HashSet::new() })
+        Ok(Worker { child, stdin, stdout, read: Vec::new(), known: HashSet::new() })
     }
 
     fn run<'a>(&self, jobs: &[Job<'a>]) -> Vec<Answer> {
@@ -230,9 +264,15 @@ impl Pool {
         let asked: Vec<usize> = (0..jobs.len()).filter(|&i| answers[i].is_none()).collect();
         let to_ask: Vec<&Job<'_>> = asked.iter().map(|&i| &jobs[i]).collect();
         let mut got = Vec::with_capacity(to_ask.len());
+        let mut alone = false;
         while got.len() < to_ask.len() {
-            let mut slot = self.slot();
-            self.run_on(&mut slot, &to_ask[got.len()..], &mut got);
+            let rest = &to_ask[got.len()..];
+            let mut slot = if rest.iter().all(|j| j.trial) {
+                self.trials.lock().unwrap_or_else(PoisonError::into_inner)
+            } else {
+                self.slot()
+            };
+            alone = self.run_on(&mut slot, if alone { &rest[..1] } else { rest }, &mut got);
         }
         for (i, answer) in asked.into_iter().zip(got) {
             answers[i] = Some(answer);
@@ -248,19 +288,22 @@ impl Pool {
         }
         let mut tripped = self.tripped.lock().unwrap_or_else(PoisonError::into_inner);
         tripped.retain(|_, (at, _)| at.elapsed() < COOLDOWN);
-        let (_, why) = tripped.get(&job.compiled.serial)?;
+        let (_, why) = tripped.get(&job.compiled.source.1)?;
         Some(failed(format!("{why} a moment ago; it is not run again for {} s", COOLDOWN.as_secs())))
     }
 
     fn trip(&self, job: &Job<'_>, why: &str) {
         let mut tripped = self.tripped.lock().unwrap_or_else(PoisonError::into_inner);
-        tripped.insert(job.compiled.serial, (std::time::Instant::now(), why.to_string()));
+        tripped.insert(job.compiled.source.1.clone(), (std::time::Instant::now(), why.to_string()));
     }
 
     /// Asks the slot's worker (started when there is none) about `jobs`, pushing each answer;
     /// stops at the first evaluation that outlives its time or ends the worker, which is
     /// then dropped (the rest go to a new one).
-    fn run_on(&self, slot: &mut Option<Worker>, jobs: &[&Job<'_>], answers: &mut Vec<Answer>) {
+    /// Whether the next attempt must ask about the first job left alone: the worker ended
+    /// while a later answer was awaited, which an earlier one, still in the worker's buffer,
+    /// may have caused.
+    fn run_on(&self, slot: &mut Option<Worker>, jobs: &[&Job<'_>], answers: &mut Vec<Answer>) -> bool {
         if slot.as_ref().is_some_and(|w| w.known.len() > MAX_MODULES) {
             *slot = None;
         }
@@ -269,11 +312,11 @@ impl Pool {
                 Ok(worker) => *slot = Some(worker),
                 Err(why) => {
                     answers.extend(jobs.iter().map(|_| failed(why.clone())));
-                    return;
+                    return false;
                 }
             }
         }
-        let Some(worker) = slot.as_mut() else { return };
+        let Some(worker) = slot.as_mut() else { return false };
         let batch = batch(jobs, &worker.known);
         let sent = serde_json::to_string(&batch).map_err(|e| e.to_string()).and_then(|line| {
             writeln!(worker.stdin, "{line}").and_then(|_| worker.stdin.flush()).map_err(|e| e.to_string())
@@ -281,34 +324,52 @@ impl Pool {
         if let Err(why) = sent {
             *slot = None;
             answers.extend(jobs.iter().map(|_| failed(format!("the policy worker stopped: {why}"))));
-            return;
+            return false;
         }
         worker.known.extend(jobs.iter().map(|j| j.compiled.serial));
-        for job in jobs {
-            let answer = match worker.answers.recv_timeout(job.budget + SLACK) {
+        for (index, job) in jobs.iter().enumerate() {
+            let waiting = std::time::Instant::now();
+            let answer = match worker.line(job.budget + SLACK) {
                 Ok(line) => {
                     serde_json::from_str::<Answer>(&line).map_err(|_| "its worker answered what is no answer".into())
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Every answer before it came (a worker's answers wait at most FLUSH_EVERY):
+                // the silence is this evaluation's.
+                Err(Silence::Late) => {
                     Err(format!("it ran past its budget of {} ms, and its worker was stopped", job.budget.as_millis()))
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => Err(format!(
+                // An earlier answer may still have been in the worker's buffer: only the first
+                // job of a batch is blamed for its end; after another, the next batch holds
+                // the job alone.
+                Err(Silence::Ended) if index > 0 => {
+                    *slot = None;
+                    return true;
+                }
+                Err(Silence::Ended) => Err(format!(
                     "it ended its worker (past its memory limit of {} MiB, or a crash)",
                     self.memory_bytes >> 20
                 )),
             };
             match answer {
-                Ok(answer) => answers.push(answer),
+                Ok(answer) => {
+                    // One step of an evaluation can outlast the budget and still end within
+                    // the wait: such a policy holds a worker all the same.
+                    let spent = waiting.elapsed();
+                    if spent > job.budget * 2 + FLUSH_EVERY * 10 {
+                        let ms = spent.as_millis();
+                        self.trip(job, &format!("its evaluation took {ms} ms, past twice its budget"));
+                    }
+                    answers.push(answer);
+                }
                 Err(why) => {
-                    // Every answer before it came (a worker's answers wait at most
-                    // FLUSH_EVERY): the silence is this evaluation's.
                     self.trip(job, &why);
                     answers.push(failed(why));
                     *slot = None;
-                    return;
+                    return false;
                 }
             }
         }
+        false
     }
 }
 
@@ -327,7 +388,7 @@ fn depth(value: &Any) -> usize {
 
 /// The batch that asks a worker about `jobs`: each input and data once, each module's source
 /// when the worker does not know it.
-fn batch(jobs: &[&Job<'_>], known: &HashSet<u64>) -> Batch {
+fn batch<'a>(jobs: &[&Job<'a>], known: &HashSet<u64>) -> Batch<&'a Any> {
     let mut inputs: Vec<&Input> = Vec::new();
     let mut datas: Vec<&Any> = Vec::new();
     let mut asks = Vec::with_capacity(jobs.len());
@@ -348,22 +409,22 @@ fn batch(jobs: &[&Job<'_>], known: &HashSet<u64>) -> Batch {
         let (id, access, trial) = (job.compiled.id.clone(), job.access, job.trial);
         asks.push(Ask { serial, id, source, input, data, budget_ms, access, trial });
     }
-    Batch {
-        inputs: inputs.into_iter().map(|i| i.json.clone()).collect(),
-        datas: datas.into_iter().cloned().collect(),
-        asks,
-    }
+    Batch { inputs: inputs.into_iter().map(|i| &i.json).collect(), datas, asks }
 }
 
 /// A worker's life (`meshplane policy-worker`): answers each batch read from standard input
 /// until it ends. Its parent sets its limits before it is given anything.
 pub fn serve() -> ExitCode {
+    crate::deep_stack(serve_here).unwrap_or(ExitCode::FAILURE)
+}
+
+fn serve_here() -> ExitCode {
     let mut modules: HashMap<u64, Result<Compiled, String>> = HashMap::new();
     let out = Outbox::new();
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        let Ok(batch) = serde_json::from_str::<Batch>(&line) else { return ExitCode::from(2) };
-        let inputs: Vec<Input> = batch.inputs.iter().map(Input::new).collect();
+        let Ok(mut batch) = serde_json::from_str::<Batch<Any>>(&line) else { return ExitCode::from(2) };
+        let inputs: Vec<Input> = batch.inputs.drain(..).map(Input::owned).collect();
         out.begin();
         for ask in batch.asks {
             if let Some((actions, rego)) = ask.source {

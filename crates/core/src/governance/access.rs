@@ -14,7 +14,8 @@ use super::{Finding, InForce, Policies, caller_view};
 use crate::authz::Caller;
 use crate::error::Error;
 use crate::resource::Kind;
-use crate::store::grants::{AccessQuery, AccessState, MAX_POLICY_LEVELS, PolicyAnswer, PolicyApprovers};
+use crate::store::grants::{AccessQuery, AccessState, PolicyAnswer, PolicyApprovers};
+use crate::store::identity::Principal;
 use crate::store::{Record, Store, now_ms};
 
 /// What the policies on access are asked about.
@@ -79,12 +80,15 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
         return Ok(verdict);
     }
     // A policy confined to its domain (which a domain's admins may write) sees the consumer's
-    // grants on that domain only and, of the consumer, its name, kind and whether it is a
-    // member of that domain; a platform policy sees them all.
+    // grants on that domain only, of the consumer its name, kind and whether it is a member of
+    // that domain, and of the caller its name; a platform policy sees them all.
     let whole = input(store, change).await?;
     let mut confined = whole.clone();
     if let Some(grants) = confined["grants"].as_array_mut() {
         grants.retain(|g| g["domain"] == domain);
+    }
+    if let Some(caller) = whole["caller"].as_object() {
+        confined["caller"] = json!({ "name": caller.get("name") });
     }
     if let Some(consumer) = whole["consumer"].as_object() {
         let member = consumer.get("memberOf").and_then(Any::as_array).is_some_and(|m| m.iter().any(|d| d == domain));
@@ -94,7 +98,9 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
     }
     let (whole, confined) = (meshplane_policy::Input::new(&whole), meshplane_policy::Input::new(&confined));
     let data = super::data(store, policies).await?;
-    let known: Vec<String> = store.principals().await?.into_iter().map(|p| p.name).collect();
+    let principals = store.principals().await?;
+    let known: Vec<String> = principals.iter().map(|p| p.name.clone()).collect();
+    let readers = readers(store, &principals, change.consumer).await?;
     let now = now_ms();
     let exempt: Vec<_> = policies.exempting(kind, &change.contract.name, now).collect();
     let exempted = |policy: &str, rule: &str| {
@@ -136,7 +142,7 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
             verdict.max_days = Some(verdict.max_days.map_or(days, |d: f64| d.min(days)));
         }
         if answer.approve && change.action == "access-request" && !exempted(&entry.name, "approve") {
-            if let Some(why) = own_approval(entry, change) {
+            if let Some(why) = own_approval(entry, change, &readers) {
                 verdict.answers.push(answered("approve", format!("its approval does not count: {why}")));
             } else {
                 verdict.answers.push(answered("approve", "approves the request without a human decision".into()));
@@ -144,39 +150,59 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
             }
         }
     }
-    if verdict.approvers.len() > MAX_POLICY_LEVELS {
-        let message =
-            format!("policies require {} levels of approvers, more than {MAX_POLICY_LEVELS}", verdict.approvers.len());
-        verdict.denials.push(Finding {
-            policy: "meshplane".into(),
-            version: String::new(),
-            enforcement: "deny".into(),
-            rule: "approvers".into(),
-            message,
-            path: None,
-        });
-    }
     if verdict.denials.is_empty() && verdict.approvers.is_empty() {
         verdict.approved_by = approving;
     }
     Ok(verdict)
 }
 
+/// One who would read through a grant: a name, the groups it is in, the domains it
+/// administers (nothing for a name that is no principal).
+struct Reader {
+    name: String,
+    groups: Vec<String>,
+    domains: Vec<String>,
+}
+
+/// Who would read through a grant to `consumer`: the consumer, the members of a consumer
+/// group, and the recorded owners of a consumer product (with the members of its team).
+async fn readers(store: &Store, principals: &[Principal], consumer: &str) -> Result<Vec<Reader>, Error> {
+    let mut names = vec![consumer.to_string()];
+    if let Ok(product) = store.get(Kind::DataProduct, consumer).await {
+        names.extend(product.owners);
+    }
+    let groups = names.clone();
+    names.extend(principals.iter().filter(|p| p.groups.iter().any(|g| groups.contains(g))).map(|p| p.name.clone()));
+    names.sort_unstable();
+    names.dedup();
+    let reader = |name: String| {
+        let known = principals.iter().find(|p| p.name == name);
+        let (groups, domains) = known.map(|p| (p.groups.clone(), p.domains.clone())).unwrap_or_default();
+        Reader { name, groups, domains }
+    };
+    Ok(names.into_iter().map(reader).collect())
+}
+
 /// Why a policy confined to its domain may not approve this request itself: nobody approves
 /// their own request, and such a policy is written by the domain's admins or its owners — so
-/// it does not approve a request made by, or for, one of them.
-fn own_approval(entry: &InForce, change: &AccessChange<'_>) -> Option<String> {
+/// it does not approve a request made by one of them, or for one (as a consumer, a member of
+/// the consumer group, or an owner of the consumer product).
+fn own_approval(entry: &InForce, change: &AccessChange<'_>, readers: &[Reader]) -> Option<String> {
     if entry.policy.reaches_beyond_its_domain() {
         return None;
     }
+    let domain = &change.contract.domain;
     let caller = change.caller;
-    let writers = caller.administers(&change.contract.domain) || caller.is_one_of(&entry.owners);
-    let for_writer = entry.owners.iter().any(|o| o == change.consumer);
-    (writers || for_writer).then(|| {
+    let by_writer = caller.administers(domain) || caller.is_one_of(&entry.owners);
+    let for_writer = readers.iter().any(|r| {
+        entry.owners.contains(&r.name)
+            || r.domains.contains(domain)
+            || r.groups.iter().any(|g| entry.owners.contains(g))
+    });
+    (by_writer || for_writer).then(|| {
         format!(
-            "the request is made by or for one who may write the policy (an admin of domain `{}` or its owner); \
-             another approver decides",
-            change.contract.domain
+            "the request is made by or for one who may write the policy (an admin of domain `{domain}` or its \
+             owner); another approver decides"
         )
     })
 }

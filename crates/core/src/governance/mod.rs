@@ -398,7 +398,32 @@ async fn compiled_policies(store: &Store) -> Result<(Vec<Arc<InForce>>, Arc<Runn
 }
 
 fn compile(record: &Record, budget: Duration) -> Option<InForce> {
-    let Some(Document::Policy(policy)) = record.document() else { return None };
+    let names = (record.name.clone(), record.version.clone(), record.owners.clone());
+    let Some(Document::Policy(policy)) = record.document() else {
+        // A stored policy whose document no longer reads stays in force over what it said it
+        // covers, and denies (never fails open).
+        let listed = |value: Option<&Any>| -> Option<Vec<String>> {
+            let items = value?.as_array()?;
+            Some(items.iter().filter_map(Any::as_str).map(str::to_string).collect())
+        };
+        let spec = &record.spec;
+        let scope = meshplane_spec::model::policy::Scope {
+            domains: listed(spec.pointer("/scope/domains")),
+            kinds: listed(spec.pointer("/scope/kinds")),
+            ..Default::default()
+        };
+        let all = meshplane_spec::model::policy::ACTIONS.iter().map(|a| a.to_string()).collect();
+        let policy = Policy {
+            id: record.name.clone(),
+            domain: Some(record.domain.clone()),
+            scope: Some(scope),
+            actions: Some(listed(spec.get("actions")).unwrap_or(all)),
+            enforcement: "deny".into(),
+            ..Policy::default()
+        };
+        let why = "its document does not read on this release".to_string();
+        return Some(InForce::new(names, policy, Err(why), budget));
+    };
     // Stored policies compiled when they were applied; one that no longer does (a newer
     // release refusing a built-in) stays in force and denies what it covers (never fails
     // open), and its reconcile says why.
@@ -406,7 +431,6 @@ fn compile(record: &Record, budget: Duration) -> Option<InForce> {
         let why: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
         format!("its module does not compile on this release: {}", why.join("; "))
     });
-    let names = (record.name.clone(), record.version.clone(), record.owners.clone());
     Some(InForce::new(names, (**policy).clone(), compiled, budget))
 }
 

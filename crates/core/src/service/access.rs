@@ -15,7 +15,7 @@ use crate::error::{Error, ErrorCode};
 use crate::governance::{self, access::AccessChange, access::AccessVerdict};
 use crate::resource::{Kind, contract_name, port_links};
 use crate::store::grants::{
-    AccessQuery, AccessRequest, AccessState, Approvers, Decision, NewRequest, Outcome, PolicyTerms,
+    AccessQuery, AccessRequest, AccessState, Approvers, Decision, MAX_POLICY_LEVELS, NewRequest, Outcome, PolicyTerms,
 };
 use crate::store::identity::PrincipalKind;
 use crate::store::{Record, Store, now, now_ms};
@@ -132,7 +132,9 @@ pub async fn request(store: &Store, caller: &Caller, ask: NewAccess) -> Result<A
         }
     }
     for required in std::mem::take(&mut verdict.approvers) {
-        approvers.require(required);
+        if !approvers.require(required) {
+            verdict.denials.push(too_many_levels());
+        }
     }
     let outcome = match (verdict.denials.first(), verdict.approved_by) {
         (Some(first), _) => Outcome::RejectedBy {
@@ -313,7 +315,13 @@ pub async fn decide(
         }
         r.decisions.push(Decision { by: by.name().to_string(), level, approved: approve, comment, at: now() });
         for required in verdict.approvers {
-            r.approvers.require(required);
+            if !r.approvers.require(required) {
+                let why = too_many_levels();
+                return Err(Error::conflict(
+                    ErrorCode::PolicyDenied,
+                    format!("approving access request {}: {}", r.id, why.message),
+                ));
+            }
         }
         r.policy.answers.extend(verdict.answers);
         r.policy.max_days = match (r.policy.max_days, verdict.max_days) {
@@ -335,6 +343,18 @@ pub async fn decide(
         })
     };
     store.update_access(r.id, transition, &caller.who()).await
+}
+
+/// The denial of a request to which policies would add more approver levels than one may have.
+fn too_many_levels() -> governance::Finding {
+    governance::Finding {
+        policy: "meshplane".into(),
+        version: String::new(),
+        enforcement: "deny".into(),
+        rule: "approvers".into(),
+        message: format!("policies require more than {MAX_POLICY_LEVELS} levels of approvers"),
+        path: None,
+    }
 }
 
 /// What the policies on access decisions say about the caller approving `r` now.

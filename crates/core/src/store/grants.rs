@@ -70,11 +70,16 @@ pub struct PolicyApprovers {
 
 impl Approvers {
     /// Adds the approvers a policy requires as a level of their own, unless a level already
-    /// asks for exactly these names (nobody approves two levels).
-    pub fn require(&mut self, required: PolicyApprovers) {
+    /// asks for exactly these names (nobody approves two levels); false when the request
+    /// would have more than [`MAX_POLICY_LEVELS`] of them.
+    pub fn require(&mut self, required: PolicyApprovers) -> bool {
         if !self.policy.iter().any(|p| p.names == required.names) {
+            if self.policy.len() >= MAX_POLICY_LEVELS {
+                return false;
+            }
             self.policy.push(required);
         }
+        true
     }
 }
 

@@ -454,6 +454,23 @@ on_both!(a_policys_approval_is_asked_of_the_decision_policies_and_never_its_writ
     let own = access::request(&store, &sally, ask(None)).await.unwrap();
     assert_eq!(own.state, AccessState::Pending, "{own:?}");
     assert!(own.policy.answers.iter().any(|a| a.message.contains("does not count")), "{own:?}");
+    // Nor one for a group its writer reads through, asked by another member.
+    let group = |name: &str, kind: PrincipalKind, groups: &[&str], domains: &[&str]| Principal {
+        name: name.into(),
+        kind,
+        database_role: None,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        platform_admin: false,
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+        oidc: None,
+    };
+    store.put_principal(&group("analysts", PrincipalKind::Group, &[], &[]), &options()).await.unwrap();
+    store.put_principal(&group("sally", PrincipalKind::User, &["analysts"], &["sales"]), &options()).await.unwrap();
+    let member = group("mia", PrincipalKind::User, &["analysts"], &[]);
+    let mia = Caller::of(store.put_principal(&member, &options()).await.unwrap(), "test");
+    let for_group = access::request(&store, &mia, NewAccess { consumer: Some("analysts".into()), ..ask(None) });
+    let for_group = for_group.await.unwrap();
+    assert_eq!(for_group.state, AccessState::Pending, "sally reads through analysts: {for_group:?}");
 });
 
 on_both!(
@@ -475,7 +492,7 @@ on_both!(
             "sales",
             "",
             "access-request",
-            "package meshplane.spy\nviolations contains sprintf(\"%v\", [input.consumer]) if true\n",
+            "package meshplane.spy\nviolations contains sprintf(\"%v %v\", [input.consumer, input.caller]) if true\n",
         )
         .replace("enforcement: deny", "enforcement: warn");
         catalog::apply(&store, &sally, spy, ApplyAsk::default()).await.unwrap();
@@ -483,7 +500,7 @@ on_both!(
             access::request(&store, &sally, NewAccess { consumer: Some("victim".into()), ..ask(None) }).await.unwrap();
         let seen = &r.policy.answers.iter().find(|a| a.policy == "spy").unwrap().message;
         assert!(seen.contains("victim") && !seen.contains("secret-project") && !seen.contains("finance"), "{seen}");
-        assert!(!seen.contains("platformAdmin"), "{seen}");
+        assert!(!seen.contains("platformAdmin") && !seen.contains("domains"), "nor the caller's rights: {seen}");
     }
 );
 
