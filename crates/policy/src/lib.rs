@@ -278,13 +278,21 @@ pub fn compile(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
 /// recurse without a depth limit (a chain of 5,000 unary minus signs is 10 KB of module), and
 /// a stack overflow aborts the process. A module of at most [`MAX_MODULE_BYTES`] recurses at
 /// most that deep, which this stack holds; it is only reserved, not used, until needed.
-const DEEP_STACK_BYTES: usize = 512 << 20;
+pub const DEEP_STACK_BYTES: usize = 128 << 20;
 
 /// Runs `work` on a thread of its own with [`DEEP_STACK_BYTES`] of stack (`None` when no such
 /// thread can be had, or the work panicked).
 pub(crate) fn deep_stack<T: Send>(work: impl FnOnce() -> T + Send) -> Option<T> {
+    thread_local!(static DEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if DEEP.with(std::cell::Cell::get) {
+        // Already on such a thread (a worker's): one deep stack is enough.
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).ok();
+    }
     std::thread::scope(|scope| {
-        let thread = std::thread::Builder::new().stack_size(DEEP_STACK_BYTES).spawn_scoped(scope, work);
+        let thread = std::thread::Builder::new().stack_size(DEEP_STACK_BYTES).spawn_scoped(scope, || {
+            DEEP.with(|deep| deep.set(true));
+            work()
+        });
         thread.ok()?.join().ok()
     })
 }

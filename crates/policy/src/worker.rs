@@ -235,7 +235,8 @@ impl Pool {
         // The limits hold before the worker is given anything.
         let limited = i32::try_from(child.id()).map_err(|e| e.to_string()).and_then(|pid| {
             let set = |resource, limit| rlimit::prlimit(pid, resource, Some((limit, limit)), None);
-            set(rlimit::Resource::AS, self.memory_bytes)
+            // Its memory, and the deep stack it evaluates on.
+            set(rlimit::Resource::AS, self.memory_bytes + crate::DEEP_STACK_BYTES as u64)
                 .and_then(|_| set(rlimit::Resource::CORE, 0))
                 .map_err(|e| format!("the policy worker could not be limited: {e}"))
         });
