@@ -86,7 +86,7 @@ pub async fn reconcile(
     if kind.governs() {
         // Nothing to provision: a policy is in force once its module compiles, an exemption
         // until it expires (and is reconciled again then).
-        let (ready, recheck_ms) = governance::readiness(&record);
+        let (ready, recheck_ms) = governance::readiness(store, &record);
         wanted.push(ready);
         write_status(store, &record, previous, wanted, fence).await?;
         return Ok(recheck_ms.map_or(Action::AwaitChange, Action::RequeueAfter));

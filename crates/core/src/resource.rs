@@ -254,7 +254,9 @@ impl Resource {
                 serde_json::to_value(p),
             ),
             Document::Policy(p) => {
-                if let Err(problems) = meshplane_policy::compile(p) {
+                // Only what can be checked without parsing: a server parses a module in a
+                // policy worker, once the caller may write it (`governance::trial`).
+                if let Err(problems) = meshplane_policy::prescan(p) {
                     let details = Any::Array(problems.iter().map(|d| d.to_json()).collect());
                     let message = format!("the policy's Rego module does not compile ({} problem(s))", problems.len());
                     return Err(Error::Invalid { code: ErrorCode::InvalidDocument, message, details });

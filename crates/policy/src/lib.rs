@@ -204,7 +204,9 @@ pub const BUILTINS: &[&str] = &[
 /// A policy's module, compiled and ready to be evaluated (cloning it is cheap).
 #[derive(Clone)]
 pub struct Compiled {
-    engine: regorus::Engine,
+    /// The prepared engine; `None` for a module compiled only where it is evaluated (a
+    /// server's policy workers: [`worker::Runner::check`]).
+    engine: Option<regorus::Engine>,
     /// Unique in this process: what a policy worker keeps its own compilation under.
     serial: u64,
     /// What a worker compiles: the policy's id, actions and module.
@@ -297,7 +299,10 @@ pub(crate) fn deep_stack<T: Send>(work: impl FnOnce() -> T + Send) -> Option<T> 
     })
 }
 
-fn compile_here(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
+/// What can be checked of a module without parsing it (its size, its nesting, its runs of
+/// minus signs): regorus's parser can take time exponential in what these bound, so a server
+/// parses a module only in a policy worker.
+pub fn prescan(policy: &Policy) -> Result<(), Vec<Diagnostic>> {
     if policy.rego.len() > MAX_MODULE_BYTES {
         let message =
             format!("the module is {} bytes, more than the {MAX_MODULE_BYTES} a policy may hold", policy.rego.len());
@@ -313,12 +318,27 @@ fn compile_here(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
         let message = format!("the module has more than {MAX_MINUS_RUN} minus signs in a row");
         return Err(vec![Diagnostic::new(Code::RegoInvalid, policy.at.field("rego"), message)]);
     }
+    Ok(())
+}
+
+impl Compiled {
+    /// A module to be compiled only where it is evaluated (its [`prescan`] passed).
+    pub fn elsewhere(policy: &Policy) -> Compiled {
+        let serial = SERIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let actions = policy.actions().iter().map(|a| a.to_string()).collect();
+        let source = std::sync::Arc::new((actions, policy.rego.clone()));
+        Compiled { engine: None, serial, source, package: String::new(), declared: Vec::new(), id: policy.id.clone() }
+    }
+}
+
+fn compile_here(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
+    prescan(policy)?;
     let mut engine = regorus::Engine::new();
     engine.set_strict_builtin_errors(true);
     let package = engine
         .add_policy(SOURCE.to_string(), policy.rego.clone())
         .map_err(|e| vec![problem(policy, &e.to_string())])?;
-    let Some(calls) = called_functions(&engine) else {
+    let Some(calls) = called_functions(&mut engine) else {
         // What cannot be checked is refused.
         let message = "the module nests too deeply to be checked";
         return Err(vec![Diagnostic::new(Code::RegoInvalid, policy.at.field("rego"), message)]);
@@ -342,17 +362,18 @@ fn compile_here(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
             let serial = SERIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let actions = policy.actions().iter().map(|a| a.to_string()).collect();
             let source = std::sync::Arc::new((actions, policy.rego.clone()));
-            Ok(Compiled { engine, serial, source, package, declared, id: policy.id.clone() })
+            Ok(Compiled { engine: Some(engine), serial, source, package, declared, id: policy.id.clone() })
         }
         Err(e) => Err(vec![problem(policy, &bounded(e.to_string()))]),
         Ok(_) => Err(vec![problem(policy, "error: the module could not be prepared")]),
     }
 }
 
-/// [`compile`], then [`Compiled::trial`] where `runner` evaluates: every problem of the
-/// module, what only running finds included.
+/// The module compiled and tried ([`Compiled::trial`]) where `runner` evaluates — in a
+/// server's policy workers, which are stopped past their time: every problem of the module,
+/// what only running finds included.
 pub fn check(policy: &Policy, runner: &worker::Runner) -> Result<Compiled, Vec<Diagnostic>> {
-    let compiled = compile(policy)?;
+    let compiled = runner.prepare(policy)?;
     let empty = Input::new(&Any::Object(Default::default()));
     let answers = runner.run(&[worker::Job::trial(&compiled, &empty)]);
     match answers.into_iter().next() {
@@ -410,8 +431,10 @@ struct Call {
 }
 
 /// Every call the module makes, and the functions it defines itself.
-fn called_functions(engine: &regorus::Engine) -> Option<Vec<Call>> {
-    let ast: Any = serde_json::from_str(&engine.get_ast_as_json().ok()?).ok()?;
+fn called_functions(engine: &mut regorus::Engine) -> Option<Vec<Call>> {
+    // Written compactly: regorus's own AST text is indented, which grows with the square of
+    // the tree's depth (gigabytes for a 16 KiB module).
+    let ast: Any = serde_json::from_str(&serde_json::to_string(engine.get_modules()).ok()?).ok()?;
     let mut calls = Vec::new();
     let mut own = Vec::new();
     collect(&ast, &mut calls, &mut own);
@@ -530,7 +553,9 @@ impl Run {
 impl Compiled {
     fn run(&self, input: &Input, data: Option<&Any>, budget: Duration) -> Result<Run, String> {
         let started = std::time::Instant::now();
-        let mut engine = self.engine.clone();
+        let Some(mut engine) = self.engine.clone() else {
+            return Err("the module is compiled only in a policy worker".into());
+        };
         engine.set_input(input.value.clone());
         if let Some(data) = data
             && let Err(e) = engine.add_data(regorus::Value::from(data.clone()))
@@ -696,6 +721,13 @@ fn first_line(message: &str) -> String {
 /// line is where the `rego` value starts in the document.
 pub fn problem(policy: &Policy, message: &str) -> Diagnostic {
     let at = policy.at.field("rego");
+    // A problem a worker found compiling the module, at the module's line.
+    if let Some(rest) = message.strip_prefix("Rego line ")
+        && let Some(line) = rest.split(|c: char| !c.is_ascii_digit()).next().and_then(|l| l.parse::<u32>().ok())
+    {
+        let span = Span::at(policy.rego_line() + line.saturating_sub(1), at.start.col);
+        return Diagnostic::new(Code::RegoInvalid, span, message.to_string());
+    }
     let position = message.lines().find_map(|l| l.trim().strip_prefix(&format!("--> {SOURCE}:"))).and_then(|place| {
         let (line, col) = place.split_once(':')?;
         Some((line.trim().parse::<u32>().ok()?, col.trim().parse::<u32>().ok()?))

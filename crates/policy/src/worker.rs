@@ -72,6 +72,15 @@ pub enum Runner {
 }
 
 impl Runner {
+    /// A policy's module, ready to be asked about: compiled here, or (workers) only checked
+    /// without parsing it here ([`crate::prescan`]) and compiled by the worker that runs it.
+    pub fn prepare(&self, policy: &Policy) -> Result<Compiled, Vec<meshplane_spec::Diagnostic>> {
+        match self {
+            Runner::InProcess => compile(policy),
+            Runner::Workers(_) => crate::prescan(policy).map(|_| Compiled::elsewhere(policy)),
+        }
+    }
+
     /// Every job's answer, in order.
     pub fn run(&self, jobs: &[Job<'_>]) -> Vec<Answer> {
         match self {

@@ -468,10 +468,24 @@ fn a_policy_whose_one_step_never_ends_is_stopped_in_its_worker_and_denies() {
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains(stopped), "{}", stderr(&refused));
     let client = reqwest::blocking::Client::new();
-    let answer = client.post(format!("{url}/api/v1/apply")).bearer_auth(&admin).body(always).send().unwrap();
+    let answer = client.post(format!("{url}/api/v1/apply")).bearer_auth(&admin).body(always.clone()).send().unwrap();
     let status = answer.status().as_u16();
     let body: serde_json::Value = answer.json().unwrap();
     assert_eq!((status, body["code"].as_str()), (422, Some("invalid-document")), "{body}");
+    assert!(body.to_string().contains(stopped), "{body}");
+
+    // A module whose parsing takes time exponential in its nesting (10 comprehensions deep, in
+    // a rule's body) is parsed only in a worker, which is stopped.
+    let mut nest = String::from("[1,1,1]");
+    for _ in 0..10 {
+        nest = format!("{{a | {nest} : 1}}");
+    }
+    let slow_parse = always.replace("true; a40 == b40", &format!("x == {nest}"));
+    assert!(slow_parse.contains("x == {a |"), "{slow_parse}");
+    let slow_parse = slow_parse.replace("package meshplane.bomb\n", "package meshplane.bomb\n  x := 1\n");
+    let answer = client.post(format!("{url}/api/v1/apply")).bearer_auth(&admin).body(slow_parse).send().unwrap();
+    let body: serde_json::Value = answer.json().unwrap();
+    assert_eq!(body["code"], "invalid-document", "{body}");
     assert!(body.to_string().contains(stopped), "{body}");
 
     // Set off by one document: applied, then that document's apply is denied — warn or not —

@@ -385,7 +385,7 @@ async fn compiled_policies(store: &Store) -> Result<(Vec<Arc<InForce>>, Arc<Runn
         match cached {
             Some((generation, entry)) if generation == record.generation => all.push(entry),
             _ => {
-                let Some(entry) = compile(&record, budget) else { continue };
+                let Some(entry) = compile(&record, budget, &runner) else { continue };
                 let entry = Arc::new(entry);
                 if let Ok(mut c) = cache.stored.lock() {
                     c.insert(record.name.clone(), (record.generation, Arc::clone(&entry)));
@@ -397,7 +397,7 @@ async fn compiled_policies(store: &Store) -> Result<(Vec<Arc<InForce>>, Arc<Runn
     Ok((all, runner))
 }
 
-fn compile(record: &Record, budget: Duration) -> Option<InForce> {
+fn compile(record: &Record, budget: Duration, runner: &Runner) -> Option<InForce> {
     let names = (record.name.clone(), record.version.clone(), record.owners.clone());
     let Some(Document::Policy(policy)) = record.document() else {
         // A stored policy whose document no longer reads stays in force over what it said it
@@ -427,7 +427,7 @@ fn compile(record: &Record, budget: Duration) -> Option<InForce> {
     // Stored policies compiled when they were applied; one that no longer does (a newer
     // release refusing a built-in) stays in force and denies what it covers (never fails
     // open), and its reconcile says why.
-    let compiled = meshplane_policy::compile(policy).map_err(|problems| {
+    let compiled = runner.prepare(policy).map_err(|problems| {
         let why: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
         format!("its module does not compile on this release: {}", why.join("; "))
     });
@@ -522,9 +522,9 @@ type Condition = (&'static str, bool, &'static str, String);
 
 /// The `Ready` condition of a policy or an exemption, and in how many milliseconds to look
 /// again (an active exemption, when it expires).
-pub fn readiness(record: &Record) -> (Condition, Option<u64>) {
+pub fn readiness(store: &Store, record: &Record) -> (Condition, Option<u64>) {
     match record.document() {
-        Some(Document::Policy(policy)) => match meshplane_policy::compile(policy) {
+        Some(Document::Policy(policy)) => match blocking(|| meshplane_policy::check(policy, &platform(store).runner)) {
             Ok(_) => {
                 let message = "the module compiles; the policy is asked about every change in its scope";
                 (("Ready", true, "InForce", message.into()), None)
