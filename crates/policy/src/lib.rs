@@ -53,7 +53,8 @@ fn nesting(text: &str) -> (usize, usize) {
                 run += 1;
                 longest = longest.max(run);
             }
-            c if c.is_whitespace() => {}
+            // A comment is space to regorus's lexer.
+            c if c.is_whitespace() || c == '#' => {}
             _ => run = 0,
         }
         match c {
@@ -217,6 +218,8 @@ pub struct Compiled {
     declared: Vec<&'static str>,
     /// The policy's id: the rule name of a violation that names none.
     pub id: String,
+    /// Whose it is (`DOMAIN/ID`): what a cooldown is kept under, with the text.
+    owner: String,
 }
 
 /// What a policy on access answered besides its violations.
@@ -321,13 +324,18 @@ pub fn prescan(policy: &Policy) -> Result<(), Vec<Diagnostic>> {
     Ok(())
 }
 
+fn owner_of(policy: &Policy) -> String {
+    format!("{}/{}", policy.domain.as_deref().unwrap_or_default(), policy.id)
+}
+
 impl Compiled {
     /// A module to be compiled only where it is evaluated (its [`prescan`] passed).
     pub fn elsewhere(policy: &Policy) -> Compiled {
         let serial = SERIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let actions = policy.actions().iter().map(|a| a.to_string()).collect();
         let source = std::sync::Arc::new((actions, policy.rego.clone()));
-        Compiled { engine: None, serial, source, package: String::new(), declared: Vec::new(), id: policy.id.clone() }
+        let (package, declared, id, owner) = (String::new(), Vec::new(), policy.id.clone(), owner_of(policy));
+        Compiled { engine: None, serial, source, package, declared, id, owner }
     }
 }
 
@@ -362,7 +370,8 @@ fn compile_here(policy: &Policy) -> Result<Compiled, Vec<Diagnostic>> {
             let serial = SERIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let actions = policy.actions().iter().map(|a| a.to_string()).collect();
             let source = std::sync::Arc::new((actions, policy.rego.clone()));
-            Ok(Compiled { engine: Some(engine), serial, source, package, declared, id: policy.id.clone() })
+            let owner = owner_of(policy);
+            Ok(Compiled { engine: Some(engine), serial, source, package, declared, id: policy.id.clone(), owner })
         }
         Err(e) => Err(vec![problem(policy, &bounded(e.to_string()))]),
         Ok(_) => Err(vec![problem(policy, "error: the module could not be prepared")]),
@@ -587,6 +596,9 @@ impl Compiled {
     /// Asks the policy about one change: `input` is what the caller says about it (the
     /// document before and after, who asks, ...), `data` what every evaluation may read.
     pub fn evaluate(&self, input: &Input, data: Option<&Any>, budget: Duration) -> Verdict {
+        if self.engine.is_none() {
+            return Verdict::Failed("the module is compiled only in a policy worker".into());
+        }
         if !self.declares(RULE) {
             return Verdict::Pass;
         }

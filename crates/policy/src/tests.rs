@@ -295,6 +295,9 @@ fn a_chain_of_unary_operators_is_refused_before_parsing() {
     let rego = format!("package meshplane.x\nviolations contains 1 if {{ input.action; x := {chain}1; x }}\n");
     let problems = compile(&policy(&rego)).err().unwrap();
     assert!(problems[0].message.contains("minus signs in a row"), "{problems:?}");
+    // A comment between them is space to the lexer, and to the scan.
+    let commented = rego.replace("-\n", "-#\n");
+    assert!(prescan(&policy(&commented)).is_err(), "comments do not hide a run");
     let fine = "package meshplane.x\nviolations contains 1 if { x := 3 - -1; x > 0 }\n";
     assert!(compile(&policy(fine)).is_ok(), "a subtraction of a negative number is fine");
 }

@@ -147,8 +147,9 @@ pub struct Pool {
     /// ones that evaluate.
     trials: Mutex<Option<Worker>>,
     next: AtomicUsize,
-    /// The modules (by their text) whose evaluation outlived its time, when, and how.
-    tripped: Mutex<HashMap<String, (std::time::Instant, String)>>,
+    /// The modules (by whose they are and their text) whose evaluation outlived its time,
+    /// when, and how.
+    tripped: Mutex<HashMap<(String, String), (std::time::Instant, String)>>,
 }
 
 struct Worker {
@@ -298,13 +299,14 @@ impl Pool {
         }
         let mut tripped = self.tripped.lock().unwrap_or_else(PoisonError::into_inner);
         tripped.retain(|_, (at, _)| at.elapsed() < COOLDOWN);
-        let (_, why) = tripped.get(&job.compiled.source.1)?;
+        let (_, why) = tripped.get(&(job.compiled.owner.clone(), job.compiled.source.1.clone()))?;
         Some(failed(format!("{why} a moment ago; it is not run again for {} s", COOLDOWN.as_secs())))
     }
 
     fn trip(&self, job: &Job<'_>, why: &str) {
         let mut tripped = self.tripped.lock().unwrap_or_else(PoisonError::into_inner);
-        tripped.insert(job.compiled.source.1.clone(), (std::time::Instant::now(), why.to_string()));
+        let key = (job.compiled.owner.clone(), job.compiled.source.1.clone());
+        tripped.insert(key, (std::time::Instant::now(), why.to_string()));
     }
 
     /// Asks the slot's worker (started when there is none) about `jobs`, pushing each answer;
@@ -328,6 +330,8 @@ impl Pool {
         }
         let Some(worker) = slot.as_mut() else { return false };
         let batch = batch(jobs, &worker.known);
+        // The modules compiled in this batch: their first answer's time includes compiling.
+        let compiled_now: HashSet<u64> = batch.asks.iter().filter(|a| a.source.is_some()).map(|a| a.serial).collect();
         let sent = serde_json::to_string(&batch).map_err(|e| e.to_string()).and_then(|line| {
             writeln!(worker.stdin, "{line}").and_then(|_| worker.stdin.flush()).map_err(|e| e.to_string())
         });
@@ -337,7 +341,7 @@ impl Pool {
             return false;
         }
         worker.known.extend(jobs.iter().map(|j| j.compiled.serial));
-        for (index, job) in jobs.iter().enumerate() {
+        for job in jobs {
             let waiting = std::time::Instant::now();
             let answer = match worker.line(job.budget + SLACK) {
                 Ok(line) => {
@@ -348,10 +352,9 @@ impl Pool {
                 Err(Silence::Late) => {
                     Err(format!("it ran past its budget of {} ms, and its worker was stopped", job.budget.as_millis()))
                 }
-                // An earlier answer may still have been in the worker's buffer: only the first
-                // job of a batch is blamed for its end; after another, the next batch holds
-                // the job alone.
-                Err(Silence::Ended) if index > 0 => {
+                // Answers may still have been in the worker's buffer: only a job asked alone
+                // is blamed for the worker's end; otherwise the next batch holds the job alone.
+                Err(Silence::Ended) if jobs.len() > 1 => {
                     *slot = None;
                     return true;
                 }
@@ -365,7 +368,7 @@ impl Pool {
                     // One step of an evaluation can outlast the budget and still end within
                     // the wait: such a policy holds a worker all the same.
                     let spent = waiting.elapsed();
-                    if spent > job.budget * 2 + FLUSH_EVERY * 10 {
+                    if spent > job.budget * 2 + FLUSH_EVERY * 10 && !compiled_now.contains(&job.compiled.serial) {
                         let ms = spent.as_millis();
                         self.trip(job, &format!("its evaluation took {ms} ms, past twice its budget"));
                     }
@@ -459,6 +462,10 @@ fn serve_here() -> ExitCode {
                 _ => (Verdict::Failed("the worker was not given the module".into()), AccessAnswer::default()),
             };
             out.push(&answer);
+            if ask.trial {
+                // A trial's module is compiled for this answer only.
+                modules.remove(&ask.serial);
+            }
         }
         if out.end().is_err() {
             return ExitCode::from(1);

@@ -42,7 +42,7 @@ pub async fn apply(
     if ask.expect_generation.is_some() && resources.len() != 1 {
         return Err(Error::invalid(ErrorCode::MalformedRequest, "expectGeneration applies to a body of one document"));
     }
-    for resource in &resources {
+    for (index, resource) in resources.iter().enumerate() {
         match &resource.document {
             Document::Policy(policy) => {
                 let may = caller.may_govern(policy, governance::domain_policies(store));
@@ -58,7 +58,10 @@ pub async fn apply(
                 let writes = caller.administers(&resource.domain) || stored.as_ref().is_some_and(|r| caller.owns(r));
                 let what = format!("apply policy `{}` (its domain's admins and its owners manage it)", resource.name);
                 caller.require(writes, &what)?;
-                governance::trial(store, policy)?;
+                governance::trial(store, policy).map_err(|e| {
+                    let details = json!([{ "document": index + 1, "code": e.code(), "message": e.to_string(), "details": e.details() }]);
+                    Error::Invalid { code: e.code(), message: format!("document {}: {e}", index + 1), details }
+                })?;
             }
             Document::Exemption(_) => {
                 let what = format!("apply exemption `{}` (only platform admins exempt from policies)", resource.name);
