@@ -824,6 +824,13 @@ fn run_tests_here(sources: &[Source], budget: Duration) -> Result<Vec<TestOutcom
     };
     let mut problems = Vec::new();
     for (index, source) in sources.iter().enumerate() {
+        // What regorus's parser would take too long over, or too deep a stack for, is refused
+        // first, as for a policy applied.
+        let stub = Policy { rego: source.text.clone(), ..Policy::default() };
+        if let Err(refused) = prescan(&stub) {
+            problems.extend(refused.iter().map(|p| format!("{}:{}: {}", source.file, source.first_line, p.message)));
+            continue;
+        }
         if let Err(e) = engine.add_policy(format!("m{index}"), source.text.clone()) {
             problems.push(located(&e.to_string()));
         }

@@ -295,6 +295,10 @@ fn a_chain_of_unary_operators_is_refused_before_parsing() {
     let rego = format!("package meshplane.x\nviolations contains 1 if {{ input.action; x := {chain}1; x }}\n");
     let problems = compile(&policy(&rego)).err().unwrap();
     assert!(problems[0].message.contains("minus signs in a row"), "{problems:?}");
+    // Tests are scanned the same way before they are parsed.
+    let source = Source { file: "t.rego".into(), text: rego.clone(), first_line: 1 };
+    let refused = run_tests(&[source], DEFAULT_BUDGET).err().unwrap();
+    assert!(refused[0].starts_with("t.rego:1: ") && refused[0].contains("minus signs"), "{refused:?}");
     // A comment between them is space to the lexer, and to the scan.
     let commented = rego.replace("-\n", "-#\n");
     assert!(prescan(&policy(&commented)).is_err(), "comments do not hide a run");
