@@ -3,7 +3,7 @@
 
 use meshplane_core::ErrorCode;
 use meshplane_core::authz::Caller;
-use meshplane_core::resource::Kind;
+use meshplane_core::resource::{Kind, Resource};
 use meshplane_core::service::access::{self, NewAccess};
 use meshplane_core::service::catalog::{self, ApplyAsk};
 use meshplane_core::service::identity;
@@ -523,4 +523,36 @@ on_both!(a_policys_module_is_parsed_and_tried_only_for_one_who_may_write_it, |pl
             assert_eq!(refused.code(), ErrorCode::Forbidden, "refused before its module is parsed: {refused}");
         }
     }
+});
+
+on_both!(a_stored_policy_that_no_longer_compiles_denies_what_it_covers, |place: Place| async move {
+    let (store, [root, sally, ..]) = governed(&place).await;
+    // Stored as an older release would have let it through (written to the store directly):
+    // its module has a syntax error this release's compiler refuses.
+    let broken =
+        policy_of("legacy", "platform", EVERYWHERE, "apply", "package meshplane.legacy\nviolations contains 1 if {\n");
+    let resource = Resource::from_loaded(&meshplane_spec::load(&broken).documents.remove(0)).unwrap();
+    store.apply_as(&root, &[resource], &[None], &options()).await.unwrap();
+    let refused = catalog::apply(&store, &sally, contract("later", "1.0.0", "active", ""), ApplyAsk::default()).await;
+    let refused = refused.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::PolicyDenied, "{refused}");
+    assert!(refused.to_string().contains("does not compile on this release"), "{refused}");
+});
+
+on_both!(policies_add_at_most_ten_levels_of_approvers, |place: Place| async move {
+    let (store, [root, _, carl, ..]) = governed(&place).await;
+    let mut policies = Vec::new();
+    for i in 0..11 {
+        caller(&store, &format!("approver{i}"), &[]).await;
+        let rego = format!("package meshplane.p{i}\napprovers contains \"approver{i}\"\n");
+        policies.push(policy_of(&format!("p{i:02}"), "platform", EVERYWHERE, "access-request", &rego));
+    }
+    catalog::apply(&store, &root, policies.join("---\n"), ApplyAsk::default()).await.unwrap();
+    let refused = access::request(&store, &carl, ask(None)).await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::PolicyDenied, "{refused}");
+    assert!(refused.to_string().contains("more than 10 levels of approvers"), "{refused}");
+    // Ten are fine.
+    catalog::delete(&store, &root, Kind::Policy, "p10", false).await.unwrap();
+    let pending = access::request(&store, &carl, ask(None)).await.unwrap();
+    assert_eq!((pending.state, pending.approvers.policy.len()), (AccessState::Pending, 10));
 });
