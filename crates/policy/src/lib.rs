@@ -1,6 +1,8 @@
-//! Rego policies, evaluated in-process by regorus: a policy document's module is compiled
-//! once ([`compile`]: every problem with its line in the document), then asked about a change
-//! ([`Compiled::evaluate`]) within a time budget. A policy answers through the rule
+//! Rego policies, evaluated by regorus: a policy document's module is compiled once
+//! ([`compile`]: every problem with its line in the document), then asked about a change
+//! ([`Compiled::evaluate`]) within a time budget — in this process, or, as a server does it,
+//! in limited worker processes ([`worker`]; the server itself only scans a module's text,
+//! [`prescan`], and never parses it). A policy answers through the rule
 //! `violations`: a set of messages, or of objects `{"msg": ..., "path": ..., "rule": ...}`
 //! (`path` points into the document, `rule` names the rule for the report; it defaults to the
 //! policy's id). A policy on access requests and decisions may also answer through
