@@ -27,6 +27,20 @@ async fn caller(store: &Store, name: &str, domains: &[&str]) -> Caller {
     Caller::of(store.put_principal(&principal, &options()).await.unwrap(), "test")
 }
 
+/// The platform admin `root`, as a caller.
+async fn platform_admin(store: &Store) -> Caller {
+    let root = Principal {
+        name: "root".into(),
+        kind: PrincipalKind::User,
+        database_role: None,
+        groups: Vec::new(),
+        platform_admin: true,
+        domains: Vec::new(),
+        oidc: None,
+    };
+    Caller::of(store.put_principal(&root, &options()).await.unwrap(), "test")
+}
+
 fn ask(role: Option<&str>) -> NewAccess {
     NewAccess {
         product: "shop".into(),
@@ -167,16 +181,7 @@ on_both!(
     policies_on_access_deny_over_an_extra_approver_over_the_shortest_cap_over_approval,
     |place: Place| async move {
         let store = open(&place).await;
-        let root = Principal {
-            name: "root".into(),
-            kind: PrincipalKind::User,
-            database_role: None,
-            groups: Vec::new(),
-            platform_admin: true,
-            domains: Vec::new(),
-            oidc: None,
-        };
-        let root = Caller::of(store.put_principal(&root, &options()).await.unwrap(), "test");
+        let root = platform_admin(&store).await;
         let admin = caller(&store, "sally", &["sales"]).await;
         let (carl, lead, dpo) =
             (caller(&store, "carl", &[]).await, caller(&store, "lead", &[]).await, caller(&store, "dpo", &[]).await);
@@ -292,16 +297,7 @@ on_both!(
 
 on_both!(a_policy_confined_to_its_domain_sees_the_consumers_grants_on_that_domain_only, |place: Place| async move {
     let store = open(&place).await;
-    let root = Principal {
-        name: "root".into(),
-        kind: PrincipalKind::User,
-        database_role: None,
-        groups: Vec::new(),
-        platform_admin: true,
-        domains: Vec::new(),
-        oidc: None,
-    };
-    let root = Caller::of(store.put_principal(&root, &options()).await.unwrap(), "test");
+    let root = platform_admin(&store).await;
     let carl = caller(&store, "carl", &[]).await;
     let ports = "outputPorts:\n  - { name: orders, contractId: orders, version: 1.0.0 }\n";
     let books = "outputPorts:\n  - { name: books, contractId: books, version: 1.0.0 }\n";
@@ -364,16 +360,7 @@ async fn governed(place: &Place) -> (Store, [Caller; 6]) {
     let store = open(place).await;
     let runner = meshplane_policy::worker::Runner::InProcess;
     meshplane_core::governance::configure(&store, Vec::new(), meshplane_policy::DEFAULT_BUDGET, true, runner).unwrap();
-    let root = Principal {
-        name: "root".into(),
-        kind: PrincipalKind::User,
-        database_role: None,
-        groups: Vec::new(),
-        platform_admin: true,
-        domains: Vec::new(),
-        oidc: None,
-    };
-    let root = Caller::of(store.put_principal(&root, &options()).await.unwrap(), "test");
+    let root = platform_admin(&store).await;
     let sally = caller(&store, "sally", &["sales"]).await;
     let mut others = Vec::new();
     for name in ["carl", "lead", "dpo", "ciso"] {
