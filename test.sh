@@ -3,7 +3,7 @@
 # (127.0.0.1:5432, user postgres, trust), installs the few programs the tests run when they
 # are missing (psql, PostgreSQL's initdb for a private TLS cluster, openssl for its
 # certificates, python3 for the example remote block, node and oidc-provider for the sign-in
-# tests), then runs every test.
+# tests, Prometheus and promtool for the metrics tests), then runs every test.
 # Arguments are passed to `cargo test` (e.g. `./test.sh -p meshplane-server`).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,6 +18,7 @@ command -v runuser > /dev/null || missing+=(util-linux)
 ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || missing+=(postgresql)
 command -v node > /dev/null || missing+=(nodejs)
 command -v npm > /dev/null || missing+=(npm)
+command -v prometheus > /dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing what the tests need: ${missing[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then

@@ -22,12 +22,16 @@ const POLICY_WORKER_MEMORY_MIB: u64 = 512;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  meshplane serve\n  meshplane serve --listen 0.0.0.0:8080 --database-url postgres://meshplane@db/meshplane --platform platform.yaml"
+    after_help = "Examples:\n  meshplane serve\n  meshplane serve --listen 0.0.0.0:8080 --database-url postgres://meshplane@db/meshplane --platform platform.yaml\n  meshplane serve --metrics-listen 10.0.0.5:9464"
 )]
 pub struct Args {
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Also serve `/metrics` here, without authentication (on the API port it needs a token):
+    /// an address only the Prometheus servers reach.
+    #[arg(long, value_name = "ADDRESS")]
+    metrics_listen: Option<SocketAddr>,
     /// The store: `sqlite://PATH` or `postgres://USER@HOST:PORT/DATABASE`.
     #[arg(long, env = "MESHPLANE_DATABASE_URL", default_value = "sqlite://meshplane.db")]
     database_url: String,
@@ -167,6 +171,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             platform: serde_json::Value::Object(described.clone()),
             oidc,
             jwt_token_lifetime: std::time::Duration::from_secs(token_days * 24 * 3600),
+            metrics_listen: args.metrics_listen,
             ..Config::default()
         };
         meshplane_server::serve(args.listen, store, config, blocks).await.map_err(|e| match e.kind() {

@@ -47,6 +47,11 @@ pub async fn health() -> Json<Any> {
     Json(json!({ "status": "ok" }))
 }
 
+/// The server's metrics ([`crate::metrics`]), in the Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    crate::metrics::answer(&state.config.reconciler.metrics, &state.store).await
+}
+
 /// Ready when the store answers and the reconcile loop went round in the last 5 seconds.
 pub async fn ready(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Answer {
     let not_ready = |why: String| ApiError(Error::invalid(ErrorCode::NotReady, why));
@@ -411,7 +416,7 @@ pub async fn run_tests(
         schedule: None,
         trigger: json!({ "by": "api", "actor": caller.name() }),
     };
-    let run = crate::checks::run(&state.store, &state.blocks, &state.config.reconciler.tests, &name, ask);
+    let run = crate::checks::run(&state.store, &state.blocks, &state.config.reconciler, &name, ask);
     to_json(run.await?)
 }
 

@@ -45,7 +45,7 @@ pub fn rule(endpoint: Endpoint) -> Rule {
     match endpoint {
         // Probes (a load balancer's, Kubernetes') carry no credentials.
         Health | Ready => Rule::Anyone,
-        OpenApi | List | Get | History | Lineage | TestRuns | Events | WhoAmI | Claims => Rule::Authenticated,
+        OpenApi | Metrics | List | Get | History | Lineage | TestRuns | Events | WhoAmI | Claims => Rule::Authenticated,
         Apply | Delete | RunTests => Rule::Authenticated,
         AccessRequest | AccessList | AccessGet | AccessApprove | AccessReject | AccessRevoke => Rule::Authenticated,
         TokenCreate | TokenList | TokenRevoke => Rule::Authenticated,

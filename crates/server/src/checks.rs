@@ -35,6 +35,9 @@ use serde_json::{Value as Any, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
+use crate::metrics::Metrics;
+use crate::reconciler::Settings;
+
 /// How test runs are sandboxed.
 #[derive(Clone, Debug)]
 pub struct Sandbox {
@@ -137,7 +140,7 @@ pub struct Ask<'a> {
 pub async fn run(
     store: &Store,
     blocks: &Blocks,
-    sandbox: &Sandbox,
+    settings: &Settings,
     name: &str,
     ask: Ask<'_>,
 ) -> Result<TestRun, Error> {
@@ -148,7 +151,8 @@ pub async fn run(
         store: store.clone(),
         block,
         block_timeout: blocks.timeout,
-        sandbox: sandbox.clone(),
+        sandbox: (*settings.tests).clone(),
+        metrics: Arc::clone(&settings.metrics),
         name: name.to_string(),
         record,
         server: server.server.clone(),
@@ -167,6 +171,7 @@ struct Run {
     block: Arc<dyn Provisioner>,
     block_timeout: Duration,
     sandbox: Sandbox,
+    metrics: Arc<Metrics>,
     name: String,
     record: Record,
     server: String,
@@ -178,7 +183,15 @@ struct Run {
 }
 
 impl Run {
+    /// Takes the run to its end and counts it in the metrics.
     async fn go(self) -> Result<TestRun, Error> {
+        let started = std::time::Instant::now();
+        let ran = self.test().await;
+        self.metrics.tested(ran.as_ref().ok().map(|run| &run.report), started.elapsed());
+        ran
+    }
+
+    async fn test(&self) -> Result<TestRun, Error> {
         let Run { store, block, sandbox, name, record, .. } = &self;
         let call = Call::unfenced(store.installation().await?);
         let _slot = Arc::clone(&sandbox.runs).acquire_owned().await.map_err(|e| Error::Store(e.to_string()))?;

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod checks;
 pub mod error;
 mod identity;
+pub mod metrics;
 pub mod oidc;
 pub mod openapi;
 pub mod reconciler;
@@ -51,6 +52,8 @@ pub struct Config {
     /// refused (429) until the window ends.
     pub failed_auth_limit: u32,
     pub failed_auth_window: std::time::Duration,
+    /// Where `/metrics` is served as well, without authentication, when set.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
             jwt_token_lifetime: std::time::Duration::from_secs(30 * 24 * 3600),
             failed_auth_limit: 20,
             failed_auth_window: std::time::Duration::from_secs(60),
+            metrics_listen: None,
         }
     }
 }
@@ -93,11 +97,24 @@ pub fn app(store: Store, config: Config, heartbeat: Option<Arc<AtomicU64>>, bloc
 /// runs in flight, closes the store, and returns.
 pub async fn serve(listen: SocketAddr, store: Store, config: Config, blocks: Blocks) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
+    let scrapes = match config.metrics_listen {
+        None => None,
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                std::io::Error::other(format!("cannot serve the metrics on {address} (--metrics-listen): {e}"))
+            })?;
+            let app = metrics::app(store.clone(), Arc::clone(&config.reconciler.metrics));
+            Some(tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown()).await }))
+        }
+    };
     let reconcilers =
         reconciler::spawn(store.clone(), blocks.clone(), config.reconciler.clone(), reconciler::replica_name());
     let router = app(store.clone(), config, Some(Arc::clone(&reconcilers.heartbeat)), blocks);
     let router = router.into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown()).await;
+    if let Some(scrapes) = scrapes {
+        scrapes.abort();
+    }
     reconcilers.stop().await;
     store.close().await;
     served

@@ -17,6 +17,7 @@ fn schemas() -> Any {
             }
         },
         "Health": { "type": "object", "properties": { "status": string } },
+        "Metrics": { "type": "string", "description": "the Prometheus text format, version 0.0.4 (docs/metrics.md)" },
         "Orphans": { "type": "array", "items": { "type": "object", "properties": {
             "id": { "type": "integer" }, "block": string, "place": string, "note": string,
             "purgeable": { "type": "boolean" }, "kind": string, "name": string, "since": string,
@@ -194,10 +195,11 @@ pub fn document() -> Any {
             })
             .collect();
         let mut responses = Map::new();
+        let media = if route.answer == "Metrics" { "text/plain" } else { "application/json" };
         responses.insert(
             "200".into(),
             json!({ "description": "success",
-                    "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{}", route.answer) } } } }),
+                    "content": { media: { "schema": { "$ref": format!("#/components/schemas/{}", route.answer) } } } }),
         );
         let denials: &[u16] = match rule(route.endpoint) {
             Rule::Anyone => &[],

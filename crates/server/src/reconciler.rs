@@ -40,6 +40,7 @@ use meshplane_core::store::grants::{AccessQuery, AccessState};
 use meshplane_core::store::{Change, Store};
 use serde_json::Value as Any;
 
+use crate::metrics::{Metrics, Reconciled};
 use crate::schedules::{self, Job, Jobs};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::{Id, JoinError, JoinSet};
@@ -47,6 +48,9 @@ use tracing::Instrument;
 
 /// When another replica holds a resource's lease, look again after this long.
 const BUSY_RETRY_MS: u64 = 1_000;
+
+/// How often the loop tells the metrics how long its queue is, at most.
+const QUEUE_PUBLISH_MS: u64 = 1_000;
 
 /// How the reconcile loop runs.
 #[derive(Clone, Debug)]
@@ -69,6 +73,8 @@ pub struct Settings {
     pub feed_poll_ms: u64,
     /// How contract test runs are sandboxed (scheduled and on demand alike).
     pub tests: Arc<crate::checks::Sandbox>,
+    /// Where the server counts what it does (reconciles, requests, test runs).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for Settings {
@@ -82,6 +88,7 @@ impl Default for Settings {
             clock: Arc::new(SystemClock),
             feed_poll_ms: 200,
             tests: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -121,7 +128,7 @@ fn shard(key: &str) -> u64 {
 
 /// This replica's place among the live ones: (index, count).
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct Share(u64, u64);
+pub(crate) struct Share(pub(crate) u64, pub(crate) u64);
 
 impl Share {
     fn of(members: &[String], me: &str) -> Share {
@@ -129,7 +136,7 @@ impl Share {
         Share(index as u64, members.len().max(1) as u64)
     }
 
-    fn holds(self, key: &ObjectRef) -> bool {
+    pub(crate) fn holds(self, key: &ObjectRef) -> bool {
         shard(&key.to_string()) % self.1 == self.0
     }
 }
@@ -286,6 +293,7 @@ impl Loop {
             return;
         };
         let share = Share::of(&members, &self.owner);
+        self.settings.metrics.share(share.0, share.1);
         if share != self.share {
             tracing::info!(place = share.0, replicas = share.1, "this replica's share of the work changed");
             self.share = share;
@@ -322,12 +330,17 @@ impl Loop {
             let (store, owner, settings) = (self.store.clone(), Arc::clone(&self.owner), self.settings.clone());
             let blocks = self.blocks.clone();
             let run = job.clone();
-            let task = self.tests.spawn(async move {
-                let (sandbox, clock) = (&settings.tests, &*settings.clock);
-                schedules::run(&store, &blocks, sandbox, &run, &owner, settings.lease_ms, clock).await
-            });
+            let task = self.tests.spawn(async move { schedules::run(&store, &blocks, &run, &owner, &settings).await });
             self.test_jobs.insert(task.id(), job);
         }
+    }
+
+    /// Tells the metrics how long the queue is.
+    fn publish_queue(&self) {
+        let now = self.ms();
+        let (due, oldest) = self.queue.backlog(now);
+        let waited = Duration::from_millis(oldest.map_or(0, |at| now.saturating_sub(at)));
+        self.settings.metrics.queue(due, waited, self.running.len());
     }
 
     /// A reconcile ended: schedules what comes after it (a task that panicked still frees
@@ -427,6 +440,8 @@ async fn reconcile_under_lease(
 ) -> Result<Action, Failure> {
     let (kind, name) = (object.kind, object.name.as_str());
     let span = tracing::info_span!("reconcile", object = %object, generation = tracing::field::Empty);
+    let started = std::time::Instant::now();
+    let counted = |outcome: Reconciled| settings.metrics.reconciled(kind, outcome, started.elapsed());
     let outcome = async {
         match store.acquire_lease(kind.as_str(), name, owner, settings.lease_ms).await {
             Ok(Some(token)) => {
@@ -437,22 +452,34 @@ async fn reconcile_under_lease(
                     let _ = store.release_lease(kind.as_str(), name, owner, token).await;
                 }
                 match done {
-                    Some(Ok(action)) => Ok(action),
+                    Some(Ok(action)) => {
+                        counted(Reconciled::Ok);
+                        Ok(action)
+                    }
                     Some(Err(error)) => {
                         let failure = Failure::of(&error);
                         tracing::warn!(%error, ?failure, "reconcile failed");
+                        counted(match failure {
+                            Failure::Transient => Reconciled::Transient,
+                            Failure::Permanent => Reconciled::Permanent,
+                        });
                         Err(failure)
                     }
                     None => {
                         tracing::warn!("lease lost while reconciling: another replica took over");
+                        counted(Reconciled::LeaseLost);
                         Err(Failure::Transient)
                     }
                 }
             }
             // Another replica is on it: look again shortly, level-triggered.
-            Ok(None) => Ok(Action::RequeueAfter(BUSY_RETRY_MS)),
+            Ok(None) => {
+                counted(Reconciled::Busy);
+                Ok(Action::RequeueAfter(BUSY_RETRY_MS))
+            }
             Err(error) => {
                 tracing::warn!(%error, "the lease could not be taken");
+                counted(Reconciled::Transient);
                 Err(Failure::Transient)
             }
         }
@@ -505,7 +532,7 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
         }
         let (pages_in, mut pages) = mpsc::unbounded_channel();
         let reader = read_feed(store.clone(), seen, Arc::clone(&clock), settings.feed_poll_ms, pages_in);
-        let mut renew_at = 0;
+        let (mut renew_at, mut publish_at) = (0, 0);
         while !stopping.0.load(Ordering::Relaxed) {
             beat.store(epoch_ms(), Ordering::Relaxed);
             let now = state.ms();
@@ -513,12 +540,16 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
                 renew_at = now + renew_every;
                 state.renew().await;
             }
+            if now >= publish_at {
+                publish_at = now + QUEUE_PUBLISH_MS;
+                state.publish_queue();
+            }
             // Whatever the reader has sent meanwhile, before handing out work.
             while let Ok(changes) = pages.try_recv() {
                 state.take_all(&changes).await;
             }
             state.dispatch();
-            let wake = state.queue.next_due().unwrap_or(u64::MAX).min(renew_at);
+            let wake = state.queue.next_due().unwrap_or(u64::MAX).min(renew_at).min(publish_at);
             tokio::select! {
                 Some(joined) = state.running.join_next_with_id(), if !state.running.is_empty() => state.reconciled(joined),
                 Some(joined) = state.tests.join_next_with_id(), if !state.tests.is_empty() => state.tested(joined),

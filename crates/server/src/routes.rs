@@ -16,6 +16,7 @@ use meshplane_core::{Error, ErrorCode};
 pub enum Endpoint {
     Health,
     Ready,
+    Metrics,
     OpenApi,
     Apply,
     List,
@@ -170,6 +171,16 @@ pub const ROUTES: &[Route] = &[
         body: None,
         answer: "Health",
         errors: &[503],
+    },
+    Route {
+        endpoint: Endpoint::Metrics,
+        method: "get",
+        path: "/metrics",
+        summary: "The server's metrics in the Prometheus text format (docs/metrics.md)",
+        params: &[],
+        body: None,
+        answer: "Metrics",
+        errors: &[],
     },
     Route {
         endpoint: Endpoint::OpenApi,
@@ -532,6 +543,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
     match endpoint {
         Endpoint::Health => get(api::health),
         Endpoint::Ready => get(api::ready),
+        Endpoint::Metrics => get(api::metrics),
         Endpoint::OpenApi => get(api::openapi),
         Endpoint::Apply => post(api::apply),
         Endpoint::List => get(api::list),
@@ -570,11 +582,17 @@ pub fn router(state: AppState) -> Router {
     all()
         .fold(Router::new(), |r, route| {
             let gate = from_fn_with_state((state.clone(), route.endpoint), auth::gate);
-            let traced = from_fn_with_state(route.path, trace::request);
+            let traced = from_fn_with_state((state.config.reconciler.metrics.clone(), route.path), trace::request);
             r.route(route.path, handler(route.endpoint).layer(gate).layer(traced))
         })
-        .fallback(unknown_route.layer(from_fn_with_state("(no route)", trace::request)))
-        .method_not_allowed_fallback(wrong_method.layer(from_fn_with_state("(wrong method)", trace::request)))
+        .fallback(
+            unknown_route
+                .layer(from_fn_with_state((state.config.reconciler.metrics.clone(), "(no route)"), trace::request)),
+        )
+        .method_not_allowed_fallback(
+            wrong_method
+                .layer(from_fn_with_state((state.config.reconciler.metrics.clone(), "(wrong method)"), trace::request)),
+        )
         .with_state(state)
 }
 

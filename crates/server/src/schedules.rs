@@ -14,14 +14,13 @@
 use std::collections::BTreeMap;
 
 use meshplane_core::block::Blocks;
-use meshplane_core::controller::Clock;
 use meshplane_core::cron::Cron;
 use meshplane_core::store::{SCHEDULE, Store, epoch_ms};
 use meshplane_quality::plan::schedules;
 use serde_json::{Value as Any, json};
 
-use crate::checks::{self, Ask, Sandbox};
-use crate::reconciler::renewing;
+use crate::checks::{self, Ask};
+use crate::reconciler::{Settings, renewing};
 
 /// When a job's lease is held by another replica, or the store failed, look again after this.
 const RETRY_MS: i64 = 5_000;
@@ -101,15 +100,8 @@ pub fn applied_ms(updated_at: &str) -> i64 {
 /// Runs `job` if a firing is due and no other replica has run it; returns when it is next due.
 /// Only the contract's servers of the platform's environment are tested, where their blocks
 /// say, in `sandbox`.
-pub async fn run(
-    store: &Store,
-    blocks: &Blocks,
-    sandbox: &Sandbox,
-    job: &Job,
-    owner: &str,
-    lease_ms: i64,
-    clock: &dyn Clock,
-) -> Option<i64> {
+pub async fn run(store: &Store, blocks: &Blocks, job: &Job, owner: &str, settings: &Settings) -> Option<i64> {
+    let (clock, lease_ms) = (&*settings.clock, settings.lease_ms);
     let now = clock.now_ms();
     let token = match store.acquire_lease(SCHEDULE, &job.name, owner, lease_ms).await {
         Ok(Some(token)) => token,
@@ -123,7 +115,7 @@ pub async fn run(
                 // Another replica ran this firing already.
                 None => job.cron.next_after(from.max(now)),
                 Some(due) => {
-                    let work = test_every_server(store, blocks, sandbox, job, due);
+                    let work = test_every_server(store, blocks, settings, job, due);
                     let completed = renewing(store, SCHEDULE, &job.name, (owner, token), lease_ms, work).await;
                     match completed {
                         Some(()) if store.complete_schedule(&job.name, due, (owner, token)).await.is_ok() => {
@@ -141,7 +133,7 @@ pub async fn run(
 
 /// Tests the job's checks on every server of its contract in the platform's environment,
 /// keeping one report per server (a run that could not happen is kept as a failed one).
-async fn test_every_server(store: &Store, blocks: &Blocks, sandbox: &Sandbox, job: &Job, due: i64) {
+async fn test_every_server(store: &Store, blocks: &Blocks, settings: &Settings, job: &Job, due: i64) {
     let Ok((contract, _)) = checks::stored_contract(store, &job.contract).await else { return };
     let trigger = json!({ "by": "schedule", "schedule": job.schedule, "due": due });
     let environment = blocks.environment.as_deref();
@@ -156,7 +148,7 @@ async fn test_every_server(store: &Store, blocks: &Blocks, sandbox: &Sandbox, jo
             schedule: Some(job.schedule.clone()),
             trigger: trigger.clone(),
         };
-        if let Err(e) = checks::run(store, blocks, sandbox, &job.contract, ask).await {
+        if let Err(e) = checks::run(store, blocks, settings, &job.contract, ask).await {
             let _ = checks::record_failure(store, &job.contract, &server.server, &e, trigger.clone()).await;
         }
     }

@@ -5,6 +5,7 @@
 //! at most 64), a new one otherwise, and is echoed in the answer's `x-request-id`. What the
 //! spans are written as (JSON or text, where) is the binary's business.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
@@ -13,6 +14,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use meshplane_core::store::identity::random_hex;
 use tracing::Instrument;
+
+use crate::metrics::Metrics;
 
 /// The header that carries a request's id, both ways.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -24,9 +27,14 @@ fn sent_id(request: &Request) -> Option<String> {
     (!id.is_empty() && id.len() <= 64 && id.chars().all(plain)).then(|| id.to_string())
 }
 
-/// Runs `next` in the request's span; `route` is its template, or what stands for one (a path
-/// the API does not have is logged as `(no route)`, never as the path sent).
-pub async fn request(State(route): State<&'static str>, request: Request, next: Next) -> Response {
+/// Runs `next` in the request's span, and counts it in `metrics`; `route` is its template, or
+/// what stands for one (a path the API does not have is logged as `(no route)`, never as the
+/// path sent).
+pub async fn request(
+    State((metrics, route)): State<(Arc<Metrics>, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let id = sent_id(&request).unwrap_or_else(|| random_hex(8));
     let span = tracing::info_span!(
         "request",
@@ -36,10 +44,13 @@ pub async fn request(State(route): State<&'static str>, request: Request, next: 
         principal = tracing::field::Empty,
     );
     let started = Instant::now();
+    let method = request.method().to_string();
     let mut response = async {
         let response = next.run(request).await;
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        tracing::info!(status = response.status().as_u16(), latency_ms, "answered");
+        let took = started.elapsed();
+        let status = response.status().as_u16();
+        tracing::info!(status, latency_ms = took.as_secs_f64() * 1000.0, "answered");
+        metrics.request(&method, route, status, took);
         response
     }
     .instrument(span)

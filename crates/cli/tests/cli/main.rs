@@ -6,6 +6,7 @@ mod governance;
 mod init;
 mod login;
 mod messages;
+mod metrics;
 mod output;
 mod paths;
 mod project;

@@ -62,6 +62,13 @@ impl<K: Key> Queue<K> {
         }
     }
 
+    /// How many objects are due at `now` (waiting to be handed out), and since when the one
+    /// that waited longest is due.
+    pub fn backlog(&self, now: u64) -> (usize, Option<u64>) {
+        let due = self.scheduled.iter().take_while(|(at, _)| *at <= now).count();
+        (due, self.scheduled.first().map(|(at, _)| *at).filter(|at| *at <= now))
+    }
+
     /// The object changed (or was found at start): reconcile it at `now`, or right after its
     /// reconcile in flight ends.
     pub fn changed(&mut self, key: &K, now: u64) {

@@ -107,7 +107,7 @@ pub async fn judge(store: &Store, policies: &Policies, change: &AccessChange<'_>
         exempt.iter().any(|e| e.policy == policy && e.rule.as_deref().is_none_or(|r| r == rule))
     };
     let input_of = |entry: &InForce| if entry.policy.reaches_beyond_its_domain() { &whole } else { &confined };
-    let replies = super::ask_all(&policies.runner, &covering, input_of, data.as_ref(), true);
+    let replies = super::ask_all(policies, &covering, input_of, data.as_ref(), true);
     let mut approving = None;
     for (entry, (said, answer)) in covering.into_iter().zip(replies) {
         let answered = |effect: &str, message: String| PolicyAnswer {

@@ -20,6 +20,7 @@
 pub mod access;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -180,6 +181,41 @@ pub struct Cache {
     stored: Mutex<HashMap<String, (i64, Arc<InForce>)>>,
     platform: Mutex<Platform>,
     domain_policies: std::sync::atomic::AtomicBool,
+    evaluations: Arc<Evaluations>,
+}
+
+/// How many policy evaluations ran through a store's handles, by verdict (read by the
+/// server's metrics).
+#[derive(Debug, Default)]
+pub struct Evaluations {
+    passed: AtomicU64,
+    violated: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Evaluations {
+    fn count(&self, verdict: &Verdict) {
+        let counter = match verdict {
+            Verdict::Pass => &self.passed,
+            Verdict::Violated(_) => &self.violated,
+            Verdict::Failed(_) => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Each verdict (`pass`, `violation`, `failed`) with how many evaluations answered it.
+    pub fn counts(&self) -> [(&'static str, u64); 3] {
+        [
+            ("pass", self.passed.load(Ordering::Relaxed)),
+            ("violation", self.violated.load(Ordering::Relaxed)),
+            ("failed", self.failed.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+/// The evaluations counted through `store` (and its clones).
+pub fn evaluations(store: &Store) -> Arc<Evaluations> {
+    Arc::clone(&store.policy_cache().evaluations)
 }
 
 /// What the platform set: the built-in policies in force, the budget of one evaluation, and
@@ -200,6 +236,7 @@ impl Default for Cache {
             stored: Mutex::default(),
             platform: Mutex::new(platform),
             domain_policies: std::sync::atomic::AtomicBool::new(false),
+            evaluations: Arc::default(),
         }
     }
 }
@@ -318,6 +355,7 @@ pub struct Policies {
     list: Vec<Arc<InForce>>,
     exemptions: Vec<Exempt>,
     runner: Arc<Runner>,
+    evaluations: Arc<Evaluations>,
 }
 
 /// One stored exemption: findings of `policy` (of `rule` only, when it names one) about the
@@ -367,7 +405,7 @@ pub async fn in_force(store: &Store) -> Result<Policies, Error> {
             }
         }
     }
-    Ok(Policies { list, exemptions, runner })
+    Ok(Policies { list, exemptions, runner, evaluations: evaluations(store) })
 }
 
 fn platform(store: &Store) -> Platform {
@@ -437,22 +475,24 @@ fn compile(record: &Record, budget: Duration, runner: &Runner) -> Option<InForce
 /// Asks `entries` (each about the input `input_of` gives it) where evaluations run: an answer
 /// per entry, in order; an entry whose module does not compile answers a failure.
 fn ask_all<'a>(
-    runner: &Runner,
+    policies: &Policies,
     entries: &[&'a InForce],
     input_of: impl Fn(&InForce) -> &'a meshplane_policy::Input,
     data: Option<&'a Data>,
     access: bool,
 ) -> Vec<Answer> {
     let jobs: Vec<Job<'a>> = entries.iter().filter_map(|e| e.job(input_of(e), data, access)).collect();
-    let mut answers = blocking(|| runner.run(&jobs)).into_iter();
+    let mut answers = blocking(|| policies.runner.run(&jobs)).into_iter();
     let failed = |why: String| (Verdict::Failed(why), meshplane_policy::AccessAnswer::default());
-    entries
+    let answers: Vec<Answer> = entries
         .iter()
         .map(|e| match &e.compiled {
             Ok(_) => answers.next().unwrap_or_else(|| failed("no answer".into())),
             Err(why) => failed(why.clone()),
         })
-        .collect()
+        .collect();
+    answers.iter().for_each(|(verdict, _)| policies.evaluations.count(verdict));
+    answers
 }
 
 /// Runs `evaluations` (which wait for a policy worker, or evaluate in this thread) so that the
@@ -486,7 +526,7 @@ pub fn judge(policies: &Policies, change: &Change<'_>, data: Option<&Data>) -> V
     }
     let input = meshplane_policy::Input::new(&change.input());
     let covering: Vec<&InForce> = covering.into_iter().map(AsRef::as_ref).collect();
-    let answers = ask_all(&policies.runner, &covering, |_| &input, data, false);
+    let answers = ask_all(policies, &covering, |_| &input, data, false);
     let mut findings = Vec::new();
     for (entry, (verdict, _)) in covering.iter().zip(answers) {
         findings.extend(entry.findings(verdict));

@@ -12,6 +12,7 @@ pub mod claims;
 mod coordinate;
 mod feed;
 pub mod grants;
+pub mod health;
 pub mod identity;
 mod lifecycle;
 pub mod migrate;

@@ -285,7 +285,9 @@ async fn the_openapi_document_covers_every_route() {
         let op = &doc["paths"][route.path][route.method];
         assert!(op["summary"].is_string() && op["responses"]["200"].is_object(), "{} {}", route.method, route.path);
         for r in op["responses"].as_object().unwrap().values() {
-            let schema = r["content"]["application/json"]["schema"]["$ref"].as_str().unwrap();
+            let (media, content) = r["content"].as_object().unwrap().iter().next().unwrap();
+            assert_eq!(media == "text/plain", route.answer == "Metrics" && r == &op["responses"]["200"], "{media}");
+            let schema = content["schema"]["$ref"].as_str().unwrap();
             let name = schema.rsplit('/').next().unwrap();
             assert!(doc["components"]["schemas"][name].is_object(), "{schema} is defined");
         }
