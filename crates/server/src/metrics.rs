@@ -313,6 +313,10 @@ impl Metrics {
         let encoded = prometheus_text::encode(&mut text, &self.registry)
             .and_then(|()| prometheus_text::encode(&mut text, &scraped));
         encoded.map_err(|e| Error::Store(format!("cannot write the metrics: {e}")))?;
+        // The format ends every line, the last one too (the encoder leaves it open).
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
         Ok(text)
     }
 }

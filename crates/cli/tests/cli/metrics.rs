@@ -133,7 +133,8 @@ fn metrics_count_requests_reconciles_and_test_runs_and_pass_promtool() {
     assert_eq!(sample(&passing, &quality("failing")), None);
     assert_eq!(sample(&passing, r#"meshplane_test_run_duration_seconds_count{outcome="passed"}"#), Some(1.0));
 
-    // The exposition is what Prometheus's own linter accepts.
+    // The exposition is what Prometheus's own linter accepts, every line ended.
+    assert!(passing.ends_with('\n'), "the last line is not ended");
     let findings = promtool_findings(&passing);
     assert!(findings.trim().is_empty(), "promtool check metrics: {findings}\n{passing}");
 
