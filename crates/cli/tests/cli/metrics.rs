@@ -133,6 +133,14 @@ fn metrics_count_requests_reconciles_and_test_runs_and_pass_promtool() {
     assert_eq!(sample(&passing, &quality("failing")), None);
     assert_eq!(sample(&passing, r#"meshplane_test_run_duration_seconds_count{outcome="passed"}"#), Some(1.0));
 
+    // Label values are store keys (letters, digits, `-_.:`): a name made to end a label and
+    // start a series of its own is refused before it could be exported.
+    let hostile = "apiVersion: v3.1.0\nkind: DataContract\nid: evil\nversion: 1.0.0\n\
+                   status: active\ndomain: \"we\\\"b\\nfake_series{a=\\\"b\\\"} 2\"\n";
+    assert_eq!(post_apply(&s.url, hostile), Some(422), "{hostile}");
+    let passing = scrape(&s.url);
+    assert!(!passing.contains("fake_series"), "{passing}");
+
     // The exposition is what Prometheus's own linter accepts, every line ended.
     assert!(passing.ends_with('\n'), "the last line is not ended");
     let findings = promtool_findings(&passing);
