@@ -288,7 +288,7 @@ impl Metrics {
         }
         let active = Family::<Enforcement, Gauge>::default();
         for enforcement in ENFORCEMENTS {
-            active.get_or_create(&Enforcement { enforcement: enforcement.to_string() });
+            active.get_or_create(&Enforcement { enforcement: enforcement.to_string() }).set(0);
         }
         for (enforcement, n) in grants {
             active.get_or_create(&Enforcement { enforcement }).set(n);
