@@ -44,7 +44,7 @@ pub async fn request(
         principal = tracing::field::Empty,
     );
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = request.method().clone();
     let mut response = async {
         let response = next.run(request).await;
         let took = started.elapsed();

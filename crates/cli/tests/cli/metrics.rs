@@ -115,7 +115,14 @@ fn metrics_count_requests_reconciles_and_test_runs_and_pass_promtool() {
     assert_eq!(sample(&failing, tests_route), Some(1.0), "{failing}");
     // A path the API does not have is counted under what stands for a route, never the path.
     let _ = client.get(format!("{}/no-such-thing/{}", s.url, "x".repeat(20))).send().unwrap();
+    // Nor does a made-up method become a label: anyone could send endless new ones.
+    for made_up in ["MADEUPA", "MADEUPB"] {
+        let method = reqwest::Method::from_bytes(made_up.as_bytes()).unwrap();
+        let _ = client.request(method, format!("{}/api/v1/contracts", s.url)).send().unwrap();
+    }
     let unknown = scrape(&s.url);
+    assert!(!unknown.contains("MADEUP"), "a sent method became a label");
+    assert!(unknown.contains(r#"method="other""#), "{unknown}");
     assert!(
         sample(
             &unknown,
