@@ -45,11 +45,13 @@ pub fn rule(endpoint: Endpoint) -> Rule {
     match endpoint {
         // Probes (a load balancer's, Kubernetes') carry no credentials.
         Health | Ready => Rule::Anyone,
-        OpenApi | Metrics | List | Get | History | Lineage | TestRuns | Events | WhoAmI | Claims => Rule::Authenticated,
+        OpenApi | List | Get | History | Lineage | TestRuns | Events | WhoAmI | Claims => Rule::Authenticated,
         Apply | Delete | RunTests => Rule::Authenticated,
         AccessRequest | AccessList | AccessGet | AccessApprove | AccessReject | AccessRevoke => Rule::Authenticated,
         TokenCreate | TokenList | TokenRevoke => Rule::Authenticated,
-        Blocks | Orphans | Purge | ClaimRelease | Principals | PrincipalPut | PrincipalLogin | Audit => {
+        // The metrics count everyone's activity (requests by route and status, tests, policy
+        // verdicts): the platform's to watch; scrapers use `--metrics-listen`.
+        Metrics | Blocks | Orphans | Purge | ClaimRelease | Principals | PrincipalPut | PrincipalLogin | Audit => {
             Rule::PlatformAdmin
         }
     }

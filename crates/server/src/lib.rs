@@ -112,8 +112,14 @@ pub async fn serve(listen: SocketAddr, store: Store, config: Config, blocks: Blo
     let router = app(store.clone(), config, Some(Arc::clone(&reconcilers.heartbeat)), blocks);
     let router = router.into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown()).await;
-    if let Some(scrapes) = scrapes {
-        scrapes.abort();
+    if let Some(mut scrapes) = scrapes {
+        // It stops on the same signal: let a scrape in flight finish before the store closes.
+        match tokio::time::timeout(std::time::Duration::from_secs(5), &mut scrapes).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "the metrics address stopped with an error"),
+            Ok(Err(error)) => tracing::warn!(%error, "the metrics address's task failed"),
+            Err(_) => scrapes.abort(),
+        }
     }
     reconcilers.stop().await;
     store.close().await;

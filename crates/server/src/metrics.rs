@@ -127,9 +127,19 @@ const ENFORCEMENTS: [&str; 4] = ["enforced", "advisory", "unsupported", "pending
 /// The check verdicts of a test report's summary.
 const VERDICTS: [&str; 5] = ["pass", "fail", "warn", "error", "skipped"];
 
+/// The per-resource part of the last scrape, and what it was read at.
+#[derive(Debug)]
+struct Kept {
+    position: i64,
+    share: (i64, i64),
+    text: Arc<String>,
+}
+
 /// This server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Held while a scrape is answered: one at a time.
+    kept: tokio::sync::Mutex<Option<Kept>>,
     registry: Registry,
     requests: Histograms<Request>,
     reconciles: Family<Reconcile, Counter>,
@@ -191,8 +201,8 @@ impl Default for Metrics {
         );
         r.register("meshplane_test_run_duration_seconds", "Contract test runs, by outcome", test_runs.clone());
         r.register("meshplane_test_checks", "Checks run by contract tests, by verdict", checks.clone());
-        replicas.set(1);
         Metrics {
+            kept: tokio::sync::Mutex::default(),
             registry,
             requests,
             reconciles,
@@ -234,6 +244,11 @@ impl Metrics {
         self.reconcile_seconds.get_or_create(&OfKind { kind }).observe(took.as_secs_f64());
     }
 
+    /// A reconcile of a `kind` resource panicked (its task ended; it is retried with backoff).
+    pub fn panicked(&self, kind: Kind) {
+        self.reconciles.get_or_create(&Reconcile { kind: kind.as_str(), outcome: "panicked" }).inc();
+    }
+
     /// The queue as the reconcile loop last saw it.
     pub fn queue(&self, due: usize, oldest_waited: Duration, in_flight: usize) {
         self.queue_depth.set(due as i64);
@@ -248,9 +263,48 @@ impl Metrics {
     }
 
     /// Whether this replica's share holds `key` (how the reconcile loop splits the work).
+    /// No key before the first heartbeat (0 replicas known).
     fn holds(&self, key: &ObjectRef) -> bool {
-        let (place, replicas) = (self.replica_place.get().max(0) as u64, self.replicas.get().max(1) as u64);
-        crate::reconciler::Share(place, replicas).holds(key)
+        let (place, replicas) = (self.replica_place.get(), self.replicas.get());
+        replicas > 0 && crate::reconciler::Share(place.max(0) as u64, replicas as u64).holds(key)
+    }
+
+    /// The series of each contract and product this replica's share holds (none before its
+    /// first heartbeat told it its share).
+    async fn resources(&self, store: &Store) -> Result<String, Error> {
+        let health = store.health().await?;
+        let ready = Family::<Resource, Gauge>::default();
+        let quality = Family::<Quality, Gauge>::default();
+        for resource in health.iter().filter(|r| self.holds(&ObjectRef::new(r.kind, r.name.clone()))) {
+            let labels =
+                Resource { kind: resource.kind.as_str(), domain: resource.domain.clone(), name: resource.name.clone() };
+            ready.get_or_create(&labels).set(i64::from(resource.ready == Some(true)));
+            if resource.kind == Kind::DataContract {
+                let verdict = match resource.last_test_failed {
+                    None => "untested",
+                    Some(true) => "failing",
+                    Some(false) => "passing",
+                };
+                let labels = Quality { domain: resource.domain.clone(), contract: resource.name.clone(), verdict };
+                quality.get_or_create(&labels).set(1);
+            }
+        }
+        let mut registry = Registry::default();
+        registry.register(
+            "meshplane_resource_ready",
+            "1 when the contract or product is Ready, else 0 (exported by the replica whose share holds it)",
+            ready,
+        );
+        registry.register(
+            "meshplane_contract_quality",
+            "1 for the verdict of the contract's latest test run: passing, failing or untested",
+            quality,
+        );
+        let mut text = String::new();
+        prometheus_text::encode(&mut text, &registry)
+            .map_err(|e| Error::Store(format!("cannot write the metrics: {e}")))?;
+        end_line(&mut text);
+        Ok(text)
     }
 
     /// A contract test run ended: `report` when it produced one (its summary counts the
@@ -272,32 +326,26 @@ impl Metrics {
         }
     }
 
-    /// The whole exposition: what this process counted, then what the store says now.
+    /// The whole exposition: what this process counted, then what the store says now. One
+    /// scrape is answered at a time; the per-resource series are read again only when the
+    /// change feed moved (every status transition, test run and document change writes a
+    /// change record) or this replica's share changed, so scrapes that follow each other cost
+    /// one small query each.
     pub async fn render(&self, store: &Store) -> Result<String, Error> {
-        let health = store.health().await?;
+        let mut kept = self.kept.lock().await;
+        let position = store.feed_position().await?;
+        let share = (self.replica_place.get(), self.replicas.get());
+        let resources = match kept.as_ref().filter(|k| k.position == position && k.share == share) {
+            Some(k) => Arc::clone(&k.text),
+            None => {
+                let text = Arc::new(self.resources(store).await?);
+                *kept = Some(Kept { position, share, text: Arc::clone(&text) });
+                text
+            }
+        };
         let grants = store.active_grants().await?;
         let evaluations = meshplane_core::governance::evaluations(store);
         let mut scraped = Registry::default();
-        let ready = Family::<Resource, Gauge>::default();
-        let quality = Family::<Quality, Gauge>::default();
-        for resource in &health {
-            let key = ObjectRef::new(resource.kind, resource.name.clone());
-            if !self.holds(&key) {
-                continue;
-            }
-            let labels =
-                Resource { kind: resource.kind.as_str(), domain: resource.domain.clone(), name: resource.name.clone() };
-            ready.get_or_create(&labels).set(i64::from(resource.ready == Some(true)));
-            if resource.kind == Kind::DataContract {
-                let verdict = match resource.last_test_failed {
-                    None => "untested",
-                    Some(true) => "failing",
-                    Some(false) => "passing",
-                };
-                let labels = Quality { domain: resource.domain.clone(), contract: resource.name.clone(), verdict };
-                quality.get_or_create(&labels).set(1);
-            }
-        }
         let active = Family::<Enforcement, Gauge>::default();
         for enforcement in ENFORCEMENTS {
             active.get_or_create(&Enforcement { enforcement: enforcement.to_string() }).set(0);
@@ -309,26 +357,21 @@ impl Metrics {
         for (verdict, n) in evaluations.counts() {
             evaluated.get_or_create(&Verdict { verdict }).inc_by(n);
         }
-        scraped.register(
-            "meshplane_resource_ready",
-            "1 when the contract or product is Ready, else 0 (exported by the replica whose share holds it)",
-            ready,
-        );
-        scraped.register(
-            "meshplane_contract_quality",
-            "1 for the verdict of the contract's latest test run: passing, failing or untested",
-            quality,
-        );
         scraped.register("meshplane_grants_active", "Access grants in force, by how the store enforces them", active);
         scraped.register("meshplane_policy_evaluations", "Policy evaluations by this process, by verdict", evaluated);
         let mut text = String::new();
         let encoded = prometheus_text::encode(&mut text, &self.registry)
             .and_then(|()| prometheus_text::encode(&mut text, &scraped));
         encoded.map_err(|e| Error::Store(format!("cannot write the metrics: {e}")))?;
-        // The format ends every line, the last one too (the encoder leaves it open).
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
+        end_line(&mut text);
+        text.push_str(&resources);
         Ok(text)
+    }
+}
+
+/// Ends the last line of an exposition (the encoder leaves it open; the format ends every line).
+fn end_line(text: &mut String) {
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
     }
 }

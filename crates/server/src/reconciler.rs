@@ -335,10 +335,12 @@ impl Loop {
         }
     }
 
-    /// Tells the metrics how long the queue is.
+    /// Tells the metrics how long the queue is: the due resources of this replica's share
+    /// (another replica's are only passed over here).
     fn publish_queue(&self) {
         let now = self.ms();
-        let (due, oldest) = self.queue.backlog(now);
+        let share = self.share;
+        let (due, oldest) = self.queue.backlog(now, |key| share.holds(key));
         let waited = Duration::from_millis(oldest.map_or(0, |at| now.saturating_sub(at)));
         self.settings.metrics.queue(due, waited, self.running.len());
     }
@@ -346,7 +348,12 @@ impl Loop {
     /// A reconcile ended: schedules what comes after it (a task that panicked still frees
     /// its key, with a transient error's backoff).
     fn reconciled(&mut self, joined: Result<(Id, Result<Action, Failure>), JoinError>) {
-        let (id, outcome) = joined.unwrap_or_else(|panicked| (panicked.id(), Err(Failure::Transient)));
+        let (id, outcome) = joined.unwrap_or_else(|panicked| {
+            if let Some(key) = self.running_keys.get(&panicked.id()) {
+                self.settings.metrics.panicked(key.kind);
+            }
+            (panicked.id(), Err(Failure::Transient))
+        });
         if let Some(key) = self.running_keys.remove(&id) {
             self.queue.done(&key, self.ms(), outcome);
             if !self.known.contains(&key) {
@@ -540,15 +547,15 @@ pub fn spawn(store: Store, blocks: Blocks, settings: Settings, owner: String) ->
                 renew_at = now + renew_every;
                 state.renew().await;
             }
-            if now >= publish_at {
-                publish_at = now + QUEUE_PUBLISH_MS;
-                state.publish_queue();
-            }
             // Whatever the reader has sent meanwhile, before handing out work.
             while let Ok(changes) = pages.try_recv() {
                 state.take_all(&changes).await;
             }
             state.dispatch();
+            if now >= publish_at {
+                publish_at = now + QUEUE_PUBLISH_MS;
+                state.publish_queue();
+            }
             let wake = state.queue.next_due().unwrap_or(u64::MAX).min(renew_at).min(publish_at);
             tokio::select! {
                 Some(joined) = state.running.join_next_with_id(), if !state.running.is_empty() => state.reconciled(joined),

@@ -62,11 +62,12 @@ impl<K: Key> Queue<K> {
         }
     }
 
-    /// How many objects are due at `now` (waiting to be handed out), and since when the one
-    /// that waited longest is due.
-    pub fn backlog(&self, now: u64) -> (usize, Option<u64>) {
-        let due = self.scheduled.iter().take_while(|(at, _)| *at <= now).count();
-        (due, self.scheduled.first().map(|(at, _)| *at).filter(|at| *at <= now))
+    /// How many objects that `counts` are due at `now` (waiting to be handed out), and since
+    /// when the one that waited longest is due.
+    pub fn backlog(&self, now: u64, counts: impl Fn(&K) -> bool) -> (usize, Option<u64>) {
+        let mut due = self.scheduled.iter().take_while(|(at, _)| *at <= now).filter(|(_, key)| counts(key));
+        let oldest = due.next().map(|(at, _)| *at);
+        (oldest.map_or(0, |_| 1 + due.count()), oldest)
     }
 
     /// The object changed (or was found at start): reconcile it at `now`, or right after its
@@ -203,6 +204,20 @@ mod tests {
         }
         let due: BTreeSet<u64> = keys.iter().map(|k| q.due_at[k]).collect();
         assert!(due.len() > 10, "retries spread: {due:?}");
+    }
+
+    #[test]
+    fn the_backlog_counts_what_is_due_of_the_keys_asked_about() {
+        let mut q = queue();
+        q.changed(&key("a"), 10);
+        q.changed(&key("b"), 20);
+        q.changed(&key("c"), 30);
+        q.changed(&key("later"), 500);
+        assert_eq!(q.backlog(100, |_| true), (3, Some(10)));
+        assert_eq!(q.backlog(100, |k| k != "a"), (2, Some(20)), "the longest wait of those counted");
+        assert_eq!(q.backlog(5, |_| true), (0, None), "nothing due yet");
+        let a = q.take(100).unwrap();
+        assert_eq!(q.backlog(100, |_| true), (2, Some(20)), "one handed out is no longer waiting: {a}");
     }
 
     #[test]

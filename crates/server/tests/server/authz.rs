@@ -27,7 +27,7 @@ const CALLERS: [&str; 8] = [
 const MATRIX: &[(&str, &str, &str)] = &[
     ("get", "/healthz", "AAAAAAAA"),
     ("get", "/readyz", "AAAAAAAA"),
-    ("get", "/metrics", "UAAAAAAA"),
+    ("get", "/metrics", "UFFFFFFA"),
     ("get", "/api/v1/openapi.json", "UAAAAAAA"),
     ("post", "/api/v1/apply", "UFFAAFFA"),
     ("get", "/api/v1/events", "UAAAAAAA"),
