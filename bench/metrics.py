@@ -3,9 +3,10 @@
 
 Starts `meshplane serve` on a fresh SQLite store, applies N products in 20 domains, each with
 an output port whose contract (one per product) it provides, waits until all are Ready, then
-scrapes the API port's /metrics (with the admin token, as Prometheus would with a token)
-SCRAPES times, one after the other, and prints
-the time per scrape (p50, p99, max), the exposition's size and its number of samples.
+scrapes the API port's /metrics (with the admin token) SCRAPES times each right after a
+change (a product's new version: the per-resource series are read again) and with nothing
+changed (they are answered as read), one after the other, and prints the time per scrape
+(p50, p99, max), the exposition's size and its number of samples.
 
 Usage: metrics.py MESHPLANE_BINARY [PRODUCTS] [SCRAPES]"""
 import statistics
@@ -62,19 +63,29 @@ def main():
                     post(base, "---\n".join(batch[k:k + 100]))
             while count_ready(url) < len(docs):
                 time.sleep(0.25)
-            samples, size, lines = [], 0, 0
-            for _ in range(scrapes):
+            def scrape():
                 started = time.perf_counter()
                 with urllib.request.urlopen(urllib.request.Request(f"{base}/metrics", headers=HEADERS)) as res:
                     body = res.read()
-                samples.append((time.perf_counter() - started) * 1000)
-                size = len(body)
-                lines = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
-            samples.sort()
-            p99 = samples[max(0, int(len(samples) * 0.99) - 1)]
-            print(f"== /metrics with {n} products and {n} contracts ({len(docs)} resources), {scrapes} scrapes: "
-                  f"p50 {statistics.median(samples):.1f} ms, p99 {p99:.1f} ms, max {samples[-1]:.1f} ms; "
-                  f"{size / 1024:.0f} KiB, {lines} samples")
+                return (time.perf_counter() - started) * 1000, body
+
+            # After a change (here: one product's new version), a scrape reads every resource
+            # again; while nothing changes, it answers what it read.
+            changed, unchanged, body = [], [], b""
+            for k in range(scrapes):
+                post(base, products[0].replace("version: 1.0.0\nstatus", f"version: 1.0.{k + 1}\nstatus"))
+                time.sleep(0.05)
+                took, body = scrape()
+                changed.append(took)
+            for _ in range(scrapes):
+                unchanged.append(scrape()[0])
+            lines = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
+            print(f"== /metrics with {n} products and {n} contracts ({len(docs)} resources), {scrapes} scrapes each; "
+                  f"{len(body) / 1024:.0f} KiB, {lines} samples")
+            for label, samples in (("after a change", changed), ("nothing changed", unchanged)):
+                samples.sort()
+                p99 = samples[max(0, int(len(samples) * 0.99) - 1)]
+                print(f"   {label:<16} p50 {statistics.median(samples):7.1f} ms   p99 {p99:7.1f} ms   max {samples[-1]:7.1f} ms")
         finally:
             server.terminate()
             server.wait()
