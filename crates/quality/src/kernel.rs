@@ -505,6 +505,23 @@ mod tests {
         assert_eq!(early.finish(0).value, Some(1.0));
     }
 
+    /// A run of one repeated lead cut between two partitions, each of which counted it: one
+    /// repeated lead, sampled once (found by the property test below).
+    #[test]
+    fn a_repeated_lead_across_two_partitions_is_sampled_once() {
+        let both = Measure::Duplicates { columns: vec!["name".into(), "id".into()] };
+        let names: Vec<Option<String>> = (0..13).map(|i| (i >= 9).then(String::new)).collect();
+        let ids = vec![None; names.len()];
+        let mut first = Kernel::with_lead(&both, &schema(), 3, true).unwrap();
+        first.update(&batch(&ids[..11], &names[..11])).unwrap();
+        let mut second = Kernel::with_lead(&both, &schema(), 3, true).unwrap();
+        second.update(&batch(&ids[11..], &names[11..])).unwrap();
+        first.merge(second).unwrap();
+        let lead = first.finish_lead().unwrap();
+        assert_eq!(lead.value, Some(1.0));
+        assert_eq!(lead.samples, vec![String::new()]);
+    }
+
     proptest! {
         #[test]
         fn duplicate_counts_match_a_naive_count(rows in rows()) {

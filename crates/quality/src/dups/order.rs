@@ -73,8 +73,13 @@ impl LeadRuns {
     /// counted on its own, the two are one run). `last`: the rows of its current run, which
     /// is its first when it has one run only (`single_run`). True when the joined run is a
     /// repeated lead that neither counted.
-    fn append(&mut self, later: LeadRuns, joins: bool, single_run: bool, max_samples: usize) -> bool {
+    fn append(&mut self, mut later: LeadRuns, joins: bool, single_run: bool, max_samples: usize) -> bool {
         let (b, last) = (later.first_rows(), later.run_rows);
+        if joins && self.run_rows > 1 && b > 1 && !later.tally.samples.is_empty() {
+            // Both counted the joined run, and each sampled its lead (the later one first of
+            // all its samples; this one unless its samples were full): it is one lead, sampled once.
+            later.tally.samples.remove(0);
+        }
         self.tally.add(later.tally, max_samples);
         if !joins {
             self.first_rows.get_or_insert(self.run_rows);
