@@ -1,7 +1,7 @@
 //! The server's metrics: one prometheus-client registry per server (no global state), served
-//! at `/metrics` in the Prometheus text format (version 0.0.4): on the API port to any
-//! signed-in principal, and with `meshplane serve --metrics-listen` on an address of its own
-//! without authentication. docs/metrics.md says what every series means.
+//! at `/metrics` in the Prometheus text format (version 0.0.4): on the API port to platform
+//! admins, and with `meshplane serve --metrics-listen` on an address of its own without
+//! authentication. docs/metrics.md says what every series means.
 //!
 //! Two sources. What this process counts as it works: requests, reconciles, its queue, its
 //! share of the work, test runs. And what the store says when scraped: each contract's and
@@ -31,7 +31,7 @@ use prometheus_client::registry::Registry;
 use crate::ApiError;
 
 /// The content type of the Prometheus text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The answer to a scrape.
 pub async fn answer(metrics: &Metrics, store: &Store) -> Result<Response, ApiError> {
