@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{meshplane_in, post_apply, repo, serve, serve_with, stdout, token_for};
+use crate::paths::apply_visits;
+use crate::{post_apply, repo, serve, serve_with, stdout, token_for};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -59,19 +60,10 @@ fn families_named(file: &Path) -> BTreeSet<String> {
     names
 }
 
-const CONTRACT: &str = "apiVersion: v3.1.0\nkind: DataContract\nid: visits\nversion: 1.0.0\nstatus: active\n\
-                        domain: web\nservers:\n  - { server: lake, type: local, environment: dev, path: ./data/visits/, format: csv }\n\
-                        schema:\n  - name: visits\n    properties:\n      - { name: id, logicalType: integer, required: true }\n\
-                        \x20   quality:\n      - { metric: rowCount, mustBe: 3 }\n";
-
 #[test]
 fn metrics_count_requests_reconciles_and_test_runs_and_pass_promtool() {
     let s = serve();
-    let contracts = s.cwd.join("contracts");
-    std::fs::create_dir_all(&contracts).unwrap();
-    std::fs::write(contracts.join("visits.odcs.yaml"), CONTRACT).unwrap();
-    let applied = meshplane_in(&s.cwd, &["apply", "--server", &s.url, "-f", "contracts/visits.odcs.yaml", "--wait=2m"]);
-    assert_eq!(applied.status.code(), Some(0), "{}{}", stdout(&applied), String::from_utf8_lossy(&applied.stderr));
+    apply_visits(&s);
 
     // Nobody reads them without signing in.
     let anonymous = reqwest::blocking::get(format!("{}/metrics", s.url)).unwrap();

@@ -2,8 +2,9 @@
 //! read it from their working directory, never from the contract file's (docs/test.md,
 //! "Relative paths"), so the files the CLI tests are the ones the server provisioned and tests.
 
-use crate::{meshplane_in, serve, stdout, token_for};
+use crate::{Served, meshplane_in, serve, stdout, token_for};
 
+/// A lake contract on `./data/visits/` (CSV) that wants three rows.
 const CONTRACT: &str = "apiVersion: v3.1.0\nkind: DataContract\nid: visits\nversion: 1.0.0\nstatus: active\n\
                         domain: web\nservers:\n  - { server: lake, type: local, environment: dev, path: ./data/visits/, format: csv }\n\
                         schema:\n  - name: visits\n    properties:\n      - { name: id, logicalType: integer, required: true }\n\
@@ -15,14 +16,21 @@ fn rows(report: &serde_json::Value) -> Option<f64> {
     results.iter().find(|r| r["key"].as_str().is_some_and(|k| k.ends_with("rowCount")))?["value"].as_f64()
 }
 
-#[test]
-fn a_relative_path_is_the_same_place_to_the_cli_and_to_the_server() {
-    let s = serve();
+/// Applies [`CONTRACT`] from `contracts/visits.odcs.yaml` under the server's working
+/// directory with the CLI, waiting until it is Ready; returns that `contracts` directory.
+pub(crate) fn apply_visits(s: &Served) -> std::path::PathBuf {
     let contracts = s.cwd.join("contracts");
     std::fs::create_dir_all(&contracts).unwrap();
     std::fs::write(contracts.join("visits.odcs.yaml"), CONTRACT).unwrap();
     let applied = meshplane_in(&s.cwd, &["apply", "--server", &s.url, "-f", "contracts/visits.odcs.yaml", "--wait=2m"]);
     assert_eq!(applied.status.code(), Some(0), "{}{}", stdout(&applied), String::from_utf8_lossy(&applied.stderr));
+    contracts
+}
+
+#[test]
+fn a_relative_path_is_the_same_place_to_the_cli_and_to_the_server() {
+    let s = serve();
+    let contracts = apply_visits(&s);
 
     // The server provisioned ./data/visits/ under its working directory (not under contracts/,
     // where the file is); the pipeline writes the port's data there.
