@@ -3,7 +3,8 @@
 # (127.0.0.1:5432, user postgres, trust), installs the few programs the tests run when they
 # are missing (psql, PostgreSQL's initdb for a private TLS cluster, openssl for its
 # certificates, python3 for the example remote block, node and oidc-provider for the sign-in
-# tests, Prometheus and promtool for the metrics tests), then runs every test.
+# tests, Prometheus and promtool for the metrics tests, the Standard Webhooks library for the
+# notification tests), then runs every test.
 # Arguments are passed to `cargo test` (e.g. `./test.sh -p meshplane-server`).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,6 +15,7 @@ missing=()
 command -v psql > /dev/null || missing+=(postgresql-client)
 command -v openssl > /dev/null || missing+=(openssl)
 command -v python3 > /dev/null || missing+=(python3)
+python3 -c "import ensurepip" > /dev/null 2>&1 || missing+=(python3-venv)
 command -v runuser > /dev/null || missing+=(util-linux)
 ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || missing+=(postgresql)
 command -v node > /dev/null || missing+=(nodejs)
@@ -36,6 +38,16 @@ if [ ! -d "$npm_cache/node_modules/oidc-provider" ]; then
   npm install --silent --no-audit --no-fund --prefix "$npm_cache" oidc-provider@9.13.3 > /dev/null
 fi
 export MESHPLANE_NPM_MODULES="$npm_cache/node_modules"
+
+# The notification tests verify webhook signatures with the Standard Webhooks reference
+# library: standardwebhooks from PyPI, in a venv of its own.
+venv="$HOME/.cache/meshplane-venv"
+if ! "$venv/bin/python" -c "import standardwebhooks" > /dev/null 2>&1; then
+  echo "installing what the tests need: standardwebhooks (pip, into $venv)" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check standardwebhooks==1.3.0
+fi
+export MESHPLANE_PYTHON="$venv/bin/python"
 
 # The tests use the local PostgreSQL: start it if it is down, then wait until it answers.
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -17,7 +17,7 @@ use meshplane_core::store::Record;
 use serde_json::{Value as Any, json};
 
 use crate::platform::{HttpConfig, Platform};
-use crate::registry::{BlockType, describe};
+use crate::registry::{BlockType, Built, describe};
 use crate::storage::bound;
 
 /// What `answer` says of a call the block does not implement (404 or 501).
@@ -131,8 +131,8 @@ impl BlockType for HttpConfig {
         self.server_types.iter().any(|s| s.eq_ignore_ascii_case(server_type))
     }
 
-    fn build(&self, name: &str, platform: &Arc<Platform>, _base: &Path) -> Result<Arc<dyn Provisioner>, String> {
-        Ok(Arc::new(HttpBlock::new(name, self, Arc::clone(platform))?))
+    fn build(&self, name: &str, platform: &Arc<Platform>, _base: &Path) -> Result<Built, String> {
+        Ok(Built::Storage(Arc::new(HttpBlock::new(name, self, Arc::clone(platform))?)))
     }
 
     fn describe(&self) -> serde_json::Value {

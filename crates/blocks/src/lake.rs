@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use meshplane_core::access::{AccessReport, AccessSync, Enforcement};
-use meshplane_core::block::{BlockError, BlockFuture, BlockResult, Call, Leftover, Provisioned, Provisioner};
+use meshplane_core::block::{BlockError, BlockFuture, BlockResult, Call, Leftover, Provisioned};
 use meshplane_core::checking::{FileTarget, S3Access, TestTarget};
 use meshplane_core::store::Record;
 use meshplane_quality::files::{Location, S3Config, s3_store};
@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::platform::{DeletionPolicy, LakeConfig, Platform};
-use crate::registry::{BlockType, describe};
+use crate::registry::{BlockType, Built, describe};
 use crate::storage::{ServerStorage, Storage};
 
 /// The name of the mark in a port's prefix.
@@ -649,8 +649,8 @@ impl BlockType for LakeConfig {
         Some(("endpointUrl", endpoint.clone(), self.endpoint.clone().unwrap_or_else(|| "none".into())))
     }
 
-    fn build(&self, name: &str, platform: &Arc<Platform>, base: &Path) -> Result<Arc<dyn Provisioner>, String> {
-        Ok(Arc::new(Storage(LakeBlock::new(name, self, Arc::clone(platform), base)?)))
+    fn build(&self, name: &str, platform: &Arc<Platform>, base: &Path) -> Result<Built, String> {
+        Ok(Built::Storage(Arc::new(Storage(LakeBlock::new(name, self, Arc::clone(platform), base)?))))
     }
 
     fn describe(&self) -> serde_json::Value {

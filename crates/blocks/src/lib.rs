@@ -1,7 +1,7 @@
 //! meshplane's building blocks: the platform's configuration (`platform.yaml`), the registry
 //! of block types it may name, how a contract's servers bind to blocks, the storage blocks
-//! that provision them in real stores, and the remote block that reaches a block running as
-//! its own service.
+//! that provision them in real stores, the remote block that reaches a block running as its
+//! own service, and the notification sinks the change feed's events are delivered to.
 
 pub mod binding;
 pub mod http;
@@ -10,13 +10,16 @@ pub mod platform;
 pub mod postgres;
 pub mod registry;
 pub mod storage;
+pub mod webhook;
 
 use std::sync::Arc;
 
 use meshplane_core::block::{Binder, Blocks, Provisioner};
+use meshplane_core::notify::Sink;
 use meshplane_core::store::Record;
 
 use crate::platform::Platform;
+use crate::registry::Built;
 
 /// The platform's binding check, for the reconcilers.
 struct PlatformBinder(Arc<Platform>);
@@ -48,9 +51,13 @@ impl Binder for PlatformBinder {
 pub fn build(platform: Platform, base: &std::path::Path) -> Result<Blocks, String> {
     let platform = Arc::new(platform);
     let mut provisioners: Vec<Arc<dyn Provisioner>> = Vec::new();
+    let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
     for block in &platform.blocks {
-        provisioners.push(block.config.build(&block.name, &platform, base)?);
+        match block.config.build(&block.name, &platform, base)? {
+            Built::Storage(provisioner) => provisioners.push(provisioner),
+            Built::Sink(sink) => sinks.push(sink),
+        }
     }
     let environment = Some(platform.environment.clone());
-    Ok(Blocks { binder: Some(Arc::new(PlatformBinder(platform))), environment, ..Blocks::of(provisioners) })
+    Ok(Blocks { binder: Some(Arc::new(PlatformBinder(platform))), environment, sinks, ..Blocks::of(provisioners) })
 }

@@ -10,11 +10,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use meshplane_core::block::Provisioner;
+use meshplane_core::notify::Sink;
 use meshplane_spec::model::server::Server;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::platform::{HttpConfig, LakeConfig, Platform, PostgresConfig};
+use crate::webhook::WebhookConfig;
 
 /// One type of block, as its configuration.
 pub trait BlockType: Debug + Send + Sync + 'static {
@@ -34,7 +36,7 @@ pub trait BlockType: Debug + Send + Sync + 'static {
     }
 
     /// The block itself, named `name` on `platform`; local paths are relative to `base`.
-    fn build(&self, name: &str, platform: &Arc<Platform>, base: &Path) -> Result<Arc<dyn Provisioner>, String>;
+    fn build(&self, name: &str, platform: &Arc<Platform>, base: &Path) -> Result<Built, String>;
 
     /// The configuration as it is described to clients (secrets show only their reference).
     fn describe(&self) -> serde_json::Value;
@@ -42,6 +44,13 @@ pub trait BlockType: Debug + Send + Sync + 'static {
     /// The configuration as its own type, for code that knows it (see
     /// [`crate::platform::BlockConfig::config`]).
     fn as_any(&self) -> &dyn Any;
+}
+
+/// What a block type builds: a block that provisions contracts' servers, or a sink the
+/// change feed's events are delivered to.
+pub enum Built {
+    Storage(Arc<dyn Provisioner>),
+    Sink(Arc<dyn Sink>),
 }
 
 /// Reads a block type's configuration from its entry (without `name` and `type`).
@@ -58,9 +67,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The types meshplane ships: `postgres`, `lake`, `http`.
+    /// The types meshplane ships: `postgres`, `lake`, `http`, and the sink `webhook`.
     pub fn builtin() -> Registry {
-        Registry::default().with::<PostgresConfig>("postgres").with::<LakeConfig>("lake").with::<HttpConfig>("http")
+        Registry::default()
+            .with::<PostgresConfig>("postgres")
+            .with::<LakeConfig>("lake")
+            .with::<HttpConfig>("http")
+            .with::<WebhookConfig>("webhook")
     }
 
     /// Adds the type `name`, configured by `T` (a later registration of a name replaces the

@@ -241,6 +241,8 @@ pub struct Blocks {
     /// The platform's environment: only contract servers of it are this platform's (`None`:
     /// no platform, every server).
     pub environment: Option<String>,
+    /// Where the change feed's events are delivered (webhooks, NATS JetStream, ...).
+    pub sinks: Vec<Arc<dyn crate::notify::Sink>>,
 }
 
 impl Default for Blocks {
@@ -252,7 +254,13 @@ impl Default for Blocks {
 impl Blocks {
     /// These blocks, with no binding check, and calls limited to 60 seconds.
     pub fn of(provisioners: Vec<Arc<dyn Provisioner>>) -> Blocks {
-        Blocks { provisioners, binder: None, timeout: std::time::Duration::from_secs(60), environment: None }
+        Blocks {
+            provisioners,
+            binder: None,
+            timeout: std::time::Duration::from_secs(60),
+            environment: None,
+            sinks: Vec::new(),
+        }
     }
 
     /// Runs a call to a block, or says that it took too long (transient: it may answer next

@@ -21,6 +21,7 @@ pub mod cron;
 mod enforce;
 pub mod error;
 pub mod governance;
+pub mod notify;
 pub mod reconcile;
 pub mod resource;
 pub mod service;

@@ -371,11 +371,28 @@ pub struct EventParams {
     limit: Option<i64>,
 }
 
+/// The content type of a JSON array of CloudEvents (the CloudEvents HTTP binding's batch mode).
+const CLOUDEVENTS_BATCH: &str = "application/cloudevents-batch+json";
+
 /// The catalog's change feed (contracts and products); platform admins read every change
-/// (access decisions, tokens, principals) in the audit log.
-pub async fn events(State(state): State<AppState>, params: Result<Query<EventParams>, QueryRejection>) -> Answer {
+/// (access decisions, tokens, principals) in the audit log. Asked for as
+/// `application/cloudevents-batch+json`, the same changes as the CloudEvents the notification
+/// sinks deliver.
+pub async fn events(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    params: Result<Query<EventParams>, QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let p = query(params)?;
-    to_json(state.store.catalog_events(p.after.unwrap_or(0), p.limit.unwrap_or(100)).await?)
+    let changes = state.store.catalog_events(p.after.unwrap_or(0), p.limit.unwrap_or(100)).await?;
+    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if accept.split(',').any(|t| t.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(CLOUDEVENTS_BATCH)))
+    {
+        let events: Vec<Any> = changes.iter().map(store::Change::cloud_event).collect();
+        return Ok(([(axum::http::header::CONTENT_TYPE, CLOUDEVENTS_BATCH)], Json(events)).into_response());
+    }
+    Ok(to_json(changes)?.into_response())
 }
 
 #[derive(Deserialize)]

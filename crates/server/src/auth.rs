@@ -54,6 +54,8 @@ pub fn rule(endpoint: Endpoint) -> Rule {
         Metrics | Blocks | Orphans | Purge | ClaimRelease | Principals | PrincipalPut | PrincipalLogin | Audit => {
             Rule::PlatformAdmin
         }
+        // Sinks' events carry every domain's changes.
+        Sinks | DeadLetters | Redeliver => Rule::PlatformAdmin,
     }
 }
 

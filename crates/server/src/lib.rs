@@ -16,11 +16,13 @@ pub mod checks;
 pub mod error;
 mod identity;
 pub mod metrics;
+pub mod notify;
 pub mod oidc;
 pub mod openapi;
 pub mod reconciler;
 pub mod routes;
 pub mod schedules;
+mod sinks;
 pub mod trace;
 
 use std::net::SocketAddr;
@@ -107,8 +109,18 @@ pub async fn serve(listen: SocketAddr, store: Store, config: Config, blocks: Blo
             Some(tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown()).await }))
         }
     };
-    let reconcilers =
-        reconciler::spawn(store.clone(), blocks.clone(), config.reconciler.clone(), reconciler::replica_name());
+    let replica = reconciler::replica_name();
+    let reconcilers = reconciler::spawn(store.clone(), blocks.clone(), config.reconciler.clone(), replica.clone());
+    let deliveries = notify::spawn(
+        store.clone(),
+        blocks.sinks.clone(),
+        notify::Settings {
+            owner: replica,
+            lease_ms: config.reconciler.lease_ms,
+            poll_ms: config.reconciler.feed_poll_ms,
+            metrics: Arc::clone(&config.reconciler.metrics),
+        },
+    );
     let router = app(store.clone(), config, Some(Arc::clone(&reconcilers.heartbeat)), blocks);
     let router = router.into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown()).await;
@@ -122,6 +134,7 @@ pub async fn serve(listen: SocketAddr, store: Store, config: Config, blocks: Blo
         }
     }
     reconcilers.stop().await;
+    deliveries.stop().await;
     store.close().await;
     served
 }

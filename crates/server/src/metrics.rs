@@ -77,6 +77,41 @@ struct Verdict {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Notification {
+    sink: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OfSink {
+    sink: String,
+}
+
+/// What became of one attempt to deliver an event, as the metrics count it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notified {
+    /// Acknowledged by the sink.
+    Sent,
+    /// Failed; to be tried again.
+    Retried,
+    /// Given up on: now a dead letter.
+    Failed,
+    /// A dead letter sent again and acknowledged.
+    Redelivered,
+}
+
+impl Notified {
+    fn label(self) -> &'static str {
+        match self {
+            Notified::Sent => "sent",
+            Notified::Retried => "retried",
+            Notified::Failed => "failed",
+            Notified::Redelivered => "redelivered",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Resource {
     kind: &'static str,
     domain: String,
@@ -151,6 +186,8 @@ pub struct Metrics {
     replica_place: Gauge,
     test_runs: Histograms<Outcome>,
     checks: Family<Verdict, Counter>,
+    notifications: Family<Notification, Counter>,
+    notification_lag: Histograms<OfSink>,
 }
 
 /// Buckets from 1 ms to about 33 s, each twice the last.
@@ -171,6 +208,8 @@ impl Default for Metrics {
         let reconcile_seconds = Histograms::<OfKind>::new_with_constructor(latency as fn() -> Histogram);
         let test_runs = Histograms::<Outcome>::new_with_constructor(run_time as fn() -> Histogram);
         let checks = Family::<Verdict, Counter>::default();
+        let notifications = Family::<Notification, Counter>::default();
+        let notification_lag = Histograms::<OfSink>::new_with_constructor(run_time as fn() -> Histogram);
         let (queue_depth, in_flight, replicas, replica_place) =
             (Gauge::default(), Gauge::default(), Gauge::default(), Gauge::default());
         let queue_oldest_seconds = Gauge::<f64, AtomicU64>::default();
@@ -201,6 +240,16 @@ impl Default for Metrics {
         );
         r.register("meshplane_test_run_duration_seconds", "Contract test runs, by outcome", test_runs.clone());
         r.register("meshplane_test_checks", "Checks run by contract tests, by verdict", checks.clone());
+        r.register(
+            "meshplane_notifications",
+            "Deliveries of events to notification sinks, by sink and outcome (sent, retried, failed, redelivered)",
+            notifications.clone(),
+        );
+        r.register(
+            "meshplane_notification_lag_seconds",
+            "From a change's commit to its event's acknowledged delivery, by sink",
+            notification_lag.clone(),
+        );
         Metrics {
             kept: tokio::sync::Mutex::default(),
             registry,
@@ -214,6 +263,8 @@ impl Default for Metrics {
             replica_place,
             test_runs,
             checks,
+            notifications,
+            notification_lag,
         }
     }
 }
@@ -254,6 +305,15 @@ impl Metrics {
         self.queue_depth.set(due as i64);
         self.queue_oldest_seconds.set(oldest_waited.as_secs_f64());
         self.in_flight.set(in_flight as i64);
+    }
+
+    /// An attempt to deliver an event to `sink` ended as `outcome`; `lag` is how long after its
+    /// change's commit it was acknowledged, when it was.
+    pub fn notified(&self, sink: &str, outcome: Notified, lag: Option<Duration>) {
+        self.notifications.get_or_create(&Notification { sink: sink.to_string(), outcome: outcome.label() }).inc();
+        if let Some(lag) = lag {
+            self.notification_lag.get_or_create(&OfSink { sink: sink.to_string() }).observe(lag.as_secs_f64());
+        }
     }
 
     /// This replica's share: its place among `replicas` live ones.

@@ -29,6 +29,22 @@ fn schemas() -> Any {
             "name": string, "type": string,
             "config": { "type": "object", "description": "as platform.yaml gives it; a secret shows only as env:NAME, file:PATH or ***" },
             "health": { "type": "string", "description": "ok, unknown (the block does not report it), or why it is unhealthy" } } } },
+        "Sinks": { "type": "array", "items": { "type": "object", "properties": {
+            "name": string, "type": string,
+            "config": { "type": "object", "description": "as platform.yaml gives it; a secret shows only as env:NAME, file:PATH or ***" },
+            "position": { "type": ["integer", "null"], "description": "the last change the sink is done with (null before its first round)" },
+            "changesBehind": { "type": ["integer", "null"], "description": "changes in the feed after it (of any type: the filter may skip them)" },
+            "deadLetters": { "type": "integer", "description": "events given up on and not sent again" },
+            "updatedAt": { "type": ["string", "null"] } } } },
+        "DeadLetters": { "type": "object", "properties": {
+            "items": { "type": "array", "items": { "type": "object", "properties": {
+                "id": { "type": "integer" }, "sink": string, "seq": { "type": "integer", "description": "the change number" },
+                "attempts": { "type": "integer" }, "error": string, "at": string,
+                "state": { "enum": ["dead", "redeliver", "redelivered"] },
+                "event": { "type": "object", "description": "the CloudEvent as the sink delivers it" } } } },
+            "next": { "type": ["integer", "null"], "description": "pass as `after` for the next page" } } },
+        "Redelivering": { "type": "object", "properties": {
+            "redelivering": { "type": "integer", "description": "dead letters the sink's next round sends again" } } },
         "OpenApi": { "type": "object", "description": "an OpenAPI 3.1 document" },
         "Claim": { "type": "object", "properties": {
             "kind": string, "id": string, "domain": { "type": "string", "description": "the domain the id belongs to" },

@@ -8,7 +8,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{MethodRouter, delete, get, post, put};
 
 use crate::error::ApiError;
-use crate::{AppState, access, api, auth, identity, trace};
+use crate::{AppState, access, api, auth, identity, sinks, trace};
 use meshplane_core::{Error, ErrorCode};
 
 /// What a route does; the router maps each to its handler.
@@ -46,6 +46,9 @@ pub enum Endpoint {
     PrincipalPut,
     PrincipalLogin,
     Audit,
+    Sinks,
+    DeadLetters,
+    Redeliver,
 }
 
 /// A query or path parameter.
@@ -81,6 +84,8 @@ const NAME: Param = Param {
     description: "the resource's key: `id@vMAJOR` for a contract, `id` for a product",
     kind: "string",
 };
+
+const SINK: Param = Param { name: "name", path: true, description: "the sink's block name", kind: "string" };
 
 pub const ROUTES: &[Route] = &[
     Route {
@@ -220,7 +225,7 @@ pub const ROUTES: &[Route] = &[
         endpoint: Endpoint::Events,
         method: "get",
         path: "/api/v1/events",
-        summary: "The change feed: every change after a sequence number, in order",
+        summary: "The change feed: every change of a contract or product after a sequence number, in order (with `Accept: application/cloudevents-batch+json`, as the CloudEvents the notification sinks deliver)",
         params: &[
             Param { name: "after", path: false, description: "the last sequence number already read", kind: "integer" },
             Param {
@@ -532,6 +537,41 @@ const ACCESS_ROUTES: &[Route] = &[
         answer: "Changes",
         errors: &[400],
     },
+    Route {
+        endpoint: Endpoint::Sinks,
+        method: "get",
+        path: "/api/v1/sinks",
+        summary: "The notification sinks: configuration (secrets only as references), the last change each is done with, how far behind the feed it is, its dead letters",
+        params: &[],
+        body: None,
+        answer: "Sinks",
+        errors: &[],
+    },
+    Route {
+        endpoint: Endpoint::DeadLetters,
+        method: "get",
+        path: "/api/v1/sinks/{name}/dead-letters",
+        summary: "The events a sink gave up on, oldest first, each with its attempts and last error",
+        params: &[
+            SINK,
+            Param { name: "state", path: false, description: "dead, redeliver or redelivered", kind: "string" },
+            Param { name: "after", path: false, description: "the `next` of the previous page", kind: "integer" },
+            LIMIT,
+        ],
+        body: None,
+        answer: "DeadLetters",
+        errors: &[400, 404],
+    },
+    Route {
+        endpoint: Endpoint::Redeliver,
+        method: "post",
+        path: "/api/v1/sinks/{name}/redeliver",
+        summary: "Send a dead letter (or every dead one) again, at the sink's next round",
+        params: &[SINK, Param { name: "id", path: false, description: "only this dead letter", kind: "integer" }],
+        body: None,
+        answer: "Redelivering",
+        errors: &[400, 404, 409],
+    },
 ];
 
 /// Every route: the registry's, then access management's.
@@ -573,6 +613,9 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::PrincipalPut => put(identity::put_principal),
         Endpoint::PrincipalLogin => post(identity::create_login),
         Endpoint::Audit => get(identity::audit),
+        Endpoint::Sinks => get(sinks::list),
+        Endpoint::DeadLetters => get(sinks::dead_letters),
+        Endpoint::Redeliver => post(sinks::redeliver),
     }
 }
 

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshplane_core::access::{AccessReport, AccessSync, Login};
-use meshplane_core::block::{BlockError, BlockFuture, BlockResult, Call, Leftover, Provisioned, Provisioner};
+use meshplane_core::block::{BlockError, BlockFuture, BlockResult, Call, Leftover, Provisioned};
 use meshplane_core::checking::{TestTarget, Tls};
 use meshplane_core::store::Record;
 use meshplane_spec::model::odcs::DataContract;
@@ -37,7 +37,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{Executor, Row};
 
 use crate::platform::{DeletionPolicy, Platform, PostgresConfig, TlsMode};
-use crate::registry::{BlockType, describe};
+use crate::registry::{BlockType, Built, describe};
 use crate::storage::{ServerStorage, Storage};
 use mark::{Mark, Standing};
 use model::Object;
@@ -270,8 +270,8 @@ impl BlockType for PostgresConfig {
         Some(("database", database.clone(), self.database.clone()))
     }
 
-    fn build(&self, name: &str, platform: &Arc<Platform>, _base: &Path) -> Result<Arc<dyn Provisioner>, String> {
-        Ok(Arc::new(Storage(PostgresBlock::new(name, self, Arc::clone(platform))?)))
+    fn build(&self, name: &str, platform: &Arc<Platform>, _base: &Path) -> Result<Built, String> {
+        Ok(Built::Storage(Arc::new(Storage(PostgresBlock::new(name, self, Arc::clone(platform))?))))
     }
 
     fn describe(&self) -> serde_json::Value {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use meshplane_blocks::platform::Platform;
-use meshplane_blocks::registry::{BlockType, Registry, describe};
+use meshplane_blocks::registry::{BlockType, Built, Registry, describe};
 use meshplane_core::block::{BlockFuture, BlockResult, Call, Leftover, Provisioned, Provisioner};
 use meshplane_core::reconcile::reconcile;
 use meshplane_core::resource::{Kind, Resource};
@@ -43,8 +43,8 @@ impl BlockType for TopicsConfig {
         Some(("host", host.clone(), self.broker.clone()))
     }
 
-    fn build(&self, name: &str, _: &Arc<Platform>, _: &Path) -> Result<Arc<dyn Provisioner>, String> {
-        Ok(Arc::new(Topics { name: name.to_string(), partitions: self.partitions }))
+    fn build(&self, name: &str, _: &Arc<Platform>, _: &Path) -> Result<Built, String> {
+        Ok(Built::Storage(Arc::new(Topics { name: name.to_string(), partitions: self.partitions })))
     }
 
     fn describe(&self) -> serde_json::Value {

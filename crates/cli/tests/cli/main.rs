@@ -7,6 +7,7 @@ mod init;
 mod login;
 mod messages;
 mod metrics;
+mod notify;
 mod output;
 mod paths;
 mod project;
@@ -303,9 +304,14 @@ fn serve_on(db: PathBuf) -> Served {
     served
 }
 
+/// A port nothing listens on now.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// A `meshplane serve` on a free port and the store `database_url`, with `extra` arguments.
 pub(crate) fn serve_with(database_url: &str, extra: &[&str]) -> Served {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let cwd = std::env::temp_dir().join(format!("mpcli-serve-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&cwd).unwrap();
     let token = bootstrap(database_url, &cwd);

@@ -8,11 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::paths::apply_visits;
-use crate::{post_apply, repo, serve, serve_with, stdout, token_for};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::{free_port, post_apply, repo, serve, serve_with, stdout, token_for};
 
 /// The exposition as a signed-in caller reads it on the API port.
 fn scrape(url: &str) -> String {

@@ -117,10 +117,19 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 11, sql: "CREATE INDEX resources_id ON resources (kind, id);" },
     // What the policies on access said about each request: their answers and the cap they set.
     Migration { version: 12, sql: "ALTER TABLE access ADD COLUMN policy TEXT;" },
+    // Notification sinks: each one's cursor in the change feed, and the events it gave up on.
+    Migration {
+        version: 13,
+        sql: "CREATE TABLE sink_cursors (sink TEXT NOT NULL PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL);
+          CREATE TABLE dead_letters (
+            id {serial}, sink TEXT NOT NULL, seq BIGINT NOT NULL, attempts BIGINT NOT NULL, error TEXT NOT NULL,
+            at TEXT NOT NULL, state TEXT NOT NULL);
+          CREATE INDEX dead_letters_sink ON dead_letters (sink, state, id);",
+    },
 ];
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 12;
+pub const LATEST: i64 = 13;
 
 async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
     conn.execute("CREATE TABLE IF NOT EXISTS meshplane_schema (version BIGINT NOT NULL)").await?;

@@ -17,6 +17,7 @@ pub mod identity;
 mod lifecycle;
 pub mod migrate;
 mod orphans;
+pub mod sinks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -199,6 +200,23 @@ pub struct Change {
     pub before: Option<Any>,
     pub after: Option<Any>,
     pub event: Any,
+}
+
+impl Change {
+    /// The change as the CloudEvent every reader gets (the pull feed in CloudEvents form and
+    /// every notification sink): the stored envelope, its `data` with the document or record
+    /// `before` and `after` the change where there is one.
+    pub fn cloud_event(&self) -> Any {
+        let mut event = self.event.clone();
+        if let Some(data) = event.get_mut("data").and_then(Any::as_object_mut) {
+            for (key, value) in [("before", &self.before), ("after", &self.after)] {
+                if let Some(value) = value {
+                    data.insert(key.into(), value.clone());
+                }
+            }
+        }
+        event
+    }
 }
 
 /// One stored run of a contract's tests.

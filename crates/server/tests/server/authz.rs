@@ -57,6 +57,11 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("put", "/api/v1/principals/{name}", "UFFFFFFA"),
     ("post", "/api/v1/principals/{name}/login", "UFFFFFFR"),
     ("get", "/api/v1/audit", "UFFFFFFA"),
+    // This server has no sinks: an admin is told that `shop` is none (the CLI's notification
+    // tests call them on a server that has).
+    ("get", "/api/v1/sinks", "UFFFFFFA"),
+    ("get", "/api/v1/sinks/{name}/dead-letters", "UFFFFFFH"),
+    ("post", "/api/v1/sinks/{name}/redeliver", "UFFFFFFH"),
 ];
 
 fn who() -> ApplyOptions {

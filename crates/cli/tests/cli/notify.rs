@@ -1,0 +1,344 @@
+//! Events delivered at least once: the `webhook` sink end to end, against a receiver that
+//! verifies every signature with the Standard Webhooks reference library
+//! (`fixtures/notify/receiver.py`, run by the Python of the venv `test.sh` makes), through a
+//! receiver answering 500, a receiver refusing an event, a forged signature, a receiver down
+//! for 30 s, and a server killed with SIGKILL between a change and its delivery.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{Served, free_port, meshplane, serve_with, token_for};
+
+/// The receiver's secret, and another one (a sink that signs with it forges).
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8G";
+const OTHER_SECRET: &str = "whsec_c29tZSBvdGhlciBzZWNyZXQgb2YgMjQgYnl0ZXMh";
+
+/// The Python with `standardwebhooks` (test.sh's venv, or `MESHPLANE_PYTHON`).
+fn python() -> PathBuf {
+    let venv = PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/meshplane-venv/bin/python");
+    let python = std::env::var_os("MESHPLANE_PYTHON").map_or(venv, PathBuf::from);
+    assert!(python.exists(), "{} is missing: ./test.sh makes the venv with standardwebhooks", python.display());
+    python
+}
+
+/// A receiver process on `port`, logging to `log`; killed when dropped.
+struct Receiver {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Receiver {
+    fn start(port: u16, log: &Path, env: &[(&str, &str)]) -> Receiver {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/notify/receiver.py");
+        let child = Command::new(python())
+            .arg(script)
+            .arg(port.to_string())
+            .arg(log)
+            .env("SECRET", SECRET)
+            .envs(env.iter().copied())
+            .spawn()
+            .unwrap();
+        // Killed (and waited for) when dropped, also when it never listens.
+        let receiver = Receiver { child, log: log.to_path_buf() };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return receiver;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the receiver did not listen on {port}");
+    }
+
+    /// Every request it got, in order.
+    fn lines(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory of the test's own: the platform file, the secrets, the receivers' logs.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("mpcli-notify-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// A platform with the embedded lake and a webhook sink `name` to each port, signing with
+    /// its secret, taking the catalog's events, retrying quickly.
+    fn platform(&self, sinks: &[(&str, u16, &str)]) -> PathBuf {
+        let mut yaml = format!(
+            "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n  - name: lake\n    type: lake\n    root: {}\n",
+            self.0.join("data").display()
+        );
+        for (name, port, secret) in sinks {
+            let file = self.0.join(format!("{name}.secret"));
+            std::fs::write(&file, secret).unwrap();
+            yaml.push_str(&format!(
+                "  - name: {name}\n    type: webhook\n    url: http://127.0.0.1:{port}/hook\n    secret: {{ file: {} }}\n    \
+                 events: {{ types: [io.meshplane.datacontract.*, io.meshplane.dataproduct.*] }}\n    \
+                 retry: {{ initialMs: 100, maxMs: 500, forSeconds: 600 }}\n",
+                file.display()
+            ));
+        }
+        let path = self.0.join("platform.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn get(url: &str, path: &str, accept: &str) -> reqwest::blocking::Response {
+    let res = reqwest::blocking::Client::new()
+        .get(format!("{url}{path}"))
+        .bearer_auth(token_for(url).unwrap())
+        .header("accept", accept)
+        .send()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "{path}");
+    res
+}
+
+fn json(url: &str, path: &str) -> Value {
+    get(url, path, "application/json").json().unwrap()
+}
+
+/// Every catalog change as the pull feed gives it in CloudEvents form, by id.
+fn feed(url: &str) -> BTreeMap<String, Value> {
+    let (mut out, mut after) = (BTreeMap::new(), 0);
+    loop {
+        let res = get(url, &format!("/api/v1/events?after={after}&limit=1000"), "application/cloudevents-batch+json");
+        assert_eq!(res.headers()["content-type"], "application/cloudevents-batch+json");
+        let page: Vec<Value> = res.json().unwrap();
+        let Some(last) = page.last().map(|e| e["data"]["seq"].as_i64().unwrap()) else { return out };
+        for event in page {
+            out.insert(event["id"].as_str().unwrap().to_string(), event);
+        }
+        after = last;
+    }
+}
+
+/// Waits until the server's sinks have taken their place in the feed.
+fn wait_for_sinks(url: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sinks = json(url, "/api/v1/sinks");
+        if sinks.as_array().unwrap().iter().filter(|s| s["position"].is_i64()).count() == count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the sinks never started: {sinks}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The ids a receiver acknowledged.
+fn acknowledged(lines: &[Value]) -> BTreeSet<String> {
+    lines.iter().filter(|l| l["answer"] == 204).map(|l| l["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// Waits until `done` holds of the receiver's lines and the feed (read again each time: the
+/// reconcilers keep adding status changes for a while), and for the feed to stand still.
+fn wait_until(url: &str, receiver: &Receiver, done: impl Fn(&[Value], &BTreeMap<String, Value>) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut settled = 0;
+    loop {
+        let events = feed(url);
+        let lines = receiver.lines();
+        settled = if done(&lines, &events) { settled + 1 } else { 0 };
+        if settled == 3 {
+            return;
+        }
+        let missing: Vec<_> = events.keys().filter(|id| !acknowledged(&lines).contains(*id)).collect();
+        assert!(Instant::now() < deadline, "not delivered in 60 s: {missing:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The receiver got each event in the order of the feed per subject (a repeat, after a crash
+/// or a retry, carries the id of the first), with its id as `webhook-id`, as a structured
+/// CloudEvent equal to the pull feed's.
+fn assert_in_order_and_as_the_feed(lines: &[Value], events: &BTreeMap<String, Value>) {
+    let mut first_seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for line in lines.iter().filter(|l| l["answer"] != 401) {
+        let id = line["id"].as_str().unwrap();
+        assert_eq!(line["webhookId"], line["id"], "{line}");
+        assert!(line["contentType"].as_str().unwrap().starts_with("application/cloudevents+json"), "{line}");
+        assert_eq!(Some(&line["event"]), events.get(id), "the delivered event is the pull feed's");
+        if seen.insert(id.to_string()) {
+            first_seen
+                .entry(line["subject"].as_str().unwrap().to_string())
+                .or_default()
+                .push(line["seq"].as_i64().unwrap());
+        }
+    }
+    for (subject, seqs) in &first_seen {
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{subject} out of order: {seqs:?}");
+    }
+}
+
+fn apply(url: &str, dir: &str) {
+    let mesh = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh").join(dir);
+    let out = meshplane(&["apply", "--server", url, "-f", mesh.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn delete(url: &str, product: &str) {
+    let out = meshplane(&["delete", "products", product, "--server", url]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn post(url: &str, path: &str) -> (u16, Value) {
+    let res = reqwest::blocking::Client::new()
+        .post(format!("{url}{path}"))
+        .bearer_auth(token_for(url).unwrap())
+        .send()
+        .unwrap();
+    (res.status().as_u16(), res.json().unwrap())
+}
+
+fn served(db: &Path, platform: &Path) -> Served {
+    let mut s = serve_with(
+        &format!("sqlite://{}", db.display()),
+        &["--platform", platform.to_str().unwrap(), "--lease-seconds", "2"],
+    );
+    s.db = Some(db.to_path_buf());
+    s
+}
+
+#[test]
+fn a_webhook_gets_every_event_signed_in_order_through_errors_refusals_and_forgeries() {
+    let scratch = Scratch::new("faults");
+    let (port, forged_port) = (free_port(), free_port());
+    let log = scratch.0.join("hook.log");
+    let refused = "io.meshplane.dataproduct.deleted";
+    let receiver = Receiver::start(port, &log, &[("FAIL_FIRST", "3"), ("REFUSE_TYPE", refused)]);
+    let forged_receiver = Receiver::start(forged_port, &scratch.0.join("forged.log"), &[]);
+    let platform = scratch.platform(&[("hook", port, SECRET), ("forged", forged_port, OTHER_SECRET)]);
+    let s = served(&scratch.0.join("store.db"), &platform);
+    wait_for_sinks(&s.url, 2);
+
+    apply(&s.url, "sales");
+    apply(&s.url, "finance");
+    delete(&s.url, "finance-forecast");
+    // Every event arrives but the refused one, which is the one dead letter.
+    wait_until(&s.url, &receiver, |lines, events| {
+        let expected: BTreeSet<_> =
+            events.iter().filter(|(_, e)| e["type"] != refused).map(|(id, _)| id.clone()).collect();
+        events.values().any(|e| e["type"] == refused) && acknowledged(lines) == expected
+    });
+    let (lines, events) = (receiver.lines(), feed(&s.url));
+    assert_in_order_and_as_the_feed(&lines, &events);
+    let answers: Vec<i64> = lines.iter().map(|l| l["answer"].as_i64().unwrap()).collect();
+    assert_eq!(answers[..4], [500, 500, 500, 204], "three 500s, then the same event again: {answers:?}");
+    assert!(lines[..4].iter().all(|l| l["id"] == lines[0]["id"]), "retried with the same id");
+
+    let letters = json(&s.url, "/api/v1/sinks/hook/dead-letters");
+    let letters = letters["items"].as_array().unwrap().clone();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!((letters[0]["event"]["type"].as_str(), letters[0]["state"].as_str()), (Some(refused), Some("dead")));
+    assert!(letters[0]["error"].as_str().unwrap().contains("400"), "{}", letters[0]);
+    assert_eq!(letters[0]["event"], events[letters[0]["event"]["id"].as_str().unwrap()]);
+    // The deletion's event carries the document before it.
+    assert_eq!(letters[0]["event"]["data"]["before"]["id"], "finance-forecast");
+
+    // A forged signature is refused by the reference library, and each event becomes a dead
+    // letter at once (a 401 is not retried).
+    let forged = forged_receiver.lines();
+    assert!(!forged.is_empty() && forged.iter().all(|l| l["answer"] == 401), "{forged:?}");
+    let forged_letters = json(&s.url, "/api/v1/sinks/forged/dead-letters?limit=1000");
+    assert_eq!(forged_letters["items"].as_array().unwrap().len(), forged.len());
+
+    let sinks = json(&s.url, "/api/v1/sinks");
+    let hook = sinks.as_array().unwrap().iter().find(|x| x["name"] == "hook").unwrap().clone();
+    assert_eq!((hook["type"].as_str(), hook["deadLetters"].as_i64()), (Some("webhook"), Some(1)), "{hook}");
+    assert!(hook["config"]["secret"].as_str().unwrap().starts_with("file:"), "only the reference: {hook}");
+    let metrics = get(&s.url, "/metrics", "text/plain").text().unwrap();
+    let sample = |series: &str| -> f64 {
+        metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
+    };
+    assert_eq!(sample(r#"meshplane_notifications_total{sink="hook",outcome="retried"}"#), 3.0);
+    assert_eq!(sample(r#"meshplane_notifications_total{sink="hook",outcome="failed"}"#), 1.0);
+    let sent = sample(r#"meshplane_notifications_total{sink="hook",outcome="sent"}"#);
+    assert_eq!(sent as usize, acknowledged(&lines).len(), "{metrics}");
+    assert_eq!(sample(r#"meshplane_notification_lag_seconds_count{sink="hook"}"#), sent);
+
+    // Once the receiver takes it, the dead letter is sent again on request.
+    drop(receiver);
+    let receiver = Receiver::start(port, &log, &[]);
+    assert_eq!(post(&s.url, "/api/v1/sinks/hook/redeliver"), (200, serde_json::json!({ "redelivering": 1 })));
+    let id = letters[0]["id"].as_i64().unwrap();
+    let (status, again) = post(&s.url, &format!("/api/v1/sinks/hook/redeliver?id={id}"));
+    assert_eq!((status, again["code"].as_str()), (409, Some("wrong-state")), "{again}");
+    let (status, missing) = post(&s.url, "/api/v1/sinks/nothing/redeliver");
+    assert_eq!((status, missing["code"].as_str()), (404, Some("not-found")), "{missing}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !receiver.lines().iter().any(|l| l["type"] == refused && l["answer"] == 204) {
+        assert!(Instant::now() < deadline, "the dead letter was not sent again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let letters = json(&s.url, "/api/v1/sinks/hook/dead-letters?state=redelivered");
+    assert_eq!(letters["items"][0]["id"].as_i64(), Some(id), "{letters}");
+}
+
+#[test]
+fn webhook_delivery_survives_a_receiver_down_for_30_s_and_a_server_killed_with_sigkill() {
+    let scratch = Scratch::new("crash");
+    let port = free_port();
+    let log = scratch.0.join("hook.log");
+    let platform = scratch.platform(&[("hook", port, SECRET)]);
+    let db = scratch.0.join("store.db");
+    let receiver = Receiver::start(port, &log, &[]);
+    let mut first = served(&db, &platform);
+    wait_for_sinks(&first.url, 1);
+    apply(&first.url, "sales");
+    wait_until(&first.url, &receiver, |lines, events| acknowledged(lines) == events.keys().cloned().collect());
+
+    // The receiver is down for 30 s while changes go on; they arrive once it is back.
+    drop(receiver);
+    apply(&first.url, "customers");
+    std::thread::sleep(Duration::from_secs(30));
+    let receiver = Receiver::start(port, &log, &[]);
+    wait_until(&first.url, &receiver, |lines, events| acknowledged(lines) == events.keys().cloned().collect());
+    let delivered_before = receiver.lines().len();
+
+    // A change is committed while the receiver is down, and the server is killed before it
+    // could deliver it; the next server delivers it.
+    drop(receiver);
+    apply(&first.url, "finance");
+    let before_kill = feed(&first.url);
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = first.child.id().to_string();
+    assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    let _ = first.child.wait();
+    first.keep_db = true;
+    let receiver = Receiver::start(port, &log, &[]);
+    assert_eq!(receiver.lines().len(), delivered_before, "nothing was delivered while the receiver was down");
+    let second = served(&db, &platform);
+    delete(&second.url, "finance-forecast");
+    wait_until(&second.url, &receiver, |lines, events| acknowledged(lines) == events.keys().cloned().collect());
+    let (lines, events) = (receiver.lines(), feed(&second.url));
+    assert!(before_kill.keys().all(|id| acknowledged(&lines).contains(id)));
+    let deleted = events.values().find(|e| e["type"] == "io.meshplane.dataproduct.deleted");
+    assert!(deleted.is_some_and(|e| acknowledged(&lines).contains(e["id"].as_str().unwrap())), "and what came after");
+    assert_in_order_and_as_the_feed(&lines, &events);
+}
