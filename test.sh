@@ -3,8 +3,8 @@
 # (127.0.0.1:5432, user postgres, trust), installs the few programs the tests run when they
 # are missing (psql, PostgreSQL's initdb for a private TLS cluster, openssl for its
 # certificates, python3 for the example remote block, node and oidc-provider for the sign-in
-# tests, Prometheus and promtool for the metrics tests, the Standard Webhooks library for the
-# notification tests), then runs every test.
+# tests, Prometheus and promtool for the metrics tests, the Standard Webhooks library and NATS
+# with JetStream for the notification tests), then runs every test.
 # Arguments are passed to `cargo test` (e.g. `./test.sh -p meshplane-server`).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,6 +21,7 @@ ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || missing+=(postgresql)
 command -v node > /dev/null || missing+=(nodejs)
 command -v npm > /dev/null || missing+=(npm)
 command -v prometheus > /dev/null || missing+=(prometheus)
+command -v nats-server > /dev/null || missing+=(nats-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing what the tests need: ${missing[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then
@@ -55,5 +56,14 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
 fi
 for _ in $(seq 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 pg_isready -h 127.0.0.1 -p 5432
+
+# The notification tests publish to NATS with JetStream on 127.0.0.1:4222 (each test with
+# streams of its own): start it if it is down.
+if ! (exec 3<> /dev/tcp/127.0.0.1/4222) 2> /dev/null; then
+  mkdir -p /var/lib/nats-server 2> /dev/null || true
+  start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server)" -- \
+    -a 127.0.0.1 -p 4222 -js -sd "${NATS_STORE:-/var/lib/nats-server}" > /dev/null 2>&1 || true
+  for _ in $(seq 30); do (exec 3<> /dev/tcp/127.0.0.1/4222) 2> /dev/null && break; sleep 1; done
+fi
 
 cargo test --workspace --locked "$@"

@@ -6,6 +6,7 @@
 pub mod binding;
 pub mod http;
 pub mod lake;
+pub mod nats;
 pub mod platform;
 pub mod postgres;
 pub mod registry;

@@ -15,6 +15,7 @@ use meshplane_spec::model::server::Server;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::nats::NatsConfig;
 use crate::platform::{HttpConfig, LakeConfig, Platform, PostgresConfig};
 use crate::webhook::WebhookConfig;
 
@@ -67,13 +68,14 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The types meshplane ships: `postgres`, `lake`, `http`, and the sink `webhook`.
+    /// The types meshplane ships: `postgres`, `lake`, `http`, and the sinks `webhook` and `nats`.
     pub fn builtin() -> Registry {
         Registry::default()
             .with::<PostgresConfig>("postgres")
             .with::<LakeConfig>("lake")
             .with::<HttpConfig>("http")
             .with::<WebhookConfig>("webhook")
+            .with::<NatsConfig>("nats")
     }
 
     /// Adds the type `name`, configured by `T` (a later registration of a name replaces the

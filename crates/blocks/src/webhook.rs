@@ -89,8 +89,16 @@ impl BlockType for WebhookConfig {
         Ok(Built::Sink(Arc::new(Webhook { name: name.to_string(), config: self.clone(), key, client })))
     }
 
+    /// As configured, but the URL without user, password and query, which may hold a token.
     fn describe(&self) -> serde_json::Value {
-        describe(self)
+        let mut described = describe(self);
+        if let Ok(mut url) = reqwest::Url::parse(&self.url) {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            described["url"] = url.to_string().into();
+        }
+        described
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meshplane_core::block::BlockError;
+use meshplane_core::block::{BlockError, BlockResult};
 use meshplane_core::notify::Sink;
 use meshplane_core::store::sinks::SINK;
 use meshplane_core::store::{Change, Store, epoch_ms, now_ms};
@@ -24,6 +24,8 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::metrics::{Metrics, Notified};
+use crate::reconciler::renewing;
+use serde_json::Value as Any;
 
 /// Changes read from the feed at a time.
 const PAGE: i64 = 500;
@@ -66,8 +68,8 @@ pub fn spawn(store: Store, sinks: Vec<Arc<dyn Sink>>, settings: Settings) -> Del
 }
 
 impl Deliveries {
-    /// Stops every task: a delivery in flight is dropped (its event is sent again by whoever
-    /// holds the lease next), and the leases are given back.
+    /// Stops every task: a delivery in flight or waiting to be retried is dropped (its event
+    /// is sent again by whoever holds the lease next), and the leases are given back.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
@@ -128,7 +130,7 @@ async fn deliver_forever(store: Store, sink: Arc<dyn Sink>, settings: Settings, 
             }
         };
         tokio::select! {
-            Ok(()) = feed.changed() => {}
+            Ok(()) = feed.changed(), if held.is_some() => {}
             () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
             _ = stopping.changed() => {}
         }
@@ -158,13 +160,24 @@ impl Sinking<'_> {
         (self.settings.owner.as_str(), self.token)
     }
 
+    /// One call to the sink, with the lease renewed while it runs (a slow receiver must not
+    /// let another replica start on the events behind it) and dropped when the server stops.
+    async fn call(&self, event: &Any, stopping: &mut watch::Receiver<bool>) -> Result<BlockResult<()>, Halt> {
+        let work = self.sink.deliver(event);
+        let renewed = renewing(self.store, SINK, self.sink.name(), self.fence(), self.settings.lease_ms, work);
+        tokio::select! {
+            done = renewed => done.ok_or(Halt::LeaseLost),
+            _ = stopping.changed() => Err(Halt::Stopping),
+        }
+    }
+
     /// Sends the dead letters asked for again, then delivers a page of the feed; `true` when
     /// the page was full (more may follow at once).
     async fn round(&self, stopping: &mut watch::Receiver<bool>) -> Result<bool, Halt> {
         let name = self.sink.name();
         for (letter, change) in self.store.redeliveries(name).await? {
             let event = change.cloud_event();
-            let error = match self.sink.deliver(&event).await {
+            let error = match self.call(&event, stopping).await? {
                 Ok(()) => {
                     self.settings.metrics.notified(name, Notified::Redelivered, None);
                     None
@@ -180,6 +193,9 @@ impl Sinking<'_> {
         let (mut saved, mut renewed) = (Instant::now(), Instant::now());
         let renew_every = Duration::from_millis((self.settings.lease_ms / 3).max(1) as u64);
         for change in &page {
+            if *stopping.borrow() {
+                return Err(Halt::Stopping);
+            }
             if renewed.elapsed() >= renew_every {
                 if !self.store.renew_lease(SINK, name, self.fence(), self.settings.lease_ms).await? {
                     return Err(Halt::LeaseLost);
@@ -213,7 +229,7 @@ impl Sinking<'_> {
         let mut attempts: u32 = 0;
         loop {
             attempts += 1;
-            let error = match self.sink.deliver(&event).await {
+            let error = match self.call(&event, stopping).await? {
                 Ok(()) => {
                     let lag =
                         epoch_ms(&change.at).map(|at| Duration::from_millis(now_ms().saturating_sub(at).max(0) as u64));
@@ -232,12 +248,11 @@ impl Sinking<'_> {
                 tracing::warn!(seq = change.seq, %error, "delivery failed; trying again with backoff");
                 self.store.advance_sink(name, done, self.fence()).await?;
             }
+            let waited =
+                renewing(self.store, SINK, name, self.fence(), self.settings.lease_ms, tokio::time::sleep(wait));
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
+                done = waited => done.ok_or(Halt::LeaseLost)?,
                 _ = stopping.changed() => return Err(Halt::Stopping),
-            }
-            if !self.store.renew_lease(SINK, name, self.fence(), self.settings.lease_ms).await? {
-                return Err(Halt::LeaseLost);
             }
         }
     }

@@ -92,6 +92,10 @@ pub async fn redeliver(
 ) -> Answer {
     let p = query(params)?;
     configured(&state, &name)?;
+    if let Some(id) = p.id.filter(|id| *id <= 0) {
+        let message = format!("`id={id}` is no dead letter's id (leave it out to send every dead one again)");
+        return Err(ApiError(Error::invalid(meshplane_core::ErrorCode::MalformedRequest, message)));
+    }
     let count = state.store.redeliver(&name, p.id).await?;
     tracing::info!(sink = %name, count, "dead letters to be sent again");
     Ok(Json(json!({ "redelivering": count })))

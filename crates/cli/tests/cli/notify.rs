@@ -89,7 +89,7 @@ impl Scratch {
             let file = self.0.join(format!("{name}.secret"));
             std::fs::write(&file, secret).unwrap();
             yaml.push_str(&format!(
-                "  - name: {name}\n    type: webhook\n    url: http://127.0.0.1:{port}/hook\n    secret: {{ file: {} }}\n    \
+                "  - name: {name}\n    type: webhook\n    url: http://127.0.0.1:{port}/hook?token=hidden\n    secret: {{ file: {} }}\n    \
                  events: {{ types: [io.meshplane.datacontract.*, io.meshplane.dataproduct.*] }}\n    \
                  retry: {{ initialMs: 100, maxMs: 500, forSeconds: 600 }}\n",
                 file.display()
@@ -272,6 +272,9 @@ fn a_webhook_gets_every_event_signed_in_order_through_errors_refusals_and_forger
     let hook = sinks.as_array().unwrap().iter().find(|x| x["name"] == "hook").unwrap().clone();
     assert_eq!((hook["type"].as_str(), hook["deadLetters"].as_i64()), (Some("webhook"), Some(1)), "{hook}");
     assert!(hook["config"]["secret"].as_str().unwrap().starts_with("file:"), "only the reference: {hook}");
+    assert_eq!(hook["config"]["url"], format!("http://127.0.0.1:{port}/hook"), "no query: it may hold a token");
+    let (status, zero) = post(&s.url, "/api/v1/sinks/hook/redeliver?id=0");
+    assert_eq!((status, zero["code"].as_str()), (400, Some("malformed-request")), "{zero}");
     let metrics = get(&s.url, "/metrics", "text/plain").text().unwrap();
     let sample = |series: &str| -> f64 {
         metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
@@ -341,4 +344,95 @@ fn webhook_delivery_survives_a_receiver_down_for_30_s_and_a_server_killed_with_s
     let deleted = events.values().find(|e| e["type"] == "io.meshplane.dataproduct.deleted");
     assert!(deleted.is_some_and(|e| acknowledged(&lines).contains(e["id"].as_str().unwrap())), "and what came after");
     assert_in_order_and_as_the_feed(&lines, &events);
+}
+
+/// A message of a stream: subject, `Nats-Msg-Id` and the event.
+type Message = (String, String, Value);
+
+/// Every message of JetStream stream `stream` on the machine's NATS.
+fn stream_messages(stream: &str) -> Vec<Message> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let client = async_nats::connect("127.0.0.1:4222").await.unwrap();
+        let jetstream = async_nats::jetstream::new(client);
+        let Ok(mut held) = jetstream.get_stream(stream).await else { return Vec::new() };
+        let last = held.info().await.unwrap().state.last_sequence;
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            let m = held.get_raw_message(seq).await.unwrap();
+            let id = m.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_string()).unwrap_or_default();
+            out.push((m.subject.to_string(), id, serde_json::from_slice(&m.payload).unwrap()));
+        }
+        out
+    })
+}
+
+fn delete_stream(stream: &str) {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let client = async_nats::connect("127.0.0.1:4222").await.unwrap();
+        let _ = async_nats::jetstream::new(client).delete_stream(stream).await;
+    });
+}
+
+/// Waits until the stream holds every catalog event of the feed.
+fn wait_for_stream(url: &str, stream: &str) -> (Vec<Message>, BTreeMap<String, Value>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut settled = 0;
+    loop {
+        let (messages, events) = (stream_messages(stream), feed(url));
+        let ids: BTreeSet<String> = messages.iter().map(|(_, id, _)| id.clone()).collect();
+        settled = if ids == events.keys().cloned().collect() { settled + 1 } else { 0 };
+        if settled == 3 {
+            return (messages, events);
+        }
+        assert!(Instant::now() < deadline, "the stream never held every event: {} of {}", ids.len(), events.len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn nats_jetstream_holds_every_event_once_in_order_across_a_sigkill() {
+    let scratch = Scratch::new("nats");
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let (stream, prefix) = (format!("MP_TEST_{}_{nanos}", std::process::id()), format!("mp{nanos}"));
+    let platform = scratch.0.join("platform.yaml");
+    std::fs::write(
+        &platform,
+        format!(
+            "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n  - name: lake\n    type: lake\n    root: {}\n  \
+             - name: bus\n    type: nats\n    url: nats://127.0.0.1:4222\n    subjectPrefix: {prefix}\n    stream: {stream}\n    \
+             events: {{ types: [io.meshplane.datacontract.*, io.meshplane.dataproduct.*] }}\n    \
+             retry: {{ initialMs: 100, maxMs: 500 }}\n",
+            scratch.0.join("data").display()
+        ),
+    )
+    .unwrap();
+    let db = scratch.0.join("store.db");
+    let mut first = served(&db, &platform);
+    wait_for_sinks(&first.url, 1);
+    apply(&first.url, "sales");
+    wait_for_stream(&first.url, &stream);
+
+    // Killed right after a change: the next server publishes what was left, and the stream
+    // keeps one message per event (a repeat has the same Nats-Msg-Id).
+    apply(&first.url, "customers");
+    let pid = first.child.id().to_string();
+    assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    let _ = first.child.wait();
+    first.keep_db = true;
+    let second = served(&db, &platform);
+    delete(&second.url, "customer-360");
+    let (messages, events) = wait_for_stream(&second.url, &stream);
+    delete_stream(&stream);
+
+    assert_eq!(messages.len(), events.len(), "one message per event");
+    let mut last_of_subject: BTreeMap<String, i64> = BTreeMap::new();
+    for (subject, id, event) in &messages {
+        assert_eq!(Some(event), events.get(id), "the message is the pull feed's CloudEvent");
+        let kind_action = event["type"].as_str().unwrap().trim_start_matches("io.meshplane.");
+        assert_eq!(*subject, format!("{prefix}.{kind_action}.{}", event["data"]["domain"].as_str().unwrap()));
+        let seq = event["data"]["seq"].as_i64().unwrap();
+        let before = last_of_subject.insert(event["subject"].as_str().unwrap().to_string(), seq);
+        assert!(before.is_none_or(|b| b < seq), "{subject} out of order");
+    }
+    assert!(messages.iter().any(|(_, _, e)| e["type"] == "io.meshplane.dataproduct.deleted"));
 }
