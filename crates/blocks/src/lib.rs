@@ -4,6 +4,7 @@
 //! own service, and the notification sinks the change feed's events are delivered to.
 
 pub mod binding;
+mod delivery;
 pub mod http;
 pub mod lake;
 pub mod nats;

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Any;
 use tokio::sync::OnceCell;
 
+use crate::delivery;
 use crate::platform::{Platform, Secret};
 use crate::registry::{BlockType, Built, describe};
 
@@ -46,7 +47,7 @@ pub struct NatsConfig {
     #[serde(default)]
     pub token: Option<Secret>,
     /// How long the stream may take to acknowledge a message.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "delivery::default_timeout_ms")]
     pub timeout_ms: u64,
     #[serde(default)]
     pub events: Filter,
@@ -56,10 +57,6 @@ pub struct NatsConfig {
 
 fn default_prefix() -> String {
     "meshplane".into()
-}
-
-fn default_timeout_ms() -> u64 {
-    10_000
 }
 
 /// Whether `token` may stand in a subject as one token of its own.
@@ -85,11 +82,7 @@ impl BlockType for NatsConfig {
         if let Some(stream) = self.stream.as_ref().filter(|s| !subject_token(s)) {
             problems.push(("stream", format!("`stream` `{stream}` may hold only letters, digits, - and _")));
         }
-        if !(1..=60_000).contains(&self.timeout_ms) {
-            problems.push(("timeoutMs", format!("`timeoutMs` must be 1 to 60000, not {}", self.timeout_ms)));
-        }
-        problems.extend(self.events.problems().into_iter().map(|p| ("events", p)));
-        problems.extend(self.retry.problems());
+        problems.extend(delivery::problems(self.timeout_ms, &self.events, &self.retry));
         problems
     }
 

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Any;
 use sha2::Sha256;
 
+use crate::delivery;
 use crate::platform::{Platform, Secret};
 use crate::registry::{BlockType, Built, describe};
 
@@ -41,16 +42,12 @@ pub struct WebhookConfig {
     /// The Standard Webhooks signing secret (`whsec_...`).
     pub secret: Secret,
     /// How long one delivery may take before it counts as failed (and is tried again).
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "delivery::default_timeout_ms")]
     pub timeout_ms: u64,
     #[serde(default)]
     pub events: Filter,
     #[serde(default)]
     pub retry: Retry,
-}
-
-fn default_timeout_ms() -> u64 {
-    10_000
 }
 
 impl BlockType for WebhookConfig {
@@ -61,16 +58,12 @@ impl BlockType for WebhookConfig {
         {
             problems.push(("url", format!("`url` must be an http:// or https:// URL, not `{}`", self.url)));
         }
-        if !(1..=60_000).contains(&self.timeout_ms) {
-            problems.push(("timeoutMs", format!("`timeoutMs` must be 1 to 60000, not {}", self.timeout_ms)));
-        }
         if let Secret::Inline(text) = &self.secret
             && let Err(e) = signing_key(text)
         {
             problems.push(("secret", e));
         }
-        problems.extend(self.events.problems().into_iter().map(|p| ("events", p)));
-        problems.extend(self.retry.problems());
+        problems.extend(delivery::problems(self.timeout_ms, &self.events, &self.retry));
         problems
     }
 

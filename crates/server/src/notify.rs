@@ -80,8 +80,6 @@ impl Deliveries {
 enum Halt {
     /// The server is stopping.
     Stopping,
-    /// Another replica holds the sink's lease now.
-    LeaseLost,
     Store(meshplane_core::Error),
 }
 
@@ -91,42 +89,74 @@ impl From<meshplane_core::Error> for Halt {
     }
 }
 
-/// One sink's task: holds the sink's lease when it can and delivers, until stopped.
+/// The sink's lease as this replica holds it: its token, when it was last taken, and the
+/// sink's cursor (only the holder moves it, so the copy here is the store's, or ahead of it
+/// by what is delivered and not saved yet).
+struct Held {
+    token: i64,
+    taken: Instant,
+    cursor: i64,
+}
+
+/// Takes or renews the sink's lease when a third of it has passed since it was last taken
+/// (rounds renew it themselves while they run); reads the cursor when the lease is new.
+async fn hold(
+    store: &Store,
+    name: &str,
+    settings: &Settings,
+    held: &mut Option<Held>,
+) -> Result<(), meshplane_core::Error> {
+    let renew_every = Duration::from_millis((settings.lease_ms / 3).max(1) as u64);
+    if held.as_ref().is_some_and(|h| h.taken.elapsed() < renew_every) {
+        return Ok(());
+    }
+    let Some(token) = store.acquire_lease(SINK, name, &settings.owner, settings.lease_ms).await? else {
+        *held = None;
+        return Ok(());
+    };
+    let cursor = match held.take() {
+        Some(h) if h.token == token => h.cursor,
+        _ => {
+            tracing::info!(token, "delivering to this sink");
+            store.sink_cursor(name, store.feed_position().await?).await?
+        }
+    };
+    *held = Some(Held { token, taken: Instant::now(), cursor });
+    Ok(())
+}
+
+/// One sink's task: holds the sink's lease when it can and delivers, until stopped. A round
+/// runs with the lease renewed every third of its time (however long a receiver takes, or a
+/// retry waits), and is dropped when the lease is lost.
 async fn deliver_forever(store: Store, sink: Arc<dyn Sink>, settings: Settings, mut stopping: watch::Receiver<bool>) {
     let name = sink.name().to_string();
     let mut feed = store.watch_feed();
-    let mut held: Option<i64> = None;
+    let mut held: Option<Held> = None;
     while !*stopping.borrow() {
-        let wait_ms = match store.acquire_lease(SINK, &name, &settings.owner, settings.lease_ms).await {
-            Ok(Some(token)) => {
-                if held != Some(token) {
-                    tracing::info!(token, "delivering to this sink");
-                }
-                held = Some(token);
+        if let Err(error) = hold(&store, &name, &settings, &mut held).await {
+            tracing::warn!(%error, "the sink's lease could not be taken");
+        }
+        let wait_ms = match held.as_mut() {
+            None => STANDBY_MS,
+            Some(lease) => {
                 feed.mark_unchanged();
-                let sinking = Sinking { store: &store, sink: &*sink, settings: &settings, token };
-                match sinking.round(&mut stopping).await {
-                    Ok(true) => continue,
-                    Ok(false) => settings.poll_ms,
-                    Err(Halt::Stopping) => break,
-                    Err(Halt::LeaseLost) => {
+                let fence = (settings.owner.as_str(), lease.token);
+                let sinking = Sinking { store: &store, sink: &*sink, settings: &settings, token: lease.token };
+                let round = sinking.round(&mut lease.cursor, &mut stopping);
+                match renewing(&store, SINK, &name, fence, settings.lease_ms, round).await {
+                    Some(Ok(true)) => continue,
+                    Some(Ok(false)) => settings.poll_ms,
+                    Some(Err(Halt::Stopping)) => break,
+                    Some(Err(Halt::Store(error))) => {
+                        tracing::warn!(%error, "the store failed while delivering; trying again");
+                        STANDBY_MS
+                    }
+                    None => {
                         tracing::warn!("the sink's lease was lost: another replica delivers now");
                         held = None;
                         STANDBY_MS
                     }
-                    Err(Halt::Store(error)) => {
-                        tracing::warn!(%error, "the store failed while delivering; trying again");
-                        STANDBY_MS
-                    }
                 }
-            }
-            Ok(None) => {
-                held = None;
-                STANDBY_MS
-            }
-            Err(error) => {
-                tracing::warn!(%error, "the sink's lease could not be taken");
-                STANDBY_MS
             }
         };
         tokio::select! {
@@ -135,8 +165,8 @@ async fn deliver_forever(store: Store, sink: Arc<dyn Sink>, settings: Settings, 
             _ = stopping.changed() => {}
         }
     }
-    if let Some(token) = held {
-        let _ = store.release_lease(SINK, &name, &settings.owner, token).await;
+    if let Some(lease) = held {
+        let _ = store.release_lease(SINK, &name, &settings.owner, lease.token).await;
     }
 }
 
@@ -160,20 +190,17 @@ impl Sinking<'_> {
         (self.settings.owner.as_str(), self.token)
     }
 
-    /// One call to the sink, with the lease renewed while it runs (a slow receiver must not
-    /// let another replica start on the events behind it) and dropped when the server stops.
+    /// One call to the sink, dropped when the server stops.
     async fn call(&self, event: &Any, stopping: &mut watch::Receiver<bool>) -> Result<BlockResult<()>, Halt> {
-        let work = self.sink.deliver(event);
-        let renewed = renewing(self.store, SINK, self.sink.name(), self.fence(), self.settings.lease_ms, work);
         tokio::select! {
-            done = renewed => done.ok_or(Halt::LeaseLost),
+            done = self.sink.deliver(event) => Ok(done),
             _ = stopping.changed() => Err(Halt::Stopping),
         }
     }
 
-    /// Sends the dead letters asked for again, then delivers a page of the feed; `true` when
-    /// the page was full (more may follow at once).
-    async fn round(&self, stopping: &mut watch::Receiver<bool>) -> Result<bool, Halt> {
+    /// Sends the dead letters asked for again, then delivers a page of the feed after
+    /// `cursor`, moving it; `true` when the page was full (more may follow at once).
+    async fn round(&self, cursor: &mut i64, stopping: &mut watch::Receiver<bool>) -> Result<bool, Halt> {
         let name = self.sink.name();
         for (letter, change) in self.store.redeliveries(name).await? {
             let event = change.cloud_event();
@@ -186,33 +213,24 @@ impl Sinking<'_> {
             };
             self.store.redelivered(letter, error.as_deref(), self.fence(), name).await?;
         }
-        let start = self.store.feed_position().await?;
-        let mut cursor = self.store.sink_cursor(name, start).await?;
-        let page = self.store.events(cursor, PAGE).await?;
+        let page = self.store.events(*cursor, PAGE).await?;
         let Some(last) = page.last().map(|c| c.seq) else { return Ok(false) };
-        let (mut saved, mut renewed) = (Instant::now(), Instant::now());
-        let renew_every = Duration::from_millis((self.settings.lease_ms / 3).max(1) as u64);
+        let mut saved = Instant::now();
         for change in &page {
             if *stopping.borrow() {
                 return Err(Halt::Stopping);
             }
-            if renewed.elapsed() >= renew_every {
-                if !self.store.renew_lease(SINK, name, self.fence(), self.settings.lease_ms).await? {
-                    return Err(Halt::LeaseLost);
-                }
-                renewed = Instant::now();
-            }
             if self.sink.filter().takes(change)
-                && let Outcome::GaveUp(attempts, error) = self.deliver(change, cursor, stopping).await?
+                && let Outcome::GaveUp(attempts, error) = self.deliver(change, *cursor, stopping).await?
             {
                 tracing::warn!(seq = change.seq, attempts, %error, "event given up on: kept as a dead letter");
                 self.settings.metrics.notified(name, Notified::Failed, None);
                 self.store.dead_letter(name, change.seq, attempts, &error, self.fence()).await?;
                 saved = Instant::now();
             }
-            cursor = change.seq;
+            *cursor = change.seq;
             if saved.elapsed().as_millis() >= SAVE_EVERY_MS {
-                self.store.advance_sink(name, cursor, self.fence()).await?;
+                self.store.advance_sink(name, *cursor, self.fence()).await?;
                 saved = Instant::now();
             }
         }
@@ -248,10 +266,8 @@ impl Sinking<'_> {
                 tracing::warn!(seq = change.seq, %error, "delivery failed; trying again with backoff");
                 self.store.advance_sink(name, done, self.fence()).await?;
             }
-            let waited =
-                renewing(self.store, SINK, name, self.fence(), self.settings.lease_ms, tokio::time::sleep(wait));
             tokio::select! {
-                done = waited => done.ok_or(Halt::LeaseLost)?,
+                () = tokio::time::sleep(wait) => {}
                 _ = stopping.changed() => return Err(Halt::Stopping),
             }
         }

@@ -62,15 +62,11 @@ pub async fn dead_letters(
     configured(&state, &name)?;
     let wanted = match p.state.as_deref() {
         None => None,
-        Some("dead") => Some(LetterState::Dead),
-        Some("redeliver") => Some(LetterState::Redeliver),
-        Some("redelivered") => Some(LetterState::Redelivered),
-        Some(other) => {
-            return Err(ApiError(Error::invalid(
-                meshplane_core::ErrorCode::MalformedRequest,
-                format!("`state={}` is not dead, redeliver or redelivered", other.chars().take(40).collect::<String>()),
-            )));
-        }
+        Some(text) => Some(LetterState::parse(text).ok_or_else(|| {
+            let quoted: String = text.chars().take(40).collect();
+            let message = format!("`state={quoted}` is not dead, redeliver or redelivered");
+            ApiError(Error::invalid(meshplane_core::ErrorCode::MalformedRequest, message))
+        })?),
     };
     let limit = page_size(p.limit);
     let items = state.store.dead_letters(&name, wanted, p.after.unwrap_or(0), limit).await?;

@@ -299,6 +299,12 @@ fn a_webhook_gets_every_event_signed_in_order_through_errors_refusals_and_forger
         assert!(Instant::now() < deadline, "the dead letter was not sent again");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let bogus = reqwest::blocking::Client::new()
+        .get(format!("{}/api/v1/sinks/hook/dead-letters?state=bogus", s.url))
+        .bearer_auth(token_for(&s.url).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(bogus.status().as_u16(), 400, "a state that is none of the three");
     let letters = json(&s.url, "/api/v1/sinks/hook/dead-letters?state=redelivered");
     assert_eq!(letters["items"][0]["id"].as_i64(), Some(id), "{letters}");
 }

@@ -33,12 +33,9 @@ impl LetterState {
         }
     }
 
-    fn parse(text: &str) -> LetterState {
-        match text {
-            "redeliver" => LetterState::Redeliver,
-            "redelivered" => LetterState::Redelivered,
-            _ => LetterState::Dead,
-        }
+    /// The state a text names (`dead`, `redeliver`, `redelivered`).
+    pub fn parse(text: &str) -> Option<LetterState> {
+        [LetterState::Dead, LetterState::Redeliver, LetterState::Redelivered].into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -95,12 +92,7 @@ impl Store {
     pub async fn advance_sink(&self, sink: &str, position: i64, fence: (&str, i64)) -> Result<(), Error> {
         let mut tx = self.begin(Durability::Observation).await?;
         self.check_fence(&mut tx, SINK, sink, fence).await?;
-        sqlx::query("UPDATE sink_cursors SET position = $1, updated_at = $2 WHERE sink = $3 AND position < $1")
-            .bind(position)
-            .bind(now())
-            .bind(sink)
-            .execute(&mut *tx)
-            .await?;
+        move_cursor(&mut tx, sink, position).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -127,12 +119,7 @@ impl Store {
         .bind(now())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE sink_cursors SET position = $1, updated_at = $2 WHERE sink = $3 AND position < $1")
-            .bind(seq)
-            .bind(now())
-            .bind(sink)
-            .execute(&mut *tx)
-            .await?;
+        move_cursor(&mut tx, sink, seq).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -167,7 +154,7 @@ impl Store {
                     attempts: row.try_get("attempts")?,
                     error: row.try_get("error")?,
                     at: row.try_get("dead_at")?,
-                    state: LetterState::parse(&row.try_get::<String, _>("state")?),
+                    state: LetterState::parse(&row.try_get::<String, _>("state")?).unwrap_or(LetterState::Dead),
                     event: change.cloud_event(),
                 })
             })
@@ -220,29 +207,20 @@ impl Store {
     pub async fn redelivered(&self, id: i64, error: Option<&str>, fence: (&str, i64), sink: &str) -> Result<(), Error> {
         let mut tx = self.begin(Durability::Durable).await?;
         self.check_fence(&mut tx, SINK, sink, fence).await?;
-        let now = now();
-        match error {
-            None => {
-                sqlx::query("UPDATE dead_letters SET state = 'redelivered', at = $1 WHERE id = $2 AND sink = $3")
-                    .bind(&now)
-                    .bind(id)
-                    .bind(sink)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Some(error) => {
-                sqlx::query(
-                    "UPDATE dead_letters SET state = 'dead', at = $1, attempts = attempts + 1, error = $2 \
-                     WHERE id = $3 AND sink = $4",
-                )
-                .bind(&now)
-                .bind(error)
-                .bind(id)
-                .bind(sink)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+        // Acknowledged: redelivered. Failed again: dead, one attempt more, with the new error.
+        let (state, more) = if error.is_some() { ("dead", 1_i64) } else { ("redelivered", 0) };
+        sqlx::query(
+            "UPDATE dead_letters SET state = $1, at = $2, attempts = attempts + $3, error = coalesce($4, error) \
+             WHERE id = $5 AND sink = $6",
+        )
+        .bind(state)
+        .bind(now())
+        .bind(more)
+        .bind(error)
+        .bind(id)
+        .bind(sink)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -267,4 +245,15 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Moves the sink's cursor forward to `position` inside `tx` (never backwards).
+async fn move_cursor(tx: &mut sqlx::AnyConnection, sink: &str, position: i64) -> Result<(), Error> {
+    sqlx::query("UPDATE sink_cursors SET position = $1, updated_at = $2 WHERE sink = $3 AND position < $1")
+        .bind(position)
+        .bind(now())
+        .bind(sink)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
