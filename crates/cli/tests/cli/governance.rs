@@ -475,12 +475,15 @@ fn a_policy_whose_one_step_never_ends_is_stopped_in_its_worker_and_denies() {
     assert!(body.to_string().contains(stopped), "{body}");
 
     // A module whose parsing takes time exponential in its nesting (10 comprehensions deep, in
-    // a rule's body) is parsed only in a worker, which is stopped.
+    // a rule's body, the deepest the nesting limit lets through) is parsed only in a worker,
+    // which is stopped. One such expression parses in about the budget on a fast machine; the
+    // body holds 32 of them, so that the parse takes far longer than the budget on any.
     let mut nest = String::from("[1,1,1]");
     for _ in 0..10 {
         nest = format!("{{a | {nest} : 1}}");
     }
-    let slow_parse = always.replace("true; a40 == b40", &format!("x == {nest}"));
+    let body = vec![format!("x == {nest}"); 32].join("; ");
+    let slow_parse = always.replace("true; a40 == b40", &body);
     assert!(slow_parse.contains("x == {a |"), "{slow_parse}");
     let slow_parse = slow_parse.replace("package meshplane.bomb\n", "package meshplane.bomb\n  x := 1\n");
     let answer = client.post(format!("{url}/api/v1/apply")).bearer_auth(&admin).body(slow_parse).send().unwrap();
