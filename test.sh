@@ -3,8 +3,8 @@
 # (127.0.0.1:5432, user postgres, trust), installs the few programs the tests run when they
 # are missing (psql, PostgreSQL's initdb for a private TLS cluster, openssl for its
 # certificates, python3 for the example remote block, node and oidc-provider for the sign-in
-# tests, Prometheus and promtool for the metrics tests, the Standard Webhooks library and NATS
-# with JetStream for the notification tests), then runs every test.
+# tests, Prometheus and promtool for the metrics tests, the Standard Webhooks library, NATS
+# with JetStream and Alertmanager for the notification tests), then runs every test.
 # Arguments are passed to `cargo test` (e.g. `./test.sh -p meshplane-server`).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,6 +22,7 @@ command -v node > /dev/null || missing+=(nodejs)
 command -v npm > /dev/null || missing+=(npm)
 command -v prometheus > /dev/null || missing+=(prometheus)
 command -v nats-server > /dev/null || missing+=(nats-server)
+command -v prometheus-alertmanager > /dev/null || missing+=(prometheus-alertmanager)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing what the tests need: ${missing[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then

@@ -1,5 +1,6 @@
-//! What the sinks' configurations share, read and checked one way: how long one delivery may
-//! take (`timeoutMs`), which events the sink takes (`events`) and how it retries (`retry`).
+//! What the sinks' and alerters' configurations share, read and checked one way: how long one
+//! delivery may take (`timeoutMs`), which events the sink takes (`events`) and how it retries
+//! (`retry`); and how their URLs and request errors are shown without what may be secret.
 
 use meshplane_core::notify::{Filter, Retry};
 
@@ -17,4 +18,41 @@ pub(crate) fn problems(timeout_ms: u64, events: &Filter, retry: &Retry) -> Vec<(
     problems.extend(events.problems().into_iter().map(|p| ("events", p)));
     problems.extend(retry.problems());
     problems
+}
+
+/// An http:// or https:// URL's problem, if it is none.
+pub(crate) fn url_problem(url: &str) -> Option<(&'static str, String)> {
+    let fits = (url.starts_with("https://") || url.starts_with("http://")) && reqwest::Url::parse(url).is_ok();
+    (!fits).then(|| ("url", format!("`url` must be an http:// or https:// URL, not `{url}`")))
+}
+
+/// A URL as clients see it: without user, password and query, which may hold a token.
+pub(crate) fn described_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.to_string()
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// A request error without the URL (it may hold a token in its query).
+pub(crate) fn without_url(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(error);
+    let mut cause = String::new();
+    while let Some(e) = source {
+        cause = e.to_string();
+        source = e.source();
+    }
+    if cause.is_empty() { kind.to_string() } else { format!("{kind}: {cause}") }
 }

@@ -1,8 +1,10 @@
 //! meshplane's building blocks: the platform's configuration (`platform.yaml`), the registry
 //! of block types it may name, how a contract's servers bind to blocks, the storage blocks
 //! that provision them in real stores, the remote block that reaches a block running as its
-//! own service, and the notification sinks the change feed's events are delivered to.
+//! own service, the notification sinks the change feed's events are delivered to, and the
+//! alerters that say what fails now.
 
+pub mod alertmanager;
 pub mod binding;
 mod delivery;
 pub mod http;
@@ -16,6 +18,7 @@ pub mod webhook;
 
 use std::sync::Arc;
 
+use meshplane_core::alerting::Alerter;
 use meshplane_core::block::{Binder, Blocks, Provisioner};
 use meshplane_core::notify::Sink;
 use meshplane_core::store::Record;
@@ -54,12 +57,15 @@ pub fn build(platform: Platform, base: &std::path::Path) -> Result<Blocks, Strin
     let platform = Arc::new(platform);
     let mut provisioners: Vec<Arc<dyn Provisioner>> = Vec::new();
     let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
+    let mut alerters: Vec<Arc<dyn Alerter>> = Vec::new();
     for block in &platform.blocks {
         match block.config.build(&block.name, &platform, base)? {
             Built::Storage(provisioner) => provisioners.push(provisioner),
             Built::Sink(sink) => sinks.push(sink),
+            Built::Alerter(alerter) => alerters.push(alerter),
         }
     }
     let environment = Some(platform.environment.clone());
-    Ok(Blocks { binder: Some(Arc::new(PlatformBinder(platform))), environment, sinks, ..Blocks::of(provisioners) })
+    let binder = Some(Arc::new(PlatformBinder(platform)) as Arc<dyn Binder>);
+    Ok(Blocks { binder, environment, sinks, alerters, ..Blocks::of(provisioners) })
 }

@@ -9,12 +9,14 @@ use std::fmt::Debug;
 use std::path::Path;
 use std::sync::Arc;
 
+use meshplane_core::alerting::Alerter;
 use meshplane_core::block::Provisioner;
 use meshplane_core::notify::Sink;
 use meshplane_spec::model::server::Server;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::alertmanager::AlertmanagerConfig;
 use crate::nats::NatsConfig;
 use crate::platform::{HttpConfig, LakeConfig, Platform, PostgresConfig};
 use crate::webhook::WebhookConfig;
@@ -47,11 +49,12 @@ pub trait BlockType: Debug + Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
 }
 
-/// What a block type builds: a block that provisions contracts' servers, or a sink the
-/// change feed's events are delivered to.
+/// What a block type builds: a block that provisions contracts' servers, a sink the change
+/// feed's events are delivered to, or an alerter that is told what fails now.
 pub enum Built {
     Storage(Arc<dyn Provisioner>),
     Sink(Arc<dyn Sink>),
+    Alerter(Arc<dyn Alerter>),
 }
 
 /// Reads a block type's configuration from its entry (without `name` and `type`).
@@ -68,7 +71,8 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The types meshplane ships: `postgres`, `lake`, `http`, and the sinks `webhook` and `nats`.
+    /// The types meshplane ships: `postgres`, `lake`, `http`, the sinks `webhook` and `nats`, and
+    /// the alerter `alertmanager`.
     pub fn builtin() -> Registry {
         Registry::default()
             .with::<PostgresConfig>("postgres")
@@ -76,6 +80,7 @@ impl Registry {
             .with::<HttpConfig>("http")
             .with::<WebhookConfig>("webhook")
             .with::<NatsConfig>("nats")
+            .with::<AlertmanagerConfig>("alertmanager")
     }
 
     /// Adds the type `name`, configured by `T` (a later registration of a name replaces the

@@ -52,12 +52,7 @@ pub struct WebhookConfig {
 
 impl BlockType for WebhookConfig {
     fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut problems = Vec::new();
-        if !(self.url.starts_with("https://") || self.url.starts_with("http://"))
-            || reqwest::Url::parse(&self.url).is_err()
-        {
-            problems.push(("url", format!("`url` must be an http:// or https:// URL, not `{}`", self.url)));
-        }
+        let mut problems: Vec<_> = delivery::url_problem(&self.url).into_iter().collect();
         if let Secret::Inline(text) = &self.secret
             && let Err(e) = signing_key(text)
         {
@@ -85,12 +80,7 @@ impl BlockType for WebhookConfig {
     /// As configured, but the URL without user, password and query, which may hold a token.
     fn describe(&self) -> serde_json::Value {
         let mut described = describe(self);
-        if let Ok(mut url) = reqwest::Url::parse(&self.url) {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.set_query(None);
-            described["url"] = url.to_string().into();
-        }
+        described["url"] = delivery::described_url(&self.url).into();
         described
     }
 
@@ -143,7 +133,7 @@ impl Webhook {
             .body(body)
             .send()
             .await
-            .map_err(|e| BlockError::Transient(format!("webhook `{}`: {}", self.name, without_url(&e))))?;
+            .map_err(|e| BlockError::Transient(format!("webhook `{}`: {}", self.name, delivery::without_url(&e))))?;
         let status = answer.status();
         let said = |s: reqwest::StatusCode| format!("webhook `{}` answered {s}", self.name);
         match status.as_u16() {
@@ -153,24 +143,6 @@ impl Webhook {
             _ => Err(BlockError::Permanent(said(status))),
         }
     }
-}
-
-/// A request error without the URL (it may hold a token in its query).
-fn without_url(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let mut source = std::error::Error::source(error);
-    let mut cause = String::new();
-    while let Some(e) = source {
-        cause = e.to_string();
-        source = e.source();
-    }
-    if cause.is_empty() { kind.to_string() } else { format!("{kind}: {cause}") }
 }
 
 impl Sink for Webhook {

@@ -243,6 +243,8 @@ pub struct Blocks {
     pub environment: Option<String>,
     /// Where the change feed's events are delivered (webhooks, NATS JetStream, ...).
     pub sinks: Vec<Arc<dyn crate::notify::Sink>>,
+    /// Where what fails now is said as alerts (Alertmanager).
+    pub alerters: Vec<Arc<dyn crate::alerting::Alerter>>,
 }
 
 impl Default for Blocks {
@@ -260,6 +262,7 @@ impl Blocks {
             timeout: std::time::Duration::from_secs(60),
             environment: None,
             sinks: Vec::new(),
+            alerters: Vec::new(),
         }
     }
 

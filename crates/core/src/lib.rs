@@ -13,6 +13,7 @@
 //! ```
 
 pub mod access;
+pub mod alerting;
 pub mod authz;
 pub mod block;
 pub mod checking;

@@ -72,6 +72,8 @@ pub struct Check {
     pub unit: Unit,
     /// A failing check only warns (ODCS `severity` info, warning, low, ...).
     pub warn_only: bool,
+    /// The rule's ODCS `severity`, as the contract gives it (alerts carry it).
+    pub severity: Option<String>,
     pub schedule: Option<String>,
 }
 
@@ -272,6 +274,7 @@ fn object_checks(object: &SchemaObject) -> Vec<Check> {
         threshold,
         unit: Unit::Rows,
         warn_only: false,
+        severity: None,
         schedule: None,
     };
     let present = Threshold(vec![Bound::Eq(1.0)]);
@@ -536,6 +539,7 @@ fn rule_check(object: &str, property: Option<&Property>, rule: &Quality) -> Chec
             .severity
             .as_deref()
             .is_some_and(|s| WARN_SEVERITIES.contains(&s.trim().to_ascii_lowercase().as_str())),
+        severity: rule.severity.clone(),
         schedule: rule.schedule.clone(),
     }
 }
@@ -559,6 +563,7 @@ fn sla_checks(contract: &DataContract, sla: &SlaProperty, plan: &mut Plan, only:
         threshold: Threshold::default(),
         unit: Unit::Seconds,
         warn_only: false,
+        severity: None,
         schedule: sla.schedule.clone(),
     };
     let measurable = matches!(canonical, Some("latency" | "retention"));

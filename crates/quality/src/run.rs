@@ -67,6 +67,9 @@ pub struct CheckResult {
     pub samples: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// The rule's ODCS `severity`, when the contract gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
 }
 
 /// How a run behaves.
@@ -124,6 +127,7 @@ fn result(check: &Check, outcome: Outcome, value: Option<f64>, detail: Option<St
         detail,
         samples: vec![],
         schedule: check.schedule.clone(),
+        severity: check.severity.clone(),
     }
 }
 

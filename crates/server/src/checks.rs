@@ -23,6 +23,7 @@ use std::time::Duration;
 use meshplane_core::block::{BlockError, Blocks, Call, Provisioner};
 use meshplane_core::checking::TestTarget;
 use meshplane_core::resource::Kind;
+use meshplane_core::store::checks::Covered;
 use meshplane_core::store::{Record, Store, TestRun};
 use meshplane_core::{Error, ErrorCode};
 use meshplane_quality::files::{Format, Location, S3Config};
@@ -225,7 +226,12 @@ impl Run {
         let failed =
             report["summary"]["fail"].as_u64().unwrap_or(0) > 0 || report["summary"]["error"].as_u64().unwrap_or(0) > 0;
         report["trigger"] = self.trigger.clone();
-        store.record_test(Kind::DataContract, name, record.generation, &self.server, failed, report).await
+        let covered = match (&self.schedule, &self.object) {
+            (Some(schedule), _) => Covered::Schedule(schedule),
+            (None, Some(_)) => Covered::InRun,
+            (None, None) => Covered::Every,
+        };
+        store.record_test(Kind::DataContract, name, record.generation, &self.server, failed, report, covered).await
     }
 }
 
@@ -378,7 +384,7 @@ pub async fn record_failure(
 ) -> Result<TestRun, Error> {
     let generation = store.get(Kind::DataContract, name).await?.generation;
     let report = json!({ "error": { "code": error.code(), "message": error.to_string() }, "trigger": trigger });
-    store.record_test(Kind::DataContract, name, generation, server, true, report).await
+    store.record_test(Kind::DataContract, name, generation, server, true, report, Covered::InRun).await
 }
 
 /// The quality engine's view of a block's target.

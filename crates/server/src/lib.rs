@@ -10,6 +10,7 @@
 #![recursion_limit = "256"]
 
 mod access;
+mod alerts;
 mod api;
 pub mod auth;
 pub mod checks;
@@ -113,7 +114,7 @@ pub async fn serve(listen: SocketAddr, store: Store, config: Config, blocks: Blo
     let reconcilers = reconciler::spawn(store.clone(), blocks.clone(), config.reconciler.clone(), replica.clone());
     let deliveries = notify::spawn(
         store.clone(),
-        blocks.sinks.clone(),
+        &blocks,
         notify::Settings {
             owner: replica,
             lease_ms: config.reconciler.lease_ms,

@@ -188,6 +188,7 @@ pub struct Metrics {
     checks: Family<Verdict, Counter>,
     notifications: Family<Notification, Counter>,
     notification_lag: Histograms<OfSink>,
+    alerts_firing: Family<OfSink, Gauge>,
 }
 
 /// Buckets from 1 ms to about 33 s, each twice the last.
@@ -210,6 +211,7 @@ impl Default for Metrics {
         let checks = Family::<Verdict, Counter>::default();
         let notifications = Family::<Notification, Counter>::default();
         let notification_lag = Histograms::<OfSink>::new_with_constructor(run_time as fn() -> Histogram);
+        let alerts_firing = Family::<OfSink, Gauge>::default();
         let (queue_depth, in_flight, replicas, replica_place) =
             (Gauge::default(), Gauge::default(), Gauge::default(), Gauge::default());
         let queue_oldest_seconds = Gauge::<f64, AtomicU64>::default();
@@ -250,6 +252,11 @@ impl Default for Metrics {
             "From a change's commit to its event's acknowledged delivery, by sink",
             notification_lag.clone(),
         );
+        r.register(
+            "meshplane_alerts_firing",
+            "Alerts firing at each alerter (Alertmanager) as of its last round, by alerter",
+            alerts_firing.clone(),
+        );
         Metrics {
             kept: tokio::sync::Mutex::default(),
             registry,
@@ -265,6 +272,7 @@ impl Default for Metrics {
             checks,
             notifications,
             notification_lag,
+            alerts_firing,
         }
     }
 }
@@ -314,6 +322,11 @@ impl Metrics {
         if let Some(lag) = lag {
             self.notification_lag.get_or_create(&OfSink { sink: sink.to_string() }).observe(lag.as_secs_f64());
         }
+    }
+
+    /// `alerter` was told of `firing` alerts in its last round.
+    pub fn alerting(&self, alerter: &str, firing: usize) {
+        self.alerts_firing.get_or_create(&OfSink { sink: alerter.to_string() }).set(firing as i64);
     }
 
     /// This replica's share: its place among `replicas` live ones.

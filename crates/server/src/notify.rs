@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meshplane_core::block::{BlockError, BlockResult};
+use meshplane_core::block::{BlockError, BlockResult, Blocks};
 use meshplane_core::notify::Sink;
 use meshplane_core::store::sinks::SINK;
 use meshplane_core::store::{Change, Store, epoch_ms, now_ms};
@@ -50,19 +50,25 @@ pub struct Settings {
     pub metrics: Arc<Metrics>,
 }
 
-/// The delivery tasks of every sink; [`Deliveries::stop`] ends them.
+/// The delivery tasks of every sink and alerter; [`Deliveries::stop`] ends them.
 pub struct Deliveries {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
-/// Starts a delivery task for each sink.
-pub fn spawn(store: Store, sinks: Vec<Arc<dyn Sink>>, settings: Settings) -> Deliveries {
+/// Starts a delivery task for each sink, and an alerting task for each alerter
+/// ([`crate::alerts`]).
+pub fn spawn(store: Store, blocks: &Blocks, settings: Settings) -> Deliveries {
     let (stop, stopping) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    for sink in sinks {
+    for sink in blocks.sinks.iter().cloned() {
         let span = tracing::info_span!("sink", sink = %sink.name());
         tasks.spawn(deliver_forever(store.clone(), sink, settings.clone(), stopping.clone()).instrument(span));
+    }
+    for alerter in blocks.alerters.iter().cloned() {
+        let span = tracing::info_span!("alerter", alerter = %alerter.name());
+        let task = crate::alerts::alert_forever(store.clone(), alerter, settings.clone(), stopping.clone());
+        tasks.spawn(task.instrument(span));
     }
     Deliveries { stop, tasks }
 }

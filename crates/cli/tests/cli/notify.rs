@@ -443,3 +443,193 @@ fn nats_jetstream_holds_every_event_once_in_order_across_a_sigkill() {
     }
     assert!(messages.iter().any(|(_, _, e)| e["type"] == "io.meshplane.dataproduct.deleted"));
 }
+
+/// A private Alertmanager (Debian's `prometheus-alertmanager`) on a free port, without
+/// clustering, that keeps an alert for an hour unless told it ended (so that only meshplane
+/// ends alerts in these tests); killed when dropped.
+struct Alertmanager {
+    child: Child,
+    url: String,
+}
+
+impl Alertmanager {
+    fn start(dir: &Path) -> Alertmanager {
+        let port = free_port();
+        let config = dir.join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            "global:\n  resolve_timeout: 1h\nroute:\n  receiver: nobody\nreceivers:\n  - name: nobody\n",
+        )
+        .unwrap();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("alertmanager").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("alertmanager.log")).unwrap())
+            .spawn()
+            .expect("prometheus-alertmanager runs (./test.sh installs it)");
+        let am = Alertmanager { child, url: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !reqwest::blocking::get(format!("{}/-/ready", am.url)).is_ok_and(|r| r.status().is_success()) {
+            assert!(Instant::now() < deadline, "alertmanager never got ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        am
+    }
+
+    /// The alerts it holds as firing.
+    fn firing(&self) -> Vec<Value> {
+        reqwest::blocking::get(format!("{}/api/v2/alerts", self.url)).unwrap().json().unwrap()
+    }
+
+    /// Waits until `holds` of the firing alerts; returns them.
+    fn wait_for(&self, what: &str, holds: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let firing = self.firing();
+            if holds(&firing) {
+                return firing;
+            }
+            assert!(Instant::now() < deadline, "{what}: {firing:#?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A platform with a lake under the scratch directory and an Alertmanager taking the alerts of
+/// `domains`, said to resolve alerts after 4 s (so they are posted again every 2 s).
+fn alerting_platform(scratch: &Scratch, am: &Alertmanager, domains: &str) -> PathBuf {
+    let path = scratch.0.join(format!("platform-{domains}.yaml"));
+    let yaml = format!(
+        "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n  - {{ name: lake, type: lake, root: {} }}\n  \
+         - name: am\n    type: alertmanager\n    url: {}\n    resolveTimeoutSeconds: 4\n    alerts: {{ domains: [{domains}] }}\n",
+        scratch.0.join("data").display(),
+        am.url
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// A contract `id` of `domain` on CSV files in the lake, wanting more than two rows
+/// (severity critical), and the product offering it.
+fn stocked(scratch: &Scratch, id: &str, domain: &str) -> String {
+    let dir = scratch.0.join("data").join(id);
+    format!(
+        "apiVersion: v3.1.0\nkind: DataContract\nid: {id}\nversion: 1.0.0\nstatus: active\ndomain: {domain}\n\
+         servers:\n  - {{ server: lake, type: local, environment: dev, path: {}/, format: csv }}\n\
+         schema:\n  - name: items\n    properties:\n      - {{ name: sku, logicalType: string }}\n    \
+         quality:\n      - {{ id: enough-rows, metric: rowCount, mustBeGreaterThan: 2, severity: Critical }}\n\
+         ---\napiVersion: v1.0.0\nkind: DataProduct\nid: shelf-{id}\nstatus: active\ndomain: {domain}\nversion: 1.0.0\n\
+         outputPorts:\n  - {{ name: items, version: 1.0.0, contractId: {id} }}\n",
+        dir.display()
+    )
+}
+
+/// Writes `rows` rows into the contract's files and has the server test it; whether it failed.
+fn test_with_rows(scratch: &Scratch, url: &str, id: &str, rows: usize) -> bool {
+    let dir = scratch.0.join("data").join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let body: String = (0..rows).map(|i| format!("sku-{i}\n")).collect();
+    std::fs::write(dir.join("items.csv"), format!("sku\n{body}")).unwrap();
+    let (status, run) = post(url, &format!("/api/v1/contracts/{id}@v1/tests"));
+    assert_eq!(status, 200, "{run}");
+    run["failed"].as_bool().unwrap()
+}
+
+fn ready(url: &str, kind: &str, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = json(url, &format!("/api/v1/{kind}/{name}"));
+        let conditions = body["reconciled"]["conditions"].as_array().cloned().unwrap_or_default();
+        if conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never got ready: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ours(firing: &[Value]) -> Vec<&Value> {
+    firing.iter().filter(|a| a["labels"]["meshplane_alerter"] == "am").collect()
+}
+
+#[test]
+fn alertmanager_shows_a_failing_check_firing_while_it_fails_and_resolved_once_it_passes() {
+    let scratch = Scratch::new("alerts");
+    let am = Alertmanager::start(&scratch.0);
+    let db = scratch.0.join("store.db");
+    let mut first = served(&db, &alerting_platform(&scratch, &am, "ops"));
+    let documents = [stocked(&scratch, "stock", "ops"), stocked(&scratch, "elsewhere", "sales")].join("---\n");
+    let applied = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/apply", first.url))
+        .bearer_auth(token_for(&first.url).unwrap())
+        .body(documents)
+        .send()
+        .unwrap();
+    assert_eq!(applied.status().as_u16(), 200, "{}", applied.text().unwrap());
+    ready(&first.url, "contracts", "stock@v1");
+    ready(&first.url, "contracts", "elsewhere@v1");
+
+    // One row: the check fails, and its alert fires with where and how bad; the other
+    // domain's failing check is not this alerter's.
+    assert!(test_with_rows(&scratch, &first.url, "stock", 1));
+    assert!(test_with_rows(&scratch, &first.url, "elsewhere", 1));
+    let firing = am.wait_for("the failing check's alert fires", |f| !ours(f).is_empty());
+    let alerts = ours(&firing);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let labels = &alerts[0]["labels"];
+    for (label, value) in [
+        ("alertname", "MeshplaneContractCheckFailing"),
+        ("domain", "ops"),
+        ("product", "shelf-stock"),
+        ("contract", "stock@v1"),
+        ("server", "lake"),
+        ("severity", "critical"),
+    ] {
+        assert_eq!(labels[label], value, "{label}: {labels}");
+    }
+    assert!(labels["check"].as_str().unwrap().contains("rowCount"), "{labels}");
+    assert_eq!(alerts[0]["annotations"]["rule"], "enough-rows");
+    assert_eq!(alerts[0]["status"]["state"], "active");
+
+    // While it fires it is posted again (every 2 s: half the resolve timeout the platform
+    // gives), each time pushing its end further.
+    let (updated, ends) = (alerts[0]["updatedAt"].clone(), alerts[0]["endsAt"].clone());
+    let again =
+        am.wait_for("the alert is posted again", |f| ours(f).first().is_some_and(|a| a["updatedAt"] != updated));
+    assert_ne!(ours(&again)[0]["endsAt"], ends);
+    assert_eq!(ours(&again)[0]["startsAt"], alerts[0]["startsAt"], "the same alert, firing since the failure");
+    let metrics = get(&first.url, "/metrics", "text/plain").text().unwrap();
+    assert!(metrics.contains("meshplane_alerts_firing{sink=\"am\"} 1"), "{metrics}");
+
+    // Three rows: the check passes, and meshplane ends the alert (Alertmanager alone would
+    // keep it for an hour).
+    assert!(!test_with_rows(&scratch, &first.url, "stock", 3));
+    am.wait_for("the alert is resolved", |f| ours(f).is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get(&first.url, "/metrics", "text/plain").text().unwrap().contains("meshplane_alerts_firing{sink=\"am\"} 0")
+    {
+        assert!(Instant::now() < deadline, "the gauge says no alert fires");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // It fails again, and the server is killed: the next one, no longer taking this domain's
+    // alerts, asks Alertmanager what the alerter left firing, and ends it.
+    assert!(test_with_rows(&scratch, &first.url, "stock", 0));
+    am.wait_for("the alert fires again", |f| ours(f).len() == 1);
+    assert!(Command::new("kill").args(["-KILL", &first.child.id().to_string()]).status().unwrap().success());
+    let _ = first.child.wait();
+    first.keep_db = true;
+    let second = served(&db, &alerting_platform(&scratch, &am, "finance"));
+    am.wait_for("the alert the killed server left is ended", |f| ours(f).is_empty());
+    drop(second);
+}

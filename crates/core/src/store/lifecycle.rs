@@ -199,7 +199,7 @@ impl Store {
         if record.deletion_requested.is_none() || !record.finalizers.is_empty() {
             return Ok(false);
         }
-        for table in ["resources", "statuses"] {
+        for table in ["resources", "statuses", "check_states"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE kind = $1 AND name = $2"))
                 .bind(kind.as_str())
                 .bind(name)

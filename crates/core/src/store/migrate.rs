@@ -126,10 +126,21 @@ const MIGRATIONS: &[Migration] = &[
             at TEXT NOT NULL, state TEXT NOT NULL);
           CREATE INDEX dead_letters_sink ON dead_letters (sink, state, id);",
     },
+    // The latest verdict of each check of each contract on each server, and since when it
+    // holds (what alerts say is failing now).
+    Migration {
+        version: 14,
+        sql: "CREATE TABLE check_states (
+            kind TEXT NOT NULL, name TEXT NOT NULL, server TEXT NOT NULL, check_key TEXT NOT NULL,
+            schedule TEXT, outcome TEXT NOT NULL, severity TEXT, rule_id TEXT, description TEXT NOT NULL,
+            since TEXT NOT NULL, at TEXT NOT NULL, run BIGINT NOT NULL,
+            PRIMARY KEY (kind, name, server, check_key));
+          CREATE INDEX check_states_outcome ON check_states (outcome);",
+    },
 ];
 
 /// The schema version this binary writes.
-pub const LATEST: i64 = 13;
+pub const LATEST: i64 = 14;
 
 async fn current(conn: &mut AnyConnection) -> Result<i64, Error> {
     conn.execute("CREATE TABLE IF NOT EXISTS meshplane_schema (version BIGINT NOT NULL)").await?;

@@ -8,6 +8,7 @@
 //! feed never see a later number before an earlier one.
 
 mod apply;
+pub mod checks;
 pub mod claims;
 mod coordinate;
 mod feed;
@@ -852,7 +853,9 @@ impl Store {
 
     /// Keeps the report of a test run of a resource at `generation`, and returns it as stored.
     /// The change feed gets a `tested` record in the same transaction (after: the server, the
-    /// verdict and the run's number; the report's details stay behind the test-runs API).
+    /// verdict and the run's number; the report's details stay behind the test-runs API), and
+    /// the checks' standing the run's verdicts, for what the run `covered`.
+    #[expect(clippy::too_many_arguments)]
     pub async fn record_test(
         &self,
         kind: Kind,
@@ -861,6 +864,7 @@ impl Store {
         server: &str,
         failed: bool,
         report: Any,
+        covered: checks::Covered<'_>,
     ) -> Result<TestRun, Error> {
         let at = now();
         let mut tx = self.begin(Durability::Durable).await?;
@@ -878,6 +882,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let seq = row.try_get(0)?;
+        self.keep_standing(&mut tx, kind, name, server, covered, &report, seq, &at).await?;
         let (version, domain) = self.subject_of(&mut tx, kind, name).await?;
         let subject = apply::Subject { kind: kind.as_str(), name, version: &version, domain: &domain };
         let after = serde_json::json!({ "server": server, "failed": failed, "run": seq }).to_string();

@@ -1,0 +1,216 @@
+//! The `alertmanager` alerter: says what fails now to a Prometheus Alertmanager, through its v2
+//! API (`POST /api/v2/alerts`), the way Prometheus does: each firing alert is posted again
+//! every half of Alertmanager's `resolve_timeout` (so that it does not resolve on its own), and
+//! posted with `endsAt` once it no longer fires. Who is paged, and how (OpsGenie, PagerDuty,
+//! e-mail), is Alertmanager's own routing, on the alerts' labels.
+//!
+//! ```yaml
+//! - name: alerts
+//!   type: alertmanager
+//!   url: http://alertmanager.example.com:9093
+//!   resolveTimeoutSeconds: 300           # Alertmanager's resolve_timeout (its default)
+//!   token: { env: ALERTMANAGER_TOKEN }   # optional: sent as a bearer token
+//!   alerts: { domains: [sales] }         # optional: domains, products, contracts
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshplane_core::alerting::{ALERTER_LABEL, Alert, Alerter, Labels};
+use meshplane_core::block::{BlockError, BlockFuture, BlockResult};
+use meshplane_core::notify::Filter;
+use serde::{Deserialize, Serialize};
+
+use crate::delivery;
+use crate::platform::{Platform, Secret};
+use crate::registry::{BlockType, Built, describe};
+
+/// An Alertmanager's configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Alertmanager's base URL (`http://` or `https://`); alerts go to `/api/v2/alerts` under it.
+    pub url: String,
+    /// Alertmanager's `resolve_timeout`: firing alerts are posted again every half of it.
+    #[serde(default = "default_resolve_timeout_seconds")]
+    pub resolve_timeout_seconds: u64,
+    /// Sent as `Authorization: Bearer` (for an Alertmanager behind an authenticating proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// How long one call may take.
+    #[serde(default = "delivery::default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Which contracts' alerts it takes (`domains`, `products`, `contracts`; not `types`).
+    #[serde(default)]
+    pub alerts: Filter,
+}
+
+fn default_resolve_timeout_seconds() -> u64 {
+    300
+}
+
+impl BlockType for AlertmanagerConfig {
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems: Vec<_> = delivery::url_problem(&self.url).into_iter().collect();
+        if !(2..=86_400).contains(&self.resolve_timeout_seconds) {
+            let n = self.resolve_timeout_seconds;
+            problems.push(("resolveTimeoutSeconds", format!("`resolveTimeoutSeconds` must be 2 to 86400, not {n}")));
+        }
+        if !self.alerts.types.is_empty() {
+            problems
+                .push(("alerts", "`alerts` picks domains, products and contracts; alerts have no event types".into()));
+        }
+        let retry = meshplane_core::notify::Retry::default();
+        problems.extend(delivery::problems(self.timeout_ms, &self.alerts, &retry));
+        problems
+    }
+
+    fn takes(&self, _server_type: &str) -> bool {
+        false
+    }
+
+    fn build(&self, name: &str, _platform: &Arc<Platform>, _base: &Path) -> Result<Built, String> {
+        let token = self.token.as_ref().map(Secret::resolve).transpose();
+        let token = token.map_err(|e| format!("alertmanager `{name}`: {e}"))?;
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_millis(self.timeout_ms))
+            .build()
+            .map_err(|e| format!("alertmanager `{name}`: {e}"))?;
+        let alerts = format!("{}/api/v2/alerts", self.url.trim_end_matches('/'));
+        Ok(Built::Alerter(Arc::new(Alertmanager {
+            name: name.to_string(),
+            config: self.clone(),
+            alerts,
+            token,
+            client,
+        })))
+    }
+
+    /// As configured, but the URL without user, password and query.
+    fn describe(&self) -> serde_json::Value {
+        let mut described = describe(self);
+        described["url"] = delivery::described_url(&self.url).into();
+        described
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+struct Alertmanager {
+    name: String,
+    config: AlertmanagerConfig,
+    /// `URL/api/v2/alerts`.
+    alerts: String,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+/// The part of an alert Alertmanager answers that the alerter reads.
+#[derive(Deserialize)]
+struct Held {
+    labels: Labels,
+}
+
+impl Alertmanager {
+    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, &self.alerts);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> BlockResult<reqwest::Response> {
+        let answer = request.send().await.map_err(|e| {
+            BlockError::Transient(format!("alertmanager `{}`: {}", self.name, delivery::without_url(&e)))
+        })?;
+        let status = answer.status();
+        match status.as_u16() {
+            200..=299 => Ok(answer),
+            // Whatever it answered, the state is posted again next round.
+            _ => Err(BlockError::Transient(format!("alertmanager `{}` answered {status}", self.name))),
+        }
+    }
+
+    async fn post_all(&self, alerts: &[Alert]) -> BlockResult<()> {
+        // Alertmanager takes any number at once; a bounded body per call is kinder to it.
+        for chunk in alerts.chunks(500) {
+            self.send(self.request(reqwest::Method::POST).json(chunk)).await?;
+        }
+        Ok(())
+    }
+
+    async fn held(&self) -> BlockResult<Vec<Labels>> {
+        let mine = format!("{ALERTER_LABEL}=\"{}\"", self.name);
+        let request = self.request(reqwest::Method::GET).query(&[("filter", mine.as_str()), ("silenced", "true")]);
+        let held: Vec<Held> = self
+            .send(request)
+            .await?
+            .json()
+            .await
+            .map_err(|e| BlockError::Transient(format!("alertmanager `{}`: {e}", self.name)))?;
+        Ok(held.into_iter().map(|h| h.labels).filter(|l| l.get(ALERTER_LABEL) == Some(&self.name)).collect())
+    }
+}
+
+impl Alerter for Alertmanager {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn filter(&self) -> &Filter {
+        &self.config.alerts
+    }
+
+    fn repost_every(&self) -> Duration {
+        Duration::from_millis(self.config.resolve_timeout_seconds * 500)
+    }
+
+    fn post<'a>(&'a self, alerts: &'a [Alert]) -> BlockFuture<'a, BlockResult<()>> {
+        Box::pin(self.post_all(alerts))
+    }
+
+    fn firing(&self) -> BlockFuture<'_, BlockResult<Vec<Labels>>> {
+        Box::pin(self.held())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use serde_json::json;
+
+    fn config(entry: serde_json::Value) -> AlertmanagerConfig {
+        serde_json::from_value(entry).unwrap()
+    }
+
+    #[test]
+    fn what_makes_no_sense_is_refused_with_its_field() {
+        let bad = config(json!({
+            "url": "ftp://am", "resolveTimeoutSeconds": 1, "alerts": { "types": ["io.meshplane.datacontract.tested"] }
+        }));
+        let fields: Vec<&str> = bad.problems().iter().map(|(field, _)| *field).collect();
+        assert_eq!(fields, ["url", "resolveTimeoutSeconds", "alerts"]);
+        assert!(config(json!({ "url": "http://127.0.0.1:9093" })).problems().is_empty());
+    }
+
+    #[test]
+    fn firing_alerts_are_posted_again_every_half_of_the_resolve_timeout() {
+        let built = config(json!({ "url": "http://127.0.0.1:9", "resolveTimeoutSeconds": 300 }));
+        let Ok(Built::Alerter(am)) = built.build("am", &Arc::new(Platform::embedded()), Path::new(".")) else {
+            panic!("an alertmanager builds an alerter")
+        };
+        assert_eq!(am.repost_every(), Duration::from_secs(150));
+    }
+
+    #[test]
+    fn the_url_is_described_without_credentials() {
+        let described = config(json!({ "url": "https://user:pw@am.example.com:9093/?token=x" })).describe();
+        assert_eq!(described["url"], "https://am.example.com:9093/");
+    }
+}

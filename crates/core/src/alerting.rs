@@ -1,0 +1,235 @@
+//! Alerts: what fails now, said to an alert receiver (Alertmanager) as a set of alerts that
+//! the server's alert loop keeps in step with the store. Unlike the notification sinks, which
+//! deliver each event once, an alerter is told the state: every alert that fires is posted
+//! again while it fires (so that the receiver does not resolve it on its own), and one that
+//! stopped firing is posted once more with its end.
+//!
+//! An alert comes from a check's standing ([`Failing`]): its labels say where (domain,
+//! product, contract, server, check) and how bad (the rule's severity); nothing measured from
+//! the data is a label, so the label sets stay as few as the checks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::block::{BlockFuture, BlockResult};
+use crate::notify::Filter;
+use crate::store::checks::{Failing, RUN_CHECK};
+
+/// An alert's labels: its identity at the receiver.
+pub type Labels = BTreeMap<String, String>;
+
+/// The label every alert of an alerter carries, with the alerter's name: it finds what the
+/// alerter posted among the receiver's alerts.
+pub const ALERTER_LABEL: &str = "meshplane_alerter";
+
+/// One alert, as the Alertmanager v2 API takes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub labels: Labels,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at: String,
+    /// Set once the alert no longer fires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<String>,
+}
+
+/// Where alerts go.
+pub trait Alerter: Send + Sync {
+    /// The block's name, unique on the platform (it names the alerter's lease).
+    fn name(&self) -> &str;
+
+    /// Which contracts' alerts the alerter takes (by domain, product and contract).
+    fn filter(&self) -> &Filter;
+
+    /// How often the alerts that fire are posted again: less than the receiver's resolve
+    /// timeout (half of it, as Alertmanager's clients do).
+    fn repost_every(&self) -> Duration;
+
+    /// Posts alerts (firing, or with their end).
+    fn post<'a>(&'a self, alerts: &'a [Alert]) -> BlockFuture<'a, BlockResult<()>>;
+
+    /// The labels of the alerts the receiver holds as firing that this alerter posted: after
+    /// a restart or a handover, what may need its end posted.
+    fn firing(&self) -> BlockFuture<'_, BlockResult<Vec<Labels>>>;
+}
+
+/// Label values come from documents: each is cut to this many characters.
+const MAX_LABEL: usize = 200;
+
+/// The alerts for what fails now: one per failing check, labelled with the products that
+/// offer the check's contract (`products_of` the contract's id and domain). Checks outside
+/// the alerter's filter are left out.
+pub fn alerts_for(
+    alerter: &str,
+    filter: &Filter,
+    failing: &[Failing],
+    products_of: impl Fn(&str, &str) -> Vec<String>,
+) -> Vec<Alert> {
+    failing
+        .iter()
+        .filter_map(|f| {
+            let products = products_of(&f.contract_id, &f.domain);
+            let takes = (filter.domains.is_empty() || filter.domains.contains(&f.domain))
+                && (filter.contracts.is_empty() || filter.contracts.contains(&f.contract))
+                && (filter.products.is_empty() || products.iter().any(|p| filter.products.contains(p)));
+            takes.then(|| alert(alerter, f, &products))
+        })
+        .collect()
+}
+
+fn alert(alerter: &str, f: &Failing, products: &[String]) -> Alert {
+    let name = if f.key == RUN_CHECK { "MeshplaneContractTestsCannotRun" } else { "MeshplaneContractCheckFailing" };
+    let severity = match (f.severity.as_deref().map(label_word), f.outcome.as_str()) {
+        (Some(given), _) if !given.is_empty() => given,
+        (_, "warn") => "warning".into(),
+        _ => "error".into(),
+    };
+    let mut labels = Labels::new();
+    for (label, value) in [
+        ("alertname", name),
+        (ALERTER_LABEL, alerter),
+        ("domain", &f.domain),
+        ("contract", &f.contract),
+        ("server", &f.server),
+        ("check", &f.key),
+        ("severity", &severity),
+    ] {
+        labels.insert(label.into(), cut(value, MAX_LABEL));
+    }
+    if !products.is_empty() {
+        labels.insert("product".into(), cut(&products.join(","), MAX_LABEL));
+    }
+    let mut annotations = BTreeMap::new();
+    let verdict = match f.outcome.as_str() {
+        "warn" => "warns",
+        "error" => "could not be measured",
+        _ => "fails",
+    };
+    let summary = format!("{}: check `{}` {verdict} on server `{}`", f.contract, f.key, f.server);
+    annotations.insert("summary".into(), cut(&summary, 1_000));
+    annotations.insert("description".into(), cut(&f.description, 1_000));
+    annotations.insert("run".into(), f.run.to_string());
+    if let Some(rule) = &f.rule_id {
+        annotations.insert("rule".into(), cut(rule, MAX_LABEL));
+    }
+    Alert { labels, annotations, starts_at: f.since.clone(), ends_at: None }
+}
+
+/// What the alerter posts in one round: every alert that fires, and the end of each that
+/// fired (`before`) and fires no more.
+pub fn round(firing: &[Alert], before: &BTreeSet<Labels>, now: &str) -> Vec<Alert> {
+    let now_firing: BTreeSet<&Labels> = firing.iter().map(|a| &a.labels).collect();
+    let ended = before.iter().filter(|labels| !now_firing.contains(labels)).map(|labels| Alert {
+        labels: labels.clone(),
+        annotations: BTreeMap::new(),
+        starts_at: now.to_string(),
+        ends_at: Some(now.to_string()),
+    });
+    firing.iter().cloned().chain(ended).collect()
+}
+
+/// A severity as a label value: lower case, letters, digits, `-` and `_` only, at most 32.
+fn label_word(text: &str) -> String {
+    text.trim()
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(32)
+        .collect()
+}
+
+fn cut(text: &str, at: usize) -> String {
+    match text.char_indices().nth(at) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failing(contract: &str, key: &str, outcome: &str, severity: Option<&str>) -> Failing {
+        Failing {
+            contract: format!("{contract}@v1"),
+            contract_id: contract.into(),
+            domain: "sales".into(),
+            server: "prod".into(),
+            key: key.into(),
+            outcome: outcome.into(),
+            severity: severity.map(str::to_string),
+            rule_id: None,
+            description: "no nulls".into(),
+            since: "2026-12-07T10:00:00.000000Z".into(),
+            run: 7,
+        }
+    }
+
+    #[test]
+    fn an_alert_carries_where_and_how_bad_and_nothing_measured() {
+        let found = alerts_for(
+            "am",
+            &Filter::default(),
+            &[
+                failing("orders", "orders.id.nullValues", "fail", Some(" Critical\n<b>")),
+                failing("orders", "run", "error", None),
+            ],
+            |id, domain| if (id, domain) == ("orders", "sales") { vec!["shop".into()] } else { vec![] },
+        );
+        let labels: Vec<Vec<(&str, &str)>> =
+            found.iter().map(|a| a.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).collect();
+        assert_eq!(
+            labels[0],
+            [
+                ("alertname", "MeshplaneContractCheckFailing"),
+                ("check", "orders.id.nullValues"),
+                ("contract", "orders@v1"),
+                ("domain", "sales"),
+                (ALERTER_LABEL, "am"),
+                ("product", "shop"),
+                ("server", "prod"),
+                ("severity", "criticalb"),
+            ]
+        );
+        assert_eq!(found[1].labels["alertname"], "MeshplaneContractTestsCannotRun");
+        assert_eq!(found[1].labels["severity"], "error");
+        assert_eq!(found[0].starts_at, "2026-12-07T10:00:00.000000Z");
+        assert_eq!(found[0].annotations["summary"], "orders@v1: check `orders.id.nullValues` fails on server `prod`");
+    }
+
+    #[test]
+    fn the_filter_picks_by_domain_contract_and_product() {
+        let all = [failing("orders", "a", "warn", None), failing("returns", "b", "fail", None)];
+        let products = |id: &str, _: &str| if id == "orders" { vec!["shop".to_string()] } else { vec![] };
+        let by_product = Filter { products: vec!["shop".into()], ..Filter::default() };
+        let picked = alerts_for("am", &by_product, &all, products);
+        assert_eq!(picked.iter().map(|a| a.labels["check"].as_str()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(picked[0].labels["severity"], "warning");
+        let by_contract = Filter { contracts: vec!["returns@v1".into()], ..Filter::default() };
+        assert_eq!(alerts_for("am", &by_contract, &all, products)[0].labels["check"], "b");
+        let elsewhere = Filter { domains: vec!["finance".into()], ..Filter::default() };
+        assert!(alerts_for("am", &elsewhere, &all, products).is_empty());
+    }
+
+    #[test]
+    fn a_round_posts_what_fires_and_ends_what_fired_before() {
+        let firing = alerts_for("am", &Filter::default(), &[failing("orders", "a", "fail", None)], |_, _| vec![]);
+        let mut gone = firing[0].labels.clone();
+        gone.insert("check".into(), "b".into());
+        let before: BTreeSet<Labels> = [firing[0].labels.clone(), gone.clone()].into();
+        let posted = round(&firing, &before, "2026-12-07T11:00:00Z");
+        assert_eq!(posted.len(), 2);
+        assert_eq!(posted[0], firing[0]);
+        assert_eq!((&posted[1].labels, posted[1].ends_at.as_deref()), (&gone, Some("2026-12-07T11:00:00Z")));
+    }
+
+    #[test]
+    fn long_label_values_are_cut() {
+        let long = "x".repeat(500);
+        let found = alerts_for("am", &Filter::default(), &[failing("orders", &long, "fail", None)], |_, _| vec![]);
+        assert_eq!(found[0].labels["check"].chars().count(), MAX_LABEL + 1);
+    }
+}

@@ -1,0 +1,200 @@
+//! The standing of every check: for each contract, server and check, its latest verdict
+//! (`pass`, `fail`, `warn`, `error`) and since when it holds, kept with each test run in the
+//! run's transaction. Alerts read what is failing now from here in one query, instead of
+//! walking the runs (which scheduled runs split by schedule, and object runs by object).
+//!
+//! A run says which checks it covered ([`Covered`]): a check the covered part no longer holds
+//! (a rule taken out of the contract) leaves the standing. The run itself is a check too,
+//! [`RUN_CHECK`]: `error` while the last run could not happen (unreachable data, a limit),
+//! `pass` once one did.
+
+use serde::Serialize;
+use serde_json::Value as Any;
+use sqlx::{AnyConnection, Row};
+
+use super::Store;
+use crate::error::Error;
+use crate::resource::Kind;
+
+/// The key of the check that the run happened at all.
+pub const RUN_CHECK: &str = "run";
+
+/// Which of a contract's checks on a server a run covered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Covered<'a> {
+    /// Every check (a run on demand of the whole contract).
+    Every,
+    /// The checks of one schedule (a scheduled run).
+    Schedule(&'a str),
+    /// Only the checks in the run (one object's, or none: a run that could not happen).
+    InRun,
+}
+
+/// A check that does not pass, as an alert describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failing {
+    /// The contract's name (`ID@vMAJOR`), its id and its domain.
+    pub contract: String,
+    pub contract_id: String,
+    pub domain: String,
+    pub server: String,
+    pub key: String,
+    /// `fail`, `warn` or `error`.
+    pub outcome: String,
+    /// The rule's ODCS `severity`, as the contract gives it.
+    pub severity: Option<String>,
+    pub rule_id: Option<String>,
+    pub description: String,
+    /// When the check stopped passing.
+    pub since: String,
+    /// The run that said so last.
+    pub run: i64,
+}
+
+/// One check of a run's report, as the standing keeps it.
+struct Verdict {
+    key: String,
+    schedule: Option<String>,
+    outcome: String,
+    severity: Option<String>,
+    rule_id: Option<String>,
+    description: String,
+}
+
+/// The verdicts of a report: each check's, and the run's own.
+fn verdicts(report: &Any) -> Vec<Verdict> {
+    let text = |c: &Any, field: &str| c.get(field).and_then(Any::as_str).map(str::to_string);
+    let checks = report.get("results").and_then(Any::as_array).into_iter().flatten();
+    let mut out: Vec<Verdict> = checks
+        .filter_map(|c| {
+            Some(Verdict {
+                key: text(c, "key")?,
+                schedule: text(c, "schedule"),
+                outcome: text(c, "outcome")?,
+                severity: text(c, "severity"),
+                rule_id: text(c, "ruleId"),
+                description: text(c, "description").unwrap_or_default(),
+            })
+        })
+        .filter(|v| v.outcome != "skipped")
+        .collect();
+    let error = report.pointer("/error/message").and_then(Any::as_str);
+    out.push(Verdict {
+        key: RUN_CHECK.into(),
+        schedule: None,
+        outcome: if error.is_some() { "error" } else { "pass" }.into(),
+        severity: None,
+        rule_id: None,
+        description: error
+            .map_or_else(|| "the contract's tests ran".into(), |e| format!("the tests could not run: {e}")),
+    });
+    out
+}
+
+impl Store {
+    /// Keeps the verdicts of run `run` (at `at`) of `kind`/`name` on `server` as the checks'
+    /// standing: a verdict that did not change keeps its `since`; a check the run covered but
+    /// did not hold leaves the standing.
+    #[expect(clippy::too_many_arguments)]
+    pub(super) async fn keep_standing(
+        &self,
+        tx: &mut AnyConnection,
+        kind: Kind,
+        name: &str,
+        server: &str,
+        covered: Covered<'_>,
+        report: &Any,
+        run: i64,
+        at: &str,
+    ) -> Result<(), Error> {
+        let rows = sqlx::query(
+            "SELECT check_key, schedule, outcome, since FROM check_states WHERE kind = $1 AND name = $2 AND server = $3",
+        )
+        .bind(kind.as_str())
+        .bind(name)
+        .bind(server)
+        .fetch_all(&mut *tx)
+        .await?;
+        let verdicts = verdicts(report);
+        for row in &rows {
+            let key: String = row.try_get("check_key")?;
+            let schedule: Option<String> = row.try_get("schedule")?;
+            let in_run = verdicts.iter().any(|v| v.key == key);
+            let gone = match covered {
+                Covered::Every => key != RUN_CHECK,
+                Covered::Schedule(s) => schedule.as_deref() == Some(s),
+                Covered::InRun => false,
+            };
+            if in_run || gone {
+                sqlx::query(
+                    "DELETE FROM check_states WHERE kind = $1 AND name = $2 AND server = $3 AND check_key = $4",
+                )
+                .bind(kind.as_str())
+                .bind(name)
+                .bind(server)
+                .bind(&key)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for v in verdicts {
+            let kept = rows.iter().find(|r| {
+                r.try_get::<String, _>("check_key").is_ok_and(|k| k == v.key)
+                    && r.try_get::<String, _>("outcome").is_ok_and(|o| o == v.outcome)
+            });
+            let since = match kept {
+                Some(row) => row.try_get("since")?,
+                None => at.to_string(),
+            };
+            sqlx::query(
+                "INSERT INTO check_states (kind, name, server, check_key, schedule, outcome, severity, rule_id, \
+                 description, since, at, run) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(kind.as_str())
+            .bind(name)
+            .bind(server)
+            .bind(&v.key)
+            .bind(v.schedule)
+            .bind(&v.outcome)
+            .bind(v.severity)
+            .bind(v.rule_id)
+            .bind(v.description)
+            .bind(since)
+            .bind(at)
+            .bind(run)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Every check of a stored contract that does not pass now, by contract, server and key.
+    pub async fn failing_checks(&self) -> Result<Vec<Failing>, Error> {
+        let rows = sqlx::query(
+            "SELECT c.name, r.id, r.domain, c.server, c.check_key, c.outcome, c.severity, c.rule_id, c.description, \
+                c.since, c.run \
+             FROM check_states c JOIN resources r ON r.kind = c.kind AND r.name = c.name \
+             WHERE c.outcome <> 'pass' ORDER BY c.name, c.server, c.check_key",
+        )
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Failing {
+                    contract: row.try_get("name")?,
+                    contract_id: row.try_get("id")?,
+                    domain: row.try_get("domain")?,
+                    server: row.try_get("server")?,
+                    key: row.try_get("check_key")?,
+                    outcome: row.try_get("outcome")?,
+                    severity: row.try_get("severity")?,
+                    rule_id: row.try_get("rule_id")?,
+                    description: row.try_get("description")?,
+                    since: row.try_get("since")?,
+                    run: row.try_get("run")?,
+                })
+            })
+            .collect()
+    }
+}
