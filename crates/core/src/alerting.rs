@@ -4,7 +4,7 @@
 //! again while it fires (so that the receiver does not resolve it on its own), and one that
 //! stopped firing is posted once more with its end.
 //!
-//! An alert comes from a check's standing ([`Failing`]): its labels say where (domain,
+//! An alert comes from a failing check's standing ([`Standing`]): its labels say where (domain,
 //! product, contract, server, check) and how bad (the rule's severity); nothing measured from
 //! the data is a label, so the label sets stay as few as the checks.
 
@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::block::{BlockFuture, BlockResult};
 use crate::notify::Filter;
-use crate::store::checks::{Failing, RUN_CHECK};
+use crate::store::checks::{RUN_CHECK, Standing};
 
 /// An alert's labels: its identity at the receiver.
 pub type Labels = BTreeMap<String, String>;
@@ -65,7 +65,7 @@ const MAX_LABEL: usize = 200;
 pub fn alerts_for(
     alerter: &str,
     filter: &Filter,
-    failing: &[Failing],
+    failing: &[Standing],
     products_of: impl Fn(&str, &str) -> Vec<String>,
 ) -> Vec<Alert> {
     failing
@@ -80,7 +80,7 @@ pub fn alerts_for(
         .collect()
 }
 
-fn alert(alerter: &str, f: &Failing, products: &[String]) -> Alert {
+fn alert(alerter: &str, f: &Standing, products: &[String]) -> Alert {
     let name = if f.key == RUN_CHECK { "MeshplaneContractTestsCannotRun" } else { "MeshplaneContractCheckFailing" };
     let severity = match (f.severity.as_deref().map(label_word), f.outcome.as_str()) {
         (Some(given), _) if !given.is_empty() => given,
@@ -152,8 +152,8 @@ fn cut(text: &str, at: usize) -> String {
 mod tests {
     use super::*;
 
-    fn failing(contract: &str, key: &str, outcome: &str, severity: Option<&str>) -> Failing {
-        Failing {
+    fn standing(contract: &str, key: &str, outcome: &str, severity: Option<&str>) -> Standing {
+        Standing {
             contract: format!("{contract}@v1"),
             contract_id: contract.into(),
             domain: "sales".into(),
@@ -174,8 +174,8 @@ mod tests {
             "am",
             &Filter::default(),
             &[
-                failing("orders", "orders.id.nullValues", "fail", Some(" Critical\n<b>")),
-                failing("orders", "run", "error", None),
+                standing("orders", "orders.id.nullValues", "fail", Some(" Critical\n<b>")),
+                standing("orders", "run", "error", None),
             ],
             |id, domain| if (id, domain) == ("orders", "sales") { vec!["shop".into()] } else { vec![] },
         );
@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn the_filter_picks_by_domain_contract_and_product() {
-        let all = [failing("orders", "a", "warn", None), failing("returns", "b", "fail", None)];
+        let all = [standing("orders", "a", "warn", None), standing("returns", "b", "fail", None)];
         let products = |id: &str, _: &str| if id == "orders" { vec!["shop".to_string()] } else { vec![] };
         let by_product = Filter { products: vec!["shop".into()], ..Filter::default() };
         let picked = alerts_for("am", &by_product, &all, products);
@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn a_round_posts_what_fires_and_ends_what_fired_before() {
-        let firing = alerts_for("am", &Filter::default(), &[failing("orders", "a", "fail", None)], |_, _| vec![]);
+        let firing = alerts_for("am", &Filter::default(), &[standing("orders", "a", "fail", None)], |_, _| vec![]);
         let mut gone = firing[0].labels.clone();
         gone.insert("check".into(), "b".into());
         let before: BTreeSet<Labels> = [firing[0].labels.clone(), gone.clone()].into();
@@ -229,7 +229,7 @@ mod tests {
     #[test]
     fn long_label_values_are_cut() {
         let long = "x".repeat(500);
-        let found = alerts_for("am", &Filter::default(), &[failing("orders", &long, "fail", None)], |_, _| vec![]);
+        let found = alerts_for("am", &Filter::default(), &[standing("orders", &long, "fail", None)], |_, _| vec![]);
         assert_eq!(found[0].labels["check"].chars().count(), MAX_LABEL + 1);
     }
 }

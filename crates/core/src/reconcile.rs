@@ -49,6 +49,7 @@ use crate::enforce;
 use crate::error::Error;
 use crate::governance;
 use crate::resource::{Kind, port_links};
+use crate::store::checks::Standing;
 use crate::store::{Condition, ConditionStatus, Record, Status, Store, now};
 
 /// The reason of `Provisioned` when no block is concerned: nothing to wait for.
@@ -94,8 +95,13 @@ pub async fn reconcile(
     let had_compliance = previous.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.kind == "PolicyCompliant"));
     let (compliant, exemption_ends_ms) = governance::compliance(store, &record, had_compliance).await?;
     wanted.extend(compliant);
+    if kind == Kind::DataContract {
+        wanted.extend(tests_passing(&store.standing_of(&record.name).await?));
+    }
     let mut linked = true;
     let mut ports_waiting = Vec::new();
+    let mut ports_failing = Vec::new();
+    let mut ports_tested = false;
     if kind == Kind::DataProduct {
         let mut missing = Vec::new();
         for link in port_links(&record.spec) {
@@ -117,6 +123,11 @@ pub async fn reconcile(
             }
             for name in names.iter().filter(|_| !link.input) {
                 let status = store.status(Kind::DataContract, name).await?;
+                let tests = status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.kind == TESTS_PASSING));
+                ports_tested |= tests.is_some();
+                if let Some(failing) = tests.filter(|c| c.status == ConditionStatus::False) {
+                    ports_failing.push(format!("output port `{}`: contract {name}: {}", link.port, failing.message));
+                }
                 let ready = status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.kind == "Ready"));
                 if ready.is_none_or(|c| c.status != ConditionStatus::True) {
                     let why = ready.map_or("not reconciled yet".to_string(), |c| c.reason.clone());
@@ -125,6 +136,13 @@ pub async fn reconcile(
             }
         }
         linked = missing.is_empty();
+        if ports_tested {
+            wanted.push(if ports_failing.is_empty() {
+                (TESTS_PASSING, true, "ChecksPassing", "every output port's contract passes its checks".into())
+            } else {
+                (TESTS_PASSING, false, "ChecksFailing", ports_failing.join("; "))
+            });
+        }
         wanted.push(if linked {
             ("LinksResolved", true, "ContractsFound", "every port's contract is registered".into())
         } else {
@@ -368,6 +386,31 @@ async fn finalize(
     store.remove(kind, &record.name, fence, &left).await?;
     store.release_lease(kind.as_str(), &record.name, fence.0, fence.1).await?;
     Ok(Action::AwaitChange)
+}
+
+/// The condition that says whether a contract's checks pass as of their latest runs (failing
+/// checks and runs that could not happen; warnings do not fail it), on a product whether its
+/// output ports' contracts' do. It does not change readiness.
+const TESTS_PASSING: &str = "TestsPassing";
+
+/// A contract's [`TESTS_PASSING`], from its checks' standing; none before its first run.
+fn tests_passing(standing: &[Standing]) -> Option<Wanted> {
+    let failing: Vec<String> = standing
+        .iter()
+        .filter(|s| s.outcome == "fail" || s.outcome == "error")
+        .map(|s| format!("{} on {}", s.key, s.server))
+        .collect();
+    if standing.is_empty() {
+        return None;
+    }
+    Some(match failing.len() {
+        0 => (TESTS_PASSING, true, "ChecksPassing", "every check passed its latest run".into()),
+        n => {
+            let named = failing.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            let more = if n > 5 { format!(" and {} more", n - 5) } else { String::new() };
+            (TESTS_PASSING, false, "ChecksFailing", format!("{n} check(s) fail: {named}{more}"))
+        }
+    })
 }
 
 /// Takes back the grants a block made on what `held` declares, then cleans it up.

@@ -226,7 +226,12 @@ impl Loop {
                 }
                 return;
             }
-            "tested" => return,
+            // A test run changes the contract's TestsPassing (and so, through its status, its
+            // products'): the contract is reconciled again.
+            "tested" => {
+                self.queue.changed(&key, now);
+                return;
+            }
             _ => {}
         }
         if kind.governs() {

@@ -111,7 +111,10 @@ fn a_registered_type_is_read_checked_and_described_like_the_built_in_ones() {
     assert!(problems[1].starts_with("12:5: unknown field `replicas`"), "{problems:?}");
 
     let unknown = Platform::from_yaml(PLATFORM).unwrap_err().to_string();
-    assert_eq!(unknown, "5:27: unknown block type `topics`; the types are postgres, lake, http, webhook, nats");
+    assert_eq!(
+        unknown,
+        "5:27: unknown block type `topics`; the types are postgres, lake, http, webhook, nats, alertmanager"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

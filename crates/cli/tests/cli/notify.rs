@@ -633,3 +633,117 @@ fn alertmanager_shows_a_failing_check_firing_while_it_fails_and_resolved_once_it
     am.wait_for("the alert the killed server left is ended", |f| ours(f).is_empty());
     drop(second);
 }
+
+/// Copies the example mesh to `dir`, giving the sales orders' row count rule a schedule of
+/// every minute: the orders port holds no data, so the check fails when it runs.
+fn scheduled_mesh(dir: &Path) -> PathBuf {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mesh");
+    for domain in ["customers", "finance", "sales"] {
+        std::fs::create_dir_all(dir.join(domain)).unwrap();
+        for file in std::fs::read_dir(examples.join(domain)).unwrap() {
+            let file = file.unwrap().path();
+            let text = std::fs::read_to_string(&file).unwrap();
+            std::fs::write(dir.join(domain).join(file.file_name().unwrap()), text).unwrap();
+        }
+    }
+    let orders = dir.join("sales/orders.odcs.yaml");
+    let text = std::fs::read_to_string(&orders).unwrap();
+    let rule = "      - metric: rowCount\n        mustBeGreaterThan: 0\n";
+    assert!(text.contains(rule), "the example's row count rule");
+    let scheduled =
+        format!("{rule}        scheduler: cron\n        schedule: '* * * * *'\n        severity: critical\n");
+    std::fs::write(&orders, text.replace(rule, &scheduled)).unwrap();
+    dir.to_path_buf()
+}
+
+/// The condition `type` of a stored resource, when it has one: (status, message).
+fn condition(url: &str, path: &str, type_: &str) -> Option<(String, String)> {
+    let body = json(url, path);
+    let conditions = body["reconciled"]["conditions"].as_array().cloned().unwrap_or_default();
+    let found = conditions.into_iter().find(|c| c["type"] == type_)?;
+    Some((found["status"].as_str()?.to_string(), found["message"].as_str()?.to_string()))
+}
+
+#[test]
+fn a_failing_scheduled_check_reaches_status_metrics_webhook_nats_and_alertmanager_by_itself() {
+    let scratch = Scratch::new("scheduled");
+    let am = Alertmanager::start(&scratch.0);
+    let port = free_port();
+    let receiver = Receiver::start(port, &scratch.0.join("hook.log"), &[]);
+    std::fs::write(scratch.0.join("hook.secret"), SECRET).unwrap();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let (stream, prefix) = (format!("MP_TEST_{}_{nanos}", std::process::id()), format!("mp{nanos}"));
+    let tested = "io.meshplane.datacontract.tested";
+    let platform = scratch.0.join("platform.yaml");
+    std::fs::write(
+        &platform,
+        format!(
+            "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n  - {{ name: lake, type: lake, root: ./data }}\n  \
+             - name: hook\n    type: webhook\n    url: http://127.0.0.1:{port}/hook\n    secret: {{ file: {} }}\n    \
+             events: {{ types: [{tested}] }}\n  \
+             - name: bus\n    type: nats\n    url: nats://127.0.0.1:4222\n    subjectPrefix: {prefix}\n    stream: {stream}\n    \
+             events: {{ types: [{tested}] }}\n  \
+             - {{ name: am, type: alertmanager, url: '{}' }}\n",
+            scratch.0.join("hook.secret").display(),
+            am.url
+        ),
+    )
+    .unwrap();
+    let s = served(&scratch.0.join("store.db"), &platform);
+    wait_for_sinks(&s.url, 2);
+    let mesh = scheduled_mesh(&scratch.0.join("mesh"));
+    let applied = meshplane(&["apply", "--server", &s.url, "-f", mesh.to_str().unwrap()]);
+    assert_eq!(applied.status.code(), Some(0), "{}", String::from_utf8_lossy(&applied.stderr));
+
+    // Nobody runs anything: within the next minute the schedule fires, and the check fails.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let failing = |c: Option<(String, String)>| c.is_some_and(|(status, _)| status == "False");
+    while !failing(condition(&s.url, "/api/v1/products/sales-orders", "TestsPassing")) {
+        assert!(Instant::now() < deadline, "the product never showed the failing check");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let runs = json(&s.url, "/api/v1/contracts/orders@v2/tests");
+    let run = &runs.as_array().unwrap()[0];
+    assert_eq!(
+        (run["failed"].as_bool(), run["report"]["trigger"]["by"].as_str()),
+        (Some(true), Some("schedule")),
+        "{run}"
+    );
+    let (_, why) = condition(&s.url, "/api/v1/contracts/orders@v2", "TestsPassing").unwrap();
+    assert!(why.contains("rowCount"), "{why}");
+    let (_, product_why) = condition(&s.url, "/api/v1/products/sales-orders", "TestsPassing").unwrap();
+    assert!(product_why.contains("orders@v2") && product_why.contains("rowCount"), "{product_why}");
+
+    // The metric, the webhook, the stream and Alertmanager say so too.
+    let metrics = get(&s.url, "/metrics", "text/plain").text().unwrap();
+    assert!(
+        metrics.contains(r#"meshplane_contract_quality{domain="sales",contract="orders@v2",verdict="failing"} 1"#),
+        "{metrics}"
+    );
+    let is_the_run = |e: &Value| {
+        e["type"] == tested && e["subject"] == "DataContract/orders@v2" && e["data"]["after"]["run"] == run["seq"]
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !receiver.lines().iter().any(|l| l["answer"] == 204 && is_the_run(&l["event"])) {
+        assert!(Instant::now() < deadline, "the webhook never got the failed run: {:?}", receiver.lines());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let messages = stream_messages(&stream);
+        let published = messages.iter().find(|(_, _, event)| is_the_run(event));
+        if let Some((subject, _, event)) = published {
+            assert_eq!(subject, &format!("{prefix}.datacontract.tested.sales"));
+            assert_eq!(event["data"]["failed"], true, "{event}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stream never held the failed run: {messages:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let firing = am.wait_for("the alert fires", |f| {
+        ours(f).iter().any(|a| a["labels"]["contract"] == "orders@v2" && a["labels"]["product"] == "sales-orders")
+    });
+    let alert = ours(&firing).into_iter().find(|a| a["labels"]["contract"] == "orders@v2").unwrap().clone();
+    assert!(alert["labels"]["domain"] == "sales" && alert["labels"]["severity"] == "critical", "{alert}");
+    delete_stream(&stream);
+}

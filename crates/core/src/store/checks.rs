@@ -30,23 +30,23 @@ pub enum Covered<'a> {
     InRun,
 }
 
-/// A check that does not pass, as an alert describes it.
+/// Where a check of a contract on a server stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Failing {
+pub struct Standing {
     /// The contract's name (`ID@vMAJOR`), its id and its domain.
     pub contract: String,
     pub contract_id: String,
     pub domain: String,
     pub server: String,
     pub key: String,
-    /// `fail`, `warn` or `error`.
+    /// `pass`, `fail`, `warn` or `error`.
     pub outcome: String,
     /// The rule's ODCS `severity`, as the contract gives it.
     pub severity: Option<String>,
     pub rule_id: Option<String>,
     pub description: String,
-    /// When the check stopped passing.
+    /// Since when the outcome holds.
     pub since: String,
     /// The run that said so last.
     pub run: i64,
@@ -170,18 +170,31 @@ impl Store {
     }
 
     /// Every check of a stored contract that does not pass now, by contract, server and key.
-    pub async fn failing_checks(&self) -> Result<Vec<Failing>, Error> {
-        let rows = sqlx::query(
+    pub async fn failing_checks(&self) -> Result<Vec<Standing>, Error> {
+        self.standings("c.outcome <> 'pass'", None).await
+    }
+
+    /// The standing of every check of contract `name`, by server and key (none: never tested).
+    pub async fn standing_of(&self, name: &str) -> Result<Vec<Standing>, Error> {
+        self.standings("c.name = $1", Some(name)).await
+    }
+
+    async fn standings(&self, condition: &str, name: Option<&str>) -> Result<Vec<Standing>, Error> {
+        let sql = format!(
             "SELECT c.name, r.id, r.domain, c.server, c.check_key, c.outcome, c.severity, c.rule_id, c.description, \
                 c.since, c.run \
              FROM check_states c JOIN resources r ON r.kind = c.kind AND r.name = c.name \
-             WHERE c.outcome <> 'pass' ORDER BY c.name, c.server, c.check_key",
-        )
-        .fetch_all(&self.reads)
-        .await?;
+             WHERE {condition} ORDER BY c.name, c.server, c.check_key"
+        );
+        let query = sqlx::query(&sql);
+        let query = match name {
+            Some(name) => query.bind(name),
+            None => query,
+        };
+        let rows = query.fetch_all(&self.reads).await?;
         rows.iter()
             .map(|row| {
-                Ok(Failing {
+                Ok(Standing {
                     contract: row.try_get("name")?,
                     contract_id: row.try_get("id")?,
                     domain: row.try_get("domain")?,

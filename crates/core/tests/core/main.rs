@@ -11,3 +11,4 @@ mod managers;
 mod migrations;
 mod registry;
 mod services;
+mod standing;

@@ -1,0 +1,67 @@
+//! The checks' standing: each check's latest verdict, and since when it holds, kept with the
+//! test runs — what alerts read as failing now.
+
+use meshplane_core::resource::Kind;
+use meshplane_core::store::Store;
+use meshplane_core::store::checks::Covered;
+use serde_json::{Value, json};
+
+use crate::backends::{Place, contract, open, options, resource};
+use crate::on_both;
+
+fn report(results: &[(&str, Option<&str>, &str)]) -> Value {
+    let results: Vec<Value> = results
+        .iter()
+        .map(|(key, schedule, outcome)| json!({ "key": key, "schedule": schedule, "outcome": outcome, "description": key }))
+        .collect();
+    json!({ "results": results })
+}
+
+async fn run(store: &Store, server: &str, results: &[(&str, Option<&str>, &str)], covered: Covered<'_>) {
+    let failed = results.iter().any(|(_, _, o)| *o != "pass");
+    store.record_test(Kind::DataContract, "orders@v1", 1, server, failed, report(results), covered).await.unwrap();
+}
+
+/// (server, key, outcome, since) of every check that does not pass.
+async fn failing(store: &Store) -> Vec<(String, String, String, String)> {
+    let all = store.failing_checks().await.unwrap();
+    all.into_iter().map(|f| (f.server, f.key, f.outcome, f.since)).collect()
+}
+
+on_both!(a_check_fails_until_a_run_that_covers_it_says_otherwise, |place: Place| async move {
+    let store = open(&place).await;
+    store.apply(&[resource(&contract("orders", "1.0.0", "active", ""))], &[], &options()).await.unwrap();
+    let hourly = Some("0 * * * *");
+    run(&store, "prod", &[("a", None, "fail"), ("b", hourly, "warn"), ("c", None, "pass")], Covered::Every).await;
+    let first = failing(&store).await;
+    assert_eq!(first.iter().map(|f| (f.1.as_str(), f.2.as_str())).collect::<Vec<_>>(), [("a", "fail"), ("b", "warn")]);
+
+    // Still failing: it keeps the time it started failing. Another server stands apart.
+    run(&store, "prod", &[("a", None, "fail")], Covered::InRun).await;
+    run(&store, "test", &[("a", None, "error")], Covered::Every).await;
+    let second = failing(&store).await;
+    assert_eq!(second[0], first[0]);
+    assert_eq!(second.iter().filter(|f| f.0 == "test").count(), 1);
+
+    // A scheduled run drops the checks of its schedule it no longer has, and no others.
+    run(&store, "prod", &[], Covered::Schedule("0 * * * *")).await;
+    let keys: Vec<String> = failing(&store).await.into_iter().filter(|f| f.0 == "prod").map(|f| f.1).collect();
+    assert_eq!(keys, ["a"]);
+
+    // A run that could not happen fails the run check, and leaves the others as they were.
+    let unreachable = json!({ "error": { "code": "data-unreachable", "message": "cannot reach the lake" } });
+    store.record_test(Kind::DataContract, "orders@v1", 1, "prod", true, unreachable, Covered::InRun).await.unwrap();
+    let all = store.failing_checks().await.unwrap();
+    let run_check = all.iter().find(|f| f.server == "prod" && f.key == "run").unwrap();
+    assert_eq!(run_check.description, "the tests could not run: cannot reach the lake");
+    assert!(all.iter().any(|f| f.server == "prod" && f.key == "a"));
+
+    // A whole run that passes clears the server; a deleted contract has no standing.
+    run(&store, "prod", &[("a", None, "pass")], Covered::Every).await;
+    assert!(failing(&store).await.iter().all(|f| f.0 == "test"));
+    store.delete(Kind::DataContract, "orders@v1", &options()).await.unwrap();
+    let record = store.get(Kind::DataContract, "orders@v1").await.unwrap();
+    let fence = ("test", store.acquire_lease("DataContract", "orders@v1", "test", 10_000).await.unwrap().unwrap());
+    assert!(store.remove(Kind::DataContract, &record.name, fence, &[]).await.unwrap());
+    assert!(failing(&store).await.is_empty());
+});
