@@ -356,10 +356,13 @@ fn webhook_delivery_survives_a_receiver_down_for_30_s_and_a_server_killed_with_s
 /// A message of a stream: subject, `Nats-Msg-Id` and the event.
 type Message = (String, String, Value);
 
-/// Every message of JetStream stream `stream` on the machine's NATS.
-fn stream_messages(stream: &str) -> Vec<Message> {
+/// The machine's NATS server.
+const NATS: &str = "127.0.0.1:4222";
+
+/// Every message of JetStream stream `stream` on the NATS server at `nats`.
+fn stream_messages(nats: &str, stream: &str) -> Vec<Message> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-        let client = async_nats::connect("127.0.0.1:4222").await.unwrap();
+        let client = async_nats::connect(nats).await.unwrap();
         let jetstream = async_nats::jetstream::new(client);
         let Ok(mut held) = jetstream.get_stream(stream).await else { return Vec::new() };
         let last = held.info().await.unwrap().state.last_sequence;
@@ -375,17 +378,17 @@ fn stream_messages(stream: &str) -> Vec<Message> {
 
 fn delete_stream(stream: &str) {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-        let client = async_nats::connect("127.0.0.1:4222").await.unwrap();
+        let client = async_nats::connect(NATS).await.unwrap();
         let _ = async_nats::jetstream::new(client).delete_stream(stream).await;
     });
 }
 
-/// Waits until the stream holds every catalog event of the feed.
-fn wait_for_stream(url: &str, stream: &str) -> (Vec<Message>, BTreeMap<String, Value>) {
+/// Waits until the stream on `nats` holds every catalog event of the feed.
+fn wait_for_stream(url: &str, nats: &str, stream: &str) -> (Vec<Message>, BTreeMap<String, Value>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut settled = 0;
     loop {
-        let (messages, events) = (stream_messages(stream), feed(url));
+        let (messages, events) = (stream_messages(nats, stream), feed(url));
         let ids: BTreeSet<String> = messages.iter().map(|(_, id, _)| id.clone()).collect();
         settled = if ids == events.keys().cloned().collect() { settled + 1 } else { 0 };
         if settled == 3 {
@@ -417,7 +420,7 @@ fn nats_jetstream_holds_every_event_once_in_order_across_a_sigkill() {
     let mut first = served(&db, &platform);
     wait_for_sinks(&first.url, 1);
     apply(&first.url, "sales");
-    wait_for_stream(&first.url, &stream);
+    wait_for_stream(&first.url, NATS, &stream);
 
     // Killed right after a change: the next server publishes what was left, and the stream
     // keeps one message per event (a repeat has the same Nats-Msg-Id).
@@ -428,12 +431,19 @@ fn nats_jetstream_holds_every_event_once_in_order_across_a_sigkill() {
     first.keep_db = true;
     let second = served(&db, &platform);
     delete(&second.url, "customer-360");
-    let (messages, events) = wait_for_stream(&second.url, &stream);
+    let (messages, events) = wait_for_stream(&second.url, NATS, &stream);
     delete_stream(&stream);
 
+    assert_once_in_order(&messages, &events, &prefix);
+    assert!(messages.iter().any(|(_, _, e)| e["type"] == "io.meshplane.dataproduct.deleted"));
+}
+
+/// The stream holds one message per event of the feed, each the pull feed's CloudEvent, on
+/// its subject, in feed order per subject.
+fn assert_once_in_order(messages: &[Message], events: &BTreeMap<String, Value>, prefix: &str) {
     assert_eq!(messages.len(), events.len(), "one message per event");
     let mut last_of_subject: BTreeMap<String, i64> = BTreeMap::new();
-    for (subject, id, event) in &messages {
+    for (subject, id, event) in messages {
         assert_eq!(Some(event), events.get(id), "the message is the pull feed's CloudEvent");
         let kind_action = event["type"].as_str().unwrap().trim_start_matches("io.meshplane.");
         assert_eq!(*subject, format!("{prefix}.{kind_action}.{}", event["data"]["domain"].as_str().unwrap()));
@@ -441,7 +451,74 @@ fn nats_jetstream_holds_every_event_once_in_order_across_a_sigkill() {
         let before = last_of_subject.insert(event["subject"].as_str().unwrap().to_string(), seq);
         assert!(before.is_none_or(|b| b < seq), "{subject} out of order");
     }
-    assert!(messages.iter().any(|(_, _, e)| e["type"] == "io.meshplane.dataproduct.deleted"));
+}
+
+/// A NATS server of the test's own with JetStream, on `port`, keeping its streams in `dir`
+/// (a restarted one has them as before); killed when dropped.
+struct PrivateNats(Child);
+
+impl PrivateNats {
+    fn start(dir: &Path, port: u16) -> PrivateNats {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server runs (./test.sh installs it)");
+        let nats = PrivateNats(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server never listened on {port}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        nats
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn nats_delivery_survives_the_nats_server_down_for_30_s() {
+    let scratch = Scratch::new("nats-down");
+    let (port, store) = (free_port(), scratch.0.join("nats"));
+    let nats_address = format!("127.0.0.1:{port}");
+    let nats = PrivateNats::start(&store, port);
+    let prefix = "meshplane";
+    let platform = scratch.0.join("platform.yaml");
+    std::fs::write(
+        &platform,
+        format!(
+            "apiVersion: meshplane/v1\nkind: Platform\nenvironment: dev\nblocks:\n  - {{ name: lake, type: lake, root: {} }}\n  \
+             - name: bus\n    type: nats\n    url: nats://{nats_address}\n    subjectPrefix: {prefix}\n    stream: EVENTS\n    \
+             events: {{ types: [io.meshplane.datacontract.*, io.meshplane.dataproduct.*] }}\n    \
+             retry: {{ initialMs: 100, maxMs: 1000 }}\n",
+            scratch.0.join("data").display()
+        ),
+    )
+    .unwrap();
+    let s = served(&scratch.0.join("store.db"), &platform);
+    wait_for_sinks(&s.url, 1);
+    apply(&s.url, "sales");
+    wait_for_stream(&s.url, &nats_address, "EVENTS");
+
+    // NATS is down for 30 s while changes go on; once it is back, they arrive, once each.
+    drop(nats);
+    apply(&s.url, "customers");
+    std::thread::sleep(Duration::from_secs(30));
+    let _nats = PrivateNats::start(&store, port);
+    delete(&s.url, "customer-360");
+    let (messages, events) = wait_for_stream(&s.url, &nats_address, "EVENTS");
+    assert_once_in_order(&messages, &events, prefix);
+    let metrics = get(&s.url, "/metrics", "text/plain").text().unwrap();
+    let retried = r#"meshplane_notifications_total{sink="bus",outcome="retried"} "#;
+    let count: f64 = metrics.lines().find_map(|l| l.strip_prefix(retried)?.parse().ok()).unwrap_or(0.0);
+    assert!(count > 0.0, "the publishes were retried while NATS was down: {metrics}");
 }
 
 /// A private Alertmanager (Debian's `prometheus-alertmanager`) on a free port, without
@@ -730,7 +807,7 @@ fn a_failing_scheduled_check_reaches_status_metrics_webhook_nats_and_alertmanage
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let messages = stream_messages(&stream);
+        let messages = stream_messages(NATS, &stream);
         let published = messages.iter().find(|(_, _, event)| is_the_run(event));
         if let Some((subject, _, event)) = published {
             assert_eq!(subject, &format!("{prefix}.datacontract.tested.sales"));
