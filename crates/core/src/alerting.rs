@@ -81,7 +81,11 @@ pub fn alerts_for(
 }
 
 fn alert(alerter: &str, f: &Standing, products: &[String]) -> Alert {
-    let name = if f.key == RUN_CHECK { "MeshplaneContractTestsCannotRun" } else { "MeshplaneContractCheckFailing" };
+    let name = match (f.key.as_str(), f.category.as_deref()) {
+        (RUN_CHECK, _) => "MeshplaneContractTestsCannotRun",
+        (_, Some("sla")) => "MeshplaneContractSlaBreached",
+        _ => "MeshplaneContractCheckFailing",
+    };
     let severity = match (f.severity.as_deref().map(label_word), f.outcome.as_str()) {
         (Some(given), _) if !given.is_empty() => given,
         (_, "warn") => "warning".into(),
@@ -159,6 +163,7 @@ mod tests {
             domain: "sales".into(),
             server: "prod".into(),
             key: key.into(),
+            category: (key == "orders.latency").then(|| "sla".into()),
             outcome: outcome.into(),
             severity: severity.map(str::to_string),
             rule_id: None,
@@ -176,6 +181,7 @@ mod tests {
             &[
                 standing("orders", "orders.id.nullValues", "fail", Some(" Critical\n<b>")),
                 standing("orders", "run", "error", None),
+                standing("orders", "orders.latency", "fail", None),
             ],
             |id, domain| if (id, domain) == ("orders", "sales") { vec!["shop".into()] } else { vec![] },
         );
@@ -195,6 +201,7 @@ mod tests {
             ]
         );
         assert_eq!(found[1].labels["alertname"], "MeshplaneContractTestsCannotRun");
+        assert_eq!(found[2].labels["alertname"], "MeshplaneContractSlaBreached");
         assert_eq!(found[1].labels["severity"], "error");
         assert_eq!(found[0].starts_at, "2026-12-07T10:00:00.000000Z");
         assert_eq!(found[0].annotations["summary"], "orders@v1: check `orders.id.nullValues` fails on server `prod`");

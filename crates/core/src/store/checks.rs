@@ -40,6 +40,8 @@ pub struct Standing {
     pub domain: String,
     pub server: String,
     pub key: String,
+    /// `schema`, `quality` or `sla` (none for the run check).
+    pub category: Option<String>,
     /// `pass`, `fail`, `warn` or `error`.
     pub outcome: String,
     /// The rule's ODCS `severity`, as the contract gives it.
@@ -56,6 +58,7 @@ pub struct Standing {
 struct Verdict {
     key: String,
     schedule: Option<String>,
+    category: Option<String>,
     outcome: String,
     severity: Option<String>,
     rule_id: Option<String>,
@@ -71,6 +74,7 @@ fn verdicts(report: &Any) -> Vec<Verdict> {
             Some(Verdict {
                 key: text(c, "key")?,
                 schedule: text(c, "schedule"),
+                category: text(c, "category"),
                 outcome: text(c, "outcome")?,
                 severity: text(c, "severity"),
                 rule_id: text(c, "ruleId"),
@@ -83,6 +87,7 @@ fn verdicts(report: &Any) -> Vec<Verdict> {
     out.push(Verdict {
         key: RUN_CHECK.into(),
         schedule: None,
+        category: None,
         outcome: if error.is_some() { "error" } else { "pass" }.into(),
         severity: None,
         rule_id: None,
@@ -148,14 +153,15 @@ impl Store {
                 None => at.to_string(),
             };
             sqlx::query(
-                "INSERT INTO check_states (kind, name, server, check_key, schedule, outcome, severity, rule_id, \
-                 description, since, at, run) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                "INSERT INTO check_states (kind, name, server, check_key, schedule, category, outcome, severity, \
+                 rule_id, description, since, at, run) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(kind.as_str())
             .bind(name)
             .bind(server)
             .bind(&v.key)
             .bind(v.schedule)
+            .bind(v.category)
             .bind(&v.outcome)
             .bind(v.severity)
             .bind(v.rule_id)
@@ -181,7 +187,7 @@ impl Store {
 
     async fn standings(&self, condition: &str, name: Option<&str>) -> Result<Vec<Standing>, Error> {
         let sql = format!(
-            "SELECT c.name, r.id, r.domain, c.server, c.check_key, c.outcome, c.severity, c.rule_id, c.description, \
+            "SELECT c.name, r.id, r.domain, c.server, c.check_key, c.category, c.outcome, c.severity, c.rule_id, c.description, \
                 c.since, c.run \
              FROM check_states c JOIN resources r ON r.kind = c.kind AND r.name = c.name \
              WHERE {condition} ORDER BY c.name, c.server, c.check_key"
@@ -200,6 +206,7 @@ impl Store {
                     domain: row.try_get("domain")?,
                     server: row.try_get("server")?,
                     key: row.try_get("check_key")?,
+                    category: row.try_get("category")?,
                     outcome: row.try_get("outcome")?,
                     severity: row.try_get("severity")?,
                     rule_id: row.try_get("rule_id")?,

@@ -132,7 +132,7 @@ const MIGRATIONS: &[Migration] = &[
         version: 14,
         sql: "CREATE TABLE check_states (
             kind TEXT NOT NULL, name TEXT NOT NULL, server TEXT NOT NULL, check_key TEXT NOT NULL,
-            schedule TEXT, outcome TEXT NOT NULL, severity TEXT, rule_id TEXT, description TEXT NOT NULL,
+            schedule TEXT, category TEXT, outcome TEXT NOT NULL, severity TEXT, rule_id TEXT, description TEXT NOT NULL,
             since TEXT NOT NULL, at TEXT NOT NULL, run BIGINT NOT NULL,
             PRIMARY KEY (kind, name, server, check_key));
           CREATE INDEX check_states_outcome ON check_states (outcome);",
