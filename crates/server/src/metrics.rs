@@ -119,6 +119,12 @@ struct Resource {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OfContract {
+    domain: String,
+    contract: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Quality {
     domain: String,
     contract: String,
@@ -348,6 +354,7 @@ impl Metrics {
         let health = store.health().await?;
         let ready = Family::<Resource, Gauge>::default();
         let quality = Family::<Quality, Gauge>::default();
+        let sla = Family::<OfContract, Gauge<f64, AtomicU64>>::default();
         for resource in health.iter().filter(|r| self.holds(&ObjectRef::new(r.kind, r.name.clone()))) {
             let labels =
                 Resource { kind: resource.kind.as_str(), domain: resource.domain.clone(), name: resource.name.clone() };
@@ -360,6 +367,10 @@ impl Metrics {
                 };
                 let labels = Quality { domain: resource.domain.clone(), contract: resource.name.clone(), verdict };
                 quality.get_or_create(&labels).set(1);
+                if let Some((passing, measured)) = resource.sla {
+                    let labels = OfContract { domain: resource.domain.clone(), contract: resource.name.clone() };
+                    sla.get_or_create(&labels).set(passing as f64 / measured as f64);
+                }
             }
         }
         let mut registry = Registry::default();
@@ -372,6 +383,11 @@ impl Metrics {
             "meshplane_contract_quality",
             "1 for the verdict of the contract's latest test run: passing, failing or untested",
             quality,
+        );
+        registry.register(
+            "meshplane_contract_sla_compliance",
+            "The share of the contract's SLA checks (latency, retention) that pass as of their latest runs",
+            sla,
         );
         let mut text = String::new();
         prometheus_text::encode(&mut text, &registry)

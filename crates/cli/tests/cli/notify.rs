@@ -597,26 +597,34 @@ fn alerting_platform(scratch: &Scratch, am: &Alertmanager, domains: &str) -> Pat
 }
 
 /// A contract `id` of `domain` on CSV files in the lake, wanting more than two rows
-/// (severity critical), and the product offering it.
+/// (severity critical) and its newest row at most a day old (an SLA), and the product
+/// offering it.
 fn stocked(scratch: &Scratch, id: &str, domain: &str) -> String {
     let dir = scratch.0.join("data").join(id);
     format!(
         "apiVersion: v3.1.0\nkind: DataContract\nid: {id}\nversion: 1.0.0\nstatus: active\ndomain: {domain}\n\
          servers:\n  - {{ server: lake, type: local, environment: dev, path: {}/, format: csv }}\n\
-         schema:\n  - name: items\n    properties:\n      - {{ name: sku, logicalType: string }}\n    \
+         schema:\n  - name: items\n    properties:\n      - {{ name: sku, logicalType: string }}\n      \
+         - {{ name: at, logicalType: timestamp }}\n    \
          quality:\n      - {{ id: enough-rows, metric: rowCount, mustBeGreaterThan: 2, severity: Critical }}\n\
+         slaProperties:\n  - {{ property: latency, value: 1, unit: d, element: items.at }}\n\
          ---\napiVersion: v1.0.0\nkind: DataProduct\nid: shelf-{id}\nstatus: active\ndomain: {domain}\nversion: 1.0.0\n\
          outputPorts:\n  - {{ name: items, version: 1.0.0, contractId: {id} }}\n",
         dir.display()
     )
 }
 
-/// Writes `rows` rows into the contract's files and has the server test it; whether it failed.
-fn test_with_rows(scratch: &Scratch, url: &str, id: &str, rows: usize) -> bool {
+/// Rows written at these times are fresh and a day old and more.
+const FRESH: &str = "2999-01-01T00:00:00Z";
+const STALE: &str = "2001-01-01T00:00:00Z";
+
+/// Writes `rows` rows written `at` into the contract's files and has the server test it;
+/// whether it failed.
+fn test_with_rows(scratch: &Scratch, url: &str, id: &str, rows: usize, at: &str) -> bool {
     let dir = scratch.0.join("data").join(id);
     std::fs::create_dir_all(&dir).unwrap();
-    let body: String = (0..rows).map(|i| format!("sku-{i}\n")).collect();
-    std::fs::write(dir.join("items.csv"), format!("sku\n{body}")).unwrap();
+    let body: String = (0..rows).map(|i| format!("sku-{i},{at}\n")).collect();
+    std::fs::write(dir.join("items.csv"), format!("sku,at\n{body}")).unwrap();
     let (status, run) = post(url, &format!("/api/v1/contracts/{id}@v1/tests"));
     assert_eq!(status, 200, "{run}");
     run["failed"].as_bool().unwrap()
@@ -658,8 +666,8 @@ fn alertmanager_shows_a_failing_check_firing_while_it_fails_and_resolved_once_it
 
     // One row: the check fails, and its alert fires with where and how bad; the other
     // domain's failing check is not this alerter's.
-    assert!(test_with_rows(&scratch, &first.url, "stock", 1));
-    assert!(test_with_rows(&scratch, &first.url, "elsewhere", 1));
+    assert!(test_with_rows(&scratch, &first.url, "stock", 1, FRESH));
+    assert!(test_with_rows(&scratch, &first.url, "elsewhere", 1, FRESH));
     let firing = am.wait_for("the failing check's alert fires", |f| !ours(f).is_empty());
     let alerts = ours(&firing);
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
@@ -687,10 +695,12 @@ fn alertmanager_shows_a_failing_check_firing_while_it_fails_and_resolved_once_it
     assert_eq!(ours(&again)[0]["startsAt"], alerts[0]["startsAt"], "the same alert, firing since the failure");
     let metrics = get(&first.url, "/metrics", "text/plain").text().unwrap();
     assert!(metrics.contains("meshplane_alerts_firing{sink=\"am\"} 1"), "{metrics}");
+    let compliance = r#"meshplane_contract_sla_compliance{domain="ops",contract="stock@v1"}"#;
+    assert!(metrics.contains(&format!("{compliance} 1")), "{metrics}");
 
     // Three rows: the check passes, and meshplane ends the alert (Alertmanager alone would
     // keep it for an hour).
-    assert!(!test_with_rows(&scratch, &first.url, "stock", 3));
+    assert!(!test_with_rows(&scratch, &first.url, "stock", 3, FRESH));
     am.wait_for("the alert is resolved", |f| ours(f).is_empty());
     let deadline = Instant::now() + Duration::from_secs(10);
     while !get(&first.url, "/metrics", "text/plain").text().unwrap().contains("meshplane_alerts_firing{sink=\"am\"} 0")
@@ -699,10 +709,14 @@ fn alertmanager_shows_a_failing_check_firing_while_it_fails_and_resolved_once_it
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // It fails again, and the server is killed: the next one, no longer taking this domain's
+    // The newest row is years old: the SLA is breached, and that alert fires.
+    assert!(test_with_rows(&scratch, &first.url, "stock", 3, STALE));
+    let firing = am.wait_for("the SLA alert fires", |f| ours(f).len() == 1);
+    assert_eq!(ours(&firing)[0]["labels"]["alertname"], "MeshplaneContractSlaBreached");
+    assert!(get(&first.url, "/metrics", "text/plain").text().unwrap().contains(&format!("{compliance} 0")));
+
+    // The server is killed while it fires: the next one, no longer taking this domain's
     // alerts, asks Alertmanager what the alerter left firing, and ends it.
-    assert!(test_with_rows(&scratch, &first.url, "stock", 0));
-    am.wait_for("the alert fires again", |f| ours(f).len() == 1);
     assert!(Command::new("kill").args(["-KILL", &first.child.id().to_string()]).status().unwrap().success());
     let _ = first.child.wait();
     first.keep_db = true;

@@ -1,5 +1,6 @@
 //! What the metrics say of every contract and product, read in one pass: its domain, whether
-//! it is Ready, and whether its latest contract test run failed; and how many grants are in
+//! it is Ready, whether its latest contract test run failed, and how many of its SLA checks
+//! pass; and how many grants are in
 //! force by how they are enforced. Read at each scrape of `/metrics`, from the reading
 //! connections, so the numbers are the store's, whichever replica is asked.
 
@@ -20,6 +21,9 @@ pub struct Health {
     pub ready: Option<bool>,
     /// Whether its latest test run failed; `None` when it was never tested.
     pub last_test_failed: Option<bool>,
+    /// Of its SLA checks (latency, retention) as of their latest runs: how many pass, of how
+    /// many; `None` when none was measured.
+    pub sla: Option<(i64, i64)>,
 }
 
 /// Only the part of a stored condition the metrics need.
@@ -36,7 +40,11 @@ impl Store {
         let rows = sqlx::query(
             "SELECT r.kind, r.name, r.domain, s.conditions, \
                 (SELECT t.failed FROM test_runs t WHERE t.kind = r.kind AND t.name = r.name \
-                 ORDER BY t.seq DESC LIMIT 1) AS failed \
+                 ORDER BY t.seq DESC LIMIT 1) AS failed, \
+                (SELECT COUNT(*) FROM check_states c WHERE c.kind = r.kind AND c.name = r.name \
+                 AND c.category = 'sla' AND c.outcome = 'pass') AS sla_passing, \
+                (SELECT COUNT(*) FROM check_states c WHERE c.kind = r.kind AND c.name = r.name \
+                 AND c.category = 'sla' AND c.outcome <> 'error') AS sla_measured \
              FROM resources r LEFT JOIN statuses s ON s.kind = r.kind AND s.name = r.name \
              WHERE r.kind IN ($1, $2) ORDER BY r.kind, r.name",
         )
@@ -57,12 +65,14 @@ impl Store {
                     }
                 };
                 let failed: Option<i64> = row.try_get("failed")?;
+                let (passing, measured): (i64, i64) = (row.try_get("sla_passing")?, row.try_get("sla_measured")?);
                 Ok(Health {
                     kind: Kind::parse(&kind).ok_or_else(|| Error::Store(format!("unknown kind `{kind}`")))?,
                     name: row.try_get("name")?,
                     domain: row.try_get("domain")?,
                     ready,
                     last_test_failed: failed.map(|f| f != 0),
+                    sla: (measured > 0).then_some((passing, measured)),
                 })
             })
             .collect()
