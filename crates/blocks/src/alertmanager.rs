@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshplane_core::alerting::{ALERTER_LABEL, Alert, Alerter, Labels};
+use meshplane_core::alerting::{ALERTER_LABEL, Alert, Alerter, ENVIRONMENT_LABEL, Labels};
 use meshplane_core::block::{BlockError, BlockFuture, BlockResult};
 use meshplane_core::notify::Filter;
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,12 @@ fn default_resolve_timeout_seconds() -> u64 {
 impl BlockType for AlertmanagerConfig {
     fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems: Vec<_> = delivery::url_problem(&self.url).into_iter().collect();
+        if reqwest::Url::parse(&self.url).is_ok_and(|u| u.query().is_some() || u.fragment().is_some()) {
+            problems.push((
+                "url",
+                "`url` is Alertmanager's base URL: no query or fragment (a token goes in `token`)".into(),
+            ));
+        }
         if !(2..=86_400).contains(&self.resolve_timeout_seconds) {
             let n = self.resolve_timeout_seconds;
             problems.push(("resolveTimeoutSeconds", format!("`resolveTimeoutSeconds` must be 2 to 86400, not {n}")));
@@ -70,7 +76,7 @@ impl BlockType for AlertmanagerConfig {
         false
     }
 
-    fn build(&self, name: &str, _platform: &Arc<Platform>, _base: &Path) -> Result<Built, String> {
+    fn build(&self, name: &str, platform: &Arc<Platform>, _base: &Path) -> Result<Built, String> {
         let token = self.token.as_ref().map(Secret::resolve).transpose();
         let token = token.map_err(|e| format!("alertmanager `{name}`: {e}"))?;
         let client = reqwest::Client::builder()
@@ -81,6 +87,7 @@ impl BlockType for AlertmanagerConfig {
         let alerts = format!("{}/api/v2/alerts", self.url.trim_end_matches('/'));
         Ok(Built::Alerter(Arc::new(Alertmanager {
             name: name.to_string(),
+            environment: platform.environment.clone(),
             config: self.clone(),
             alerts,
             token,
@@ -102,6 +109,7 @@ impl BlockType for AlertmanagerConfig {
 
 struct Alertmanager {
     name: String,
+    environment: String,
     config: AlertmanagerConfig,
     /// `URL/api/v2/alerts`.
     alerts: String,
@@ -145,21 +153,30 @@ impl Alertmanager {
     }
 
     async fn held(&self) -> BlockResult<Vec<Labels>> {
-        let mine = format!("{ALERTER_LABEL}=\"{}\"", self.name);
-        let request = self.request(reqwest::Method::GET).query(&[("filter", mine.as_str()), ("silenced", "true")]);
+        let (alerter, environment) =
+            (format!("{ALERTER_LABEL}={:?}", self.name), format!("{ENVIRONMENT_LABEL}={:?}", self.environment));
+        let filters = [("filter", alerter.as_str()), ("filter", environment.as_str()), ("silenced", "true")];
+        let request = self.request(reqwest::Method::GET).query(&filters);
         let held: Vec<Held> = self
             .send(request)
             .await?
             .json()
             .await
             .map_err(|e| BlockError::Transient(format!("alertmanager `{}`: {e}", self.name)))?;
-        Ok(held.into_iter().map(|h| h.labels).filter(|l| l.get(ALERTER_LABEL) == Some(&self.name)).collect())
+        let mine = |l: &Labels| {
+            l.get(ALERTER_LABEL) == Some(&self.name) && l.get(ENVIRONMENT_LABEL) == Some(&self.environment)
+        };
+        Ok(held.into_iter().map(|h| h.labels).filter(mine).collect())
     }
 }
 
 impl Alerter for Alertmanager {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn environment(&self) -> &str {
+        &self.environment
     }
 
     fn filter(&self) -> &Filter {
@@ -196,6 +213,8 @@ mod tests {
         }));
         let fields: Vec<&str> = bad.problems().iter().map(|(field, _)| *field).collect();
         assert_eq!(fields, ["url", "resolveTimeoutSeconds", "alerts"]);
+        let with_query = config(json!({ "url": "https://am.example.com/?token=x" }));
+        assert_eq!(with_query.problems().iter().map(|(field, _)| *field).collect::<Vec<_>>(), ["url"]);
         assert!(config(json!({ "url": "http://127.0.0.1:9093" })).problems().is_empty());
     }
 
@@ -210,7 +229,7 @@ mod tests {
 
     #[test]
     fn the_url_is_described_without_credentials() {
-        let described = config(json!({ "url": "https://user:pw@am.example.com:9093/?token=x" })).describe();
+        let described = config(json!({ "url": "https://user:pw@am.example.com:9093/" })).describe();
         assert_eq!(described["url"], "https://am.example.com:9093/");
     }
 }

@@ -20,9 +20,13 @@ use crate::store::checks::{RUN_CHECK, Standing};
 /// An alert's labels: its identity at the receiver.
 pub type Labels = BTreeMap<String, String>;
 
-/// The label every alert of an alerter carries, with the alerter's name: it finds what the
-/// alerter posted among the receiver's alerts.
+/// The label every alert of an alerter carries, with the alerter's name; with
+/// [`ENVIRONMENT_LABEL`] it finds what the alerter posted among the receiver's alerts (two
+/// installations, dev and prod, may share one Alertmanager and name their alerters alike).
 pub const ALERTER_LABEL: &str = "meshplane_alerter";
+
+/// The label with the platform's environment (platform.yaml's `environment`).
+pub const ENVIRONMENT_LABEL: &str = "environment";
 
 /// One alert, as the Alertmanager v2 API takes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -40,6 +44,9 @@ pub struct Alert {
 pub trait Alerter: Send + Sync {
     /// The block's name, unique on the platform (it names the alerter's lease).
     fn name(&self) -> &str;
+
+    /// The platform's environment, which every alert of the alerter carries.
+    fn environment(&self) -> &str;
 
     /// Which contracts' alerts the alerter takes (by domain, product and contract).
     fn filter(&self) -> &Filter;
@@ -63,11 +70,11 @@ const MAX_LABEL: usize = 200;
 /// offer the check's contract (`products_of` the contract's id and domain). Checks outside
 /// the alerter's filter are left out.
 pub fn alerts_for(
-    alerter: &str,
-    filter: &Filter,
+    alerter: &dyn Alerter,
     failing: &[Standing],
     products_of: impl Fn(&str, &str) -> Vec<String>,
 ) -> Vec<Alert> {
+    let filter = alerter.filter();
     failing
         .iter()
         .filter_map(|f| {
@@ -80,31 +87,37 @@ pub fn alerts_for(
         .collect()
 }
 
-fn alert(alerter: &str, f: &Standing, products: &[String]) -> Alert {
-    let name = match (f.key.as_str(), f.category.as_deref()) {
-        (RUN_CHECK, _) => "MeshplaneContractTestsCannotRun",
+/// The severities a rule may give (ODCS leaves them open; these are the usual words): any
+/// other becomes the outcome's, `warning` or `error`.
+const SEVERITIES: [&str; 9] = ["critical", "high", "error", "major", "medium", "warning", "minor", "low", "info"];
+
+fn alert(alerter: &dyn Alerter, f: &Standing, products: &[String]) -> Alert {
+    let name = match (is_run_check(&f.key), f.category.as_deref()) {
+        (true, _) => "MeshplaneContractTestsCannotRun",
         (_, Some("sla")) => "MeshplaneContractSlaBreached",
         _ => "MeshplaneContractCheckFailing",
     };
-    let severity = match (f.severity.as_deref().map(label_word), f.outcome.as_str()) {
-        (Some(given), _) if !given.is_empty() => given,
+    let given = f.severity.as_deref().map(|s| s.trim().to_ascii_lowercase());
+    let severity = match (given.as_deref(), f.outcome.as_str()) {
+        (Some(given), _) if SEVERITIES.contains(&given) => given.to_string(),
         (_, "warn") => "warning".into(),
         _ => "error".into(),
     };
     let mut labels = Labels::new();
     for (label, value) in [
         ("alertname", name),
-        (ALERTER_LABEL, alerter),
+        (ALERTER_LABEL, alerter.name()),
+        (ENVIRONMENT_LABEL, alerter.environment()),
         ("domain", &f.domain),
         ("contract", &f.contract),
         ("server", &f.server),
         ("check", &f.key),
         ("severity", &severity),
     ] {
-        labels.insert(label.into(), cut(value, MAX_LABEL));
+        labels.insert(label.into(), cut(&plain(value), MAX_LABEL));
     }
     if !products.is_empty() {
-        labels.insert("product".into(), cut(&products.join(","), MAX_LABEL));
+        labels.insert("product".into(), cut(&plain(&products.join(",")), MAX_LABEL));
     }
     let mut annotations = BTreeMap::new();
     let verdict = match f.outcome.as_str() {
@@ -113,11 +126,11 @@ fn alert(alerter: &str, f: &Standing, products: &[String]) -> Alert {
         _ => "fails",
     };
     let summary = format!("{}: check `{}` {verdict} on server `{}`", f.contract, f.key, f.server);
-    annotations.insert("summary".into(), cut(&summary, 1_000));
-    annotations.insert("description".into(), cut(&f.description, 1_000));
+    annotations.insert("summary".into(), cut(&plain(&summary), 1_000));
+    annotations.insert("description".into(), cut(&plain(&f.description), 1_000));
     annotations.insert("run".into(), f.run.to_string());
     if let Some(rule) = &f.rule_id {
-        annotations.insert("rule".into(), cut(rule, MAX_LABEL));
+        annotations.insert("rule".into(), cut(&plain(rule), MAX_LABEL));
     }
     Alert { labels, annotations, starts_at: f.since.clone(), ends_at: None }
 }
@@ -135,14 +148,16 @@ pub fn round(firing: &[Alert], before: &BTreeSet<Labels>, now: &str) -> Vec<Aler
     firing.iter().cloned().chain(ended).collect()
 }
 
-/// A severity as a label value: lower case, letters, digits, `-` and `_` only, at most 32.
-fn label_word(text: &str) -> String {
-    text.trim()
-        .to_ascii_lowercase()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .take(32)
-        .collect()
+/// Whether a standing's key is that of a run (the run check, per schedule), not a check's.
+fn is_run_check(key: &str) -> bool {
+    key == RUN_CHECK || key.strip_prefix(RUN_CHECK).is_some_and(|rest| rest.starts_with(' '))
+}
+
+/// Document text as it may reach the people an alert pages (Alertmanager's Slack and e-mail
+/// templates render it): no control characters, and none of `<>&|` (markup, and Slack's
+/// links and mentions, which need `<`); each becomes `_`.
+fn plain(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() || "<>&|".contains(c) { '_' } else { c }).collect()
 }
 
 fn cut(text: &str, at: usize) -> String {
@@ -156,6 +171,39 @@ fn cut(text: &str, at: usize) -> String {
 mod tests {
     use super::*;
 
+    /// An alerter named `am` on environment `dev` that takes what `0` takes.
+    struct Taking(Filter);
+
+    impl Alerter for Taking {
+        fn name(&self) -> &str {
+            "am"
+        }
+
+        fn environment(&self) -> &str {
+            "dev"
+        }
+
+        fn filter(&self) -> &Filter {
+            &self.0
+        }
+
+        fn repost_every(&self) -> Duration {
+            Duration::from_secs(150)
+        }
+
+        fn post<'a>(&'a self, _: &'a [Alert]) -> BlockFuture<'a, BlockResult<()>> {
+            Box::pin(async { Ok(()) })
+        }
+
+        fn firing(&self) -> BlockFuture<'_, BlockResult<Vec<Labels>>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    fn every() -> Taking {
+        Taking(Filter::default())
+    }
+
     fn standing(contract: &str, key: &str, outcome: &str, severity: Option<&str>) -> Standing {
         Standing {
             contract: format!("{contract}@v1"),
@@ -167,7 +215,7 @@ mod tests {
             outcome: outcome.into(),
             severity: severity.map(str::to_string),
             rule_id: None,
-            description: "no nulls".into(),
+            description: "no <!channel> nulls".into(),
             since: "2026-12-07T10:00:00.000000Z".into(),
             run: 7,
         }
@@ -176,12 +224,13 @@ mod tests {
     #[test]
     fn an_alert_carries_where_and_how_bad_and_nothing_measured() {
         let found = alerts_for(
-            "am",
-            &Filter::default(),
+            &every(),
             &[
-                standing("orders", "orders.id.nullValues", "fail", Some(" Critical\n<b>")),
+                standing("orders", "orders.id.nullValues", "fail", Some(" Critical ")),
                 standing("orders", "run", "error", None),
-                standing("orders", "orders.latency", "fail", None),
+                standing("orders", "orders.latency", "fail", Some("<b>page everyone</b>")),
+                standing("orders", "run 0 * * * *", "error", Some("low")),
+                standing("orders", "orders.<@U123>|x.nullValues", "warn", None),
             ],
             |id, domain| if (id, domain) == ("orders", "sales") { vec!["shop".into()] } else { vec![] },
         );
@@ -194,36 +243,45 @@ mod tests {
                 ("check", "orders.id.nullValues"),
                 ("contract", "orders@v1"),
                 ("domain", "sales"),
+                (ENVIRONMENT_LABEL, "dev"),
                 (ALERTER_LABEL, "am"),
                 ("product", "shop"),
                 ("server", "prod"),
-                ("severity", "criticalb"),
+                ("severity", "critical"),
             ]
         );
-        assert_eq!(found[1].labels["alertname"], "MeshplaneContractTestsCannotRun");
-        assert_eq!(found[2].labels["alertname"], "MeshplaneContractSlaBreached");
-        assert_eq!(found[1].labels["severity"], "error");
         assert_eq!(found[0].starts_at, "2026-12-07T10:00:00.000000Z");
         assert_eq!(found[0].annotations["summary"], "orders@v1: check `orders.id.nullValues` fails on server `prod`");
+        assert_eq!(found[0].annotations["description"], "no _!channel_ nulls", "no markup or mention reaches a page");
+        assert_eq!(
+            (found[1].labels["alertname"].as_str(), found[1].labels["severity"].as_str()),
+            ("MeshplaneContractTestsCannotRun", "error")
+        );
+        let sla = (found[2].labels["alertname"].as_str(), found[2].labels["severity"].as_str());
+        assert_eq!(sla, ("MeshplaneContractSlaBreached", "error"), "a severity no one routes on is the outcome's");
+        assert_eq!(found[3].labels["alertname"], "MeshplaneContractTestsCannotRun", "a schedule's run check");
+        assert_eq!(found[3].labels["severity"], "low");
+        assert_eq!(found[4].labels["check"], "orders._@U123__x.nullValues");
+        assert_eq!(found[4].labels["severity"], "warning");
     }
 
     #[test]
     fn the_filter_picks_by_domain_contract_and_product() {
         let all = [standing("orders", "a", "warn", None), standing("returns", "b", "fail", None)];
         let products = |id: &str, _: &str| if id == "orders" { vec!["shop".to_string()] } else { vec![] };
-        let by_product = Filter { products: vec!["shop".into()], ..Filter::default() };
-        let picked = alerts_for("am", &by_product, &all, products);
+        let by_product = Taking(Filter { products: vec!["shop".into()], ..Filter::default() });
+        let picked = alerts_for(&by_product, &all, products);
         assert_eq!(picked.iter().map(|a| a.labels["check"].as_str()).collect::<Vec<_>>(), ["a"]);
         assert_eq!(picked[0].labels["severity"], "warning");
-        let by_contract = Filter { contracts: vec!["returns@v1".into()], ..Filter::default() };
-        assert_eq!(alerts_for("am", &by_contract, &all, products)[0].labels["check"], "b");
-        let elsewhere = Filter { domains: vec!["finance".into()], ..Filter::default() };
-        assert!(alerts_for("am", &elsewhere, &all, products).is_empty());
+        let by_contract = Taking(Filter { contracts: vec!["returns@v1".into()], ..Filter::default() });
+        assert_eq!(alerts_for(&by_contract, &all, products)[0].labels["check"], "b");
+        let elsewhere = Taking(Filter { domains: vec!["finance".into()], ..Filter::default() });
+        assert!(alerts_for(&elsewhere, &all, products).is_empty());
     }
 
     #[test]
     fn a_round_posts_what_fires_and_ends_what_fired_before() {
-        let firing = alerts_for("am", &Filter::default(), &[standing("orders", "a", "fail", None)], |_, _| vec![]);
+        let firing = alerts_for(&every(), &[standing("orders", "a", "fail", None)], |_, _| vec![]);
         let mut gone = firing[0].labels.clone();
         gone.insert("check".into(), "b".into());
         let before: BTreeSet<Labels> = [firing[0].labels.clone(), gone.clone()].into();
@@ -236,7 +294,7 @@ mod tests {
     #[test]
     fn long_label_values_are_cut() {
         let long = "x".repeat(500);
-        let found = alerts_for("am", &Filter::default(), &[standing("orders", &long, "fail", None)], |_, _| vec![]);
+        let found = alerts_for(&every(), &[standing("orders", &long, "fail", None)], |_, _| vec![]);
         assert_eq!(found[0].labels["check"].chars().count(), MAX_LABEL + 1);
     }
 }

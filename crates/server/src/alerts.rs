@@ -26,7 +26,8 @@ use crate::reconciler::renewing;
 /// Rounds that changes set off are at least this far apart (changes come in bursts).
 const MIN_ROUND_GAP: Duration = Duration::from_secs(1);
 
-/// How long to wait after a failed round, or for a lease held elsewhere.
+/// How long to wait for a lease held elsewhere, or after a failed round (doubled after each
+/// further one).
 const STANDBY: Duration = Duration::from_secs(1);
 
 /// One alerter's task: holds the alerter's lease when it can and keeps the receiver told,
@@ -45,6 +46,8 @@ pub(crate) async fn alert_forever(
     // position of the feed.
     let mut fired: Option<BTreeSet<Labels>> = None;
     let mut last: Option<(Instant, i64)> = None;
+    // Rounds that failed in a row: the next waits twice as long, up to a repost period.
+    let mut failed: u32 = 0;
     while !*stopping.borrow() {
         if lease.is_none_or(|(_, taken)| taken.elapsed() >= renew_every) {
             match store.acquire_lease(SINK, &name, &settings.owner, settings.lease_ms).await {
@@ -71,11 +74,13 @@ pub(crate) async fn alert_forever(
                             settings.metrics.notified(&name, Notified::Sent, None);
                             fired = Some(firing);
                             last = Some((Instant::now(), position));
+                            failed = 0;
                         }
                         Some(Err(error)) => {
                             tracing::warn!(%error, "the alerts could not be posted; trying again");
                             settings.metrics.notified(&name, Notified::Retried, None);
-                            wait = STANDBY;
+                            wait = STANDBY.saturating_mul(1 << failed.min(16)).min(alerter.repost_every());
+                            failed += 1;
                         }
                         None => {
                             tracing::warn!("the alerter's lease was lost: another replica alerts now");
@@ -129,7 +134,7 @@ async fn round(
 ) -> Result<BTreeSet<Labels>, String> {
     let failing = store.failing_checks().await.map_err(|e| e.to_string())?;
     let offered = if failing.is_empty() { HashMap::new() } else { offered(store).await.map_err(|e| e.to_string())? };
-    let firing = alerting::alerts_for(alerter.name(), alerter.filter(), &failing, |id, domain| {
+    let firing = alerting::alerts_for(alerter, &failing, |id, domain| {
         offered.get(&(domain.to_string(), id.to_string())).cloned().unwrap_or_default()
     });
     let fired = match fired {

@@ -5,8 +5,10 @@
 //!
 //! A run says which checks it covered ([`Covered`]): a check the covered part no longer holds
 //! (a rule taken out of the contract) leaves the standing. The run itself is a check too,
-//! [`RUN_CHECK`]: `error` while the last run could not happen (unreachable data, a limit),
-//! `pass` once one did.
+//! [`RUN_CHECK`] (per schedule): `error` while the last run could not happen (unreachable
+//! data, a limit), `pass` once one did.
+
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::Value as Any;
@@ -65,15 +67,18 @@ struct Verdict {
     description: String,
 }
 
-/// The verdicts of a report: each check's, and the run's own.
+/// The verdicts of a report: each check's (the last one of a key the report repeats), and
+/// the run's own, which is kept per schedule (`run`, or `run SCHEDULE` for a scheduled run:
+/// one schedule's runs failing is not undone by another's passing).
 fn verdicts(report: &Any) -> Vec<Verdict> {
     let text = |c: &Any, field: &str| c.get(field).and_then(Any::as_str).map(str::to_string);
+    let schedule_of = |c: &Any, pointer: &str| c.pointer(pointer).and_then(Any::as_str).map(|s| s.trim().to_string());
     let checks = report.get("results").and_then(Any::as_array).into_iter().flatten();
     let mut out: Vec<Verdict> = checks
         .filter_map(|c| {
             Some(Verdict {
                 key: text(c, "key")?,
-                schedule: text(c, "schedule"),
+                schedule: schedule_of(c, "/schedule"),
                 category: text(c, "category"),
                 outcome: text(c, "outcome")?,
                 severity: text(c, "severity"),
@@ -83,10 +88,15 @@ fn verdicts(report: &Any) -> Vec<Verdict> {
         })
         .filter(|v| v.outcome != "skipped")
         .collect();
+    let mut seen = HashSet::new();
+    out.reverse();
+    out.retain(|v| seen.insert(v.key.clone()));
+    out.reverse();
     let error = report.pointer("/error/message").and_then(Any::as_str);
+    let schedule = schedule_of(report, "/trigger/schedule");
     out.push(Verdict {
-        key: RUN_CHECK.into(),
-        schedule: None,
+        key: schedule.as_ref().map_or_else(|| RUN_CHECK.into(), |s| format!("{RUN_CHECK} {s}")),
+        schedule,
         category: None,
         outcome: if error.is_some() { "error" } else { "pass" }.into(),
         severity: None,
@@ -122,15 +132,18 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let verdicts = verdicts(report);
+        let in_run: HashSet<&str> = verdicts.iter().map(|v| v.key.as_str()).collect();
+        let mut kept_since: HashMap<String, (String, String)> = HashMap::new();
         for row in &rows {
             let key: String = row.try_get("check_key")?;
             let schedule: Option<String> = row.try_get("schedule")?;
-            let in_run = verdicts.iter().any(|v| v.key == key);
             let gone = match covered {
                 Covered::Every => key != RUN_CHECK,
-                Covered::Schedule(s) => schedule.as_deref() == Some(s),
+                Covered::Schedule(s) => schedule.as_deref() == Some(s.trim()),
                 Covered::InRun => false,
             };
+            kept_since.insert(key.clone(), (row.try_get("outcome")?, row.try_get("since")?));
+            let in_run = in_run.contains(key.as_str());
             if in_run || gone {
                 sqlx::query(
                     "DELETE FROM check_states WHERE kind = $1 AND name = $2 AND server = $3 AND check_key = $4",
@@ -144,13 +157,9 @@ impl Store {
             }
         }
         for v in verdicts {
-            let kept = rows.iter().find(|r| {
-                r.try_get::<String, _>("check_key").is_ok_and(|k| k == v.key)
-                    && r.try_get::<String, _>("outcome").is_ok_and(|o| o == v.outcome)
-            });
-            let since = match kept {
-                Some(row) => row.try_get("since")?,
-                None => at.to_string(),
+            let since = match kept_since.remove(&v.key) {
+                Some((outcome, since)) if outcome == v.outcome => since,
+                _ => at.to_string(),
             };
             sqlx::query(
                 "INSERT INTO check_states (kind, name, server, check_key, schedule, category, outcome, severity, \
@@ -182,7 +191,7 @@ impl Store {
 
     /// The standing of every check of contract `name`, by server and key (none: never tested).
     pub async fn standing_of(&self, name: &str) -> Result<Vec<Standing>, Error> {
-        self.standings("c.name = $1", Some(name)).await
+        self.standings("c.kind = 'DataContract' AND c.name = $1", Some(name)).await
     }
 
     async fn standings(&self, condition: &str, name: Option<&str>) -> Result<Vec<Standing>, Error> {

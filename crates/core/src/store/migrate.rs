@@ -135,7 +135,7 @@ const MIGRATIONS: &[Migration] = &[
             schedule TEXT, category TEXT, outcome TEXT NOT NULL, severity TEXT, rule_id TEXT, description TEXT NOT NULL,
             since TEXT NOT NULL, at TEXT NOT NULL, run BIGINT NOT NULL,
             PRIMARY KEY (kind, name, server, check_key));
-          CREATE INDEX check_states_outcome ON check_states (outcome);",
+          CREATE INDEX check_states_failing ON check_states (kind, name) WHERE outcome <> 'pass';",
     },
 ];
 

@@ -65,3 +65,32 @@ on_both!(a_check_fails_until_a_run_that_covers_it_says_otherwise, |place: Place|
     assert!(store.remove(Kind::DataContract, &record.name, fence, &[]).await.unwrap());
     assert!(failing(&store).await.is_empty());
 });
+
+on_both!(runs_stand_per_schedule_and_a_repeated_key_counts_once, |place: Place| async move {
+    let store = open(&place).await;
+    store.apply(&[resource(&contract("orders", "1.0.0", "active", ""))], &[], &options()).await.unwrap();
+    let scheduled = |schedule: &str, error: bool| {
+        let mut report = if error {
+            json!({ "error": { "code": "data-unreachable", "message": "cannot reach the lake" } })
+        } else {
+            report(&[("a", Some(" @daily "), "fail"), ("a", Some(" @daily "), "pass")])
+        };
+        report["trigger"] = json!({ "by": "schedule", "schedule": schedule });
+        report
+    };
+    let record = |report: Value, covered| {
+        let store = store.clone();
+        async move { store.record_test(Kind::DataContract, "orders@v1", 1, "prod", true, report, covered).await.unwrap() }
+    };
+    // The hourly schedule's run cannot happen; the daily one's can, and its key repeated in a
+    // report counts once, as its last verdict.
+    record(scheduled("0 * * * *", true), Covered::InRun).await;
+    record(scheduled("@daily", false), Covered::Schedule("@daily")).await;
+    let keys: Vec<(String, String)> =
+        store.failing_checks().await.unwrap().into_iter().map(|f| (f.key, f.outcome)).collect();
+    assert_eq!(keys, [("run 0 * * * *".to_string(), "error".to_string())]);
+    // The daily schedule's checks are its own even when the contract pads the schedule.
+    record(report(&[]), Covered::Schedule("@daily")).await;
+    let standing = store.standing_of("orders@v1").await.unwrap();
+    assert!(standing.iter().all(|s| s.key != "a"), "{standing:?}");
+});
