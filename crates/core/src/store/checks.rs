@@ -107,6 +107,29 @@ fn verdicts(report: &Any) -> Vec<Verdict> {
     out
 }
 
+/// What of a contract document the standing may hold: its servers' names, and the schedules
+/// its rules and SLA properties give (trimmed). A row of a server or a schedule the contract no
+/// longer has would otherwise stand for ever, since no run covers it again.
+fn live_parts(spec: &Any) -> (HashSet<String>, HashSet<String>) {
+    let servers = spec.get("servers").and_then(Any::as_array).into_iter().flatten();
+    let servers = servers.filter_map(|s| s.get("server")?.as_str().map(str::to_string)).collect();
+    let mut schedules = HashSet::new();
+    let mut stack = vec![spec];
+    while let Some(node) = stack.pop() {
+        match node {
+            Any::Object(fields) => {
+                if let Some(schedule) = fields.get("schedule").and_then(Any::as_str) {
+                    schedules.insert(schedule.trim().to_string());
+                }
+                stack.extend(fields.values());
+            }
+            Any::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    (servers, schedules)
+}
+
 impl Store {
     /// Keeps the verdicts of run `run` (at `at`) of `kind`/`name` on `server` as the checks'
     /// standing: a verdict that did not change keeps its `since`; a check the run covered but
@@ -131,6 +154,7 @@ impl Store {
         .bind(server)
         .fetch_all(&mut *tx)
         .await?;
+        self.forget_gone_parts(tx, kind, name).await?;
         let verdicts = verdicts(report);
         let in_run: HashSet<&str> = verdicts.iter().map(|v| v.key.as_str()).collect();
         let mut kept_since: HashMap<String, (String, String)> = HashMap::new();
@@ -180,6 +204,43 @@ impl Store {
             .bind(run)
             .execute(&mut *tx)
             .await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the standing of the servers and schedules the stored contract no longer has.
+    async fn forget_gone_parts(&self, tx: &mut AnyConnection, kind: Kind, name: &str) -> Result<(), Error> {
+        let spec = sqlx::query("SELECT spec FROM resources WHERE kind = $1 AND name = $2")
+            .bind(kind.as_str())
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let spec: Option<String> = spec.map(|row| row.try_get(0)).transpose()?;
+        let spec: Any = spec.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or(Any::Null);
+        let (servers, schedules) = live_parts(&spec);
+        let rows = sqlx::query("SELECT DISTINCT server, schedule FROM check_states WHERE kind = $1 AND name = $2")
+            .bind(kind.as_str())
+            .bind(name)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in rows {
+            let (server, schedule): (String, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
+            if !servers.contains(&server) {
+                sqlx::query("DELETE FROM check_states WHERE kind = $1 AND name = $2 AND server = $3")
+                    .bind(kind.as_str())
+                    .bind(name)
+                    .bind(&server)
+                    .execute(&mut *tx)
+                    .await?;
+            } else if let Some(schedule) = schedule.filter(|s| !schedules.contains(s)) {
+                sqlx::query("DELETE FROM check_states WHERE kind = $1 AND name = $2 AND server = $3 AND schedule = $4")
+                    .bind(kind.as_str())
+                    .bind(name)
+                    .bind(&server)
+                    .bind(&schedule)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         Ok(())
     }

@@ -9,6 +9,20 @@ use serde_json::{Value, json};
 use crate::backends::{Place, contract, open, options, resource};
 use crate::on_both;
 
+/// `orders@v1` on servers prod and test, with rules on the hourly and daily schedules (what
+/// the standing may hold of it).
+fn orders(servers: &[&str], schedules: &[&str]) -> String {
+    let servers: String = servers
+        .iter()
+        .map(|s| format!("  - {{ server: {s}, type: local, path: /data/{s}/, format: csv }}\n"))
+        .collect();
+    let rules: String = schedules
+        .iter()
+        .map(|s| format!("      - {{ metric: rowCount, mustBeGreaterThan: 0, scheduler: cron, schedule: '{s}' }}\n"))
+        .collect();
+    contract("orders", "1.0.0", "draft", &format!("    quality:\n{rules}servers:\n{servers}"))
+}
+
 fn report(results: &[(&str, Option<&str>, &str)]) -> Value {
     let results: Vec<Value> = results
         .iter()
@@ -30,7 +44,7 @@ async fn failing(store: &Store) -> Vec<(String, String, String, String)> {
 
 on_both!(a_check_fails_until_a_run_that_covers_it_says_otherwise, |place: Place| async move {
     let store = open(&place).await;
-    store.apply(&[resource(&contract("orders", "1.0.0", "active", ""))], &[], &options()).await.unwrap();
+    store.apply(&[resource(&orders(&["prod", "test"], &["0 * * * *", " @daily "]))], &[], &options()).await.unwrap();
     let hourly = Some("0 * * * *");
     run(&store, "prod", &[("a", None, "fail"), ("b", hourly, "warn"), ("c", None, "pass")], Covered::Every).await;
     let first = failing(&store).await;
@@ -56,9 +70,18 @@ on_both!(a_check_fails_until_a_run_that_covers_it_says_otherwise, |place: Place|
     assert_eq!(run_check.description, "the tests could not run: cannot reach the lake");
     assert!(all.iter().any(|f| f.server == "prod" && f.key == "a"));
 
+    // The test server and the hourly schedule leave the contract: their standing goes with
+    // the next run.
+    store.apply(&[resource(&orders(&["prod"], &["@daily"]))], &[], &options()).await.unwrap();
+    run(&store, "prod", &[("b", Some("0 * * * *"), "fail")], Covered::InRun).await;
+    run(&store, "prod", &[("c", Some("@daily"), "fail")], Covered::InRun).await;
+    let left: Vec<(String, String)> = failing(&store).await.into_iter().map(|f| (f.0, f.1)).collect();
+    let left: Vec<(&str, &str)> = left.iter().map(|(s, k)| (s.as_str(), k.as_str())).collect();
+    assert_eq!(left, [("prod", "a"), ("prod", "c")], "and the runs that happened pass the run check");
+
     // A whole run that passes clears the server; a deleted contract has no standing.
     run(&store, "prod", &[("a", None, "pass")], Covered::Every).await;
-    assert!(failing(&store).await.iter().all(|f| f.0 == "test"));
+    assert!(failing(&store).await.is_empty());
     store.delete(Kind::DataContract, "orders@v1", &options()).await.unwrap();
     let record = store.get(Kind::DataContract, "orders@v1").await.unwrap();
     let fence = ("test", store.acquire_lease("DataContract", "orders@v1", "test", 10_000).await.unwrap().unwrap());
@@ -68,7 +91,7 @@ on_both!(a_check_fails_until_a_run_that_covers_it_says_otherwise, |place: Place|
 
 on_both!(runs_stand_per_schedule_and_a_repeated_key_counts_once, |place: Place| async move {
     let store = open(&place).await;
-    store.apply(&[resource(&contract("orders", "1.0.0", "active", ""))], &[], &options()).await.unwrap();
+    store.apply(&[resource(&orders(&["prod", "test"], &["0 * * * *", " @daily "]))], &[], &options()).await.unwrap();
     let scheduled = |schedule: &str, error: bool| {
         let mut report = if error {
             json!({ "error": { "code": "data-unreachable", "message": "cannot reach the lake" } })
