@@ -275,15 +275,26 @@ fn a_webhook_gets_every_event_signed_in_order_through_errors_refusals_and_forger
     assert_eq!(hook["config"]["url"], format!("http://127.0.0.1:{port}/hook"), "no query: it may hold a token");
     let (status, zero) = post(&s.url, "/api/v1/sinks/hook/redeliver?id=0");
     assert_eq!((status, zero["code"].as_str()), (400, Some("malformed-request")), "{zero}");
-    let metrics = get(&s.url, "/metrics", "text/plain").text().unwrap();
-    let sample = |series: &str| -> f64 {
-        metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
-    };
-    assert_eq!(sample(r#"meshplane_notifications_total{sink="hook",outcome="retried"}"#), 3.0);
-    assert_eq!(sample(r#"meshplane_notifications_total{sink="hook",outcome="failed"}"#), 1.0);
-    let sent = sample(r#"meshplane_notifications_total{sink="hook",outcome="sent"}"#);
-    assert_eq!(sent as usize, acknowledged(&lines).len(), "{metrics}");
-    assert_eq!(sample(r#"meshplane_notification_lag_seconds_count{sink="hook"}"#), sent);
+    // Each acknowledgement the receiver logged is counted once as sent (at least once: a
+    // repeat is counted too), with its lag; the feed may still be moving, so both are read
+    // until they agree.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = get(&s.url, "/metrics", "text/plain").text().unwrap();
+        let sample = |series: &str| -> f64 {
+            metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
+        };
+        assert_eq!(sample(r#"meshplane_notifications_total{sink="hook",outcome="retried"}"#), 3.0);
+        assert_eq!(sample(r#"meshplane_notifications_total{sink="hook",outcome="failed"}"#), 1.0);
+        let sent = sample(r#"meshplane_notifications_total{sink="hook",outcome="sent"}"#);
+        let answered = receiver.lines().iter().filter(|l| l["answer"] == 204).count();
+        if sent as usize == answered {
+            assert_eq!(sample(r#"meshplane_notification_lag_seconds_count{sink="hook"}"#), sent);
+            break;
+        }
+        assert!(Instant::now() < deadline, "sent {sent}, while the receiver acknowledged {answered}: {metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Once the receiver takes it, the dead letter is sent again on request.
     drop(receiver);
