@@ -89,7 +89,7 @@ pub async fn reconcile(
         // until it expires (and is reconciled again then).
         let (ready, recheck_ms) = governance::readiness(store, &record);
         wanted.push(ready);
-        write_status(store, &record, previous, wanted, fence).await?;
+        write_status(store, &record, previous, wanted, &[], fence).await?;
         return Ok(recheck_ms.map_or(Action::AwaitChange, Action::RequeueAfter));
     }
     let had_compliance = previous.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.kind == "PolicyCompliant"));
@@ -198,7 +198,9 @@ pub async fn reconcile(
         (true, true, true) => ("Ready", false, "Drift", "a store differs from what is declared (see InSync)".into()),
         (true, true, false) => ("Ready", true, "Reconciled", "valid, fully linked and provisioned".into()),
     });
-    write_status(store, &record, previous, wanted, fence).await?;
+    // TestsPassing is said here whenever there is something to say: when not, it goes (a
+    // product whose last tested port went, a contract whose servers all went).
+    write_status(store, &record, previous, wanted, &[TESTS_PASSING], fence).await?;
     match failure.or(released).or(access_failure) {
         Some(error) => Err(error),
         // A product waiting on its contracts is requeued by their status changes, which the
@@ -378,7 +380,7 @@ async fn finalize(
         if let Some((reason, error)) = stuck {
             let message = if reason == "BlockMissing" { error.to_string() } else { format!("{finalizer}: {error}") };
             let previous = store.status(kind, &record.name).await?;
-            write_status(store, record, previous, vec![("Ready", false, reason, message)], fence).await?;
+            write_status(store, record, previous, vec![("Ready", false, reason, message)], &[], fence).await?;
             return Err(Error::Block { block: finalizer.clone(), error });
         }
         store.remove_finalizer(kind, &record.name, finalizer, fence).await?;
@@ -426,18 +428,21 @@ async fn cleanup(
 }
 
 /// Writes the wanted conditions over the `previous` status's: a condition type not wanted now
-/// is kept as it was, and a condition whose status did not change keeps its transition time.
+/// is kept as it was (unless it is one of `recomputed`, which this write says all there is
+/// of: one it does not want goes), and a condition whose status did not change keeps its
+/// transition time.
 async fn write_status(
     store: &Store,
     record: &Record,
     previous: Option<Status>,
     wanted: Vec<Wanted>,
+    recomputed: &[&str],
     fence: (&str, i64),
 ) -> Result<(), Error> {
     let previous = previous.map(|s| s.conditions).unwrap_or_default();
     let at = now();
-    let mut conditions: Vec<Condition> =
-        previous.iter().filter(|c| !wanted.iter().any(|w| w.0 == c.kind)).cloned().collect();
+    let kept = |c: &&Condition| !wanted.iter().any(|w| w.0 == c.kind) && !recomputed.contains(&c.kind.as_str());
+    let mut conditions: Vec<Condition> = previous.iter().filter(kept).cloned().collect();
     for (type_, ok, reason, message) in wanted {
         let status = ConditionStatus::of(ok);
         let since = previous

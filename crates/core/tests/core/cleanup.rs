@@ -56,7 +56,7 @@ impl Provisioner for Ledger {
 }
 
 /// One reconcile under a fresh lease, as the server's loop runs it.
-async fn run(store: &Store, blocks: &Blocks, kind: Kind, name: &str) -> Result<(), Error> {
+pub(crate) async fn run(store: &Store, blocks: &Blocks, kind: Kind, name: &str) -> Result<(), Error> {
     let token = store.acquire_lease(kind.as_str(), name, "test", 60_000).await.unwrap().unwrap();
     let result = reconcile(store, blocks, kind, name, ("test", token)).await;
     store.release_lease(kind.as_str(), name, "test", token).await.unwrap();

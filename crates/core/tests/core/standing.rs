@@ -6,7 +6,7 @@ use meshplane_core::store::Store;
 use meshplane_core::store::checks::Covered;
 use serde_json::{Value, json};
 
-use crate::backends::{Place, contract, open, options, resource};
+use crate::backends::{Place, contract, open, options, product, resource};
 use crate::on_both;
 
 /// `orders@v1` on servers prod and test, with rules on the hourly and daily schedules (what
@@ -20,7 +20,8 @@ fn orders(servers: &[&str], schedules: &[&str]) -> String {
         .iter()
         .map(|s| format!("      - {{ metric: rowCount, mustBeGreaterThan: 0, scheduler: cron, schedule: '{s}' }}\n"))
         .collect();
-    contract("orders", "1.0.0", "draft", &format!("    quality:\n{rules}servers:\n{servers}"))
+    let quality = if rules.is_empty() { String::new() } else { format!("    quality:\n{rules}") };
+    contract("orders", "1.0.0", "draft", &format!("{quality}servers:\n{servers}"))
 }
 
 fn report(results: &[(&str, Option<&str>, &str)]) -> Value {
@@ -116,4 +117,34 @@ on_both!(runs_stand_per_schedule_and_a_repeated_key_counts_once, |place: Place| 
     record(report(&[]), Covered::Schedule("@daily")).await;
     let standing = store.standing_of("orders@v1").await.unwrap();
     assert!(standing.iter().all(|s| s.key != "a"), "{standing:?}");
+});
+
+/// `TestsPassing` of a resource, as (status, reason), if it has one.
+async fn tests_passing(store: &Store, kind: Kind, name: &str) -> Option<(String, String)> {
+    let status = store.status(kind, name).await.unwrap()?;
+    let c = status.conditions.into_iter().find(|c| c.kind == "TestsPassing")?;
+    Some((c.status.as_str().to_string(), c.reason))
+}
+
+on_both!(tests_passing_follows_the_standing_and_goes_with_the_last_tested_port, |place: Place| async move {
+    let store = open(&place).await;
+    let blocks = meshplane_core::block::Blocks::default();
+    let offering = "outputPorts:\n  - { name: out, version: 1.0.0, contractId: orders }\n";
+    let product = |ports: &str| product("shop", "sales", ports).replace("status: active", "status: draft");
+    store.apply(&[resource(&orders(&["prod"], &[])), resource(&product(offering))], &[], &options()).await.unwrap();
+    let reconcile = async |kind, name| crate::cleanup::run(&store, &blocks, kind, name).await.unwrap();
+    reconcile(Kind::DataContract, "orders@v1").await;
+    assert_eq!(tests_passing(&store, Kind::DataContract, "orders@v1").await, None, "never tested");
+
+    run(&store, "prod", &[("a", None, "fail")], Covered::Every).await;
+    reconcile(Kind::DataContract, "orders@v1").await;
+    reconcile(Kind::DataProduct, "shop").await;
+    let failing = Some(("False".to_string(), "ChecksFailing".to_string()));
+    assert_eq!(tests_passing(&store, Kind::DataContract, "orders@v1").await, failing);
+    assert_eq!(tests_passing(&store, Kind::DataProduct, "shop").await, failing);
+
+    // The product no longer offers the contract: it has nothing tested to say.
+    store.apply(&[resource(&product(""))], &[], &options()).await.unwrap();
+    reconcile(Kind::DataProduct, "shop").await;
+    assert_eq!(tests_passing(&store, Kind::DataProduct, "shop").await, None);
 });
