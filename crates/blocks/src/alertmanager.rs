@@ -145,11 +145,16 @@ impl Alertmanager {
     }
 
     async fn post_all(&self, alerts: &[Alert]) -> BlockResult<()> {
-        // Alertmanager takes any number at once; a bounded body per call is kinder to it.
+        // Alertmanager takes any number at once; a bounded body per call is kinder to it. A
+        // chunk it refuses does not keep the others from it; the round fails, and is posted
+        // again.
+        let mut first_error = None;
         for chunk in alerts.chunks(500) {
-            self.send(self.request(reqwest::Method::POST).json(chunk)).await?;
+            if let Err(e) = self.send(self.request(reqwest::Method::POST).json(chunk)).await {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn held(&self) -> BlockResult<Vec<Labels>> {

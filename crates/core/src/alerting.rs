@@ -66,25 +66,51 @@ pub trait Alerter: Send + Sync {
 /// Label values come from documents: each is cut to this many characters.
 const MAX_LABEL: usize = 200;
 
-/// The alerts for what fails now: one per failing check, labelled with the products that
-/// offer the check's contract (`products_of` the contract's id and domain). Checks outside
-/// the alerter's filter are left out.
+/// A contract failing more checks than this on one server gets one alert for them all, so
+/// that one contract cannot flood the receiver (and the people it pages).
+pub const MAX_ALERTS_PER_SERVER: usize = 20;
+
+/// The alerts for what fails now: one per failing check (past [`MAX_ALERTS_PER_SERVER`] of a
+/// contract on a server, one `MeshplaneContractChecksFailing` for them), labelled with the
+/// products that offer the check's contract (`products_of` the contract's id and domain).
+/// Checks outside the alerter's filter are left out.
 pub fn alerts_for(
     alerter: &dyn Alerter,
     failing: &[Standing],
     products_of: impl Fn(&str, &str) -> Vec<String>,
 ) -> Vec<Alert> {
     let filter = alerter.filter();
-    failing
-        .iter()
-        .filter_map(|f| {
-            let products = products_of(&f.contract_id, &f.domain);
-            let takes = (filter.domains.is_empty() || filter.domains.contains(&f.domain))
-                && (filter.contracts.is_empty() || filter.contracts.contains(&f.contract))
-                && (filter.products.is_empty() || products.iter().any(|p| filter.products.contains(p)));
-            takes.then(|| alert(alerter, f, &products))
-        })
+    let mut by_server: BTreeMap<(&str, &str), Vec<Alert>> = BTreeMap::new();
+    for f in failing {
+        let products = products_of(&f.contract_id, &f.domain);
+        let takes = (filter.domains.is_empty() || filter.domains.contains(&f.domain))
+            && (filter.contracts.is_empty() || filter.contracts.contains(&f.contract))
+            && (filter.products.is_empty() || products.iter().any(|p| filter.products.contains(p)));
+        if takes {
+            by_server.entry((&f.contract, &f.server)).or_default().push(alert(alerter, f, &products));
+        }
+    }
+    by_server
+        .into_values()
+        .flat_map(|alerts| if alerts.len() > MAX_ALERTS_PER_SERVER { vec![summed(alerts)] } else { alerts })
         .collect()
+}
+
+/// One alert for a contract's many failing checks on a server: the most severe severity, the
+/// earliest start, the count and the first checks.
+fn summed(alerts: Vec<Alert>) -> Alert {
+    let rank = |a: &Alert| SEVERITIES.iter().position(|s| *s == a.labels["severity"]).unwrap_or(SEVERITIES.len());
+    let worst = alerts.iter().min_by_key(|a| rank(a)).map(|a| a.labels["severity"].clone()).unwrap_or_default();
+    let starts_at = alerts.iter().map(|a| a.starts_at.clone()).min().unwrap_or_default();
+    let checks: Vec<&str> = alerts.iter().take(10).map(|a| a.labels["check"].as_str()).collect();
+    let mut labels = alerts[0].labels.clone();
+    labels.remove("check");
+    labels.insert("alertname".into(), "MeshplaneContractChecksFailing".into());
+    labels.insert("severity".into(), worst);
+    let summary = format!("{}: {} checks fail on server `{}`", labels["contract"], alerts.len(), labels["server"]);
+    let description = format!("among them: {}", checks.join(", "));
+    let annotations = BTreeMap::from([("summary".into(), summary), ("description".into(), cut(&description, 1_000))]);
+    Alert { labels, annotations, starts_at, ends_at: None }
 }
 
 /// The severities a rule may give (ODCS leaves them open; these are the usual words): any
@@ -289,6 +315,25 @@ mod tests {
         assert_eq!(posted.len(), 2);
         assert_eq!(posted[0], firing[0]);
         assert_eq!((&posted[1].labels, posted[1].ends_at.as_deref()), (&gone, Some("2026-12-07T11:00:00Z")));
+    }
+
+    #[test]
+    fn a_contract_failing_many_checks_on_a_server_gets_one_alert_for_them() {
+        let many: Vec<Standing> = (0..=MAX_ALERTS_PER_SERVER)
+            .map(|i| standing("orders", &format!("c{i:02}"), "fail", Some(if i == 7 { "critical" } else { "low" })))
+            .collect();
+        let few = [standing("returns", "r", "fail", None)];
+        let found = alerts_for(&every(), &[many, few.to_vec()].concat(), |_, _| vec![]);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        let summed = &found[0];
+        assert_eq!(summed.labels["alertname"], "MeshplaneContractChecksFailing");
+        assert_eq!(summed.labels["severity"], "critical", "the worst of them");
+        assert!(!summed.labels.contains_key("check"));
+        assert_eq!(
+            summed.annotations["summary"],
+            format!("orders@v1: {} checks fail on server `prod`", MAX_ALERTS_PER_SERVER + 1)
+        );
+        assert_eq!(found[1].labels["check"], "r", "another contract's checks stand apart");
     }
 
     #[test]
