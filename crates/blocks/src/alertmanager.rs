@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::delivery;
 use crate::platform::{Platform, Secret};
-use crate::registry::{BlockType, Built, describe};
+use crate::registry::{BlockType, Built};
 
 /// An Alertmanager's configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -79,11 +79,7 @@ impl BlockType for AlertmanagerConfig {
     fn build(&self, name: &str, platform: &Arc<Platform>, _base: &Path) -> Result<Built, String> {
         let token = self.token.as_ref().map(Secret::resolve).transpose();
         let token = token.map_err(|e| format!("alertmanager `{name}`: {e}"))?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_millis(self.timeout_ms))
-            .build()
-            .map_err(|e| format!("alertmanager `{name}`: {e}"))?;
+        let client = delivery::client(self.timeout_ms).map_err(|e| format!("alertmanager `{name}`: {e}"))?;
         let alerts = format!("{}/api/v2/alerts", self.url.trim_end_matches('/'));
         Ok(Built::Alerter(Arc::new(Alertmanager {
             name: name.to_string(),
@@ -97,9 +93,7 @@ impl BlockType for AlertmanagerConfig {
 
     /// As configured, but the URL without user, password and query.
     fn describe(&self) -> serde_json::Value {
-        let mut described = describe(self);
-        described["url"] = delivery::described_url(&self.url).into();
-        described
+        delivery::described(self, &self.url)
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

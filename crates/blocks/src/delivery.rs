@@ -26,8 +26,25 @@ pub(crate) fn url_problem(url: &str) -> Option<(&'static str, String)> {
     (!fits).then(|| ("url", format!("`url` must be an http:// or https:// URL, not `{url}`")))
 }
 
+/// The HTTP client a sink or an alerter sends with: redirects are never followed (a receiver
+/// cannot send the server elsewhere), and each call ends after `timeout_ms`.
+pub(crate) fn client(timeout_ms: u64) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_millis(timeout_ms))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// A configuration as clients see it, its `url` without user, password and query.
+pub(crate) fn described<T: serde::Serialize>(config: &T, url: &str) -> serde_json::Value {
+    let mut described = crate::registry::describe(config);
+    described["url"] = described_url(url).into();
+    described
+}
+
 /// A URL as clients see it: without user, password and query, which may hold a token.
-pub(crate) fn described_url(url: &str) -> String {
+fn described_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut url) => {
             let _ = url.set_username("");

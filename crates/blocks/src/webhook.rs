@@ -18,7 +18,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -31,7 +30,7 @@ use sha2::Sha256;
 
 use crate::delivery;
 use crate::platform::{Platform, Secret};
-use crate::registry::{BlockType, Built, describe};
+use crate::registry::{BlockType, Built};
 
 /// A webhook's configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -69,19 +68,13 @@ impl BlockType for WebhookConfig {
     fn build(&self, name: &str, _platform: &Arc<Platform>, _base: &Path) -> Result<Built, String> {
         let secret = self.secret.resolve().map_err(|e| format!("webhook `{name}`: {e}"))?;
         let key = signing_key(&secret).map_err(|e| format!("webhook `{name}`: {e}"))?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_millis(self.timeout_ms))
-            .build()
-            .map_err(|e| format!("webhook `{name}`: {e}"))?;
+        let client = delivery::client(self.timeout_ms).map_err(|e| format!("webhook `{name}`: {e}"))?;
         Ok(Built::Sink(Arc::new(Webhook { name: name.to_string(), config: self.clone(), key, client })))
     }
 
     /// As configured, but the URL without user, password and query, which may hold a token.
     fn describe(&self) -> serde_json::Value {
-        let mut described = describe(self);
-        described["url"] = delivery::described_url(&self.url).into();
-        described
+        delivery::described(self, &self.url)
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

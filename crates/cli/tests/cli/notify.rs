@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{Served, free_port, meshplane, serve_with, token_for};
+use crate::{Served, free_port, meshplane, serve_with, token_for, wait_ready};
 
 /// The receiver's secret, and another one (a sink that signs with it forges).
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8G";
@@ -649,19 +649,6 @@ fn test_with_rows(scratch: &Scratch, url: &str, id: &str, rows: usize, at: &str)
     run["failed"].as_bool().unwrap()
 }
 
-fn ready(url: &str, kind: &str, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = json(url, &format!("/api/v1/{kind}/{name}"));
-        let conditions = body["reconciled"]["conditions"].as_array().cloned().unwrap_or_default();
-        if conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} never got ready: {body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn ours(firing: &[Value]) -> Vec<&Value> {
     firing.iter().filter(|a| a["labels"]["meshplane_alerter"] == "am").collect()
 }
@@ -680,8 +667,8 @@ fn alertmanager_shows_a_failing_check_firing_while_it_fails_and_resolved_once_it
         .send()
         .unwrap();
     assert_eq!(applied.status().as_u16(), 200, "{}", applied.text().unwrap());
-    ready(&first.url, "contracts", "stock@v1");
-    ready(&first.url, "contracts", "elsewhere@v1");
+    wait_ready(&first.url, "contracts", "stock@v1");
+    wait_ready(&first.url, "contracts", "elsewhere@v1");
 
     // One row: the check fails, and its alert fires with where and how bad; the other
     // domain's failing check is not this alerter's.

@@ -63,10 +63,15 @@ pub(crate) async fn run(store: &Store, blocks: &Blocks, kind: Kind, name: &str) 
     result.map(|_| ())
 }
 
+/// The condition `type_` of a resource, as (status, reason), if it has one.
+pub(crate) async fn condition(store: &Store, kind: Kind, name: &str, type_: &str) -> Option<(String, String)> {
+    let status = store.status(kind, name).await.unwrap()?;
+    let c = status.conditions.into_iter().find(|c| c.kind == type_)?;
+    Some((c.status.as_str().to_string(), c.reason))
+}
+
 async fn ready(store: &Store, kind: Kind, name: &str) -> (String, String) {
-    let status = store.status(kind, name).await.unwrap().unwrap();
-    let c = status.conditions.iter().find(|c| c.kind == "Ready").unwrap();
-    (c.status.as_str().to_string(), c.reason.clone())
+    condition(store, kind, name, "Ready").await.unwrap()
 }
 
 fn shop() -> String {

@@ -119,11 +119,8 @@ on_both!(runs_stand_per_schedule_and_a_repeated_key_counts_once, |place: Place| 
     assert!(standing.iter().all(|s| s.key != "a"), "{standing:?}");
 });
 
-/// `TestsPassing` of a resource, as (status, reason), if it has one.
 async fn tests_passing(store: &Store, kind: Kind, name: &str) -> Option<(String, String)> {
-    let status = store.status(kind, name).await.unwrap()?;
-    let c = status.conditions.into_iter().find(|c| c.kind == "TestsPassing")?;
-    Some((c.status.as_str().to_string(), c.reason))
+    crate::cleanup::condition(store, kind, name, "TestsPassing").await
 }
 
 on_both!(tests_passing_follows_the_standing_and_goes_with_the_last_tested_port, |place: Place| async move {
